@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Block device layer: the consumer API (used by vhost controllers).
+ *
+ * Rules:
+ * - The registry (create, find, claim, delete, foreach) lives on the control thread.
+ * - I/O goes through a per-(bdev, reactor) channel: vh_bdev_channel_get/put and vh_bdev_submit
+ *   run on the reactor that owns the channel, and only there.
+ * - Completion contract: vh_bdev_submit() returns 0 and calls io->cb exactly once, later, on the
+ *   submitting reactor; or returns -errno and never calls io->cb. -EAGAIN/-ENOMEM mean "retry
+ *   on a later poll", never an error for the guest.
+ * - A claimed bdev (used by a controller) cannot be deleted. Channels exist only while claimed.
+ * - Offsets and lengths are in bytes and are multiples of the block size; the consumer checks
+ *   the range against vh_bdev_size() before submitting.
+ */
+#ifndef VH_BDEV_BDEV_H
+#define VH_BDEV_BDEV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#define VH_NAME_MAX 64 /* bytes, including the NUL */
+
+enum vh_bdev_io_type {
+	VH_BDEV_IO_READ = 0,
+	VH_BDEV_IO_WRITE,
+	VH_BDEV_IO_FLUSH,
+	VH_BDEV_IO_DISCARD,
+	VH_BDEV_IO_WRITE_ZEROES,
+	VH_BDEV_IO_NTYPES,
+};
+
+#define VH_BDEV_IO_F_UNMAP 0x1 /* WRITE_ZEROES may deallocate */
+
+struct vh_bdev;
+struct vh_bdev_channel;
+
+struct vh_bdev_io {
+	/* Set by the consumer before vh_bdev_submit(). */
+	uint8_t type;               /* enum vh_bdev_io_type */
+	uint8_t flags;              /* VH_BDEV_IO_F_* */
+	uint64_t offset;            /* bytes */
+	uint64_t length;            /* bytes; for READ/WRITE equals the iovec total */
+	struct iovec *iov;
+	int iovcnt;
+	void (*cb)(struct vh_bdev_io *io, int status); /* status 0 or -errno */
+	/* Owned by the bdev layer and the back-end while in flight. */
+	struct vh_bdev_io *next;
+	struct vh_bdev_channel *ch;
+	int status;
+	uint64_t module_ctx[4];
+};
+
+/* Registry: control thread only. */
+struct vh_bdev *vh_bdev_find(const char *name);
+/* Call fn for each bdev in creation order; stops early if fn returns non-zero (returned). */
+int vh_bdev_foreach(int (*fn)(struct vh_bdev *b, void *arg), void *arg);
+/* Claim for exclusive use by @owner (a controller name). -EBUSY if already claimed. */
+int vh_bdev_claim(struct vh_bdev *b, const char *owner);
+void vh_bdev_release(struct vh_bdev *b);
+/* The claim holder's name, or NULL. */
+const char *vh_bdev_claimed_by(const struct vh_bdev *b);
+/* Delete by name. -ENODEV if unknown, -EBUSY if claimed, -EINVAL if @module does not match. */
+int vh_bdev_delete(const char *name, const char *module);
+
+/* Properties: any thread (immutable while claimed, except num_blocks on resize). */
+const char *vh_bdev_name(const struct vh_bdev *b);
+const char *vh_bdev_module_name(const struct vh_bdev *b);
+uint32_t vh_bdev_block_size(const struct vh_bdev *b);
+uint64_t vh_bdev_num_blocks(const struct vh_bdev *b);
+uint64_t vh_bdev_size(const struct vh_bdev *b);
+bool vh_bdev_io_type_supported(const struct vh_bdev *b, enum vh_bdev_io_type t);
+/* True if completed writes may sit in a volatile cache until FLUSH. */
+bool vh_bdev_has_write_cache(const struct vh_bdev *b);
+const char *vh_bdev_uuid(const struct vh_bdev *b);
+
+/* Channels: reactor thread only. Refcounted per reactor. NULL on failure. */
+struct vh_bdev_channel *vh_bdev_channel_get(struct vh_bdev *b);
+void vh_bdev_channel_put(struct vh_bdev_channel *ch);
+
+/* Submit: see the completion contract above. Reactor thread owning @ch. */
+int vh_bdev_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io);
+
+/* Test/debug: set on a bdev to complete I/O out of order with random delays (µs, 0 = off). */
+void vh_bdev_set_reorder_delay(struct vh_bdev *b, uint32_t max_delay_us);
+
+/* Tear down every bdev (shutdown). Control thread; all claims must be released. */
+void vh_bdev_fini(void);
+
+#endif

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Block device back-end interface: what a back-end (null, ram, uring, nvme) implements.
+ *
+ * Rules:
+ * - create/destruct/info_json/config_json run on the control thread.
+ * - channel_create/channel_destroy/submit/poll/arm run on the reactor owning the channel.
+ * - submit follows the contract in bdev.h; a back-end that finishes inside submit() must still
+ *   call the callback later (use vh_bdev_io_complete_deferred()).
+ */
+#ifndef VH_BDEV_MODULE_H
+#define VH_BDEV_MODULE_H
+
+#include <jansson.h>
+
+#include "bdev/bdev.h"
+#include "core/reactor.h"
+
+struct vh_bdev_module {
+	const char *name;
+	/* Reactor: per-reactor state. NULL on failure. */
+	void *(*channel_create)(struct vh_bdev *b);
+	void (*channel_destroy)(void *ch);
+	/* Reactor: start one I/O. 0 or -errno (see bdev.h). */
+	int (*submit)(void *ch, struct vh_bdev_io *io);
+	/* Reactor: reap completions; VH_POLL_BUSY or VH_POLL_IDLE. Optional. */
+	int (*poll)(void *ch);
+	/* Reactor: before sleeping; > 0 if completions are pending. Optional. */
+	int (*arm)(void *ch);
+	/* Reactor: fd that becomes readable when completions arrive, or -1. Optional. */
+	int (*wake_fd)(void *ch);
+	/* Control: free the back-end's context. */
+	void (*destruct)(struct vh_bdev *b);
+	/* Control: add "driver_specific" members for bdev_get_bdevs. Optional. */
+	void (*info_json)(struct vh_bdev *b, json_t *driver_specific);
+	/* Control: the {method, params} object that re-creates this bdev (save_config). */
+	json_t *(*config_json)(struct vh_bdev *b);
+};
+
+struct vh_bdev {
+	char name[VH_NAME_MAX];
+	char uuid[37];
+	const struct vh_bdev_module *module;
+	void *ctx;                  /* the back-end's */
+	uint32_t block_size;
+	uint64_t num_blocks;
+	uint32_t io_types;          /* bit (1 << enum vh_bdev_io_type) per supported type */
+	bool write_cache;
+
+	/* Private to bdev.c. */
+	char claimed_by[VH_NAME_MAX];
+	uint32_t reorder_delay_us;
+	struct vh_bdev_channel *channels[VH_MAX_REACTORS];
+	struct vh_bdev *next;
+};
+
+/*
+ * Register a filled-in bdev (name, module, ctx, block_size, num_blocks, io_types). The layer
+ * takes ownership of @b (allocated with calloc). Returns 0, -EEXIST for a duplicate name or
+ * -EINVAL for a bad name or geometry. Control thread.
+ */
+int vh_bdev_register(struct vh_bdev *b);
+
+/* Validate a bdev or controller name: 1..63 bytes of [A-Za-z0-9_.:-]. Returns 0 or -EINVAL. */
+int vh_name_check(const char *name);
+
+/*
+ * Complete @io with @status (0 or -errno): calls io->cb now. Back-ends call it from poll(), never
+ * from submit(). Reactor thread.
+ */
+void vh_bdev_io_done(struct vh_bdev_io *io, int status);
+
+/*
+ * For back-ends that finish inside submit(): complete @io with @status at the channel's next
+ * poll, so the callback still runs "later". Reactor thread.
+ */
+void vh_bdev_io_complete_deferred(struct vh_bdev_io *io, int status);
+
+/* Built-in back-ends (control thread). Return 0 or -errno. */
+int vh_bdev_null_create(const char *name, uint64_t num_blocks, uint32_t block_size);
+int vh_bdev_ram_create(const char *name, uint64_t num_blocks, uint32_t block_size);
+
+#endif

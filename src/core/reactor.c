@@ -1,0 +1,457 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/reactor.h"
+
+struct vh_poller {
+	struct vh_poller_ops ops;
+	void *arg;
+	int wake_fd;
+	bool dead;
+	bool armed;
+	struct vh_poller *next;
+	char name[32];
+};
+
+struct vh_reactor {
+	struct vh_msgq msgq; /* first: large and cache-aligned */
+	unsigned idx;
+	unsigned core;
+	pthread_t tid;
+	int epfd;
+	bool stop;
+	bool pin;
+	uint64_t idle_ns;
+	struct vh_poller *pollers;
+	unsigned npollers_dead;
+	struct vh_deferred *deferred;
+	uint64_t heartbeat;
+	int sleeping;
+	struct vh_reactor_stats stats;
+};
+
+static struct vh_reactor *g_reactors[VH_MAX_REACTORS];
+static unsigned g_count;
+static uint64_t g_mask;
+static __thread struct vh_reactor *t_self;
+
+unsigned
+vh_reactor_count(void)
+{
+	return g_count;
+}
+
+struct vh_reactor *
+vh_reactor_get(unsigned i)
+{
+	return i < g_count ? g_reactors[i] : NULL;
+}
+
+struct vh_reactor *
+vh_reactor_by_core(unsigned core)
+{
+	for (unsigned i = 0; i < g_count; i++) {
+		if (g_reactors[i]->core == core) {
+			return g_reactors[i];
+		}
+	}
+	return NULL;
+}
+
+uint64_t
+vh_reactor_mask(void)
+{
+	return g_mask;
+}
+
+struct vh_reactor *
+vh_reactor_self(void)
+{
+	return t_self;
+}
+
+unsigned
+vh_reactor_index(const struct vh_reactor *r)
+{
+	return r->idx;
+}
+
+unsigned
+vh_reactor_core(const struct vh_reactor *r)
+{
+	return r->core;
+}
+
+int
+vh_reactor_send(struct vh_reactor *r, vh_msg_fn fn, void *arg)
+{
+	return vh_msgq_send(&r->msgq, fn, arg);
+}
+
+uint64_t
+vh_reactor_heartbeat(const struct vh_reactor *r)
+{
+	return __atomic_load_n(&r->heartbeat, __ATOMIC_RELAXED);
+}
+
+bool
+vh_reactor_is_sleeping(const struct vh_reactor *r)
+{
+	return __atomic_load_n(&r->sleeping, __ATOMIC_RELAXED) != 0;
+}
+
+void
+vh_reactor_get_stats(const struct vh_reactor *r, struct vh_reactor_stats *st)
+{
+	st->busy_polls = __atomic_load_n(&r->stats.busy_polls, __ATOMIC_RELAXED);
+	st->idle_polls = __atomic_load_n(&r->stats.idle_polls, __ATOMIC_RELAXED);
+	st->sleeps = __atomic_load_n(&r->stats.sleeps, __ATOMIC_RELAXED);
+}
+
+static int
+epoll_watch(struct vh_reactor *r, int fd, void *ptr)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = ptr};
+
+	if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		return -errno;
+	}
+	return 0;
+}
+
+struct vh_poller *
+vh_poller_register(const struct vh_poller_ops *ops, void *arg, int wake_fd, const char *name)
+{
+	struct vh_reactor *r = t_self;
+	struct vh_poller *p;
+
+	if (r == NULL) {
+		return NULL;
+	}
+	p = calloc(1, sizeof(*p));
+	if (p == NULL) {
+		return NULL;
+	}
+	p->ops = *ops;
+	p->arg = arg;
+	p->wake_fd = -1;
+	snprintf(p->name, sizeof(p->name), "%s", name ? name : "poller");
+	if (wake_fd >= 0 && vh_poller_set_wake_fd(p, wake_fd) < 0) {
+		free(p);
+		return NULL;
+	}
+	/* Append: pollers run in registration order. */
+	struct vh_poller **pp = &r->pollers;
+	while (*pp) {
+		pp = &(*pp)->next;
+	}
+	*pp = p;
+	return p;
+}
+
+int
+vh_poller_set_wake_fd(struct vh_poller *p, int wake_fd)
+{
+	struct vh_reactor *r = t_self;
+	int rc = 0;
+
+	if (p->wake_fd >= 0) {
+		epoll_ctl(r->epfd, EPOLL_CTL_DEL, p->wake_fd, NULL);
+	}
+	p->wake_fd = -1;
+	if (wake_fd >= 0) {
+		rc = epoll_watch(r, wake_fd, p);
+		if (rc == 0) {
+			p->wake_fd = wake_fd;
+		}
+	}
+	return rc;
+}
+
+void
+vh_poller_unregister(struct vh_poller **pp)
+{
+	struct vh_poller *p = *pp;
+
+	if (p == NULL) {
+		return;
+	}
+	*pp = NULL;
+	if (p->wake_fd >= 0) {
+		epoll_ctl(t_self->epfd, EPOLL_CTL_DEL, p->wake_fd, NULL);
+		p->wake_fd = -1;
+	}
+	/* Freed at the end of the iteration: we may be inside its own poll(). */
+	p->dead = true;
+	t_self->npollers_dead++;
+}
+
+void
+vh_reactor_defer(struct vh_deferred *d)
+{
+	struct vh_reactor *r = t_self;
+
+	if (d->queued) {
+		return;
+	}
+	d->queued = true;
+	d->next = r->deferred;
+	r->deferred = d;
+}
+
+static void
+reap_dead(struct vh_reactor *r)
+{
+	struct vh_poller **pp = &r->pollers;
+
+	while (*pp) {
+		struct vh_poller *p = *pp;
+
+		if (p->dead) {
+			*pp = p->next;
+			free(p);
+		} else {
+			pp = &p->next;
+		}
+	}
+	r->npollers_dead = 0;
+}
+
+static void
+run_deferred(struct vh_reactor *r)
+{
+	while (r->deferred) {
+		struct vh_deferred *d = r->deferred;
+
+		r->deferred = d->next;
+		d->queued = false;
+		d->fn(d);
+	}
+}
+
+static int
+poll_once(struct vh_reactor *r)
+{
+	int busy = VH_POLL_IDLE;
+
+	if (vh_msgq_drain(&r->msgq, 64) > 0) {
+		busy = VH_POLL_BUSY;
+	}
+	for (struct vh_poller *p = r->pollers; p; p = p->next) {
+		if (!p->dead && p->ops.poll(p->arg) == VH_POLL_BUSY) {
+			busy = VH_POLL_BUSY;
+		}
+	}
+	run_deferred(r);
+	if (r->npollers_dead) {
+		reap_dead(r);
+	}
+	return busy;
+}
+
+static void
+disarm_all(struct vh_reactor *r)
+{
+	for (struct vh_poller *p = r->pollers; p; p = p->next) {
+		if (p->armed) {
+			p->armed = false;
+			if (!p->dead && p->ops.disarm) {
+				p->ops.disarm(p->arg);
+			}
+		}
+	}
+}
+
+/* Returns true if every poller armed without finding work. */
+static bool
+arm_all(struct vh_reactor *r)
+{
+	for (struct vh_poller *p = r->pollers; p; p = p->next) {
+		if (p->dead || p->ops.arm == NULL) {
+			continue;
+		}
+		p->armed = true;
+		if (p->ops.arm(p->arg) > 0) {
+			disarm_all(r);
+			return false;
+		}
+	}
+	return true;
+}
+
+static void
+sleep_once(struct vh_reactor *r)
+{
+	struct epoll_event evs[32];
+	int n;
+
+	if (!arm_all(r)) {
+		return;
+	}
+	if (!vh_msgq_prepare_sleep(&r->msgq)) {
+		disarm_all(r);
+		return;
+	}
+	__atomic_store_n(&r->sleeping, 1, __ATOMIC_RELAXED);
+	r->stats.sleeps++;
+	/* The timeout bounds how stale the heartbeat can get, not correctness. */
+	n = epoll_wait(r->epfd, evs, VH_ARRAY_SIZE(evs), 1000);
+	__atomic_store_n(&r->sleeping, 0, __ATOMIC_RELAXED);
+	vh_msgq_wake_done(&r->msgq);
+	for (int i = 0; i < n; i++) {
+		struct vh_poller *p = evs[i].data.ptr;
+		uint64_t v;
+
+		/* Clear the eventfd counter; the poller finds the work itself. */
+		if (p != NULL && p->wake_fd >= 0 && read(p->wake_fd, &v, sizeof(v)) < 0) {
+			/* EAGAIN: another reader (the guest's kick was already consumed). */
+		}
+	}
+	disarm_all(r);
+}
+
+static void *
+reactor_main(void *arg)
+{
+	struct vh_reactor *r = arg;
+	uint64_t idle_since = 0;
+	char name[16];
+
+	t_self = r;
+	snprintf(name, sizeof(name), "reactor_%u", r->core);
+	pthread_setname_np(pthread_self(), name);
+	if (r->pin) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(r->core, &set);
+		if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0) {
+			VH_WARN("reactor", "cannot pin reactor to core %u", r->core);
+		}
+	}
+	VH_INFO("reactor", "reactor %u running on core %u", r->idx, r->core);
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		__atomic_store_n(&r->heartbeat, r->heartbeat + 1, __ATOMIC_RELAXED);
+		if (poll_once(r) == VH_POLL_BUSY) {
+			r->stats.busy_polls++;
+			idle_since = 0;
+			continue;
+		}
+		r->stats.idle_polls++;
+		if (r->idle_ns == 0) {
+			continue;
+		}
+		uint64_t now = vh_now_ns();
+		if (idle_since == 0) {
+			idle_since = now;
+		} else if (now - idle_since >= r->idle_ns) {
+			sleep_once(r);
+			idle_since = 0;
+		}
+	}
+	/* Last messages (e.g. teardown of pollers) still run before exit. */
+	while (vh_msgq_drain(&r->msgq, 64) > 0) {
+	}
+	run_deferred(r);
+	reap_dead(r);
+	return NULL;
+}
+
+static void
+reactor_free(struct vh_reactor *r)
+{
+	if (r->epfd >= 0) {
+		close(r->epfd);
+	}
+	vh_msgq_fini(&r->msgq);
+	free(r);
+}
+
+static struct vh_reactor *
+reactor_new(unsigned idx, unsigned core, const struct vh_reactor_opts *opts)
+{
+	struct vh_reactor *r;
+
+	if (posix_memalign((void **)&r, VH_CACHE_LINE, sizeof(*r)) != 0) {
+		return NULL;
+	}
+	memset(r, 0, sizeof(*r));
+	r->epfd = -1;
+	if (vh_msgq_init(&r->msgq) < 0) {
+		free(r);
+		return NULL;
+	}
+	r->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (r->epfd < 0 || epoll_watch(r, r->msgq.efd, NULL) < 0) {
+		reactor_free(r);
+		return NULL;
+	}
+	r->idx = idx;
+	r->core = core;
+	r->idle_ns = opts->idle_ns;
+	r->pin = opts->pin;
+	return r;
+}
+
+int
+vh_reactors_start(const struct vh_reactor_opts *opts)
+{
+	int rc;
+
+	if (opts->cpumask == 0) {
+		return -EINVAL;
+	}
+	for (unsigned core = 0; core < 64; core++) {
+		if (!(opts->cpumask & (1ull << core))) {
+			continue;
+		}
+		struct vh_reactor *r = reactor_new(g_count, core, opts);
+		if (r == NULL) {
+			rc = -ENOMEM;
+			goto out_stop;
+		}
+		g_reactors[g_count++] = r;
+		rc = -pthread_create(&r->tid, NULL, reactor_main, r);
+		if (rc < 0) {
+			g_count--;
+			reactor_free(r);
+			goto out_stop;
+		}
+	}
+	g_mask = opts->cpumask;
+	return 0;
+
+out_stop:
+	vh_reactors_stop();
+	return rc;
+}
+
+static void
+wake_for_stop(void *arg)
+{
+	(void)arg;
+}
+
+void
+vh_reactors_stop(void)
+{
+	for (unsigned i = 0; i < g_count; i++) {
+		__atomic_store_n(&g_reactors[i]->stop, true, __ATOMIC_RELEASE);
+		vh_reactor_send(g_reactors[i], wake_for_stop, NULL);
+	}
+	for (unsigned i = 0; i < g_count; i++) {
+		pthread_join(g_reactors[i]->tid, NULL);
+		reactor_free(g_reactors[i]);
+		g_reactors[i] = NULL;
+	}
+	g_count = 0;
+	g_mask = 0;
+}

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+
+int
+vh_strlcpy_checked(char *dst, const char *src, size_t size)
+{
+	size_t len = strnlen(src, size);
+
+	if (len >= size) {
+		return -ENAMETOOLONG;
+	}
+	memcpy(dst, src, len + 1);
+	return 0;
+}
+
+static int
+parse_list(const char *s, uint64_t *mask)
+{
+	uint64_t m = 0;
+	const char *p = s + 1;
+
+	for (;;) {
+		char *end;
+		unsigned long a, b;
+
+		if (!isdigit((unsigned char)*p)) {
+			return -EINVAL;
+		}
+		a = strtoul(p, &end, 10);
+		b = a;
+		p = end;
+		if (*p == '-') {
+			p++;
+			if (!isdigit((unsigned char)*p)) {
+				return -EINVAL;
+			}
+			b = strtoul(p, &end, 10);
+			p = end;
+		}
+		if (a > b || b >= 64) {
+			return -EINVAL;
+		}
+		for (unsigned long i = a; i <= b; i++) {
+			m |= 1ull << i;
+		}
+		if (*p == ',') {
+			p++;
+			continue;
+		}
+		if (*p == ']' && p[1] == '\0') {
+			break;
+		}
+		return -EINVAL;
+	}
+	*mask = m;
+	return 0;
+}
+
+int
+vh_parse_cpumask(const char *s, uint64_t *mask)
+{
+	char *end;
+	unsigned long long v;
+
+	if (s == NULL || *s == '\0') {
+		return -EINVAL;
+	}
+	if (s[0] == '[') {
+		return parse_list(s, mask);
+	}
+	errno = 0;
+	v = strtoull(s, &end, 16);
+	if (errno != 0 || *end != '\0' || v == 0) {
+		return -EINVAL;
+	}
+	*mask = v;
+	return 0;
+}
+
+int
+vh_fd_set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		return -errno;
+	}
+	if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+		return -errno;
+	}
+	return 0;
+}

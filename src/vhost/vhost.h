@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * vhost-user controllers: the public API used by the RPC layer and main().
+ *
+ * Rules:
+ * - Every function here runs on the control thread.
+ * - A controller owns one listening UNIX socket <socket_dir>/<name>, mode 0600 (group as
+ *   configured), and serves one front-end at a time. It never accepts a connection it is not
+ *   ready to serve: while a front-end is connected the listening socket is not polled, so a
+ *   second front-end waits in the backlog.
+ * - A controller claims its bdev for its whole life.
+ */
+#ifndef VH_VHOST_VHOST_H
+#define VH_VHOST_VHOST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "bdev/bdev.h"
+
+#define VH_VHOST_MAX_QUEUES 64
+#define VH_VHOST_DEFAULT_QUEUES 32
+
+struct vh_vhost_ctrlr;
+
+struct vh_vhost_blk_opts {
+	const char *name;      /* controller name; the socket is <socket_dir>/<name> */
+	const char *bdev_name;
+	uint64_t cpumask;      /* reactors serving its queues; 0 = all */
+	bool readonly;
+	uint16_t num_queues;   /* max queues advertised (GET_QUEUE_NUM); 0 = default */
+	bool packed_ring;      /* reserved; refused for now */
+};
+
+/*
+ * Configure where sockets go (must exist) and their group (-1 = unchanged). Call once before
+ * creating controllers. Returns 0 or -errno.
+ */
+int vh_vhost_init(const char *socket_dir, gid_t sock_group);
+
+/*
+ * Create a vhost-user-blk controller and start listening. Returns 0, or -EEXIST (name taken),
+ * -ENODEV (no such bdev), -EBUSY (bdev claimed), -EINVAL (bad name/cpumask/options),
+ * -ENAMETOOLONG (socket path too long), or another -errno from socket setup.
+ */
+int vh_vhost_blk_create(const struct vh_vhost_blk_opts *opts);
+
+/*
+ * Delete a controller: stop listening, unlink the socket, stop the session's rings (waiting for
+ * in-flight I/O in the background), close the connection, release the bdev.
+ * Returns 0 or -ENODEV.
+ */
+int vh_vhost_delete(const char *name);
+
+struct vh_vhost_ctrlr *vh_vhost_find(const char *name);
+/* Call fn per controller in creation order; stops early if fn returns non-zero (returned). */
+int vh_vhost_foreach(int (*fn)(struct vh_vhost_ctrlr *c, void *arg), void *arg);
+
+const char *vh_vhost_ctrlr_name(const struct vh_vhost_ctrlr *c);
+
+/* vhost_get_controllers entry (SPDK's shape). New reference. */
+json_t *vh_vhost_ctrlr_info_json(const struct vh_vhost_ctrlr *c);
+/* save_config entry: {"method": "vhost_create_blk_controller", "params": {...}}. */
+json_t *vh_vhost_ctrlr_config_json(const struct vh_vhost_ctrlr *c);
+
+/*
+ * The bdev under a controller changed size: update the config space and tell the connected
+ * front-end (CONFIG_CHANGE_MSG on the back-end channel). Returns the number of controllers told.
+ */
+int vh_vhost_bdev_resized(struct vh_bdev *b);
+
+/*
+ * Shutdown: stop listening everywhere, quiesce every session (in-flight I/O completes), close
+ * them, then call done(arg) on the control thread.
+ */
+void vh_vhost_shutdown(void (*done)(void *arg), void *arg);
+
+#endif
