@@ -52,6 +52,12 @@ struct vh_bdev_io {
 	uint64_t module_ctx[4];
 };
 
+/*
+ * Validate a bdev or controller name: 1..63 bytes of [A-Za-z0-9_.:-], not "." or "..", so it is
+ * safe as a socket file name. Returns 0 or -EINVAL. Any thread.
+ */
+int vh_name_check(const char *name);
+
 /* Registry: control thread only. */
 struct vh_bdev *vh_bdev_find(const char *name);
 /* Call fn for each bdev in creation order; stops early if fn returns non-zero (returned). */
@@ -81,9 +87,6 @@ void vh_bdev_channel_put(struct vh_bdev_channel *ch);
 
 /* Submit: see the completion contract above. Reactor thread owning @ch. */
 int vh_bdev_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io);
-
-/* Test/debug: set on a bdev to complete I/O out of order with random delays (µs, 0 = off). */
-void vh_bdev_set_reorder_delay(struct vh_bdev *b, uint32_t max_delay_us);
 
 /* Tear down every bdev (shutdown). Control thread; all claims must be released. */
 void vh_bdev_fini(void);

@@ -49,7 +49,6 @@ struct vh_bdev {
 
 	/* Private to bdev.c. */
 	char claimed_by[VH_NAME_MAX];
-	uint32_t reorder_delay_us;
 	struct vh_bdev_channel *channels[VH_MAX_REACTORS];
 	struct vh_bdev *next;
 };
@@ -60,9 +59,6 @@ struct vh_bdev {
  * -EINVAL for a bad name or geometry. Control thread.
  */
 int vh_bdev_register(struct vh_bdev *b);
-
-/* Validate a bdev or controller name: 1..63 bytes of [A-Za-z0-9_.:-]. Returns 0 or -EINVAL. */
-int vh_name_check(const char *name);
 
 /*
  * Complete @io with @status (0 or -errno): calls io->cb now. Back-ends call it from poll(), never

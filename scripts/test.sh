@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The test command: installs dependencies, builds a release and an ASan/UBSan variant, runs every
+# test suite, and ends with "N passed, N failed".
+#   scripts/test.sh            everything (unit, functional, fuzz smoke, real QEMU guests)
+#   SUITES="unit func" scripts/test.sh    a subset
+set -uo pipefail
+cd "$(dirname "$0")/.."
+top=$(pwd)
+
+if [ "$(id -u)" = 0 ]; then
+  scripts/install-deps.sh || { echo "dependency installation failed"; echo "0 passed, 1 failed"; exit 1; }
+fi
+
+suites=${SUITES:-"unit func qemu"}
+jobs=$(nproc)
+pass=0 fail=0 skip=0
+
+build() { # dir, meson args...
+  local dir=$1; shift
+  if [ ! -f "$dir/build.ninja" ]; then
+    meson setup "$dir" "$@" >"$dir.setup.log" 2>&1 || { cat "$dir.setup.log"; return 1; }
+  fi
+  ninja -C "$dir" -j "$jobs" >"$dir.build.log" 2>&1 || { tail -50 "$dir.build.log"; return 1; }
+}
+
+# meson test, then add its counts from the JSON log.
+run_suite() { # dir suite
+  local dir=$1 suite=$2
+  echo "=== $suite tests ($dir) ==="
+  meson test -C "$dir" --suite "$suite" --print-errorlogs --no-rebuild --num-processes 1 \
+    --timeout-multiplier "${TIMEOUT_MULT:-1}" | tail -25
+  local counts
+  counts=$(python3 - "$dir/meson-logs/testlog.json" <<'PY'
+import json, sys
+p = f = s = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)["result"]
+    if r in ("OK", "EXPECTEDFAIL"): p += 1
+    elif r == "SKIP": s += 1
+    else: f += 1
+print(p, f, s)
+PY
+)
+  read -r p f s <<<"$counts"
+  pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
+}
+
+echo "=== build: release ==="
+if ! build build-release --buildtype=release -Dwerror=true; then
+  echo "0 passed, 1 failed"; exit 1
+fi
+echo "=== build: asan+ubsan ==="
+if ! build build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false; then
+  echo "0 passed, 1 failed"; exit 1
+fi
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+for s in $suites; do
+  case $s in
+    unit|func) run_suite build-asan "$s" ;;
+    qemu) run_suite build-release qemu ;;
+    *) run_suite build-asan "$s" ;;
+  esac
+done
+
+echo
+if [ "$skip" -gt 0 ]; then
+  echo "$pass passed, $fail failed, $skip skipped"
+else
+  echo "$pass passed, $fail failed"
+fi
+[ "$fail" -eq 0 ]

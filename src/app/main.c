@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * vhostd: command line, start-up order and shutdown.
+ *
+ * Start-up: reactors, then the config file is replayed, and only then is the RPC socket created:
+ * an operator (or a test) that can reach the RPC socket sees the configured daemon. Shutdown
+ * (SIGTERM/SIGINT): stop taking RPCs and connections, let every session's in-flight I/O complete,
+ * then stop the reactors and exit 0.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "vh_config.h"
+#if VH_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#include "bdev/bdev.h"
+#include "core/evloop.h"
+#include "core/log.h"
+#include "core/reactor.h"
+#include "rpc/rpc.h"
+#include "vhost/vhost.h"
+
+#define DEFAULT_RPC_SOCKET "/var/tmp/vhostd.sock"
+
+struct opts {
+	uint64_t cpumask;
+	const char *socket_dir;
+	const char *rpc_socket;
+	const char *config;
+	gid_t group;
+	uint64_t idle_us;
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: vhostd [options]\n"
+		"A poll-mode vhost-user-blk target.\n\n"
+		"  -m, --cpumask MASK       reactor cores, hex (0x3) or list ([0,2-3]); default 0x1\n"
+		"  -S, --socket-dir DIR     where controller sockets are created (DIR/<ctrlr>);\n"
+		"                           default: the current directory\n"
+		"  -r, --rpc-socket PATH    JSON-RPC socket; default " DEFAULT_RPC_SOCKET "\n"
+		"  -c, --config FILE        JSON config (save_config format) replayed at start\n"
+		"  -L, --log-level LEVEL    error, warn, notice (default), info, debug\n"
+		"  -g, --socket-group GROUP group that may use the sockets (they become 0660)\n"
+		"      --idle-us N          sleep after N us without work (default 100; 0 = poll only)\n"
+		"  -h, --help               this text\n"
+		"  -v, --version            print the version\n");
+}
+
+static int
+parse_group(const char *s, gid_t *gid)
+{
+	struct group *g = getgrnam(s);
+	char *end;
+	unsigned long v;
+
+	if (g != NULL) {
+		*gid = g->gr_gid;
+		return 0;
+	}
+	v = strtoul(s, &end, 10);
+	if (*s == '\0' || *end != '\0') {
+		return -EINVAL;
+	}
+	*gid = (gid_t)v;
+	return 0;
+}
+
+static int
+parse_args(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+		{"cpumask", required_argument, NULL, 'm'},
+		{"socket-dir", required_argument, NULL, 'S'},
+		{"rpc-socket", required_argument, NULL, 'r'},
+		{"config", required_argument, NULL, 'c'},
+		{"log-level", required_argument, NULL, 'L'},
+		{"socket-group", required_argument, NULL, 'g'},
+		{"idle-us", required_argument, NULL, 'I'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'v'},
+		{NULL, 0, NULL, 0},
+	};
+	int c, lvl;
+	char *end;
+
+	while ((c = getopt_long(argc, argv, "m:S:r:c:L:g:hv", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			if (vh_parse_cpumask(optarg, &o->cpumask) < 0) {
+				fprintf(stderr, "vhostd: bad cpumask '%s'\n", optarg);
+				return -1;
+			}
+			break;
+		case 'S':
+			o->socket_dir = optarg;
+			break;
+		case 'r':
+			o->rpc_socket = optarg;
+			break;
+		case 'c':
+			o->config = optarg;
+			break;
+		case 'L':
+			lvl = vh_log_parse_level(optarg);
+			if (lvl < 0) {
+				fprintf(stderr, "vhostd: bad log level '%s'\n", optarg);
+				return -1;
+			}
+			vh_log_set_level((enum vh_log_level)lvl);
+			break;
+		case 'g':
+			if (parse_group(optarg, &o->group) < 0) {
+				fprintf(stderr, "vhostd: unknown group '%s'\n", optarg);
+				return -1;
+			}
+			break;
+		case 'I':
+			errno = 0;
+			o->idle_us = strtoull(optarg, &end, 10);
+			if (errno || *optarg == '\0' || *end != '\0' || o->idle_us > 10000000) {
+				fprintf(stderr, "vhostd: bad --idle-us '%s'\n", optarg);
+				return -1;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case 'v':
+			printf("vhostd %s\n", VH_VERSION);
+			exit(0);
+		default:
+			usage(stderr);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "vhostd: unexpected argument '%s'\n", argv[optind]);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+shutdown_done(void *arg)
+{
+	vh_evloop_stop(arg);
+}
+
+static void
+on_signal(void *arg, uint32_t events)
+{
+	int *sfd = arg;
+	struct signalfd_siginfo si;
+	static bool stopping;
+
+	if (read(*sfd, &si, sizeof(si)) != sizeof(si)) {
+		return;
+	}
+	if (stopping) {
+		VH_NOTICE("app", "signal %u again: still draining in-flight I/O", si.ssi_signo);
+		return;
+	}
+	stopping = true;
+	VH_NOTICE("app", "signal %u: shutting down", si.ssi_signo);
+#if VH_HAVE_SYSTEMD
+	sd_notify(0, "STOPPING=1");
+#endif
+	vh_rpc_server_stop();
+	vh_vhost_shutdown(shutdown_done, vh_evloop_main());
+}
+
+static int
+setup_signals(struct vh_evloop *loop, int *sfd)
+{
+	sigset_t set;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	/* Block before the reactors start so they inherit the mask and never take these. */
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) {
+		return -errno;
+	}
+	*sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (*sfd < 0 || vh_evloop_add(loop, *sfd, EPOLLIN, on_signal, sfd) == NULL) {
+		return -errno;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct opts o = {
+		.cpumask = 0x1,
+		.socket_dir = ".",
+		.rpc_socket = DEFAULT_RPC_SOCKET,
+		.group = (gid_t)-1,
+		.idle_us = 100,
+	};
+	struct vh_reactor_opts ro;
+	struct vh_evloop *loop;
+	int sfd = -1, rc;
+
+	if (parse_args(argc, argv, &o) < 0) {
+		return 2;
+	}
+	loop = vh_evloop_create();
+	if (loop == NULL || setup_signals(loop, &sfd) < 0) {
+		VH_ERR("app", "cannot set up the event loop: %s", strerror(errno));
+		return 1;
+	}
+	rc = vh_vhost_init(o.socket_dir, o.group);
+	if (rc < 0) {
+		VH_ERR("app", "socket directory '%s': %s", o.socket_dir, strerror(-rc));
+		return 1;
+	}
+	ro.cpumask = o.cpumask;
+	ro.idle_ns = o.idle_us * 1000;
+	ro.pin = true;
+	rc = vh_reactors_start(&ro);
+	if (rc < 0) {
+		VH_ERR("app", "cannot start reactors on mask 0x%llx: %s",
+		       (unsigned long long)o.cpumask, strerror(-rc));
+		return 1;
+	}
+	if (o.config != NULL) {
+		rc = vh_rpc_load_config(o.config);
+		if (rc == -ENOENT) {
+			VH_NOTICE("app", "config %s does not exist yet: starting empty", o.config);
+		} else if (rc < 0) {
+			/* Never run half-configured: the error above named the entry. */
+			vh_reactors_stop();
+			return 1;
+		}
+	}
+	rc = vh_rpc_server_start(o.rpc_socket, o.group);
+	if (rc < 0) {
+		VH_ERR("app", "RPC socket %s: %s", o.rpc_socket, strerror(-rc));
+		vh_reactors_stop();
+		return 1;
+	}
+	VH_NOTICE("app", "vhostd %s ready: %u reactor(s), RPC at %s", VH_VERSION,
+		  vh_reactor_count(), o.rpc_socket);
+#if VH_HAVE_SYSTEMD
+	sd_notify(0, "READY=1");
+#endif
+	rc = vh_evloop_run(loop);
+	vh_rpc_server_stop();
+	vh_reactors_stop();
+	vh_bdev_fini();
+	vh_evloop_destroy(loop);
+	close(sfd);
+	VH_NOTICE("app", "exited cleanly");
+	return rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,371 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The bdev registry and per-reactor channels. The registry is touched only by the control thread;
+ * a channel only by its reactor (see bdev.h).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "bdev/bdev_module.h"
+#include "core/log.h"
+
+struct vh_bdev_channel {
+	struct vh_bdev *bdev;
+	void *mctx; /* the back-end's channel */
+	unsigned refs;
+	unsigned reactor_idx;
+	struct vh_poller *poller;
+	/* Inline completions waiting for the next poll (FIFO). */
+	struct vh_bdev_io *done_head;
+	struct vh_bdev_io **done_tail;
+};
+
+static struct vh_bdev *g_bdevs;
+
+int
+vh_name_check(const char *name)
+{
+	size_t len;
+
+	if (name == NULL) {
+		return -EINVAL;
+	}
+	len = strnlen(name, VH_NAME_MAX);
+	if (len == 0 || len >= VH_NAME_MAX) {
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '-' || c == '.' || c == ':')) {
+			return -EINVAL;
+		}
+	}
+	/* "." and ".." would be path components in the socket directory. */
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void
+make_uuid(char out[37])
+{
+	uint8_t u[16];
+
+	if (getrandom(u, sizeof(u), 0) != sizeof(u)) {
+		uint64_t t = vh_now_ns();
+
+		for (size_t i = 0; i < sizeof(u); i++) {
+			u[i] = (uint8_t)(t >> ((i % 8) * 8)) ^ (uint8_t)(i * 131);
+		}
+	}
+	u[6] = (u[6] & 0x0f) | 0x40; /* version 4 */
+	u[8] = (u[8] & 0x3f) | 0x80; /* RFC 4122 variant */
+	snprintf(out, 37,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0],
+		 u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
+		 u[14], u[15]);
+}
+
+int
+vh_bdev_register(struct vh_bdev *b)
+{
+	uint64_t size;
+	struct vh_bdev **pp;
+
+	if (vh_name_check(b->name) < 0 || b->module == NULL) {
+		return -EINVAL;
+	}
+	if (!VH_IS_POW2(b->block_size) || b->block_size < 512 || b->block_size > 65536) {
+		return -EINVAL;
+	}
+	if (b->num_blocks == 0 || VH_MUL_OVERFLOW(b->num_blocks, (uint64_t)b->block_size, &size)) {
+		return -EINVAL;
+	}
+	if (vh_bdev_find(b->name) != NULL) {
+		return -EEXIST;
+	}
+	if (b->uuid[0] == '\0') {
+		make_uuid(b->uuid);
+	}
+	for (pp = &g_bdevs; *pp; pp = &(*pp)->next) {
+	}
+	b->next = NULL;
+	*pp = b;
+	VH_INFO("bdev", "registered %s bdev '%s': %" PRIu64 " blocks of %u bytes", b->module->name,
+		b->name, b->num_blocks, b->block_size);
+	return 0;
+}
+
+struct vh_bdev *
+vh_bdev_find(const char *name)
+{
+	for (struct vh_bdev *b = g_bdevs; b; b = b->next) {
+		if (strcmp(b->name, name) == 0) {
+			return b;
+		}
+	}
+	return NULL;
+}
+
+int
+vh_bdev_foreach(int (*fn)(struct vh_bdev *b, void *arg), void *arg)
+{
+	for (struct vh_bdev *b = g_bdevs, *next; b; b = next) {
+		next = b->next;
+		int rc = fn(b, arg);
+
+		if (rc != 0) {
+			return rc;
+		}
+	}
+	return 0;
+}
+
+int
+vh_bdev_claim(struct vh_bdev *b, const char *owner)
+{
+	if (b->claimed_by[0] != '\0') {
+		return -EBUSY;
+	}
+	return vh_strlcpy_checked(b->claimed_by, owner, sizeof(b->claimed_by));
+}
+
+void
+vh_bdev_release(struct vh_bdev *b)
+{
+	b->claimed_by[0] = '\0';
+}
+
+const char *
+vh_bdev_claimed_by(const struct vh_bdev *b)
+{
+	return b->claimed_by[0] ? b->claimed_by : NULL;
+}
+
+static void
+bdev_free(struct vh_bdev *b)
+{
+	if (b->module->destruct) {
+		b->module->destruct(b);
+	}
+	free(b);
+}
+
+int
+vh_bdev_delete(const char *name, const char *module)
+{
+	struct vh_bdev **pp;
+
+	for (pp = &g_bdevs; *pp; pp = &(*pp)->next) {
+		struct vh_bdev *b = *pp;
+
+		if (strcmp(b->name, name) != 0) {
+			continue;
+		}
+		if (module != NULL && strcmp(b->module->name, module) != 0) {
+			return -EINVAL;
+		}
+		if (b->claimed_by[0] != '\0') {
+			return -EBUSY;
+		}
+		*pp = b->next;
+		VH_INFO("bdev", "deleted bdev '%s'", name);
+		bdev_free(b);
+		return 0;
+	}
+	return -ENODEV;
+}
+
+void
+vh_bdev_fini(void)
+{
+	while (g_bdevs) {
+		struct vh_bdev *b = g_bdevs;
+
+		g_bdevs = b->next;
+		bdev_free(b);
+	}
+}
+
+const char *
+vh_bdev_name(const struct vh_bdev *b)
+{
+	return b->name;
+}
+
+const char *
+vh_bdev_module_name(const struct vh_bdev *b)
+{
+	return b->module->name;
+}
+
+uint32_t
+vh_bdev_block_size(const struct vh_bdev *b)
+{
+	return b->block_size;
+}
+
+uint64_t
+vh_bdev_num_blocks(const struct vh_bdev *b)
+{
+	return __atomic_load_n(&b->num_blocks, __ATOMIC_RELAXED);
+}
+
+uint64_t
+vh_bdev_size(const struct vh_bdev *b)
+{
+	return vh_bdev_num_blocks(b) * b->block_size;
+}
+
+bool
+vh_bdev_io_type_supported(const struct vh_bdev *b, enum vh_bdev_io_type t)
+{
+	return (b->io_types & (1u << t)) != 0;
+}
+
+bool
+vh_bdev_has_write_cache(const struct vh_bdev *b)
+{
+	return b->write_cache;
+}
+
+const char *
+vh_bdev_uuid(const struct vh_bdev *b)
+{
+	return b->uuid;
+}
+
+/* --- channels (reactor thread) --- */
+
+static int
+channel_poll(void *arg)
+{
+	struct vh_bdev_channel *ch = arg;
+	struct vh_bdev_io *io = ch->done_head;
+	int busy = VH_POLL_IDLE;
+
+	/* Detach the list first: callbacks may submit and complete new I/O inline. */
+	ch->done_head = NULL;
+	ch->done_tail = &ch->done_head;
+	while (io) {
+		struct vh_bdev_io *next = io->next;
+
+		io->cb(io, io->status);
+		io = next;
+		busy = VH_POLL_BUSY;
+	}
+	if (ch->bdev->module->poll && ch->bdev->module->poll(ch->mctx) == VH_POLL_BUSY) {
+		busy = VH_POLL_BUSY;
+	}
+	return busy;
+}
+
+static int
+channel_arm(void *arg)
+{
+	struct vh_bdev_channel *ch = arg;
+
+	if (ch->done_head != NULL) {
+		return 1;
+	}
+	if (ch->bdev->module->arm) {
+		return ch->bdev->module->arm(ch->mctx);
+	}
+	return 0;
+}
+
+static const struct vh_poller_ops channel_ops = {
+	.poll = channel_poll,
+	.arm = channel_arm,
+};
+
+struct vh_bdev_channel *
+vh_bdev_channel_get(struct vh_bdev *b)
+{
+	struct vh_reactor *r = vh_reactor_self();
+	struct vh_bdev_channel *ch;
+	unsigned idx;
+	int wake_fd = -1;
+
+	if (r == NULL) {
+		return NULL;
+	}
+	idx = vh_reactor_index(r);
+	ch = b->channels[idx];
+	if (ch != NULL) {
+		ch->refs++;
+		return ch;
+	}
+	ch = calloc(1, sizeof(*ch));
+	if (ch == NULL) {
+		return NULL;
+	}
+	ch->bdev = b;
+	ch->reactor_idx = idx;
+	ch->done_tail = &ch->done_head;
+	ch->mctx = b->module->channel_create(b);
+	if (ch->mctx == NULL) {
+		goto out_free;
+	}
+	if (b->module->wake_fd) {
+		wake_fd = b->module->wake_fd(ch->mctx);
+	}
+	ch->poller = vh_poller_register(&channel_ops, ch, wake_fd, b->name);
+	if (ch->poller == NULL) {
+		goto out_destroy;
+	}
+	ch->refs = 1;
+	b->channels[idx] = ch;
+	return ch;
+
+out_destroy:
+	b->module->channel_destroy(ch->mctx);
+out_free:
+	free(ch);
+	return NULL;
+}
+
+void
+vh_bdev_channel_put(struct vh_bdev_channel *ch)
+{
+	if (ch == NULL || --ch->refs > 0) {
+		return;
+	}
+	/* Consumers put their channel only after all their I/O completed. */
+	ch->bdev->channels[ch->reactor_idx] = NULL;
+	vh_poller_unregister(&ch->poller);
+	ch->bdev->module->channel_destroy(ch->mctx);
+	free(ch);
+}
+
+int
+vh_bdev_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
+{
+	io->ch = ch;
+	io->next = NULL;
+	return ch->bdev->module->submit(ch->mctx, io);
+}
+
+void
+vh_bdev_io_done(struct vh_bdev_io *io, int status)
+{
+	io->cb(io, status);
+}
+
+void
+vh_bdev_io_complete_deferred(struct vh_bdev_io *io, int status)
+{
+	struct vh_bdev_channel *ch = io->ch;
+
+	io->status = status;
+	io->next = NULL;
+	*ch->done_tail = io;
+	ch->done_tail = &io->next;
+}

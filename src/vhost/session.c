@@ -1,0 +1,469 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Controllers and sessions: the vhost.h API, queue placement on reactors, and the asynchronous
+ * stop/quiesce/close sequences. Control thread only.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "vhost/vhost_internal.h"
+
+static struct vh_vhost_ctrlr *g_ctrlrs;
+static char g_sock_dir[108] = ".";
+static gid_t g_sock_group = (gid_t)-1;
+static unsigned g_live_sessions;
+static void (*g_shutdown_done)(void *arg);
+static void *g_shutdown_arg;
+
+int
+vh_vhost_init(const char *socket_dir, gid_t sock_group)
+{
+	if (vh_strlcpy_checked(g_sock_dir, socket_dir, sizeof(g_sock_dir)) < 0) {
+		return -ENAMETOOLONG;
+	}
+	if (access(socket_dir, W_OK | X_OK) < 0) {
+		return -errno;
+	}
+	g_sock_group = sock_group;
+	return 0;
+}
+
+/* ---- sessions ---- */
+
+struct vh_session *
+vh_session_new(struct vh_vhost_ctrlr *c, int fd)
+{
+	struct vh_session *s = calloc(1, sizeof(*s));
+
+	if (s == NULL) {
+		return NULL;
+	}
+	s->c = c;
+	s->fd = fd;
+	s->backend_fd = -1;
+	s->nvqs = c->num_queues;
+	s->wce = vh_bdev_has_write_cache(c->bdev) ? 1 : 0;
+	snprintf(s->prefix, sizeof(s->prefix), "%s", c->name);
+	for (unsigned i = 0; i < VHOST_USER_MAX_FDS; i++) {
+		s->fds[i] = -1;
+	}
+	for (uint32_t i = 0; i < VH_VHOST_MAX_QUEUES; i++) {
+		struct vh_vq *vq = &s->vqs[i];
+
+		vq->s = s;
+		vq->idx = (uint16_t)i;
+		vq->kickfd = vq->callfd = vq->errfd = -1;
+		vq->cur_kickfd = vq->cur_callfd = -1;
+		snprintf(vq->prefix, sizeof(vq->prefix), "%s/q%u", c->name, i);
+	}
+	c->session = s;
+	g_live_sessions++;
+	return s;
+}
+
+bool
+vh_session_any_started(const struct vh_session *s)
+{
+	for (uint32_t i = 0; i < s->nvqs; i++) {
+		if (s->vqs[i].started) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Queue i goes to the i-th reactor of the controller's mask, round robin. */
+static struct vh_reactor *
+pick_reactor(const struct vh_vhost_ctrlr *c, uint16_t qidx)
+{
+	unsigned n = 0, want;
+	uint64_t mask = c->cpumask;
+
+	want = qidx % (unsigned)__builtin_popcountll(mask);
+	for (unsigned core = 0; core < 64; core++) {
+		if (!(mask & (1ull << core))) {
+			continue;
+		}
+		if (n++ == want) {
+			return vh_reactor_by_core(core);
+		}
+	}
+	return vh_reactor_get(0);
+}
+
+int
+vh_session_try_start(struct vh_session *s, struct vh_vq *vq)
+{
+	int rc;
+
+	if (vq->started || s->mem == NULL || !vq->addr_set || vq->size == 0 || !vq->kick_set) {
+		return 0;
+	}
+	/* Without PROTOCOL_FEATURES a ring is enabled as soon as it starts ("Ring states"). */
+	if (!(s->features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES))) {
+		vq->enabled = true;
+	}
+	rc = vh_vq_prepare(vq);
+	if (rc < 0) {
+		VH_LOG_RL(VH_LOG_ERROR, vq->prefix, "cannot start: ring %s",
+			  rc == -EFAULT ? "outside guest memory" : strerror(-rc));
+		return rc;
+	}
+	vq->reactor = pick_reactor(s->c, vq->idx);
+	return vh_vq_start(vq);
+}
+
+int
+vh_session_start_ready(struct vh_session *s)
+{
+	for (uint32_t i = 0; i < s->nvqs; i++) {
+		int rc = vh_session_try_start(s, &s->vqs[i]);
+
+		if (rc < 0) {
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static void
+stop_done(struct vh_vq *vq)
+{
+	struct vh_session *s = vq->s;
+
+	if (--s->pending_stops == 0 && s->op_done != NULL) {
+		void (*done)(struct vh_session *) = s->op_done;
+
+		s->op_done = NULL;
+		done(s);
+	}
+}
+
+static void
+stop_vq(struct vh_session *s, struct vh_vq *vq)
+{
+	if (!vq->started || vq->stop_done != NULL) {
+		return; /* not running, or a stop is already on its way */
+	}
+	s->pending_stops++;
+	while (vh_vq_stop(vq, stop_done) < 0) {
+		/* The reactor's queue is full: it is draining it right now. */
+		vh_cpu_relax();
+	}
+}
+
+void
+vh_session_stop_one(struct vh_session *s, struct vh_vq *vq, void (*done)(struct vh_session *s))
+{
+	vh_sock_pause(s);
+	s->op_done = done;
+	stop_vq(s, vq);
+	if (s->pending_stops == 0) {
+		s->op_done = NULL;
+		done(s);
+	}
+}
+
+void
+vh_session_quiesce(struct vh_session *s, void (*done)(struct vh_session *s))
+{
+	vh_sock_pause(s);
+	s->op_done = done;
+	for (uint32_t i = 0; i < s->nvqs; i++) {
+		stop_vq(s, &s->vqs[i]);
+	}
+	if (s->pending_stops == 0) {
+		s->op_done = NULL;
+		done(s);
+	}
+}
+
+static void ctrlr_free(struct vh_vhost_ctrlr *c);
+
+static void
+session_free(void *arg)
+{
+	struct vh_session *s = arg;
+	struct vh_vhost_ctrlr *c = s->c;
+
+	for (uint32_t i = 0; i < VH_VHOST_MAX_QUEUES; i++) {
+		vh_vq_reset(&s->vqs[i]);
+		vh_vq_free_reqs(&s->vqs[i]);
+	}
+	if (s->mem != NULL) {
+		vh_mem_unmap_all(s->mem);
+		free(s->mem);
+	}
+	if (s->pending_mem != NULL) {
+		vh_mem_unmap_all(s->pending_mem);
+		free(s->pending_mem);
+	}
+	if (s->backend_fd >= 0) {
+		close(s->backend_fd);
+	}
+	close(s->fd);
+	c->session = NULL;
+	free(s);
+	g_live_sessions--;
+	if (c->deleting) {
+		ctrlr_free(c);
+	} else {
+		vh_sock_resume_listening(c);
+	}
+	if (g_live_sessions == 0 && g_shutdown_done != NULL) {
+		void (*done)(void *) = g_shutdown_done;
+
+		g_shutdown_done = NULL;
+		done(g_shutdown_arg);
+	}
+}
+
+static void
+close_stopped(struct vh_session *s)
+{
+	/* Freed from a message: callers up the stack may still look at the session. */
+	while (vh_control_send(session_free, s) < 0) {
+		vh_cpu_relax();
+	}
+}
+
+void
+vh_session_close(struct vh_session *s, const char *why)
+{
+	if (s->closing) {
+		return;
+	}
+	s->closing = true;
+	VH_NOTICE(s->prefix, "closing session: %s", why);
+	if (s->src != NULL) {
+		vh_evloop_del(s->src);
+		s->src = NULL;
+	}
+	/* Whatever was pending (a GET_VRING_BASE, a quiesce) is superseded by the close. */
+	s->op_done = close_stopped;
+	for (uint32_t i = 0; i < s->nvqs; i++) {
+		stop_vq(s, &s->vqs[i]);
+	}
+	if (s->pending_stops == 0) {
+		s->op_done = NULL;
+		close_stopped(s);
+	}
+}
+
+void
+vh_session_report_broken(struct vh_session *s)
+{
+	if (!s->broken_reported) {
+		s->broken_reported = true;
+		vh_session_close(s, "guest violated the virtqueue protocol");
+	}
+}
+
+/* ---- controllers ---- */
+
+static void
+ctrlr_free(struct vh_vhost_ctrlr *c)
+{
+	vh_bdev_release(c->bdev);
+	VH_NOTICE("vhost", "controller '%s' removed", c->name);
+	free(c);
+}
+
+int
+vh_vhost_blk_create(const struct vh_vhost_blk_opts *o)
+{
+	struct vh_vhost_ctrlr *c, **pp;
+	struct vh_bdev *b;
+	uint64_t mask = o->cpumask ? o->cpumask : vh_reactor_mask();
+	int rc;
+
+	if (vh_name_check(o->name) < 0 || o->num_queues > VH_VHOST_MAX_QUEUES) {
+		return -EINVAL;
+	}
+	if (o->packed_ring) {
+		return -ENOTSUP;
+	}
+	if (mask == 0 || (mask & ~vh_reactor_mask()) != 0) {
+		return -EINVAL;
+	}
+	if (vh_vhost_find(o->name) != NULL) {
+		return -EEXIST;
+	}
+	b = vh_bdev_find(o->bdev_name);
+	if (b == NULL) {
+		return -ENODEV;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		return -ENOMEM;
+	}
+	snprintf(c->name, sizeof(c->name), "%s", o->name);
+	/* The serial is the name, cut at 20 bytes (VIRTIO_BLK_ID_BYTES; no NUL if full). */
+	memcpy(c->serial, o->name, VH_MIN(strlen(o->name), sizeof(c->serial)));
+	c->bdev = b;
+	c->cpumask = mask;
+	c->readonly = o->readonly;
+	c->num_queues = o->num_queues ? o->num_queues : VH_VHOST_DEFAULT_QUEUES;
+	c->listen_fd = -1;
+	if ((size_t)snprintf(c->sock_path, sizeof(c->sock_path), "%s/%s", g_sock_dir, o->name) >=
+	    sizeof(c->sock_path)) {
+		rc = -ENAMETOOLONG;
+		goto out_free;
+	}
+	rc = vh_bdev_claim(b, o->name);
+	if (rc < 0) {
+		goto out_free;
+	}
+	rc = vh_sock_listen(c);
+	if (rc < 0) {
+		goto out_release;
+	}
+	if (g_sock_group != (gid_t)-1 && (chown(c->sock_path, (uid_t)-1, g_sock_group) < 0 ||
+					  chmod(c->sock_path, 0660) < 0)) {
+		VH_WARN(c->name, "cannot give the socket to group %u: %s", (unsigned)g_sock_group,
+			strerror(errno));
+	}
+	for (pp = &g_ctrlrs; *pp; pp = &(*pp)->next) {
+	}
+	*pp = c;
+	VH_NOTICE("vhost", "controller '%s' on bdev '%s' listening at %s (%u queues%s)", c->name,
+		  vh_bdev_name(b), c->sock_path, c->num_queues, c->readonly ? ", read-only" : "");
+	return 0;
+
+out_release:
+	vh_bdev_release(b);
+out_free:
+	free(c);
+	return rc;
+}
+
+struct vh_vhost_ctrlr *
+vh_vhost_find(const char *name)
+{
+	for (struct vh_vhost_ctrlr *c = g_ctrlrs; c; c = c->next) {
+		if (strcmp(c->name, name) == 0) {
+			return c;
+		}
+	}
+	return NULL;
+}
+
+int
+vh_vhost_foreach(int (*fn)(struct vh_vhost_ctrlr *c, void *arg), void *arg)
+{
+	for (struct vh_vhost_ctrlr *c = g_ctrlrs, *next; c; c = next) {
+		next = c->next;
+		int rc = fn(c, arg);
+
+		if (rc != 0) {
+			return rc;
+		}
+	}
+	return 0;
+}
+
+const char *
+vh_vhost_ctrlr_name(const struct vh_vhost_ctrlr *c)
+{
+	return c->name;
+}
+
+int
+vh_vhost_delete(const char *name)
+{
+	struct vh_vhost_ctrlr **pp, *c = NULL;
+
+	for (pp = &g_ctrlrs; *pp; pp = &(*pp)->next) {
+		if (strcmp((*pp)->name, name) == 0) {
+			c = *pp;
+			*pp = c->next;
+			break;
+		}
+	}
+	if (c == NULL) {
+		return -ENODEV;
+	}
+	c->deleting = true;
+	vh_sock_stop_listening(c);
+	if (c->listen_fd >= 0) {
+		close(c->listen_fd);
+		c->listen_fd = -1;
+		unlink(c->sock_path);
+	}
+	if (c->session != NULL) {
+		/* The front-end sees a disconnect once its in-flight I/O has completed. */
+		vh_session_close(c->session, "controller deleted");
+		return 0;
+	}
+	ctrlr_free(c);
+	return 0;
+}
+
+static json_t *
+mask_json(uint64_t mask)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "0x%" PRIx64, mask);
+	return json_string(buf);
+}
+
+json_t *
+vh_vhost_ctrlr_info_json(const struct vh_vhost_ctrlr *c)
+{
+	char serial[VIRTIO_BLK_ID_BYTES + 1] = {0};
+
+	memcpy(serial, c->serial, VIRTIO_BLK_ID_BYTES);
+	return json_pack("{s:s, s:o, s:i, s:i, s:s, s:b, s:I, s:{s:{s:b, s:s, s:s, s:s, s:i}}}",
+			 "ctrlr", c->name, "cpumask", mask_json(c->cpumask), "delay_base_us", 0,
+			 "iops_threshold", 0, "socket", c->sock_path, "connected",
+			 c->session != NULL, "connections", (json_int_t)c->stat_connections,
+			 "backend_specific", "block", "readonly", c->readonly, "bdev",
+			 vh_bdev_name(c->bdev), "transport", "vhost_user_blk", "serial", serial,
+			 "num_queues", (int)c->num_queues);
+}
+
+json_t *
+vh_vhost_ctrlr_config_json(const struct vh_vhost_ctrlr *c)
+{
+	return json_pack("{s:s, s:{s:s, s:s, s:o, s:b}}", "method", "vhost_create_blk_controller",
+			 "params", "ctrlr", c->name, "dev_name", vh_bdev_name(c->bdev), "cpumask",
+			 mask_json(c->cpumask), "readonly", c->readonly);
+}
+
+int
+vh_vhost_bdev_resized(struct vh_bdev *b)
+{
+	int told = 0;
+
+	for (struct vh_vhost_ctrlr *c = g_ctrlrs; c; c = c->next) {
+		if (c->bdev != b || c->session == NULL || c->session->backend_fd < 0) {
+			continue;
+		}
+		if (vh_sock_send_backend(c->session, VHOST_USER_BACKEND_CONFIG_CHANGE_MSG, NULL,
+					 0) == 0) {
+			told++;
+		}
+	}
+	return told;
+}
+
+void
+vh_vhost_shutdown(void (*done)(void *arg), void *arg)
+{
+	while (g_ctrlrs != NULL) {
+		vh_vhost_delete(g_ctrlrs->name);
+	}
+	if (g_live_sessions == 0) {
+		done(arg);
+		return;
+	}
+	g_shutdown_done = done;
+	g_shutdown_arg = arg;
+}

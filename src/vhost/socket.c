@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * vhost-user transport: the listening socket, message reception with SCM_RIGHTS fds, replies.
+ *
+ * Threat model: the peer is any process that can connect to the socket (mode 0600, so normally
+ * QEMU running as the same user). It chooses the header, the payload size and how many fds ride
+ * along. We never read more than the largest legal payload, we take at most 8 fds per message,
+ * and any fd we do not keep is closed (msg.c). A message that violates the framing closes the
+ * session. QEMU 7.2 wedges if a connection is accepted and dropped, so we never accept while a
+ * session is active: the listening socket is simply not polled.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "vhost/vhost_internal.h"
+
+static void session_input(void *arg, uint32_t events);
+
+static void
+listen_ready(void *arg, uint32_t events)
+{
+	struct vh_vhost_ctrlr *c = arg;
+	struct vh_session *s;
+	int fd;
+
+	if (c->session != NULL || c->deleting) {
+		vh_sock_stop_listening(c);
+		return;
+	}
+	fd = accept4(c->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0) {
+		if (errno != EAGAIN && errno != EINTR) {
+			VH_WARN(c->name, "accept: %s", strerror(errno));
+		}
+		return;
+	}
+	s = vh_session_new(c, fd);
+	if (s == NULL) {
+		/* Out of memory: nothing better to do than drop it, and say so. */
+		VH_ERR(c->name, "cannot allocate a session; dropping the connection");
+		close(fd);
+		return;
+	}
+	s->src = vh_evloop_add(vh_evloop_main(), fd, EPOLLIN, session_input, s);
+	if (s->src == NULL) {
+		VH_ERR(c->name, "cannot watch the connection: %s", strerror(errno));
+		vh_session_close(s, "epoll failure");
+		return;
+	}
+	c->stat_connections++;
+	vh_sock_stop_listening(c);
+	VH_NOTICE(c->name, "front-end connected");
+}
+
+int
+vh_sock_listen(struct vh_vhost_ctrlr *c)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat st;
+	int fd, rc;
+
+	if (strlen(c->sock_path) >= sizeof(sa.sun_path)) {
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, c->sock_path, strlen(c->sock_path) + 1);
+	/* Replace a stale socket left by a crashed instance, but never a regular file. */
+	if (lstat(c->sock_path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			return -EEXIST;
+		}
+		unlink(c->sock_path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		return -errno;
+	}
+	/* Create it owner-only from the start: no window where others could connect. */
+	mode_t old = umask(0177);
+	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (rc < 0 || listen(fd, 16) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	c->listen_fd = fd;
+	c->listen_src = vh_evloop_add(vh_evloop_main(), fd, EPOLLIN, listen_ready, c);
+	if (c->listen_src == NULL) {
+		rc = -errno;
+		close(fd);
+		unlink(c->sock_path);
+		c->listen_fd = -1;
+		return rc;
+	}
+	return 0;
+}
+
+void
+vh_sock_stop_listening(struct vh_vhost_ctrlr *c)
+{
+	if (c->listen_src != NULL) {
+		vh_evloop_del(c->listen_src);
+		c->listen_src = NULL;
+	}
+}
+
+void
+vh_sock_resume_listening(struct vh_vhost_ctrlr *c)
+{
+	if (c->listen_src == NULL && c->listen_fd >= 0 && !c->deleting) {
+		c->listen_src = vh_evloop_add(vh_evloop_main(), c->listen_fd, EPOLLIN, listen_ready,
+					      c);
+		if (c->listen_src == NULL) {
+			VH_ERR(c->name, "cannot poll the listening socket: %s", strerror(errno));
+		}
+	}
+}
+
+void
+vh_sock_pause(struct vh_session *s)
+{
+	s->paused = true;
+	if (s->src) {
+		vh_evloop_mod(s->src, 0);
+	}
+}
+
+void
+vh_sock_resume(struct vh_session *s)
+{
+	s->paused = false;
+	if (s->src) {
+		vh_evloop_mod(s->src, EPOLLIN);
+	}
+}
+
+static void
+close_fds(struct vh_session *s)
+{
+	for (unsigned i = 0; i < s->nfds; i++) {
+		if (s->fds[i] >= 0) {
+			close(s->fds[i]);
+		}
+		s->fds[i] = -1;
+	}
+	s->nfds = 0;
+}
+
+/* Receive into the message buffer; collects fds. Returns bytes read, 0 on EOF, -errno. */
+static ssize_t
+recv_some(struct vh_session *s, void *buf, size_t len)
+{
+	char cbuf[CMSG_SPACE(VHOST_USER_MAX_FDS * sizeof(int))];
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	struct msghdr mh = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = cbuf,
+		.msg_controllen = sizeof(cbuf),
+	};
+	ssize_t n = recvmsg(s->fd, &mh, MSG_CMSG_CLOEXEC);
+
+	if (n < 0) {
+		return -errno;
+	}
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) {
+			continue;
+		}
+		int nf = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		int *fds = (int *)CMSG_DATA(cm);
+
+		for (int i = 0; i < nf; i++) {
+			if (s->nfds < VHOST_USER_MAX_FDS) {
+				s->fds[s->nfds++] = fds[i];
+			} else {
+				close(fds[i]); /* more than the protocol allows */
+				s->fd_overflow = true;
+			}
+		}
+	}
+	if (mh.msg_flags & MSG_CTRUNC) {
+		return -EMSGSIZE; /* the kernel already dropped fds we could not take */
+	}
+	return n;
+}
+
+/*
+ * Read as much of the current message as is available. Returns 1 when a whole message is in
+ * s->msg, 0 when more bytes are needed, or -errno (EOF is -ECONNRESET).
+ */
+static int
+read_message(struct vh_session *s)
+{
+	uint8_t *hdr = (uint8_t *)&s->msg;
+	uint8_t *payload = (uint8_t *)&s->msg.payload;
+
+	while (s->msg_got < VHOST_USER_HDR_SIZE) {
+		ssize_t n = recv_some(s, hdr + s->msg_got, VHOST_USER_HDR_SIZE - s->msg_got);
+
+		if (n == -EAGAIN) {
+			return 0;
+		}
+		if (n < 0) {
+			return (int)n;
+		}
+		if (n == 0) {
+			return -ECONNRESET;
+		}
+		s->msg_got += (uint32_t)n;
+	}
+	if (s->msg.size > sizeof(s->msg.payload)) {
+		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "%s: payload size %u exceeds the maximum %zu",
+			  vh_msg_name(s->msg.request), s->msg.size, sizeof(s->msg.payload));
+		return -EMSGSIZE;
+	}
+	while (s->msg_got < VHOST_USER_HDR_SIZE + s->msg.size) {
+		uint32_t want = VHOST_USER_HDR_SIZE + s->msg.size - s->msg_got;
+		ssize_t n = recv_some(s, payload + (s->msg_got - VHOST_USER_HDR_SIZE), want);
+
+		if (n == -EAGAIN) {
+			return 0;
+		}
+		if (n < 0) {
+			return (int)n;
+		}
+		if (n == 0) {
+			return -ECONNRESET;
+		}
+		s->msg_got += (uint32_t)n;
+	}
+	return 1;
+}
+
+static void
+session_input(void *arg, uint32_t events)
+{
+	struct vh_session *s = arg;
+
+	/* Bounded: one connection must not monopolise the control thread. */
+	for (int i = 0; i < 64 && !s->paused && !s->closing; i++) {
+		int rc = read_message(s);
+
+		if (rc == 0) {
+			if (events & (EPOLLHUP | EPOLLERR)) {
+				vh_session_close(s, "front-end hung up");
+			}
+			return;
+		}
+		if (rc < 0) {
+			vh_session_close(s, rc == -ECONNRESET ? "front-end disconnected"
+							     : "malformed message framing");
+			return;
+		}
+		s->msg_got = 0;
+		vh_msg_dispatch(s);
+		/* Whatever the handler did not take is closed, whatever the message was. */
+		close_fds(s);
+		s->fd_overflow = false;
+	}
+}
+
+
+/* Send header and payload as one message (one sendmsg, as the front-end expects). */
+static int
+send_msg(int fd, const struct vhost_user_msg *m)
+{
+	struct iovec iov[2] = {
+		{.iov_base = (void *)m, .iov_len = VHOST_USER_HDR_SIZE},
+		{.iov_base = (void *)&m->payload, .iov_len = m->size},
+	};
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = m->size ? 2 : 1};
+	size_t want = VHOST_USER_HDR_SIZE + m->size;
+	ssize_t n;
+
+	do {
+		n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+	} while (n < 0 && errno == EINTR);
+	/*
+	 * Replies are small and the front-end waits for them, so the socket buffer has room. A
+	 * short or blocked send means a peer that does not read: we do not block on it.
+	 */
+	if (n < 0) {
+		return -errno;
+	}
+	return (size_t)n == want ? 0 : -EIO;
+}
+
+int
+vh_sock_reply(struct vh_session *s, const struct vhost_user_msg *req, const void *payload,
+	      uint32_t size)
+{
+	struct vhost_user_msg m;
+
+	m.request = req->request;
+	m.flags = VHOST_USER_VERSION | VHOST_USER_REPLY_MASK;
+	m.size = size;
+	if (size > sizeof(m.payload)) {
+		return -EINVAL;
+	}
+	if (size > 0) {
+		memcpy(&m.payload, payload, size);
+	}
+	return send_msg(s->fd, &m);
+}
+
+int
+vh_sock_send_backend(struct vh_session *s, uint32_t request, const void *payload, uint32_t size)
+{
+	struct vhost_user_msg m;
+
+	if (s->backend_fd < 0) {
+		return -ENOTCONN;
+	}
+	if (size > sizeof(m.payload)) {
+		return -EINVAL;
+	}
+	m.request = request;
+	m.flags = VHOST_USER_VERSION;
+	m.size = size;
+	if (size > 0) {
+		memcpy(&m.payload, payload, size);
+	}
+	return send_msg(s->backend_fd, &m);
+}

@@ -1,0 +1,610 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Split virtqueues (VIRTIO 1.2 §2.7): start/stop handshakes between the control thread and a
+ * queue's reactor, the descriptor walker, used-ring publishing and guest notifications.
+ *
+ * Threat model: the guest driver owns the rings and descriptor tables and may rewrite them while
+ * we read. Every value is read exactly once from guest memory into a local copy before it is
+ * checked and used. Chain walks are bounded by the table size; indirect tables by their own
+ * length, and nesting is refused. A head index is checked against the queue size and against
+ * the set of heads already in flight. A violation stops this queue and closes the session, never
+ * the daemon. Memory reached through a checked translation stays mapped until the queue has
+ * stopped: the control thread unmaps only after a stop completed.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "vhost/vhost_internal.h"
+
+/* ---- reactor side ---- */
+
+static inline bool
+head_test_and_set(struct vh_vq *vq, uint16_t head)
+{
+	uint64_t bit = 1ull << (head & 63);
+	uint64_t *w = &vq->head_busy[head >> 6];
+
+	if (*w & bit) {
+		return true;
+	}
+	*w |= bit;
+	return false;
+}
+
+static inline void
+head_clear(struct vh_vq *vq, uint16_t head)
+{
+	vq->head_busy[head >> 6] &= ~(1ull << (head & 63));
+}
+
+static void
+signal_guest(struct vh_vq *vq, uint16_t new_used)
+{
+	uint16_t old = vq->signalled_used;
+	bool valid = vq->signalled_used_valid;
+	uint64_t one = 1;
+
+	if (vq->cur_callfd < 0) {
+		return;
+	}
+	vq->signalled_used = new_used;
+	vq->signalled_used_valid = true;
+	/* Order the used->idx store before reading the driver's suppression fields (store-load). */
+	VH_SMP_MB();
+	if (vq->event_idx) {
+		uint16_t ev = VH_READ_ONCE(vq->avail->ring[vq->size]);
+
+		/* vring_need_event(): notify if ev lies in (old, new]. */
+		if (valid && (uint16_t)(new_used - ev - 1) >= (uint16_t)(new_used - old)) {
+			return;
+		}
+	} else if (VH_READ_ONCE(vq->avail->flags) & VRING_AVAIL_F_NO_INTERRUPT) {
+		return;
+	}
+	vq->stat_kicks_sent++;
+	if (write(vq->cur_callfd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: the counter is saturated, the guest has an interrupt pending anyway. */
+	}
+}
+
+static void vq_check_stopped(struct vh_vq *vq);
+
+/* Deferred to the end of the reactor iteration: one used->idx store and one signal per poll. */
+static void
+vq_flush(struct vh_deferred *d)
+{
+	struct vh_vq *vq = VH_CONTAINER_OF(d, struct vh_vq, flush);
+
+	/* Pairs with the driver's read barrier after it reads used->idx: entries first. */
+	VH_STORE_REL(vq->used->idx, vq->last_used);
+	signal_guest(vq, vq->last_used);
+	if (VH_UNLIKELY(vq->stopping)) {
+		vq_check_stopped(vq);
+	}
+}
+
+void
+vh_vq_push_used(struct vh_vq *vq, struct vh_blk_req *req)
+{
+	struct vring_used_elem *e = &vq->used->ring[vq->last_used & vq->mask];
+
+	VH_WRITE_ONCE(e->id, (uint32_t)req->head);
+	VH_WRITE_ONCE(e->len, req->used_len);
+	vq->last_used++;
+	head_clear(vq, req->head);
+	req->inflight = false;
+	vq->free_slots[vq->nfree++] = req->slot;
+	vq->inflight--;
+	vh_reactor_defer(&vq->flush);
+}
+
+static void
+broken_msg(void *arg)
+{
+	struct vh_session *s = arg;
+
+	vh_session_report_broken(s);
+}
+
+void
+vh_vq_broken(struct vh_vq *vq, const char *why)
+{
+	if (vq->broken) {
+		return;
+	}
+	vq->broken = true;
+	VH_LOG_RL(VH_LOG_ERROR, vq->prefix, "guest violated the ring protocol: %s; closing session",
+		  why);
+	if (vh_control_send(broken_msg, vq->s) < 0) {
+		VH_ERR(vq->prefix, "control queue full: session close delayed");
+	}
+}
+
+/* Read one descriptor once, field by field: the guest may be rewriting it. */
+static inline void
+read_desc(const struct vring_desc *src, struct vring_desc *d)
+{
+	d->addr = VH_READ_ONCE(src->addr);
+	d->len = VH_READ_ONCE(src->len);
+	d->flags = VH_READ_ONCE(src->flags);
+	d->next = VH_READ_ONCE(src->next);
+}
+
+/* Find an indirect table in guest memory; copy it out if it is not contiguous and aligned. */
+static const struct vring_desc *
+indirect_table(struct vh_vq *vq, const struct vh_mem *mem, const struct vring_desc *d)
+{
+	const struct vring_desc *t = NULL;
+
+	if ((d->addr & 15) == 0) {
+		t = vh_mem_gpa_to_hva(mem, d->addr, d->len);
+	}
+	if (t != NULL) {
+		return t;
+	}
+	if (d->len / sizeof(struct vring_desc) > VH_VQ_SCRATCH_DESC) {
+		return NULL;
+	}
+	if (vh_mem_copy_from_guest(mem, vq->scratch, d->addr, d->len) < 0) {
+		return NULL;
+	}
+	return vq->scratch;
+}
+
+int
+vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, struct iovec *iov,
+		 int *nr, int *nw, uint8_t **status)
+{
+	const struct vring_desc *table = vq->desc;
+	uint32_t table_size = vq->size;
+	uint32_t idx = head, count = 0;
+	bool indirect = false, seen_write = false;
+	uint64_t last_w_end = 0;
+	int n = 0, n_read = 0, err = 0;
+
+	*status = NULL;
+	for (;;) {
+		struct vring_desc d;
+
+		if (idx >= table_size || ++count > table_size) {
+			return -EBADMSG; /* index out of range, or a loop */
+		}
+		read_desc(&table[idx], &d);
+		if (d.flags & VRING_DESC_F_INDIRECT) {
+			if (indirect || (d.flags & VRING_DESC_F_NEXT) ||
+			    !(vq->s->features & (1ull << VIRTIO_RING_F_INDIRECT_DESC))) {
+				return -EBADMSG;
+			}
+			if (d.len == 0 || d.len % sizeof(struct vring_desc) != 0 ||
+			    d.len / sizeof(struct vring_desc) > VH_MAX_QUEUE_SIZE) {
+				return -EBADMSG;
+			}
+			table = indirect_table(vq, mem, &d);
+			if (table == NULL) {
+				return -EBADMSG;
+			}
+			table_size = d.len / sizeof(struct vring_desc);
+			indirect = true;
+			idx = 0;
+			count = 0;
+			continue;
+		}
+		if (d.flags & VRING_DESC_F_WRITE) {
+			if (!seen_write) {
+				seen_write = true;
+				n_read = n;
+			}
+			if (d.len > 0 && !VH_ADD_OVERFLOW(d.addr, (uint64_t)d.len, &last_w_end)) {
+				*status = vh_mem_gpa_to_hva(mem, last_w_end - 1, 1);
+			}
+		} else if (seen_write) {
+			return -EBADMSG; /* device-readable after device-writable */
+		}
+		if (err == 0 && d.len > 0) {
+			err = vh_mem_gpa_to_iov(mem, d.addr, d.len, iov, &n, VH_BLK_MAX_IOV);
+		}
+		if (!(d.flags & VRING_DESC_F_NEXT)) {
+			break;
+		}
+		idx = d.next;
+	}
+	if (!seen_write) {
+		n_read = n;
+	}
+	*nr = n_read;
+	*nw = n - n_read;
+	return err;
+}
+
+static void
+vq_fetch(struct vh_vq *vq)
+{
+	uint16_t avail_idx = VH_LOAD_ACQ(vq->avail->idx); /* pairs with the driver's wmb */
+	uint16_t n = (uint16_t)(avail_idx - vq->last_avail);
+
+	if (n == 0) {
+		return;
+	}
+	if (VH_UNLIKELY(n > vq->size)) {
+		vh_vq_broken(vq, "avail index moved by more than the queue size");
+		return;
+	}
+	n = VH_MIN(n, VH_MIN((uint32_t)VH_VQ_BATCH, vq->nfree));
+	for (uint16_t i = 0; i < n; i++) {
+		uint16_t head = VH_READ_ONCE(vq->avail->ring[vq->last_avail & vq->mask]);
+		struct vh_blk_req *req;
+
+		if (VH_UNLIKELY(head >= vq->size)) {
+			vh_vq_broken(vq, "head index out of range");
+			return;
+		}
+		if (VH_UNLIKELY(head_test_and_set(vq, head))) {
+			vh_vq_broken(vq, "head index already in flight");
+			return;
+		}
+		vq->last_avail++;
+		req = &vq->reqs[vq->free_slots[--vq->nfree]];
+		req->head = head;
+		req->inflight = true;
+		vq->inflight++;
+		vq->stat_requests++;
+		vh_blk_handle(vq, req);
+		if (VH_UNLIKELY(vq->broken)) {
+			return;
+		}
+	}
+}
+
+static int
+vq_poll(void *arg)
+{
+	struct vh_vq *vq = arg;
+	uint16_t before = vq->last_avail;
+
+	if (vq->retry_head != NULL) {
+		vh_blk_retry(vq);
+		if (vq->retry_head != NULL) {
+			return VH_POLL_BUSY;
+		}
+	}
+	if (VH_UNLIKELY(vq->stopping || vq->broken || !vq->running)) {
+		if (vq->stopping) {
+			vq_check_stopped(vq);
+		}
+		return VH_POLL_IDLE;
+	}
+	vq_fetch(vq);
+	return vq->last_avail != before ? VH_POLL_BUSY : VH_POLL_IDLE;
+}
+
+/* Before the reactor sleeps: ask the guest to kick us, then look once more. */
+static int
+vq_arm(void *arg)
+{
+	struct vh_vq *vq = arg;
+
+	if (vq->retry_head != NULL) {
+		return 1;
+	}
+	if (!vq->running || vq->stopping || vq->broken) {
+		return 0;
+	}
+	if (vq->event_idx) {
+		/* avail_event sits right after the used ring (validated in vh_vq_prepare). */
+		VH_WRITE_ONCE(*(uint16_t *)&vq->used->ring[vq->size], vq->last_avail);
+	} else {
+		VH_WRITE_ONCE(vq->used->flags, 0);
+	}
+	/* Order the flag/avail_event store before re-reading avail->idx (store-load). */
+	VH_SMP_MB();
+	return VH_READ_ONCE(vq->avail->idx) != vq->last_avail;
+}
+
+static void
+vq_disarm(void *arg)
+{
+	struct vh_vq *vq = arg;
+
+	/*
+	 * Polling again: suppress kicks. With EVENT_IDX we leave avail_event behind; the guest
+	 * kicks at most once per 2^16 requests until we arm again.
+	 */
+	if (!vq->event_idx) {
+		VH_WRITE_ONCE(vq->used->flags, VRING_USED_F_NO_NOTIFY);
+	}
+}
+
+static const struct vh_poller_ops vq_ops = {
+	.poll = vq_poll,
+	.arm = vq_arm,
+	.disarm = vq_disarm,
+};
+
+static void
+start_msg(void *arg)
+{
+	struct vh_vq *vq = arg;
+	uint64_t one = 1;
+
+	vq->ch = vh_bdev_channel_get(vq->s->c->bdev);
+	vq->poller = vh_poller_register(&vq_ops, vq, vq->cur_kickfd, vq->prefix);
+	if (vq->ch == NULL || vq->poller == NULL) {
+		VH_ERR(vq->prefix, "cannot start queue: out of memory");
+		vh_vq_broken(vq, "queue start failed");
+		/* The stop that follows the session close releases what we got. */
+		if (vq->poller == NULL) {
+			vq->poller = vh_poller_register(&vq_ops, vq, -1, vq->prefix);
+		}
+		return;
+	}
+	vq->last_used = VH_READ_ONCE(vq->used->idx);
+	vq->signalled_used_valid = false;
+	if (!vq->event_idx) {
+		VH_WRITE_ONCE(vq->used->flags, VRING_USED_F_NO_NOTIFY);
+	}
+	/*
+	 * One interrupt at every start: a completion published by a previous instance just
+	 * before it died may never have been signalled.
+	 */
+	if (vq->cur_callfd >= 0 && write(vq->cur_callfd, &one, sizeof(one)) < 0) {
+		/* Saturated counter: an interrupt is pending anyway. */
+	}
+	VH_DEBUG(vq->prefix, "started: size %u, avail %u, used %u, reactor %u", vq->size,
+		 vq->last_avail, vq->last_used, vh_reactor_index(vq->reactor));
+}
+
+static void
+stopped_msg(void *arg)
+{
+	struct vh_vq *vq = arg;
+	void (*done)(struct vh_vq *) = vq->stop_done;
+
+	vq->started = false;
+	vq->stop_done = NULL;
+	VH_DEBUG(vq->prefix, "stopped at avail %u", vq->base);
+	if (done) {
+		done(vq);
+	}
+}
+
+static void
+vq_check_stopped(struct vh_vq *vq)
+{
+	if (vq->inflight > 0 || vq->flush.queued || vq->poller == NULL) {
+		return;
+	}
+	vh_poller_unregister(&vq->poller);
+	vh_bdev_channel_put(vq->ch);
+	vq->ch = NULL;
+	vq->stopping = false;
+	vq->base = vq->last_avail;
+	/* The control thread owns the queue again from here (release via the message queue). */
+	while (vh_control_send(stopped_msg, vq) < 0) {
+		vh_cpu_relax();
+	}
+}
+
+static void
+stop_msg(void *arg)
+{
+	struct vh_vq *vq = arg;
+
+	vq->stopping = true;
+	vq_check_stopped(vq);
+}
+
+struct fd_swap {
+	struct vh_vq *vq;
+	int fd;
+	bool kick;
+};
+
+static void
+swap_msg(void *arg)
+{
+	struct fd_swap *m = arg;
+	struct vh_vq *vq = m->vq;
+
+	if (m->kick) {
+		int old = vq->cur_kickfd;
+
+		/* Re-register before closing: the old fd must leave our epoll set first. */
+		vq->cur_kickfd = m->fd;
+		if (vq->poller != NULL) {
+			vh_poller_set_wake_fd(vq->poller, m->fd);
+		}
+		if (old >= 0 && old != m->fd) {
+			close(old);
+		}
+	} else {
+		int old = vq->cur_callfd;
+
+		vq->cur_callfd = m->fd;
+		if (old >= 0 && old != m->fd) {
+			close(old);
+		}
+	}
+	free(m);
+}
+
+static void
+enable_msg(void *arg)
+{
+	struct vh_vq *vq = (struct vh_vq *)((uintptr_t)arg & ~(uintptr_t)1);
+
+	vq->running = ((uintptr_t)arg & 1) != 0;
+}
+
+/* ---- control side ---- */
+
+void
+vh_vq_free_reqs(struct vh_vq *vq)
+{
+	free(vq->reqs);
+	free(vq->free_slots);
+	free(vq->head_busy);
+	free(vq->scratch);
+	vq->reqs = NULL;
+	vq->free_slots = NULL;
+	vq->head_busy = NULL;
+	vq->scratch = NULL;
+	vq->nslots = 0;
+}
+
+static int
+alloc_reqs(struct vh_vq *vq)
+{
+	uint32_t nslots = VH_MIN(vq->size, (uint32_t)VH_VQ_MAX_SLOTS);
+
+	if (vq->reqs != NULL && vq->nslots == nslots && vq->head_busy != NULL) {
+		goto reset;
+	}
+	vh_vq_free_reqs(vq);
+	vq->reqs = calloc(nslots, sizeof(*vq->reqs));
+	vq->free_slots = calloc(nslots, sizeof(*vq->free_slots));
+	vq->head_busy = calloc((VH_MAX_QUEUE_SIZE + 63) / 64, sizeof(uint64_t));
+	vq->scratch = calloc(VH_VQ_SCRATCH_DESC, sizeof(struct vring_desc));
+	if (!vq->reqs || !vq->free_slots || !vq->head_busy || !vq->scratch) {
+		vh_vq_free_reqs(vq);
+		return -ENOMEM;
+	}
+	vq->nslots = nslots;
+reset:
+	memset(vq->head_busy, 0, (VH_MAX_QUEUE_SIZE + 63) / 64 * sizeof(uint64_t));
+	for (uint32_t i = 0; i < nslots; i++) {
+		vq->reqs[i].vq = vq;
+		vq->reqs[i].slot = (uint16_t)i;
+		vq->reqs[i].inflight = false;
+		vq->free_slots[i] = (uint16_t)(nslots - 1 - i);
+	}
+	vq->nfree = nslots;
+	return 0;
+}
+
+int
+vh_vq_prepare(struct vh_vq *vq)
+{
+	const struct vh_mem *mem = vq->s->mem;
+	uint64_t n = vq->size;
+	int rc;
+
+	if (mem == NULL || !vq->addr_set || n == 0 || !vq->kick_set) {
+		return -EAGAIN; /* not fully configured yet */
+	}
+	/* Alignment from VIRTIO 1.2 §2.7: desc 16, avail 2, used 4. */
+	if ((vq->addr.desc_user_addr & 15) || (vq->addr.avail_user_addr & 1) ||
+	    (vq->addr.used_user_addr & 3)) {
+		return -EINVAL;
+	}
+	vq->desc = vh_mem_qva_to_hva(mem, vq->addr.desc_user_addr, 16 * n);
+	vq->avail = vh_mem_qva_to_hva(mem, vq->addr.avail_user_addr, 6 + 2 * n);
+	vq->used = vh_mem_qva_to_hva(mem, vq->addr.used_user_addr, 6 + 8 * n);
+	if (vq->desc == NULL || vq->avail == NULL || vq->used == NULL) {
+		return -EFAULT;
+	}
+	rc = alloc_reqs(vq);
+	if (rc < 0) {
+		return rc;
+	}
+	vq->mask = (uint16_t)(n - 1);
+	vq->last_avail = vq->base;
+	vq->event_idx = (vq->s->features & (1ull << VIRTIO_RING_F_EVENT_IDX)) != 0;
+	vq->running = vq->enabled;
+	vq->stopping = false;
+	vq->broken = false;
+	vq->inflight = 0;
+	vq->retry_head = NULL;
+	vq->retry_tail = &vq->retry_head;
+	vq->flush.fn = vq_flush;
+	vq->flush.queued = false;
+	vq->cur_callfd = vq->callfd;
+	vq->cur_kickfd = vq->kickfd;
+	return 0;
+}
+
+int
+vh_vq_start(struct vh_vq *vq)
+{
+	int rc = vh_reactor_send(vq->reactor, start_msg, vq);
+
+	if (rc == 0) {
+		vq->started = true;
+	}
+	return rc;
+}
+
+int
+vh_vq_stop(struct vh_vq *vq, void (*done)(struct vh_vq *vq))
+{
+	vq->stop_done = done;
+	return vh_reactor_send(vq->reactor, stop_msg, vq);
+}
+
+static int
+send_swap(struct vh_vq *vq, int fd, bool kick)
+{
+	struct fd_swap *m = malloc(sizeof(*m));
+	int rc;
+
+	if (m == NULL) {
+		return -ENOMEM;
+	}
+	m->vq = vq;
+	m->fd = fd;
+	m->kick = kick;
+	rc = vh_reactor_send(vq->reactor, swap_msg, m);
+	if (rc < 0) {
+		free(m);
+	}
+	return rc;
+}
+
+int
+vh_vq_set_callfd_running(struct vh_vq *vq, int fd)
+{
+	return send_swap(vq, fd, false);
+}
+
+int
+vh_vq_set_kickfd_running(struct vh_vq *vq, int fd)
+{
+	return send_swap(vq, fd, true);
+}
+
+int
+vh_vq_set_enable_running(struct vh_vq *vq, bool enable)
+{
+	/* struct vh_vq is at least 2-byte aligned: the low bit carries the flag. */
+	return vh_reactor_send(vq->reactor, enable_msg, (void *)((uintptr_t)vq | enable));
+}
+
+void
+vh_vq_drop(struct vh_vq *vq, struct vh_blk_req *req)
+{
+	/* A request we will never answer (the session is closing): just release its slot. */
+	head_clear(vq, req->head);
+	req->inflight = false;
+	vq->free_slots[vq->nfree++] = req->slot;
+	vq->inflight--;
+}
+
+void
+vh_vq_reset(struct vh_vq *vq)
+{
+	int *fds[] = {&vq->kickfd, &vq->callfd, &vq->errfd};
+
+	for (size_t i = 0; i < VH_ARRAY_SIZE(fds); i++) {
+		if (*fds[i] >= 0) {
+			close(*fds[i]);
+		}
+		*fds[i] = -1;
+	}
+	vq->size = 0;
+	vq->addr_set = false;
+	vq->kick_set = false;
+	vq->enabled = false;
+	vq->base = 0;
+}
