@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * vhost controller methods, with SPDK's names and parameter names.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "bdev/bdev.h"
+#include "core/reactor.h"
+#include "rpc/rpc_internal.h"
+#include "vhost/vhost.h"
+
+struct create_blk_params {
+	const char *ctrlr;
+	const char *dev_name;
+	const char *cpumask;
+	const char *transport;
+	bool readonly;
+	bool packed_ring;
+	uint16_t num_queues;
+};
+
+static const struct vh_rpc_param create_blk_spec[] = {
+	{"ctrlr", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, offsetof(struct create_blk_params, ctrlr)},
+	{"dev_name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED,
+	 offsetof(struct create_blk_params, dev_name)},
+	{"cpumask", VH_RPC_T_STRING, 0, offsetof(struct create_blk_params, cpumask)},
+	{"transport", VH_RPC_T_STRING, 0, offsetof(struct create_blk_params, transport)},
+	{"readonly", VH_RPC_T_BOOL, 0, offsetof(struct create_blk_params, readonly)},
+	{"packed_ring", VH_RPC_T_BOOL, 0, offsetof(struct create_blk_params, packed_ring)},
+	/* vhostd extension: the queue count advertised to the front-end. */
+	{"num_queues", VH_RPC_T_U16, 0, offsetof(struct create_blk_params, num_queues)},
+};
+
+/* Check what we can explain precisely before the vhost layer gives a bare -EINVAL. */
+static int
+precheck_blk(const struct create_blk_params *p, uint64_t *mask, struct vh_rpc_error *err)
+{
+	uint64_t reactors = vh_reactor_mask();
+	struct vh_bdev *b;
+
+	if (vh_name_check(p->ctrlr) < 0) {
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
+				 "invalid ctrlr '%.64s': use 1-%d characters of [A-Za-z0-9_.:-]",
+				 p->ctrlr, VH_NAME_MAX - 1);
+		return -EINVAL;
+	}
+	if (vh_vhost_find(p->ctrlr) != NULL) {
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "name '%s' already exists", p->ctrlr);
+		return -EEXIST;
+	}
+	b = vh_bdev_find(p->dev_name);
+	if (b == NULL) {
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "bdev '%.64s' not found", p->dev_name);
+		return -ENODEV;
+	}
+	if (vh_bdev_claimed_by(b) != NULL) {
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
+				 "bdev '%s' is in use by controller '%s'", p->dev_name,
+				 vh_bdev_claimed_by(b));
+		return -EBUSY;
+	}
+	/* SPDK's default transport is the only one we have. */
+	if (p->transport != NULL && strcmp(p->transport, "vhost_user_blk") != 0) {
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
+				 "transport '%.32s' is not supported (only vhost_user_blk)",
+				 p->transport);
+		return -EINVAL;
+	}
+	*mask = 0;
+	if (p->cpumask != NULL) {
+		if (vh_parse_cpumask(p->cpumask, mask) < 0) {
+			vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
+					 "invalid cpumask '%.64s': use hex (\"0x3\") or a list "
+					 "(\"[0,2-3]\")", p->cpumask);
+			return -EINVAL;
+		}
+		/* Before the reactors start (config replay) the mask is not known yet. */
+		if (reactors != 0 && (*mask & ~reactors) != 0) {
+			vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
+					 "cpumask '%s' is outside the reactor mask 0x%llx",
+					 p->cpumask, (unsigned long long)reactors);
+			return -EINVAL;
+		}
+	}
+	if (p->num_queues > VH_VHOST_MAX_QUEUES) {
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "num_queues %u exceeds %d",
+				 p->num_queues, VH_VHOST_MAX_QUEUES);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void
+create_error(int rc, const struct create_blk_params *p, struct vh_rpc_error *err)
+{
+	struct vh_bdev *b = vh_bdev_find(p->dev_name);
+	const char *owner = b != NULL ? vh_bdev_claimed_by(b) : NULL;
+
+	switch (rc) {
+	case -EEXIST:
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "name '%s' already exists", p->ctrlr);
+		break;
+	case -ENODEV:
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "bdev '%s' not found", p->dev_name);
+		break;
+	case -EBUSY:
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
+				 "bdev '%s' is in use by controller '%s'", p->dev_name,
+				 owner != NULL ? owner : "?");
+		break;
+	case -ENAMETOOLONG:
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
+				 "socket path for controller '%s' is too long", p->ctrlr);
+		break;
+	case -EINVAL:
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
+				 "invalid options for controller '%s'%s",
+				 p->ctrlr, p->packed_ring ? " (packed_ring is not supported)" : "");
+		break;
+	default:
+		vh_rpc_error_errno(err, rc, "cannot create controller");
+		break;
+	}
+}
+
+static json_t *
+vhost_create_blk_controller(const json_t *params, struct vh_rpc_error *err)
+{
+	struct create_blk_params p = {0};
+	struct vh_vhost_blk_opts opts = {0};
+	int rc;
+
+	if (vh_rpc_decode_params(params, create_blk_spec, VH_ARRAY_SIZE(create_blk_spec), &p,
+				 err) < 0) {
+		return NULL;
+	}
+	if (precheck_blk(&p, &opts.cpumask, err) < 0) {
+		return NULL;
+	}
+	opts.name = p.ctrlr;
+	opts.bdev_name = p.dev_name;
+	opts.readonly = p.readonly;
+	opts.packed_ring = p.packed_ring;
+	opts.num_queues = p.num_queues;
+	rc = vh_vhost_blk_create(&opts);
+	if (rc < 0) {
+		create_error(rc, &p, err);
+		return NULL;
+	}
+	return json_true();
+}
+
+struct ctrlr_params {
+	const char *ctrlr;
+};
+
+static const struct vh_rpc_param ctrlr_spec[] = {
+	{"ctrlr", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, offsetof(struct ctrlr_params, ctrlr)},
+};
+
+static json_t *
+vhost_delete_controller(const json_t *params, struct vh_rpc_error *err)
+{
+	struct ctrlr_params p = {0};
+	int rc;
+
+	if (vh_rpc_decode_params(params, ctrlr_spec, VH_ARRAY_SIZE(ctrlr_spec), &p, err) < 0) {
+		return NULL;
+	}
+	rc = vh_vhost_delete(p.ctrlr);
+	if (rc == -ENODEV) {
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "controller '%.64s' not found",
+				 p.ctrlr);
+		return NULL;
+	}
+	if (rc < 0) {
+		vh_rpc_error_errno(err, rc, "cannot delete controller");
+		return NULL;
+	}
+	return json_true();
+}
+
+static int
+append_ctrlr(struct vh_vhost_ctrlr *c, void *arg)
+{
+	json_t *o = vh_vhost_ctrlr_info_json(c);
+
+	if (o == NULL) {
+		return -ENOMEM;
+	}
+	return json_array_append_new(arg, o) < 0 ? -ENOMEM : 0;
+}
+
+struct get_ctrlrs_params {
+	const char *name;
+};
+
+static const struct vh_rpc_param get_ctrlrs_spec[] = {
+	{"name", VH_RPC_T_STRING, 0, offsetof(struct get_ctrlrs_params, name)},
+};
+
+static json_t *
+vhost_get_controllers(const json_t *params, struct vh_rpc_error *err)
+{
+	struct get_ctrlrs_params p = {0};
+	json_t *arr;
+	int rc;
+
+	if (vh_rpc_decode_params(params, get_ctrlrs_spec, VH_ARRAY_SIZE(get_ctrlrs_spec), &p,
+				 err) < 0) {
+		return NULL;
+	}
+	arr = json_array();
+	if (arr == NULL) {
+		return NULL;
+	}
+	if (p.name != NULL) {
+		struct vh_vhost_ctrlr *c = vh_vhost_find(p.name);
+
+		if (c == NULL) {
+			vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "controller '%.64s' not found",
+					 p.name);
+			json_decref(arr);
+			return NULL;
+		}
+		rc = append_ctrlr(c, arr);
+	} else {
+		rc = vh_vhost_foreach(append_ctrlr, arr);
+	}
+	if (rc < 0) {
+		json_decref(arr);
+		return NULL;
+	}
+	return arr;
+}
+
+const struct vh_rpc_method vh_rpc_vhost_methods[] = {
+	{"vhost_create_blk_controller", vhost_create_blk_controller, 0},
+	{"vhost_delete_controller", vhost_delete_controller, 0},
+	{"vhost_get_controllers", vhost_get_controllers, 0},
+	{"construct_vhost_blk_controller", vhost_create_blk_controller, VH_RPC_F_ALIAS},
+	{"remove_vhost_controller", vhost_delete_controller, VH_RPC_F_ALIAS},
+	{"get_vhost_controllers", vhost_get_controllers, VH_RPC_F_ALIAS},
+};
+
+const size_t vh_rpc_vhost_methods_count = VH_ARRAY_SIZE(vh_rpc_vhost_methods);
