@@ -22,6 +22,9 @@ struct vh_bdev_channel {
 	/* Inline completions waiting for the next poll (FIFO). */
 	struct vh_bdev_io *done_head;
 	struct vh_bdev_io **done_tail;
+	/* Test delay mode: completions held until their due time (unordered list). */
+	struct vh_bdev_io *delayed;
+	uint64_t rng;
 };
 
 static struct vh_bdev *g_bdevs;
@@ -245,11 +248,47 @@ vh_bdev_uuid(const struct vh_bdev *b)
 /* --- channels (reactor thread) --- */
 
 static int
+release_delayed(struct vh_bdev_channel *ch)
+{
+	struct vh_bdev_io **pp = &ch->delayed, *due = NULL, **due_tail = &due;
+	uint64_t now = vh_now_ns();
+
+	while (*pp) {
+		struct vh_bdev_io *io = *pp;
+
+		if (io->due_ns <= now) {
+			*pp = io->next;
+			io->next = NULL;
+			*due_tail = io;
+			due_tail = &io->next;
+		} else {
+			pp = &io->next;
+		}
+	}
+	if (due == NULL) {
+		return VH_POLL_IDLE;
+	}
+	while (due) {
+		struct vh_bdev_io *next = due->next;
+
+		due->cb = due->user_cb;
+		due->cb(due, due->status);
+		due = next;
+	}
+	return VH_POLL_BUSY;
+}
+
+static int
 channel_poll(void *arg)
 {
 	struct vh_bdev_channel *ch = arg;
 	struct vh_bdev_io *io = ch->done_head;
 	int busy = VH_POLL_IDLE;
+
+	if (VH_UNLIKELY(ch->delayed != NULL)) {
+		busy = release_delayed(ch);
+		io = ch->done_head;
+	}
 
 	/* Detach the list first: callbacks may submit and complete new I/O inline. */
 	ch->done_head = NULL;
@@ -272,8 +311,8 @@ channel_arm(void *arg)
 {
 	struct vh_bdev_channel *ch = arg;
 
-	if (ch->done_head != NULL) {
-		return 1;
+	if (ch->done_head != NULL || ch->delayed != NULL) {
+		return 1; /* delayed completions: keep polling until they are released */
 	}
 	if (ch->bdev->module->arm) {
 		return ch->bdev->module->arm(ch->mctx);
@@ -345,12 +384,54 @@ vh_bdev_channel_put(struct vh_bdev_channel *ch)
 	free(ch);
 }
 
+static void
+delayed_cb(struct vh_bdev_io *io, int status)
+{
+	struct vh_bdev_channel *ch = io->ch;
+	uint32_t max = ch->bdev->test_delay_us;
+
+	/* xorshift64: cheap, and good enough to scramble completion order. */
+	ch->rng ^= ch->rng << 13;
+	ch->rng ^= ch->rng >> 7;
+	ch->rng ^= ch->rng << 17;
+	io->status = status;
+	io->due_ns = vh_now_ns() + (max ? (ch->rng % max) * 1000 : 0);
+	io->next = ch->delayed;
+	ch->delayed = io;
+}
+
 int
 vh_bdev_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
 {
 	io->ch = ch;
 	io->next = NULL;
+	if (VH_UNLIKELY(ch->bdev->test_delay_us != 0)) {
+		int rc;
+
+		if (ch->rng == 0) {
+			ch->rng = vh_now_ns() | 1;
+		}
+		io->user_cb = io->cb;
+		io->cb = delayed_cb;
+		rc = ch->bdev->module->submit(ch->mctx, io);
+		if (rc < 0) {
+			io->cb = io->user_cb;
+		}
+		return rc;
+	}
 	return ch->bdev->module->submit(ch->mctx, io);
+}
+
+void
+vh_bdev_set_test_delay(struct vh_bdev *b, uint32_t max_delay_us)
+{
+	__atomic_store_n(&b->test_delay_us, max_delay_us, __ATOMIC_RELAXED);
+}
+
+uint32_t
+vh_bdev_test_delay(const struct vh_bdev *b)
+{
+	return b->test_delay_us;
 }
 
 void

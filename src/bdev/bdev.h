@@ -49,6 +49,8 @@ struct vh_bdev_io {
 	struct vh_bdev_io *next;
 	struct vh_bdev_channel *ch;
 	int status;
+	void (*user_cb)(struct vh_bdev_io *io, int status); /* test delay mode */
+	uint64_t due_ns;                                    /* test delay mode */
 	uint64_t module_ctx[4];
 };
 
@@ -87,6 +89,14 @@ void vh_bdev_channel_put(struct vh_bdev_channel *ch);
 
 /* Submit: see the completion contract above. Reactor thread owning @ch. */
 int vh_bdev_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io);
+
+/*
+ * Test mode: hold every completion of @b for a random 0..@max_delay_us before the callback runs,
+ * so completions come back out of order (crash-recovery tests must not pass by in-order luck).
+ * 0 turns it off. Control thread; applies to I/O submitted afterwards.
+ */
+void vh_bdev_set_test_delay(struct vh_bdev *b, uint32_t max_delay_us);
+uint32_t vh_bdev_test_delay(const struct vh_bdev *b);
 
 /* Tear down every bdev (shutdown). Control thread; all claims must be released. */
 void vh_bdev_fini(void);

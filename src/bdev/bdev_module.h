@@ -49,6 +49,7 @@ struct vh_bdev {
 
 	/* Private to bdev.c. */
 	char claimed_by[VH_NAME_MAX];
+	uint32_t test_delay_us;
 	struct vh_bdev_channel *channels[VH_MAX_REACTORS];
 	struct vh_bdev *next;
 };

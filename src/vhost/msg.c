@@ -25,6 +25,7 @@
 	((1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |         \
 	 (1ull << VHOST_USER_PROTOCOL_F_BACKEND_REQ) | (1ull << VHOST_USER_PROTOCOL_F_CONFIG) |   \
 	 (1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE) |                                            \
+	 (1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) |                                          \
 	 (1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |                                     \
 	 (1ull << VHOST_USER_PROTOCOL_F_STATUS))
 
@@ -394,7 +395,8 @@ h_set_vring_addr(struct vh_session *s, struct vhost_user_msg *m)
 	}
 	vq->addr = m->payload.addr;
 	vq->addr_set = true;
-	return 0;
+	/* Some front-ends (not QEMU) send the kick before the addresses. */
+	return vh_session_try_start(s, vq);
 }
 
 static int
@@ -419,6 +421,9 @@ vring_base_done(struct vh_session *s)
 	struct vhost_vring_state st = {.index = vq->idx, .num = vq->base};
 	int rc = vh_sock_reply(s, &s->op_msg, &st, sizeof(st));
 
+	/* "Ring states": stopped now; only a new SET_VRING_KICK starts it again. */
+	vq->kick_set = false;
+
 	vh_msg_complete(s, rc);
 }
 
@@ -438,6 +443,7 @@ h_get_vring_base(struct vh_session *s, struct vhost_user_msg *m)
 	}
 	st.index = vq->idx;
 	st.num = vq->base;
+	vq->kick_set = false;
 	return vh_sock_reply(s, m, &st, sizeof(st));
 }
 
@@ -554,6 +560,50 @@ h_set_vring_enable(struct vh_session *s, struct vhost_user_msg *m)
 	return 0;
 }
 
+/* ---- inflight tracking ---- */
+
+static int
+h_get_inflight_fd(struct vh_session *s, struct vhost_user_msg *m)
+{
+	struct vhost_user_inflight rep = m->payload.inflight;
+	uint64_t size;
+	int fd, rc;
+
+	if (rep.num_queues > s->nvqs) {
+		return -EINVAL;
+	}
+	fd = vh_inflight_create(rep.num_queues, rep.queue_size, &size);
+	if (fd < 0) {
+		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "GET_INFLIGHT_FD(%u queues of %u): %s",
+			  rep.num_queues, rep.queue_size, strerror(-fd));
+		return fd;
+	}
+	rep.mmap_size = size;
+	rep.mmap_offset = 0;
+	/* The front-end keeps the only reference; it maps it back to us with SET_INFLIGHT_FD. */
+	rc = vh_sock_reply_fd(s, m, &rep, sizeof(rep), fd);
+	close(fd);
+	return rc;
+}
+
+static int
+h_set_inflight_fd(struct vh_session *s, struct vhost_user_msg *m)
+{
+	int rc;
+
+	if (vh_session_any_started(s)) {
+		return -EBUSY;
+	}
+	if (m->payload.inflight.num_queues > s->nvqs) {
+		return -EINVAL;
+	}
+	rc = vh_inflight_map(&s->inflight, &m->payload.inflight, s->fds[0]);
+	if (rc < 0) {
+		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "SET_INFLIGHT_FD refused: %s", strerror(-rc));
+	}
+	return rc;
+}
+
 static void
 reset_done(struct vh_session *s)
 {
@@ -563,6 +613,7 @@ reset_done(struct vh_session *s)
 	s->features = 0;
 	s->features_set = false;
 	s->status = 0;
+	vh_inflight_unmap(&s->inflight);
 	vh_msg_complete(s, 0);
 }
 
@@ -612,8 +663,9 @@ static const struct msg_desc msg_table[VHOST_USER_MAX_REQUEST] = {
 	E(POSTCOPY_ADVISE, "POSTCOPY_ADVISE", SZ_EXACT, 0, 0, 0, 0, NULL),
 	E(POSTCOPY_LISTEN, "POSTCOPY_LISTEN", SZ_EXACT, 0, 0, 0, 0, NULL),
 	E(POSTCOPY_END, "POSTCOPY_END", SZ_EXACT, 0, 0, 0, 0, NULL),
-	E(GET_INFLIGHT_FD, "GET_INFLIGHT_FD", SZ_EXACT, 24, 0, 0, 0, NULL),
-	E(SET_INFLIGHT_FD, "SET_INFLIGHT_FD", SZ_EXACT, 24, 1, 1, 0, NULL),
+	E(GET_INFLIGHT_FD, "GET_INFLIGHT_FD", SZ_EXACT, 24, 0, 0, F_OWNER | F_REPLY,
+	  h_get_inflight_fd),
+	E(SET_INFLIGHT_FD, "SET_INFLIGHT_FD", SZ_EXACT, 24, 1, 1, F_OWNER, h_set_inflight_fd),
 	E(GPU_SET_SOCKET, "GPU_SET_SOCKET", SZ_EXACT, 0, 1, 1, 0, NULL),
 	E(RESET_DEVICE, "RESET_DEVICE", SZ_EXACT, 0, 0, 0, 0, h_reset_device),
 	E(VRING_KICK, "VRING_KICK", SZ_EXACT, 8, 0, 0, 0, NULL),

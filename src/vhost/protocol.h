@@ -139,6 +139,33 @@ struct vhost_user_config {
 	uint8_t region[VHOST_USER_MAX_CONFIG_SIZE];
 };
 
+struct vhost_user_inflight {
+	uint64_t mmap_size;
+	uint64_t mmap_offset;
+	uint16_t num_queues;
+	uint16_t queue_size;
+};
+
+/*
+ * Inflight I/O tracking, split rings (vhost-user.rst "Inflight I/O tracking"). The back-end
+ * writes it; the front-end keeps it across back-end restarts and hands it back.
+ */
+struct inflight_desc_split {
+	uint8_t inflight;
+	uint8_t padding[5];
+	uint16_t next;
+	uint64_t counter;
+};
+
+struct inflight_split_queue {
+	uint64_t features;
+	uint16_t version;
+	uint16_t desc_num;
+	uint16_t last_batch_head;
+	uint16_t used_idx;
+	struct inflight_desc_split desc[];
+};
+
 union vhost_user_payload {
 	uint64_t u64;
 	struct vhost_vring_state state;
@@ -146,6 +173,7 @@ union vhost_user_payload {
 	struct vhost_user_memory memory;
 	struct vhost_user_mem_reg mem_reg;
 	struct vhost_user_config config;
+	struct vhost_user_inflight inflight;
 };
 
 /*

@@ -204,6 +204,7 @@ session_free(void *arg)
 		vh_mem_unmap_all(s->pending_mem);
 		free(s->pending_mem);
 	}
+	vh_inflight_unmap(&s->inflight);
 	if (s->backend_fd >= 0) {
 		close(s->backend_fd);
 	}

@@ -269,13 +269,26 @@ session_input(void *arg, uint32_t events)
 
 /* Send header and payload as one message (one sendmsg, as the front-end expects). */
 static int
-send_msg(int fd, const struct vhost_user_msg *m)
+send_msg(int fd, const struct vhost_user_msg *m, int pass_fd)
 {
 	struct iovec iov[2] = {
 		{.iov_base = (void *)m, .iov_len = VHOST_USER_HDR_SIZE},
 		{.iov_base = (void *)&m->payload, .iov_len = m->size},
 	};
+	char cbuf[CMSG_SPACE(sizeof(int))] = {0};
 	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = m->size ? 2 : 1};
+
+	if (pass_fd >= 0) {
+		struct cmsghdr *cm;
+
+		mh.msg_control = cbuf;
+		mh.msg_controllen = sizeof(cbuf);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &pass_fd, sizeof(int));
+	}
 	size_t want = VHOST_USER_HDR_SIZE + m->size;
 	ssize_t n;
 
@@ -296,6 +309,13 @@ int
 vh_sock_reply(struct vh_session *s, const struct vhost_user_msg *req, const void *payload,
 	      uint32_t size)
 {
+	return vh_sock_reply_fd(s, req, payload, size, -1);
+}
+
+int
+vh_sock_reply_fd(struct vh_session *s, const struct vhost_user_msg *req, const void *payload,
+		 uint32_t size, int fd)
+{
 	struct vhost_user_msg m;
 
 	m.request = req->request;
@@ -307,7 +327,7 @@ vh_sock_reply(struct vh_session *s, const struct vhost_user_msg *req, const void
 	if (size > 0) {
 		memcpy(&m.payload, payload, size);
 	}
-	return send_msg(s->fd, &m);
+	return send_msg(s->fd, &m, fd);
 }
 
 int
@@ -327,5 +347,5 @@ vh_sock_send_backend(struct vh_session *s, uint32_t request, const void *payload
 	if (size > 0) {
 		memcpy(&m.payload, payload, size);
 	}
-	return send_msg(s->backend_fd, &m);
+	return send_msg(s->backend_fd, &m, -1);
 }

@@ -78,6 +78,32 @@ void *vh_mem_qva_to_hva(const struct vh_mem *m, uint64_t qva, uint64_t len);
 /* Copy @len bytes at @gpa out of guest memory (may span regions). 0 or -EFAULT. */
 int vh_mem_copy_from_guest(const struct vh_mem *m, void *dst, uint64_t gpa, uint64_t len);
 
+/* ---- inflight tracking region (inflight.c) ---- */
+
+struct vh_inflight {
+	void *map;            /* whole mapping */
+	uint64_t map_size;
+	uint8_t *base;        /* map + mmap_offset */
+	uint16_t num_queues;
+	uint16_t queue_size;
+};
+
+/* Bytes per queue in our layout: header + one entry per descriptor, cache-line aligned. */
+uint64_t vh_inflight_queue_stride(uint16_t queue_size);
+/* GET_INFLIGHT_FD: a sealed, zeroed memfd for @nq queues of @qs. Returns the fd or -errno. */
+int vh_inflight_create(uint16_t nq, uint16_t qs, uint64_t *size);
+/* SET_INFLIGHT_FD: validate and map. 0 or -errno. */
+int vh_inflight_map(struct vh_inflight *ifl, const struct vhost_user_inflight *w, int fd);
+void vh_inflight_unmap(struct vh_inflight *ifl);
+/*
+ * Before a queue starts: validate its region and recover. Fills heads[] (capacity @max) with
+ * the requests to resubmit, oldest first, sets *count, *next_avail (= used->idx + count) and
+ * *counter (highest counter seen). Returns 0, or -EINVAL for a region that cannot be trusted.
+ */
+int vh_inflight_recover(struct inflight_split_queue *q, uint16_t size, uint16_t used_idx,
+			uint16_t *heads, uint32_t max, uint32_t *count, uint16_t *next_avail,
+			uint64_t *counter);
+
 /* ---- virtqueue (vring.c: control side and reactor side) ---- */
 
 struct vh_session;
@@ -133,6 +159,13 @@ struct vh_vq {
 	uint64_t *head_busy;        /* bitmap: head is in flight (a reused head is a violation) */
 	struct vring_desc *scratch; /* VH_VQ_SCRATCH_DESC entries */
 	void (*stop_done)(struct vh_vq *vq);
+	/* Inflight tracking (NULL when the front-end gave no region). */
+	struct inflight_split_queue *ifl;
+	uint64_t ifl_counter;
+	uint16_t *batch;            /* heads completed since the last flush (nslots) */
+	uint32_t nbatch;
+	uint16_t *resubmit;         /* heads to resubmit at start, oldest first (nslots) */
+	uint32_t nresubmit;
 	struct vh_blk_req *retry_head;
 	struct vh_blk_req **retry_tail;
 	struct vh_poller *poller;
@@ -239,6 +272,7 @@ struct vh_session {
 	bool fd_overflow;           /* more than VHOST_USER_MAX_FDS arrived */
 	bool paused;
 	struct vh_mem *pending_mem; /* table waiting for a quiesce to finish */
+	struct vh_inflight inflight;
 
 	/* Asynchronous operation in progress (quiesce for GET_VRING_BASE or memory changes). */
 	unsigned pending_stops;
@@ -264,6 +298,9 @@ void vh_sock_resume_listening(struct vh_vhost_ctrlr *c);
 /* Send a reply to the current message; @size bytes of payload. 0 or -errno. */
 int vh_sock_reply(struct vh_session *s, const struct vhost_user_msg *req, const void *payload,
 		  uint32_t size);
+/* Same, with one fd attached (GET_INFLIGHT_FD). */
+int vh_sock_reply_fd(struct vh_session *s, const struct vhost_user_msg *req, const void *payload,
+		     uint32_t size, int fd);
 int vh_sock_send_backend(struct vh_session *s, uint32_t request, const void *payload,
 			 uint32_t size);
 void vh_sock_pause(struct vh_session *s);

@@ -78,8 +78,21 @@ vq_flush(struct vh_deferred *d)
 {
 	struct vh_vq *vq = VH_CONTAINER_OF(d, struct vh_vq, flush);
 
+	struct inflight_split_queue *ifl = vq->ifl;
+
+	if (ifl != NULL && vq->nbatch > 0) {
+		/* Recovery must be able to find this batch if we die after publishing it. */
+		VH_STORE_REL(ifl->last_batch_head, vq->batch[0]);
+	}
 	/* Pairs with the driver's read barrier after it reads used->idx: entries first. */
 	VH_STORE_REL(vq->used->idx, vq->last_used);
+	if (ifl != NULL) {
+		for (uint32_t i = 0; i < vq->nbatch; i++) {
+			VH_STORE_REL(ifl->desc[vq->batch[i]].inflight, 0);
+		}
+		VH_STORE_REL(ifl->used_idx, vq->last_used);
+		vq->nbatch = 0;
+	}
 	signal_guest(vq, vq->last_used);
 	if (VH_UNLIKELY(vq->stopping)) {
 		vq_check_stopped(vq);
@@ -94,6 +107,13 @@ vh_vq_push_used(struct vh_vq *vq, struct vh_blk_req *req)
 	VH_WRITE_ONCE(e->id, (uint32_t)req->head);
 	VH_WRITE_ONCE(e->len, req->used_len);
 	vq->last_used++;
+	if (vq->ifl != NULL) {
+		/* Link the batch so recovery can walk it (vhost-user.rst: desc.next). */
+		if (vq->nbatch > 0) {
+			VH_WRITE_ONCE(vq->ifl->desc[vq->batch[vq->nbatch - 1]].next, req->head);
+		}
+		vq->batch[vq->nbatch++] = req->head;
+	}
 	head_clear(vq, req->head);
 	req->inflight = false;
 	vq->free_slots[vq->nfree++] = req->slot;
@@ -219,6 +239,34 @@ vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, stru
 	return err;
 }
 
+/* Take one head (fetched from the avail ring, or resubmitted after a restart) and run it. */
+static int
+submit_head(struct vh_vq *vq, uint16_t head)
+{
+	struct vh_blk_req *req;
+
+	if (VH_UNLIKELY(head >= vq->size)) {
+		vh_vq_broken(vq, "head index out of range");
+		return -1;
+	}
+	if (VH_UNLIKELY(head_test_and_set(vq, head))) {
+		vh_vq_broken(vq, "head index already in flight");
+		return -1;
+	}
+	if (vq->ifl != NULL) {
+		/* Marked before it is processed: a restart resubmits it (inflight.c). */
+		VH_WRITE_ONCE(vq->ifl->desc[head].counter, ++vq->ifl_counter);
+		VH_STORE_REL(vq->ifl->desc[head].inflight, 1);
+	}
+	req = &vq->reqs[vq->free_slots[--vq->nfree]];
+	req->head = head;
+	req->inflight = true;
+	vq->inflight++;
+	vq->stat_requests++;
+	vh_blk_handle(vq, req);
+	return vq->broken ? -1 : 0;
+}
+
 static void
 vq_fetch(struct vh_vq *vq)
 {
@@ -235,26 +283,11 @@ vq_fetch(struct vh_vq *vq)
 	n = VH_MIN(n, VH_MIN((uint32_t)VH_VQ_BATCH, vq->nfree));
 	for (uint16_t i = 0; i < n; i++) {
 		uint16_t head = VH_READ_ONCE(vq->avail->ring[vq->last_avail & vq->mask]);
-		struct vh_blk_req *req;
 
-		if (VH_UNLIKELY(head >= vq->size)) {
-			vh_vq_broken(vq, "head index out of range");
-			return;
-		}
-		if (VH_UNLIKELY(head_test_and_set(vq, head))) {
-			vh_vq_broken(vq, "head index already in flight");
+		if (submit_head(vq, head) < 0) {
 			return;
 		}
 		vq->last_avail++;
-		req = &vq->reqs[vq->free_slots[--vq->nfree]];
-		req->head = head;
-		req->inflight = true;
-		vq->inflight++;
-		vq->stat_requests++;
-		vh_blk_handle(vq, req);
-		if (VH_UNLIKELY(vq->broken)) {
-			return;
-		}
 	}
 }
 
@@ -354,6 +387,14 @@ start_msg(void *arg)
 	}
 	VH_DEBUG(vq->prefix, "started: size %u, avail %u, used %u, reactor %u", vq->size,
 		 vq->last_avail, vq->last_used, vh_reactor_index(vq->reactor));
+	if (vq->nresubmit > 0) {
+		VH_NOTICE(vq->prefix, "resubmitting %u request(s) left in flight by a previous "
+			  "instance", vq->nresubmit);
+	}
+	for (uint32_t i = 0; i < vq->nresubmit && !vq->broken; i++) {
+		submit_head(vq, vq->resubmit[i]);
+	}
+	vq->nresubmit = 0;
 }
 
 static void
@@ -447,6 +488,10 @@ vh_vq_free_reqs(struct vh_vq *vq)
 	free(vq->free_slots);
 	free(vq->head_busy);
 	free(vq->scratch);
+	free(vq->batch);
+	free(vq->resubmit);
+	vq->batch = NULL;
+	vq->resubmit = NULL;
 	vq->reqs = NULL;
 	vq->free_slots = NULL;
 	vq->head_busy = NULL;
@@ -467,7 +512,10 @@ alloc_reqs(struct vh_vq *vq)
 	vq->free_slots = calloc(nslots, sizeof(*vq->free_slots));
 	vq->head_busy = calloc((VH_MAX_QUEUE_SIZE + 63) / 64, sizeof(uint64_t));
 	vq->scratch = calloc(VH_VQ_SCRATCH_DESC, sizeof(struct vring_desc));
-	if (!vq->reqs || !vq->free_slots || !vq->head_busy || !vq->scratch) {
+	vq->batch = calloc(nslots, sizeof(*vq->batch));
+	vq->resubmit = calloc(nslots, sizeof(*vq->resubmit));
+	if (!vq->reqs || !vq->free_slots || !vq->head_busy || !vq->scratch || !vq->batch ||
+	    !vq->resubmit) {
 		vh_vq_free_reqs(vq);
 		return -ENOMEM;
 	}
@@ -481,6 +529,40 @@ reset:
 		vq->free_slots[i] = (uint16_t)(nslots - 1 - i);
 	}
 	vq->nfree = nslots;
+	vq->nbatch = 0;
+	vq->nresubmit = 0;
+	return 0;
+}
+
+/* Attach the queue's inflight region, if any, and recover what a previous instance left. */
+static int
+attach_inflight(struct vh_vq *vq)
+{
+	struct vh_inflight *ifl = &vq->s->inflight;
+	uint16_t next_avail;
+	int rc;
+
+	vq->ifl = NULL;
+	if (ifl->map == NULL) {
+		return 0;
+	}
+	if (vq->idx >= ifl->num_queues || vq->size != ifl->queue_size) {
+		return -EINVAL;
+	}
+	vq->ifl = (struct inflight_split_queue *)(ifl->base +
+						  vq->idx * vh_inflight_queue_stride(ifl->queue_size));
+	rc = vh_inflight_recover(vq->ifl, (uint16_t)vq->size, VH_READ_ONCE(vq->used->idx),
+				 vq->resubmit, vq->nslots, &vq->nresubmit, &next_avail,
+				 &vq->ifl_counter);
+	if (rc < 0) {
+		vq->ifl = NULL;
+		return rc;
+	}
+	/*
+	 * The region, not SET_VRING_BASE, knows how far we fetched: QEMU restores the base from
+	 * used->idx after a crash, which would fetch the in-flight requests a second time.
+	 */
+	vq->last_avail = next_avail;
 	return 0;
 }
 
@@ -511,6 +593,10 @@ vh_vq_prepare(struct vh_vq *vq)
 	}
 	vq->mask = (uint16_t)(n - 1);
 	vq->last_avail = vq->base;
+	rc = attach_inflight(vq);
+	if (rc < 0) {
+		return rc;
+	}
 	vq->event_idx = (vq->s->features & (1ull << VIRTIO_RING_F_EVENT_IDX)) != 0;
 	vq->running = vq->enabled;
 	vq->stopping = false;

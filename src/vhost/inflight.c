@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Inflight I/O tracking for split rings (vhost-user.rst, "Inflight I/O tracking").
+ *
+ * We allocate the region (GET_INFLIGHT_FD), the front-end keeps it while we may crash, and gives
+ * it back to the next instance (SET_INFLIGHT_FD). Update order, per queue (vring.c):
+ *   fetch:   desc[head].counter = ++counter; desc[head].inflight = 1; then process
+ *   flush:   link the batch (desc[].next), last_batch_head = first; used->idx = new (release);
+ *            desc[h].inflight = 0 for the batch; used_idx = new
+ * so at any crash point at most one batch is "published but still marked", and recovery can
+ * tell which (used_idx != used->idx).
+ *
+ * Threat model: the region comes back from the front-end, and a previous instance may have died
+ * half-way through a write. Everything is validated: mapping size against the fd (which must be
+ * sealed against shrinking, as ours are), queue count and size, version, desc_num, every head
+ * index, the batch walk length, and the number of marked entries. A region that fails gets the
+ * session closed; it never indexes outside the mapping.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vhost/vhost_internal.h"
+
+#define INFLIGHT_VERSION 1
+#define INFLIGHT_ALIGN 64
+
+uint64_t
+vh_inflight_queue_stride(uint16_t queue_size)
+{
+	uint64_t b = sizeof(struct inflight_split_queue) +
+		     (uint64_t)queue_size * sizeof(struct inflight_desc_split);
+
+	return (b + INFLIGHT_ALIGN - 1) & ~(uint64_t)(INFLIGHT_ALIGN - 1);
+}
+
+static bool
+geometry_ok(uint16_t nq, uint16_t qs)
+{
+	return nq >= 1 && nq <= VH_VHOST_MAX_QUEUES && VH_IS_POW2(qs) && qs <= VH_MAX_QUEUE_SIZE;
+}
+
+int
+vh_inflight_create(uint16_t nq, uint16_t qs, uint64_t *size)
+{
+	uint64_t sz;
+	int fd;
+
+	if (!geometry_ok(nq, qs)) {
+		return -EINVAL;
+	}
+	sz = (uint64_t)nq * vh_inflight_queue_stride(qs);
+	fd = memfd_create("vhostd-inflight", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0) {
+		return -errno;
+	}
+	/* Zero-filled by ftruncate; sealed so nobody can shrink it under a mapping (SIGBUS). */
+	if (ftruncate(fd, (off_t)sz) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		int rc = -errno;
+
+		close(fd);
+		return rc;
+	}
+	*size = sz;
+	return fd;
+}
+
+int
+vh_inflight_map(struct vh_inflight *ifl, const struct vhost_user_inflight *w, int fd)
+{
+	uint64_t need, end;
+	struct stat st;
+	int seals;
+	void *p;
+
+	if (!geometry_ok(w->num_queues, w->queue_size)) {
+		return -EINVAL;
+	}
+	need = (uint64_t)w->num_queues * vh_inflight_queue_stride(w->queue_size);
+	if (w->mmap_size != need || VH_ADD_OVERFLOW(w->mmap_offset, need, &end)) {
+		return -EINVAL;
+	}
+	seals = fcntl(fd, F_GET_SEALS);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < end) {
+		return -EINVAL;
+	}
+	if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+		return -EPERM; /* could be truncated under us */
+	}
+	p = mmap(NULL, end, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		return -errno;
+	}
+	vh_inflight_unmap(ifl);
+	ifl->map = p;
+	ifl->map_size = end;
+	ifl->base = (uint8_t *)p + w->mmap_offset;
+	ifl->num_queues = w->num_queues;
+	ifl->queue_size = w->queue_size;
+	return 0;
+}
+
+void
+vh_inflight_unmap(struct vh_inflight *ifl)
+{
+	if (ifl->map != NULL) {
+		munmap(ifl->map, ifl->map_size);
+	}
+	memset(ifl, 0, sizeof(*ifl));
+}
+
+static int
+cmp_counter(const void *a, const void *b, void *arg)
+{
+	const struct inflight_split_queue *q = arg;
+	uint64_t ca = q->desc[*(const uint16_t *)a].counter;
+	uint64_t cb = q->desc[*(const uint16_t *)b].counter;
+
+	return ca < cb ? -1 : ca > cb;
+}
+
+int
+vh_inflight_recover(struct inflight_split_queue *q, uint16_t size, uint16_t used_idx,
+		    uint16_t *heads, uint32_t max, uint32_t *count, uint16_t *next_avail,
+		    uint64_t *counter)
+{
+	uint32_t n = 0;
+	uint64_t maxc = 0;
+
+	*count = 0;
+	*counter = 0;
+	*next_avail = used_idx;
+	if (VH_READ_ONCE(q->version) == 0) {
+		/* Fresh region: nothing was in flight. */
+		q->desc_num = size;
+		q->last_batch_head = 0;
+		q->used_idx = used_idx;
+		VH_STORE_REL(q->version, INFLIGHT_VERSION);
+		return 0;
+	}
+	if (q->version != INFLIGHT_VERSION || q->desc_num != size) {
+		return -EINVAL;
+	}
+	if (q->used_idx != used_idx) {
+		/* Died between publishing a batch and clearing its marks: clear them now. */
+		uint16_t pending = (uint16_t)(used_idx - q->used_idx);
+		uint16_t h = q->last_batch_head;
+
+		if (pending > size) {
+			return -EINVAL;
+		}
+		for (uint16_t i = 0; i < pending; i++) {
+			if (h >= size) {
+				return -EINVAL;
+			}
+			q->desc[h].inflight = 0;
+			h = q->desc[h].next;
+		}
+		q->used_idx = used_idx;
+	}
+	for (uint32_t h = 0; h < size; h++) {
+		uint8_t f = q->desc[h].inflight;
+
+		if (f > 1) {
+			return -EINVAL;
+		}
+		if (f == 0) {
+			continue;
+		}
+		if (n >= max) {
+			return -EINVAL; /* more than we can ever have had in flight */
+		}
+		heads[n++] = (uint16_t)h;
+		maxc = VH_MAX(maxc, q->desc[h].counter);
+	}
+	qsort_r(heads, n, sizeof(*heads), cmp_counter, q);
+	*count = n;
+	*counter = maxc;
+	*next_avail = (uint16_t)(used_idx + n);
+	return 0;
+}
