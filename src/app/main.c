@@ -238,6 +238,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (o.config != NULL) {
+		vh_rpc_set_config_path(o.config);
 		rc = vh_rpc_load_config(o.config);
 		if (rc == -ENOENT) {
 			VH_NOTICE("app", "config %s does not exist yet: starting empty", o.config);

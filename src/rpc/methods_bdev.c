@@ -454,18 +454,18 @@ bdev_wait_for_examine(const json_t *params, struct vh_rpc_error *err)
 }
 
 const struct vh_rpc_method vh_rpc_bdev_methods[] = {
-	{"bdev_malloc_create", bdev_malloc_create, 0},
-	{"bdev_malloc_delete", bdev_malloc_delete, 0},
-	{"bdev_null_create", bdev_null_create, 0},
-	{"bdev_null_delete", bdev_null_delete, 0},
+	{"bdev_malloc_create", bdev_malloc_create, VH_RPC_F_PERSIST},
+	{"bdev_malloc_delete", bdev_malloc_delete, VH_RPC_F_PERSIST},
+	{"bdev_null_create", bdev_null_create, VH_RPC_F_PERSIST},
+	{"bdev_null_delete", bdev_null_delete, VH_RPC_F_PERSIST},
 	{"bdev_set_test_delay", bdev_set_test_delay, 0},
 	{"bdev_get_bdevs", bdev_get_bdevs, 0},
 	{"bdev_wait_for_examine", bdev_wait_for_examine, 0},
 	/* Names SPDK used before v20.x; old scripts still send them. */
-	{"construct_malloc_bdev", bdev_malloc_create, VH_RPC_F_ALIAS},
-	{"delete_malloc_bdev", bdev_malloc_delete, VH_RPC_F_ALIAS},
-	{"construct_null_bdev", bdev_null_create, VH_RPC_F_ALIAS},
-	{"delete_null_bdev", bdev_null_delete, VH_RPC_F_ALIAS},
+	{"construct_malloc_bdev", bdev_malloc_create, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
+	{"delete_malloc_bdev", bdev_malloc_delete, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
+	{"construct_null_bdev", bdev_null_create, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
+	{"delete_null_bdev", bdev_null_delete, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
 	{"get_bdevs", bdev_get_bdevs, VH_RPC_F_ALIAS},
 };
 

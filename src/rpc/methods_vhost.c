@@ -236,11 +236,12 @@ vhost_get_controllers(const json_t *params, struct vh_rpc_error *err)
 }
 
 const struct vh_rpc_method vh_rpc_vhost_methods[] = {
-	{"vhost_create_blk_controller", vhost_create_blk_controller, 0},
-	{"vhost_delete_controller", vhost_delete_controller, 0},
+	{"vhost_create_blk_controller", vhost_create_blk_controller, VH_RPC_F_PERSIST},
+	{"vhost_delete_controller", vhost_delete_controller, VH_RPC_F_PERSIST},
 	{"vhost_get_controllers", vhost_get_controllers, 0},
-	{"construct_vhost_blk_controller", vhost_create_blk_controller, VH_RPC_F_ALIAS},
-	{"remove_vhost_controller", vhost_delete_controller, VH_RPC_F_ALIAS},
+	{"construct_vhost_blk_controller", vhost_create_blk_controller,
+	 VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
+	{"remove_vhost_controller", vhost_delete_controller, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
 	{"get_vhost_controllers", vhost_get_controllers, VH_RPC_F_ALIAS},
 };
 

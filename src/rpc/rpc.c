@@ -268,6 +268,9 @@ vh_rpc_call(const char *method, const json_t *params, struct vh_rpc_error *err)
 		/* A handler bug or an allocation failure while building the result. */
 		vh_rpc_error_set(err, VH_RPC_INTERNAL_ERROR, "%s failed: out of memory", method);
 	}
+	if (result != NULL && (m->flags & VH_RPC_F_PERSIST)) {
+		vh_rpc_persist_after(method, &result, err);
+	}
 	return result;
 }
 
@@ -582,7 +585,10 @@ vh_rpc_load_config(const char *path)
 		       jerr.text);
 		return -EINVAL;
 	}
+	/* Replaying the file must not rewrite it half-way. */
+	vh_rpc_persist_suspend(true);
 	rc = replay(path, root);
+	vh_rpc_persist_suspend(false);
 	json_decref(root);
 	return rc;
 }

@@ -24,4 +24,14 @@ void vh_rpc_server_stop(void);
  */
 int vh_rpc_load_config(const char *path);
 
+/*
+ * Persist the configuration to @path (NULL: never) after every successful state-changing RPC:
+ * the whole save_config document, written to a temp file, fsync'ed, renamed over @path, and the
+ * directory fsync'ed, so a crash leaves either the old or the new file.
+ */
+void vh_rpc_set_config_path(const char *path);
+
+/* Write the current configuration to the config path now. Returns 0 or -errno. */
+int vh_rpc_save_config_file(void);
+
 #endif

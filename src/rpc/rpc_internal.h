@@ -66,6 +66,7 @@ void vh_rpc_error_errno(struct vh_rpc_error *err, int rc, const char *what);
 typedef json_t *(*vh_rpc_handler)(const json_t *params, struct vh_rpc_error *err);
 
 #define VH_RPC_F_ALIAS 0x1u /* deprecated name kept for old scripts; hidden by rpc_get_methods */
+#define VH_RPC_F_PERSIST 0x2u /* changes state: the --config file is rewritten after success */
 
 struct vh_rpc_method {
 	const char *name;
@@ -80,6 +81,11 @@ extern const struct vh_rpc_method vh_rpc_vhost_methods[];
 extern const size_t vh_rpc_vhost_methods_count;
 extern const struct vh_rpc_method vh_rpc_app_methods[];
 extern const size_t vh_rpc_app_methods_count;
+
+/* persist.c: while suspended (config replay), state changes do not rewrite the config file. */
+void vh_rpc_persist_suspend(bool suspend);
+/* After a successful VH_RPC_F_PERSIST method: save, or turn *result into an error. */
+void vh_rpc_persist_after(const char *method, json_t **result, struct vh_rpc_error *err);
 
 /* Look a method up by name. NULL if unknown. */
 const struct vh_rpc_method *vh_rpc_method_find(const char *name);

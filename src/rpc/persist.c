@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Persistent configuration: after every successful state-changing RPC the whole save_config
+ * document replaces the --config file atomically (temp file, fsync, rename, fsync of the
+ * directory), so a crash at any point leaves the old file or the new one, never a torn one, and a
+ * restarted daemon comes back with the same bdevs and controllers at the same socket paths.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "rpc/rpc.h"
+#include "rpc/rpc_internal.h"
+
+static char *g_path;
+static bool g_suspended;
+
+void
+vh_rpc_set_config_path(const char *path)
+{
+	free(g_path);
+	g_path = path ? strdup(path) : NULL;
+}
+
+void
+vh_rpc_persist_suspend(bool suspend)
+{
+	g_suspended = suspend;
+}
+
+static int
+write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			return -errno;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int
+fsync_dir_of(const char *path)
+{
+	char *copy = strdup(path);
+	int fd, rc = 0;
+
+	if (copy == NULL) {
+		return -ENOMEM;
+	}
+	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0) {
+		rc = -errno;
+	}
+	if (fd >= 0) {
+		close(fd);
+	}
+	free(copy);
+	return rc;
+}
+
+static int
+write_atomically(const char *path, const char *text)
+{
+	size_t tlen = strlen(path) + 32;
+	char *tmp = malloc(tlen);
+	int fd, rc;
+
+	if (tmp == NULL) {
+		return -ENOMEM;
+	}
+	snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		goto out_free;
+	}
+	rc = write_all(fd, text, strlen(text));
+	if (rc == 0) {
+		rc = write_all(fd, "\n", 1);
+	}
+	if (rc == 0 && fsync(fd) < 0) {
+		rc = -errno;
+	}
+	close(fd);
+	if (rc == 0 && rename(tmp, path) < 0) {
+		rc = -errno;
+	}
+	if (rc < 0) {
+		unlink(tmp);
+		goto out_free;
+	}
+	rc = fsync_dir_of(path);
+out_free:
+	free(tmp);
+	return rc;
+}
+
+int
+vh_rpc_save_config_file(void)
+{
+	struct vh_rpc_error err;
+	json_t *cfg;
+	char *text;
+	int rc;
+
+	if (g_path == NULL) {
+		return 0;
+	}
+	cfg = vh_rpc_call("save_config", NULL, &err);
+	if (cfg == NULL) {
+		return -ENOMEM;
+	}
+	text = json_dumps(cfg, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(cfg);
+	if (text == NULL) {
+		return -ENOMEM;
+	}
+	rc = write_atomically(g_path, text);
+	free(text);
+	return rc;
+}
+
+void
+vh_rpc_persist_after(const char *method, json_t **result, struct vh_rpc_error *err)
+{
+	int rc;
+
+	if (g_path == NULL || g_suspended) {
+		return;
+	}
+	rc = vh_rpc_save_config_file();
+	if (rc == 0) {
+		return;
+	}
+	/* The change is live but would not survive a restart: the operator must know. */
+	VH_ERR("rpc", "%s applied, but writing config %s failed: %s", method, g_path,
+	       strerror(-rc));
+	json_decref(*result);
+	*result = NULL;
+	vh_rpc_error_set(err, VH_RPC_INTERNAL_ERROR,
+			 "%s applied, but saving the config file %s failed: %s", method, g_path,
+			 strerror(-rc));
+}
