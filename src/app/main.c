@@ -8,6 +8,7 @@
  * then stop the reactors and exit 0.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <getopt.h>
 #include <grp.h>
 #include <signal.h>
@@ -22,7 +23,9 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "app/supervise.h"
 #include "bdev/bdev.h"
+#include "core/handover.h"
 #include "core/evloop.h"
 #include "core/log.h"
 #include "core/reactor.h"
@@ -54,6 +57,8 @@ usage(FILE *f)
 		"  -L, --log-level LEVEL    error, warn, notice (default), info, debug\n"
 		"  -g, --socket-group GROUP group that may use the sockets (they become 0660)\n"
 		"      --idle-us N          sleep after N us without work (default 100; 0 = poll only)\n"
+		"      --supervise          run as a supervisor that restarts the daemon if it dies,\n"
+		"                           keeping its sockets bound and RAM disks alive meanwhile\n"
 		"  -h, --help               this text\n"
 		"  -v, --version            print the version\n");
 }
@@ -88,6 +93,7 @@ parse_args(int argc, char **argv, struct opts *o)
 		{"log-level", required_argument, NULL, 'L'},
 		{"socket-group", required_argument, NULL, 'g'},
 		{"idle-us", required_argument, NULL, 'I'},
+		{"supervise", no_argument, NULL, 'U'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'v'},
 		{NULL, 0, NULL, 0},
@@ -134,6 +140,8 @@ parse_args(int argc, char **argv, struct opts *o)
 				return -1;
 			}
 			break;
+		case 'U':
+			break; /* handled before parsing */
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -150,6 +158,63 @@ parse_args(int argc, char **argv, struct opts *o)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * Watchdog: ping systemd (or the supervisor, which relays) only while every reactor makes
+ * progress or is asleep by choice. A reactor stuck in a poller stops the pings, and systemd's
+ * WatchdogSec restarts us.
+ */
+struct watchdog {
+	uint64_t period_ns;
+	uint64_t last[VH_MAX_REACTORS];
+	bool systemd;
+};
+
+static void
+watchdog_tick(void *arg, uint32_t events)
+{
+	struct watchdog *w = arg;
+	bool healthy = true;
+
+	for (unsigned i = 0; i < vh_reactor_count(); i++) {
+		const struct vh_reactor *r = vh_reactor_get(i);
+		uint64_t hb = vh_reactor_heartbeat(r);
+
+		if (hb == w->last[i] && !vh_reactor_is_sleeping(r)) {
+			healthy = false;
+			VH_ERR("app", "reactor %u made no progress for %" PRIu64 " ms", i,
+			       w->period_ns / 1000000);
+		}
+		w->last[i] = hb;
+	}
+	if (healthy) {
+#if VH_HAVE_SYSTEMD
+		if (w->systemd) {
+			sd_notify(0, "WATCHDOG=1");
+		}
+#endif
+		vh_handover_notify("WATCHDOG");
+	}
+	if (vh_evloop_timer(vh_evloop_main(), w->period_ns, watchdog_tick, w) == NULL) {
+		VH_ERR("app", "cannot re-arm the watchdog timer");
+	}
+}
+
+static void
+watchdog_start(struct watchdog *w)
+{
+	uint64_t usec = 0;
+
+#if VH_HAVE_SYSTEMD
+	w->systemd = sd_watchdog_enabled(0, &usec) > 0;
+#endif
+	if (!w->systemd && !vh_handover_supervised()) {
+		return;
+	}
+	/* Half of systemd's WatchdogSec; 1 s when only the supervisor listens. */
+	w->period_ns = usec ? usec * 1000 / 2 : 1000000000ull;
+	vh_evloop_timer(vh_evloop_main(), w->period_ns, watchdog_tick, w);
 }
 
 static void
@@ -211,12 +276,23 @@ main(int argc, char **argv)
 		.group = (gid_t)-1,
 		.idle_us = 100,
 	};
+	static struct watchdog wd;
 	struct vh_reactor_opts ro;
 	struct vh_evloop *loop;
 	int sfd = -1, rc;
 
 	if (parse_args(argc, argv, &o) < 0) {
 		return 2;
+	}
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--supervise") == 0) {
+			return vh_supervise(argc, argv);
+		}
+	}
+	rc = vh_handover_init();
+	if (rc < 0) {
+		VH_ERR("app", "bad supervisor hand-over: %s", strerror(-rc));
+		return 1;
 	}
 	loop = vh_evloop_create();
 	if (loop == NULL || setup_signals(loop, &sfd) < 0) {
@@ -254,11 +330,14 @@ main(int argc, char **argv)
 		vh_reactors_stop();
 		return 1;
 	}
+	vh_handover_close_unclaimed();
 	VH_NOTICE("app", "vhostd %s ready: %u reactor(s), RPC at %s", VH_VERSION,
 		  vh_reactor_count(), o.rpc_socket);
 #if VH_HAVE_SYSTEMD
 	sd_notify(0, "READY=1");
 #endif
+	vh_handover_notify("READY");
+	watchdog_start(&wd);
 	rc = vh_evloop_run(loop);
 	vh_rpc_server_stop();
 	vh_reactors_stop();

@@ -8,10 +8,13 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bdev/bdev_module.h"
+#include "core/handover.h"
 #include "core/log.h"
 
 struct ram_disk {
@@ -108,7 +111,10 @@ static void
 ram_destruct(struct vh_bdev *b)
 {
 	struct ram_disk *d = b->ctx;
+	char key[VH_HANDOVER_KEY_MAX];
 
+	snprintf(key, sizeof(key), "bdev:%s", b->name);
+	vh_handover_drop(key);
 	munmap(d->base, d->size);
 	close(d->fd);
 	free(d);
@@ -134,6 +140,7 @@ static const struct vh_bdev_module ram_module = {
 int
 vh_bdev_ram_create(const char *name, uint64_t num_blocks, uint32_t block_size)
 {
+	char key[VH_HANDOVER_KEY_MAX];
 	struct vh_bdev *b;
 	struct ram_disk *d;
 	int rc = -ENOMEM;
@@ -141,6 +148,13 @@ vh_bdev_ram_create(const char *name, uint64_t num_blocks, uint32_t block_size)
 	if (num_blocks == 0 || !VH_IS_POW2(block_size) || block_size < 512 ||
 	    block_size > 65536 || num_blocks > (UINT64_MAX >> 1) / block_size) {
 		return -EINVAL;
+	}
+	/* Checked before the supervisor is told to keep anything under this name. */
+	if (vh_name_check(name) < 0) {
+		return -EINVAL;
+	}
+	if (vh_bdev_find(name) != NULL) {
+		return -EEXIST;
 	}
 	b = calloc(1, sizeof(*b));
 	d = calloc(1, sizeof(*d));
@@ -152,14 +166,31 @@ vh_bdev_ram_create(const char *name, uint64_t num_blocks, uint32_t block_size)
 		goto out_free;
 	}
 	d->size = num_blocks * block_size;
-	d->fd = memfd_create(name, MFD_CLOEXEC);
-	if (d->fd < 0) {
-		rc = -errno;
-		goto out_free;
+	snprintf(key, sizeof(key), "bdev:%s", name);
+	d->fd = vh_handover_take(key);
+	if (d->fd >= 0) {
+		/* A previous worker's disk, kept by the supervisor: same data, if the same size. */
+		struct stat st;
+
+		if (fstat(d->fd, &st) < 0 || (uint64_t)st.st_size != d->size) {
+			VH_WARN("bdev", "'%s': the kept RAM disk has another size; starting empty", name);
+			close(d->fd);
+			d->fd = -1;
+		} else {
+			VH_NOTICE("bdev", "'%s': RAM disk contents recovered from the supervisor", name);
+		}
 	}
-	if (ftruncate(d->fd, (off_t)d->size) < 0) {
-		rc = -errno;
-		goto out_close;
+	if (d->fd < 0) {
+		d->fd = memfd_create(name, MFD_CLOEXEC);
+		if (d->fd < 0) {
+			rc = -errno;
+			goto out_free;
+		}
+		if (ftruncate(d->fd, (off_t)d->size) < 0) {
+			rc = -errno;
+			goto out_close;
+		}
+		vh_handover_keep(key, d->fd);
 	}
 	/* MAP_NORESERVE: a sparse disk costs only what is written. */
 	d->base = mmap(NULL, d->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, d->fd, 0);

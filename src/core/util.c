@@ -96,3 +96,12 @@ vh_fd_set_nonblock(int fd)
 	}
 	return 0;
 }
+
+int
+vh_fd_set_cloexec(int fd)
+{
+	if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+		return -errno;
+	}
+	return 0;
+}

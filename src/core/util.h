@@ -67,5 +67,7 @@ int vh_parse_cpumask(const char *s, uint64_t *mask);
 
 /* Set FD_CLOEXEC|O_NONBLOCK on @fd. Returns 0 or -errno. */
 int vh_fd_set_nonblock(int fd);
+/* Set FD_CLOEXEC on @fd. Returns 0 or -errno. */
+int vh_fd_set_cloexec(int fd);
 
 #endif

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/evloop.h"
+#include "core/handover.h"
 #include "core/log.h"
 #include "rpc/rpc.h"
 #include "rpc/rpc_internal.h"
@@ -691,6 +692,7 @@ int
 vh_rpc_server_start(const char *path, gid_t group)
 {
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	char key[VH_HANDOVER_KEY_MAX];
 	int fd, rc;
 
 	if (g_srv.fd >= 0) {
@@ -704,6 +706,16 @@ vh_rpc_server_start(const char *path, gid_t group)
 		VH_ERR("rpc", "socket path %s is too long (limit %zu bytes)", path,
 		       sizeof(addr.sun_path) - 1);
 		return rc;
+	}
+	snprintf(key, sizeof(key), "sock:%s", path);
+	fd = vh_handover_take(key);
+	if (fd >= 0) {
+		/* Kept bound by the supervisor while we were down: clients waited in its backlog. */
+		if (vh_fd_set_nonblock(fd) < 0) {
+			close(fd);
+			return -EBADF;
+		}
+		goto listening;
 	}
 	rc = remove_stale(path, &addr);
 	if (rc < 0) {
@@ -722,6 +734,10 @@ vh_rpc_server_start(const char *path, gid_t group)
 		rc = -errno;
 		goto out_unlink;
 	}
+	if (vh_handover_keep(key, fd) < 0) {
+		VH_WARN("rpc", "supervisor cannot keep %s: it closes while the worker restarts", path);
+	}
+listening:
 	g_srv.src = vh_evloop_add(vh_evloop_main(), fd, EPOLLIN, accept_event, NULL);
 	if (g_srv.src == NULL) {
 		rc = -errno;

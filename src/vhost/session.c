@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/handover.h"
 #include "core/log.h"
 #include "vhost/vhost_internal.h"
 
@@ -393,9 +394,13 @@ vh_vhost_delete(const char *name)
 	c->deleting = true;
 	vh_sock_stop_listening(c);
 	if (c->listen_fd >= 0) {
+		char key[VH_HANDOVER_KEY_MAX];
+
 		close(c->listen_fd);
 		c->listen_fd = -1;
 		unlink(c->sock_path);
+		snprintf(key, sizeof(key), "sock:%s", c->sock_path);
+		vh_handover_drop(key);
 	}
 	if (c->session != NULL) {
 		/* The front-end sees a disconnect once its in-flight I/O has completed. */

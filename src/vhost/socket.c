@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "core/handover.h"
 #include "core/log.h"
 #include "vhost/vhost_internal.h"
 
@@ -62,6 +63,7 @@ int
 vh_sock_listen(struct vh_vhost_ctrlr *c)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char key[VH_HANDOVER_KEY_MAX];
 	struct stat st;
 	int fd, rc;
 
@@ -69,6 +71,19 @@ vh_sock_listen(struct vh_vhost_ctrlr *c)
 		return -ENAMETOOLONG;
 	}
 	memcpy(sa.sun_path, c->sock_path, strlen(c->sock_path) + 1);
+	snprintf(key, sizeof(key), "sock:%s", c->sock_path);
+	fd = vh_handover_take(key);
+	if (fd >= 0) {
+		/*
+		 * The supervisor kept it bound while we were down, so QEMU's reconnects waited in
+		 * the backlog; they are accepted as soon as we poll it.
+		 */
+		if (vh_fd_set_nonblock(fd) < 0) {
+			close(fd);
+			return -EBADF;
+		}
+		goto listening;
+	}
 	/* Replace a stale socket left by a crashed instance, but never a regular file. */
 	if (lstat(c->sock_path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
@@ -89,6 +104,10 @@ vh_sock_listen(struct vh_vhost_ctrlr *c)
 		close(fd);
 		return rc;
 	}
+	if (vh_handover_keep(key, fd) < 0) {
+		VH_WARN(c->name, "supervisor cannot keep the socket across restarts");
+	}
+listening:
 	c->listen_fd = fd;
 	c->listen_src = vh_evloop_add(vh_evloop_main(), fd, EPOLLIN, listen_ready, c);
 	if (c->listen_src == NULL) {

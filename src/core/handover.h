@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * File descriptors that outlive the worker process. Under `vhostd --supervise` the supervisor
+ * keeps a duplicate of every listening socket (and of each RAM disk's memfd), and hands them to
+ * the next worker after a crash: QEMU's reconnect attempts queue in the still-bound socket's
+ * backlog instead of failing, and RAM disks keep their data.
+ *
+ * Keys are short strings: "sock:<path>" for listening sockets, "bdev:<name>" for RAM disks.
+ * Without a supervisor every call is a cheap no-op (get returns -ENOENT).
+ *
+ * Rules: control thread only. vh_handover_init() runs once at start-up, before anything asks.
+ */
+#ifndef VH_CORE_HANDOVER_H
+#define VH_CORE_HANDOVER_H
+
+#include <stdbool.h>
+
+#define VH_HANDOVER_ENV_FD   "VHOSTD_SUPERVISOR_FD"
+#define VH_HANDOVER_ENV_FDS  "VHOSTD_HANDOVER_FDS"
+#define VH_HANDOVER_KEY_MAX  200
+
+/* Read the inherited descriptors from the environment. Returns 0 or -errno. */
+int vh_handover_init(void);
+/* True when a supervisor runs us. */
+bool vh_handover_supervised(void);
+/*
+ * Take an inherited fd for @key (ownership moves to the caller). Returns the fd, or -ENOENT.
+ */
+int vh_handover_take(const char *key);
+/* Give the supervisor a duplicate of @fd to keep under @key. Returns 0 or -errno. */
+int vh_handover_keep(const char *key, int fd);
+/* Tell the supervisor to close what it keeps under @key. */
+void vh_handover_drop(const char *key);
+/* Tell the supervisor something ("READY", "WATCHDOG"). */
+void vh_handover_notify(const char *what);
+/* Close inherited fds nobody took (after the config was replayed). */
+void vh_handover_close_unclaimed(void);
+
+#endif
