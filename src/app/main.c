@@ -229,16 +229,18 @@ on_signal(void *arg, uint32_t events)
 	int *sfd = arg;
 	struct signalfd_siginfo si;
 	static bool stopping;
+	unsigned signo;
 
 	if (read(*sfd, &si, sizeof(si)) != sizeof(si)) {
 		return;
 	}
+	signo = si.ssi_signo;
 	if (stopping) {
-		VH_NOTICE("app", "signal %u again: still draining in-flight I/O", si.ssi_signo);
+		VH_NOTICE("app", "signal %u again: still draining in-flight I/O", signo);
 		return;
 	}
 	stopping = true;
-	VH_NOTICE("app", "signal %u: shutting down", si.ssi_signo);
+	VH_NOTICE("app", "signal %u: shutting down", signo);
 #if VH_HAVE_SYSTEMD
 	sd_notify(0, "STOPPING=1");
 #endif

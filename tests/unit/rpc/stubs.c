@@ -340,3 +340,9 @@ vh_vhost_ctrlr_config_json(const struct vh_vhost_ctrlr *c)
 	return json_pack("{s:s, s:{s:s, s:s, s:b}}", "method", "vhost_create_blk_controller",
 			 "params", "ctrlr", c->name, "dev_name", c->bdev, "readonly", c->readonly);
 }
+
+void
+vh_bdev_set_test_delay(struct vh_bdev *b, uint32_t max_delay_us)
+{
+	b->test_delay_us = max_delay_us;
+}
