@@ -17,6 +17,7 @@ struct vh_evsource {
 	void *arg;
 	struct vh_evloop *loop;
 	struct vh_evsource *next_dead;
+	struct vh_evsource *next_live, **pprev_live; /* every live source, for destroy */
 };
 
 struct vh_evloop {
@@ -24,6 +25,7 @@ struct vh_evloop {
 	bool running;
 	pthread_t owner;
 	struct vh_evsource *dead; /* freed after the current batch */
+	struct vh_evsource *live;
 	struct vh_evsource *msg_src;
 	struct vh_msgq msgq;
 };
@@ -119,7 +121,10 @@ vh_evloop_destroy(struct vh_evloop *loop)
 	if (loop == NULL) {
 		return;
 	}
-	vh_evloop_del(loop->msg_src);
+	/* Whatever is still registered (the signal fd, a pending timer) goes with the loop. */
+	while (loop->live != NULL) {
+		vh_evloop_del(loop->live);
+	}
 	free_dead(loop);
 	vh_msgq_fini(&loop->msgq);
 	close(loop->epfd);
@@ -147,6 +152,12 @@ vh_evloop_add(struct vh_evloop *loop, int fd, uint32_t events, vh_ev_cb cb, void
 		free(s);
 		return NULL;
 	}
+	s->next_live = loop->live;
+	if (loop->live) {
+		loop->live->pprev_live = &s->next_live;
+	}
+	s->pprev_live = &loop->live;
+	loop->live = s;
 	return s;
 }
 
@@ -168,6 +179,10 @@ vh_evloop_del(struct vh_evsource *s)
 		return;
 	}
 	epoll_ctl(s->loop->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+	*s->pprev_live = s->next_live;
+	if (s->next_live) {
+		s->next_live->pprev_live = s->pprev_live;
+	}
 	s->dead = true;
 	s->next_dead = s->loop->dead;
 	s->loop->dead = s;

@@ -65,6 +65,7 @@ parse_list(const char *s, uint64_t *mask)
 int
 vh_parse_cpumask(const char *s, uint64_t *mask)
 {
+	const char *p;
 	char *end;
 	unsigned long long v;
 
@@ -73,6 +74,14 @@ vh_parse_cpumask(const char *s, uint64_t *mask)
 	}
 	if (s[0] == '[') {
 		return parse_list(s, mask);
+	}
+	/* strtoull would take leading blanks and a sign ("-1" = all cores): refuse both. */
+	p = s;
+	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+		p += 2;
+	}
+	if (!isxdigit((unsigned char)*p)) {
+		return -EINVAL;
 	}
 	errno = 0;
 	v = strtoull(s, &end, 16);

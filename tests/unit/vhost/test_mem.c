@@ -1,0 +1,368 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * src/vhost/mem.c: region mapping checks, overlap detection and address translation, over
+ * memfd "guest RAM".
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "guest.h"
+
+#define A_GPA 0x10000ull
+#define B_GPA 0x20000ull  /* address-adjacent to A */
+#define C_GPA 0x100000ull /* after a hole */
+#define RSIZE 0x10000ull
+#define A_QVA 0x7f0000000000ull
+#define B_QVA (A_QVA + RSIZE) /* adjacent in front-end space too */
+#define C_QVA 0x7f5000000000ull
+
+/* ---- vh_mem_region_map ---- */
+
+static int
+map_wire(struct vh_mem_region *r, uint64_t gpa, uint64_t size, uint64_t qva, uint64_t off, int fd)
+{
+	struct vhost_user_memory_region w = {
+	        .guest_phys_addr = gpa,
+	        .memory_size = size,
+	        .userspace_addr = qva,
+	        .mmap_offset = off,
+	};
+
+	return vh_mem_region_map(r, &w, fd);
+}
+
+static void
+test_map_ok(void **state)
+{
+	struct vh_mem_region r;
+	int fd = guest_memfd(0x4000);
+
+	(void)state;
+	assert_int_equal(map_wire(&r, 0x1000, 0x4000, 0x5000, 0, fd), 0);
+	assert_int_equal(r.gpa, 0x1000);
+	assert_int_equal(r.size, 0x4000);
+	assert_int_equal(r.qva, 0x5000);
+	assert_int_equal(r.mmap_offset, 0);
+	assert_int_equal(r.map_size, 0x4000);
+	assert_ptr_equal(r.hva, r.map_base);
+	/* Shared with the fd: what the "guest" writes, we read. */
+	assert_int_equal(pwrite(fd, "hello", 5, 0x3ffb), 5);
+	assert_memory_equal(r.hva + 0x3ffb, "hello", 5);
+	vh_mem_region_unmap(&r);
+	assert_null(r.map_base);
+	vh_mem_region_unmap(&r); /* idempotent */
+	close(fd);
+}
+
+static void
+test_map_offset(void **state)
+{
+	struct vh_mem_region r;
+	int fd = guest_memfd(0x3000);
+
+	(void)state;
+	/* Page-aligned offset: the region starts 4 KiB into the fd. */
+	assert_int_equal(pwrite(fd, "ABCD", 4, 0x1000), 4);
+	assert_int_equal(map_wire(&r, 0, 0x2000, 0x9000, 0x1000, fd), 0);
+	assert_int_equal(r.map_size, 0x3000);
+	assert_ptr_equal(r.hva, (uint8_t *)r.map_base + 0x1000);
+	assert_memory_equal(r.hva, "ABCD", 4);
+	vh_mem_region_unmap(&r);
+
+	/* An offset that is not page aligned works too (the prefix is mapped and skipped). */
+	assert_int_equal(pwrite(fd, "xyz", 3, 0x10), 3);
+	assert_int_equal(map_wire(&r, 0, 0x2000, 0x9000, 0x10, fd), 0);
+	assert_memory_equal(r.hva, "xyz", 3);
+	assert_int_equal(r.mmap_offset, 0x10);
+	vh_mem_region_unmap(&r);
+
+	/* offset + size past the end of the fd: refused (touching it would SIGBUS). */
+	assert_int_equal(map_wire(&r, 0, 0x2000, 0x9000, 0x1001, fd), -EINVAL);
+	assert_int_equal(map_wire(&r, 0, 0x1000, 0x9000, 0x2001, fd), -EINVAL);
+	/* Exactly fitting: accepted. */
+	assert_int_equal(map_wire(&r, 0, 0x1000, 0x9000, 0x2000, fd), 0);
+	vh_mem_region_unmap(&r);
+	/* offset + size overflows. */
+	assert_int_equal(map_wire(&r, 0, 0x1000, 0x9000, UINT64_MAX - 0x800, fd), -EINVAL);
+	close(fd);
+}
+
+static void
+test_map_refused(void **state)
+{
+	struct vh_mem_region r;
+	int fd = guest_memfd(0x2000);
+	int p[2], efd;
+
+	(void)state;
+	/* Size 0. */
+	assert_int_equal(map_wire(&r, 0x1000, 0, 0x1000, 0, fd), -EINVAL);
+	/* gpa + size wraps. */
+	assert_int_equal(map_wire(&r, UINT64_MAX - 0xfff, 0x2000, 0x1000, 0, fd), -EINVAL);
+	assert_int_equal(map_wire(&r, UINT64_MAX, 2, 0x1000, 0, fd), -EINVAL);
+	/* qva + size wraps. */
+	assert_int_equal(map_wire(&r, 0x1000, 0x2000, UINT64_MAX - 0xfff, 0, fd), -EINVAL);
+	/* The last byte of the address space is fine (inclusive end does not wrap). */
+	assert_int_equal(map_wire(&r, UINT64_MAX - 0x1fff, 0x2000, UINT64_MAX - 0x1fff, 0, fd), 0);
+	vh_mem_region_unmap(&r);
+	/* fd smaller than the region. */
+	assert_int_equal(map_wire(&r, 0, 0x3000, 0x1000, 0, fd), -EINVAL);
+	assert_int_equal(map_wire(&r, 0, 0x2001, 0x1000, 0, fd), -EINVAL);
+	/* Not a file: a pipe, an eventfd. */
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(map_wire(&r, 0, 0x1000, 0x1000, 0, p[0]), -EINVAL);
+	efd = eventfd(0, 0);
+	assert_true(efd >= 0);
+	assert_int_equal(map_wire(&r, 0, 0x1000, 0x1000, 0, efd), -EINVAL);
+	/* No fd, or a closed one. */
+	assert_int_equal(map_wire(&r, 0, 0x1000, 0x1000, 0, -1), -EBADF);
+	close(p[0]);
+	assert_int_equal(map_wire(&r, 0, 0x1000, 0x1000, 0, p[0]), -EBADF);
+	/* Every refusal leaves nothing mapped. */
+	assert_null(r.map_base);
+	close(p[1]);
+	close(efd);
+	close(fd);
+}
+
+/* ---- overlap ---- */
+
+static struct vh_mem_region
+reg(uint64_t gpa, uint64_t size, uint64_t qva)
+{
+	return (struct vh_mem_region){.gpa = gpa, .size = size, .qva = qva};
+}
+
+static void
+test_overlap(void **state)
+{
+	struct vh_mem m = {.nregions = 2};
+	struct vh_mem_region r;
+
+	(void)state;
+	m.regions[0] = reg(0x10000, 0x10000, 0x100000);
+	m.regions[1] = reg(0x40000, 0x1000, 0x300000);
+
+	r = reg(0x20000, 0x10000, 0x200000); /* adjacent above, both spaces */
+	assert_int_equal(vh_mem_check_overlap(&m, &r), 0);
+	r = reg(0x0, 0x10000, 0x0f0000); /* adjacent below, both spaces */
+	assert_int_equal(vh_mem_check_overlap(&m, &r), 0);
+	r = reg(0x1ffff, 1, 0x200000); /* last byte of gpa */
+	assert_int_equal(vh_mem_check_overlap(&m, &r), -EINVAL);
+	r = reg(0x0, 0x10001, 0x500000); /* first byte of gpa */
+	assert_int_equal(vh_mem_check_overlap(&m, &r), -EINVAL);
+	r = reg(0x0, 0x100000, 0x500000); /* encloses both */
+	assert_int_equal(vh_mem_check_overlap(&m, &r), -EINVAL);
+	r = reg(0x18000, 0x10, 0x500000); /* inside */
+	assert_int_equal(vh_mem_check_overlap(&m, &r), -EINVAL);
+	r = reg(0x40fff, 0x10, 0x500000); /* the second region's last byte */
+	assert_int_equal(vh_mem_check_overlap(&m, &r), -EINVAL);
+	r = reg(0x80000, 0x1000, 0x10ffff); /* distinct gpa, overlapping qva */
+	assert_int_equal(vh_mem_check_overlap(&m, &r), -EINVAL);
+	r = reg(0x80000, 0x1000, 0x2ff001); /* qva runs into the second region */
+	assert_int_equal(vh_mem_check_overlap(&m, &r), -EINVAL);
+	r = reg(UINT64_MAX - 0xfff, 0x1000, UINT64_MAX - 0xfff); /* top of the address space */
+	assert_int_equal(vh_mem_check_overlap(&m, &r), 0);
+	m.nregions = 0;
+	r = reg(0x10000, 0x10000, 0x100000);
+	assert_int_equal(vh_mem_check_overlap(&m, &r), 0);
+}
+
+/* ---- translation over a real table: A | B adjacent, hole, C ---- */
+
+static int
+mem_setup(void **state)
+{
+	struct vh_mem *m = calloc(1, sizeof(*m));
+
+	if (m == NULL) {
+		return -1;
+	}
+	guest_add_region(m, A_GPA, RSIZE, A_QVA);
+	guest_add_region(m, B_GPA, RSIZE, B_QVA);
+	guest_add_region(m, C_GPA, 0x1000, C_QVA);
+	*state = m;
+	return 0;
+}
+
+static int
+mem_teardown(void **state)
+{
+	struct vh_mem *m = *state;
+
+	vh_mem_unmap_all(m);
+	if (m->nregions != 0) {
+		return -1;
+	}
+	free(m);
+	return 0;
+}
+
+static void
+test_gpa_to_iov(void **state)
+{
+	struct vh_mem *m = *state;
+	uint8_t *a = m->regions[0].hva, *b = m->regions[1].hva, *c = m->regions[2].hva;
+	struct iovec iov[8];
+	int n;
+
+	/* Inside one region. */
+	n = 0;
+	assert_int_equal(vh_mem_gpa_to_iov(m, A_GPA + 0x100, 0x200, iov, &n, 8), 0);
+	assert_int_equal(n, 1);
+	assert_ptr_equal(iov[0].iov_base, a + 0x100);
+	assert_int_equal(iov[0].iov_len, 0x200);
+
+	/* A buffer straddling A and B: two iovecs, split at the boundary. */
+	n = 0;
+	assert_int_equal(vh_mem_gpa_to_iov(m, B_GPA - 0x100, 0x300, iov, &n, 8), 0);
+	assert_int_equal(n, 2);
+	assert_ptr_equal(iov[0].iov_base, a + RSIZE - 0x100);
+	assert_int_equal(iov[0].iov_len, 0x100);
+	assert_ptr_equal(iov[1].iov_base, b);
+	assert_int_equal(iov[1].iov_len, 0x200);
+
+	/* Appends after what is already there. */
+	n = 2;
+	assert_int_equal(vh_mem_gpa_to_iov(m, C_GPA + 0x10, 0x20, iov, &n, 8), 0);
+	assert_int_equal(n, 3);
+	assert_ptr_equal(iov[2].iov_base, c + 0x10);
+	assert_int_equal(iov[2].iov_len, 0x20);
+
+	/* All of A and B. */
+	n = 0;
+	assert_int_equal(vh_mem_gpa_to_iov(m, A_GPA, 2 * RSIZE, iov, &n, 8), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(iov[0].iov_len, RSIZE);
+	assert_int_equal(iov[1].iov_len, RSIZE);
+
+	/* Exactly the last byte of C. */
+	n = 0;
+	assert_int_equal(vh_mem_gpa_to_iov(m, C_GPA + 0xfff, 1, iov, &n, 8), 0);
+	assert_int_equal(n, 1);
+
+	/* Length 0: nothing to map, nothing appended. */
+	n = 0;
+	assert_int_equal(vh_mem_gpa_to_iov(m, 0x5, 0, iov, &n, 8), 0);
+	assert_int_equal(n, 0);
+}
+
+static void
+test_gpa_to_iov_errors(void **state)
+{
+	struct vh_mem *m = *state;
+	struct iovec iov[8];
+	int n;
+
+	/* Running from B into the hole. */
+	n = 0;
+	assert_int_equal(vh_mem_gpa_to_iov(m, B_GPA + RSIZE - 0x10, 0x20, iov, &n, 8), -EFAULT);
+	/* Entirely in the hole, below everything, past C. */
+	n = 0;
+	assert_int_equal(vh_mem_gpa_to_iov(m, 0x30000, 1, iov, &n, 8), -EFAULT);
+	n = 0;
+	assert_int_equal(vh_mem_gpa_to_iov(m, 0x0, 0x10, iov, &n, 8), -EFAULT);
+	n = 0;
+	assert_int_equal(vh_mem_gpa_to_iov(m, C_GPA + 0xfff, 2, iov, &n, 8), -EFAULT);
+	/* One byte before A, running into A. */
+	n = 0;
+	assert_int_equal(vh_mem_gpa_to_iov(m, A_GPA - 1, 0x10, iov, &n, 8), -EFAULT);
+
+	/* addr + len wraps. */
+	n = 0;
+	assert_int_equal(vh_mem_gpa_to_iov(m, UINT64_MAX - 0x10, 0x20, iov, &n, 8), -EFAULT);
+	n = 0;
+	assert_int_equal(vh_mem_gpa_to_iov(m, A_GPA, UINT64_MAX, iov, &n, 8), -EFAULT);
+	assert_int_equal(n, 0);
+	n = 0;
+	assert_int_equal(vh_mem_gpa_to_iov(m, A_GPA, 0xffffffffull, iov, &n, 8), -EFAULT);
+
+	/* Too many iovecs: the straddling buffer needs 2. */
+	n = 0;
+	assert_int_equal(vh_mem_gpa_to_iov(m, B_GPA - 0x100, 0x300, iov, &n, 1), -ENOBUFS);
+	assert_true(n <= 1);
+	n = 1;
+	assert_int_equal(vh_mem_gpa_to_iov(m, B_GPA - 0x100, 0x300, iov, &n, 2), -ENOBUFS);
+	assert_true(n <= 2);
+	n = 8;
+	assert_int_equal(vh_mem_gpa_to_iov(m, A_GPA, 1, iov, &n, 8), -ENOBUFS);
+	assert_int_equal(n, 8);
+}
+
+static void
+test_gpa_qva_to_hva(void **state)
+{
+	struct vh_mem *m = *state;
+	uint8_t *a = m->regions[0].hva, *b = m->regions[1].hva;
+
+	assert_ptr_equal(vh_mem_gpa_to_hva(m, A_GPA, 0x10), a);
+	assert_ptr_equal(vh_mem_gpa_to_hva(m, A_GPA + RSIZE - 0x10, 0x10), a + RSIZE - 0x10);
+	assert_ptr_equal(vh_mem_gpa_to_hva(m, B_GPA, RSIZE), b);
+	/* One region only: a straddling range has no single host address. */
+	assert_null(vh_mem_gpa_to_hva(m, A_GPA + RSIZE - 0x10, 0x11));
+	assert_null(vh_mem_gpa_to_hva(m, B_GPA, RSIZE + 1));
+	assert_null(vh_mem_gpa_to_hva(m, 0x30000, 1));
+	assert_null(vh_mem_gpa_to_hva(m, A_GPA, UINT64_MAX));
+
+	assert_ptr_equal(vh_mem_qva_to_hva(m, A_QVA, 16), a);
+	assert_ptr_equal(vh_mem_qva_to_hva(m, A_QVA + 0x100, RSIZE - 0x100), a + 0x100);
+	assert_ptr_equal(vh_mem_qva_to_hva(m, B_QVA + 8, 8), b + 8);
+	assert_null(vh_mem_qva_to_hva(m, A_QVA + 0x100, RSIZE - 0xff));
+	/* Adjacent in front-end space too, but a ring must lie in one mapping. */
+	assert_null(vh_mem_qva_to_hva(m, B_QVA - 8, 16));
+	assert_null(vh_mem_qva_to_hva(m, A_QVA - 1, 1));
+	assert_null(vh_mem_qva_to_hva(m, C_QVA + 0x1000, 1));
+	assert_null(vh_mem_qva_to_hva(m, A_QVA, UINT64_MAX));
+	assert_null(vh_mem_qva_to_hva(m, UINT64_MAX, 2));
+	/* A guest-physical address is not a front-end address. */
+	assert_null(vh_mem_qva_to_hva(m, A_GPA, 1));
+}
+
+static void
+test_copy_from_guest(void **state)
+{
+	struct vh_mem *m = *state;
+	uint8_t src[0x300], dst[0x300];
+
+	for (size_t i = 0; i < sizeof(src); i++) {
+		src[i] = (uint8_t)(i * 7 + 3);
+	}
+	guest_write(m, B_GPA - 0x100, src, sizeof(src));
+	/* The bytes landed in the two separate memfds. */
+	assert_memory_equal(m->regions[0].hva + RSIZE - 0x100, src, 0x100);
+	assert_memory_equal(m->regions[1].hva, src + 0x100, 0x200);
+
+	memset(dst, 0, sizeof(dst));
+	assert_int_equal(vh_mem_copy_from_guest(m, dst, B_GPA - 0x100, sizeof(dst)), 0);
+	assert_memory_equal(dst, src, sizeof(src));
+	assert_int_equal(vh_mem_copy_from_guest(m, dst, B_GPA + RSIZE - 0x10, 0x20), -EFAULT);
+	assert_int_equal(vh_mem_copy_from_guest(m, dst, UINT64_MAX - 4, 0x10), -EFAULT);
+	assert_int_equal(vh_mem_copy_from_guest(m, dst, 0x30000, 0), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_map_ok),
+	        cmocka_unit_test(test_map_offset),
+	        cmocka_unit_test(test_map_refused),
+	        cmocka_unit_test(test_overlap),
+	        cmocka_unit_test_setup_teardown(test_gpa_to_iov, mem_setup, mem_teardown),
+	        cmocka_unit_test_setup_teardown(test_gpa_to_iov_errors, mem_setup, mem_teardown),
+	        cmocka_unit_test_setup_teardown(test_gpa_qva_to_hva, mem_setup, mem_teardown),
+	        cmocka_unit_test_setup_teardown(test_copy_from_guest, mem_setup, mem_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
