@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs dependencies, builds a release and an ASan/UBSan variant, runs every
 # test suite, and ends with "N passed, N failed".
-#   scripts/test.sh            everything (unit, functional, fuzz smoke, real QEMU guests)
+#   scripts/test.sh            everything: unit + func (ASan/UBSan), tsan (unit + func under
+#                              ThreadSanitizer, clang), qemu (real guests, release build)
 #   SUITES="unit func" scripts/test.sh    a subset
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ if [ "$(id -u)" = 0 ]; then
   scripts/install-deps.sh || { echo "dependency installation failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
 
-suites=${SUITES:-"unit func qemu"}
+suites=${SUITES:-"unit func tsan qemu"}
 jobs=$(nproc)
 pass=0 fail=0 skip=0
 
@@ -54,12 +55,21 @@ if ! build build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lunde
   echo "0 passed, 1 failed"; exit 1
 fi
 
+if [[ " $suites " == *" tsan "* ]]; then
+  echo "=== build: tsan (clang) ==="
+  if ! CC=clang-14 build build-tsan --buildtype=debug -Db_sanitize=thread -Db_lundef=false; then
+    echo "0 passed, 1 failed"; exit 1
+  fi
+fi
+
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 for s in $suites; do
   case $s in
     unit|func) run_suite build-asan "$s" ;;
     qemu) run_suite build-release qemu ;;
+    tsan) run_suite build-tsan unit; run_suite build-tsan func ;;
     *) run_suite build-asan "$s" ;;
   esac
 done

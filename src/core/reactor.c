@@ -301,7 +301,7 @@ sleep_once(struct vh_reactor *r)
 		return;
 	}
 	__atomic_store_n(&r->sleeping, 1, __ATOMIC_RELAXED);
-	r->stats.sleeps++;
+	__atomic_store_n(&r->stats.sleeps, r->stats.sleeps + 1, __ATOMIC_RELAXED);
 	/* The timeout bounds how stale the heartbeat can get, not correctness. */
 	n = epoll_wait(r->epfd, evs, VH_ARRAY_SIZE(evs), 1000);
 	__atomic_store_n(&r->sleeping, 0, __ATOMIC_RELAXED);
@@ -341,11 +341,12 @@ reactor_main(void *arg)
 	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
 		__atomic_store_n(&r->heartbeat, r->heartbeat + 1, __ATOMIC_RELAXED);
 		if (poll_once(r) == VH_POLL_BUSY) {
-			r->stats.busy_polls++;
+			/* Single writer; relaxed atomics so other threads may read the counters. */
+			__atomic_store_n(&r->stats.busy_polls, r->stats.busy_polls + 1, __ATOMIC_RELAXED);
 			idle_since = 0;
 			continue;
 		}
-		r->stats.idle_polls++;
+		__atomic_store_n(&r->stats.idle_polls, r->stats.idle_polls + 1, __ATOMIC_RELAXED);
 		if (r->idle_ns == 0) {
 			continue;
 		}

@@ -104,6 +104,10 @@ h_set_features(struct vh_session *s, struct vhost_user_msg *m)
 		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "legacy (non VERSION_1) drivers are not supported");
 		return -EINVAL;
 	}
+	/* Running queues read the features (INDIRECT, EVENT_IDX): no changes under them. */
+	if (vh_session_any_started(s) && f != s->features) {
+		return -EBUSY;
+	}
 	s->features = f;
 	s->features_set = true;
 	return 0;

@@ -325,6 +325,9 @@ vq_arm(void *arg)
 	if (!vq->running || vq->stopping || vq->broken) {
 		return 0;
 	}
+	if (vq->cur_kickfd < 0) {
+		return 1; /* a front-end that never kicks (NOFD) must be polled: no sleeping */
+	}
 	if (vq->event_idx) {
 		/* avail_event sits right after the used ring (validated in vh_vq_prepare). */
 		VH_WRITE_ONCE(*(uint16_t *)&vq->used->ring[vq->size], vq->last_avail);

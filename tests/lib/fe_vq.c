@@ -513,6 +513,12 @@ vh_fe_vq_poll(struct vh_fe_vq *vq, struct vh_fe_req **done, unsigned int max)
 	return bad ? -EPROTO : (int)n;
 }
 
+enum vh_fe_irq
+vh_fe_vq_mode(const struct vh_fe_vq *vq)
+{
+	return vq->mode;
+}
+
 int
 vh_fe_vq_arm(struct vh_fe_vq *vq)
 {

@@ -377,6 +377,7 @@ enum vh_fe_irq {
 	VH_FE_INTERRUPT, /* driver asks for interrupts and waits on the call eventfd */
 };
 void vh_fe_vq_set_mode(struct vh_fe_vq *vq, enum vh_fe_irq mode);
+enum vh_fe_irq vh_fe_vq_mode(const struct vh_fe_vq *vq);
 /* Kick after every flush, ignoring the device's notification suppression. */
 void vh_fe_vq_set_always_kick(struct vh_fe_vq *vq, bool on);
 /* Seed the queue's PRNG used by VH_FE_L_RANDOM_SPLIT. */

@@ -1,0 +1,473 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The file back-ends through the whole daemon, driven by the test front-end:
+ * - uring and aio: a random workload of every request type on 2 queues, checked against a shadow
+ *   copy, then the file itself checked against the shadow;
+ * - RPC errors: a missing path, a directory, deleting a bdev used by a controller;
+ * - resize: bdev_uring_rescan after the file grew sends CONFIG_CHANGE and GET_CONFIG shows the
+ *   new capacity;
+ * - a file truncated under us: IOERR, the daemon lives, I/O works again once the size is back;
+ * - ENOSPC on a size-limited tmpfs (skipped when we cannot mount): IOERR, the daemon lives, and
+ *   the same writes succeed after space is freed.
+ * Exit: 0 pass, 1 fail, 77 skip (no $VHOSTD).
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io_engine.h"
+#include "vh_test.h"
+
+#define TIMEOUT_MS 20000
+#define DISK_MB    32
+
+static uint64_t g_seed;
+
+static uint64_t
+ops_per_case(void)
+{
+	const char *e = getenv("VH_TEST_OPS");
+
+	return e ? strtoull(e, NULL, 0) : 3000;
+}
+
+static int
+make_file(const char *path, uint64_t size)
+{
+	int fd = open(path, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0600);
+
+	if (fd < 0) {
+		return -errno;
+	}
+	if (ftruncate(fd, (off_t)size) < 0) {
+		int rc = -errno;
+
+		close(fd);
+		return rc;
+	}
+	close(fd);
+	return 0;
+}
+
+/* Start vhostd in a fresh temp dir; controller "vhost.0" comes later. */
+static int
+target_start(struct vh_target *t)
+{
+	int rc;
+
+	memset(t, 0, sizeof(*t));
+	t->d.pid = -1;
+	snprintf(t->name, sizeof(t->name), "vhost.0");
+	snprintf(t->bdev, sizeof(t->bdev), "f0");
+	t->block_size = 512;
+	rc = vh_daemon_start(&t->d, NULL, NULL, TIMEOUT_MS);
+	if (rc == -ENOENT) {
+		return VH_TEST_SKIP;
+	}
+	T_OK(rc);
+	vh_daemon_path(&t->d, t->name, t->sock, sizeof(t->sock));
+	return 0;
+}
+
+/* Every sector the workload knows must be in the file. */
+static int
+check_file(const struct io_engine *e, const char *path)
+{
+	uint8_t sec[512];
+	uint64_t checked = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	T_CHECK(fd >= 0, "open %s: %s", path, strerror(errno));
+	for (uint64_t s = 0; s < e->nsect; s++) {
+		if (!e->known[s]) {
+			continue;
+		}
+		if (pread(fd, sec, 512, (off_t)(s * 512)) != 512 ||
+		    memcmp(sec, e->shadow + s * 512, 512) != 0) {
+			close(fd);
+			T_CHECK(false, "sector %" PRIu64 " of %s differs from the shadow", s, path);
+		}
+		checked++;
+	}
+	close(fd);
+	fprintf(stderr, "  file matches the shadow (%" PRIu64 " known sectors)\n", checked);
+	T_CHECK(checked > 0, "nothing was checked");
+	return 0;
+}
+
+static int
+check_mode(struct vh_target *t, const char *module, const char *engine)
+{
+	json_t *res = NULL, *ds;
+	const char *got;
+
+	T_OK(vh_target_rpc(t, "bdev_get_bdevs", json_pack("{s:s}", "name", t->bdev), &res));
+	ds = json_object_get(json_object_get(json_array_get(res, 0), "driver_specific"), module);
+	got = json_string_value(json_object_get(ds, "engine"));
+	T_CHECK(got != NULL && strcmp(got, engine) == 0, "engine %s, expected %s",
+		got ? got : "(none)", engine);
+	got = json_string_value(json_object_get(ds, "io_mode"));
+	T_CHECK(got != NULL, "no io_mode");
+	fprintf(stderr, "  %s engine, %s I/O\n", engine, got);
+	json_decref(res);
+	return 0;
+}
+
+static int
+case_io(const char *method, const char *module, const char *engine)
+{
+	struct vh_fe_mem_opts mo = {.size = 32 << 20, .nregions = 3};
+	struct vh_fe_opts fo = {.num_queues = 2};
+	struct vh_fe_mem *mem = NULL;
+	struct vh_fe *fe = NULL;
+	struct vh_target t;
+	struct io_engine e;
+	char path[160];
+	int rc;
+
+	fprintf(stderr, "case: %s, random workload\n", method);
+	rc = target_start(&t);
+	if (rc != 0) {
+		return rc;
+	}
+	snprintf(path, sizeof(path), "%s/disk.img", t.d.dir);
+	rc = -1;
+	if (make_file(path, DISK_MB << 20) < 0 ||
+	    vh_target_rpc(&t, method, json_pack("{s:s, s:s}", "name", "f0", "filename", path),
+			  NULL) < 0 ||
+	    vh_target_rpc(&t, "vhost_create_blk_controller",
+			  json_pack("{s:s, s:s, s:s}", "ctrlr", t.name, "dev_name", "f0",
+				    "cpumask", "0x1"),
+			  NULL) < 0 ||
+	    check_mode(&t, module, engine) < 0) {
+		goto out;
+	}
+	if (vh_test_fe_open(&t, &mo, &fo, &mem, &fe) < 0 || vh_fe_start(fe, 0, 0) < 0 ||
+	    io_engine_init(&e, fe, mem, 2, 16, g_seed) < 0) {
+		fprintf(stderr, "FAIL: front-end setup\n");
+		goto out;
+	}
+	e.serial = t.name;
+	if (io_engine_run(&e, ops_per_case(), true, TIMEOUT_MS) == 0 && vh_fe_stop(fe) == 0 &&
+	    check_file(&e, path) == 0) {
+		rc = 0;
+	}
+	io_engine_fini(&e);
+out:
+	vh_test_fe_close(mem, fe);
+	if (vh_target_stop(&t) < 0) {
+		rc = -1;
+	}
+	return rc;
+}
+
+struct sync_io {
+	struct vh_fe *fe;
+	struct vh_fe_mem *mem;
+	uint64_t buf;
+};
+
+static int
+sio(struct sync_io *s, uint32_t type, uint64_t sector, uint32_t len)
+{
+	struct vh_fe_iov iov = {s->buf, len};
+	struct vh_fe_req r = {.type = type, .sector = sector, .iov = &iov, .niov = 1};
+	int rc = io_sync(s->fe, 0, &r, TIMEOUT_MS);
+
+	if (rc < 0) {
+		fprintf(stderr, "request type %u: %s\n", type, strerror(-rc));
+		return -1;
+	}
+	return r.status;
+}
+
+static int
+expect_rpc_error(struct vh_target *t, const char *method, json_t *params, const char *needle)
+{
+	char msg[256] = "";
+	int code = 0;
+	int rc = vh_rpc_call(t->d.rpc_path, method, params, NULL, &code, msg, sizeof(msg),
+			     TIMEOUT_MS);
+
+	T_CHECK(rc == -EREMOTEIO, "%s succeeded (rc %d)", method, rc);
+	T_CHECK(code == -32602, "%s: code %d, expected -32602 (%s)", method, code, msg);
+	T_CHECK(strstr(msg, needle) != NULL, "%s: '%s' does not mention '%s'", method, msg,
+		needle);
+	fprintf(stderr, "  %s: %s\n", method, msg);
+	return 0;
+}
+
+static int
+errors_body(struct vh_target *t, const char *path)
+{
+	struct vh_fe_mem_opts mo = {.size = 16 << 20};
+	struct vh_fe_opts fo = {.num_queues = 1};
+	struct vh_fe_mem *mem = NULL;
+	struct vh_fe *fe = NULL;
+	struct sync_io s;
+	char missing[200];
+	uint8_t cfg[8];
+	uint64_t cap;
+	int rc = -1, st;
+
+	snprintf(missing, sizeof(missing), "%s/missing.img", t->d.dir);
+	T_OK(expect_rpc_error(t, "bdev_uring_create",
+			      json_pack("{s:s, s:s}", "name", "e0", "filename", missing), missing));
+	T_OK(expect_rpc_error(t, "bdev_aio_create",
+			      json_pack("{s:s, s:s}", "name", "e0", "filename", t->d.dir),
+			      "directory"));
+	T_OK(expect_rpc_error(t, "bdev_uring_delete", json_pack("{s:s}", "name", "f0"),
+			      "in use"));
+	T_OK(vh_test_fe_open(t, &mo, &fo, &mem, &fe));
+	s.fe = fe;
+	s.mem = mem;
+	s.buf = vh_fe_mem_alloc(mem, 65536, 4096);
+	if (vh_fe_start(fe, 0, 0) < 0 || s.buf == UINT64_MAX) {
+		fprintf(stderr, "FAIL: front-end start\n");
+		goto out;
+	}
+	/* Grow the file, rescan: the front-end hears CONFIG_CHANGE and reads the new size. */
+	if (truncate(path, (DISK_MB * 2) << 20) < 0 ||
+	    vh_target_rpc(t, "bdev_uring_rescan", json_pack("{s:s}", "name", "f0"), NULL) < 0) {
+		fprintf(stderr, "FAIL: grow + rescan\n");
+		goto out;
+	}
+	st = vh_fe_backend_handle(fe, TIMEOUT_MS);
+	if (st != VHOST_USER_BACKEND_CONFIG_CHANGE_MSG) {
+		fprintf(stderr, "FAIL: expected CONFIG_CHANGE_MSG, got %d\n", st);
+		goto out;
+	}
+	if (vh_fe_get_config(fe, 8, cfg, sizeof(cfg)) < 0) {
+		fprintf(stderr, "FAIL: GET_CONFIG\n");
+		goto out;
+	}
+	memcpy(&cap, cfg, sizeof(cap));
+	if (cap != ((uint64_t)DISK_MB * 2 << 20) / 512) {
+		fprintf(stderr, "FAIL: capacity %" PRIu64 " after resize\n", cap);
+		goto out;
+	}
+	fprintf(stderr, "  resize: CONFIG_CHANGE sent, capacity %" PRIu64 " sectors\n", cap);
+	/* Truncated under us: reads past the new end fail, the daemon carries on. */
+	if (truncate(path, 1 << 20) < 0) {
+		goto out;
+	}
+	st = sio(&s, VIRTIO_BLK_T_IN, (8 << 20) / 512, 4096);
+	if (st != VIRTIO_BLK_S_IOERR || !vh_daemon_alive(&t->d)) {
+		fprintf(stderr, "FAIL: read past a truncated end: status %d\n", st);
+		goto out;
+	}
+	if (sio(&s, VIRTIO_BLK_T_IN, 0, 4096) != VIRTIO_BLK_S_OK) {
+		fprintf(stderr, "FAIL: read inside the truncated file\n");
+		goto out;
+	}
+	if (truncate(path, (DISK_MB * 2) << 20) < 0 ||
+	    sio(&s, VIRTIO_BLK_T_IN, (8 << 20) / 512, 4096) != VIRTIO_BLK_S_OK) {
+		fprintf(stderr, "FAIL: read after the size came back\n");
+		goto out;
+	}
+	fprintf(stderr, "  truncated file: IOERR past the end, daemon alive\n");
+	rc = vh_fe_stop(fe) == 0 ? 0 : -1;
+out:
+	vh_test_fe_close(mem, fe);
+	return rc;
+}
+
+static int
+case_errors(void)
+{
+	struct vh_target t;
+	char path[160];
+	int rc;
+
+	fprintf(stderr, "case: RPC errors, resize, truncation\n");
+	rc = target_start(&t);
+	if (rc != 0) {
+		return rc;
+	}
+	snprintf(path, sizeof(path), "%s/disk.img", t.d.dir);
+	rc = -1;
+	if (make_file(path, DISK_MB << 20) == 0 &&
+	    vh_target_rpc(&t, "bdev_uring_create",
+			  json_pack("{s:s, s:s}", "name", "f0", "filename", path), NULL) == 0 &&
+	    vh_target_rpc(&t, "vhost_create_blk_controller",
+			  json_pack("{s:s, s:s, s:s}", "ctrlr", t.name, "dev_name", "f0",
+				    "cpumask", "0x1"),
+			  NULL) == 0) {
+		rc = errors_body(&t, path);
+	}
+	if (vh_target_stop(&t) < 0) {
+		rc = -1;
+	}
+	return rc;
+}
+
+static int
+fill_file(const char *path, uint64_t size)
+{
+	static uint8_t chunk[65536];
+	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+
+	if (fd < 0) {
+		return -errno;
+	}
+	memset(chunk, 0x33, sizeof(chunk));
+	for (uint64_t off = 0; off < size; off += sizeof(chunk)) {
+		if (write(fd, chunk, sizeof(chunk)) != (ssize_t)sizeof(chunk)) {
+			close(fd);
+			return -ENOSPC;
+		}
+	}
+	close(fd);
+	return 0;
+}
+
+/* Write [0, bytes) in 256 KiB requests; returns how many failed with IOERR, or -1. */
+static int
+write_range(struct sync_io *s, uint64_t bytes, uint8_t tag)
+{
+	const uint32_t chunk = 256 << 10;
+	int ioerr = 0;
+
+	for (uint64_t off = 0; off < bytes; off += chunk) {
+		int st;
+
+		memset(vh_fe_gpa_to_ptr(s->mem, s->buf, chunk), tag ^ (uint8_t)(off >> 18), chunk);
+		st = sio(s, VIRTIO_BLK_T_OUT, off / 512, chunk);
+		if (st == VIRTIO_BLK_S_IOERR) {
+			ioerr++;
+		} else if (st != VIRTIO_BLK_S_OK) {
+			return -1;
+		}
+	}
+	return ioerr;
+}
+
+static int
+enospc_body(struct vh_target *t, const char *filler)
+{
+	struct vh_fe_mem_opts mo = {.size = 16 << 20};
+	struct vh_fe_opts fo = {.num_queues = 1};
+	struct vh_fe_mem *mem = NULL;
+	struct vh_fe *fe = NULL;
+	struct sync_io s;
+	int rc = -1, n;
+
+	T_OK(vh_test_fe_open(t, &mo, &fo, &mem, &fe));
+	s.fe = fe;
+	s.mem = mem;
+	s.buf = vh_fe_mem_alloc(mem, 256 << 10, 4096);
+	if (vh_fe_start(fe, 0, 0) < 0 || s.buf == UINT64_MAX) {
+		goto out;
+	}
+	/* 8 MiB filesystem, 6 MiB filler: 4 MiB of writes cannot all fit. */
+	n = write_range(&s, 4 << 20, 0x11);
+	if (n <= 0 || !vh_daemon_alive(&t->d)) {
+		fprintf(stderr, "FAIL: expected IOERR on a full filesystem, got %d failures\n", n);
+		goto out;
+	}
+	fprintf(stderr, "  full filesystem: %d of 16 writes failed with IOERR, daemon alive\n", n);
+	if (unlink(filler) < 0) {
+		goto out;
+	}
+	n = write_range(&s, 4 << 20, 0x22);
+	if (n != 0) {
+		fprintf(stderr, "FAIL: %d writes still fail after space was freed\n", n);
+		goto out;
+	}
+	/* And the data is there. */
+	for (uint64_t off = 0; off < (4 << 20); off += 256 << 10) {
+		uint8_t *p = vh_fe_gpa_to_ptr(mem, s.buf, 256 << 10);
+
+		if (sio(&s, VIRTIO_BLK_T_IN, off / 512, 256 << 10) != VIRTIO_BLK_S_OK ||
+		    p[0] != (uint8_t)(0x22 ^ (uint8_t)(off >> 18)) ||
+		    p[(256 << 10) - 1] != p[0]) {
+			fprintf(stderr, "FAIL: read back at %" PRIu64 "\n", off);
+			goto out;
+		}
+	}
+	fprintf(stderr, "  after freeing space: writes succeed and read back\n");
+	rc = vh_fe_stop(fe) == 0 ? 0 : -1;
+out:
+	vh_test_fe_close(mem, fe);
+	return rc;
+}
+
+static int
+case_enospc(void)
+{
+	struct vh_target t;
+	char mnt[160], path[200], filler[200];
+	int rc;
+
+	fprintf(stderr, "case: ENOSPC on an 8 MiB tmpfs\n");
+	rc = target_start(&t);
+	if (rc != 0) {
+		return rc;
+	}
+	snprintf(mnt, sizeof(mnt), "%s/mnt", t.d.dir);
+	snprintf(path, sizeof(path), "%s/disk.img", mnt);
+	snprintf(filler, sizeof(filler), "%s/filler", mnt);
+	if (mkdir(mnt, 0700) < 0 || mount("vhostd-test", mnt, "tmpfs", MS_NOSUID | MS_NODEV,
+					  "size=8m,mode=0700") < 0) {
+		fprintf(stderr, "  SKIP: cannot mount a tmpfs (%s)\n", strerror(errno));
+		rmdir(mnt);
+		vh_target_stop(&t);
+		return VH_TEST_SKIP;
+	}
+	rc = -1;
+	if (fill_file(filler, 6 << 20) == 0 && make_file(path, 16 << 20) == 0 &&
+	    vh_target_rpc(&t, "bdev_uring_create",
+			  json_pack("{s:s, s:s}", "name", "f0", "filename", path), NULL) == 0 &&
+	    vh_target_rpc(&t, "vhost_create_blk_controller",
+			  json_pack("{s:s, s:s, s:s}", "ctrlr", t.name, "dev_name", "f0",
+				    "cpumask", "0x1"),
+			  NULL) == 0) {
+		rc = enospc_body(&t, filler);
+	}
+	if (vh_target_stop(&t) < 0) {
+		rc = -1;
+	}
+	/* The daemon has exited (it held the file open), so the mount is not busy. */
+	if (umount2(mnt, MNT_DETACH) < 0) {
+		fprintf(stderr, "umount %s: %s\n", mnt, strerror(errno));
+	}
+	rmdir(mnt);
+	return rc;
+}
+
+int
+main(void)
+{
+	int rc, fails = 0, skips = 0, runs = 0;
+	int (*cases[])(void) = {case_errors, case_enospc};
+
+	if (vh_test_qsd()) {
+		fprintf(stderr, "SKIP: vhostd-only test\n");
+		return VH_TEST_SKIP;
+	}
+	g_seed = vh_test_seed("test_file");
+	rc = case_io("bdev_uring_create", "uring", "uring");
+	if (rc == VH_TEST_SKIP) {
+		fprintf(stderr, "SKIP: $VHOSTD not set or not executable\n");
+		return VH_TEST_SKIP;
+	}
+	fails += rc != 0;
+	runs++;
+	rc = case_io("bdev_aio_create", "aio", "aio");
+	fails += rc != 0;
+	runs++;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		rc = cases[i]();
+		if (rc == VH_TEST_SKIP) {
+			skips++;
+			continue;
+		}
+		fails += rc != 0;
+		runs++;
+	}
+	fprintf(stderr, "%d case(s) run, %d failed, %d skipped\n", runs, fails, skips);
+	return fails ? VH_TEST_FAIL : VH_TEST_PASS;
+}
