@@ -4,7 +4,7 @@ set -euo pipefail
 
 pkgs=(
   gcc make meson ninja-build pkg-config
-  liburing-dev libjansson-dev libcmocka-dev libsystemd-dev
+  liburing-dev libaio-dev libjansson-dev libcmocka-dev libsystemd-dev
   clang-14 libclang-rt-14-dev clang-format
   qemu-system-x86 qemu-utils
   busybox-static fio kmod cpio e2fsprogs util-linux

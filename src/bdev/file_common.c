@@ -17,6 +17,7 @@
  *   and remember, per bdev, which ones the kernel refused.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/falloc.h>
@@ -29,6 +30,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "bdev/bdev_file.h"
 #include "bdev/file_common.h"
 #include "core/log.h"
 
@@ -75,7 +77,9 @@ req_state(struct vh_bdev_io *io)
 
 /* --- probing (control thread) --- */
 
-VH_PRINTF(3, 4) static void
+static void set_err(char *err, size_t errlen, const char *fmt, ...) VH_PRINTF(3, 4);
+
+static void
 set_err(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
@@ -93,17 +97,18 @@ static int
 sysfs_queue_attr(dev_t dev, const char *attr, char *buf, size_t len)
 {
 	/* A partition has no queue/ of its own: its parent disk's is one level up. */
-	static const char *const fmts[] = {
-		"/sys/dev/block/%u:%u/queue/%s",
-		"/sys/dev/block/%u:%u/../queue/%s",
-	};
-
-	for (size_t i = 0; i < VH_ARRAY_SIZE(fmts); i++) {
+	for (int i = 0; i < 2; i++) {
 		char path[128];
 		ssize_t n;
 		int fd;
 
-		snprintf(path, sizeof(path), fmts[i], major(dev), minor(dev), attr);
+		if (i == 0) {
+			snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/queue/%s", major(dev),
+				 minor(dev), attr);
+		} else {
+			snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/../queue/%s", major(dev),
+				 minor(dev), attr);
+		}
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
 			continue;
@@ -272,7 +277,7 @@ static void
 probe_caps(struct vh_file *f, dev_t rdev)
 {
 	if (f->is_blkdev) {
-		/* fallocate on a block device: PUNCH_HOLE = zero-out with unmap, ZERO_RANGE = zero-out */
+		/* Block-device fallocate: PUNCH_HOLE zeroes with unmap, ZERO_RANGE zeroes. */
 		f->caps = VH_FILE_CAP_PUNCH | VH_FILE_CAP_ZERO_RANGE;
 		if (sysfs_queue_u64(rdev, "discard_max_bytes", 0) > 0) {
 			f->caps |= VH_FILE_CAP_NOHIDE | VH_FILE_CAP_DISCARD;
@@ -301,7 +306,8 @@ probe_write_cache(struct vh_file *f, dev_t rdev)
 	 * device under O_DIRECT can be write-through, when its queue says so.
 	 */
 	f->write_cache = true;
-	if (f->is_blkdev && f->direct && sysfs_queue_attr(rdev, "write_cache", buf, sizeof(buf)) == 0 &&
+	if (f->is_blkdev && f->direct &&
+	    sysfs_queue_attr(rdev, "write_cache", buf, sizeof(buf)) == 0 &&
 	    strcmp(buf, "write through") == 0) {
 		f->write_cache = false;
 	}
@@ -415,13 +421,14 @@ vh_file_close(struct vh_file *f)
 	f->fd_buffered = -1;
 }
 
-int
-vh_file_register(struct vh_bdev *b, struct vh_file *f, const struct vh_bdev_module *m)
+static int
+file_register(struct vh_bdev *b, struct vh_file *f, const struct vh_bdev_module *m)
 {
 	uint32_t caps = f->caps;
 
 	b->module = m;
 	b->ctx = f;
+	f->bdev = b;
 	b->block_size = f->block_size;
 	b->num_blocks = f->size / f->block_size;
 	b->write_cache = f->write_cache;
@@ -438,29 +445,95 @@ vh_file_register(struct vh_bdev *b, struct vh_file *f, const struct vh_bdev_modu
 	return vh_bdev_register(b);
 }
 
-void
-vh_file_info_json(const struct vh_file *f, const char *module, json_t *driver_specific)
+int
+vh_file_bdev_create(const struct vh_bdev_module *m, const char *engine, const char *name,
+		    const char *filename, uint32_t block_size, char *err, size_t errlen)
 {
+	struct vh_bdev *b;
+	struct vh_file *f;
+	int rc;
+
+	set_err(err, errlen, "%s", "");
+	if (vh_name_check(name) < 0) {
+		set_err(err, errlen, "invalid bdev name");
+		return -EINVAL;
+	}
+	/* Before opening anything: a duplicate must not probe (punch) someone else's file. */
+	if (vh_bdev_find(name) != NULL) {
+		set_err(err, errlen, "bdev '%s' already exists", name);
+		return -EEXIST;
+	}
+	if (filename == NULL || filename[0] == '\0') {
+		set_err(err, errlen, "empty filename");
+		return -EINVAL;
+	}
+	b = calloc(1, sizeof(*b));
+	f = calloc(1, sizeof(*f));
+	if (b == NULL || f == NULL) {
+		rc = -ENOMEM;
+		set_err(err, errlen, "out of memory");
+		goto out_free;
+	}
+	rc = vh_file_open(f, name, filename, block_size, engine, err, errlen);
+	if (rc < 0) {
+		goto out_free;
+	}
+	memcpy(b->name, f->name, sizeof(b->name));
+	rc = file_register(b, f, m);
+	if (rc < 0) {
+		set_err(err, errlen, "cannot register bdev '%s': %s", name, strerror(-rc));
+		goto out_close;
+	}
+	VH_INFO(engine, "'%s': %s, %s I/O, %s cache, block size %u", name, f->path,
+		f->direct ? "direct" : "buffered", f->write_cache ? "write-back" : "write-through",
+		f->block_size);
+	return 0;
+
+out_close:
+	vh_file_close(f);
+out_free:
+	free(f);
+	free(b);
+	return rc;
+}
+
+void
+vh_file_bdev_destruct(struct vh_bdev *b)
+{
+	struct vh_file *f = b->ctx;
+
+	vh_file_close(f);
+	free(f);
+}
+
+void
+vh_file_bdev_info_json(struct vh_bdev *b, json_t *driver_specific)
+{
+	const struct vh_file *f = b->ctx;
 	json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:I}", "filename", f->path, "io_mode",
 			      f->direct ? "direct" : "buffered", "engine", f->engine,
 			      "block_device", f->is_blkdev, "device_block_size",
 			      (json_int_t)f->dev_block);
 
 	if (o != NULL) {
-		json_object_set_new(driver_specific, module, o);
+		json_object_set_new(driver_specific, b->module->name, o);
 	}
 }
 
 json_t *
-vh_file_config_json(const struct vh_bdev *b, const struct vh_file *f, const char *method)
+vh_file_bdev_config_json(struct vh_bdev *b)
 {
+	const struct vh_file *f = b->ctx;
+	char method[32];
+
+	snprintf(method, sizeof(method), "bdev_%s_create", b->module->name);
 	return json_pack("{s:s, s:{s:s, s:s, s:i, s:s}}", "method", method, "params", "name",
 			 b->name, "filename", f->path, "block_size", (int)b->block_size, "uuid",
 			 b->uuid);
 }
 
-int
-vh_file_rescan(struct vh_bdev *b, struct vh_file *f)
+static int
+file_rescan(struct vh_bdev *b, struct vh_file *f)
 {
 	uint64_t size, nb, old;
 	int rc;
@@ -485,15 +558,43 @@ vh_file_rescan(struct vh_bdev *b, struct vh_file *f)
 		VH_WARN(f->engine, "'%s': %s is now smaller than one block", f->name, f->path);
 		return -EINVAL;
 	}
-	__atomic_store_n(&f->size, size, __ATOMIC_RELAXED);
 	/*
-	 * Relaxed: readers (range checks on the reactors, GET_CONFIG) need only an untorn value.
-	 * A request checked against the old size is still inside the file after growth.
+	 * Relaxed: readers (range checks on the reactors, GET_CONFIG on the control thread)
+	 * need only an untorn value; a request checked against the old size is still inside
+	 * a grown file.
 	 */
+	__atomic_store_n(&f->size, size, __ATOMIC_RELAXED);
 	__atomic_store_n(&b->num_blocks, nb, __ATOMIC_RELAXED);
 	VH_NOTICE(f->engine, "'%s': resized from %" PRIu64 " to %" PRIu64 " blocks", f->name, old,
 		  nb);
 	return 1;
+}
+
+int
+vh_bdev_file_rescan(const char *name)
+{
+	struct vh_bdev *b = vh_bdev_find(name);
+
+	if (b == NULL) {
+		return -ENODEV;
+	}
+	/* Every file bdev, whatever its engine, is torn down by vh_file_bdev_destruct. */
+	if (b->module->destruct != vh_file_bdev_destruct) {
+		return -EINVAL;
+	}
+	return file_rescan(b, b->ctx);
+}
+
+int
+vh_bdev_uring_rescan(const char *name)
+{
+	return vh_bdev_file_rescan(name);
+}
+
+int
+vh_bdev_aio_rescan(const char *name)
+{
+	return vh_bdev_file_rescan(name);
 }
 
 bool
@@ -600,7 +701,7 @@ vh_file_req_init(struct vh_file *f, struct vh_bdev_io *io)
 	}
 	/* The consumer checked the range; a bug above us must not become a write past the disk. */
 	if (io->type != VH_BDEV_IO_FLUSH &&
-	    (VH_ADD_OVERFLOW(io->offset, io->length, &end) || end > vh_bdev_size_of_ctx(f))) {
+	    (VH_ADD_OVERFLOW(io->offset, io->length, &end) || end > vh_bdev_size(f->bdev))) {
 		return -EINVAL;
 	}
 	if (!f->direct || !direct_ok(f, io)) {

@@ -28,7 +28,7 @@
 /* Capabilities, cleared at run time when the kernel answers EOPNOTSUPP. */
 #define VH_FILE_CAP_PUNCH      0x1u /* fallocate(PUNCH_HOLE|KEEP_SIZE) */
 #define VH_FILE_CAP_ZERO_RANGE 0x2u /* fallocate(ZERO_RANGE|KEEP_SIZE) */
-#define VH_FILE_CAP_NOHIDE     0x4u /* block device: fallocate(PUNCH|KEEP|NO_HIDE_STALE) = discard */
+#define VH_FILE_CAP_NOHIDE     0x4u /* block device: discard by fallocate(...|NO_HIDE_STALE) */
 #define VH_FILE_CAP_DISCARD    0x8u /* block device: BLKDISCARD */
 
 /* Give up on a request that keeps getting -EAGAIN/-EINTR (a wedged device, not back-pressure). */
@@ -49,6 +49,7 @@ struct vh_file {
 	uint32_t caps;          /* VH_FILE_CAP_*; relaxed atomics */
 	uint64_t size;          /* bytes, as last probed */
 	const char *engine;     /* "uring" or "aio": log component and info */
+	struct vh_bdev *bdev;   /* set when registered */
 	char name[VH_NAME_MAX];
 	char path[PATH_MAX];
 };
@@ -67,15 +68,24 @@ void vh_file_close(struct vh_file *f);
 int vh_file_get_size(int fd, bool is_blkdev, uint64_t *size);
 
 /*
- * Fill @b from @f (block size, num_blocks, io_types, write cache), set module and ctx, and
- * register it. Takes ownership of @b on success. Returns vh_bdev_register()'s result.
+ * Create and register a file bdev of module @m (ops of one engine, under that module's name):
+ * checks the name, opens and probes the file (vh_file_open), registers. On failure returns
+ * -errno with the reason in @err. Control thread.
  */
-int vh_file_register(struct vh_bdev *b, struct vh_file *f, const struct vh_bdev_module *m);
+int vh_file_bdev_create(const struct vh_bdev_module *m, const char *engine, const char *name,
+			const char *filename, uint32_t block_size, char *err, size_t errlen);
 
-/* driver_specific for bdev_get_bdevs. */
-void vh_file_info_json(const struct vh_file *f, const char *module, json_t *driver_specific);
-/* {method, params} that re-creates the bdev. */
-json_t *vh_file_config_json(const struct vh_bdev *b, const struct vh_file *f, const char *method);
+/* Module callbacks shared by the engines (control thread). */
+void vh_file_bdev_destruct(struct vh_bdev *b);
+void vh_file_bdev_info_json(struct vh_bdev *b, json_t *driver_specific);
+json_t *vh_file_bdev_config_json(struct vh_bdev *b);
+
+/*
+ * The aio engine registered under module name @module_name ("aio", or "uring" when
+ * bdev_uring_create falls back). Same returns as vh_file_bdev_create(). Control thread.
+ */
+int vh_file_aio_create(const char *module_name, const char *name, const char *filename,
+		       uint32_t block_size, char *err, size_t errlen);
 
 /* What an engine must issue next for a request. */
 enum vh_file_op_kind {
@@ -117,11 +127,6 @@ int vh_file_req_update(struct vh_file *f, struct vh_bdev_io *io, long res, int *
 
 /* Run @op synchronously (BLKDISCARD, FALLOC, FSYNC, READV, WRITEV). Returns like the kernel. */
 long vh_file_sync_op(const struct vh_file *f, const struct vh_file_op *op);
-
-/*
- * Rescan @b (a bdev of a file module with ctx @f): see vh_bdev_file_rescan(). Control thread.
- */
-int vh_file_rescan(struct vh_bdev *b, struct vh_file *f);
 
 /* A singly linked FIFO of requests through io->next (pending and finished lists). */
 struct vh_file_ioq {

@@ -330,6 +330,7 @@ product_name(const struct vh_bdev *b)
 		{MALLOC_MODULE, "Malloc disk"},
 		{NULL_MODULE, "Null disk"},
 		{"uring", "URING bdev"},
+		{"aio", "AIO disk"},
 		{"nvme", "NVMe disk"},
 	};
 	const char *m = vh_bdev_module_name(b);

@@ -113,11 +113,18 @@ int
 vh_nvme_pci_parse_bdf(const char *in, char *out, size_t size)
 {
 	unsigned dom = 0, bus, slot, fn;
-	char tail;
+	int end = -1;
 
-	if (sscanf(in, "%x:%x:%x.%x%c", &dom, &bus, &slot, &fn, &tail) != 4) {
+	/* Hex digits and separators only: sscanf's %x would also take "0x" and signs. */
+	if (in[strspn(in, "0123456789abcdefABCDEF:.")] != '\0') {
+		return -EINVAL;
+	}
+	if (sscanf(in, "%x:%x:%x.%x%n", &dom, &bus, &slot, &fn, &end) != 4 ||
+	    (size_t)end != strlen(in)) {
 		dom = 0;
-		if (sscanf(in, "%x:%x.%x%c", &bus, &slot, &fn, &tail) != 3) {
+		end = -1;
+		if (sscanf(in, "%x:%x.%x%n", &bus, &slot, &fn, &end) != 3 ||
+		    (size_t)end != strlen(in)) {
 			return -EINVAL;
 		}
 	}

@@ -95,6 +95,12 @@ struct vh_nvme_qpair {
 	struct vh_nvme_qpair_stats stats;
 };
 
+static const char *
+qname(const struct vh_nvme_qpair *qp)
+{
+	return qp->dev->bdf[0] ? qp->dev->bdf : "mock";
+}
+
 static uint64_t
 now(const struct vh_nvme_qpair *qp)
 {
@@ -181,10 +187,18 @@ vh_nvme_prp_build(vh_nvme_translate_fn tr, void *tr_ctx, const struct iovec *iov
 		  size_t skip, size_t len, struct vh_nvme_sqe *sqe, uint64_t *list,
 		  uint64_t list_iova, unsigned list_max)
 {
-	size_t left = len;
+	size_t left = len, total = 0;
 	unsigned n = 0;
 	int i, ret;
 
+	for (i = 0; i < iovcnt; i++) {
+		if (VH_ADD_OVERFLOW(total, iov[i].iov_len, &total)) {
+			return -EINVAL;
+		}
+	}
+	if (total < skip || total - skip < len) {
+		return -EINVAL;
+	}
 	for (i = 0; i < iovcnt && skip >= iov[i].iov_len; i++) {
 		skip -= iov[i].iov_len;
 	}
@@ -577,7 +591,7 @@ cqe_valid(struct vh_nvme_qpair *qp, const struct vh_nvme_cqe *cqe)
 		qp->stats.bad_cqes++;
 		VH_LOG_RL(VH_LOG_ERROR, COMP,
 			  "[%s/q%u] dropping completion for %s CID %u (SQ id %u, status 0x%x)",
-			  qp->dev->bdf, qp->opts.qid,
+			  qname(qp), qp->opts.qid,
 			  cqe->cid >= qp->nreqs ? "unknown" : "idle", cqe->cid, cqe->sqid,
 			  cqe->status >> 1);
 		return false;
@@ -608,7 +622,7 @@ handle_cqe(struct vh_nvme_qpair *qp, const struct vh_nvme_cqe *cqe)
 		return;
 	}
 	VH_LOG_RL(VH_LOG_WARN, COMP, "[%s/q%u] CID %u opc 0x%x failed: SCT %u SC 0x%x%s",
-		  qp->dev->bdf, qp->opts.qid, cqe->cid, r->sqe.opc, VH_NVME_STATUS_SCT(cqe->status),
+		  qname(qp), qp->opts.qid, cqe->cid, r->sqe.opc, VH_NVME_STATUS_SCT(cqe->status),
 		  VH_NVME_STATUS_SC(cqe->status), cqe->status & VH_NVME_STATUS_DNR ? " DNR" : "");
 	complete(qp, r, vh_nvme_status_to_errno(status), cqe);
 }
@@ -667,7 +681,7 @@ check_health(struct vh_nvme_qpair *qp)
 
 	if (ret == -ENODEV) {
 		/* Surprise removal: nothing can DMA any more, so failing everything is safe. */
-		VH_LOG_RL(VH_LOG_ERROR, COMP, "[%s/q%u] device removed", qp->dev->bdf, qp->opts.qid);
+		VH_LOG_RL(VH_LOG_ERROR, COMP, "[%s/q%u] device removed", qname(qp), qp->opts.qid);
 		vh_nvme_qpair_fail_all(qp, -ENODEV);
 		vh_nvme_ctrlr_notify(qp->ctrlr, VH_NVME_EV_REMOVED);
 	} else if (ret < 0 && !qp->fatal_seen) {

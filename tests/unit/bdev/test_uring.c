@@ -1,0 +1,876 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Unit tests of the uring back-end (and, compiled again from test_aio.c, of the aio one): the
+ * back-end is driven through a bdev channel on a real reactor, exactly as the vhost layer does.
+ * The main thread plays the control thread (create, delete, rescan); request batches run in
+ * reactor messages and the main thread waits for their callbacks with a deadline.
+ *
+ * Checked: every request type against a shadow copy and against the file afterwards, aligned
+ * and unaligned buffers (the buffered fallback of O_DIRECT), more requests than the ring holds,
+ * the completion contract (callback later, on the reactor, exactly once), the short-I/O state
+ * machine, a file truncated under us (-EIO, no crash), create errors, rescan, delete while
+ * claimed, and a loop block device when one can be set up.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/loop.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "bdev/bdev_file.h"
+#include "bdev/bdev_module.h"
+#include "bdev/file_common.h"
+#include "core/log.h"
+#include "core/reactor.h"
+
+#ifdef VH_TEST_ENGINE_AIO
+#define ENGINE "aio"
+#define engine_create_ex vh_bdev_aio_create_ex
+#define engine_delete vh_bdev_aio_delete
+#else
+#define ENGINE "uring"
+#define engine_create_ex vh_bdev_uring_create_ex
+#define engine_delete vh_bdev_uring_delete
+#endif
+
+#define DISK_SIZE   (8u << 20)
+#define MAX_BATCH   2048
+#define MAX_IOV     8
+#define DEADLINE_MS 20000
+
+static char g_dir[64];
+static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
+
+static uint64_t
+rnd(void)
+{
+	g_rng ^= g_rng << 13;
+	g_rng ^= g_rng >> 7;
+	g_rng ^= g_rng << 17;
+	return g_rng;
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Poll @flag with a deadline: the reactor runs on its own thread. */
+static bool
+wait_flag(const int *flag, int target)
+{
+	int64_t end = now_ms() + DEADLINE_MS;
+	struct timespec ts = {0, 100000};
+
+	while (__atomic_load_n(flag, __ATOMIC_ACQUIRE) < target) {
+		if (now_ms() > end) {
+			return false;
+		}
+		nanosleep(&ts, NULL);
+	}
+	return true;
+}
+
+/* A 4 KiB-aligned buffer (aligned_alloc wants a size that is a multiple of the alignment). */
+static uint8_t *
+abuf(uint64_t size)
+{
+	uint8_t *p = aligned_alloc(4096, (size + 4095) & ~4095ull);
+
+	assert_non_null(p);
+	return p;
+}
+
+/* --- running things on the reactor --- */
+
+struct call {
+	void (*fn)(void *arg);
+	void *arg;
+	int done;
+};
+
+static void
+call_msg(void *p)
+{
+	struct call *c = p;
+
+	c->fn(c->arg);
+	__atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+}
+
+static void
+on_reactor(void (*fn)(void *arg), void *arg)
+{
+	struct call c = {fn, arg, 0};
+
+	assert_int_equal(vh_reactor_send(vh_reactor_get(0), call_msg, &c), 0);
+	assert_true(wait_flag(&c.done, 1));
+}
+
+/* --- requests --- */
+
+struct tio {
+	struct vh_bdev_io io;
+	struct iovec iov[MAX_IOV];
+	int status;
+	int calls;
+	bool in_reactor;
+};
+
+struct batch {
+	struct vh_bdev_channel *ch;
+	struct tio *t;
+	unsigned n;
+	int submit_rc[MAX_BATCH];
+	bool submitting;
+	int completed;
+	int bad_context; /* callbacks inside submit or off the reactor */
+};
+
+static struct batch *g_batch;
+
+static void
+tio_cb(struct vh_bdev_io *io, int status)
+{
+	struct tio *t = VH_CONTAINER_OF(io, struct tio, io);
+
+	t->status = status;
+	t->calls++;
+	t->in_reactor = vh_reactor_self() != NULL;
+	if (g_batch->submitting || !t->in_reactor) {
+		g_batch->bad_context++;
+	}
+	__atomic_fetch_add(&g_batch->completed, 1, __ATOMIC_RELEASE);
+}
+
+static void
+submit_msg(void *arg)
+{
+	struct batch *b = arg;
+
+	b->submitting = true;
+	for (unsigned i = 0; i < b->n; i++) {
+		b->submit_rc[i] = vh_bdev_submit(b->ch, &b->t[i].io);
+		if (b->submit_rc[i] < 0) {
+			__atomic_fetch_add(&b->completed, 1, __ATOMIC_RELEASE);
+		}
+	}
+	b->submitting = false;
+}
+
+struct chan_op {
+	struct vh_bdev *b;
+	struct vh_bdev_channel *ch;
+};
+
+static void
+get_msg(void *arg)
+{
+	struct chan_op *c = arg;
+
+	c->ch = vh_bdev_channel_get(c->b);
+}
+
+static void
+put_msg(void *arg)
+{
+	struct chan_op *c = arg;
+
+	vh_bdev_channel_put(c->ch);
+}
+
+static struct vh_bdev_channel *
+chan_get(struct vh_bdev *b)
+{
+	struct chan_op c = {b, NULL};
+
+	on_reactor(get_msg, &c);
+	assert_non_null(c.ch);
+	return c.ch;
+}
+
+static void
+chan_put(struct vh_bdev_channel *ch)
+{
+	struct chan_op c = {NULL, ch};
+
+	on_reactor(put_msg, &c);
+}
+
+/* Submit t[0..n) in one reactor message and wait for every completion. */
+static void
+run_batch(struct vh_bdev_channel *ch, struct tio *t, unsigned n)
+{
+	struct batch b = {.ch = ch, .t = t, .n = n};
+
+	assert_true(n <= MAX_BATCH);
+	for (unsigned i = 0; i < n; i++) {
+		t[i].status = 1;
+		t[i].calls = 0;
+		t[i].io.cb = tio_cb;
+	}
+	g_batch = &b;
+	assert_int_equal(vh_reactor_send(vh_reactor_get(0), submit_msg, &b), 0);
+	assert_true(wait_flag(&b.completed, (int)n));
+	for (unsigned i = 0; i < n; i++) {
+		assert_int_equal(b.submit_rc[i], 0);
+		assert_int_equal(t[i].calls, 1);
+	}
+	assert_int_equal(b.bad_context, 0);
+	g_batch = NULL;
+}
+
+static void
+prep(struct tio *t, uint8_t type, uint64_t off, uint64_t len)
+{
+	memset(&t->io, 0, sizeof(t->io));
+	t->io.type = type;
+	t->io.offset = off;
+	t->io.length = len;
+	t->io.iov = t->iov;
+}
+
+/* Split @buf[0..len) into 1..MAX_IOV iovecs; cut points on 512-byte or odd boundaries. */
+static void
+prep_iov(struct tio *t, uint8_t *buf, uint64_t len, bool unaligned)
+{
+	unsigned n = 1 + (unsigned)(rnd() % MAX_IOV);
+	uint64_t pos = 0;
+
+	t->io.iovcnt = 0;
+	for (unsigned i = 0; i < n && pos < len; i++) {
+		uint64_t chunk = len - pos;
+
+		if (i + 1 < n && chunk > 1) {
+			chunk = 1 + rnd() % chunk;
+			if (!unaligned) {
+				chunk = (chunk + 511) & ~511ull;
+				chunk = VH_MIN(chunk, len - pos);
+			}
+		}
+		t->iov[i].iov_base = buf + pos;
+		t->iov[i].iov_len = chunk;
+		t->io.iovcnt++;
+		pos += chunk;
+	}
+	if (pos < len) {
+		t->iov[t->io.iovcnt - 1].iov_len += len - pos;
+	}
+}
+
+/* --- fixtures --- */
+
+struct env {
+	char path[128];
+	struct vh_bdev *b;
+	struct vh_bdev_channel *ch;
+	uint8_t *shadow;
+	uint64_t size;
+};
+
+static void
+make_file(const char *path, uint64_t size, uint8_t *shadow)
+{
+	int fd = open(path, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0600);
+
+	assert_true(fd >= 0);
+	if (shadow != NULL) {
+		for (uint64_t i = 0; i < size; i++) {
+			shadow[i] = (uint8_t)rnd();
+		}
+		assert_int_equal(pwrite(fd, shadow, size, 0), (ssize_t)size);
+	} else {
+		assert_int_equal(ftruncate(fd, (off_t)size), 0);
+	}
+	close(fd);
+}
+
+static void
+check_file(const char *path, const uint8_t *shadow, uint64_t size)
+{
+	uint8_t *buf = malloc(size);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	assert_non_null(buf);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, buf, size, 0), (ssize_t)size);
+	close(fd);
+	for (uint64_t i = 0; i < size; i++) {
+		if (buf[i] != shadow[i]) {
+			fail_msg("file differs from the shadow at byte %llu", (unsigned long long)i);
+		}
+	}
+	free(buf);
+}
+
+static int
+env_setup(void **state)
+{
+	static unsigned seq;
+	struct env *e = calloc(1, sizeof(*e));
+	char err[256];
+
+	assert_non_null(e);
+	e->size = DISK_SIZE;
+	e->shadow = malloc(e->size);
+	assert_non_null(e->shadow);
+	snprintf(e->path, sizeof(e->path), "%s/disk%u.img", g_dir, seq++);
+	make_file(e->path, e->size, e->shadow);
+	assert_int_equal(engine_create_ex("d0", e->path, 0, err, sizeof(err)), 0);
+	e->b = vh_bdev_find("d0");
+	assert_non_null(e->b);
+	assert_string_equal(vh_bdev_module_name(e->b), ENGINE);
+	e->ch = chan_get(e->b);
+	*state = e;
+	return 0;
+}
+
+static int
+env_teardown(void **state)
+{
+	struct env *e = *state;
+
+	chan_put(e->ch);
+	assert_int_equal(engine_delete("d0"), 0);
+	unlink(e->path);
+	free(e->shadow);
+	free(e);
+	return 0;
+}
+
+/* --- tests --- */
+
+/* Random non-overlapping reads and writes, aligned and not, checked against the shadow. */
+static void
+test_rw_verify(void **state)
+{
+	struct env *e = *state;
+	const unsigned n = 64, rounds = 40;
+	const uint64_t slot = e->size / n;
+	struct tio *t = calloc(n, sizeof(*t));
+	uint8_t *bufs = abuf((size_t)n * (slot + 4096));
+
+	assert_non_null(t);
+	assert_non_null(bufs);
+	for (unsigned r = 0; r < rounds; r++) {
+		for (unsigned i = 0; i < n; i++) {
+			/* Each request stays inside its own slot, so none overlap. */
+			uint64_t blocks = 1 + rnd() % 32;
+			uint64_t len = blocks * 512;
+			uint64_t off = i * slot + (rnd() % (slot / 512 - blocks + 1)) * 512;
+			bool unaligned = (rnd() % 4) == 0;
+			uint8_t *buf = bufs + (size_t)i * (slot + 4096) + (unaligned ? 1 + rnd() % 511 : 0);
+			bool write = rnd() % 2;
+
+			prep(&t[i], write ? VH_BDEV_IO_WRITE : VH_BDEV_IO_READ, off, len);
+			if (write) {
+				for (uint64_t k = 0; k < len; k++) {
+					buf[k] = (uint8_t)rnd();
+				}
+				memcpy(e->shadow + off, buf, len);
+			} else {
+				memset(buf, 0xa5, len);
+			}
+			prep_iov(&t[i], buf, len, unaligned);
+		}
+		run_batch(e->ch, t, n);
+		for (unsigned i = 0; i < n; i++) {
+			assert_int_equal(t[i].status, 0);
+			if (t[i].io.type == VH_BDEV_IO_READ) {
+				uint64_t pos = t[i].io.offset;
+
+				for (int k = 0; k < t[i].io.iovcnt; k++) {
+					assert_memory_equal(t[i].iov[k].iov_base, e->shadow + pos,
+							    t[i].iov[k].iov_len);
+					pos += t[i].iov[k].iov_len;
+				}
+			}
+		}
+	}
+	/* FLUSH, then the file itself must hold what the shadow says. */
+	prep(&t[0], VH_BDEV_IO_FLUSH, 0, 0);
+	run_batch(e->ch, t, 1);
+	assert_int_equal(t[0].status, 0);
+	check_file(e->path, e->shadow, e->size);
+	free(bufs);
+	free(t);
+}
+
+static void
+zero_case(struct env *e, uint8_t type, uint8_t flags, uint64_t off, uint64_t len)
+{
+	struct tio t[2];
+	uint8_t *buf = abuf(len);
+
+	assert_non_null(buf);
+	prep(&t[0], type, off, len);
+	t[0].io.flags = flags;
+	run_batch(e->ch, t, 1);
+	assert_int_equal(t[0].status, 0);
+	memset(e->shadow + off, 0, len);
+	prep(&t[1], VH_BDEV_IO_READ, off, len);
+	t[1].iov[0].iov_base = buf;
+	t[1].iov[0].iov_len = len;
+	t[1].io.iovcnt = 1;
+	memset(buf, 0xa5, len);
+	run_batch(e->ch, &t[1], 1);
+	assert_int_equal(t[1].status, 0);
+	/* A discarded range of a file reads back as zeroes (a punched hole). */
+	assert_memory_equal(buf, e->shadow + off, len);
+	free(buf);
+}
+
+static void
+test_discard_write_zeroes(void **state)
+{
+	struct env *e = *state;
+
+	assert_true(vh_bdev_io_type_supported(e->b, VH_BDEV_IO_WRITE_ZEROES));
+	zero_case(e, VH_BDEV_IO_WRITE_ZEROES, 0, 4096, 65536);
+	zero_case(e, VH_BDEV_IO_WRITE_ZEROES, VH_BDEV_IO_F_UNMAP, 1 << 20, 3 << 20);
+	zero_case(e, VH_BDEV_IO_WRITE_ZEROES, 0, 512, 1024);
+	if (vh_bdev_io_type_supported(e->b, VH_BDEV_IO_DISCARD)) {
+		zero_case(e, VH_BDEV_IO_DISCARD, 0, 5 << 20, 1 << 20);
+		zero_case(e, VH_BDEV_IO_DISCARD, 0, 7 << 20, 512);
+	}
+	check_file(e->path, e->shadow, e->size);
+}
+
+/* More requests than the ring (and the AIO context) holds: all complete, none refused. */
+static void
+test_overflow(void **state)
+{
+	struct env *e = *state;
+	const unsigned n = MAX_BATCH;
+	struct tio *t = calloc(n, sizeof(*t));
+	uint8_t *buf = abuf((size_t)n * 4096);
+
+	assert_non_null(t);
+	assert_non_null(buf);
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t off = (uint64_t)(i % (e->size / 4096)) * 4096;
+
+		/* Reads only: overlapping reads are fine. Every 16th is a flush. */
+		if (i % 16 == 15) {
+			prep(&t[i], VH_BDEV_IO_FLUSH, 0, 0);
+			continue;
+		}
+		prep(&t[i], VH_BDEV_IO_READ, off, 4096);
+		t[i].iov[0].iov_base = buf + (size_t)i * 4096;
+		t[i].iov[0].iov_len = 4096;
+		t[i].io.iovcnt = 1;
+	}
+	run_batch(e->ch, t, n);
+	for (unsigned i = 0; i < n; i++) {
+		assert_int_equal(t[i].status, 0);
+		if (t[i].io.type == VH_BDEV_IO_READ) {
+			assert_memory_equal(buf + (size_t)i * 4096, e->shadow + t[i].io.offset,
+					    4096);
+		}
+	}
+	free(buf);
+	free(t);
+}
+
+/* The file shrinks under us: reads past the new end fail with -EIO, the rest works. */
+static void
+test_truncated(void **state)
+{
+	struct env *e = *state;
+	uint8_t *buf = abuf(1 << 20);
+	struct tio t[3];
+
+	assert_non_null(buf);
+	assert_int_equal(truncate(e->path, 64 << 10), 0);
+	prep(&t[0], VH_BDEV_IO_READ, 1 << 20, 1 << 20);
+	/* Straddles the new end: one short read, then end of file. */
+	prep(&t[1], VH_BDEV_IO_READ, 60 << 10, 8 << 10);
+	prep(&t[2], VH_BDEV_IO_READ, 0, 4096);
+	for (int i = 0; i < 3; i++) {
+		t[i].iov[0].iov_base = buf;
+		t[i].iov[0].iov_len = t[i].io.length;
+		t[i].io.iovcnt = 1;
+	}
+	run_batch(e->ch, t, 2);
+	assert_int_equal(t[0].status, -EIO);
+	assert_int_equal(t[1].status, -EIO);
+	run_batch(e->ch, &t[2], 1);
+	assert_int_equal(t[2].status, 0);
+	assert_memory_equal(buf, e->shadow, 4096);
+	/* Rescan: it shrank, not claimed, so the new size is taken. */
+	assert_int_equal(vh_bdev_file_rescan("d0"), 1);
+	assert_int_equal(vh_bdev_num_blocks(e->b), (64 << 10) / 512);
+	/* Out of range now: refused at submit, no callback. */
+	prep(&t[0], VH_BDEV_IO_READ, 1 << 20, 4096);
+	t[0].iov[0].iov_base = buf;
+	t[0].iov[0].iov_len = 4096;
+	t[0].io.iovcnt = 1;
+	{
+		struct batch b = {.ch = e->ch, .t = t, .n = 1};
+
+		t[0].io.cb = tio_cb;
+		t[0].calls = 0;
+		g_batch = &b;
+		assert_int_equal(vh_reactor_send(vh_reactor_get(0), submit_msg, &b), 0);
+		assert_true(wait_flag(&b.completed, 1));
+		assert_int_equal(b.submit_rc[0], -EINVAL);
+		assert_int_equal(t[0].calls, 0);
+		g_batch = NULL;
+	}
+	/* Restore the size for the teardown's sake. */
+	assert_int_equal(truncate(e->path, (off_t)e->size), 0);
+	free(buf);
+}
+
+static void
+test_rescan_claimed(void **state)
+{
+	struct env *e = *state;
+
+	assert_int_equal(vh_bdev_file_rescan("d0"), 0);
+	assert_int_equal(truncate(e->path, (off_t)e->size * 2), 0);
+	assert_int_equal(vh_bdev_uring_rescan("d0"), 1);
+	assert_int_equal(vh_bdev_size(e->b), e->size * 2);
+	assert_int_equal(vh_bdev_claim(e->b, "ctrl0"), 0);
+	/* Claimed: deleting and shrinking are refused. */
+	assert_int_equal(engine_delete("d0"), -EBUSY);
+	assert_int_equal(truncate(e->path, (off_t)e->size), 0);
+	assert_int_equal(vh_bdev_aio_rescan("d0"), -EBUSY);
+	assert_int_equal(vh_bdev_size(e->b), e->size * 2);
+	vh_bdev_release(e->b);
+	assert_int_equal(vh_bdev_file_rescan("d0"), 1);
+	assert_int_equal(vh_bdev_size(e->b), e->size);
+	assert_int_equal(vh_bdev_file_rescan("nope"), -ENODEV);
+}
+
+static void
+test_info_config(void **state)
+{
+	struct env *e = *state;
+	json_t *ds = json_object(), *cfg, *o;
+
+	e->b->module->info_json(e->b, ds);
+	o = json_object_get(ds, ENGINE);
+	assert_non_null(o);
+	assert_string_equal(json_string_value(json_object_get(o, "filename")), e->path);
+	/* "direct" where the filesystem takes O_DIRECT (ext4, xfs, tmpfs since 6.6). */
+	assert_true(strcmp(json_string_value(json_object_get(o, "io_mode")), "direct") == 0 ||
+		    strcmp(json_string_value(json_object_get(o, "io_mode")), "buffered") == 0);
+	assert_true(vh_bdev_has_write_cache(e->b));
+	cfg = e->b->module->config_json(e->b);
+	assert_string_equal(json_string_value(json_object_get(cfg, "method")),
+			    "bdev_" ENGINE "_create");
+	o = json_object_get(cfg, "params");
+	assert_string_equal(json_string_value(json_object_get(o, "filename")), e->path);
+	assert_int_equal(json_integer_value(json_object_get(o, "block_size")), 512);
+	json_decref(cfg);
+	json_decref(ds);
+}
+
+static void
+test_create_errors(void **state)
+{
+	char path[128], err[256];
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/missing.img", g_dir);
+	assert_int_equal(engine_create_ex("x0", path, 0, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, path));
+	assert_int_equal(engine_create_ex("x0", g_dir, 0, err, sizeof(err)), -EISDIR);
+	assert_non_null(strstr(err, "directory"));
+	assert_int_equal(engine_create_ex("x0", "/dev/null", 0, err, sizeof(err)), -EINVAL);
+	snprintf(path, sizeof(path), "%s/empty.img", g_dir);
+	make_file(path, 0, NULL);
+	assert_int_equal(engine_create_ex("x0", path, 0, err, sizeof(err)), -EINVAL);
+	make_file(path, 1 << 20, NULL);
+	assert_int_equal(engine_create_ex("x0", path, 1000, err, sizeof(err)), -EINVAL);
+	assert_int_equal(engine_create_ex("x0", path, 256, err, sizeof(err)), -EINVAL);
+	assert_int_equal(engine_create_ex("bad/name", path, 0, err, sizeof(err)), -EINVAL);
+	if (geteuid() != 0) {
+		assert_int_equal(chmod(path, 0400), 0);
+		assert_int_equal(engine_create_ex("x0", path, 0, err, sizeof(err)), -EACCES);
+		assert_int_equal(chmod(path, 0600), 0);
+	}
+	assert_int_equal(engine_create_ex("x0", path, 4096, err, sizeof(err)), 0);
+	assert_int_equal(vh_bdev_num_blocks(vh_bdev_find("x0")), 256);
+	assert_int_equal(engine_create_ex("x0", path, 0, err, sizeof(err)), -EEXIST);
+	assert_int_equal(engine_delete("nope"), -ENODEV);
+#ifdef VH_TEST_ENGINE_AIO
+	assert_int_equal(vh_bdev_uring_delete("x0"), -EINVAL);
+#else
+	assert_int_equal(vh_bdev_aio_delete("x0"), -EINVAL);
+#endif
+	assert_int_equal(engine_delete("x0"), 0);
+	unlink(path);
+}
+
+/* The short-I/O state machine, fed by hand: partial results resume where they stopped. */
+static void
+test_short_io_state(void **state)
+{
+	struct vh_file f;
+	struct vh_bdev b;
+	struct vh_bdev_io io;
+	struct iovec iov[3];
+	struct vh_file_op op;
+	static uint8_t buf[3 * 4096] __attribute__((aligned(4096)));
+	int status = 1;
+
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	memset(&b, 0, sizeof(b));
+	f.fd = 10;
+	f.fd_buffered = 11;
+	f.direct = true;
+	f.mem_align = 512;
+	f.off_align = 512;
+	f.engine = "test";
+	f.bdev = &b;
+	b.block_size = 512;
+	b.num_blocks = 1024;
+	for (int i = 0; i < 3; i++) {
+		iov[i].iov_base = buf + i * 4096;
+		iov[i].iov_len = 4096;
+	}
+	memset(&io, 0, sizeof(io));
+	io.type = VH_BDEV_IO_READ;
+	io.offset = 8192;
+	io.length = 3 * 4096;
+	io.iov = iov;
+	io.iovcnt = 3;
+	assert_int_equal(vh_file_req_init(&f, &io), 0);
+	vh_file_req_next(&f, &io, &op);
+	assert_int_equal(op.kind, VH_FOP_READV);
+	assert_int_equal(op.fd, 10);
+	assert_ptr_equal(op.iov, iov);
+	assert_int_equal(op.iovcnt, 3);
+	/* 1.5 iovecs done: the rest of iov[1] comes from the copy, the caller's array untouched. */
+	assert_int_equal(vh_file_req_update(&f, &io, 6144, &status), VH_FILE_REQ_NEXT);
+	vh_file_req_next(&f, &io, &op);
+	assert_int_equal(op.iovcnt, 1);
+	assert_ptr_equal(op.iov[0].iov_base, buf + 6144);
+	assert_int_equal(op.iov[0].iov_len, 2048);
+	assert_int_equal(op.off, 8192 + 6144);
+	assert_int_equal(iov[1].iov_len, 4096);
+	/* -EAGAIN: the same operation again. */
+	assert_int_equal(vh_file_req_update(&f, &io, -EAGAIN, &status), VH_FILE_REQ_NEXT);
+	vh_file_req_next(&f, &io, &op);
+	assert_ptr_equal(op.iov[0].iov_base, buf + 6144);
+	assert_int_equal(vh_file_req_update(&f, &io, 2048, &status), VH_FILE_REQ_NEXT);
+	vh_file_req_next(&f, &io, &op);
+	assert_ptr_equal(op.iov, &iov[2]);
+	assert_int_equal(op.iovcnt, 1);
+	assert_int_equal(op.off, 8192 + 8192);
+	/* O_DIRECT refuses: the same range through the buffered fd. */
+	assert_int_equal(vh_file_req_update(&f, &io, -EINVAL, &status), VH_FILE_REQ_NEXT);
+	vh_file_req_next(&f, &io, &op);
+	assert_int_equal(op.fd, 11);
+	assert_true(op.buffered);
+	assert_int_equal(vh_file_req_update(&f, &io, 4096, &status), VH_FILE_REQ_DONE);
+	assert_int_equal(status, 0);
+
+	/* End of file in the middle: -EIO. Any other error: passed through. */
+	assert_int_equal(vh_file_req_init(&f, &io), 0);
+	assert_int_equal(vh_file_req_update(&f, &io, 512, &status), VH_FILE_REQ_NEXT);
+	assert_int_equal(vh_file_req_update(&f, &io, 0, &status), VH_FILE_REQ_DONE);
+	assert_int_equal(status, -EIO);
+	assert_int_equal(vh_file_req_init(&f, &io), 0);
+	assert_int_equal(vh_file_req_update(&f, &io, -ENOSPC, &status), VH_FILE_REQ_DONE);
+	assert_int_equal(status, -ENOSPC);
+	/* A result larger than asked is a kernel bug, not a reason to run off the array. */
+	assert_int_equal(vh_file_req_init(&f, &io), 0);
+	assert_int_equal(vh_file_req_update(&f, &io, 4 * 4096, &status), VH_FILE_REQ_DONE);
+	assert_int_equal(status, -EIO);
+
+	/* Unaligned buffers go buffered from the start. */
+	iov[0].iov_base = buf + 1;
+	assert_int_equal(vh_file_req_init(&f, &io), 0);
+	vh_file_req_next(&f, &io, &op);
+	assert_true(op.buffered);
+	iov[0].iov_base = buf;
+
+	/* Write zeroes where ZERO_RANGE is refused: written zeroes in chunks. */
+	f.caps = VH_FILE_CAP_ZERO_RANGE;
+	memset(&io, 0, sizeof(io));
+	io.type = VH_BDEV_IO_WRITE_ZEROES;
+	io.offset = 0;
+	io.length = VH_FILE_ZERO_CHUNK + 4096;
+	b.num_blocks = (VH_FILE_ZERO_CHUNK * 2) / 512;
+	assert_int_equal(vh_file_req_init(&f, &io), 0);
+	vh_file_req_next(&f, &io, &op);
+	assert_int_equal(op.kind, VH_FOP_FALLOC);
+	assert_int_equal(vh_file_req_update(&f, &io, -EOPNOTSUPP, &status), VH_FILE_REQ_NEXT);
+	assert_int_equal(f.caps & VH_FILE_CAP_ZERO_RANGE, 0);
+	vh_file_req_next(&f, &io, &op);
+	assert_int_equal(op.kind, VH_FOP_WRITEV);
+	assert_int_equal(op.iov[0].iov_len, VH_FILE_ZERO_CHUNK);
+	assert_int_equal(vh_file_req_update(&f, &io, VH_FILE_ZERO_CHUNK, &status),
+			 VH_FILE_REQ_NEXT);
+	vh_file_req_next(&f, &io, &op);
+	assert_int_equal(op.iov[0].iov_len, 4096);
+	assert_int_equal(op.off, VH_FILE_ZERO_CHUNK);
+	assert_int_equal(vh_file_req_update(&f, &io, 4096, &status), VH_FILE_REQ_DONE);
+	assert_int_equal(status, 0);
+
+	/* A discard nobody can honour is a hint: success, nothing done. */
+	io.type = VH_BDEV_IO_DISCARD;
+	f.caps = VH_FILE_CAP_PUNCH;
+	assert_int_equal(vh_file_req_init(&f, &io), 0);
+	vh_file_req_next(&f, &io, &op);
+	assert_int_equal(op.kind, VH_FOP_FALLOC);
+	assert_int_equal(vh_file_req_update(&f, &io, -EOPNOTSUPP, &status), VH_FILE_REQ_NEXT);
+	vh_file_req_next(&f, &io, &op);
+	assert_int_equal(op.kind, VH_FOP_NOP);
+	assert_int_equal(vh_file_req_update(&f, &io, 0, &status), VH_FILE_REQ_DONE);
+	assert_int_equal(status, 0);
+
+	/* Past the end of the disk: refused before anything is issued. */
+	io.type = VH_BDEV_IO_WRITE_ZEROES;
+	io.offset = b.num_blocks * 512;
+	io.length = 512;
+	assert_int_equal(vh_file_req_init(&f, &io), -EINVAL);
+}
+
+/* A loop device: block-device geometry, I/O, discard, then the file behind it. */
+static void
+test_loop_device(void **state)
+{
+	char path[128], dev[32], err[256];
+	struct loop_info64 info;
+	uint8_t *shadow = malloc(DISK_SIZE);
+	struct vh_bdev_channel *ch;
+	struct vh_bdev *b;
+	struct tio t[2];
+	uint8_t *buf = abuf(1 << 20);
+	int ctl, fd = -1, lfd = -1, nr;
+
+	(void)state;
+	assert_non_null(shadow);
+	assert_non_null(buf);
+	snprintf(path, sizeof(path), "%s/loop.img", g_dir);
+	make_file(path, DISK_SIZE, shadow);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	/* Another test process may grab the same free device: try a few. */
+	for (int attempt = 0; attempt < 8 && ctl >= 0 && fd >= 0 && lfd < 0; attempt++) {
+		nr = ioctl(ctl, LOOP_CTL_GET_FREE);
+		if (nr < 0) {
+			break;
+		}
+		snprintf(dev, sizeof(dev), "/dev/loop%d", nr);
+		lfd = open(dev, O_RDWR | O_CLOEXEC);
+		if (lfd >= 0 && ioctl(lfd, LOOP_SET_FD, fd) < 0) {
+			close(lfd);
+			lfd = -1;
+		}
+	}
+	if (ctl >= 0) {
+		close(ctl);
+	}
+	if (lfd < 0) {
+		if (fd >= 0) {
+			close(fd);
+		}
+		free(shadow);
+		free(buf);
+		unlink(path);
+		skip();
+	}
+	memset(&info, 0, sizeof(info));
+	info.lo_flags = LO_FLAGS_AUTOCLEAR;
+	ioctl(lfd, LOOP_SET_STATUS64, &info);
+	assert_int_equal(engine_create_ex("l0", dev, 256, err, sizeof(err)), -EINVAL);
+	assert_int_equal(engine_create_ex("l0", dev, 0, err, sizeof(err)), 0);
+	b = vh_bdev_find("l0");
+	assert_int_equal(vh_bdev_size(b), DISK_SIZE);
+	ch = chan_get(b);
+	memset(buf, 0x5a, 1 << 20);
+	memcpy(shadow + (2 << 20), buf, 1 << 20);
+	prep(&t[0], VH_BDEV_IO_WRITE, 2 << 20, 1 << 20);
+	t[0].iov[0].iov_base = buf;
+	t[0].iov[0].iov_len = 1 << 20;
+	t[0].io.iovcnt = 1;
+	prep(&t[1], VH_BDEV_IO_WRITE_ZEROES, 4 << 20, 1 << 20);
+	memset(shadow + (4 << 20), 0, 1 << 20);
+	run_batch(ch, t, 2);
+	assert_int_equal(t[0].status, 0);
+	assert_int_equal(t[1].status, 0);
+	if (vh_bdev_io_type_supported(b, VH_BDEV_IO_DISCARD)) {
+		/* Discarded loop blocks are holes in the file: zeroes. */
+		prep(&t[0], VH_BDEV_IO_DISCARD, 6 << 20, 1 << 20);
+		memset(shadow + (6 << 20), 0, 1 << 20);
+		run_batch(ch, t, 1);
+		assert_int_equal(t[0].status, 0);
+	}
+	prep(&t[0], VH_BDEV_IO_FLUSH, 0, 0);
+	run_batch(ch, t, 1);
+	assert_int_equal(t[0].status, 0);
+	prep(&t[0], VH_BDEV_IO_READ, 2 << 20, 1 << 20);
+	t[0].iov[0].iov_base = buf;
+	t[0].iov[0].iov_len = 1 << 20;
+	t[0].io.iovcnt = 1;
+	memset(buf, 0, 1 << 20);
+	run_batch(ch, t, 1);
+	assert_int_equal(t[0].status, 0);
+	assert_memory_equal(buf, shadow + (2 << 20), 1 << 20);
+	chan_put(ch);
+	assert_int_equal(engine_delete("l0"), 0);
+	ioctl(lfd, LOOP_CLR_FD, 0);
+	close(lfd);
+	close(fd);
+	check_file(path, shadow, DISK_SIZE);
+	unlink(path);
+	free(buf);
+	free(shadow);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_short_io_state),
+		cmocka_unit_test(test_create_errors),
+		cmocka_unit_test_setup_teardown(test_rw_verify, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_discard_write_zeroes, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_overflow, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_truncated, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_rescan_claimed, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_info_config, env_setup, env_teardown),
+		cmocka_unit_test(test_loop_device),
+	};
+	/* A short idle time: the reactor sleeps between batches, so wake-ups are exercised. */
+	struct vh_reactor_opts ro = {.cpumask = 0x1, .idle_ns = 20000, .pin = false};
+	const char *tmp = getenv("TMPDIR");
+	int rc;
+
+	vh_log_set_level(VH_LOG_WARN);
+	snprintf(g_dir, sizeof(g_dir), "%s/vh-" ENGINE "-XXXXXX",
+		 tmp != NULL && strlen(tmp) < 32 ? tmp : "/tmp");
+	if (mkdtemp(g_dir) == NULL) {
+		perror("mkdtemp");
+		return 1;
+	}
+	if (vh_reactors_start(&ro) < 0) {
+		fprintf(stderr, "cannot start a reactor\n");
+		return 1;
+	}
+	rc = cmocka_run_group_tests_name(ENGINE, tests, NULL, NULL);
+	vh_reactors_stop();
+	vh_bdev_fini();
+	rmdir(g_dir);
+	return rc;
+}
