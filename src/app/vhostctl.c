@@ -179,6 +179,41 @@ build_null_create(struct ctl *ctl, int argc, char **argv, json_t **params)
 	return add_geometry(argv[0], p, argv[2], argv[3]);
 }
 
+/* rpc.py's bdev_uring_create / bdev_aio_create: FILENAME NAME [BLOCK_SIZE]. */
+static int
+build_file_create(struct ctl *ctl, int argc, char **argv, json_t **params)
+{
+	json_t *p = json_object();
+	uint64_t bs;
+
+	*params = p;
+	if (argc != 3 && argc != 4) {
+		return usage_error(argv[0], "expected FILENAME NAME [BLOCK_SIZE]");
+	}
+	json_object_set_new(p, "filename", json_string(argv[1]));
+	json_object_set_new(p, "name", json_string(argv[2]));
+	if (argc == 4) {
+		if (parse_u64(argv[3], &bs) < 0 || bs > UINT32_MAX) {
+			return usage_error(argv[0], "bad BLOCK_SIZE '%s'", argv[3]);
+		}
+		json_object_set_new(p, "block_size", json_integer((json_int_t)bs));
+	}
+	return 0;
+}
+
+/* vhostd extension: bdev_set_test_delay NAME MAX_DELAY_US. */
+static int
+build_test_delay(struct ctl *ctl, int argc, char **argv, json_t **params)
+{
+	uint64_t us;
+
+	if (argc != 3 || parse_u64(argv[2], &us) < 0 || us > UINT32_MAX) {
+		return usage_error(argv[0], "expected NAME MAX_DELAY_US");
+	}
+	*params = json_pack("{s:s, s:I}", "name", argv[1], "max_delay_us", (json_int_t)us);
+	return 0;
+}
+
 /* Commands whose only argument is one positional string sent as @key. */
 static int
 build_one_arg(int argc, char **argv, json_t **params, const char *key, const char *what)
@@ -323,6 +358,16 @@ static const struct cmd g_cmds[] = {
 	{"bdev_null_create", "NAME TOTAL_SIZE_MIB BLOCK_SIZE", "create a null bdev",
 	 build_null_create},
 	{"bdev_null_delete", "NAME", "delete a null bdev", build_name},
+	{"bdev_uring_create", "FILENAME NAME [BLOCK_SIZE]",
+	 "create an io_uring bdev on a file or block device", build_file_create},
+	{"bdev_uring_delete", "NAME", "delete an io_uring bdev", build_name},
+	{"bdev_uring_rescan", "NAME", "pick up a grown file or device; guests are told",
+	 build_name},
+	{"bdev_aio_create", "FILENAME NAME [BLOCK_SIZE]",
+	 "create a libaio bdev on a file or block device", build_file_create},
+	{"bdev_aio_delete", "NAME", "delete an aio bdev", build_name},
+	{"bdev_set_test_delay", "NAME MAX_DELAY_US",
+	 "testing: hold completions 0..MAX_DELAY_US (out of order)", build_test_delay},
 	{"bdev_get_bdevs", "[-b NAME]", "list bdevs", build_get_bdevs},
 	{"vhost_create_blk_controller", "[--cpumask MASK] [-r|--readonly] [-p|--packed_ring] "
 	 "CTRLR DEV_NAME", "create a vhost-user-blk controller", build_create_blk},
