@@ -11,6 +11,7 @@
 #include <sys/random.h>
 
 #include "bdev/bdev_module.h"
+#include "bdev/nvme/bdev_nvme.h"
 #include "core/log.h"
 
 struct vh_bdev_channel {
@@ -187,8 +188,25 @@ vh_bdev_delete(const char *name, const char *module)
 }
 
 void
+vh_bdev_mem_register(void *vaddr, size_t len)
+{
+	if (vh_bdev_nvme_mem_hooks.reg(vaddr, len) < 0) {
+		VH_DEBUG("bdev", "NVMe cannot map guest memory %p+%zu: its I/O will bounce", vaddr,
+			 len);
+	}
+}
+
+void
+vh_bdev_mem_unregister(void *vaddr, size_t len)
+{
+	vh_bdev_nvme_mem_hooks.unreg(vaddr, len);
+}
+
+void
 vh_bdev_fini(void)
 {
+	/* NVMe controllers own their bdevs: detach them first (queues deleted, device released). */
+	vh_bdev_nvme_fini();
 	while (g_bdevs) {
 		struct vh_bdev *b = g_bdevs;
 

@@ -17,6 +17,7 @@
 #define VH_BDEV_BDEV_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -97,6 +98,15 @@ int vh_bdev_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io);
  */
 void vh_bdev_set_test_delay(struct vh_bdev *b, uint32_t max_delay_us);
 uint32_t vh_bdev_test_delay(const struct vh_bdev *b);
+
+/*
+ * Guest memory that I/O buffers may point into (a vhost memory region): back-ends that DMA
+ * (user-space NVMe with VFIO) map it for the device. Register after mmap, unregister after the
+ * rings using it stopped and before munmap. Errors only cost copies (the back-end bounces).
+ * Control thread.
+ */
+void vh_bdev_mem_register(void *vaddr, size_t len);
+void vh_bdev_mem_unregister(void *vaddr, size_t len);
 
 /* Tear down every bdev (shutdown). Control thread; all claims must be released. */
 void vh_bdev_fini(void);

@@ -79,6 +79,8 @@ extern const struct vh_rpc_method vh_rpc_bdev_methods[];
 extern const size_t vh_rpc_bdev_methods_count;
 extern const struct vh_rpc_method vh_rpc_file_methods[];
 extern const size_t vh_rpc_file_methods_count;
+extern const struct vh_rpc_method vh_rpc_nvme_methods[];
+extern const size_t vh_rpc_nvme_methods_count;
 extern const struct vh_rpc_method vh_rpc_vhost_methods[];
 extern const size_t vh_rpc_vhost_methods_count;
 extern const struct vh_rpc_method vh_rpc_app_methods[];

@@ -56,6 +56,7 @@ vh_mem_region_map(struct vh_mem_region *r, const struct vhost_user_memory_region
 	r->map_base = p;
 	r->map_size = map_size;
 	r->hva = (uint8_t *)p + wire->mmap_offset;
+	vh_bdev_mem_register(r->hva, r->size);
 	return 0;
 }
 
@@ -63,6 +64,7 @@ void
 vh_mem_region_unmap(struct vh_mem_region *r)
 {
 	if (r->map_base != NULL) {
+		vh_bdev_mem_unregister(r->hva, r->size);
 		munmap(r->map_base, r->map_size);
 		r->map_base = NULL;
 	}

@@ -17,19 +17,19 @@
 
 #define COMP "nvme"
 
-#define CSTS_REMOVED 0xffffffffu
-#define NVME_VS_1_1  0x00010100u
-#define MAX_NAMESPACES 1024
+#define CSTS_REMOVED        0xffffffffu
+#define NVME_VS_1_1         0x00010100u
+#define MAX_NAMESPACES      1024
 #define SHUTDOWN_TIMEOUT_NS (5ull * 1000000000ull)
 
 static const struct vh_nvme_ctrlr_opts default_opts = {
-	.num_io_queues = 1,
-	.io_queue_depth = 256,
-	.admin_queue_depth = 32,
-	.io_timeout_ms = 30000,
-	.admin_timeout_ms = 10000,
-	.health_interval_us = 100000,
-	.max_retries = 3,
+        .num_io_queues = 1,
+        .io_queue_depth = 256,
+        .admin_queue_depth = 32,
+        .io_timeout_ms = 30000,
+        .admin_timeout_ms = 10000,
+        .health_interval_us = 100000,
+        .max_retries = 3,
 };
 
 static uint64_t
@@ -103,7 +103,8 @@ wait_ready(struct vh_nvme_ctrlr *c, bool rdy)
 			return -EIO;
 		}
 		if (cnow(c) > deadline) {
-			VH_ERR(COMP, "[%s] CSTS.RDY did not become %d within CAP.TO (%" PRIu64 " ms)",
+			VH_ERR(COMP,
+			       "[%s] CSTS.RDY did not become %d within CAP.TO (%" PRIu64 " ms)",
 			       cname(c), rdy, c->ready_timeout_ns / 1000000);
 			return -ETIMEDOUT;
 		}
@@ -188,8 +189,7 @@ admin_done(void *arg, int status, const struct vh_nvme_cqe *cqe)
 }
 
 int
-vh_nvme_ctrlr_admin_sync(struct vh_nvme_ctrlr *c, struct vh_nvme_sqe *sqe,
-			 struct vh_nvme_cqe *cqe)
+vh_nvme_ctrlr_admin_sync(struct vh_nvme_ctrlr *c, struct vh_nvme_sqe *sqe, struct vh_nvme_cqe *cqe)
 {
 	uint64_t deadline = cnow(c) + c->opts.admin_timeout_ms * 1000000ull;
 	struct admin_wait *w;
@@ -235,10 +235,10 @@ static int
 identify(struct vh_nvme_ctrlr *c, uint8_t cns, uint32_t nsid)
 {
 	struct vh_nvme_sqe sqe = {
-		.opc = VH_NVME_ADM_IDENTIFY,
-		.nsid = nsid,
-		.prp1 = c->scratch.iova,
-		.cdw10 = cns,
+	        .opc = VH_NVME_ADM_IDENTIFY,
+	        .nsid = nsid,
+	        .prp1 = c->scratch.iova,
+	        .cdw10 = cns,
 	};
 
 	memset(c->scratch.vaddr, 0, 4096);
@@ -265,7 +265,7 @@ identify_ctrlr(struct vh_nvme_ctrlr *c)
 		c->max_xfer = (uint32_t)VH_MIN(mdts_bytes, (uint64_t)VH_NVME_MAX_XFER);
 	}
 	VH_INFO(COMP, "[%s] %.40s fw %.8s, %u namespaces, max transfer %u KiB", cname(c), id->mn,
-		id->fr, id->nn, c->max_xfer / 1024);
+	        id->fr, id->nn, c->max_xfer / 1024);
 	return 0;
 }
 
@@ -281,13 +281,15 @@ parse_ns(struct vh_nvme_ctrlr *c, uint32_t nsid, struct vh_nvme_ns *ns)
 		return 1; /* inactive */
 	}
 	if (fmt > id->nlbaf || fmt >= 16) {
-		VH_WARN(COMP, "[%s] ns %u: LBA format %u beyond nlbaf, skipped", cname(c), nsid, fmt);
+		VH_WARN(COMP, "[%s] ns %u: LBA format %u beyond nlbaf, skipped", cname(c), nsid,
+		        fmt);
 		return 1;
 	}
 	lbaf = &id->lbaf[fmt];
 	if (lbaf->lbads < 9 || lbaf->lbads > 16 || lbaf->ms != 0) {
-		VH_WARN(COMP, "[%s] ns %u: %u-byte blocks with %u metadata bytes unsupported, skipped",
-			cname(c), nsid, lbaf->lbads < 32 ? 1u << lbaf->lbads : 0, lbaf->ms);
+		VH_WARN(COMP,
+		        "[%s] ns %u: %u-byte blocks with %u metadata bytes unsupported, skipped",
+		        cname(c), nsid, lbaf->lbads < 32 ? 1u << lbaf->lbads : 0, lbaf->ms);
 		return 1;
 	}
 	ns->nsid = nsid;
@@ -309,7 +311,8 @@ add_ns(struct vh_nvme_ctrlr *c, uint32_t nsid)
 	}
 	ret = identify(c, VH_NVME_CNS_NS, nsid);
 	if (ret < 0) {
-		VH_ERR(COMP, "[%s] Identify Namespace %u failed: %s", cname(c), nsid, strerror(-ret));
+		VH_ERR(COMP, "[%s] Identify Namespace %u failed: %s", cname(c), nsid,
+		       strerror(-ret));
 		return ret;
 	}
 	if (parse_ns(c, nsid, &c->ns[c->num_ns]) == 0) {
@@ -381,9 +384,9 @@ static int
 set_num_queues(struct vh_nvme_ctrlr *c, uint16_t want)
 {
 	struct vh_nvme_sqe sqe = {
-		.opc = VH_NVME_ADM_SET_FEATURES,
-		.cdw10 = VH_NVME_FEAT_NUM_QUEUES,
-		.cdw11 = ((uint32_t)(want - 1) << 16) | (uint32_t)(want - 1),
+	        .opc = VH_NVME_ADM_SET_FEATURES,
+	        .cdw10 = VH_NVME_FEAT_NUM_QUEUES,
+	        .cdw11 = ((uint32_t)(want - 1) << 16) | (uint32_t)(want - 1),
 	};
 	struct vh_nvme_cqe cqe;
 	uint32_t nsqa, ncqa;
@@ -406,16 +409,16 @@ create_io_queue(struct vh_nvme_ctrlr *c, struct vh_nvme_qpair *qp)
 {
 	uint16_t qid = vh_nvme_qpair_id(qp), d = vh_nvme_qpair_depth(qp);
 	struct vh_nvme_sqe cq = {
-		.opc = VH_NVME_ADM_CREATE_CQ,
-		.prp1 = vh_nvme_qpair_cq_iova(qp),
-		.cdw10 = ((uint32_t)(d - 1) << 16) | qid,
-		.cdw11 = VH_NVME_QUEUE_PC,
+	        .opc = VH_NVME_ADM_CREATE_CQ,
+	        .prp1 = vh_nvme_qpair_cq_iova(qp),
+	        .cdw10 = ((uint32_t)(d - 1) << 16) | qid,
+	        .cdw11 = VH_NVME_QUEUE_PC,
 	};
 	struct vh_nvme_sqe sq = {
-		.opc = VH_NVME_ADM_CREATE_SQ,
-		.prp1 = vh_nvme_qpair_sq_iova(qp),
-		.cdw10 = ((uint32_t)(d - 1) << 16) | qid,
-		.cdw11 = ((uint32_t)qid << 16) | VH_NVME_QUEUE_PC,
+	        .opc = VH_NVME_ADM_CREATE_SQ,
+	        .prp1 = vh_nvme_qpair_sq_iova(qp),
+	        .cdw10 = ((uint32_t)(d - 1) << 16) | qid,
+	        .cdw11 = ((uint32_t)qid << 16) | VH_NVME_QUEUE_PC,
 	};
 	int ret;
 
@@ -424,7 +427,8 @@ create_io_queue(struct vh_nvme_ctrlr *c, struct vh_nvme_qpair *qp)
 		ret = vh_nvme_ctrlr_admin_sync(c, &sq, NULL);
 	}
 	if (ret < 0) {
-		VH_ERR(COMP, "[%s] creating I/O queue %u failed: %s", cname(c), qid, strerror(-ret));
+		VH_ERR(COMP, "[%s] creating I/O queue %u failed: %s", cname(c), qid,
+		       strerror(-ret));
 	}
 	return ret;
 }
@@ -433,12 +437,12 @@ static int
 create_io_qpairs(struct vh_nvme_ctrlr *c, uint16_t n)
 {
 	struct vh_nvme_qpair_opts qo = {
-		.depth = c->io_queue_depth,
-		.max_xfer = c->max_xfer,
-		.bounce_pages = c->opts.bounce_pages ? c->opts.bounce_pages
-						     : 2 * (c->max_xfer / VH_NVME_PAGE_SIZE + 1),
-		.timeout_ns = c->opts.io_timeout_ms * 1000000ull,
-		.max_retries = c->opts.max_retries,
+	        .depth = c->io_queue_depth,
+	        .max_xfer = c->max_xfer,
+	        .bounce_pages = c->opts.bounce_pages ? c->opts.bounce_pages
+	                                             : 2 * (c->max_xfer / VH_NVME_PAGE_SIZE + 1),
+	        .timeout_ns = c->opts.io_timeout_ms * 1000000ull,
+	        .max_retries = c->opts.max_retries,
 	};
 	int ret;
 
@@ -480,8 +484,8 @@ read_caps(struct vh_nvme_ctrlr *c)
 		       4u << VH_NVME_CAP_MPSMIN(c->cap));
 		return -ENOTSUP;
 	}
-	c->io_queue_depth = (uint16_t)VH_MIN((uint32_t)c->opts.io_queue_depth,
-					     VH_NVME_CAP_MQES(c->cap) + 1);
+	c->io_queue_depth =
+	        (uint16_t)VH_MIN((uint32_t)c->opts.io_queue_depth, VH_NVME_CAP_MQES(c->cap) + 1);
 	return 0;
 }
 
@@ -493,7 +497,7 @@ apply_defaults(struct vh_nvme_ctrlr_opts *o, const struct vh_nvme_ctrlr_opts *in
 	o->io_queue_depth = o->io_queue_depth ? o->io_queue_depth : default_opts.io_queue_depth;
 	o->io_queue_depth = VH_MIN(o->io_queue_depth, (uint16_t)4096);
 	o->admin_queue_depth =
-		o->admin_queue_depth ? o->admin_queue_depth : default_opts.admin_queue_depth;
+	        o->admin_queue_depth ? o->admin_queue_depth : default_opts.admin_queue_depth;
 	o->admin_queue_depth = VH_MIN(o->admin_queue_depth, (uint16_t)4096);
 	o->admin_timeout_ms = o->admin_timeout_ms ? o->admin_timeout_ms : 10000;
 	o->health_interval_us = o->health_interval_us ? o->health_interval_us : 100000;
@@ -523,10 +527,10 @@ static int
 create_adminq(struct vh_nvme_ctrlr *c)
 {
 	struct vh_nvme_qpair_opts ao = {
-		.qid = 0,
-		.depth = c->opts.admin_queue_depth,
-		.max_xfer = VH_NVME_PAGE_SIZE,
-		.timeout_ns = 0, /* admin_sync has its own deadline */
+	        .qid = 0,
+	        .depth = c->opts.admin_queue_depth,
+	        .max_xfer = VH_NVME_PAGE_SIZE,
+	        .timeout_ns = 0, /* admin_sync has its own deadline */
 	};
 	int ret;
 
@@ -539,7 +543,7 @@ create_adminq(struct vh_nvme_ctrlr *c)
 
 int
 vh_nvme_ctrlr_init(struct vh_nvme_dev *dev, const struct vh_nvme_ctrlr_opts *opts,
-		   struct vh_nvme_ctrlr **out)
+                   struct vh_nvme_ctrlr **out)
 {
 	struct vh_nvme_ctrlr *c;
 	int ret, nq;
@@ -612,9 +616,9 @@ vh_nvme_ctrlr_reset_disable(struct vh_nvme_ctrlr *c)
 	ret = disable(c);
 	if (ret < 0) {
 		VH_ERR(COMP, "[%s] reset: disable failed: %s", cname(c), strerror(-ret));
-		__atomic_store_n(&c->state, ret == -ENODEV ? VH_NVME_CTRLR_REMOVED
-							   : VH_NVME_CTRLR_FAILED,
-				 __ATOMIC_RELAXED);
+		__atomic_store_n(&c->state,
+		                 ret == -ENODEV ? VH_NVME_CTRLR_REMOVED : VH_NVME_CTRLR_FAILED,
+		                 __ATOMIC_RELAXED);
 	}
 	return ret;
 }
@@ -624,13 +628,13 @@ vh_nvme_ctrlr_reset_enable(struct vh_nvme_ctrlr *c)
 {
 	int ret;
 
-	/* The admin queue restarts empty; its abandoned commands fail here. */
+	/*
+	 * The admin queue restarts empty and keeps its memory (UIO memory is only returned when
+	 * the device closes): commands abandoned by a timed-out admin_sync fail here.
+	 */
 	vh_nvme_qpair_abort_all(c->adminq);
-	vh_nvme_qpair_fail_all(c->adminq, -EIO);
-	vh_nvme_qpair_destroy(c->adminq);
-	c->adminq = NULL;
-	vh_nvme_dma_free(c->dev, &c->scratch);
-	ret = create_adminq(c);
+	vh_nvme_qpair_resume(c->adminq);
+	ret = vh_nvme_qpair_is_dead(c->adminq) ? -ENODEV : 0;
 	if (ret == 0) {
 		ret = enable(c);
 	}
@@ -736,8 +740,8 @@ vh_nvme_ctrlr_destroy(struct vh_nvme_ctrlr *c)
 		return;
 	}
 	healthy = c->adminq != NULL && !vh_nvme_qpair_is_dead(c->adminq) &&
-		  vh_nvme_ctrlr_check_health(c) == 0 &&
-		  __atomic_load_n(&c->state, __ATOMIC_RELAXED) == VH_NVME_CTRLR_READY;
+	          vh_nvme_ctrlr_check_health(c) == 0 &&
+	          __atomic_load_n(&c->state, __ATOMIC_RELAXED) == VH_NVME_CTRLR_READY;
 	if (healthy) {
 		delete_io_queues(c);
 		shutdown_ctrlr(c);

@@ -54,7 +54,7 @@ struct vh_nvme_ctrlr_opts {
 
 struct vh_nvme_ns {
 	uint32_t nsid;
-	uint64_t nsze;        /* blocks */
+	uint64_t nsze; /* blocks */
 	uint32_t lba_shift;
 	uint8_t nguid[16];
 	uint8_t eui64[8];
@@ -66,19 +66,19 @@ struct vh_nvme_ctrlr {
 	struct vh_nvme_ctrlr_opts opts;
 	uint64_t cap;
 	uint32_t vs;
-	uint32_t db_stride;         /* bytes between doorbells: 4 << CAP.DSTRD */
-	uint64_t ready_timeout_ns;  /* CAP.TO */
+	uint32_t db_stride;        /* bytes between doorbells: 4 << CAP.DSTRD */
+	uint64_t ready_timeout_ns; /* CAP.TO */
 	struct vh_nvme_qpair *adminq;
 	struct vh_nvme_dma scratch; /* identify data */
 	struct vh_nvme_id_ctrl cdata;
-	uint32_t max_xfer;          /* bytes */
+	uint32_t max_xfer; /* bytes */
 	uint16_t io_queue_depth;
-	uint16_t num_io_queues;     /* created */
+	uint16_t num_io_queues; /* created */
 	struct vh_nvme_qpair **ioq;
 	uint32_t num_ns;
 	struct vh_nvme_ns *ns;
-	int state;                  /* enum vh_nvme_ctrlr_state; atomic */
-	int event_pending;          /* a FATAL/TIMEOUT event was sent and not handled; atomic */
+	int state;         /* enum vh_nvme_ctrlr_state; atomic */
+	int event_pending; /* a FATAL/TIMEOUT event was sent and not handled; atomic */
 	uint32_t resets;
 };
 
@@ -90,7 +90,7 @@ struct vh_nvme_ctrlr {
  * Control thread.
  */
 int vh_nvme_ctrlr_init(struct vh_nvme_dev *dev, const struct vh_nvme_ctrlr_opts *opts,
-		       struct vh_nvme_ctrlr **out);
+                       struct vh_nvme_ctrlr **out);
 
 /*
  * Delete the I/O queues, shut the controller down (CC.SHN) and free it. Every qpair must be idle
@@ -112,7 +112,7 @@ int vh_nvme_ctrlr_check_health(struct vh_nvme_ctrlr *c);
  * completion. 0, -errno from the status, -ETIMEDOUT or -ENODEV. Control thread.
  */
 int vh_nvme_ctrlr_admin_sync(struct vh_nvme_ctrlr *c, struct vh_nvme_sqe *sqe,
-			     struct vh_nvme_cqe *cqe);
+                             struct vh_nvme_cqe *cqe);
 
 /* Reset, control side. disable: CC.EN=0 and wait. enable: bring up again and re-create queues. */
 int vh_nvme_ctrlr_reset_disable(struct vh_nvme_ctrlr *c);

@@ -51,8 +51,8 @@ struct mem_slot {
 	uint32_t seq;
 	uintptr_t vaddr;
 	size_t len;
-	size_t hp_size;     /* UIO: huge page size, 0 = not hugepage-backed (bounce) */
-	uint64_t *hp_phys;  /* UIO: physical address of each huge page */
+	size_t hp_size;    /* UIO: huge page size, 0 = not hugepage-backed (bounce) */
+	uint64_t *hp_phys; /* UIO: physical address of each huge page */
 };
 static struct mem_slot mem_slots[MEM_SLOTS];
 static struct vh_nvme_dev *open_devs;
@@ -106,7 +106,7 @@ static void
 dev_path(char *buf, size_t size, const char *bdf, const char *leaf)
 {
 	snprintf(buf, size, "%s/bus/pci/devices/%s%s%s", vh_nvme_sysfs_root, bdf,
-		 leaf[0] ? "/" : "", leaf);
+	         leaf[0] ? "/" : "", leaf);
 }
 
 int
@@ -218,8 +218,10 @@ vh_nvme_pci_bind(const char *bdf, const char *driver, bool force)
 		return 0;
 	}
 	if (strcmp(cur, "nvme") == 0 && !force) {
-		VH_ERR(COMP, "%s: bound to the kernel nvme driver (its namespaces may be in use); "
-			     "refusing to unbind without force", bdf);
+		VH_ERR(COMP,
+		       "%s: bound to the kernel nvme driver (its namespaces may be in use); "
+		       "refusing to unbind without force",
+		       bdf);
 		return -EBUSY;
 	}
 	snprintf(path, sizeof(path), "%s/bus/pci/drivers/%s", vh_nvme_sysfs_root, driver);
@@ -261,11 +263,11 @@ static int
 vfio_map(int container_fd, uintptr_t vaddr, size_t len)
 {
 	struct vfio_iommu_type1_dma_map map = {
-		.argsz = sizeof(map),
-		.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
-		.vaddr = vaddr,
-		.iova = vaddr, /* IOVA == VA: no per-device translation table needed */
-		.size = len,
+	        .argsz = sizeof(map),
+	        .flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+	        .vaddr = vaddr,
+	        .iova = vaddr, /* IOVA == VA: no per-device translation table needed */
+	        .size = len,
 	};
 
 	if (ioctl(container_fd, VFIO_IOMMU_MAP_DMA, &map) != 0) {
@@ -278,14 +280,14 @@ static void
 vfio_unmap(int container_fd, uintptr_t vaddr, size_t len)
 {
 	struct vfio_iommu_type1_dma_unmap unmap = {
-		.argsz = sizeof(unmap),
-		.iova = vaddr,
-		.size = len,
+	        .argsz = sizeof(unmap),
+	        .iova = vaddr,
+	        .size = len,
 	};
 
 	if (ioctl(container_fd, VFIO_IOMMU_UNMAP_DMA, &unmap) != 0) {
 		VH_WARN(COMP, "VFIO unmap of 0x%" PRIxPTR "+%zu failed: %s", vaddr, len,
-			strerror(errno));
+		        strerror(errno));
 	}
 }
 
@@ -324,8 +326,8 @@ vfio_open_container(struct vh_nvme_dev *dev, int group)
 		return -ENOTSUP;
 	}
 	type = ioctl(dev->container_fd, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU) > 0
-		       ? VFIO_TYPE1v2_IOMMU
-		       : VFIO_TYPE1_IOMMU;
+	               ? VFIO_TYPE1v2_IOMMU
+	               : VFIO_TYPE1_IOMMU;
 	snprintf(path, sizeof(path), "/dev/vfio/%d", group);
 	dev->group_fd = open(path, O_RDWR | O_CLOEXEC);
 	if (dev->group_fd < 0) {
@@ -336,7 +338,8 @@ vfio_open_container(struct vh_nvme_dev *dev, int group)
 		return -errno;
 	}
 	if (!(st.flags & VFIO_GROUP_FLAGS_VIABLE)) {
-		VH_ERR(COMP, "%s: IOMMU group %d is not viable: bind every device in it to vfio-pci",
+		VH_ERR(COMP,
+		       "%s: IOMMU group %d is not viable: bind every device in it to vfio-pci",
 		       dev->bdf, group);
 		return -EBUSY;
 	}
@@ -383,7 +386,7 @@ vfio_map_bar0(struct vh_nvme_dev *dev)
 		return -ENOTSUP;
 	}
 	p = mmap(NULL, reg.size, PROT_READ | PROT_WRITE, MAP_SHARED, dev->device_fd,
-		 (off_t)reg.offset);
+	         (off_t)reg.offset);
 	if (p == MAP_FAILED) {
 		return -errno;
 	}
@@ -509,8 +512,7 @@ uio_map_bar0(struct vh_nvme_dev *dev)
 		       (long long)st.st_size);
 		return -EINVAL;
 	}
-	p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, dev->resource_fd,
-		 0);
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, dev->resource_fd, 0);
 	if (p == MAP_FAILED) {
 		return -errno;
 	}
@@ -527,8 +529,8 @@ uio_open(struct vh_nvme_dev *dev, const struct vh_nvme_dev_opts *opts)
 	int ret;
 
 	if (statfs(dir, &sfs) != 0 || (uint32_t)sfs.f_type != (uint32_t)HUGETLBFS_MAGIC) {
-		VH_ERR(COMP, "%s: %s is not a hugetlbfs mount (mount -t hugetlbfs none %s)", dev->bdf,
-		       dir, dir);
+		VH_ERR(COMP, "%s: %s is not a hugetlbfs mount (mount -t hugetlbfs none %s)",
+		       dev->bdf, dir, dir);
 		return -ENOENT;
 	}
 	ret = vh_strlcpy_checked(dev->hugepage_dir, dir, sizeof(dev->hugepage_dir));
@@ -556,7 +558,7 @@ uio_new_chunk(struct vh_nvme_dev *dev, struct vh_nvme_uio_chunk **out)
 	int fd, ret;
 
 	snprintf(path, sizeof(path), "%s/vhostd-nvme-%d-%u", dev->hugepage_dir, (int)getpid(),
-		 uio_file_seq++);
+	         uio_file_seq++);
 	fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		return -errno;
@@ -647,8 +649,8 @@ vh_nvme_dma_alloc(struct vh_nvme_dev *dev, size_t size, struct vh_nvme_dma *dma)
 		*dma = (struct vh_nvme_dma){p, (uintptr_t)p, size, p, size};
 		return 0;
 	case VH_NVME_ACCESS_VFIO:
-		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
-			 -1, 0);
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		         MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 		if (p == MAP_FAILED) {
 			return -ENOMEM;
 		}
@@ -790,7 +792,8 @@ smaps_page_size(uintptr_t va)
 		return 0;
 	}
 	while (fgets(line, sizeof(line), f) != NULL) {
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
 			in = va >= lo && va < hi;
 		} else if (in && sscanf(line, "KernelPageSize: %lu kB", &kb) == 1) {
 			ret = kb * 1024 > 4096 ? kb * 1024 : 0;

@@ -73,8 +73,8 @@ struct vh_nvme_uio_chunk;
 
 struct vh_nvme_dev {
 	enum vh_nvme_access mode;
-	char bdf[16];               /* "0000:00:04.0", empty for MOCK */
-	volatile uint8_t *bar0;     /* NULL for MOCK */
+	char bdf[16];           /* "0000:00:04.0", empty for MOCK */
+	volatile uint8_t *bar0; /* NULL for MOCK */
 	size_t bar0_len;
 	const struct vh_nvme_mock_ops *mock;
 	void *mock_ctx;
@@ -173,7 +173,7 @@ vh_nvme_mmio_write64(const struct vh_nvme_dev *dev, uint32_t off, uint64_t val)
  * -errno from the kernel. Control thread.
  */
 int vh_nvme_dev_open(const char *bdf, const struct vh_nvme_dev_opts *opts,
-		     struct vh_nvme_dev **out);
+                     struct vh_nvme_dev **out);
 
 /* Unmap and close everything, free all DMA memory of @dev. NULL is a no-op. Control thread. */
 void vh_nvme_dev_close(struct vh_nvme_dev *dev);
@@ -192,8 +192,7 @@ void vh_nvme_dma_free(struct vh_nvme_dev *dev, struct vh_nvme_dma *dma);
  * device address of @vaddr and the return value is how many bytes from @vaddr (1..@len) are
  * contiguous for the device. -EFAULT means "not DMA-able here: bounce it".
  */
-typedef int64_t (*vh_nvme_translate_fn)(void *ctx, const void *vaddr, size_t len,
-					uint64_t *iova);
+typedef int64_t (*vh_nvme_translate_fn)(void *ctx, const void *vaddr, size_t len, uint64_t *iova);
 
 /* The device's translation (VFIO: registered regions; UIO: registered huge pages). Any thread. */
 int64_t vh_nvme_dev_translate(void *dev, const void *vaddr, size_t len, uint64_t *iova);

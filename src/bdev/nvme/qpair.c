@@ -23,11 +23,11 @@
 
 #define COMP "nvme"
 
-#define PAGE     VH_NVME_PAGE_SIZE
-#define PAGE_OFF(x) ((uintptr_t)(x) & (PAGE - 1))
+#define PAGE             VH_NVME_PAGE_SIZE
+#define PAGE_OFF(x)      ((uintptr_t)(x) & (PAGE - 1))
 #define PRP_LIST_ENTRIES (PAGE / 8)
-#define CHUNK_PAGES 512u /* DMA allocation unit: 2 MiB, one huge page in UIO mode */
-#define TIMEOUT_SCAN_NS 1000000ull
+#define CHUNK_PAGES      512u /* DMA allocation unit: 2 MiB, one huge page in UIO mode */
+#define TIMEOUT_SCAN_NS  1000000ull
 
 enum req_state {
 	REQ_FREE = 0,
@@ -38,21 +38,21 @@ enum req_state {
 struct req {
 	vh_nvme_cmd_cb cb;
 	void *cb_arg;
-	struct vh_nvme_sqe sqe;     /* kept for retries; sqe.cid == slot index */
+	struct vh_nvme_sqe sqe; /* kept for retries; sqe.cid == slot index */
 	uint64_t deadline;
-	const struct iovec *iov;    /* bounce: where a read's data goes on completion */
+	const struct iovec *iov; /* bounce: where a read's data goes on completion */
 	int iovcnt;
 	size_t skip;
 	size_t len;
 	uint64_t *prp_list;
 	uint64_t prp_list_iova;
-	uint16_t *bounce;           /* bounce page indices; nbounce used */
+	uint16_t *bounce; /* bounce page indices; nbounce used */
 	uint16_t nbounce;
 	uint8_t state;
 	uint8_t retries;
-	bool bounce_in;             /* copy bounce pages to iov on success (a read) */
+	bool bounce_in; /* copy bounce pages to iov on success (a read) */
 	bool timed_out;
-	struct req *next;           /* free list or queued list */
+	struct req *next; /* free list or queued list */
 };
 
 struct vh_nvme_qpair {
@@ -84,7 +84,7 @@ struct vh_nvme_qpair {
 	void **bounce_va;
 	uint64_t *bounce_iova;
 	uint16_t *bounce_free;
-	uint16_t *bounce_idx;       /* per request: max_pages entries */
+	uint16_t *bounce_idx; /* per request: max_pages entries */
 	unsigned max_pages;
 	struct vh_nvme_dma *chunks; /* PRP list and bounce pages */
 	unsigned nchunks;
@@ -184,8 +184,8 @@ translate_piece(vh_nvme_translate_fn tr, void *ctx, uintptr_t va, size_t n, uint
 
 int
 vh_nvme_prp_build(vh_nvme_translate_fn tr, void *tr_ctx, const struct iovec *iov, int iovcnt,
-		  size_t skip, size_t len, struct vh_nvme_sqe *sqe, uint64_t *list,
-		  uint64_t list_iova, unsigned list_max)
+                  size_t skip, size_t len, struct vh_nvme_sqe *sqe, uint64_t *list,
+                  uint64_t list_iova, unsigned list_max)
 {
 	size_t left = len, total = 0;
 	unsigned n = 0;
@@ -437,8 +437,8 @@ req_go(struct vh_nvme_qpair *qp, struct req *r)
 }
 
 int
-vh_nvme_qpair_submit_raw(struct vh_nvme_qpair *qp, const struct vh_nvme_sqe *sqe,
-			 vh_nvme_cmd_cb cb, void *arg)
+vh_nvme_qpair_submit_raw(struct vh_nvme_qpair *qp, const struct vh_nvme_sqe *sqe, vh_nvme_cmd_cb cb,
+                         void *arg)
 {
 	struct req *r;
 	uint16_t cid;
@@ -461,8 +461,8 @@ vh_nvme_qpair_submit_raw(struct vh_nvme_qpair *qp, const struct vh_nvme_sqe *sqe
 
 int
 vh_nvme_qpair_rw(struct vh_nvme_qpair *qp, bool write, uint32_t nsid, uint64_t slba, uint32_t nlb,
-		 const struct iovec *iov, int iovcnt, size_t skip, size_t len, vh_nvme_cmd_cb cb,
-		 void *arg)
+                 const struct iovec *iov, int iovcnt, size_t skip, size_t len, vh_nvme_cmd_cb cb,
+                 void *arg)
 {
 	struct req *r;
 	int ret;
@@ -486,7 +486,7 @@ vh_nvme_qpair_rw(struct vh_nvme_qpair *qp, bool write, uint32_t nsid, uint64_t s
 	r->skip = skip;
 	r->len = len;
 	ret = vh_nvme_prp_build(qp->translate, qp->translate_ctx, iov, iovcnt, skip, len, &r->sqe,
-				r->prp_list, r->prp_list_iova, PRP_LIST_ENTRIES);
+	                        r->prp_list, r->prp_list_iova, PRP_LIST_ENTRIES);
 	if (ret == VH_NVME_PRP_BOUNCE) {
 		ret = qp->nbounce > 0 ? bounce_setup(qp, r, write) : -EINVAL;
 	}
@@ -518,7 +518,7 @@ vh_nvme_qpair_flush(struct vh_nvme_qpair *qp, uint32_t nsid, vh_nvme_cmd_cb cb, 
 
 int
 vh_nvme_qpair_write_zeroes(struct vh_nvme_qpair *qp, uint32_t nsid, uint64_t slba, uint32_t nlb,
-			   bool deallocate, vh_nvme_cmd_cb cb, void *arg)
+                           bool deallocate, vh_nvme_cmd_cb cb, void *arg)
 {
 	struct req *r;
 	int ret;
@@ -543,8 +543,8 @@ vh_nvme_qpair_write_zeroes(struct vh_nvme_qpair *qp, uint32_t nsid, uint64_t slb
 
 int
 vh_nvme_qpair_deallocate(struct vh_nvme_qpair *qp, uint32_t nsid,
-			 const struct vh_nvme_dsm_range *ranges, unsigned nr, vh_nvme_cmd_cb cb,
-			 void *arg)
+                         const struct vh_nvme_dsm_range *ranges, unsigned nr, vh_nvme_cmd_cb cb,
+                         void *arg)
 {
 	struct req *r;
 	int ret;
@@ -590,10 +590,9 @@ cqe_valid(struct vh_nvme_qpair *qp, const struct vh_nvme_cqe *cqe)
 	    qp->reqs[cqe->cid].state != REQ_ACTIVE) {
 		qp->stats.bad_cqes++;
 		VH_LOG_RL(VH_LOG_ERROR, COMP,
-			  "[%s/q%u] dropping completion for %s CID %u (SQ id %u, status 0x%x)",
-			  qname(qp), qp->opts.qid,
-			  cqe->cid >= qp->nreqs ? "unknown" : "idle", cqe->cid, cqe->sqid,
-			  cqe->status >> 1);
+		          "[%s/q%u] dropping completion for %s CID %u (SQ id %u, status 0x%x)",
+		          qname(qp), qp->opts.qid, cqe->cid >= qp->nreqs ? "unknown" : "idle",
+		          cqe->cid, cqe->sqid, cqe->status >> 1);
 		return false;
 	}
 	return true;
@@ -621,9 +620,9 @@ handle_cqe(struct vh_nvme_qpair *qp, const struct vh_nvme_cqe *cqe)
 		issue(qp, r);
 		return;
 	}
-	VH_LOG_RL(VH_LOG_WARN, COMP, "[%s/q%u] CID %u opc 0x%x failed: SCT %u SC 0x%x%s",
-		  qname(qp), qp->opts.qid, cqe->cid, r->sqe.opc, VH_NVME_STATUS_SCT(cqe->status),
-		  VH_NVME_STATUS_SC(cqe->status), cqe->status & VH_NVME_STATUS_DNR ? " DNR" : "");
+	VH_LOG_RL(VH_LOG_WARN, COMP, "[%s/q%u] CID %u opc 0x%x failed: SCT %u SC 0x%x%s", qname(qp),
+	          qp->opts.qid, cqe->cid, r->sqe.opc, VH_NVME_STATUS_SCT(cqe->status),
+	          VH_NVME_STATUS_SC(cqe->status), cqe->status & VH_NVME_STATUS_DNR ? " DNR" : "");
 	complete(qp, r, vh_nvme_status_to_errno(status), cqe);
 }
 
@@ -669,7 +668,7 @@ check_timeouts(struct vh_nvme_qpair *qp, uint64_t t)
 		r->timed_out = true;
 		qp->stats.timeouts++;
 		VH_LOG_RL(VH_LOG_ERROR, COMP, "[%s/q%u] CID %u opc 0x%x timed out", qp->dev->bdf,
-			  qp->opts.qid, i, r->sqe.opc);
+		          qp->opts.qid, i, r->sqe.opc);
 		vh_nvme_ctrlr_notify(qp->ctrlr, VH_NVME_EV_TIMEOUT);
 	}
 }
@@ -940,7 +939,7 @@ check_opts(const struct vh_nvme_qpair_opts *o)
 
 int
 vh_nvme_qpair_create(struct vh_nvme_ctrlr *ctrlr, const struct vh_nvme_qpair_opts *opts,
-		     struct vh_nvme_qpair **out)
+                     struct vh_nvme_qpair **out)
 {
 	struct vh_nvme_qpair *qp;
 	unsigned max_chunks;
@@ -964,17 +963,17 @@ vh_nvme_qpair_create(struct vh_nvme_ctrlr *ctrlr, const struct vh_nvme_qpair_opt
 	qp->cq_db = vh_nvme_cq_doorbell(ctrlr, opts->qid);
 	vh_nvme_qpair_set_translate(qp, NULL, NULL);
 	max_chunks = (qp->nreqs + CHUNK_PAGES - 1) / CHUNK_PAGES +
-		     (opts->bounce_pages + CHUNK_PAGES - 1) / CHUNK_PAGES;
+	             (opts->bounce_pages + CHUNK_PAGES - 1) / CHUNK_PAGES;
 	qp->chunks = calloc(max_chunks + 1, sizeof(*qp->chunks));
 	if (qp->chunks == NULL) {
 		ret = -ENOMEM;
 		goto out_free;
 	}
 	ret = vh_nvme_dma_alloc(qp->dev, (size_t)opts->depth * sizeof(struct vh_nvme_sqe),
-				&qp->sq_mem);
+	                        &qp->sq_mem);
 	if (ret == 0) {
 		ret = vh_nvme_dma_alloc(qp->dev, (size_t)opts->depth * sizeof(struct vh_nvme_cqe),
-					&qp->cq_mem);
+		                        &qp->cq_mem);
 	}
 	if (ret == 0) {
 		ret = alloc_reqs(qp);

@@ -33,12 +33,12 @@ struct vh_nvme_qpair;
 typedef void (*vh_nvme_cmd_cb)(void *arg, int status, const struct vh_nvme_cqe *cqe);
 
 struct vh_nvme_qpair_opts {
-	uint16_t qid;           /* 0 = admin */
-	uint16_t depth;         /* SQ and CQ entries, 2..4096 */
-	uint32_t max_xfer;      /* bytes per command, <= VH_NVME_MAX_XFER */
-	uint32_t bounce_pages;  /* 4 KiB pages for bouncing; 0 = never bounce */
-	uint64_t timeout_ns;    /* per command, 0 = no timeout */
-	uint8_t max_retries;    /* for statuses without DNR, and across controller resets */
+	uint16_t qid;          /* 0 = admin */
+	uint16_t depth;        /* SQ and CQ entries, 2..4096 */
+	uint32_t max_xfer;     /* bytes per command, <= VH_NVME_MAX_XFER */
+	uint32_t bounce_pages; /* 4 KiB pages for bouncing; 0 = never bounce */
+	uint64_t timeout_ns;   /* per command, 0 = no timeout */
+	uint8_t max_retries;   /* for statuses without DNR, and across controller resets */
 };
 
 struct vh_nvme_qpair_stats {
@@ -64,8 +64,8 @@ struct vh_nvme_qpair_stats {
  * Any thread (pure function).
  */
 int vh_nvme_prp_build(vh_nvme_translate_fn tr, void *tr_ctx, const struct iovec *iov, int iovcnt,
-		      size_t skip, size_t len, struct vh_nvme_sqe *sqe, uint64_t *list,
-		      uint64_t list_iova, unsigned list_max);
+                      size_t skip, size_t len, struct vh_nvme_sqe *sqe, uint64_t *list,
+                      uint64_t list_iova, unsigned list_max);
 
 /* Map an NVMe status field (cqe.status >> 1) to 0 or -errno. Any thread. */
 int vh_nvme_status_to_errno(uint16_t status);
@@ -76,7 +76,7 @@ int vh_nvme_status_to_errno(uint16_t status);
  * and *out, -EINVAL or -ENOMEM. Control thread.
  */
 int vh_nvme_qpair_create(struct vh_nvme_ctrlr *ctrlr, const struct vh_nvme_qpair_opts *opts,
-			 struct vh_nvme_qpair **out);
+                         struct vh_nvme_qpair **out);
 /* Free a qpair with nothing in flight. NULL is a no-op. Control thread. */
 void vh_nvme_qpair_destroy(struct vh_nvme_qpair *qp);
 
@@ -94,7 +94,7 @@ void vh_nvme_qpair_set_translate(struct vh_nvme_qpair *qp, vh_nvme_translate_fn 
  * Owner thread. 0, -EAGAIN, -ENODEV (queue dead).
  */
 int vh_nvme_qpair_submit_raw(struct vh_nvme_qpair *qp, const struct vh_nvme_sqe *sqe,
-			     vh_nvme_cmd_cb cb, void *arg);
+                             vh_nvme_cmd_cb cb, void *arg);
 
 /*
  * Read (@write false) or write @nlb blocks at @slba of namespace @nsid; the data is @len bytes of
@@ -102,16 +102,16 @@ int vh_nvme_qpair_submit_raw(struct vh_nvme_qpair *qp, const struct vh_nvme_sqe 
  * too large: see vh_nvme_qpair_max_xfer()), -ENODEV.
  */
 int vh_nvme_qpair_rw(struct vh_nvme_qpair *qp, bool write, uint32_t nsid, uint64_t slba,
-		     uint32_t nlb, const struct iovec *iov, int iovcnt, size_t skip, size_t len,
-		     vh_nvme_cmd_cb cb, void *arg);
+                     uint32_t nlb, const struct iovec *iov, int iovcnt, size_t skip, size_t len,
+                     vh_nvme_cmd_cb cb, void *arg);
 int vh_nvme_qpair_flush(struct vh_nvme_qpair *qp, uint32_t nsid, vh_nvme_cmd_cb cb, void *arg);
 /* Write Zeroes of 1..65536 blocks; @deallocate sets DEAC. */
-int vh_nvme_qpair_write_zeroes(struct vh_nvme_qpair *qp, uint32_t nsid, uint64_t slba,
-			       uint32_t nlb, bool deallocate, vh_nvme_cmd_cb cb, void *arg);
+int vh_nvme_qpair_write_zeroes(struct vh_nvme_qpair *qp, uint32_t nsid, uint64_t slba, uint32_t nlb,
+                               bool deallocate, vh_nvme_cmd_cb cb, void *arg);
 /* Dataset Management, deallocate, for @nr (1..256) ranges (copied). */
 int vh_nvme_qpair_deallocate(struct vh_nvme_qpair *qp, uint32_t nsid,
-			     const struct vh_nvme_dsm_range *ranges, unsigned nr, vh_nvme_cmd_cb cb,
-			     void *arg);
+                             const struct vh_nvme_dsm_range *ranges, unsigned nr, vh_nvme_cmd_cb cb,
+                             void *arg);
 
 /* Write the SQ tail doorbell if commands were queued since the last one. Owner thread. */
 void vh_nvme_qpair_ring(struct vh_nvme_qpair *qp);

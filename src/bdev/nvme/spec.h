@@ -24,15 +24,15 @@
 #define VH_NVME_REG_CSTS  0x1c
 #define VH_NVME_REG_NSSR  0x20
 #define VH_NVME_REG_AQA   0x24
-#define VH_NVME_REG_ASQ   0x28 /* 64-bit */
-#define VH_NVME_REG_ACQ   0x30 /* 64-bit */
+#define VH_NVME_REG_ASQ   0x28   /* 64-bit */
+#define VH_NVME_REG_ACQ   0x30   /* 64-bit */
 #define VH_NVME_REG_DBS   0x1000 /* first doorbell (SQ0TDBL) */
 
 /* §3.1.1 CAP fields. */
 #define VH_NVME_CAP_MQES(cap)   ((uint32_t)((cap)&0xffff))        /* max queue entries, 0's based */
 #define VH_NVME_CAP_CQR(cap)    ((uint32_t)(((cap) >> 16) & 0x1)) /* contiguous queues required */
 #define VH_NVME_CAP_TO(cap)     ((uint32_t)(((cap) >> 24) & 0xff)) /* ready timeout, 500 ms units */
-#define VH_NVME_CAP_DSTRD(cap)  ((uint32_t)(((cap) >> 32) & 0xf)) /* doorbell stride 2^(2+n) */
+#define VH_NVME_CAP_DSTRD(cap)  ((uint32_t)(((cap) >> 32) & 0xf))  /* doorbell stride 2^(2+n) */
 #define VH_NVME_CAP_NSSRS(cap)  ((uint32_t)(((cap) >> 36) & 0x1))
 #define VH_NVME_CAP_CSS(cap)    ((uint32_t)(((cap) >> 37) & 0xff))
 #define VH_NVME_CAP_MPSMIN(cap) ((uint32_t)(((cap) >> 48) & 0xf)) /* 2^(12+n) */
@@ -52,10 +52,10 @@
 #define VH_NVME_CC_IOCQES_SHIFT 20
 
 /* §3.1.6 CSTS fields. */
-#define VH_NVME_CSTS_RDY        (1u << 0)
-#define VH_NVME_CSTS_CFS        (1u << 1)
-#define VH_NVME_CSTS_SHST_MASK  (3u << 2)
-#define VH_NVME_CSTS_SHST_DONE  (2u << 2)
+#define VH_NVME_CSTS_RDY       (1u << 0)
+#define VH_NVME_CSTS_CFS       (1u << 1)
+#define VH_NVME_CSTS_SHST_MASK (3u << 2)
+#define VH_NVME_CSTS_SHST_DONE (2u << 2)
 
 /* §3.1.8 AQA: admin queue sizes, 0's based. */
 #define VH_NVME_AQA(asqs, acqs) ((((uint32_t)(acqs)-1) << 16) | ((uint32_t)(asqs)-1))
@@ -96,12 +96,12 @@ struct vh_nvme_cqe {
 _Static_assert(sizeof(struct vh_nvme_cqe) == 16, "CQE is 16 bytes");
 
 /* §4.6.1 status field, as it sits in cqe.status (so including the phase bit at 0). */
-#define VH_NVME_STATUS_P        0x0001
-#define VH_NVME_STATUS_SC(s)    (((s) >> 1) & 0xff)
-#define VH_NVME_STATUS_SCT(s)   (((s) >> 9) & 0x7)
-#define VH_NVME_STATUS_CRD(s)   (((s) >> 12) & 0x3)
-#define VH_NVME_STATUS_M        0x4000
-#define VH_NVME_STATUS_DNR      0x8000
+#define VH_NVME_STATUS_P      0x0001
+#define VH_NVME_STATUS_SC(s)  (((s) >> 1) & 0xff)
+#define VH_NVME_STATUS_SCT(s) (((s) >> 9) & 0x7)
+#define VH_NVME_STATUS_CRD(s) (((s) >> 12) & 0x3)
+#define VH_NVME_STATUS_M      0x4000
+#define VH_NVME_STATUS_DNR    0x8000
 /* Build a status field (without phase) from SCT/SC, for the mock and tests. */
 #define VH_NVME_STATUS(sct, sc) ((uint16_t)((((sct)&0x7) << 9) | (((sc)&0xff) << 1)))
 
@@ -164,8 +164,8 @@ enum {
 #define VH_NVME_FEAT_NUM_QUEUES 0x07
 
 /* §5.3 / §5.4 Create I/O CQ/SQ: CDW11 bits. */
-#define VH_NVME_QUEUE_PC     (1u << 0) /* physically contiguous */
-#define VH_NVME_CQ_IEN       (1u << 1) /* interrupts enabled (we poll: never set) */
+#define VH_NVME_QUEUE_PC (1u << 0) /* physically contiguous */
+#define VH_NVME_CQ_IEN   (1u << 1) /* interrupts enabled (we poll: never set) */
 
 /* NVM command set (NVM Command Set spec 1.0 / Base 1.4 §6) opcodes. */
 enum {
@@ -187,7 +187,7 @@ _Static_assert(sizeof(struct vh_nvme_dsm_range) == 16, "DSM range is 16 bytes");
 #define VH_NVME_DSM_MAX_RANGES 256
 
 /* §6.16 Write Zeroes: CDW12 bits. */
-#define VH_NVME_WZ_DEAC (1u << 25)
+#define VH_NVME_WZ_DEAC    (1u << 25)
 #define VH_NVME_WZ_MAX_NLB 65536u /* NLB is a 16-bit 0's based count */
 
 /* §5.15.2.2 Identify Controller data structure (only what we read is named). */

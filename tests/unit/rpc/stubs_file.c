@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Stubs for the file back-ends called by src/rpc/methods_file.c (RPC unit tests). */
+#include "bdev/nvme/bdev_nvme.h"
 #include <errno.h>
 #include <stdio.h>
 
@@ -35,4 +36,40 @@ vh_vhost_bdev_resized(struct vh_bdev *b)
 {
 	(void)b;
 	return 0;
+}
+
+/* User-space NVMe: no controller exists in these tests. */
+int
+vh_bdev_nvme_attach(const char *name, const char *traddr, enum vh_nvme_access mode,
+		    const struct vh_bdev_nvme_opts *opts, json_t **bdevs)
+{
+	return -ENODEV;
+}
+
+int
+vh_bdev_nvme_detach(const char *name)
+{
+	return -ENODEV;
+}
+
+int
+vh_bdev_nvme_get_controllers(const char *name, json_t **out)
+{
+	if (name != NULL) {
+		return -ENODEV;
+	}
+	*out = json_array();
+	return 0;
+}
+
+int
+vh_nvme_access_parse(const char *s, enum vh_nvme_access *out)
+{
+	return -EINVAL;
+}
+
+enum vh_nvme_access
+vh_nvme_access_auto(const char *traddr)
+{
+	return (enum vh_nvme_access)0;
 }
