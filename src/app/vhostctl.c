@@ -201,6 +201,53 @@ build_file_create(struct ctl *ctl, int argc, char **argv, json_t **params)
 	return 0;
 }
 
+/* rpc.py's bdev_nvme_attach_controller -b NAME -t PCIe -a TRADDR [--mode vfio|uio] [--force]. */
+static int
+build_nvme_attach(struct ctl *ctl, int argc, char **argv, json_t **params)
+{
+	static const struct option opts[] = {
+		{"name", required_argument, NULL, 'b'},
+		{"trtype", required_argument, NULL, 't'},
+		{"traddr", required_argument, NULL, 'a'},
+		{"mode", required_argument, NULL, 'm'},
+		{"force", no_argument, NULL, 'f'},
+		{NULL, 0, NULL, 0},
+	};
+	json_t *p = json_object();
+	int c;
+
+	*params = p;
+	getopt_reset();
+	while ((c = getopt_long(argc, argv, "b:t:a:m:f", opts, NULL)) != -1) {
+		switch (c) {
+		case 'b':
+			json_object_set_new(p, "name", json_string(optarg));
+			break;
+		case 't':
+			json_object_set_new(p, "trtype", json_string(optarg));
+			break;
+		case 'a':
+			json_object_set_new(p, "traddr", json_string(optarg));
+			break;
+		case 'm':
+			json_object_set_new(p, "mode", json_string(optarg));
+			break;
+		case 'f':
+			json_object_set_new(p, "force", json_true());
+			break;
+		default:
+			return usage_error(argv[0], "bad option");
+		}
+	}
+	if (optind != argc || !json_object_get(p, "name") || !json_object_get(p, "traddr")) {
+		return usage_error(argv[0], "expected -b NAME -t PCIe -a TRADDR");
+	}
+	if (!json_object_get(p, "trtype")) {
+		json_object_set_new(p, "trtype", json_string("PCIe"));
+	}
+	return 0;
+}
+
 /* vhostd extension: bdev_set_test_delay NAME MAX_DELAY_US. */
 static int
 build_test_delay(struct ctl *ctl, int argc, char **argv, json_t **params)
@@ -273,6 +320,12 @@ static int
 build_get_bdevs(struct ctl *ctl, int argc, char **argv, json_t **params)
 {
 	return build_opt_name(argc, argv, params, 'b', "name", "name");
+}
+
+static int
+build_nvme_get(struct ctl *ctl, int argc, char **argv, json_t **params)
+{
+	return build_opt_name(argc, argv, params, 'n', "name", "name");
 }
 
 static int
@@ -366,6 +419,11 @@ static const struct cmd g_cmds[] = {
 	{"bdev_aio_create", "FILENAME NAME [BLOCK_SIZE]",
 	 "create a libaio bdev on a file or block device", build_file_create},
 	{"bdev_aio_delete", "NAME", "delete an aio bdev", build_name},
+	{"bdev_nvme_attach_controller", "-b NAME -t PCIe -a TRADDR [--mode vfio|uio] [--force]",
+	 "attach a PCIe NVMe controller with the user-space driver; bdevs are NAMEn<nsid>",
+	 build_nvme_attach},
+	{"bdev_nvme_detach_controller", "NAME", "detach an NVMe controller", build_name},
+	{"bdev_nvme_get_controllers", "[-n NAME]", "list NVMe controllers", build_nvme_get},
 	{"bdev_set_test_delay", "NAME MAX_DELAY_US",
 	 "testing: hold completions 0..MAX_DELAY_US (out of order)", build_test_delay},
 	{"bdev_get_bdevs", "[-b NAME]", "list bdevs", build_get_bdevs},
