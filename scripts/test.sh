@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs dependencies, builds a release and an ASan/UBSan variant, runs every
 # test suite, and ends with "N passed, N failed".
-#   scripts/test.sh            everything: unit + func (ASan/UBSan), tsan (unit + func under
+#   scripts/test.sh            everything: unit + func (ASan/UBSan), fuzz (30 s per libFuzzer
+#                              target), tsan (unit + func under
 #                              ThreadSanitizer, clang), qemu (real guests, release build)
 #   SUITES="unit func" scripts/test.sh    a subset
 set -uo pipefail
@@ -12,7 +13,7 @@ if [ "$(id -u)" = 0 ]; then
   scripts/install-deps.sh || { echo "dependency installation failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
 
-suites=${SUITES:-"unit func tsan qemu"}
+suites=${SUITES:-"unit func tsan fuzz qemu"}
 jobs=$(nproc)
 pass=0 fail=0 skip=0
 

@@ -11,7 +11,6 @@
 #include <sys/random.h>
 
 #include "bdev/bdev_module.h"
-#include "bdev/nvme/bdev_nvme.h"
 #include "core/log.h"
 
 struct vh_bdev_channel {
@@ -187,26 +186,89 @@ vh_bdev_delete(const char *name, const char *module)
 	return -ENODEV;
 }
 
+#define MAX_HOOKS 4
+
+static const struct vh_bdev_global_hooks *g_hooks[MAX_HOOKS];
+static unsigned g_nhooks;
+
+/* Guest memory currently registered, replayed to hooks that arrive later. */
+struct mem_ent {
+	void *vaddr;
+	size_t len;
+};
+static struct mem_ent *g_mem;
+static size_t g_nmem, g_cap_mem;
+
+int
+vh_bdev_global_hooks_register(const struct vh_bdev_global_hooks *h)
+{
+	for (unsigned i = 0; i < g_nhooks; i++) {
+		if (g_hooks[i] == h) {
+			return 0;
+		}
+	}
+	if (g_nhooks >= MAX_HOOKS) {
+		return -ENOSPC;
+	}
+	g_hooks[g_nhooks++] = h;
+	for (size_t i = 0; h->mem_reg && i < g_nmem; i++) {
+		h->mem_reg(g_mem[i].vaddr, g_mem[i].len);
+	}
+	return 0;
+}
+
 void
 vh_bdev_mem_register(void *vaddr, size_t len)
 {
-	if (vh_bdev_nvme_mem_hooks.reg(vaddr, len) < 0) {
-		VH_DEBUG("bdev", "NVMe cannot map guest memory %p+%zu: its I/O will bounce", vaddr,
-			 len);
+	if (g_nmem == g_cap_mem) {
+		size_t cap = g_cap_mem ? g_cap_mem * 2 : 16;
+		struct mem_ent *n = realloc(g_mem, cap * sizeof(*n));
+
+		if (n == NULL) {
+			VH_WARN("bdev", "cannot track guest memory %p: DMA back-ends will bounce", vaddr);
+			return;
+		}
+		g_mem = n;
+		g_cap_mem = cap;
+	}
+	g_mem[g_nmem++] = (struct mem_ent){vaddr, len};
+	for (unsigned i = 0; i < g_nhooks; i++) {
+		if (g_hooks[i]->mem_reg && g_hooks[i]->mem_reg(vaddr, len) < 0) {
+			VH_DEBUG("bdev", "guest memory %p+%zu not mapped for DMA: I/O will bounce",
+				 vaddr, len);
+		}
 	}
 }
 
 void
 vh_bdev_mem_unregister(void *vaddr, size_t len)
 {
-	vh_bdev_nvme_mem_hooks.unreg(vaddr, len);
+	for (size_t i = 0; i < g_nmem; i++) {
+		if (g_mem[i].vaddr == vaddr && g_mem[i].len == len) {
+			g_mem[i] = g_mem[--g_nmem];
+			break;
+		}
+	}
+	for (unsigned i = 0; i < g_nhooks; i++) {
+		if (g_hooks[i]->mem_unreg) {
+			g_hooks[i]->mem_unreg(vaddr, len);
+		}
+	}
 }
 
 void
 vh_bdev_fini(void)
 {
 	/* NVMe controllers own their bdevs: detach them first (queues deleted, device released). */
-	vh_bdev_nvme_fini();
+	for (unsigned i = 0; i < g_nhooks; i++) {
+		if (g_hooks[i]->fini) {
+			g_hooks[i]->fini();
+		}
+	}
+	g_nhooks = 0;
+	free(g_mem);
+	g_mem = NULL;
+	g_nmem = g_cap_mem = 0;
 	while (g_bdevs) {
 		struct vh_bdev *b = g_bdevs;
 

@@ -73,6 +73,18 @@ void vh_bdev_io_done(struct vh_bdev_io *io, int status);
  */
 void vh_bdev_io_complete_deferred(struct vh_bdev_io *io, int status);
 
+/*
+ * Process-wide hooks a back-end needs beyond its bdevs: guest memory for DMA mapping, and a
+ * shutdown step. Registered once (e.g. at the first NVMe attach); memory already registered is
+ * replayed to the new hook so nothing is missed. Control thread. Returns 0 or -ENOSPC.
+ */
+struct vh_bdev_global_hooks {
+	int (*mem_reg)(void *vaddr, size_t len);
+	int (*mem_unreg)(void *vaddr, size_t len);
+	void (*fini)(void);
+};
+int vh_bdev_global_hooks_register(const struct vh_bdev_global_hooks *h);
+
 /* Built-in back-ends (control thread). Return 0 or -errno. */
 int vh_bdev_null_create(const char *name, uint64_t num_blocks, uint32_t block_size);
 int vh_bdev_ram_create(const char *name, uint64_t num_blocks, uint32_t block_size);

@@ -82,7 +82,9 @@ vh_inflight_map(struct vh_inflight *ifl, const struct vhost_user_inflight *w, in
 		return -EINVAL;
 	}
 	need = (uint64_t)w->num_queues * vh_inflight_queue_stride(w->queue_size);
-	if (w->mmap_size != need || VH_ADD_OVERFLOW(w->mmap_offset, need, &end)) {
+	/* Our regions are 64-byte aligned; a misaligned offset would misalign every field. */
+	if (w->mmap_size != need || (w->mmap_offset % INFLIGHT_ALIGN) != 0 ||
+	    VH_ADD_OVERFLOW(w->mmap_offset, need, &end)) {
 		return -EINVAL;
 	}
 	seals = fcntl(fd, F_GET_SEALS);
@@ -114,12 +116,17 @@ vh_inflight_unmap(struct vh_inflight *ifl)
 	memset(ifl, 0, sizeof(*ifl));
 }
 
+struct marked {
+	uint64_t counter;
+	uint16_t head;
+};
+
+/* Sorts a private copy: counters in shared memory could change under qsort's feet. */
 static int
-cmp_counter(const void *a, const void *b, void *arg)
+cmp_counter(const void *a, const void *b)
 {
-	const struct inflight_split_queue *q = arg;
-	uint64_t ca = q->desc[*(const uint16_t *)a].counter;
-	uint64_t cb = q->desc[*(const uint16_t *)b].counter;
+	uint64_t ca = ((const struct marked *)a)->counter;
+	uint64_t cb = ((const struct marked *)b)->counter;
 
 	return ca < cb ? -1 : ca > cb;
 }
@@ -129,6 +136,7 @@ vh_inflight_recover(struct inflight_split_queue *q, uint16_t size, uint16_t used
 		    uint16_t *heads, uint32_t max, uint32_t *count, uint16_t *next_avail,
 		    uint64_t *counter)
 {
+	struct marked *marked;
 	uint32_t n = 0;
 	uint64_t maxc = 0;
 
@@ -163,22 +171,30 @@ vh_inflight_recover(struct inflight_split_queue *q, uint16_t size, uint16_t used
 		}
 		q->used_idx = used_idx;
 	}
+	marked = calloc(max ? max : 1, sizeof(*marked));
+	if (marked == NULL) {
+		return -ENOMEM;
+	}
 	for (uint32_t h = 0; h < size; h++) {
-		uint8_t f = q->desc[h].inflight;
+		uint8_t f = VH_READ_ONCE(q->desc[h].inflight);
 
-		if (f > 1) {
+		if (f > 1 || (f == 1 && n >= max)) {
+			free(marked); /* garbage, or more than we can ever have had in flight */
 			return -EINVAL;
 		}
 		if (f == 0) {
 			continue;
 		}
-		if (n >= max) {
-			return -EINVAL; /* more than we can ever have had in flight */
-		}
-		heads[n++] = (uint16_t)h;
-		maxc = VH_MAX(maxc, q->desc[h].counter);
+		marked[n].head = (uint16_t)h;
+		marked[n].counter = VH_READ_ONCE(q->desc[h].counter);
+		maxc = VH_MAX(maxc, marked[n].counter);
+		n++;
 	}
-	qsort_r(heads, n, sizeof(*heads), cmp_counter, q);
+	qsort(marked, n, sizeof(*marked), cmp_counter);
+	for (uint32_t i = 0; i < n; i++) {
+		heads[i] = marked[i].head;
+	}
+	free(marked);
 	*count = n;
 	*counter = maxc;
 	*next_avail = (uint16_t)(used_idx + n);

@@ -247,6 +247,11 @@ mem_change_done(struct vh_session *s)
 
 	mem_swap(s);
 	rc = vh_session_start_ready(s);
+	if (rc < 0) {
+		/* A ring lived in the removed memory: the device cannot go on (design rule 10). */
+		vh_session_close(s, "a running ring is no longer in guest memory");
+		return;
+	}
 	vh_msg_complete(s, rc);
 }
 

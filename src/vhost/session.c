@@ -197,14 +197,26 @@ session_free(void *arg)
 		vh_vq_reset(&s->vqs[i]);
 		vh_vq_free_reqs(&s->vqs[i]);
 	}
+	if (s->pending_mem != NULL) {
+		/* A table waiting for a quiesce shares most mappings with s->mem: unmap once. */
+		for (uint32_t i = 0; i < s->pending_mem->nregions; i++) {
+			struct vh_mem_region *r = &s->pending_mem->regions[i];
+			bool shared = false;
+
+			for (uint32_t j = 0; s->mem != NULL && j < s->mem->nregions; j++) {
+				shared |= s->mem->regions[j].map_base == r->map_base;
+			}
+			if (!shared) {
+				vh_mem_region_unmap(r);
+			}
+		}
+		free(s->pending_mem);
+	}
 	if (s->mem != NULL) {
 		vh_mem_unmap_all(s->mem);
 		free(s->mem);
 	}
-	if (s->pending_mem != NULL) {
-		vh_mem_unmap_all(s->pending_mem);
-		free(s->pending_mem);
-	}
+	vh_sock_close_fds(s);
 	vh_inflight_unmap(&s->inflight);
 	if (s->backend_fd >= 0) {
 		close(s->backend_fd);

@@ -159,8 +159,8 @@ vh_sock_resume(struct vh_session *s)
 	}
 }
 
-static void
-close_fds(struct vh_session *s)
+void
+vh_sock_close_fds(struct vh_session *s)
 {
 	for (unsigned i = 0; i < s->nfds; i++) {
 		if (s->fds[i] >= 0) {
@@ -262,6 +262,16 @@ session_input(void *arg, uint32_t events)
 {
 	struct vh_session *s = arg;
 
+	/*
+	 * A paused session (waiting for its queues to stop) still gets HUP/ERR: epoll reports them
+	 * whatever the mask. The peer is gone, so close now instead of spinning on the event.
+	 */
+	if (s->paused && (events & (EPOLLHUP | EPOLLERR))) {
+		vh_sock_close_fds(s);
+		vh_session_close(s, "front-end hung up");
+		return;
+	}
+
 	/* Bounded: one connection must not monopolise the control thread. */
 	for (int i = 0; i < 64 && !s->paused && !s->closing; i++) {
 		int rc = read_message(s);
@@ -273,6 +283,8 @@ session_input(void *arg, uint32_t events)
 			return;
 		}
 		if (rc < 0) {
+			/* fds that arrived with a message we will never dispatch are ours to close. */
+			vh_sock_close_fds(s);
 			vh_session_close(s, rc == -ECONNRESET ? "front-end disconnected"
 							     : "malformed message framing");
 			return;
@@ -280,7 +292,7 @@ session_input(void *arg, uint32_t events)
 		s->msg_got = 0;
 		vh_msg_dispatch(s);
 		/* Whatever the handler did not take is closed, whatever the message was. */
-		close_fds(s);
+		vh_sock_close_fds(s);
 		s->fd_overflow = false;
 	}
 }

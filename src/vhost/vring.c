@@ -138,8 +138,9 @@ vh_vq_broken(struct vh_vq *vq, const char *why)
 	vq->broken = true;
 	VH_LOG_RL(VH_LOG_ERROR, vq->prefix, "guest violated the ring protocol: %s; closing session",
 		  why);
-	if (vh_control_send(broken_msg, vq->s) < 0) {
-		VH_ERR(vq->prefix, "control queue full: session close delayed");
+	/* The control thread drains its queue continuously: a full queue is momentary. */
+	while (vh_control_send(broken_msg, vq->s) == -ENOBUFS) {
+		vh_cpu_relax();
 	}
 }
 

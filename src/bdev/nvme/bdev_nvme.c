@@ -805,6 +805,11 @@ vh_bdev_nvme_attach(const char *name, const char *traddr, enum vh_nvme_access mo
                     const struct vh_bdev_nvme_opts *opts, json_t **bdevs)
 {
 	static const struct vh_bdev_nvme_opts no_opts;
+	static const struct vh_bdev_global_hooks hooks = {
+		.mem_reg = vh_nvme_mem_register,
+		.mem_unreg = vh_nvme_mem_unregister,
+		.fini = vh_bdev_nvme_fini,
+	};
 	struct ctrlr_ent *ce;
 	int ret;
 
@@ -813,6 +818,10 @@ vh_bdev_nvme_attach(const char *name, const char *traddr, enum vh_nvme_access mo
 	}
 	if (find_ctrlr(name) != NULL || (mode != VH_NVME_ACCESS_MOCK && traddr_in_use(traddr))) {
 		return -EEXIST;
+	}
+	/* From the first attach on, guest memory is mapped for DMA and shutdown detaches us. */
+	if (vh_bdev_global_hooks_register(&hooks) < 0) {
+		return -ENOSPC;
 	}
 	ce = calloc(1, sizeof(*ce));
 	if (ce == NULL) {

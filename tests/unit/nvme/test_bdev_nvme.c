@@ -29,6 +29,13 @@ vh_name_check(const char *name)
 }
 
 int
+vh_bdev_global_hooks_register(const struct vh_bdev_global_hooks *h)
+{
+	(void)h;
+	return 0;
+}
+
+int
 vh_bdev_register(struct vh_bdev *b)
 {
 	for (unsigned i = 0; i < 8; i++) {

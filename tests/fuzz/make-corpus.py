@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
+"""Write the seed corpora of the fuzz targets to tests/fuzz/corpus/<target>/.
+
+The seeds are small, valid (or nearly valid) inputs in each harness's input format, so the
+fuzzer starts from requests that reach deep into the code. Re-run after changing a format:
+    tests/fuzz/make-corpus.py [OUTDIR]
+"""
+import json
+import os
+import struct
+import sys
+
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
+
+NEXT, WRITE, INDIRECT = 1, 2, 4
+
+
+def save(target, name, data):
+    d = os.path.join(OUT, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# ---- fuzz_vring: hdr, desc[size], avail[size], blob at gpa 0x13000 ------------------------
+A, BLOB = 0x10000, 0x13000
+HDR, DATA, STATUS, ITAB, SEG = 0x13000, 0x14000, 0x15000, 0x16000, 0x17000
+
+
+def desc(addr, ln, flags, nxt=0):
+    return struct.pack("<QIHH", addr, ln, flags, nxt)
+
+
+def vring(flags, qlog, descs, heads, blob_parts, base=0, used=0):
+    size = 1 << qlog
+    table = b"".join(descs).ljust(16 * size, b"\0")
+    ring = b"".join(struct.pack("<H", h) for h in heads).ljust(2 * size, b"\0")
+    blob = bytearray(0x5000)
+    for gpa, data in blob_parts:
+        blob[gpa - BLOB:gpa - BLOB + len(data)] = data
+    hdr = struct.pack("<BBHHH", flags, qlog, (base + len(heads)) & 0xffff, base, used)
+    return hdr + table + ring + bytes(blob).rstrip(b"\0")
+
+
+def outhdr(t, sector=0):
+    return struct.pack("<IIQ", t, 0, sector)
+
+
+rd = [desc(HDR, 16, NEXT, 1), desc(DATA, 512, WRITE | NEXT, 2), desc(STATUS, 1, WRITE)]
+wr = [desc(HDR, 16, NEXT, 1), desc(DATA, 4096, NEXT, 2), desc(STATUS, 1, WRITE)]
+save("fuzz_vring", "read", vring(0, 4, rd, [0], [(HDR, outhdr(0, 8))]))
+save("fuzz_vring", "write", vring(0, 4, wr, [0], [(HDR, outhdr(1, 16))]))
+save("fuzz_vring", "write-ro", vring(0x04, 4, wr, [0], [(HDR, outhdr(1, 16))]))
+save("fuzz_vring", "flush", vring(0, 3, [desc(HDR, 16, NEXT, 1), desc(STATUS, 1, WRITE)], [0],
+                                  [(HDR, outhdr(4))]))
+save("fuzz_vring", "get-id", vring(0, 3, [desc(HDR, 16, NEXT, 1), desc(DATA, 20, WRITE | NEXT, 2),
+                                          desc(STATUS, 1, WRITE)], [0], [(HDR, outhdr(8))]))
+seg = struct.pack("<QII", 8, 8, 0)
+save("fuzz_vring", "discard", vring(0x20, 3, [desc(HDR, 16, NEXT, 1), desc(SEG, 16, NEXT, 2),
+                                             desc(STATUS, 1, WRITE)], [0],
+                                    [(HDR, outhdr(11)), (SEG, seg)]))
+save("fuzz_vring", "write-zeroes", vring(0x20, 3, [desc(HDR, 16, NEXT, 1), desc(SEG, 16, NEXT, 2),
+                                                  desc(STATUS, 1, WRITE)], [0],
+                                         [(HDR, outhdr(13)), (SEG, struct.pack("<QII", 0, 8, 1))]))
+itab = desc(HDR, 16, NEXT, 1) + desc(DATA, 1024, WRITE | NEXT, 2) + desc(STATUS, 1, WRITE)
+save("fuzz_vring", "indirect", vring(0x01, 4, [desc(ITAB, 48, INDIRECT)], [0],
+                                     [(HDR, outhdr(0)), (ITAB, itab)]))
+# A data buffer straddling regions A and B (GPA-adjacent), and one in region C.
+save("fuzz_vring", "straddle", vring(0, 4, [desc(HDR, 16, NEXT, 1), desc(0x1ff00, 0x200, WRITE | NEXT, 2),
+                                            desc(0x100000, 1, WRITE)], [0], [(HDR, outhdr(0))]))
+batch = [desc(HDR, 16, NEXT, 1), desc(DATA, 512, WRITE | NEXT, 2), desc(STATUS, 1, WRITE),
+         desc(HDR + 16, 16, NEXT, 4), desc(DATA + 512, 512, NEXT, 5), desc(STATUS + 1, 1, WRITE),
+         desc(HDR + 32, 16, NEXT, 7), desc(STATUS + 2, 1, WRITE)]
+save("fuzz_vring", "batch-evidx", vring(0x02 | 0x08, 4, batch, [0, 3, 6],
+                                        [(HDR, outhdr(0) + outhdr(1, 2) + outhdr(4))], base=65534,
+                                        used=65534))
+save("fuzz_vring", "loop", vring(0, 2, [desc(HDR, 16, NEXT, 1), desc(DATA, 16, NEXT, 0)], [0], []))
+
+# ---- fuzz_inflight: hdr (24 bytes), then one queue's region ------------------------------
+
+
+def inflight(flags, qlog, used_idx, mx, entries, version=1, last_batch=0, ifl_used=None,
+             nq=1, qs=16, file_size=0, mmap_size=0, mmap_off=0):
+    size = 1 << qlog
+    h = struct.pack("<BBHHHHIII", flags, qlog, used_idx, mx, nq, qs, file_size, mmap_size,
+                    mmap_off)
+    q = struct.pack("<QHHHH", 0, version, size, last_batch,
+                    used_idx if ifl_used is None else ifl_used)
+    d = bytearray(16 * size)
+    for i, (fl, nxt, ctr) in entries.items():
+        d[16 * i:16 * i + 16] = struct.pack("<B5xHQ", fl, nxt, ctr)
+    return h + q + bytes(d)
+
+
+save("fuzz_inflight", "fresh", inflight(0, 4, 0, 16, {}, version=0))
+save("fuzz_inflight", "three", inflight(0, 4, 5, 16, {1: (1, 0, 7), 4: (1, 0, 3), 9: (1, 0, 5)}))
+save("fuzz_inflight", "batch", inflight(0, 4, 7, 16, {2: (1, 5, 1), 5: (1, 0, 2), 6: (1, 0, 3)},
+                                        last_batch=2, ifl_used=5))
+stride = (16 + 16 * 16 + 63) & ~63
+save("fuzz_inflight", "map", inflight(0x03, 4, 0, 16, {}, version=0, nq=2, qs=16,
+                                      file_size=2 * stride, mmap_size=2 * stride))
+save("fuzz_inflight", "map-unsealed", inflight(0x01, 4, 0, 16, {}, version=0, nq=1, qs=16,
+                                               file_size=stride, mmap_size=stride))
+
+# ---- fuzz_vhost_msg: records ---------------------------------------------------------------
+OP_MSG, OP_GUEST, OP_KICK, OP_PUMP, OP_TRUNC, OP_RAW = range(6)
+K_GUEST, K_EVENT, K_SOCK, K_SEALED = range(4)
+QVA = 0x7f0000000000
+GUEST = 256 * 1024
+
+
+def msg(req, payload=b"", fds=(), need_reply=False, size=None):
+    kinds = 0
+    for i, k in enumerate(fds):
+        kinds |= k << (2 * i)
+    sz = len(payload) if size is None else size
+    return bytes([OP_MSG, req, 1 if need_reply else 0, sz & 0xff, sz >> 8, len(fds), kinds]) + payload
+
+
+def u64(v):
+    return struct.pack("<Q", v)
+
+
+def state(i, n):
+    return struct.pack("<II", i, n)
+
+
+def guest(off, data):
+    out = b""
+    while data:
+        chunk, data = data[:255], data[255:]
+        out += bytes([OP_GUEST, (off // 4) & 0xff, (off // 4) >> 8, len(chunk)]) + chunk
+        off += len(chunk)
+    return out
+
+
+FEAT = (1 << 32) | (1 << 30) | (1 << 28) | (1 << 29) | (1 << 9) | (1 << 6)
+PROTO = (1 << 0) | (1 << 3) | (1 << 5) | (1 << 9) | (1 << 12) | (1 << 13) | (1 << 15) | (1 << 16)
+region = struct.pack("<QQQQ", 0, GUEST, QVA, 0)
+hello = (msg(1) + msg(15) + msg(16, u64(PROTO)) + msg(17) + msg(36) + msg(21, fds=[K_SOCK]) +
+         msg(3) + msg(13, u64(0), fds=[K_EVENT]) + msg(13, u64(1), fds=[K_EVENT]) +
+         msg(24, struct.pack("<III", 0, 57, 0) + bytes(57)))
+start = (msg(5, struct.pack("<II", 1, 0) + region, fds=[K_GUEST], need_reply=True) +
+         msg(2, u64(FEAT)) + msg(8, state(0, 16)) +
+         msg(9, struct.pack("<IIQQQQ", 0, 0, QVA, QVA + 0x2000, QVA + 0x1000, 0)) +
+         msg(10, state(0, 0)) + msg(12, u64(0), fds=[K_EVENT]) + msg(18, state(0, 1)))
+ring = (guest(0x0, desc(0x3000, 16, NEXT, 1) + desc(0x4000, 512, WRITE | NEXT, 2) +
+              desc(0x5000, 1, WRITE)) +
+        guest(0x3000, outhdr(0, 0)) + guest(0x1000, struct.pack("<HHH", 0, 1, 0)))
+save("fuzz_vhost_msg", "handshake", hello)
+save("fuzz_vhost_msg", "start-io-stop", hello + start + ring + bytes([OP_KICK, OP_PUMP]) +
+     msg(11, state(0, 0)))
+save("fuzz_vhost_msg", "add-rem-mem", hello + msg(37, u64(0) + region, fds=[K_GUEST], need_reply=True) +
+     start[len(msg(5, struct.pack("<II", 1, 0) + region, fds=[K_GUEST], need_reply=True)):] + ring +
+     bytes([OP_KICK]) + msg(38, u64(0) + region, need_reply=True))
+save("fuzz_vhost_msg", "inflight", hello + msg(31, struct.pack("<QQHH4x", 0, 0, 2, 16)) +
+     msg(32, struct.pack("<QQHH4x", 2 * stride, 0, 2, 16), fds=[K_SEALED]) + start + ring +
+     bytes([OP_KICK, OP_PUMP]) + msg(34))
+save("fuzz_vhost_msg", "truncated", hello + bytes([OP_TRUNC, 2, 8, 1]))
+save("fuzz_vhost_msg", "raw-partial", bytes([OP_RAW, 6]) + b"\x01\0\0\0\x01\0")
+save("fuzz_vhost_msg", "call-flood", hello + msg(5, struct.pack("<II", 1, 0) + region, fds=[K_GUEST])
+     + b"".join(msg(13, u64(0), fds=[K_EVENT]) for _ in range(20)))
+
+# ---- fuzz_rpc: chunk byte, then the byte stream -------------------------------------------
+
+
+def rpc(method, params=None, id_=1):
+    r = {"jsonrpc": "2.0", "method": method, "id": id_}
+    if params is not None:
+        r["params"] = params
+    return json.dumps(r).encode()
+
+
+save("fuzz_rpc", "create-all", b"\x07" + rpc("bdev_malloc_create", {"name": "Malloc0", "num_blocks": 16,
+                                                                  "block_size": 512}) +
+     rpc("vhost_create_blk_controller", {"ctrlr": "vhost.0", "dev_name": "Malloc0"}, 2) +
+     rpc("vhost_get_controllers", None, 3) + rpc("bdev_get_bdevs", {}, 4) + rpc("save_config", None, 5) +
+     rpc("vhost_delete_controller", {"ctrlr": "vhost.0"}, 6) + rpc("bdev_malloc_delete", {"name": "Malloc0"}, 7))
+save("fuzz_rpc", "batch", b"\xff" + b"[" + rpc("rpc_get_methods") + b"," + rpc("spdk_get_version", None, "x")
+     + b", {\"jsonrpc\":\"2.0\",\"method\":\"log_get_level\"}]")
+save("fuzz_rpc", "errors", b"\x00" + b'{"jsonrpc":"2.0","method":"nope","id":null}\n{"a":[[[[]]]]}\n' +
+     rpc("bdev_null_create", {"name": "../x", "num_blocks": -1, "block_size": "512"}) + b"\n{]")
+save("fuzz_rpc", "config", b"\x10" + rpc("framework_get_config", {"name": "vhost_blk"}) +
+     rpc("log_set_level", {"level": "debug"}) + rpc("bdev_set_test_delay", {"name": "x", "max_delay_us": 1}) +
+     rpc("bdev_uring_create", {"name": "u", "filename": "/nonexistent"}))
+
+# ---- fuzz_config: a save_config document ---------------------------------------------------
+cfg = {"subsystems": [
+    {"subsystem": "bdev", "config": [
+        {"method": "bdev_malloc_create", "params": {"name": "Malloc0", "num_blocks": 32, "block_size": 512}},
+        {"method": "bdev_null_create", "params": {"name": "Null0", "num_blocks": 32, "block_size": 4096}}]},
+    {"subsystem": "vhost_blk", "config": [
+        [{"method": "vhost_create_blk_controller", "params": {"ctrlr": "vhost.0", "dev_name": "Malloc0",
+                                                              "cpumask": "0x1", "readonly": False}}]]},
+    {"subsystem": "scsi", "config": None}]}
+save("fuzz_config", "full", json.dumps(cfg, indent=1).encode())
+save("fuzz_config", "empty", b'{"subsystems": []}')
+save("fuzz_config", "bad-entry", b'{"subsystems": [{"subsystem": "bdev", "config": [{"method": 1}]}]}')
+print("corpus written to", OUT)
