@@ -618,8 +618,11 @@ vh_vq_prepare(struct vh_vq *vq)
 int
 vh_vq_start(struct vh_vq *vq)
 {
-	int rc = vh_reactor_send(vq->reactor, start_msg, vq);
+	int rc;
 
+	while ((rc = vh_reactor_send(vq->reactor, start_msg, vq)) == -ENOBUFS) {
+		vh_cpu_relax();
+	}
 	if (rc == 0) {
 		vq->started = true;
 	}
@@ -645,7 +648,14 @@ send_swap(struct vh_vq *vq, int fd, bool kick)
 	m->vq = vq;
 	m->fd = fd;
 	m->kick = kick;
-	rc = vh_reactor_send(vq->reactor, swap_msg, m);
+	/*
+	 * A front-end flooding SET_VRING_CALL can fill the reactor's queue faster than it drains;
+	 * the reactor empties it every iteration, so waiting is short and refusing would only
+	 * break a legitimate session.
+	 */
+	while ((rc = vh_reactor_send(vq->reactor, swap_msg, m)) == -ENOBUFS) {
+		vh_cpu_relax();
+	}
 	if (rc < 0) {
 		free(m);
 	}
@@ -667,8 +677,14 @@ vh_vq_set_kickfd_running(struct vh_vq *vq, int fd)
 int
 vh_vq_set_enable_running(struct vh_vq *vq, bool enable)
 {
+	int rc;
+
 	/* struct vh_vq is at least 2-byte aligned: the low bit carries the flag. */
-	return vh_reactor_send(vq->reactor, enable_msg, (void *)((uintptr_t)vq | enable));
+	while ((rc = vh_reactor_send(vq->reactor, enable_msg, (void *)((uintptr_t)vq | enable))) ==
+	       -ENOBUFS) {
+		vh_cpu_relax();
+	}
+	return rc;
 }
 
 void

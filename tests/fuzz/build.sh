@@ -12,7 +12,9 @@
 set -eu
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
-out=${1:-$top/build-fuzz}
+out=$(realpath -m "${1:-$top/build-fuzz}")
+# Source paths below are relative to the top of the tree, whatever the caller's directory.
+cd "$top"
 CC=${CC:-clang-14}
 NICE=${NICE:-nice -n 10}
 JOBS=${JOBS:-2}
