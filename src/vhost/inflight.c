@@ -132,8 +132,8 @@ cmp_counter(const void *a, const void *b)
 }
 
 int
-vh_inflight_recover(struct inflight_split_queue *q, uint16_t size, uint16_t used_idx,
-		    uint16_t *heads, uint32_t max, uint32_t *count, uint16_t *next_avail,
+vh_inflight_recover(struct inflight_split_queue *q, uint16_t size, uint16_t cap,
+		    uint16_t used_idx, uint16_t *heads, uint32_t max, uint32_t *count, uint16_t *next_avail,
 		    uint64_t *counter)
 {
 	struct marked *marked;
@@ -151,8 +151,24 @@ vh_inflight_recover(struct inflight_split_queue *q, uint16_t size, uint16_t used
 		VH_STORE_REL(q->version, INFLIGHT_VERSION);
 		return 0;
 	}
-	if (q->version != INFLIGHT_VERSION || q->desc_num != size) {
+	if (q->version != INFLIGHT_VERSION || q->desc_num == 0 || q->desc_num > cap) {
 		return -EINVAL;
+	}
+	if (q->desc_num != size) {
+		/*
+		 * The driver chose another ring size (SeaBIOS uses 256 of QEMU's queue-size=1024,
+		 * then Linux the full size): a new ring. Fine if nothing was left in flight;
+		 * requests of the old geometry cannot be resubmitted into the new one.
+		 */
+		for (uint32_t h = 0; h < q->desc_num; h++) {
+			if (VH_READ_ONCE(q->desc[h].inflight) != 0) {
+				return -EINVAL;
+			}
+		}
+		q->desc_num = size;
+		q->last_batch_head = 0;
+		VH_STORE_REL(q->used_idx, used_idx);
+		return 0;
 	}
 	if (q->used_idx != used_idx) {
 		/* Died between publishing a batch and clearing its marks: clear them now. */

@@ -96,13 +96,14 @@ int vh_inflight_create(uint16_t nq, uint16_t qs, uint64_t *size);
 int vh_inflight_map(struct vh_inflight *ifl, const struct vhost_user_inflight *w, int fd);
 void vh_inflight_unmap(struct vh_inflight *ifl);
 /*
- * Before a queue starts: validate its region and recover. Fills heads[] (capacity @max) with
- * the requests to resubmit, oldest first, sets *count, *next_avail (= used->idx + count) and
- * *counter (highest counter seen). Returns 0, or -EINVAL for a region that cannot be trusted.
+ * Before a queue of @size entries starts: validate its region (room for @cap entries) and
+ * recover. Fills heads[] (capacity @max) with the requests to resubmit, oldest first, sets
+ * *count, *next_avail (= used->idx + count) and *counter (highest counter seen). Returns 0, or
+ * -EINVAL for a region that cannot be trusted.
  */
-int vh_inflight_recover(struct inflight_split_queue *q, uint16_t size, uint16_t used_idx,
-			uint16_t *heads, uint32_t max, uint32_t *count, uint16_t *next_avail,
-			uint64_t *counter);
+int vh_inflight_recover(struct inflight_split_queue *q, uint16_t size, uint16_t cap,
+			uint16_t used_idx, uint16_t *heads, uint32_t max, uint32_t *count,
+			uint16_t *next_avail, uint64_t *counter);
 
 /* ---- virtqueue (vring.c: control side and reactor side) ---- */
 

@@ -550,12 +550,14 @@ attach_inflight(struct vh_vq *vq)
 	if (ifl->map == NULL) {
 		return 0;
 	}
-	if (vq->idx >= ifl->num_queues || vq->size != ifl->queue_size) {
+	/* The driver may use a smaller ring than QEMU's queue-size (SeaBIOS does). */
+	if (vq->idx >= ifl->num_queues || vq->size > ifl->queue_size) {
 		return -EINVAL;
 	}
 	vq->ifl = (struct inflight_split_queue *)(ifl->base +
 						  vq->idx * vh_inflight_queue_stride(ifl->queue_size));
-	rc = vh_inflight_recover(vq->ifl, (uint16_t)vq->size, VH_READ_ONCE(vq->used->idx),
+	rc = vh_inflight_recover(vq->ifl, (uint16_t)vq->size, ifl->queue_size,
+				 VH_READ_ONCE(vq->used->idx),
 				 vq->resubmit, vq->nslots, &vq->nresubmit, &next_avail,
 				 &vq->ifl_counter);
 	if (rc < 0) {

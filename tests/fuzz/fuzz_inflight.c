@@ -106,8 +106,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	}
 	memcpy(q, data, size < bytes ? size : bytes);
-	if (vh_inflight_recover(q, qsize, h.used_idx, heads, max, &count, &next_avail, &counter) ==
-	    0) {
+	if (vh_inflight_recover(q, qsize, qsize, h.used_idx, heads, max, &count, &next_avail,
+				&counter) == 0) {
 		uint64_t maxc = 0;
 
 		if (count > max || next_avail != (uint16_t)(h.used_idx + count)) {

@@ -24,7 +24,7 @@
 # Example:
 #   tests/qemu/run-guest.sh --backend qsd --verbose my-check.sh VT_SIZE=64
 
-usage() { sed -n '3,24p' "$0"; exit "${1:-0}"; }
+usage() { sed -n '3,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 sock=""
 backend=""

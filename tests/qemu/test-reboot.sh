@@ -4,10 +4,15 @@
 # One daemon, one controller, three guests in a row (each boots, does I/O, powers off, and
 # QEMU exits, so the daemon sees three connect/start/stop/disconnect cycles).  Each boot checks
 # the stamp the previous boot left at 60 MiB, writes its own, and runs a short fio verify.
+# Guest RAM is two regions here (VGA hole), one in the other tests.
 . "$(dirname "$0")/lib.sh"
 vq_init reboot
 vq_backend_start
 vq_backend_add_disk vhost.0 64 512
+# With a VGA device QEMU maps guest RAM as two regions of the same memfd (0-640 KiB and
+# 768 KiB-end, around the VGA hole): two ADD_MEM_REG per connection.  The other tests use
+# -vga none, which gives one region.
+VQ_QEMU_ARGS=(-vga std)
 
 guest="$VQ_TMP/guest.sh"
 cat >"$guest" <<'EOF'
