@@ -336,6 +336,12 @@ test_verify_runs(struct vh_target *t, struct run_out *r)
 	        "--socket",     s,      "--rw",      "randrw", "--verify", "--interrupt",
 	        "--iodepth",    "4",    "--bs",      "8k",     "--size",   "1m",
 	        "--number_ios", "3000", "--runtime", "30",     "--json",   NULL};
+	/* Regression: slots parked by --thinktime were submitted twice by the read-back pass. */
+	const char *const think[] = {
+	        "--socket", s,        "--rw", "randrw",       "--verify", "--queues",
+	        "3",        "--bs",   "8k",   "--iodepth",    "7",        "--thinktime",
+	        "5",        "--size", "4m",   "--number_ios", "6000",     "--runtime",
+	        "30",       "--json", NULL};
 	const char *const wr[] = {"--socket", s,           "--rw", "write",
 	                          "--verify", "--bs",      "8k",   "--iodepth",
 	                          "4",        "--size",    "1m",   "--number_ios",
@@ -355,6 +361,9 @@ test_verify_runs(struct vh_target *t, struct run_out *r)
 	T_OK(expect_exit(r, 0, intr));
 	T_CHECK(json_int(r->out, "mismatches") == 0 && json_int(r->out, "checked") > 0,
 	        "interrupt-mode verify run: %s", r->out);
+	T_OK(expect_exit(r, 0, think));
+	T_CHECK(json_int(r->out, "mismatches") == 0 && json_int(r->out, "ios") == 6000,
+	        "verify run with --thinktime: %s", r->out);
 	/* Sequential write pass, then an independent read pass that knows no generations. */
 	T_OK(expect_exit(r, 0, wr));
 	T_CHECK(strstr(r->out, "128 blocks checked, 0 mismatches"), "read-back: %s", r->out);

@@ -537,6 +537,12 @@ vh_fe_vq_call_fd(const struct vh_fe_vq *vq)
 }
 
 int
+vh_fe_vq_kick_fd(const struct vh_fe_vq *vq)
+{
+	return vq->kick_fd;
+}
+
+int
 vh_fe_vq_ack_call(struct vh_fe_vq *vq)
 {
 	uint64_t cnt;

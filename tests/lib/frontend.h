@@ -153,7 +153,10 @@ struct vh_fe_req;
 #define VH_FE_SEABIOS_FEATURES                                                                     \
 	((1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX) |                        \
 	 (1ull << VIRTIO_BLK_F_BLK_SIZE) | (1ull << 32 /* VERSION_1 */))
-/* Protocol features this front-end implements (QEMU 7.2's set minus log/inflight/notifiers). */
+/*
+ * Protocol features this front-end implements by default (QEMU 7.2's set minus
+ * log/inflight/notifiers). INFLIGHT_SHMFD is added with vh_fe_opts.inflight.
+ */
 #define VH_FE_PROTOCOL_FEATURES                                                                    \
 	((1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |          \
 	 (1ull << VHOST_USER_PROTOCOL_F_BACKEND_REQ) | (1ull << VHOST_USER_PROTOCOL_F_CONFIG) |    \
@@ -176,6 +179,15 @@ struct vh_fe_opts {
 	bool ack_all;
 	/* Entries of each request's indirect table (max descriptors per chain); 0 = 64. */
 	unsigned int max_chain;
+	/*
+	 * Also offer VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD (added to protocol_features, whatever
+	 * it says) and, when the back-end has it, keep an inflight buffer as QEMU 7.2 does
+	 * [reference §1.9 B, §2.1]: GET_INFLIGHT_FD(num_queues, queue_size) on a start while we
+	 * hold no buffer, SET_INFLIGHT_FD with that same fd on every start (so also after
+	 * vh_fe_reconnect()). The buffer survives disconnects; vh_fe_reset_rings() (a VM reset)
+	 * and vh_fe_inflight_free() drop it. Default off.
+	 */
+	bool inflight;
 };
 
 /*
@@ -225,7 +237,8 @@ int vh_fe_stop(struct vh_fe *fe);
 
 /*
  * Device reset as a guest driver does it between SeaBIOS and Linux: the device must be stopped
- * and idle; rings are zeroed and every queue restarts at index 0.
+ * and idle; rings are zeroed and every queue restarts at index 0. The inflight buffer, if any,
+ * is dropped (QEMU frees it on reset; the next start gets a fresh one).
  * Returns 0 or -EBUSY if a request is still in flight.
  */
 int vh_fe_reset_rings(struct vh_fe *fe);
@@ -233,11 +246,21 @@ int vh_fe_reset_rings(struct vh_fe *fe);
 /*
  * Back-end restart as QEMU 7.2 handles it (reference §1.9 E): drop the connection, connect
  * (within timeout_ms), replay A without GET_CONFIG, set each started queue's base to used->idx
- * (requests not yet used become available again) and, if the device was started, replay B.
+ * (requests not yet used become available again) and, if the device was started, replay B
+ * (with SET_INFLIGHT_FD of the buffer we kept, if opts.inflight).
  * used->idx is read after A, i.e. once the back-end serves the new session and so (for a live
  * back-end) has finished with the old one.
  */
 int vh_fe_reconnect(struct vh_fe *fe, int timeout_ms);
+
+/*
+ * The inflight buffer (vh_fe_opts.inflight): its fd (-1 if we hold none), and our mapping of
+ * it (NULL if none; *size gets its length, the queue regions start at offset 0 of the mapping).
+ */
+int vh_fe_inflight_fd(const struct vh_fe *fe);
+void *vh_fe_inflight_map(const struct vh_fe *fe, uint64_t *size);
+/* Drop the buffer (as QEMU does on a VM reset): the next start asks GET_INFLIGHT_FD again. */
+void vh_fe_inflight_free(struct vh_fe *fe);
 
 /* Memory table changes while the device runs (rings keep going). */
 /* Announce region i (ADD_MEM_REG with NEED_REPLY when REPLY_ACK). 0, -EREMOTEIO, -errno. */
@@ -413,6 +436,11 @@ int vh_fe_vq_wait(struct vh_fe_vq *vq, int timeout_ms);
  */
 int vh_fe_vq_arm(struct vh_fe_vq *vq);
 int vh_fe_vq_call_fd(const struct vh_fe_vq *vq);
+/*
+ * The queue's kick eventfd (for drivers that run the rings themselves, e.g. bench/vhost-bench:
+ * write 1 to it to notify the back-end).
+ */
+int vh_fe_vq_kick_fd(const struct vh_fe_vq *vq);
 /* Consume the call eventfd; returns 1 if it had been signalled. */
 int vh_fe_vq_ack_call(struct vh_fe_vq *vq);
 /*

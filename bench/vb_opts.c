@@ -1,0 +1,436 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* vhost-bench command line, in fio's vocabulary. Every bad value is reported and exits 2. */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "vb.h"
+
+static const char usage[] =
+        "usage: vhost-bench --socket PATH [options]\n"
+        "Drive a vhost-user-blk target from the host (it plays QEMU and the guest driver).\n"
+        "\n"
+        "  --socket PATH       target's vhost-user socket (required)\n"
+        "  --rw MODE           read|write|randread|randwrite|randrw (default read)\n"
+        "  --rwmixread N       percent of reads with randrw (default 50)\n"
+        "  --bs SIZE           I/O size: 512, 4k, 64k, 1m... multiple of 512 (default 4k)\n"
+        "  --iodepth N         requests in flight per queue (default 1, max 4096)\n"
+        "  --queues N          virtqueues (default 1, max 64)\n"
+        "  --runtime SEC       measured time (default 10; 's'/'ms' suffixes accepted)\n"
+        "  --ramp SEC          I/O before measuring (default 0; alias --ramp_time)\n"
+        "  --size SIZE         bytes of the disk to use, from offset 0 (default: all)\n"
+        "  --number_ios N      stop after N I/Os in total (also --number-ios)\n"
+        "  --thinktime USEC    wait this long after a completion before reusing its slot\n"
+        "  --cpumask MASK      hex mask of CPUs; one pinned thread per CPU (at most one per\n"
+        "                      queue). Default: one unpinned thread\n"
+        "  --huge              guest RAM on hugetlbfs (/dev/hugepages or any hugetlbfs mount)\n"
+        "  --interrupt         sleep on the call eventfds instead of polling the used rings\n"
+        "  --verify            write blocks with a {LBA, generation, crc32c} header, check\n"
+        "                      every read, read back every written block at the end\n"
+        "  --seed N            PRNG seed (default 0x5eed)\n"
+        "  --idle SEC          after the run, stay connected this long without I/O\n"
+        "  --target-pid PID    report that process's CPU use during the run (and --idle)\n"
+        "  --timeout SEC       bound on control replies and on the final drain (default 10)\n"
+        "  --json              print one JSON object instead of text\n"
+        "  --help              this text\n"
+        "\n"
+        "Exit status: 0 ok, 1 failure (connection, features, I/O errors, verify mismatches),\n"
+        "2 bad option.\n";
+
+enum {
+	OPT_SOCKET = 256,
+	OPT_RW,
+	OPT_RWMIX,
+	OPT_BS,
+	OPT_IODEPTH,
+	OPT_QUEUES,
+	OPT_RUNTIME,
+	OPT_RAMP,
+	OPT_SIZE,
+	OPT_NUMBER_IOS,
+	OPT_THINKTIME,
+	OPT_CPUMASK,
+	OPT_HUGE,
+	OPT_INTERRUPT,
+	OPT_VERIFY,
+	OPT_SEED,
+	OPT_IDLE,
+	OPT_TARGET_PID,
+	OPT_TIMEOUT,
+	OPT_JSON,
+	OPT_HELP,
+};
+
+static const struct option long_opts[] = {
+        {"socket", required_argument, NULL, OPT_SOCKET},
+        {"rw", required_argument, NULL, OPT_RW},
+        {"readwrite", required_argument, NULL, OPT_RW},
+        {"rwmixread", required_argument, NULL, OPT_RWMIX},
+        {"bs", required_argument, NULL, OPT_BS},
+        {"iodepth", required_argument, NULL, OPT_IODEPTH},
+        {"queues", required_argument, NULL, OPT_QUEUES},
+        {"runtime", required_argument, NULL, OPT_RUNTIME},
+        {"ramp", required_argument, NULL, OPT_RAMP},
+        {"ramp_time", required_argument, NULL, OPT_RAMP},
+        {"size", required_argument, NULL, OPT_SIZE},
+        {"number_ios", required_argument, NULL, OPT_NUMBER_IOS},
+        {"number-ios", required_argument, NULL, OPT_NUMBER_IOS},
+        {"thinktime", required_argument, NULL, OPT_THINKTIME},
+        {"cpumask", required_argument, NULL, OPT_CPUMASK},
+        {"huge", no_argument, NULL, OPT_HUGE},
+        {"interrupt", no_argument, NULL, OPT_INTERRUPT},
+        {"verify", no_argument, NULL, OPT_VERIFY},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"idle", required_argument, NULL, OPT_IDLE},
+        {"target-pid", required_argument, NULL, OPT_TARGET_PID},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+};
+
+static const char *const rw_names[] = {
+        [VB_RW_READ] = "read",           [VB_RW_WRITE] = "write",   [VB_RW_RANDREAD] = "randread",
+        [VB_RW_RANDWRITE] = "randwrite", [VB_RW_RANDRW] = "randrw",
+};
+
+const char *
+vb_rw_name(enum vb_rw rw)
+{
+	return rw_names[rw];
+}
+
+static int
+bad(const char *opt, const char *val, const char *why)
+{
+	fprintf(stderr, "vhost-bench: bad --%s '%s': %s (see --help)\n", opt, val, why);
+	return -1;
+}
+
+/* Decimal (or 0x hex) unsigned integer, the whole string, in [min, max]. */
+static int
+parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!isdigit((unsigned char)s[0])) {
+		return -1;
+	}
+	errno = 0;
+	v = strtoull(s, &end, s[0] == '0' && (s[1] == 'x' || s[1] == 'X') ? 16 : 10);
+	if (errno || *end != '\0' || v < min || v > max) {
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int
+vb_parse_size(const char *s, uint64_t *out)
+{
+	static const char sfx[] = "kmgt";
+	unsigned long long v;
+	const char *p;
+	char *end;
+	unsigned int shift = 0;
+
+	if (!isdigit((unsigned char)s[0])) {
+		return -1;
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno) {
+		return -1;
+	}
+	if (*end != '\0') {
+		p = strchr(sfx, tolower((unsigned char)*end));
+		if (!p) {
+			return -1;
+		}
+		shift = 10u * (unsigned int)(p - sfx + 1);
+		end++;
+		/* k, kb, kib (any case): fio's default kb_base is 1024. */
+		if (strcasecmp(end, "") != 0 && strcasecmp(end, "b") != 0 &&
+		    strcasecmp(end, "ib") != 0) {
+			return -1;
+		}
+	} else if (s[0] == '0' && s[1] != '\0') {
+		return -1; /* no octal surprises */
+	}
+	if (shift && v > (UINT64_MAX >> shift)) {
+		return -1;
+	}
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+/* Seconds: "5", "0.5", "5s", "500ms". */
+static int
+parse_seconds(const char *s, double min, double *out)
+{
+	char *end;
+	double v;
+
+	if (!isdigit((unsigned char)s[0]) && s[0] != '.') {
+		return -1;
+	}
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s) {
+		return -1;
+	}
+	if (strcmp(end, "ms") == 0) {
+		v /= 1000.0;
+	} else if (strcmp(end, "s") != 0 && *end != '\0') {
+		return -1;
+	}
+	if (!isfinite(v) || v < min || v > 1e6) {
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+parse_cpumask(const char *s, struct vb_opts *o)
+{
+	const char *p = s, *last;
+	cpu_set_t allowed;
+	unsigned int bit = 0;
+
+	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+		p += 2;
+	}
+	if (*p == '\0') {
+		return bad("cpumask", s, "expected a hex mask such as 0x1");
+	}
+	CPU_ZERO(&o->cpus);
+	/* Walk hex digits from the least significant end. */
+	for (last = p + strlen(p); last > p; last--) {
+		char c = last[-1];
+		unsigned int d, j;
+
+		if (!isxdigit((unsigned char)c)) {
+			return bad("cpumask", s, "expected a hex mask such as 0x1");
+		}
+		d = (unsigned int)(isdigit((unsigned char)c) ? c - '0' : tolower(c) - 'a' + 10);
+		for (j = 0; j < 4; j++, bit++) {
+			if (!(d & (1u << j))) {
+				continue;
+			}
+			if (bit >= CPU_SETSIZE) {
+				return bad("cpumask", s, "CPU number too large");
+			}
+			CPU_SET(bit, &o->cpus);
+		}
+	}
+	o->ncpus = (unsigned int)CPU_COUNT(&o->cpus);
+	if (o->ncpus == 0) {
+		return bad("cpumask", s, "no CPU selected");
+	}
+	if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0) {
+		for (bit = 0; bit < CPU_SETSIZE; bit++) {
+			if (CPU_ISSET(bit, &o->cpus) && !CPU_ISSET(bit, &allowed)) {
+				fprintf(stderr,
+				        "vhost-bench: bad --cpumask '%s': CPU %u is not available "
+				        "to this process\n",
+				        s, bit);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+static int
+parse_rw(const char *s, struct vb_opts *o)
+{
+	unsigned int i;
+
+	for (i = 0; i < sizeof(rw_names) / sizeof(rw_names[0]); i++) {
+		if (strcmp(s, rw_names[i]) == 0) {
+			o->rw = (enum vb_rw)i;
+			return 0;
+		}
+	}
+	return bad("rw", s, "expected read, write, randread, randwrite or randrw");
+}
+
+static void
+defaults(struct vb_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->rw = VB_RW_READ;
+	o->rwmixread = 50;
+	o->bs = 4096;
+	o->iodepth = 1;
+	o->queues = 1;
+	o->runtime = 10;
+	o->seed = 0x5eed;
+	o->timeout_ms = 10000;
+}
+
+/* One option with a value. Returns 0 or -1 (printed). */
+static int
+parse_one(struct vb_opts *o, int c, const char *v)
+{
+	uint64_t u;
+	double d;
+
+	switch (c) {
+	case OPT_SOCKET:
+		if (*v == '\0') {
+			return bad("socket", v, "empty path");
+		}
+		o->socket = v;
+		return 0;
+	case OPT_RW:
+		return parse_rw(v, o);
+	case OPT_RWMIX:
+		if (parse_uint(v, 0, 100, &u) < 0) {
+			return bad("rwmixread", v, "expected a percentage 0..100");
+		}
+		o->rwmixread = (unsigned int)u;
+		return 0;
+	case OPT_BS:
+		if (vb_parse_size(v, &u) < 0 || u < 512 || u > VB_MAX_BS || u % 512) {
+			return bad("bs", v, "expected a multiple of 512 between 512 and 16m");
+		}
+		o->bs = (uint32_t)u;
+		return 0;
+	case OPT_IODEPTH:
+		if (parse_uint(v, 1, VB_MAX_IODEPTH, &u) < 0) {
+			return bad("iodepth", v, "expected 1..4096");
+		}
+		o->iodepth = (unsigned int)u;
+		return 0;
+	case OPT_QUEUES:
+		if (parse_uint(v, 1, VB_MAX_QUEUES, &u) < 0) {
+			return bad("queues", v, "expected 1..64");
+		}
+		o->queues = (unsigned int)u;
+		return 0;
+	case OPT_RUNTIME:
+		if (parse_seconds(v, 0.001, &d) < 0) {
+			return bad("runtime", v, "expected seconds > 0, e.g. 5 or 500ms");
+		}
+		o->runtime = d;
+		return 0;
+	case OPT_RAMP:
+		if (parse_seconds(v, 0, &d) < 0) {
+			return bad("ramp", v, "expected seconds >= 0");
+		}
+		o->ramp = d;
+		return 0;
+	case OPT_IDLE:
+		if (parse_seconds(v, 0, &d) < 0) {
+			return bad("idle", v, "expected seconds >= 0");
+		}
+		o->idle = d;
+		return 0;
+	case OPT_TIMEOUT:
+		if (parse_seconds(v, 0.1, &d) < 0 || d > 3600) {
+			return bad("timeout", v, "expected 0.1..3600 seconds");
+		}
+		o->timeout_ms = (int)(d * 1000);
+		return 0;
+	case OPT_SIZE:
+		if (vb_parse_size(v, &u) < 0 || u == 0) {
+			return bad("size", v, "expected a size such as 1g");
+		}
+		o->size = u;
+		return 0;
+	case OPT_NUMBER_IOS:
+		if (parse_uint(v, 1, UINT64_MAX / 2, &u) < 0) {
+			return bad("number_ios", v, "expected a count > 0");
+		}
+		o->number_ios = u;
+		return 0;
+	case OPT_THINKTIME:
+		if (parse_uint(v, 0, 60000000, &u) < 0) {
+			return bad("thinktime", v, "expected microseconds 0..60000000");
+		}
+		o->thinktime_us = u;
+		return 0;
+	case OPT_CPUMASK:
+		return parse_cpumask(v, o);
+	case OPT_SEED:
+		if (parse_uint(v, 0, UINT64_MAX, &u) < 0) {
+			return bad("seed", v, "expected an unsigned integer");
+		}
+		o->seed = u;
+		return 0;
+	case OPT_TARGET_PID:
+		if (parse_uint(v, 1, 0x7fffffff, &u) < 0) {
+			return bad("target-pid", v, "expected a process id");
+		}
+		o->target_pid = (pid_t)u;
+		return 0;
+	}
+	return -1;
+}
+
+/* Checks between options. */
+static int
+check(struct vb_opts *o)
+{
+	if (!o->socket) {
+		fprintf(stderr, "vhost-bench: --socket PATH is required (see --help)\n");
+		return -1;
+	}
+	if (o->size && o->size < (uint64_t)o->bs * o->queues) {
+		fprintf(stderr,
+		        "vhost-bench: bad --size: %llu bytes is less than --bs x --queues\n",
+		        (unsigned long long)o->size);
+		return -1;
+	}
+	return 0;
+}
+
+int
+vb_parse_opts(struct vb_opts *o, int argc, char **argv)
+{
+	int c;
+
+	defaults(o);
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":", long_opts, NULL)) != -1) {
+		if (c == OPT_HELP) {
+			fputs(usage, stdout);
+			return 1;
+		}
+		if (c == OPT_HUGE || c == OPT_INTERRUPT || c == OPT_VERIFY || c == OPT_JSON) {
+			o->huge |= c == OPT_HUGE;
+			o->interrupt |= c == OPT_INTERRUPT;
+			o->verify |= c == OPT_VERIFY;
+			o->json |= c == OPT_JSON;
+			continue;
+		}
+		if (c == ':') {
+			fprintf(stderr, "vhost-bench: option '%s' needs a value (see --help)\n",
+			        argv[optind - 1]);
+			return -1;
+		}
+		if (c == '?') {
+			fprintf(stderr, "vhost-bench: unknown option '%s' (see --help)\n",
+			        argv[optind - 1]);
+			return -1;
+		}
+		if (parse_one(o, c, optarg) < 0) {
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "vhost-bench: unexpected argument '%s' (see --help)\n",
+		        argv[optind]);
+		return -1;
+	}
+	return check(o);
+}
