@@ -6,8 +6,9 @@
  * It keeps a duplicate of every listening socket the worker creates, and of every RAM disk's
  * memfd (core/handover.h), and passes them to the next worker. So while the worker is down the
  * sockets stay bound: QEMU's reconnect attempts wait in the backlog instead of failing, and RAM
- * disks keep their contents. Restarts happen within 200 ms; a worker that keeps dying soon after
- * start is restarted with an exponential backoff (up to 5 s). Exit status 0 of the worker (a
+ * disks keep their contents. A worker that was serving is restarted at once; one that dies
+ * before it is ready (crash loop, bad config) is restarted with an exponential backoff (50 ms
+ * doubling to 5 s). Exit status 0 of the worker (a
  * clean SIGTERM shutdown) ends the supervisor too.
  *
  * The supervisor is deliberately simple: no threads, no reactors, one poll loop.
@@ -79,6 +80,9 @@ drop(const char *key)
 	}
 }
 
+/* The current worker said READY: it started fine, so a later death is not a crash loop. */
+static bool g_worker_ready;
+
 /* One request from the worker. */
 static void
 handle_request(int chan)
@@ -113,6 +117,7 @@ handle_request(int chan)
 	if (strncmp(buf, "DROP ", 5) == 0) {
 		drop(buf + 5);
 	} else if (strcmp(buf, "READY") == 0) {
+		g_worker_ready = true;
 #if VH_HAVE_SYSTEMD
 		sd_notify(0, "READY=1");
 #endif
@@ -267,7 +272,12 @@ vh_supervise(int argc, char **argv)
 			}
 			return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 		}
-		if (vh_now_ns() - started < QUICK_CRASH_NS) {
+		/*
+		 * A worker that never became ready (bad config, crash at start) is crash-looping:
+		 * back off. One that was serving and then died is restarted at once, however soon:
+		 * guests are waiting for it.
+		 */
+		if (!g_worker_ready && vh_now_ns() - started < QUICK_CRASH_NS) {
 			backoff_ms = backoff_ms ? VH_MIN(backoff_ms * 2, (uint64_t)MAX_BACKOFF_MS) : 50;
 		} else {
 			backoff_ms = 0;
@@ -277,6 +287,7 @@ vh_supervise(int argc, char **argv)
 		if (backoff_ms) {
 			usleep((useconds_t)(backoff_ms * 1000));
 		}
+		g_worker_ready = false;
 		child = spawn(wargv, sp[1]);
 		started = vh_now_ns();
 		VH_NOTICE("supervisor", "started worker %d", (int)child);

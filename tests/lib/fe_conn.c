@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -102,6 +103,7 @@ vh_fe_create(struct vh_fe **out, struct vh_fe_mem *mem, const struct vh_fe_opts 
 	fe->mem = mem;
 	fe->sock = -1;
 	fe->backend_fd = -1;
+	fe->inflight_fd = -1;
 	if (!fe->opts.timeout_ms) {
 		fe->opts.timeout_ms = DEFAULT_TIMEOUT_MS;
 	}
@@ -117,6 +119,9 @@ vh_fe_create(struct vh_fe **out, struct vh_fe_mem *mem, const struct vh_fe_opts 
 	fe->opts.protocol_features = fe->opts.protocol_features
 	                                     ? fe->opts.protocol_features & VH_FE_PROTOCOL_FEATURES
 	                                     : VH_FE_PROTOCOL_FEATURES;
+	if (fe->opts.inflight) {
+		fe->opts.protocol_features |= 1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD;
+	}
 	if (!fe->opts.config_size) {
 		fe->opts.config_size = VH_BLK_CFG_QEMU72_SIZE;
 	}
@@ -162,6 +167,7 @@ vh_fe_destroy(struct vh_fe *fe)
 		return;
 	}
 	vh_fe_disconnect(fe);
+	vh_fe_inflight_free(fe);
 	for (i = 0; i < fe->opts.num_queues; i++) {
 		fe_vq_teardown(&fe->vqs[i]);
 	}
@@ -539,6 +545,104 @@ status_step(struct vh_fe *fe, bool set, uint64_t val)
 	return set_u64(fe, VHOST_USER_SET_STATUS, val, false);
 }
 
+int
+vh_fe_inflight_fd(const struct vh_fe *fe)
+{
+	return fe->inflight_fd;
+}
+
+void *
+vh_fe_inflight_map(const struct vh_fe *fe, uint64_t *size)
+{
+	if (size) {
+		*size = fe->inflight_addr ? fe->inflight.mmap_size : 0;
+	}
+	return fe->inflight_addr;
+}
+
+void
+vh_fe_inflight_free(struct vh_fe *fe)
+{
+	if (fe->inflight_addr) {
+		munmap(fe->inflight_addr, fe->inflight.mmap_size);
+		fe->inflight_addr = NULL;
+	}
+	if (fe->inflight_fd >= 0) {
+		close(fe->inflight_fd);
+		fe->inflight_fd = -1;
+	}
+	memset(&fe->inflight, 0, sizeof(fe->inflight));
+}
+
+/*
+ * QEMU 7.2's vhost_dev_get_inflight(): GET_INFLIGHT_FD {mmap_size 0, offset 0, all queues,
+ * queue-size}; the back-end answers with the geometry and the fd, which we map and keep.
+ */
+static int
+get_inflight(struct vh_fe *fe)
+{
+	struct vhost_user_inflight req = {
+	        .num_queues = (uint16_t)fe->opts.num_queues,
+	        .queue_size = (uint16_t)fe->opts.queue_size,
+	};
+	struct vhost_user_header hdr;
+	union vhost_user_payload rep;
+	void *addr;
+	int rc, fd = -1;
+
+	rc = fe_send(fe->sock, VHOST_USER_GET_INFLIGHT_FD, VHOST_USER_VERSION, sizeof(req), &req,
+	             sizeof(req), NULL, 0);
+	if (rc < 0) {
+		return rc;
+	}
+	rc = fe_recv_fd(fe->sock, &hdr, &rep, sizeof(rep), fe->opts.timeout_ms, &fd);
+	if (rc < 0) {
+		return rc;
+	}
+	if (hdr.request != VHOST_USER_GET_INFLIGHT_FD ||
+	    (hdr.flags & (VHOST_USER_VERSION_MASK | VHOST_USER_REPLY_MASK)) !=
+	            (VHOST_USER_VERSION | VHOST_USER_REPLY_MASK) ||
+	    rc != (int)sizeof(struct vhost_user_inflight) || fd < 0) {
+		rc = -EPROTO;
+		goto fail;
+	}
+	/* QEMU: a zero mmap_size means the back-end does not track; nothing to keep. */
+	if (rep.inflight.mmap_size == 0) {
+		close(fd);
+		return 0;
+	}
+	addr = mmap(NULL, rep.inflight.mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+	            (off_t)rep.inflight.mmap_offset);
+	if (addr == MAP_FAILED) {
+		rc = -errno;
+		goto fail;
+	}
+	fe->inflight_fd = fd;
+	fe->inflight_addr = addr;
+	fe->inflight = rep.inflight;
+	return 0;
+
+fail:
+	if (fd >= 0) {
+		close(fd);
+	}
+	return rc;
+}
+
+/* QEMU 7.2's vhost_dev_set_inflight(): every start, same fd, no reply asked. */
+static int
+set_inflight(struct vh_fe *fe)
+{
+	struct vhost_user_inflight w = fe->inflight;
+
+	if (fe->inflight_fd < 0) {
+		return 0;
+	}
+	w.num_queues = (uint16_t)fe->opts.num_queues;
+	w.queue_size = (uint16_t)fe->opts.queue_size;
+	return msg(fe, VHOST_USER_SET_INFLIGHT_FD, &w, sizeof(w), &fe->inflight_fd, 1, false);
+}
+
 static int
 send_calls(struct vh_fe *fe)
 {
@@ -573,6 +677,15 @@ vh_fe_start(struct vh_fe *fe, uint64_t features, unsigned int nqueues)
 	rc = set_u64(fe, VHOST_USER_SET_FEATURES, acked, false);
 	if (rc == 0) {
 		rc = status_step(fe, true, VH_VIRTIO_S_FEATURES_OK);
+	}
+	/* [reference §1.9 B]: GET_INFLIGHT_FD only while we hold no buffer, SET every start. */
+	if (rc == 0 && proto(fe, VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD)) {
+		if (fe->inflight_fd < 0) {
+			rc = get_inflight(fe);
+		}
+		if (rc == 0) {
+			rc = set_inflight(fe);
+		}
 	}
 	if (rc == 0) {
 		rc = send_calls(fe);
@@ -654,6 +767,8 @@ vh_fe_reset_rings(struct vh_fe *fe)
 	for (q = 0; q < fe->opts.num_queues; q++) {
 		fe_vq_reset(&fe->vqs[q]);
 	}
+	/* QEMU's vhost_user_blk_reset() frees the buffer: the next start gets a fresh one. */
+	vh_fe_inflight_free(fe);
 	return 0;
 }
 

@@ -54,6 +54,10 @@ struct vh_fe {
 	bool mem_sent;  /* regions announced on this connection */
 	bool running;   /* between start and stop */
 	unsigned int nstarted;
+	/* Inflight buffer (opts.inflight): QEMU's s->inflight, kept across reconnects. */
+	int inflight_fd;
+	void *inflight_addr;
+	struct vhost_user_inflight inflight;
 	struct vh_fe_info info;
 	struct vh_fe_vq *vqs;
 };

@@ -161,8 +161,9 @@ wait_readable(int fd, int64_t deadline)
 	}
 }
 
+/* Close the fds that rode along, except the first one if keep != NULL and *keep < 0. */
 static void
-close_cmsg_fds(struct msghdr *mh)
+close_cmsg_fds(struct msghdr *mh, int *keep)
 {
 	struct cmsghdr *cm;
 
@@ -173,15 +174,22 @@ close_cmsg_fds(struct msghdr *mh)
 
 			for (i = 0; i < n; i++) {
 				memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-				close(fd);
+				if (keep && *keep < 0) {
+					*keep = fd;
+				} else {
+					close(fd);
+				}
 			}
 		}
 	}
 }
 
-/* Read exactly len bytes (closing any fds that ride along) before the deadline. */
+/*
+ * Read exactly len bytes before the deadline. Fds that ride along are closed, but the first one
+ * goes to *keep when keep != NULL (and *keep is still -1).
+ */
 static int
-read_full(int fd, void *buf, size_t len, int64_t deadline)
+read_full_fd(int fd, void *buf, size_t len, int64_t deadline, int *keep)
 {
 	char cbuf[CMSG_SPACE(sizeof(int) * VHOST_USER_MAX_FDS)];
 	size_t got = 0;
@@ -206,7 +214,7 @@ read_full(int fd, void *buf, size_t len, int64_t deadline)
 		if (n < 0) {
 			return errno == ECONNRESET ? -ECONNRESET : -errno;
 		}
-		close_cmsg_fds(&mh);
+		close_cmsg_fds(&mh, keep);
 		if (n == 0) {
 			return -ECONNRESET;
 		}
@@ -215,38 +223,63 @@ read_full(int fd, void *buf, size_t len, int64_t deadline)
 	return 0;
 }
 
+static int
+read_full(int fd, void *buf, size_t len, int64_t deadline)
+{
+	return read_full_fd(fd, buf, len, deadline, NULL);
+}
+
 int
 fe_recv(int sock, struct vhost_user_header *hdr, void *payload, uint32_t cap, int timeout_ms)
+{
+	return fe_recv_fd(sock, hdr, payload, cap, timeout_ms, NULL);
+}
+
+int
+fe_recv_fd(int sock, struct vhost_user_header *hdr, void *payload, uint32_t cap, int timeout_ms,
+           int *fd)
 {
 	int64_t deadline = fe_now_ms() + timeout_ms;
 	uint8_t sink[256];
 	uint32_t left;
 	int rc;
 
+	if (fd) {
+		*fd = -1;
+	}
 	if (sock < 0) {
 		return -ENOTCONN;
 	}
-	rc = read_full(sock, hdr, sizeof(*hdr), deadline);
+	/* The sender attaches fds to the first byte of the message, i.e. to the header. */
+	rc = read_full_fd(sock, hdr, sizeof(*hdr), deadline, fd);
 	if (rc < 0) {
-		return rc;
+		goto fail;
 	}
 	if (hdr->size > FE_MAX_PAYLOAD) {
-		return -EPROTO;
+		rc = -EPROTO;
+		goto fail;
 	}
-	rc = read_full(sock, payload, hdr->size < cap ? hdr->size : cap, deadline);
+	rc = read_full_fd(sock, payload, hdr->size < cap ? hdr->size : cap, deadline, fd);
 	if (rc < 0) {
-		return rc;
+		goto fail;
 	}
 	for (left = hdr->size > cap ? hdr->size - cap : 0; left;) {
 		uint32_t n = left < sizeof(sink) ? left : (uint32_t)sizeof(sink);
 
 		rc = read_full(sock, sink, n, deadline);
 		if (rc < 0) {
-			return rc;
+			goto fail;
 		}
 		left -= n;
 	}
 	return (int)hdr->size;
+
+fail:
+	if (fd && *fd >= 0) {
+		close(*fd);
+		*fd = -1;
+	}
+	return rc;
 }
 
 bool

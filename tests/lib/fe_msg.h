@@ -16,6 +16,9 @@ int fe_send(int sock, uint32_t request, uint32_t flags, uint32_t size, const voi
             uint32_t payload_len, const int *fds, unsigned int nfds);
 /* Returns the payload size or -errno; fds received are closed. */
 int fe_recv(int sock, struct vhost_user_header *hdr, void *payload, uint32_t cap, int timeout_ms);
+/* Same, but the first fd received is kept in *fd (-1 if none; closed again on failure). */
+int fe_recv_fd(int sock, struct vhost_user_header *hdr, void *payload, uint32_t cap, int timeout_ms,
+               int *fd);
 /* Requests that always get a reply, whatever NEED_REPLY says. */
 bool fe_request_has_reply(uint32_t request);
 

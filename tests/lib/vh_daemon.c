@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Spawn/stop vhostd for tests, and a minimal JSON-RPC 2.0 client over its UNIX socket. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -188,6 +189,71 @@ vh_daemon_alive(struct vh_daemon *d)
 		return false;
 	}
 	return true;
+}
+
+/* Parent pid from /proc/N/stat ("N (comm) S PPID ..."; comm may hold spaces and parens). */
+static pid_t
+proc_ppid(const char *pid)
+{
+	char path[300], buf[512], *p;
+	ssize_t n;
+	int fd, ppid;
+
+	snprintf(path, sizeof(path), "/proc/%s/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		return -1;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0) {
+		return -1;
+	}
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1) {
+		return -1;
+	}
+	return ppid;
+}
+
+pid_t
+vh_daemon_child(const struct vh_daemon *d)
+{
+	char path[64], buf[256];
+	struct dirent *de;
+	pid_t child = -ESRCH;
+	ssize_t n;
+	DIR *dir;
+	int fd;
+
+	if (d->pid <= 0) {
+		return -ESRCH;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)d->pid, (int)d->pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n < 0) {
+			return -ESRCH;
+		}
+		buf[n] = '\0';
+		return atoi(buf) > 0 ? (pid_t)atoi(buf) : -ESRCH;
+	}
+	dir = opendir("/proc");
+	if (!dir) {
+		return -errno;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		if (de->d_name[0] >= '1' && de->d_name[0] <= '9' &&
+		    proc_ppid(de->d_name) == d->pid) {
+			child = (pid_t)atoi(de->d_name);
+			break;
+		}
+	}
+	closedir(dir);
+	return child;
 }
 
 int

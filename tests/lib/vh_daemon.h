@@ -51,6 +51,12 @@ int vh_daemon_spawn(struct vh_daemon *d, const char *const *argv, const char *re
 int vh_daemon_stop(struct vh_daemon *d, int timeout_ms);
 /* Whether the process is still running (reaps it if it died). */
 bool vh_daemon_alive(struct vh_daemon *d);
+/*
+ * For `vhostd --supervise`: the pid of the daemon's (the supervisor's) child, i.e. the worker,
+ * from /proc/PID/task/PID/children or, without CONFIG_PROC_CHILDREN, a scan of /proc/N/stat.
+ * Returns the pid, or -ESRCH if it has none right now (e.g. between a crash and the restart).
+ */
+pid_t vh_daemon_child(const struct vh_daemon *d);
 /* dir/name into buf (for controller sockets). */
 const char *vh_daemon_path(const struct vh_daemon *d, const char *name, char *buf, size_t len);
 

@@ -157,6 +157,14 @@ struct vhost_user_config {
 
 #define VHOST_USER_CONFIG_HDR_SIZE 12u
 
+/* GET_INFLIGHT_FD / SET_INFLIGHT_FD payload (24 bytes on the wire: 4 bytes of tail padding). */
+struct vhost_user_inflight {
+	uint64_t mmap_size;
+	uint64_t mmap_offset;
+	uint16_t num_queues;
+	uint16_t queue_size;
+};
+
 /* Largest payload any message of this protocol revision carries. */
 union vhost_user_payload {
 	uint64_t u64;
@@ -165,6 +173,7 @@ union vhost_user_payload {
 	struct vhost_user_memory memory;
 	struct vhost_user_mem_reg mem_reg;
 	struct vhost_user_config config;
+	struct vhost_user_inflight inflight;
 	uint8_t raw[512];
 };
 
