@@ -3,6 +3,7 @@
  * The bdev registry and per-reactor channels. The registry is touched only by the control thread;
  * a channel only by its reactor (see bdev.h).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -323,6 +324,26 @@ const char *
 vh_bdev_uuid(const struct vh_bdev *b)
 {
 	return b->uuid;
+}
+
+
+int
+vh_bdev_set_uuid(struct vh_bdev *b, const char *uuid)
+{
+	if (!vh_uuid_valid(uuid)) {
+		return -EINVAL;
+	}
+	/* Once a controller holds it, guests and saved configs may already know the old one. */
+	if (b->claimed_by[0] != '\0') {
+		return -EBUSY;
+	}
+	for (size_t i = 0; i < sizeof(b->uuid); i++) {
+		b->uuid[i] = (char)tolower((unsigned char)uuid[i]);
+		if (uuid[i] == '\0') {
+			break;
+		}
+	}
+	return 0;
 }
 
 /* --- channels (reactor thread) --- */

@@ -83,6 +83,11 @@ bool vh_bdev_io_type_supported(const struct vh_bdev *b, enum vh_bdev_io_type t);
 /* True if completed writes may sit in a volatile cache until FLUSH. */
 bool vh_bdev_has_write_cache(const struct vh_bdev *b);
 const char *vh_bdev_uuid(const struct vh_bdev *b);
+/*
+ * Give an unclaimed bdev the identity an operator asked for (stored lower case). Returns 0,
+ * -EINVAL for a malformed uuid, -EBUSY once a controller holds the bdev. Control thread.
+ */
+int vh_bdev_set_uuid(struct vh_bdev *b, const char *uuid);
 
 /* Channels: reactor thread only. Refcounted per reactor. NULL on failure. */
 struct vh_bdev_channel *vh_bdev_channel_get(struct vh_bdev *b);

@@ -114,3 +114,19 @@ vh_fd_set_cloexec(int fd)
 	}
 	return 0;
 }
+
+bool
+vh_uuid_valid(const char *s)
+{
+	static const char shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+
+	if (strlen(s) != sizeof(shape) - 1) {
+		return false;
+	}
+	for (size_t i = 0; i < sizeof(shape) - 1; i++) {
+		if (shape[i] == '-' ? s[i] != '-' : !isxdigit((unsigned char)s[i])) {
+			return false;
+		}
+	}
+	return true;
+}

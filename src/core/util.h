@@ -65,6 +65,9 @@ int vh_strlcpy_checked(char *dst, const char *src, size_t size);
  */
 int vh_parse_cpumask(const char *s, uint64_t *mask);
 
+/* True if @s has the shape xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx (hex digits). Any thread. */
+bool vh_uuid_valid(const char *s);
+
 /* Set FD_CLOEXEC|O_NONBLOCK on @fd. Returns 0 or -errno. */
 int vh_fd_set_nonblock(int fd);
 /* Set FD_CLOEXEC on @fd. Returns 0 or -errno. */

@@ -2,7 +2,6 @@
 /*
  * bdev methods, with SPDK's names and parameter names so SPDK's rpc.py works unchanged.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,21 +14,6 @@
 #define MALLOC_MODULE "malloc"
 #define NULL_MODULE   "null"
 
-static bool
-uuid_valid(const char *s)
-{
-	static const char shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
-
-	if (strlen(s) != sizeof(shape) - 1) {
-		return false;
-	}
-	for (size_t i = 0; i < sizeof(shape) - 1; i++) {
-		if (shape[i] == '-' ? s[i] != '-' : !isxdigit((unsigned char)s[i])) {
-			return false;
-		}
-	}
-	return true;
-}
 
 static int
 check_name(const char *what, const char *name, struct vh_rpc_error *err)
@@ -203,7 +187,7 @@ create_common(const json_t *params, const struct vh_rpc_param *spec, size_t n,
 		}
 		p.name = namebuf;
 	}
-	if (p.uuid != NULL && !uuid_valid(p.uuid)) {
+	if (p.uuid != NULL && !vh_uuid_valid(p.uuid)) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "invalid uuid '%.64s'", p.uuid);
 		return NULL;
 	}
@@ -223,11 +207,8 @@ create_common(const json_t *params, const struct vh_rpc_param *spec, size_t n,
 	}
 	b = vh_bdev_find(p.name);
 	if (p.uuid != NULL && b != NULL) {
-		/* Nothing holds the bdev yet, so its identity can still be set. */
-		snprintf(b->uuid, sizeof(b->uuid), "%s", p.uuid);
-		for (char *c = b->uuid; *c != '\0'; c++) {
-			*c = (char)tolower((unsigned char)*c);
-		}
+		/* Nothing holds the bdev yet, so its identity can still be set (checked above). */
+		vh_bdev_set_uuid(b, p.uuid);
 	}
 	return json_string(p.name);
 }

@@ -6,7 +6,6 @@
  * Rescan lives here rather than in the bdev layer because telling the guest about a new size
  * is the vhost layer's job (vh_vhost_bdev_resized), and bdev must not depend on vhost.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -45,21 +44,6 @@ static const struct vh_rpc_param aio_create_spec[] = {
 	{"fallocate", VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0},
 };
 
-static bool
-uuid_valid(const char *s)
-{
-	static const char shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
-
-	if (strlen(s) != sizeof(shape) - 1) {
-		return false;
-	}
-	for (size_t i = 0; i < sizeof(shape) - 1; i++) {
-		if (shape[i] == '-' ? s[i] != '-' : !isxdigit((unsigned char)s[i])) {
-			return false;
-		}
-	}
-	return true;
-}
 
 typedef int (*file_create_fn)(const char *name, const char *filename, uint32_t block_size,
 			      char *err, size_t errlen);
@@ -82,7 +66,7 @@ file_create(const json_t *params, const struct vh_rpc_param *spec, size_t n, fil
 				 p.name, VH_NAME_MAX - 1);
 		return NULL;
 	}
-	if (p.uuid != NULL && !uuid_valid(p.uuid)) {
+	if (p.uuid != NULL && !vh_uuid_valid(p.uuid)) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "invalid uuid '%.64s'", p.uuid);
 		return NULL;
 	}
@@ -97,11 +81,8 @@ file_create(const json_t *params, const struct vh_rpc_param *spec, size_t n, fil
 	}
 	b = vh_bdev_find(p.name);
 	if (p.uuid != NULL && b != NULL) {
-		/* Nothing holds the bdev yet, so its identity can still be set. */
-		snprintf(b->uuid, sizeof(b->uuid), "%s", p.uuid);
-		for (char *c = b->uuid; *c != '\0'; c++) {
-			*c = (char)tolower((unsigned char)*c);
-		}
+		/* Nothing holds the bdev yet, so its identity can still be set (checked above). */
+		vh_bdev_set_uuid(b, p.uuid);
 	}
 	return json_string(p.name);
 }

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -345,4 +346,18 @@ void
 vh_bdev_set_test_delay(struct vh_bdev *b, uint32_t max_delay_us)
 {
 	b->test_delay_us = max_delay_us;
+}
+
+
+int
+vh_bdev_set_uuid(struct vh_bdev *b, const char *uuid)
+{
+	if (!vh_uuid_valid(uuid)) {
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < sizeof(b->uuid) && uuid[i] != '\0'; i++) {
+		b->uuid[i] = (char)tolower((unsigned char)uuid[i]);
+	}
+	b->uuid[36] = '\0';
+	return 0;
 }
