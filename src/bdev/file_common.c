@@ -22,11 +22,13 @@
 #include <inttypes.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -190,6 +192,14 @@ probe_dio_align(struct vh_file *f, dev_t fs_dev)
 		f->mem_align = f->off_align;
 	}
 	return true;
+}
+
+static bool
+on_tmpfs(const struct vh_file *f)
+{
+	struct statfs sfs;
+
+	return fstatfs(f->fd, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC;
 }
 
 /* Open read-write, O_DIRECT first. Sets f->fd, f->fd_buffered, f->direct. */
@@ -361,6 +371,23 @@ vh_file_open(struct vh_file *f, const char *name, const char *filename, uint32_t
 
 		if (ioctl(f->fd, BLKSSZGET, &lbs) == 0 && lbs >= 512 && VH_IS_POW2((unsigned)lbs)) {
 			f->dev_block = (uint32_t)lbs;
+		}
+	}
+	if (f->direct && on_tmpfs(f)) {
+		/*
+		 * tmpfs is the page cache: O_DIRECT there bypasses nothing, and io_uring hands such
+		 * I/O to worker threads (measured: 3x slower writes than buffered). Linux >= 6.6
+		 * accepts O_DIRECT on tmpfs; we use buffered I/O as on older kernels.
+		 */
+		VH_NOTICE(f->engine, "'%s': %s is on tmpfs, using buffered I/O", f->name, f->path);
+		close(f->fd);
+		f->direct = false;
+		f->fd = open(f->path, O_RDWR | O_CLOEXEC);
+		if (f->fd < 0) {
+			rc = -errno;
+			set_err(err, errlen, "cannot open '%s' read-write: %s", f->path,
+				strerror(-rc));
+			return rc;
 		}
 	}
 	if (f->direct && !probe_dio_align(f, st.st_dev)) {
