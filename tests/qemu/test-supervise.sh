@@ -8,19 +8,28 @@
 # the inflight region. Passes when fio (which verifies every block it wrote, including blocks
 # written across the kills) exits 0 and the guest logged no I/O error, "is not a head" or hung
 # task. Reports the time from each kill to the first completion of the new worker.
+# Env: VQ_KILLS (default 20), VQ_SUPERVISE_BDEV (ram, default, or file: an io_uring bdev on a
+# file in the temp dir, which the restarted worker reopens).
 . "$(dirname "$0")/lib.sh"
 vq_init supervise
-kills=${VQ_KILLS:-5}
+kills=${VQ_KILLS:-20}
+bdev_kind=${VQ_SUPERVISE_BDEV:-ram}
 VQ_VHOSTD=$(vq_bin VHOSTD vhostd)
 VQ_VHOSTCTL=$(vq_bin VHOSTCTL vhostctl)
 VQ_SOCKDIR="$VQ_TMP/sock"
 VQ_RPC="$VQ_TMP/rpc.sock"
 mkdir -p "$VQ_SOCKDIR"
 conf="$VQ_TMP/vhostd.json"
+if [[ "$bdev_kind" == file ]]; then
+	truncate -s 64M "$VQ_TMP/disk.img"
+	create="{\"method\": \"bdev_uring_create\", \"params\": {\"name\": \"Malloc0\", \"filename\": \"$VQ_TMP/disk.img\", \"block_size\": 512}}"
+else
+	create='{"method": "bdev_malloc_create", "params": {"name": "Malloc0", "num_blocks": 131072, "block_size": 512}}'
+fi
 cat >"$conf" <<JSON
 {"subsystems": [
   {"subsystem": "bdev", "config": [
-    {"method": "bdev_malloc_create", "params": {"name": "Malloc0", "num_blocks": 131072, "block_size": 512}},
+    $create,
     {"method": "bdev_set_test_delay", "params": {"name": "Malloc0", "max_delay_us": 2000}}]},
   {"subsystem": "vhost_blk", "config": [
     {"method": "vhost_create_blk_controller", "params": {"ctrlr": "vhost.0", "dev_name": "Malloc0", "cpumask": "0x1"}}]}
@@ -98,7 +107,7 @@ res=$(vq_result "$log")
 rrc=$?
 resub=$(grep -c "resubmitting" "$VQ_TMP/vhostd.log")
 restarts=$(grep -c "restarting in" "$VQ_TMP/vhostd.log")
-vq_log "guest: $res (qemu rc $rc); $restarts worker restarts, $resub queue resubmissions; kill-to-running ms: ${recov[*]}"
+vq_log "guest ($bdev_kind disk): $res (qemu rc $rc); $restarts worker restarts, $resub queue resubmissions; kill-to-running ms: ${recov[*]}"
 grep -a -E '^ *(write|read):' "$log" | sed 's/^/  fio: /' >&2
 if [[ $rrc -ne 0 || $rc -ne 0 ]]; then
 	tail -n 40 "$log" >&2

@@ -1,0 +1,82 @@
+#!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
+#
+# Persistent configuration: state created over RPC survives kill -9 and a restart without
+# --supervise (same bdevs, controllers and socket paths); a truncated or garbage config file
+# stops the daemon with exit code 1 and an error naming the file.
+set -u
+VHOSTD=${VHOSTD:?VHOSTD not set}
+VHOSTCTL=${VHOSTCTL:?VHOSTCTL not set}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/vhostd-config.XXXXXX")
+pid=
+cleanup() {
+	[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() {
+	echo "FAIL: $*" >&2
+	[ -f "$tmp/log" ] && tail -n 20 "$tmp/log" >&2
+	exit 1
+}
+ctl() { "$VHOSTCTL" -s "$tmp/rpc.sock" -t 5 "$@"; }
+start() {
+	rm -f "$tmp/rpc.sock"
+	"$VHOSTD" -m 0x1 -S "$tmp" -r "$tmp/rpc.sock" -c "$tmp/config.json" >>"$tmp/log" 2>&1 &
+	pid=$!
+	for _ in $(seq 100); do
+		ctl spdk_get_version >/dev/null 2>&1 && return 0
+		kill -0 "$pid" 2>/dev/null || fail "vhostd exited at start"
+		sleep 0.05
+	done
+	fail "vhostd RPC socket did not answer"
+}
+
+# A config path that does not exist yet: start empty, create it on the first change.
+start
+[ -e "$tmp/config.json" ] && fail "config file created before any change"
+ctl bdev_malloc_create -b Malloc0 16 512 >/dev/null || fail "bdev_malloc_create"
+ctl bdev_null_create Null0 8 4096 >/dev/null || fail "bdev_null_create"
+ctl vhost_create_blk_controller --cpumask 0x1 vhost.0 Malloc0 >/dev/null || fail "ctrlr 0"
+ctl vhost_create_blk_controller -r vhost.ro Null0 >/dev/null || fail "ctrlr ro"
+[ -s "$tmp/config.json" ] || fail "config file not written after changes"
+before=$(ctl save_config)
+
+kill -9 "$pid"
+wait "$pid" 2>/dev/null
+pid=
+start
+after=$(ctl save_config)
+[ "$before" = "$after" ] || fail "state differs after restart:
+$before
+---
+$after"
+[ -S "$tmp/vhost.0" ] && [ -S "$tmp/vhost.ro" ] || fail "controller sockets not back at the same paths"
+ctl vhost_get_controllers -n vhost.ro | grep -q '"readonly": true' || fail "read-only flag lost"
+
+# A deletion is persisted too.
+ctl vhost_delete_controller vhost.ro >/dev/null || fail "delete"
+grep -q vhost.ro "$tmp/config.json" && fail "deleted controller still in the config file"
+kill "$pid"
+wait "$pid"
+rc=$?
+pid=
+[ "$rc" -eq 0 ] || fail "SIGTERM exit status $rc, expected 0"
+
+# Corrupt files: exit 1 and name the file; never a half-started daemon.
+good=$(cat "$tmp/config.json")
+for bad in garbage truncated badentry; do
+	case $bad in
+	garbage) printf 'not json at all\n' >"$tmp/config.json" ;;
+	truncated) printf '%s' "${good:0:$((${#good} / 2))}" >"$tmp/config.json" ;;
+	badentry) printf '{"subsystems":[{"subsystem":"vhost_blk","config":[{"method":"vhost_create_blk_controller","params":{"ctrlr":"x","dev_name":"Nope"}}]}]}\n' >"$tmp/config.json" ;;
+	esac
+	: >"$tmp/log"
+	timeout 10 "$VHOSTD" -m 0x1 -S "$tmp" -r "$tmp/rpc2.sock" -c "$tmp/config.json" >"$tmp/log" 2>&1
+	rc=$?
+	[ "$rc" -eq 1 ] || fail "$bad config: exit status $rc, expected 1"
+	grep -q "config $tmp/config.json" "$tmp/log" || fail "$bad config: error does not name the file"
+	[ -e "$tmp/rpc2.sock" ] && fail "$bad config: RPC socket created (half-started daemon)"
+	echo "ok: $bad config -> exit 1: $(grep -m1 'error' "$tmp/log" | sed 's/^\[[^]]*\] //')"
+done
+echo "test_config: PASS"
