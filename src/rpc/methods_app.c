@@ -1,6 +1,11 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Application-wide methods: introspection, version, configuration snapshot and logging.
+ *
+ * Threat model: any local process that can reach the RPC socket (0600 by default). Every
+ * parameter is decoded against a spec (JSON types, integer ranges, unknown keys refused) before
+ * a handler sees it; names must be safe as file names; paths are opened only as the daemon's
+ * user and reported back only as error text.
  */
 #include <errno.h>
 #include <stdio.h>

@@ -5,6 +5,11 @@
  *
  * Rescan lives here rather than in the bdev layer because telling the guest about a new size
  * is the vhost layer's job (vh_vhost_bdev_resized), and bdev must not depend on vhost.
+ *
+ * Threat model: any local process that can reach the RPC socket (0600 by default). Every
+ * parameter is decoded against a spec (JSON types, integer ranges, unknown keys refused) before
+ * a handler sees it; names must be safe as file names; paths are opened only as the daemon's
+ * user and reported back only as error text.
  */
 #include <errno.h>
 #include <stdio.h>

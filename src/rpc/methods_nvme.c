@@ -3,6 +3,11 @@
  * User-space NVMe methods with SPDK's names: bdev_nvme_attach_controller (PCIe only),
  * bdev_nvme_detach_controller, bdev_nvme_get_controllers. "mode" ("vfio" | "uio") and "force"
  * (take the device from the kernel nvme driver) are vhostd extensions.
+ *
+ * Threat model: any local process that can reach the RPC socket (0600 by default). Every
+ * parameter is decoded against a spec (JSON types, integer ranges, unknown keys refused) before
+ * a handler sees it; names must be safe as file names; paths are opened only as the daemon's
+ * user and reported back only as error text.
  */
 #include <errno.h>
 #include <string.h>

@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * vhost controller methods, with SPDK's names and parameter names.
+ *
+ * Threat model: any local process that can reach the RPC socket (0600 by default). Parameters are
+ * decoded against a spec (types, ranges, unknown keys refused); names are checked to be safe as
+ * socket file names (no '/', not "." or ".."), and the cpumask against the reactors we run.
  */
 #include <errno.h>
 #include <string.h>

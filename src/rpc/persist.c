@@ -4,6 +4,9 @@
  * document replaces the --config file atomically (temp file, fsync, rename, fsync of the
  * directory), so a crash at any point leaves the old file or the new one, never a torn one, and a
  * restarted daemon comes back with the same bdevs and controllers at the same socket paths.
+ *
+ * Threat model: the file is written 0600 by the daemon and read back only through the same
+ * validating replay as any RPC (rpc.c); a corrupt file stops the daemon with an error.
  */
 #include <errno.h>
 #include <fcntl.h>

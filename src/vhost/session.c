@@ -2,6 +2,11 @@
 /*
  * Controllers and sessions: the vhost.h API, queue placement on reactors, and the asynchronous
  * stop/quiesce/close sequences. Control thread only.
+ *
+ * Threat model: the front-end decides when sessions open and close, possibly in the middle of an
+ * asynchronous operation (a GET_VRING_BASE, a memory change). A close supersedes whatever was
+ * pending, waits for every queue to stop, and frees the session from a message, so no path
+ * touches freed memory and no in-flight I/O writes into unmapped guest memory.
  */
 #include <errno.h>
 #include <inttypes.h>
