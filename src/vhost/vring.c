@@ -160,10 +160,9 @@ indirect_table(struct vh_vq *vq, const struct vh_mem *mem, const struct vring_de
 {
 	const struct vring_desc *t = NULL;
 
-	if ((d->addr & 15) == 0) {
-		t = vh_mem_gpa_to_hva(mem, d->addr, d->len);
-	}
-	if (t != NULL) {
+	t = vh_mem_gpa_to_hva(mem, d->addr, d->len);
+	/* Used in place only if aligned in *our* mapping (mmap_offset is the front-end's). */
+	if (t != NULL && ((uintptr_t)t & 15) == 0) {
 		return t;
 	}
 	if (d->len / sizeof(struct vring_desc) > VH_VQ_SCRATCH_DESC) {
@@ -592,6 +591,13 @@ vh_vq_prepare(struct vh_vq *vq)
 	vq->used = vh_mem_qva_to_hva(mem, vq->addr.used_user_addr, 6 + 8 * n);
 	if (vq->desc == NULL || vq->avail == NULL || vq->used == NULL) {
 		return -EFAULT;
+	}
+	/*
+	 * The host addresses too: a region's mmap_offset is the front-end's choice, so an aligned
+	 * front-end address can land misaligned in our mapping (found by fuzz_vhost_msg).
+	 */
+	if (((uintptr_t)vq->desc & 15) || ((uintptr_t)vq->avail & 1) || ((uintptr_t)vq->used & 3)) {
+		return -EINVAL;
 	}
 	rc = alloc_reqs(vq);
 	if (rc < 0) {
