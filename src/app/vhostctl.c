@@ -179,22 +179,40 @@ build_null_create(struct ctl *ctl, int argc, char **argv, json_t **params)
 	return add_geometry(argv[0], p, argv[2], argv[3]);
 }
 
-/* rpc.py's bdev_uring_create / bdev_aio_create: FILENAME NAME [BLOCK_SIZE]. */
+/*
+ * rpc.py's bdev_uring_create / bdev_aio_create: FILENAME NAME [BLOCK_SIZE], plus vhostd's
+ * --no-inline (on tmpfs, send reads and writes through the engine instead of copying inline).
+ */
 static int
 build_file_create(struct ctl *ctl, int argc, char **argv, json_t **params)
 {
+	static const struct option opts[] = {
+		{"no-inline", no_argument, NULL, 'n'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *cmd = argv[0];
 	json_t *p = json_object();
 	uint64_t bs;
+	int c, n;
 
 	*params = p;
-	if (argc != 3 && argc != 4) {
-		return usage_error(argv[0], "expected FILENAME NAME [BLOCK_SIZE]");
+	getopt_reset();
+	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+		if (c != 'n') {
+			return usage_error(cmd, "bad option");
+		}
+		json_object_set_new(p, "inline_io", json_false());
+	}
+	n = argc - optind;
+	argv += optind - 1;
+	if (n != 2 && n != 3) {
+		return usage_error(cmd, "expected [--no-inline] FILENAME NAME [BLOCK_SIZE]");
 	}
 	json_object_set_new(p, "filename", json_string(argv[1]));
 	json_object_set_new(p, "name", json_string(argv[2]));
-	if (argc == 4) {
+	if (n == 3) {
 		if (parse_u64(argv[3], &bs) < 0 || bs > UINT32_MAX) {
-			return usage_error(argv[0], "bad BLOCK_SIZE '%s'", argv[3]);
+			return usage_error(cmd, "bad BLOCK_SIZE '%s'", argv[3]);
 		}
 		json_object_set_new(p, "block_size", json_integer((json_int_t)bs));
 	}
@@ -411,12 +429,12 @@ static const struct cmd g_cmds[] = {
 	{"bdev_null_create", "NAME TOTAL_SIZE_MIB BLOCK_SIZE", "create a null bdev",
 	 build_null_create},
 	{"bdev_null_delete", "NAME", "delete a null bdev", build_name},
-	{"bdev_uring_create", "FILENAME NAME [BLOCK_SIZE]",
+	{"bdev_uring_create", "[--no-inline] FILENAME NAME [BLOCK_SIZE]",
 	 "create an io_uring bdev on a file or block device", build_file_create},
 	{"bdev_uring_delete", "NAME", "delete an io_uring bdev", build_name},
 	{"bdev_uring_rescan", "NAME", "pick up a grown file or device; guests are told",
 	 build_name},
-	{"bdev_aio_create", "FILENAME NAME [BLOCK_SIZE]",
+	{"bdev_aio_create", "[--no-inline] FILENAME NAME [BLOCK_SIZE]",
 	 "create a libaio bdev on a file or block device", build_file_create},
 	{"bdev_aio_delete", "NAME", "delete an aio bdev", build_name},
 	{"bdev_nvme_attach_controller", "-b NAME -t PCIe -a TRADDR [--mode vfio|uio] [--force]",

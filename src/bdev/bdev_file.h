@@ -13,8 +13,19 @@
 #ifndef VH_BDEV_FILE_H
 #define VH_BDEV_FILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* Creation options beyond name and path (RPC parameters of bdev_uring_create/bdev_aio_create). */
+struct vh_bdev_file_opts {
+	uint32_t block_size; /* 0: automatic */
+	/*
+	 * On a memory-backed file (tmpfs, ramfs), copy on the reactor instead of through the
+	 * engine (see file_common.h). No effect elsewhere. Default true.
+	 */
+	bool inline_io;
+};
 
 /*
  * Create a bdev @name on @filename (a regular file or a block device, opened read-write,
@@ -28,13 +39,14 @@ int vh_bdev_uring_create(const char *name, const char *filename, uint32_t block_
 int vh_bdev_aio_create(const char *name, const char *filename, uint32_t block_size);
 
 /*
- * The same, with a human-readable reason in @err (always NUL-terminated, may be empty) that
- * names the path and the failing step, for RPC error messages.
+ * The same with options (@o NULL: the defaults, block size 0 and inline copies on) and a
+ * human-readable reason in @err (always NUL-terminated, may be empty) that names the path and
+ * the failing step, for RPC error messages.
  */
-int vh_bdev_uring_create_ex(const char *name, const char *filename, uint32_t block_size,
-			    char *err, size_t errlen);
-int vh_bdev_aio_create_ex(const char *name, const char *filename, uint32_t block_size, char *err,
-			  size_t errlen);
+int vh_bdev_uring_create_ex(const char *name, const char *filename,
+			    const struct vh_bdev_file_opts *o, char *err, size_t errlen);
+int vh_bdev_aio_create_ex(const char *name, const char *filename,
+			  const struct vh_bdev_file_opts *o, char *err, size_t errlen);
 
 /* Delete. -ENODEV unknown name, -EINVAL not a bdev of this module, -EBUSY claimed. */
 int vh_bdev_uring_delete(const char *name);

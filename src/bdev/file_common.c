@@ -202,6 +202,16 @@ on_tmpfs(const struct vh_file *f)
 	return fstatfs(f->fd, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC;
 }
 
+/* Whether the file lives only in memory: tmpfs or ramfs (no device below the page cache). */
+static bool
+on_memory_fs(const struct vh_file *f)
+{
+	struct statfs sfs;
+
+	return fstatfs(f->fd, &sfs) == 0 &&
+	       (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC);
+}
+
 /* Open read-write, O_DIRECT first. Sets f->fd, f->fd_buffered, f->direct. */
 static int
 open_fds(struct vh_file *f, char *err, size_t errlen)
@@ -324,9 +334,10 @@ probe_write_cache(struct vh_file *f, dev_t rdev)
 }
 
 int
-vh_file_open(struct vh_file *f, const char *name, const char *filename, uint32_t block_size,
-	     const char *engine, char *err, size_t errlen)
+vh_file_open(struct vh_file *f, const char *name, const char *filename,
+	     const struct vh_bdev_file_opts *o, const char *engine, char *err, size_t errlen)
 {
+	static const struct vh_bdev_file_opts defaults = {.block_size = 0, .inline_io = true};
 	struct stat st;
 	int rc;
 
@@ -334,6 +345,9 @@ vh_file_open(struct vh_file *f, const char *name, const char *filename, uint32_t
 	f->fd = -1;
 	f->fd_buffered = -1;
 	f->engine = engine;
+	if (o == NULL) {
+		o = &defaults;
+	}
 	set_err(err, errlen, "%s", "");
 	if (vh_strlcpy_checked(f->name, name, sizeof(f->name)) < 0 ||
 	    vh_strlcpy_checked(f->path, filename, sizeof(f->path)) < 0) {
@@ -373,6 +387,9 @@ vh_file_open(struct vh_file *f, const char *name, const char *filename, uint32_t
 			f->dev_block = (uint32_t)lbs;
 		}
 	}
+	f->mem_backed = !f->is_blkdev && on_memory_fs(f);
+	f->inline_allowed = o->inline_io;
+	f->inline_io = f->mem_backed && o->inline_io;
 	if (f->direct && on_tmpfs(f)) {
 		/*
 		 * tmpfs is the page cache: O_DIRECT there bypasses nothing, and io_uring hands such
@@ -407,7 +424,7 @@ vh_file_open(struct vh_file *f, const char *name, const char *filename, uint32_t
 	if (rc < 0) {
 		goto out_close;
 	}
-	rc = pick_block_size(f, block_size, err, errlen);
+	rc = pick_block_size(f, o->block_size, err, errlen);
 	if (rc < 0) {
 		goto out_close;
 	}
@@ -474,7 +491,8 @@ file_register(struct vh_bdev *b, struct vh_file *f, const struct vh_bdev_module 
 
 int
 vh_file_bdev_create(const struct vh_bdev_module *m, const char *engine, const char *name,
-		    const char *filename, uint32_t block_size, char *err, size_t errlen)
+		    const char *filename, const struct vh_bdev_file_opts *o, char *err,
+		    size_t errlen)
 {
 	struct vh_bdev *b;
 	struct vh_file *f;
@@ -501,7 +519,7 @@ vh_file_bdev_create(const struct vh_bdev_module *m, const char *engine, const ch
 		set_err(err, errlen, "out of memory");
 		goto out_free;
 	}
-	rc = vh_file_open(f, name, filename, block_size, engine, err, errlen);
+	rc = vh_file_open(f, name, filename, o, engine, err, errlen);
 	if (rc < 0) {
 		goto out_free;
 	}
@@ -511,9 +529,9 @@ vh_file_bdev_create(const struct vh_bdev_module *m, const char *engine, const ch
 		set_err(err, errlen, "cannot register bdev '%s': %s", name, strerror(-rc));
 		goto out_close;
 	}
-	VH_INFO(engine, "'%s': %s, %s I/O, %s cache, block size %u", name, f->path,
-		f->direct ? "direct" : "buffered", f->write_cache ? "write-back" : "write-through",
-		f->block_size);
+	VH_INFO(engine, "'%s': %s, %s I/O%s, %s cache, block size %u", name, f->path,
+		f->direct ? "direct" : "buffered", f->inline_io ? " (inline copies)" : "",
+		f->write_cache ? "write-back" : "write-through", f->block_size);
 	return 0;
 
 out_close:
@@ -537,10 +555,14 @@ void
 vh_file_bdev_info_json(struct vh_bdev *b, json_t *driver_specific)
 {
 	const struct vh_file *f = b->ctx;
-	json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:I}", "filename", f->path, "io_mode",
-			      f->direct ? "direct" : "buffered", "engine", f->engine,
-			      "block_device", f->is_blkdev, "device_block_size",
-			      (json_int_t)f->dev_block);
+	json_t *o = json_pack(
+		"{s:s, s:s, s:s, s:b, s:I, s:b, s:b, s:I, s:I}", "filename", f->path, "io_mode",
+		f->direct ? "direct" : "buffered", "engine", f->engine, "block_device",
+		f->is_blkdev, "device_block_size", (json_int_t)f->dev_block, "memory_backed",
+		f->mem_backed, "inline_io", f->inline_io, "inline_stalls",
+		(json_int_t)__atomic_load_n(&f->inline_stalls, __ATOMIC_RELAXED),
+		"inline_suspends",
+		(json_int_t)__atomic_load_n(&f->inline_suspends, __ATOMIC_RELAXED));
 
 	if (o != NULL) {
 		json_object_set_new(driver_specific, b->module->name, o);
@@ -554,9 +576,15 @@ vh_file_bdev_config_json(struct vh_bdev *b)
 	char method[32];
 
 	snprintf(method, sizeof(method), "bdev_%s_create", b->module->name);
-	return json_pack("{s:s, s:{s:s, s:s, s:i, s:s}}", "method", method, "params", "name",
-			 b->name, "filename", f->path, "block_size", (int)b->block_size, "uuid",
-			 b->uuid);
+	json_t *c = json_pack("{s:s, s:{s:s, s:s, s:i, s:s}}", "method", method, "params", "name",
+			      b->name, "filename", f->path, "block_size", (int)b->block_size,
+			      "uuid", b->uuid);
+
+	/* Only when not the default, so configs stay readable by SPDK's tools. */
+	if (c != NULL && !f->inline_allowed) {
+		json_object_set_new(json_object_get(c, "params"), "inline_io", json_false());
+	}
+	return c;
 }
 
 static int

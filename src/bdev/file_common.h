@@ -23,6 +23,7 @@
 
 #include <jansson.h>
 
+#include "bdev/bdev_file.h"
 #include "bdev/bdev_module.h"
 
 /* Capabilities, cleared at run time when the kernel answers EOPNOTSUPP. */
@@ -42,12 +43,17 @@ struct vh_file {
 	bool is_blkdev;
 	bool direct;
 	bool write_cache;
+	bool mem_backed;        /* tmpfs or ramfs: the file is the page cache, nothing below it */
+	bool inline_allowed;    /* the inline_io option as asked (saved in the config) */
+	bool inline_io;         /* copy synchronously on the reactor: mem_backed && allowed */
 	uint32_t block_size;    /* the bdev's */
 	uint32_t dev_block;     /* device logical block size (512 when unknown) */
 	uint32_t mem_align;     /* O_DIRECT buffer alignment */
 	uint32_t off_align;     /* O_DIRECT offset/length alignment */
 	uint32_t caps;          /* VH_FILE_CAP_*; relaxed atomics */
 	uint64_t size;          /* bytes, as last probed */
+	uint64_t inline_stalls; /* slow inline operations; relaxed atomics */
+	uint64_t inline_suspends; /* times inline copies were suspended; relaxed atomics */
 	const char *engine;     /* "uring" or "aio": log component and info */
 	struct vh_bdev *bdev;   /* set when registered */
 	char name[VH_NAME_MAX];
@@ -55,12 +61,26 @@ struct vh_file {
 };
 
 /*
+ * Inline copies that stall (vh_file_ch): an operation is slow when it takes longer than
+ * VH_FILE_INLINE_SLOW_NS plus 1 ns per byte (a 16 MiB request may take milliseconds). One slow
+ * operation proves little, since the host may simply have preempted us; VH_FILE_INLINE_STALLS
+ * of them within VH_FILE_INLINE_WINDOW_NS suspend inline copies on that channel for
+ * VH_FILE_INLINE_SUSPEND_NS.
+ */
+#define VH_FILE_INLINE_SLOW_NS    (1000ull * 1000)        /* 1 ms */
+#define VH_FILE_INLINE_STALLS     4u
+#define VH_FILE_INLINE_WINDOW_NS  (1000ull * 1000 * 1000) /* 1 s */
+#define VH_FILE_INLINE_SUSPEND_NS (1000ull * 1000 * 1000) /* 1 s */
+/* The slow threshold in use: VH_FILE_INLINE_SLOW_NS; tests set 0 (every copy is slow). */
+extern uint64_t vh_file_inline_slow_ns;
+
+/*
  * Open and probe @filename for bdev @name: stat, open read-write (O_DIRECT, or buffered with a
  * warning where refused), size, logical block size, write cache, discard support. @block_size 0
  * means automatic. On failure returns -errno and writes the reason (naming the path) into @err.
  */
-int vh_file_open(struct vh_file *f, const char *name, const char *filename, uint32_t block_size,
-		 const char *engine, char *err, size_t errlen);
+int vh_file_open(struct vh_file *f, const char *name, const char *filename,
+		 const struct vh_bdev_file_opts *o, const char *engine, char *err, size_t errlen);
 /* Close what vh_file_open opened. */
 void vh_file_close(struct vh_file *f);
 
@@ -73,7 +93,8 @@ int vh_file_get_size(int fd, bool is_blkdev, uint64_t *size);
  * -errno with the reason in @err. Control thread.
  */
 int vh_file_bdev_create(const struct vh_bdev_module *m, const char *engine, const char *name,
-			const char *filename, uint32_t block_size, char *err, size_t errlen);
+			const char *filename, const struct vh_bdev_file_opts *o, char *err,
+			size_t errlen);
 
 /* Module callbacks shared by the engines (control thread). */
 void vh_file_bdev_destruct(struct vh_bdev *b);
@@ -85,7 +106,7 @@ json_t *vh_file_bdev_config_json(struct vh_bdev *b);
  * bdev_uring_create falls back). Same returns as vh_file_bdev_create(). Control thread.
  */
 int vh_file_aio_create(const char *module_name, const char *name, const char *filename,
-		       uint32_t block_size, char *err, size_t errlen);
+		       const struct vh_bdev_file_opts *o, char *err, size_t errlen);
 
 /* What an engine must issue next for a request. */
 enum vh_file_op_kind {
@@ -179,6 +200,70 @@ vh_file_ioq_empty(const struct vh_file_ioq *q)
 {
 	return q->head == NULL;
 }
+
+/*
+ * The channel both engines build on: one per (bdev, reactor). It owns the request flow that does
+ * not depend on the kernel interface: the FIFO of requests waiting for a slot, the requests
+ * finished synchronously (delivered at the next poll, never from submit), the once-per-iteration
+ * flush, deferred freeing (a channel destroyed from a completion callback), and inline copies.
+ *
+ * Inline copies: on a memory-backed file (tmpfs, ramfs) a read or write is a memcpy to or from
+ * the page cache that never waits for a device, exactly like the RAM bdev's. Handing it to the
+ * kernel's worker threads instead (io_uring punts files without FMODE_NOWAIT, which tmpfs lacks)
+ * costs a thread hand-off per request, and on a busy core the workers compete with the reactor.
+ * So such operations run synchronously in submit(). When they start to stall (memory pressure,
+ * swap: see VH_FILE_INLINE_STALLS) the engine takes them for a while, so one file cannot hold up
+ * every queue of the reactor. Measured in docs/performance.md.
+ */
+struct vh_file_ch;
+
+struct vh_file_engine {
+	const char *name;
+	/* Kinds (bit 1 << VH_FOP_*) the engine runs asynchronously; the rest run synchronously. */
+	uint32_t async_kinds;
+	/* Prepare @op for the kernel. False when there is no room now (the request waits). */
+	bool (*issue)(struct vh_file_ch *ch, struct vh_bdev_io *io, const struct vh_file_op *op);
+	/* Reap finished operations, feeding each to vh_file_ch_complete(). Returns how many. */
+	int (*reap)(struct vh_file_ch *ch);
+	/* Give prepared operations to the kernel (once per reactor iteration). */
+	void (*flush)(struct vh_file_ch *ch);
+	/* Prepared operations not yet given to the kernel. */
+	bool (*unsent)(const struct vh_file_ch *ch);
+	/* Completions ready to reap, as far as user space can tell (may say true spuriously). */
+	bool (*ready)(const struct vh_file_ch *ch);
+	/* Room for another operation. */
+	bool (*room)(const struct vh_file_ch *ch);
+	/* Release the engine's resources and the channel (its container). */
+	void (*free)(struct vh_file_ch *ch);
+};
+
+struct vh_file_ch {
+	const struct vh_file_engine *eng;
+	struct vh_file *f;
+	int efd;                      /* signalled by the kernel on completion: the wake fd */
+	bool in_poll;                 /* poll() is running (callbacks may destroy us) */
+	bool dead;                    /* destroyed while in_poll or with the flush queued */
+	uint64_t inline_resume_ns;    /* inline copies suspended until then; 0 = not */
+	uint64_t stall_window_ns;     /* start of the current window of slow operations */
+	unsigned stalls;              /* slow operations in that window */
+	struct vh_file_ioq pending;   /* waiting for a slot, in arrival order */
+	struct vh_file_ioq sync_done; /* finished synchronously; result in io->status */
+	struct vh_deferred flush;     /* one eng->flush per iteration */
+};
+
+/* Initialise the base of a new channel (the engine then sets up its kernel side and efd). */
+void vh_file_ch_init(struct vh_file_ch *ch, const struct vh_file_engine *eng, struct vh_file *f);
+/* Feed the result of an engine operation for @io (from eng->reap). */
+void vh_file_ch_complete(struct vh_file_ch *ch, struct vh_bdev_io *io, long res);
+/* A request the engine finished by itself (e.g. refused by the kernel): delivered at next poll. */
+void vh_file_ch_finish_sync(struct vh_file_ch *ch, struct vh_bdev_io *io, int status);
+
+/* Module callbacks on a channel (arg is the struct vh_file_ch at the start of the engine's). */
+int vh_file_ch_submit(void *arg, struct vh_bdev_io *io);
+int vh_file_ch_poll(void *arg);
+int vh_file_ch_arm(void *arg);
+int vh_file_ch_wake_fd(void *arg);
+void vh_file_ch_destroy(void *arg);
 
 /* Whether the running kernel has io_uring disabled by sysctl (kernel.io_uring_disabled). */
 bool vh_file_uring_disabled(void);

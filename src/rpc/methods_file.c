@@ -27,6 +27,7 @@ struct file_create_params {
 	const char *filename;
 	uint32_t block_size;
 	const char *uuid;
+	bool inline_io;
 };
 
 #define FC_PARAM(key, type, flags, member)                                                         \
@@ -37,6 +38,8 @@ static const struct vh_rpc_param uring_create_spec[] = {
 	FC_PARAM("filename", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, filename),
 	FC_PARAM("block_size", VH_RPC_T_U32, 0, block_size),
 	FC_PARAM("uuid", VH_RPC_T_STRING, 0, uuid),
+	/* vhostd's: copy inline on tmpfs/ramfs (default true). */
+	FC_PARAM("inline_io", VH_RPC_T_BOOL, 0, inline_io),
 };
 
 static const struct vh_rpc_param aio_create_spec[] = {
@@ -44,20 +47,22 @@ static const struct vh_rpc_param aio_create_spec[] = {
 	FC_PARAM("filename", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, filename),
 	FC_PARAM("block_size", VH_RPC_T_U32, 0, block_size),
 	FC_PARAM("uuid", VH_RPC_T_STRING, 0, uuid),
+	FC_PARAM("inline_io", VH_RPC_T_BOOL, 0, inline_io),
 	/* SPDK v23+ options, accepted at their defaults only. */
 	{"readonly", VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0},
 	{"fallocate", VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0},
 };
 
 
-typedef int (*file_create_fn)(const char *name, const char *filename, uint32_t block_size,
-			      char *err, size_t errlen);
+typedef int (*file_create_fn)(const char *name, const char *filename,
+			      const struct vh_bdev_file_opts *o, char *err, size_t errlen);
 
 static json_t *
 file_create(const json_t *params, const struct vh_rpc_param *spec, size_t n, file_create_fn fn,
 	    struct vh_rpc_error *err)
 {
-	struct file_create_params p = {0};
+	struct file_create_params p = {.inline_io = true};
+	struct vh_bdev_file_opts o;
 	char why[256];
 	struct vh_bdev *b;
 	int rc;
@@ -75,7 +80,9 @@ file_create(const json_t *params, const struct vh_rpc_param *spec, size_t n, fil
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "invalid uuid '%.64s'", p.uuid);
 		return NULL;
 	}
-	rc = fn(p.name, p.filename, p.block_size, why, sizeof(why));
+	o.block_size = p.block_size;
+	o.inline_io = p.inline_io;
+	rc = fn(p.name, p.filename, &o, why, sizeof(why));
 	if (rc < 0) {
 		/* Resource exhaustion is ours; anything about the path or geometry is the caller's. */
 		int code = (rc == -ENOMEM || rc == -EMFILE || rc == -ENFILE) ? VH_RPC_INTERNAL_ERROR :

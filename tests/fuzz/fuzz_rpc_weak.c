@@ -13,16 +13,16 @@
 #define WEAK __attribute__((weak))
 
 WEAK int
-vh_bdev_uring_create_ex(const char *name, const char *filename, uint32_t block_size, char *err,
-			size_t errlen)
+vh_bdev_uring_create_ex(const char *name, const char *filename, const struct vh_bdev_file_opts *o,
+			char *err, size_t errlen)
 {
 	snprintf(err, errlen, "dry run");
 	return -ENOTSUP;
 }
 
 WEAK int
-vh_bdev_aio_create_ex(const char *name, const char *filename, uint32_t block_size, char *err,
-		      size_t errlen)
+vh_bdev_aio_create_ex(const char *name, const char *filename, const struct vh_bdev_file_opts *o,
+		      char *err, size_t errlen)
 {
 	snprintf(err, errlen, "dry run");
 	return -ENOTSUP;

@@ -2,7 +2,8 @@
 /*
  * The file back-ends through the whole daemon, driven by the test front-end:
  * - uring and aio: a random workload of every request type on 2 queues, checked against a shadow
- *   copy, then the file itself checked against the shadow;
+ *   copy, then the file itself checked against the shadow; on a disk filesystem (O_DIRECT) and
+ *   on tmpfs (inline copies, and the io_uring path with them switched off);
  * - RPC errors: a missing path, a directory, deleting a bdev used by a controller;
  * - resize: bdev_uring_rescan after the file grew sends CONFIG_CHANGE and GET_CONFIG shows the
  *   new capacity;
@@ -99,7 +100,7 @@ check_file(const struct io_engine *e, const char *path)
 }
 
 static int
-check_mode(struct vh_target *t, const char *module, const char *engine)
+check_mode(struct vh_target *t, const char *module, const char *engine, bool want_inline)
 {
 	json_t *res = NULL, *ds;
 	const char *got;
@@ -111,13 +112,23 @@ check_mode(struct vh_target *t, const char *module, const char *engine)
 		got ? got : "(none)", engine);
 	got = json_string_value(json_object_get(ds, "io_mode"));
 	T_CHECK(got != NULL, "no io_mode");
-	fprintf(stderr, "  %s engine, %s I/O\n", engine, got);
+	T_CHECK(json_is_true(json_object_get(ds, "inline_io")) == want_inline,
+		"inline_io is %s, expected %s",
+		json_is_true(json_object_get(ds, "inline_io")) ? "on" : "off",
+		want_inline ? "on" : "off");
+	fprintf(stderr, "  %s engine, %s I/O%s\n", engine, got,
+		want_inline ? ", inline copies" : "");
 	json_decref(res);
 	return 0;
 }
 
+/*
+ * Random workload on a bdev of @method. The file is in the daemon's directory (the test's
+ * TMPDIR, usually a disk filesystem: O_DIRECT), or in /dev/shm when @shm (tmpfs: buffered, and
+ * copied inline unless @no_inline).
+ */
 static int
-case_io(const char *method, const char *module, const char *engine)
+case_io(const char *method, const char *module, const char *engine, bool shm, bool no_inline)
 {
 	struct vh_fe_mem_opts mo = {.size = 32 << 20, .nregions = 3};
 	struct vh_fe_opts fo = {.num_queues = 2};
@@ -128,21 +139,32 @@ case_io(const char *method, const char *module, const char *engine)
 	char path[160];
 	int rc;
 
-	fprintf(stderr, "case: %s, random workload\n", method);
+	fprintf(stderr, "case: %s, random workload%s%s\n", method, shm ? ", on tmpfs" : "",
+		no_inline ? ", inline copies off" : "");
+	if (shm && access("/dev/shm", W_OK) != 0) {
+		fprintf(stderr, "  SKIP: no /dev/shm\n");
+		return VH_TEST_SKIP;
+	}
 	rc = target_start(&t);
 	if (rc != 0) {
 		return rc;
 	}
-	snprintf(path, sizeof(path), "%s/disk.img", t.d.dir);
+	if (shm) {
+		snprintf(path, sizeof(path), "/dev/shm/vhostd-test-file.%d.img", (int)getpid());
+	} else {
+		snprintf(path, sizeof(path), "%s/disk.img", t.d.dir);
+	}
 	rc = -1;
 	if (make_file(path, DISK_MB << 20) < 0 ||
-	    vh_target_rpc(&t, method, json_pack("{s:s, s:s}", "name", "f0", "filename", path),
+	    vh_target_rpc(&t, method,
+			  json_pack("{s:s, s:s, s:b}", "name", "f0", "filename", path, "inline_io",
+				    !no_inline),
 			  NULL) < 0 ||
 	    vh_target_rpc(&t, "vhost_create_blk_controller",
 			  json_pack("{s:s, s:s, s:s}", "ctrlr", t.name, "dev_name", "f0",
 				    "cpumask", "0x1"),
 			  NULL) < 0 ||
-	    check_mode(&t, module, engine) < 0) {
+	    check_mode(&t, module, engine, shm && !no_inline) < 0) {
 		goto out;
 	}
 	if (vh_test_fe_open(&t, &mo, &fo, &mem, &fe) < 0 || vh_fe_start(fe, 0, 0) < 0 ||
@@ -160,6 +182,9 @@ out:
 	vh_test_fe_close(mem, fe);
 	if (vh_target_stop(&t) < 0) {
 		rc = -1;
+	}
+	if (shm) {
+		unlink(path);
 	}
 	return rc;
 }
@@ -449,16 +474,27 @@ main(void)
 		return VH_TEST_SKIP;
 	}
 	g_seed = vh_test_seed("test_file");
-	rc = case_io("bdev_uring_create", "uring", "uring");
+	rc = case_io("bdev_uring_create", "uring", "uring", false, false);
 	if (rc == VH_TEST_SKIP) {
 		fprintf(stderr, "SKIP: $VHOSTD not set or not executable\n");
 		return VH_TEST_SKIP;
 	}
 	fails += rc != 0;
 	runs++;
-	rc = case_io("bdev_aio_create", "aio", "aio");
+	rc = case_io("bdev_aio_create", "aio", "aio", false, false);
 	fails += rc != 0;
 	runs++;
+	/* tmpfs: inline copies for both engines, then the io_uring path with them off. */
+	for (int i = 0; i < 3; i++) {
+		rc = i == 1 ? case_io("bdev_aio_create", "aio", "aio", true, false) :
+			      case_io("bdev_uring_create", "uring", "uring", true, i == 2);
+		if (rc == VH_TEST_SKIP) {
+			skips++;
+			continue;
+		}
+		fails += rc != 0;
+		runs++;
+	}
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		rc = cases[i]();
 		if (rc == VH_TEST_SKIP) {

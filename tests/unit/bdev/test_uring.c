@@ -21,7 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,11 +37,11 @@
 
 #ifdef VH_TEST_ENGINE_AIO
 #define ENGINE "aio"
-#define engine_create_ex vh_bdev_aio_create_ex
+#define ENGINE_CREATE_OPTS vh_bdev_aio_create_ex
 #define engine_delete vh_bdev_aio_delete
 #else
 #define ENGINE "uring"
-#define engine_create_ex vh_bdev_uring_create_ex
+#define ENGINE_CREATE_OPTS vh_bdev_uring_create_ex
 #define engine_delete vh_bdev_uring_delete
 #endif
 
@@ -49,6 +51,7 @@
 #define DEADLINE_MS 20000
 
 static char g_dir[64];
+static char g_shm_dir[64]; /* on tmpfs, or empty when there is none */
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 
 static uint64_t
@@ -274,8 +277,18 @@ prep_iov(struct tio *t, uint8_t *buf, uint64_t len, bool unaligned)
 
 /* --- fixtures --- */
 
+static int
+engine_create_ex(const char *name, const char *path, uint32_t block_size, char *err,
+		 size_t errlen)
+{
+	struct vh_bdev_file_opts o = {.block_size = block_size, .inline_io = true};
+
+	return ENGINE_CREATE_OPTS(name, path, &o, err, errlen);
+}
+
 struct env {
 	char path[128];
+	bool inline_io;
 	struct vh_bdev *b;
 	struct vh_bdev_channel *ch;
 	uint8_t *shadow;
@@ -317,26 +330,97 @@ check_file(const char *path, const uint8_t *shadow, uint64_t size)
 	free(buf);
 }
 
+/* A disk file in @dir; @inline_io as the option asks (it only matters on tmpfs). */
 static int
-env_setup(void **state)
+env_setup_in(void **state, const char *dir, bool inline_io)
 {
 	static unsigned seq;
-	struct env *e = calloc(1, sizeof(*e));
+	struct vh_bdev_file_opts o = {.block_size = 0, .inline_io = inline_io};
+	struct env *e;
 	char err[256];
 
+	if (dir[0] == '\0') {
+		skip(); /* no tmpfs here */
+	}
+	e = calloc(1, sizeof(*e));
 	assert_non_null(e);
 	e->size = DISK_SIZE;
+	e->inline_io = inline_io && dir == g_shm_dir;
 	e->shadow = malloc(e->size);
 	assert_non_null(e->shadow);
-	snprintf(e->path, sizeof(e->path), "%s/disk%u.img", g_dir, seq++);
+	snprintf(e->path, sizeof(e->path), "%s/disk%u.img", dir, seq++);
 	make_file(e->path, e->size, e->shadow);
-	assert_int_equal(engine_create_ex("d0", e->path, 0, err, sizeof(err)), 0);
+	assert_int_equal(ENGINE_CREATE_OPTS("d0", e->path, &o, err, sizeof(err)), 0);
 	e->b = vh_bdev_find("d0");
 	assert_non_null(e->b);
 	assert_string_equal(vh_bdev_module_name(e->b), ENGINE);
 	e->ch = chan_get(e->b);
 	*state = e;
 	return 0;
+}
+
+static int
+env_setup(void **state)
+{
+	return env_setup_in(state, g_dir, true);
+}
+
+/* tmpfs, reads and writes copied inline on the reactor. */
+static int
+env_setup_shm(void **state)
+{
+	return env_setup_in(state, g_shm_dir, true);
+}
+
+/* tmpfs with inline copies off: everything goes through the engine. */
+static int
+env_setup_shm_engine(void **state)
+{
+	return env_setup_in(state, g_shm_dir, false);
+}
+
+/*
+ * Inline copies that stall are suspended: with a zero threshold every copy counts as slow, so
+ * after VH_FILE_INLINE_STALLS of them the channel hands work to the engine, and the data stays
+ * right across the switch.
+ */
+static void
+test_inline_suspend(void **state)
+{
+	struct env *e = *state;
+	uint8_t *buf = abuf(4096);
+	json_t *ds = json_object(), *o;
+	struct tio t;
+
+	vh_file_inline_slow_ns = 0;
+	for (unsigned i = 0; i < 2 * VH_FILE_INLINE_STALLS; i++) {
+		uint64_t off = (uint64_t)i * 4096;
+
+		memset(buf, (int)(0x40 + i), 4096);
+		prep(&t, VH_BDEV_IO_WRITE, off, 4096);
+		t.iov[0] = (struct iovec){buf, 4096};
+		t.io.iovcnt = 1;
+		run_batch(e->ch, &t, 1);
+		assert_int_equal(t.status, 0);
+		memcpy(e->shadow + off, buf, 4096);
+		memset(buf, 0, 4096);
+		prep(&t, VH_BDEV_IO_READ, off, 4096);
+		t.iov[0] = (struct iovec){buf, 4096};
+		t.io.iovcnt = 1;
+		run_batch(e->ch, &t, 1);
+		assert_int_equal(t.status, 0);
+		assert_memory_equal(buf, e->shadow + off, 4096);
+	}
+	vh_file_inline_slow_ns = VH_FILE_INLINE_SLOW_NS;
+	e->b->module->info_json(e->b, ds);
+	o = json_object_get(ds, ENGINE);
+	/* Once suspended, the engine ran the rest: no more inline copies, so no more stalls. */
+	assert_int_equal(json_integer_value(json_object_get(o, "inline_suspends")), 1);
+	assert_int_equal(json_integer_value(json_object_get(o, "inline_stalls")),
+			 VH_FILE_INLINE_STALLS);
+	json_decref(ds);
+	check_file(e->path, e->shadow, e->size);
+	free(buf);
 }
 
 static int
@@ -571,12 +655,20 @@ test_info_config(void **state)
 	assert_true(strcmp(json_string_value(json_object_get(o, "io_mode")), "direct") == 0 ||
 		    strcmp(json_string_value(json_object_get(o, "io_mode")), "buffered") == 0);
 	assert_true(vh_bdev_has_write_cache(e->b));
+	assert_int_equal(json_is_true(json_object_get(o, "inline_io")), e->inline_io);
+	assert_int_equal(json_integer_value(json_object_get(o, "inline_stalls")), 0);
 	cfg = e->b->module->config_json(e->b);
 	assert_string_equal(json_string_value(json_object_get(cfg, "method")),
 			    "bdev_" ENGINE "_create");
 	o = json_object_get(cfg, "params");
 	assert_string_equal(json_string_value(json_object_get(o, "filename")), e->path);
 	assert_int_equal(json_integer_value(json_object_get(o, "block_size")), 512);
+	/* Saved only when switched off, so the config replays the same choice. */
+	if (strstr(e->path, g_shm_dir) == e->path && g_shm_dir[0] != '\0' && !e->inline_io) {
+		assert_true(json_is_false(json_object_get(o, "inline_io")));
+	} else {
+		assert_null(json_object_get(o, "inline_io"));
+	}
 	json_decref(cfg);
 	json_decref(ds);
 }
@@ -851,10 +943,25 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_rescan_claimed, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_info_config, env_setup, env_teardown),
 		cmocka_unit_test(test_loop_device),
+		/* The same on tmpfs, inline copies on and then off. */
+		cmocka_unit_test_setup_teardown(test_rw_verify, env_setup_shm, env_teardown),
+		cmocka_unit_test_setup_teardown(test_discard_write_zeroes, env_setup_shm,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_overflow, env_setup_shm, env_teardown),
+		cmocka_unit_test_setup_teardown(test_truncated, env_setup_shm, env_teardown),
+		cmocka_unit_test_setup_teardown(test_info_config, env_setup_shm, env_teardown),
+		cmocka_unit_test_setup_teardown(test_inline_suspend, env_setup_shm, env_teardown),
+		cmocka_unit_test_setup_teardown(test_rw_verify, env_setup_shm_engine, env_teardown),
+		cmocka_unit_test_setup_teardown(test_discard_write_zeroes, env_setup_shm_engine,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_overflow, env_setup_shm_engine, env_teardown),
+		cmocka_unit_test_setup_teardown(test_info_config, env_setup_shm_engine,
+						env_teardown),
 	};
 	/* A short idle time: the reactor sleeps between batches, so wake-ups are exercised. */
 	struct vh_reactor_opts ro = {.cpumask = 0x1, .idle_ns = 20000, .pin = false};
 	const char *tmp = getenv("TMPDIR");
+	struct statfs sfs;
 	int rc;
 
 	vh_log_set_level(VH_LOG_WARN);
@@ -864,6 +971,12 @@ main(void)
 		perror("mkdtemp");
 		return 1;
 	}
+	snprintf(g_shm_dir, sizeof(g_shm_dir), "/dev/shm/vh-" ENGINE "-XXXXXX");
+	if (statfs("/dev/shm", &sfs) != 0 || sfs.f_type != TMPFS_MAGIC ||
+	    mkdtemp(g_shm_dir) == NULL) {
+		fprintf(stderr, "no tmpfs at /dev/shm: the inline-copy cases are skipped\n");
+		g_shm_dir[0] = '\0';
+	}
 	if (vh_reactors_start(&ro) < 0) {
 		fprintf(stderr, "cannot start a reactor\n");
 		return 1;
@@ -872,5 +985,8 @@ main(void)
 	vh_reactors_stop();
 	vh_bdev_fini();
 	rmdir(g_dir);
+	if (g_shm_dir[0] != '\0') {
+		rmdir(g_shm_dir);
+	}
 	return rc;
 }

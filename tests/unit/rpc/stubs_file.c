@@ -8,20 +8,20 @@
 #include "vhost/vhost.h"
 
 int
-vh_bdev_uring_create_ex(const char *name, const char *filename, uint32_t block_size, char *err,
-			size_t errlen)
+vh_bdev_uring_create_ex(const char *name, const char *filename, const struct vh_bdev_file_opts *o,
+			char *err, size_t errlen)
 {
 	(void)name;
-	(void)block_size;
+	(void)o;
 	snprintf(err, errlen, "cannot access '%s': stubbed", filename);
 	return -ENOENT;
 }
 
 int
-vh_bdev_aio_create_ex(const char *name, const char *filename, uint32_t block_size, char *err,
-		      size_t errlen)
+vh_bdev_aio_create_ex(const char *name, const char *filename, const struct vh_bdev_file_opts *o,
+		      char *err, size_t errlen)
 {
-	return vh_bdev_uring_create_ex(name, filename, block_size, err, errlen);
+	return vh_bdev_uring_create_ex(name, filename, o, err, errlen);
 }
 
 int
