@@ -196,6 +196,7 @@ static unsigned g_nhooks;
 struct mem_ent {
 	void *vaddr;
 	size_t len;
+	unsigned flags;
 };
 static struct mem_ent *g_mem;
 static size_t g_nmem, g_cap_mem;
@@ -213,13 +214,13 @@ vh_bdev_global_hooks_register(const struct vh_bdev_global_hooks *h)
 	}
 	g_hooks[g_nhooks++] = h;
 	for (size_t i = 0; h->mem_reg && i < g_nmem; i++) {
-		h->mem_reg(g_mem[i].vaddr, g_mem[i].len);
+		h->mem_reg(g_mem[i].vaddr, g_mem[i].len, g_mem[i].flags);
 	}
 	return 0;
 }
 
 void
-vh_bdev_mem_register(void *vaddr, size_t len)
+vh_bdev_mem_register(void *vaddr, size_t len, unsigned flags)
 {
 	if (g_nmem == g_cap_mem) {
 		size_t cap = g_cap_mem ? g_cap_mem * 2 : 16;
@@ -232,9 +233,9 @@ vh_bdev_mem_register(void *vaddr, size_t len)
 		g_mem = n;
 		g_cap_mem = cap;
 	}
-	g_mem[g_nmem++] = (struct mem_ent){vaddr, len};
+	g_mem[g_nmem++] = (struct mem_ent){vaddr, len, flags};
 	for (unsigned i = 0; i < g_nhooks; i++) {
-		if (g_hooks[i]->mem_reg && g_hooks[i]->mem_reg(vaddr, len) < 0) {
+		if (g_hooks[i]->mem_reg && g_hooks[i]->mem_reg(vaddr, len, flags) < 0) {
 			VH_DEBUG("bdev", "guest memory %p+%zu not mapped for DMA: I/O will bounce",
 				 vaddr, len);
 		}

@@ -106,11 +106,13 @@ uint32_t vh_bdev_test_delay(const struct vh_bdev *b);
 
 /*
  * Guest memory that I/O buffers may point into (a vhost memory region): back-ends that DMA
- * (user-space NVMe with VFIO) map it for the device. Register after mmap, unregister after the
- * rings using it stopped and before munmap. Errors only cost copies (the back-end bounces).
- * Control thread.
+ * (user-space NVMe with VFIO) map it for the device, and the io_uring back-end registers huge-page
+ * memory as fixed buffers. Register after mmap, unregister after the rings using it stopped (no
+ * I/O into it is in flight) and before munmap. Errors only cost copies or page pinning per I/O.
+ * @flags: VH_BDEV_MEM_*. Control thread.
  */
-void vh_bdev_mem_register(void *vaddr, size_t len);
+#define VH_BDEV_MEM_HUGE 0x1u /* backed by huge pages (hugetlbfs): resident, cheap to pin */
+void vh_bdev_mem_register(void *vaddr, size_t len, unsigned flags);
 void vh_bdev_mem_unregister(void *vaddr, size_t len);
 
 /* Tear down every bdev (shutdown). Control thread; all claims must be released. */

@@ -79,7 +79,7 @@ void vh_bdev_io_complete_deferred(struct vh_bdev_io *io, int status);
  * replayed to the new hook so nothing is missed. Control thread. Returns 0 or -ENOSPC.
  */
 struct vh_bdev_global_hooks {
-	int (*mem_reg)(void *vaddr, size_t len);
+	int (*mem_reg)(void *vaddr, size_t len, unsigned flags); /* VH_BDEV_MEM_* */
 	int (*mem_unreg)(void *vaddr, size_t len);
 	void (*fini)(void);
 };

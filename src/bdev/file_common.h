@@ -54,6 +54,7 @@ struct vh_file {
 	uint64_t size;          /* bytes, as last probed */
 	uint64_t inline_stalls; /* slow inline operations; relaxed atomics */
 	uint64_t inline_suspends; /* times inline copies were suspended; relaxed atomics */
+	uint64_t fixed_ios_closed; /* uring: fixed-buffer operations of channels gone; lock */
 	const char *engine;     /* "uring" or "aio": log component and info */
 	struct vh_bdev *bdev;   /* set when registered */
 	char name[VH_NAME_MAX];

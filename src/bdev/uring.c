@@ -22,6 +22,7 @@
  */
 #include <errno.h>
 #include <liburing.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -38,8 +39,11 @@ struct uring_ch {
 	struct vh_file_ch base;       /* first: the module callbacks get &base */
 	struct io_uring ring;
 	bool fixed;                   /* fds registered: 0 = f->fd, 1 = f->fd_buffered */
+	bool fixed_bufs;              /* guest memory in the buffer table; relaxed atomics */
 	unsigned inflight;            /* SQEs prepared and not reaped */
 	unsigned max_inflight;        /* CQ entries */
+	uint64_t fixed_ios;           /* operations on fixed buffers; written by the reactor */
+	struct uring_ch *next;        /* g_fixed.channels, under g_fixed.lock */
 };
 
 static struct uring_ch *
@@ -48,11 +52,279 @@ to_uring(const struct vh_file_ch *ch)
 	return VH_CONTAINER_OF(ch, struct uring_ch, base);
 }
 
+/*
+ * Fixed buffers: guest memory registered with every ring, so an O_DIRECT request does not pin
+ * its pages in the kernel each time (get_user_pages per I/O).
+ *
+ * Which memory: huge-page (hugetlbfs) regions only. Registering pins every page of the region
+ * in every ring: measured here, 34 ms per GiB of resident 4 KiB pages and 270 ms per GiB when the
+ * pages were not yet touched, which also makes the whole guest resident at once. Huge-page guest
+ * memory is resident already (QEMU preallocates it) and takes 512 pins per GiB.
+ *
+ * How: a region is cut in chunks of at most 1 GiB (the kernel's limit per buffer), each a slot
+ * of every ring's sparse buffer table. The control thread registers the slots in every ring,
+ * then publishes the region in g_fixed.regions; reactors look regions up without locks, under a
+ * per-entry sequence count. A region is unregistered only after the rings using it stopped
+ * (bdev.h), so no request still points into it, and its address range cannot come back (a new
+ * mmap) before it is unpublished; a lookup that races with a change just falls back to readv.
+ * Channels join and leave the list under a mutex (at creation and destruction, never per I/O).
+ */
+#define FIXED_CHUNK_SHIFT 30
+#define FIXED_SLOTS       256
+#define FIXED_REGIONS     64
+
+struct fixed_region {
+	uint32_t seq;   /* odd while the entry changes; atomics */
+	uint32_t valid; /* atomics */
+	uintptr_t hva;  /* relaxed atomics, checked against seq */
+	uint64_t len;
+	uint32_t slot0;
+	uint32_t nslots;
+};
+
+static struct {
+	pthread_mutex_t lock;        /* channels, slot_used, and writers of regions */
+	struct uring_ch *channels;   /* live channels on O_DIRECT files */
+	uint8_t slot_used[FIXED_SLOTS];
+	uint32_t nregions_hw;        /* entries below this may be valid; atomics */
+	struct fixed_region regions[FIXED_REGIONS];
+} g_fixed = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void
+region_begin(struct fixed_region *e)
+{
+	__atomic_store_n(&e->seq, e->seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static void
+region_end(struct fixed_region *e)
+{
+	__atomic_store_n(&e->seq, e->seq + 1, __ATOMIC_RELEASE);
+}
+
+/* Register (@on) or clear the slots of @e in one ring. 0 or -errno. Under the lock. */
+static int
+ring_set_region(struct uring_ch *uc, const struct fixed_region *e, bool on)
+{
+	struct iovec iov[FIXED_SLOTS];
+	int rc;
+
+	for (uint32_t i = 0; i < e->nslots; i++) {
+		uint64_t off = (uint64_t)i << FIXED_CHUNK_SHIFT;
+
+		iov[i].iov_base = on ? (void *)(e->hva + off) : NULL;
+		iov[i].iov_len = on ? VH_MIN(e->len - off, 1ull << FIXED_CHUNK_SHIFT) : 0;
+	}
+	rc = io_uring_register_buffers_update_tag(&uc->ring, e->slot0, iov, NULL, e->nslots);
+	return rc < 0 ? rc : 0;
+}
+
+/* A ring could not take a region: that channel stops using fixed buffers (it still works). */
+static void
+channel_drop_fixed(struct uring_ch *uc, int rc)
+{
+	__atomic_store_n(&uc->fixed_bufs, false, __ATOMIC_RELAXED);
+	VH_LOG_RL(VH_LOG_NOTICE, "uring", "'%s': guest memory not registered with io_uring (%s): "
+		  "requests pin their pages instead", uc->base.f->name, strerror(-rc));
+}
+
+static int
+uring_mem_reg(void *vaddr, size_t len, unsigned flags)
+{
+	uint32_t n = (uint32_t)((len + (1ull << FIXED_CHUNK_SHIFT) - 1) >> FIXED_CHUNK_SHIFT);
+	struct fixed_region *e = NULL;
+	uint32_t first = 0, run = 0, idx;
+	int rc;
+
+	VH_DEBUG("uring", "guest memory %p+%zu%s", vaddr, len,
+		 flags & VH_BDEV_MEM_HUGE ? ", huge pages: fixed buffers" : "");
+	if (!(flags & VH_BDEV_MEM_HUGE) || len == 0) {
+		return 0;
+	}
+	pthread_mutex_lock(&g_fixed.lock);
+	for (idx = 0; idx < FIXED_REGIONS; idx++) {
+		if (!g_fixed.regions[idx].valid) {
+			e = &g_fixed.regions[idx];
+			break;
+		}
+	}
+	for (uint32_t i = 0; i < FIXED_SLOTS && run < n; i++) {
+		run = g_fixed.slot_used[i] ? 0 : run + 1;
+		first = run == 1 ? i : first;
+	}
+	if (e == NULL || run < n) {
+		pthread_mutex_unlock(&g_fixed.lock);
+		VH_NOTICE("uring", "guest memory %p+%zu: no free io_uring buffer slots", vaddr, len);
+		return -ENOSPC;
+	}
+	region_begin(e);
+	__atomic_store_n(&e->hva, (uintptr_t)vaddr, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->len, (uint64_t)len, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->slot0, first, __ATOMIC_RELAXED);
+	e->nslots = n;
+	/* Into every ring first: a reactor may use a slot as soon as the entry is valid. */
+	for (struct uring_ch *uc = g_fixed.channels; uc != NULL; uc = uc->next) {
+		if (__atomic_load_n(&uc->fixed_bufs, __ATOMIC_RELAXED) &&
+		    (rc = ring_set_region(uc, e, true)) < 0) {
+			channel_drop_fixed(uc, rc);
+		}
+	}
+	memset(&g_fixed.slot_used[first], 1, n);
+	__atomic_store_n(&e->valid, 1, __ATOMIC_RELAXED);
+	region_end(e);
+	if (idx + 1 > g_fixed.nregions_hw) {
+		__atomic_store_n(&g_fixed.nregions_hw, idx + 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&g_fixed.lock);
+	return 0;
+}
+
+static int
+uring_mem_unreg(void *vaddr, size_t len)
+{
+	pthread_mutex_lock(&g_fixed.lock);
+	for (uint32_t i = 0; i < g_fixed.nregions_hw; i++) {
+		struct fixed_region *e = &g_fixed.regions[i];
+
+		if (!e->valid || e->hva != (uintptr_t)vaddr || e->len != len) {
+			continue;
+		}
+		region_begin(e);
+		__atomic_store_n(&e->valid, 0, __ATOMIC_RELAXED);
+		region_end(e);
+		/* Clearing a slot drops our page pins; in-flight users (none) would keep theirs. */
+		for (struct uring_ch *uc = g_fixed.channels; uc != NULL; uc = uc->next) {
+			if (__atomic_load_n(&uc->fixed_bufs, __ATOMIC_RELAXED)) {
+				(void)ring_set_region(uc, e, false);
+			}
+		}
+		memset(&g_fixed.slot_used[e->slot0], 0, e->nslots);
+		break;
+	}
+	pthread_mutex_unlock(&g_fixed.lock);
+	return 0;
+}
+
+/* The slot holding [@base, @base + @len) whole, or -1. Reactor, lock-free. */
+static int
+fixed_slot(const void *base, size_t len)
+{
+	uint32_t hw = __atomic_load_n(&g_fixed.nregions_hw, __ATOMIC_ACQUIRE);
+	uintptr_t a = (uintptr_t)base;
+
+	for (uint32_t i = 0; i < hw; i++) {
+		struct fixed_region *e = &g_fixed.regions[i];
+		uint32_t s1 = __atomic_load_n(&e->seq, __ATOMIC_ACQUIRE);
+		uintptr_t hva;
+		uint64_t elen, off;
+		uint32_t slot0;
+
+		if ((s1 & 1) || !__atomic_load_n(&e->valid, __ATOMIC_RELAXED)) {
+			continue;
+		}
+		hva = __atomic_load_n(&e->hva, __ATOMIC_RELAXED);
+		elen = __atomic_load_n(&e->len, __ATOMIC_RELAXED);
+		slot0 = __atomic_load_n(&e->slot0, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&e->seq, __ATOMIC_RELAXED) != s1) {
+			continue;
+		}
+		off = a - hva;
+		if (a < hva || off >= elen || len > elen - off) {
+			continue;
+		}
+		if ((off >> FIXED_CHUNK_SHIFT) != ((off + len - 1) >> FIXED_CHUNK_SHIFT)) {
+			return -1; /* straddles two chunks: plain readv/writev */
+		}
+		return (int)(slot0 + (off >> FIXED_CHUNK_SHIFT));
+	}
+	return -1;
+}
+
+/* A new channel on an O_DIRECT file: a buffer table with every published region. Its reactor. */
+static void
+channel_join_fixed(struct uring_ch *uc)
+{
+	int rc;
+
+	if (!uc->base.f->direct) {
+		return; /* buffered I/O copies through the page cache: nothing is pinned */
+	}
+	rc = io_uring_register_buffers_sparse(&uc->ring, FIXED_SLOTS);
+	if (rc < 0) {
+		VH_DEBUG("uring", "'%s': no sparse buffer table: %s", uc->base.f->name,
+			 strerror(-rc));
+		return;
+	}
+	pthread_mutex_lock(&g_fixed.lock);
+	uc->fixed_bufs = true;
+	for (uint32_t i = 0; i < g_fixed.nregions_hw && uc->fixed_bufs; i++) {
+		if (g_fixed.regions[i].valid &&
+		    (rc = ring_set_region(uc, &g_fixed.regions[i], true)) < 0) {
+			channel_drop_fixed(uc, rc);
+		}
+	}
+	uc->next = g_fixed.channels;
+	g_fixed.channels = uc;
+	pthread_mutex_unlock(&g_fixed.lock);
+}
+
+static void
+channel_leave_fixed(struct uring_ch *uc)
+{
+	pthread_mutex_lock(&g_fixed.lock);
+	for (struct uring_ch **pp = &g_fixed.channels; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == uc) {
+			*pp = uc->next;
+			uc->base.f->fixed_ios_closed += uc->fixed_ios;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&g_fixed.lock);
+}
+
+/* Operations on fixed buffers so far on @f, by live channels and gone ones. Control thread. */
+static uint64_t
+fixed_ios_of(const struct vh_file *f)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&g_fixed.lock);
+	n = f->fixed_ios_closed;
+	for (struct uring_ch *uc = g_fixed.channels; uc != NULL; uc = uc->next) {
+		if (uc->base.f == f) {
+			n += __atomic_load_n(&uc->fixed_ios, __ATOMIC_RELAXED);
+		}
+	}
+	pthread_mutex_unlock(&g_fixed.lock);
+	return n;
+}
+
 static void
 prep_sqe(struct uring_ch *uc, struct io_uring_sqe *sqe, const struct vh_file_op *op)
 {
 	int fd = uc->fixed ? (op->buffered ? 1 : 0) : op->fd;
+	int slot = -1;
 
+	if ((op->kind == VH_FOP_READV || op->kind == VH_FOP_WRITEV) && op->iovcnt == 1 &&
+	    !op->buffered && __atomic_load_n(&uc->fixed_bufs, __ATOMIC_RELAXED)) {
+		slot = fixed_slot(op->iov[0].iov_base, op->iov[0].iov_len);
+	}
+	if (slot >= 0) {
+		if (op->kind == VH_FOP_READV) {
+			io_uring_prep_read_fixed(sqe, fd, op->iov[0].iov_base,
+						 (unsigned)op->iov[0].iov_len, op->off, slot);
+		} else {
+			io_uring_prep_write_fixed(sqe, fd, op->iov[0].iov_base,
+						  (unsigned)op->iov[0].iov_len, op->off, slot);
+		}
+		__atomic_store_n(&uc->fixed_ios, uc->fixed_ios + 1, __ATOMIC_RELAXED);
+		if (uc->fixed) {
+			sqe->flags |= IOSQE_FIXED_FILE;
+		}
+		return;
+	}
 	switch (op->kind) {
 	case VH_FOP_READV:
 		io_uring_prep_readv(sqe, fd, op->iov, (unsigned)op->iovcnt, op->off);
@@ -167,6 +439,7 @@ uring_free(struct vh_file_ch *ch)
 {
 	struct uring_ch *uc = to_uring(ch);
 
+	channel_leave_fixed(uc);
 	io_uring_queue_exit(&uc->ring);
 	close(ch->efd);
 	free(uc);
@@ -222,6 +495,7 @@ uring_channel_create(struct vh_bdev *b)
 	if (rc < 0) {
 		VH_DEBUG("uring", "'%s': io_uring_register_files: %s", f->name, strerror(-rc));
 	}
+	channel_join_fixed(uc);
 	return &uc->base;
 
 out_close:
@@ -233,6 +507,24 @@ out_free:
 	return NULL;
 }
 
+static const struct vh_bdev_global_hooks g_uring_hooks = {
+	.mem_reg = uring_mem_reg,
+	.mem_unreg = uring_mem_unreg,
+};
+
+static void
+uring_info_json(struct vh_bdev *b, json_t *driver_specific)
+{
+	json_t *o;
+
+	vh_file_bdev_info_json(b, driver_specific);
+	o = json_object_get(driver_specific, b->module->name);
+	if (o != NULL) {
+		json_object_set_new(o, "fixed_buffer_ios",
+				    json_integer((json_int_t)fixed_ios_of(b->ctx)));
+	}
+}
+
 static const struct vh_bdev_module uring_module = {
 	.name = "uring",
 	.channel_create = uring_channel_create,
@@ -242,7 +534,7 @@ static const struct vh_bdev_module uring_module = {
 	.arm = vh_file_ch_arm,
 	.wake_fd = vh_file_ch_wake_fd,
 	.destruct = vh_file_bdev_destruct,
-	.info_json = vh_file_bdev_info_json,
+	.info_json = uring_info_json,
 	.config_json = vh_file_bdev_config_json,
 };
 
@@ -281,6 +573,10 @@ vh_bdev_uring_create_ex(const char *name, const char *filename, const struct vh_
 		VH_NOTICE("uring", "io_uring unavailable (%s): bdev '%s' uses the aio engine",
 			  why, name != NULL ? name : "?");
 		return vh_file_aio_create("uring", name, filename, o, err, errlen);
+	}
+	/* From the first uring bdev on, huge-page guest memory becomes fixed buffers. */
+	if (vh_bdev_global_hooks_register(&g_uring_hooks) < 0) {
+		VH_NOTICE("uring", "no room for the fixed-buffer hooks: requests pin their pages");
 	}
 	return vh_file_bdev_create(&uring_module, "uring", name, filename, o, err, errlen);
 }

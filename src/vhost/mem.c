@@ -11,7 +11,9 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -21,6 +23,7 @@ int
 vh_mem_region_map(struct vh_mem_region *r, const struct vhost_user_memory_region *wire, int fd)
 {
 	uint64_t end, map_size;
+	struct statfs sfs;
 	struct stat st;
 	void *p;
 
@@ -56,7 +59,8 @@ vh_mem_region_map(struct vh_mem_region *r, const struct vhost_user_memory_region
 	r->map_base = p;
 	r->map_size = map_size;
 	r->hva = (uint8_t *)p + wire->mmap_offset;
-	vh_bdev_mem_register(r->hva, r->size);
+	vh_bdev_mem_register(r->hva, r->size, fstatfs(fd, &sfs) == 0 && sfs.f_type == HUGETLBFS_MAGIC ?
+						      VH_BDEV_MEM_HUGE : 0);
 	return 0;
 }
 

@@ -73,14 +73,15 @@ vh_log_rl_allow(struct vh_log_rl *rl, uint32_t burst, uint32_t *suppressed)
  * Targets that link src/vhost/mem.c without the bdev layer: guest memory registration for DMA
  * back-ends is a no-op here. Weak, so targets that link bdev.c use the real ones.
  */
-__attribute__((weak)) void vh_bdev_mem_register(void *vaddr, size_t len);
+__attribute__((weak)) void vh_bdev_mem_register(void *vaddr, size_t len, unsigned flags);
 __attribute__((weak)) void vh_bdev_mem_unregister(void *vaddr, size_t len);
 
 __attribute__((weak)) void
-vh_bdev_mem_register(void *vaddr, size_t len)
+vh_bdev_mem_register(void *vaddr, size_t len, unsigned flags)
 {
 	(void)vaddr;
 	(void)len;
+	(void)flags;
 }
 
 __attribute__((weak)) void

@@ -800,13 +800,21 @@ bdev_name_array(const struct ctrlr_ent *ce)
 	return a;
 }
 
+/* Guest memory for DMA: every kind is mapped (the IOMMU pins it either way). */
+static int
+nvme_hook_mem_reg(void *vaddr, size_t len, unsigned flags)
+{
+	(void)flags;
+	return vh_nvme_mem_register(vaddr, len);
+}
+
 int
 vh_bdev_nvme_attach(const char *name, const char *traddr, enum vh_nvme_access mode,
                     const struct vh_bdev_nvme_opts *opts, json_t **bdevs)
 {
 	static const struct vh_bdev_nvme_opts no_opts;
 	static const struct vh_bdev_global_hooks hooks = {
-		.mem_reg = vh_nvme_mem_register,
+		.mem_reg = nvme_hook_mem_reg,
 		.mem_unreg = vh_nvme_mem_unregister,
 		.fini = vh_bdev_nvme_fini,
 	};

@@ -3,7 +3,8 @@
  * The file back-ends through the whole daemon, driven by the test front-end:
  * - uring and aio: a random workload of every request type on 2 queues, checked against a shadow
  *   copy, then the file itself checked against the shadow; on a disk filesystem (O_DIRECT) and
- *   on tmpfs (inline copies, and the io_uring path with them switched off);
+ *   on tmpfs (inline copies, and the io_uring path with them switched off); uring with guest RAM
+ *   on hugetlbfs, whose O_DIRECT requests must use io_uring fixed buffers;
  * - RPC errors: a missing path, a directory, deleting a bdev used by a controller;
  * - resize: bdev_uring_rescan after the file grew sends CONFIG_CHANGE and GET_CONFIG shows the
  *   new capacity;
@@ -15,8 +16,10 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
+#include <linux/magic.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "io_engine.h"
@@ -122,15 +125,35 @@ check_mode(struct vh_target *t, const char *module, const char *engine, bool wan
 	return 0;
 }
 
+static int case_io(const char *method, const char *module, const char *engine, bool shm,
+		   bool no_inline, const char *huge_dir);
+
+/* After a workload on huge-page guest RAM: the O_DIRECT requests used fixed buffers. */
+static int
+check_fixed(struct vh_target *t, const char *module)
+{
+	json_t *res = NULL, *ds;
+	json_int_t n;
+
+	T_OK(vh_target_rpc(t, "bdev_get_bdevs", json_pack("{s:s}", "name", t->bdev), &res));
+	ds = json_object_get(json_object_get(json_array_get(res, 0), "driver_specific"), module);
+	n = json_integer_value(json_object_get(ds, "fixed_buffer_ios"));
+	json_decref(res);
+	fprintf(stderr, "  %lld requests on fixed buffers\n", (long long)n);
+	T_CHECK(n > 0, "no request used a fixed buffer");
+	return 0;
+}
+
 /*
  * Random workload on a bdev of @method. The file is in the daemon's directory (the test's
  * TMPDIR, usually a disk filesystem: O_DIRECT), or in /dev/shm when @shm (tmpfs: buffered, and
  * copied inline unless @no_inline).
  */
 static int
-case_io(const char *method, const char *module, const char *engine, bool shm, bool no_inline)
+case_io(const char *method, const char *module, const char *engine, bool shm, bool no_inline,
+	const char *huge_dir)
 {
-	struct vh_fe_mem_opts mo = {.size = 32 << 20, .nregions = 3};
+	struct vh_fe_mem_opts mo = {.size = 32 << 20, .nregions = 3, .hugetlbfs_dir = huge_dir};
 	struct vh_fe_opts fo = {.num_queues = 2};
 	struct vh_fe_mem *mem = NULL;
 	struct vh_fe *fe = NULL;
@@ -139,8 +162,9 @@ case_io(const char *method, const char *module, const char *engine, bool shm, bo
 	char path[160];
 	int rc;
 
-	fprintf(stderr, "case: %s, random workload%s%s\n", method, shm ? ", on tmpfs" : "",
-		no_inline ? ", inline copies off" : "");
+	fprintf(stderr, "case: %s, random workload%s%s%s\n", method, shm ? ", on tmpfs" : "",
+		no_inline ? ", inline copies off" : "",
+		huge_dir ? ", huge-page guest RAM (fixed buffers)" : "");
 	if (shm && access("/dev/shm", W_OK) != 0) {
 		fprintf(stderr, "  SKIP: no /dev/shm\n");
 		return VH_TEST_SKIP;
@@ -463,31 +487,189 @@ case_enospc(void)
 	return rc;
 }
 
+/* Free 2 MiB pages for @need of them: reserve more when root. False when there cannot be. */
+static bool
+huge_pages_ready(unsigned need, long *restore)
+{
+	const char *nr = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
+	const char *fr = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages";
+	long total = -1, free_pages = -1;
+	FILE *f;
+
+	*restore = -1;
+	if ((f = fopen(nr, "r")) != NULL) {
+		if (fscanf(f, "%ld", &total) != 1) {
+			total = -1;
+		}
+		fclose(f);
+	}
+	if ((f = fopen(fr, "r")) != NULL) {
+		if (fscanf(f, "%ld", &free_pages) != 1) {
+			free_pages = -1;
+		}
+		fclose(f);
+	}
+	if (total < 0 || free_pages < 0) {
+		return false;
+	}
+	if (free_pages >= (long)need) {
+		return true;
+	}
+	f = fopen(nr, "w");
+	if (f == NULL) {
+		return false;
+	}
+	fprintf(f, "%ld\n", total + (long)need - free_pages);
+	fclose(f);
+	*restore = total;
+	if ((f = fopen(fr, "r")) != NULL) {
+		if (fscanf(f, "%ld", &free_pages) != 1) {
+			free_pages = -1;
+		}
+		fclose(f);
+	}
+	return free_pages >= (long)need;
+}
+
+static void
+huge_pages_restore(long total)
+{
+	FILE *f;
+
+	if (total >= 0 && (f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages",
+				     "w")) != NULL) {
+		fprintf(f, "%ld\n", total);
+		fclose(f);
+	}
+}
+
+/*
+ * uring on an O_DIRECT file with guest RAM on hugetlbfs: the random workload (odd layouts, which
+ * mostly take the buffered twin), then aligned one-buffer writes and reads, which must go
+ * through io_uring fixed buffers and read back what was written.
+ */
+static int
+fixed_buffers_run(void)
+{
+	struct vh_fe_mem_opts mo = {.size = 32 << 20, .nregions = 2,
+				    .hugetlbfs_dir = "/dev/hugepages"};
+	struct vh_fe_opts fo = {.num_queues = 1};
+	struct vh_fe_mem *mem = NULL;
+	struct vh_fe *fe = NULL;
+	struct vh_target t;
+	struct sync_io s;
+	char path[160];
+	uint8_t *p;
+	int rc;
+
+	rc = case_io("bdev_uring_create", "uring", "uring", false, false, "/dev/hugepages");
+	if (rc != 0) {
+		return rc;
+	}
+	fprintf(stderr, "case: aligned requests on huge-page guest RAM\n");
+	rc = target_start(&t);
+	if (rc != 0) {
+		return rc;
+	}
+	snprintf(path, sizeof(path), "%s/disk.img", t.d.dir);
+	rc = -1;
+	if (make_file(path, DISK_MB << 20) < 0 ||
+	    vh_target_rpc(&t, "bdev_uring_create",
+			  json_pack("{s:s, s:s}", "name", "f0", "filename", path), NULL) < 0 ||
+	    vh_target_rpc(&t, "vhost_create_blk_controller",
+			  json_pack("{s:s, s:s}", "ctrlr", t.name, "dev_name", "f0"), NULL) < 0 ||
+	    vh_test_fe_open(&t, &mo, &fo, &mem, &fe) < 0) {
+		goto out;
+	}
+	s.fe = fe;
+	s.mem = mem;
+	s.buf = vh_fe_mem_alloc(mem, 65536, 4096);
+	if (vh_fe_start(fe, 0, 0) < 0 || s.buf == UINT64_MAX) {
+		goto out;
+	}
+	p = vh_fe_gpa_to_ptr(mem, s.buf, 65536);
+	for (unsigned i = 0; i < 64; i++) {
+		uint32_t len = 4096u << (i % 5);
+		uint64_t sector = (uint64_t)i * 256;
+
+		for (uint32_t j = 0; j < len; j++) {
+			p[j] = (uint8_t)(i * 7 + j * 13);
+		}
+		if (sio(&s, VIRTIO_BLK_T_OUT, sector, len) != VIRTIO_BLK_S_OK) {
+			fprintf(stderr, "FAIL: write %u\n", i);
+			goto out;
+		}
+		memset(p, 0, len);
+		if (sio(&s, VIRTIO_BLK_T_IN, sector, len) != VIRTIO_BLK_S_OK) {
+			fprintf(stderr, "FAIL: read %u\n", i);
+			goto out;
+		}
+		for (uint32_t j = 0; j < len; j++) {
+			if (p[j] != (uint8_t)(i * 7 + j * 13)) {
+				fprintf(stderr, "FAIL: request %u: byte %u differs\n", i, j);
+				goto out;
+			}
+		}
+	}
+	fprintf(stderr, "  64 aligned writes and reads (4-64 KiB) read back\n");
+	if (vh_fe_stop(fe) == 0 && check_mode(&t, "uring", "uring", false) == 0 &&
+	    check_fixed(&t, "uring") == 0) {
+		rc = 0;
+	}
+out:
+	vh_test_fe_close(mem, fe);
+	if (vh_target_stop(&t) < 0) {
+		rc = -1;
+	}
+	return rc;
+}
+
+static int
+case_fixed_buffers(void)
+{
+	struct statfs sfs;
+	long restore;
+	int rc;
+
+	if (statfs("/dev/hugepages", &sfs) != 0 || sfs.f_type != HUGETLBFS_MAGIC) {
+		fprintf(stderr, "case: fixed buffers\n  SKIP: no hugetlbfs at /dev/hugepages\n");
+		return VH_TEST_SKIP;
+	}
+	if (!huge_pages_ready(24, &restore)) {
+		fprintf(stderr, "case: fixed buffers\n  SKIP: no free 2 MiB pages\n");
+		huge_pages_restore(restore);
+		return VH_TEST_SKIP;
+	}
+	rc = fixed_buffers_run();
+	huge_pages_restore(restore);
+	return rc;
+}
+
 int
 main(void)
 {
 	int rc, fails = 0, skips = 0, runs = 0;
-	int (*cases[])(void) = {case_errors, case_enospc};
+	int (*cases[])(void) = {case_errors, case_enospc, case_fixed_buffers};
 
 	if (vh_test_qsd()) {
 		fprintf(stderr, "SKIP: vhostd-only test\n");
 		return VH_TEST_SKIP;
 	}
 	g_seed = vh_test_seed("test_file");
-	rc = case_io("bdev_uring_create", "uring", "uring", false, false);
+	rc = case_io("bdev_uring_create", "uring", "uring", false, false, NULL);
 	if (rc == VH_TEST_SKIP) {
 		fprintf(stderr, "SKIP: $VHOSTD not set or not executable\n");
 		return VH_TEST_SKIP;
 	}
 	fails += rc != 0;
 	runs++;
-	rc = case_io("bdev_aio_create", "aio", "aio", false, false);
+	rc = case_io("bdev_aio_create", "aio", "aio", false, false, NULL);
 	fails += rc != 0;
 	runs++;
 	/* tmpfs: inline copies for both engines, then the io_uring path with them off. */
 	for (int i = 0; i < 3; i++) {
-		rc = i == 1 ? case_io("bdev_aio_create", "aio", "aio", true, false) :
-			      case_io("bdev_uring_create", "uring", "uring", true, i == 2);
+		rc = i == 1 ? case_io("bdev_aio_create", "aio", "aio", true, false, NULL) :
+			      case_io("bdev_uring_create", "uring", "uring", true, i == 2, NULL);
 		if (rc == VH_TEST_SKIP) {
 			skips++;
 			continue;
