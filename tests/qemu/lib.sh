@@ -30,6 +30,7 @@ VQ_MEM=${VQ_MEM:-512M}
 VQ_GUEST_TIMEOUT=${VQ_GUEST_TIMEOUT:-300}
 VQ_RESULT_MARK="VHOSTD-TEST-RESULT:"
 VQ_PIDS=()        # "pid:name" of everything we started, in start order
+VQ_EXTRA_RM=()    # paths outside VQ_TMP to remove on exit
 VQ_NAME=test
 
 vq_log() { echo "[$(date +%T)] $VQ_NAME: $*" >&2; }
@@ -125,6 +126,10 @@ vq_cleanup() {
 	if [[ $rc -ne 0 && $rc -ne 77 ]]; then
 		vq_dump_logs
 	fi
+	# Paths a test created outside its temp dir (a disk image on tmpfs, say).
+	for i in "${VQ_EXTRA_RM[@]}"; do
+		rm -rf "$i"
+	done
 	if [[ "${VQ_KEEP_TMP:-0}" == 1 || ($rc -ne 0 && $rc -ne 77 && "${VQ_KEEP_TMP:-}" != 0) ]]; then
 		[[ -n "${VQ_TMP:-}" ]] && vq_log "logs kept in $VQ_TMP"
 	else

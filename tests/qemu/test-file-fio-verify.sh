@@ -8,7 +8,8 @@
 #   restart: vhostd is stopped (SIGTERM) and a new one serves the same file;
 #   boot 2: the range still has that sha256.
 # vhostd only (skips with the qsd back-end). Env: VQ_FIO_RUNTIME (s, default 15),
-# VQ_FILE_METHOD (bdev_uring_create | bdev_aio_create).
+# VQ_FILE_METHOD (bdev_uring_create | bdev_aio_create), VQ_FILE_DIR (where the image lives,
+# default the temp dir; test-file-tmpfs.sh puts it on /dev/shm, where the bdev copies inline).
 . "$(dirname "$0")/lib.sh"
 vq_init file-fio-verify
 [[ "$VQ_BACKEND" == vhostd ]] || vq_skip "file bdevs are a vhostd feature"
@@ -22,10 +23,17 @@ file_disk() {
 		vq_fail "vhost_create_blk_controller failed"
 	VQ_SOCK="$VQ_SOCKDIR/vhost.0"
 	vq_wait_for "socket $VQ_SOCK" 10 test -S "$VQ_SOCK" || vq_fail "controller socket missing"
-	vq_log "$method: $(vq_rpc bdev_get_bdevs -b f0 | tr -d ' \n' | grep -o '"io_mode":"[a-z]*"')"
+	vq_log "$method: $(vq_rpc bdev_get_bdevs -b f0 | tr -d ' \n' |
+		grep -oE '"(io_mode|inline_io)":("[a-z]*"|true|false)' | tr '\n' ' ')"
 }
 
-img="$VQ_TMP/disk.img"
+if [[ -n "${VQ_FILE_DIR:-}" ]]; then
+	imgdir=$(mktemp -d "$VQ_FILE_DIR/vq-file.XXXXXX") || vq_fail "cannot use $VQ_FILE_DIR"
+	VQ_EXTRA_RM+=("$imgdir")
+	img="$imgdir/disk.img"
+else
+	img="$VQ_TMP/disk.img"
+fi
 truncate -s 64M "$img"
 vq_backend_start
 file_disk "$img"
