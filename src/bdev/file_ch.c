@@ -61,23 +61,6 @@ ch_flush_deferred(struct vh_deferred *d)
 	ch->eng->flush(ch);
 }
 
-/* Whether @op should be copied on the reactor now (memory-backed file, not suspended). */
-static bool
-want_inline(struct vh_file_ch *ch, const struct vh_file_op *op)
-{
-	if (!ch->f->inline_io || op->kind == VH_FOP_BLKDISCARD) {
-		return false;
-	}
-	if (ch->inline_resume_ns != 0) {
-		if (vh_now_ns() < ch->inline_resume_ns) {
-			return false;
-		}
-		ch->inline_resume_ns = 0;
-		VH_LOG_RL(VH_LOG_NOTICE, ch->f->engine, "'%s': inline copies resumed", ch->f->name);
-	}
-	return true;
-}
-
 static uint64_t
 op_bytes(const struct vh_file_op *op)
 {
@@ -90,6 +73,27 @@ op_bytes(const struct vh_file_op *op)
 		n += op->iov[i].iov_len;
 	}
 	return n;
+}
+
+/* Whether @op should be copied on the reactor now (memory-backed file, small, not suspended). */
+static bool
+want_inline(struct vh_file_ch *ch, const struct vh_file_op *op)
+{
+	if (!ch->f->inline_io || op->kind == VH_FOP_BLKDISCARD) {
+		return false;
+	}
+	if (op_bytes(op) > VH_FILE_INLINE_MAX_BYTES ||
+	    (op->kind == VH_FOP_FALLOC && op->len > VH_FILE_INLINE_MAX_BYTES)) {
+		return false;
+	}
+	if (ch->inline_resume_ns != 0) {
+		if (vh_now_ns() < ch->inline_resume_ns) {
+			return false;
+		}
+		ch->inline_resume_ns = 0;
+		VH_LOG_RL(VH_LOG_NOTICE, ch->f->engine, "'%s': inline copies resumed", ch->f->name);
+	}
+	return true;
 }
 
 /* An inline operation took @dt ns, slow for its size: count it, suspend if they pile up. */

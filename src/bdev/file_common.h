@@ -72,6 +72,12 @@ struct vh_file {
 #define VH_FILE_INLINE_STALLS     4u
 #define VH_FILE_INLINE_WINDOW_NS  (1000ull * 1000 * 1000) /* 1 s */
 #define VH_FILE_INLINE_SUSPEND_NS (1000ull * 1000 * 1000) /* 1 s */
+/*
+ * Larger operations go to the engine even on tmpfs: their copy dwarfs the hand-off it saves,
+ * and a guest sending 16 MiB requests must not keep its reactor (and every other queue on it)
+ * copying for milliseconds at a time.
+ */
+#define VH_FILE_INLINE_MAX_BYTES  (128u * 1024)
 /* The slow threshold in use: VH_FILE_INLINE_SLOW_NS; tests set 0 (every copy is slow). */
 extern uint64_t vh_file_inline_slow_ns;
 

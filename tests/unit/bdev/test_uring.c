@@ -423,6 +423,61 @@ test_inline_suspend(void **state)
 	free(buf);
 }
 
+static json_int_t
+info_int(struct env *e, const char *key)
+{
+	json_t *ds = json_object();
+	json_int_t n;
+
+	e->b->module->info_json(e->b, ds);
+	n = json_integer_value(json_object_get(json_object_get(ds, ENGINE), key));
+	json_decref(ds);
+	return n;
+}
+
+/* Requests over VH_FILE_INLINE_MAX_BYTES go to the engine even on tmpfs; small ones do not. */
+static void
+test_inline_large(void **state)
+{
+	struct env *e = *state;
+	uint32_t big = 2 * VH_FILE_INLINE_MAX_BYTES;
+	uint8_t *buf = abuf(big);
+	struct tio t;
+
+	/* Every inline copy now counts as a stall, so the count tells which path ran. */
+	vh_file_inline_slow_ns = 0;
+	for (unsigned i = 0; i < 3; i++) {
+		uint64_t off = (uint64_t)i * big;
+
+		memset(buf, (int)(0x60 + i), big);
+		prep(&t, VH_BDEV_IO_WRITE, off, big);
+		t.iov[0] = (struct iovec){buf, big};
+		t.io.iovcnt = 1;
+		run_batch(e->ch, &t, 1);
+		assert_int_equal(t.status, 0);
+		memcpy(e->shadow + off, buf, big);
+		memset(buf, 0, big);
+		prep(&t, VH_BDEV_IO_READ, off, big);
+		t.iov[0] = (struct iovec){buf, big};
+		t.io.iovcnt = 1;
+		run_batch(e->ch, &t, 1);
+		assert_int_equal(t.status, 0);
+		assert_memory_equal(buf, e->shadow + off, big);
+	}
+	assert_int_equal(info_int(e, "inline_stalls"), 0);
+	memset(buf, 0x7e, 4096);
+	prep(&t, VH_BDEV_IO_WRITE, 0, 4096);
+	t.iov[0] = (struct iovec){buf, 4096};
+	t.io.iovcnt = 1;
+	run_batch(e->ch, &t, 1);
+	vh_file_inline_slow_ns = VH_FILE_INLINE_SLOW_NS;
+	assert_int_equal(t.status, 0);
+	memcpy(e->shadow, buf, 4096);
+	assert_int_equal(info_int(e, "inline_stalls"), 1);
+	check_file(e->path, e->shadow, e->size);
+	free(buf);
+}
+
 #ifndef VH_TEST_ENGINE_AIO
 static uint64_t
 fixed_ios(struct env *e)
@@ -1041,6 +1096,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_truncated, env_setup_shm, env_teardown),
 		cmocka_unit_test_setup_teardown(test_info_config, env_setup_shm, env_teardown),
 		cmocka_unit_test_setup_teardown(test_inline_suspend, env_setup_shm, env_teardown),
+		cmocka_unit_test_setup_teardown(test_inline_large, env_setup_shm, env_teardown),
 		cmocka_unit_test_setup_teardown(test_rw_verify, env_setup_shm_engine, env_teardown),
 		cmocka_unit_test_setup_teardown(test_discard_write_zeroes, env_setup_shm_engine,
 						env_teardown),
