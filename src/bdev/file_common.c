@@ -390,7 +390,8 @@ vh_file_open(struct vh_file *f, const char *name, const char *filename,
 	f->mem_backed = !f->is_blkdev && on_memory_fs(f);
 	f->inline_allowed = o->inline_io;
 	f->inline_io = f->mem_backed && o->inline_io;
-	if (f->direct && on_tmpfs(f)) {
+	/* A device node lives on devtmpfs, whose magic is tmpfs's: only files count. */
+	if (f->direct && !f->is_blkdev && on_tmpfs(f)) {
 		/*
 		 * tmpfs is the page cache: O_DIRECT there bypasses nothing, and io_uring hands such
 		 * I/O to worker threads (measured: 3x slower writes than buffered). Linux >= 6.6

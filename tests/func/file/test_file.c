@@ -3,7 +3,7 @@
  * The file back-ends through the whole daemon, driven by the test front-end:
  * - uring and aio: a random workload of every request type on 2 queues, checked against a shadow
  *   copy, then the file itself checked against the shadow; on a disk filesystem (O_DIRECT) and
- *   on tmpfs (inline copies, and the io_uring path with them switched off); uring with guest RAM
+ *   on a loop device; on tmpfs (inline copies, and the io_uring path with them off); uring with guest RAM
  *   on hugetlbfs, whose O_DIRECT requests must use io_uring fixed buffers;
  * - RPC errors: a missing path, a directory, deleting a bdev used by a controller;
  * - resize: bdev_uring_rescan after the file grew sends CONFIG_CHANGE and GET_CONFIG shows the
@@ -15,6 +15,8 @@
  */
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/loop.h>
+#include <sys/ioctl.h>
 #include <stdlib.h>
 #include <linux/magic.h>
 #include <sys/mount.h>
@@ -125,8 +127,35 @@ check_mode(struct vh_target *t, const char *module, const char *engine, bool wan
 	return 0;
 }
 
-static int case_io(const char *method, const char *module, const char *engine, bool shm,
-		   bool no_inline, const char *huge_dir);
+/* A random-workload case: which bdev, on what, with which guest RAM. */
+struct io_case {
+	const char *method; /* bdev_uring_create or bdev_aio_create */
+	const char *module;
+	const char *engine;
+	bool shm;             /* the file on /dev/shm (tmpfs: inline copies) */
+	bool no_inline;       /* inline_io: false */
+	bool loop;            /* the bdev on a loop device over the file */
+	const char *huge_dir; /* guest RAM on this hugetlbfs mount */
+};
+
+static int case_io(const struct io_case *c);
+
+/* A block device is opened O_DIRECT (a regression: its node on devtmpfs once looked like tmpfs). */
+static int
+check_direct(struct vh_target *t, const char *module)
+{
+	json_t *res = NULL, *ds;
+	const char *mode;
+
+	T_OK(vh_target_rpc(t, "bdev_get_bdevs", json_pack("{s:s}", "name", t->bdev), &res));
+	ds = json_object_get(json_object_get(json_array_get(res, 0), "driver_specific"), module);
+	mode = json_string_value(json_object_get(ds, "io_mode"));
+	T_CHECK(mode != NULL && strcmp(mode, "direct") == 0, "block device in %s mode",
+		mode ? mode : "no");
+	T_CHECK(json_is_true(json_object_get(ds, "block_device")), "not seen as a block device");
+	json_decref(res);
+	return 0;
+}
 
 /* After a workload on huge-page guest RAM: the O_DIRECT requests used fixed buffers. */
 static int
@@ -149,22 +178,64 @@ check_fixed(struct vh_target *t, const char *module)
  * TMPDIR, usually a disk filesystem: O_DIRECT), or in /dev/shm when @shm (tmpfs: buffered, and
  * copied inline unless @no_inline).
  */
+/* Attach a free loop device to @path; its name in @dev. The fd to close (autoclear), or -1. */
 static int
-case_io(const char *method, const char *module, const char *engine, bool shm, bool no_inline,
-	const char *huge_dir)
+loop_attach(const char *path, char *dev, size_t devlen)
 {
-	struct vh_fe_mem_opts mo = {.size = 32 << 20, .nregions = 3, .hugetlbfs_dir = huge_dir};
+	struct loop_info64 info;
+	int ctl, fd, lfd = -1;
+
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	/* Another process may grab the same free device: try a few. */
+	for (int attempt = 0; attempt < 8 && ctl >= 0 && fd >= 0 && lfd < 0; attempt++) {
+		int nr = ioctl(ctl, LOOP_CTL_GET_FREE);
+
+		if (nr < 0) {
+			break;
+		}
+		snprintf(dev, devlen, "/dev/loop%d", nr);
+		lfd = open(dev, O_RDWR | O_CLOEXEC);
+		if (lfd >= 0 && ioctl(lfd, LOOP_SET_FD, fd) < 0) {
+			close(lfd);
+			lfd = -1;
+		}
+	}
+	if (lfd >= 0) {
+		memset(&info, 0, sizeof(info));
+		info.lo_flags = LO_FLAGS_AUTOCLEAR; /* detached when the last opener closes */
+		if (ioctl(lfd, LOOP_SET_STATUS64, &info) < 0) {
+			ioctl(lfd, LOOP_CLR_FD, 0);
+			close(lfd);
+			lfd = -1;
+		}
+	}
+	if (ctl >= 0) {
+		close(ctl);
+	}
+	if (fd >= 0) {
+		close(fd);
+	}
+	return lfd;
+}
+
+static int
+case_io(const struct io_case *c)
+{
+	const char *method = c->method, *module = c->module, *engine = c->engine;
+	bool shm = c->shm, no_inline = c->no_inline;
+	struct vh_fe_mem_opts mo = {.size = 32 << 20, .nregions = 3, .hugetlbfs_dir = c->huge_dir};
 	struct vh_fe_opts fo = {.num_queues = 2};
 	struct vh_fe_mem *mem = NULL;
 	struct vh_fe *fe = NULL;
 	struct vh_target t;
 	struct io_engine e;
-	char path[160];
-	int rc;
+	char path[160], dev[32] = "";
+	int rc, lfd = -1;
 
-	fprintf(stderr, "case: %s, random workload%s%s%s\n", method, shm ? ", on tmpfs" : "",
-		no_inline ? ", inline copies off" : "",
-		huge_dir ? ", huge-page guest RAM (fixed buffers)" : "");
+	fprintf(stderr, "case: %s, random workload%s%s%s%s\n", method, shm ? ", on tmpfs" : "",
+		no_inline ? ", inline copies off" : "", c->loop ? ", on a loop device" : "",
+		c->huge_dir ? ", huge-page guest RAM" : "");
 	if (shm && access("/dev/shm", W_OK) != 0) {
 		fprintf(stderr, "  SKIP: no /dev/shm\n");
 		return VH_TEST_SKIP;
@@ -179,16 +250,27 @@ case_io(const char *method, const char *module, const char *engine, bool shm, bo
 		snprintf(path, sizeof(path), "%s/disk.img", t.d.dir);
 	}
 	rc = -1;
-	if (make_file(path, DISK_MB << 20) < 0 ||
-	    vh_target_rpc(&t, method,
-			  json_pack("{s:s, s:s, s:b}", "name", "f0", "filename", path, "inline_io",
-				    !no_inline),
+	if (make_file(path, DISK_MB << 20) < 0) {
+		goto out;
+	}
+	if (c->loop) {
+		lfd = loop_attach(path, dev, sizeof(dev));
+		if (lfd < 0) {
+			fprintf(stderr, "  SKIP: no loop device (%s)\n", strerror(errno));
+			rc = VH_TEST_SKIP;
+			goto out;
+		}
+	}
+	if (vh_target_rpc(&t, method,
+			  json_pack("{s:s, s:s, s:b}", "name", "f0", "filename", c->loop ? dev : path,
+				    "inline_io", !no_inline),
 			  NULL) < 0 ||
 	    vh_target_rpc(&t, "vhost_create_blk_controller",
 			  json_pack("{s:s, s:s, s:s}", "ctrlr", t.name, "dev_name", "f0",
 				    "cpumask", "0x1"),
 			  NULL) < 0 ||
-	    check_mode(&t, module, engine, shm && !no_inline) < 0) {
+	    check_mode(&t, module, engine, shm && !no_inline) < 0 ||
+	    (c->loop && check_direct(&t, module) < 0)) {
 		goto out;
 	}
 	if (vh_test_fe_open(&t, &mo, &fo, &mem, &fe) < 0 || vh_fe_start(fe, 0, 0) < 0 ||
@@ -198,7 +280,7 @@ case_io(const char *method, const char *module, const char *engine, bool shm, bo
 	}
 	e.serial = t.name;
 	if (io_engine_run(&e, ops_per_case(), true, TIMEOUT_MS) == 0 && vh_fe_stop(fe) == 0 &&
-	    check_file(&e, path) == 0) {
+	    check_file(&e, c->loop ? dev : path) == 0) {
 		rc = 0;
 	}
 	io_engine_fini(&e);
@@ -206,6 +288,9 @@ out:
 	vh_test_fe_close(mem, fe);
 	if (vh_target_stop(&t) < 0) {
 		rc = -1;
+	}
+	if (lfd >= 0) {
+		close(lfd);
 	}
 	if (shm) {
 		unlink(path);
@@ -562,7 +647,8 @@ fixed_buffers_run(void)
 	uint8_t *p;
 	int rc;
 
-	rc = case_io("bdev_uring_create", "uring", "uring", false, false, "/dev/hugepages");
+	rc = case_io(&(struct io_case){"bdev_uring_create", "uring", "uring", .huge_dir =
+						       "/dev/hugepages"});
 	if (rc != 0) {
 		return rc;
 	}
@@ -650,26 +736,30 @@ main(void)
 {
 	int rc, fails = 0, skips = 0, runs = 0;
 	int (*cases[])(void) = {case_errors, case_enospc, case_fixed_buffers};
+	/* aio on a file; both engines on a loop device; tmpfs (inline copies, and off). */
+	const struct io_case more[] = {
+		{"bdev_aio_create", "aio", "aio"},
+		{"bdev_uring_create", "uring", "uring", .loop = true},
+		{"bdev_aio_create", "aio", "aio", .loop = true},
+		{"bdev_uring_create", "uring", "uring", .shm = true},
+		{"bdev_aio_create", "aio", "aio", .shm = true},
+		{"bdev_uring_create", "uring", "uring", .shm = true, .no_inline = true},
+	};
 
 	if (vh_test_qsd()) {
 		fprintf(stderr, "SKIP: vhostd-only test\n");
 		return VH_TEST_SKIP;
 	}
 	g_seed = vh_test_seed("test_file");
-	rc = case_io("bdev_uring_create", "uring", "uring", false, false, NULL);
+	rc = case_io(&(struct io_case){"bdev_uring_create", "uring", "uring"});
 	if (rc == VH_TEST_SKIP) {
 		fprintf(stderr, "SKIP: $VHOSTD not set or not executable\n");
 		return VH_TEST_SKIP;
 	}
 	fails += rc != 0;
 	runs++;
-	rc = case_io("bdev_aio_create", "aio", "aio", false, false, NULL);
-	fails += rc != 0;
-	runs++;
-	/* tmpfs: inline copies for both engines, then the io_uring path with them off. */
-	for (int i = 0; i < 3; i++) {
-		rc = i == 1 ? case_io("bdev_aio_create", "aio", "aio", true, false, NULL) :
-			      case_io("bdev_uring_create", "uring", "uring", true, i == 2, NULL);
+	for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++) {
+		rc = case_io(&more[i]);
 		if (rc == VH_TEST_SKIP) {
 			skips++;
 			continue;

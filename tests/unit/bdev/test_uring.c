@@ -1031,6 +1031,16 @@ test_loop_device(void **state)
 	assert_int_equal(engine_create_ex("l0", dev, 0, err, sizeof(err)), 0);
 	b = vh_bdev_find("l0");
 	assert_int_equal(vh_bdev_size(b), DISK_SIZE);
+	{
+		/* O_DIRECT: the device node is on devtmpfs, which must not count as tmpfs. */
+		json_t *ds = json_object();
+
+		b->module->info_json(b, ds);
+		assert_string_equal(json_string_value(json_object_get(
+					    json_object_get(ds, ENGINE), "io_mode")),
+				    "direct");
+		json_decref(ds);
+	}
 	ch = chan_get(b);
 	memset(buf, 0x5a, 1 << 20);
 	memcpy(shadow + (2 << 20), buf, 1 << 20);
