@@ -32,6 +32,9 @@ vh_file_ch_init(struct vh_file_ch *ch, const struct vh_file_engine *eng, struct 
 	ch->in_poll = false;
 	ch->dead = false;
 	ch->inline_resume_ns = 0;
+	ch->stall_window_ns = 0;
+	ch->stalls = 0;
+	ch->errors = (struct vh_log_burst){0};
 	ch->flush.fn = ch_flush_deferred;
 	vh_file_ioq_init(&ch->pending);
 	vh_file_ioq_init(&ch->sync_done);
@@ -178,6 +181,12 @@ vh_file_ch_complete(struct vh_file_ch *ch, struct vh_bdev_io *io, long res)
 	int status = 0;
 
 	if (vh_file_req_update(ch->f, io, res, &status) == VH_FILE_REQ_DONE) {
+		uint32_t suppressed;
+
+		if (VH_UNLIKELY(status < 0) &&
+		    vh_log_burst_allow(&ch->errors, vh_now_ns(), &suppressed)) {
+			vh_file_log_error(ch->f, io, status, suppressed);
+		}
 		vh_bdev_io_done(io, status);
 	} else {
 		issue(ch, io);

@@ -896,11 +896,26 @@ fall_back(struct vh_file *f, struct vh_bdev_io *io, struct req_state *st, long r
 static int
 fail(struct vh_file *f, struct vh_bdev_io *io, long res, int *status)
 {
-	VH_LOG_RL(VH_LOG_ERROR, f->engine,
-		  "'%s': %s of %" PRIu64 " bytes at offset %" PRIu64 " failed: %s", f->name,
-		  io_type_name(io->type), io->length, io->offset, strerror((int)-res));
-	*status = (int)res;
+	(void)f;
+	(void)io;
+	*status = (int)res; /* logged by the channel, once per burst (vh_file_log_error) */
 	return VH_FILE_REQ_DONE;
+}
+
+void
+vh_file_log_error(const struct vh_file *f, const struct vh_bdev_io *io, int status,
+		  uint32_t suppressed)
+{
+	if (VH_LOG_ERROR > vh_log_get_level()) {
+		return;
+	}
+	if (suppressed > 0) {
+		vh_log(VH_LOG_ERROR, f->engine, "'%s': %u more failed request(s) since the last report",
+		       f->name, suppressed);
+	}
+	vh_log(VH_LOG_ERROR, f->engine, "'%s': %s of %" PRIu64 " bytes at offset %" PRIu64
+	       " failed: %s", f->name, io_type_name(io->type), io->length, io->offset,
+	       strerror(-status));
 }
 
 int

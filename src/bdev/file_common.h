@@ -25,6 +25,7 @@
 
 #include "bdev/bdev_file.h"
 #include "bdev/bdev_module.h"
+#include "core/log.h"
 
 /* Capabilities, cleared at run time when the kernel answers EOPNOTSUPP. */
 #define VH_FILE_CAP_PUNCH      0x1u /* fallocate(PUNCH_HOLE|KEEP_SIZE) */
@@ -153,6 +154,13 @@ void vh_file_req_next(struct vh_file *f, struct vh_bdev_io *io, struct vh_file_o
  */
 int vh_file_req_update(struct vh_file *f, struct vh_bdev_io *io, long res, int *status);
 
+/*
+ * Log a request that failed with @status (-errno), naming the bdev and the request, after
+ * @suppressed failures that were not logged (vh_log_burst_allow). Reactor.
+ */
+void vh_file_log_error(const struct vh_file *f, const struct vh_bdev_io *io, int status,
+		       uint32_t suppressed);
+
 /* Run @op synchronously (BLKDISCARD, FALLOC, FSYNC, READV, WRITEV). Returns like the kernel. */
 long vh_file_sync_op(const struct vh_file *f, const struct vh_file_op *op);
 
@@ -253,6 +261,7 @@ struct vh_file_ch {
 	uint64_t inline_resume_ns;    /* inline copies suspended until then; 0 = not */
 	uint64_t stall_window_ns;     /* start of the current window of slow operations */
 	unsigned stalls;              /* slow operations in that window */
+	struct vh_log_burst errors;   /* failed requests: logged once per burst */
 	struct vh_file_ioq pending;   /* waiting for a slot, in arrival order */
 	struct vh_file_ioq sync_done; /* finished synchronously; result in io->status */
 	struct vh_deferred flush;     /* one eng->flush per iteration */

@@ -78,6 +78,24 @@ vh_log(enum vh_log_level level, const char *comp, const char *fmt, ...)
 }
 
 bool
+vh_log_burst_allow(struct vh_log_burst *b, uint64_t now, uint32_t *suppressed)
+{
+	bool quiet = b->last_ns == 0 || now - b->last_ns >= VH_LOG_BURST_QUIET_NS;
+	bool overdue = now - b->logged_ns >= VH_LOG_BURST_REPEAT_NS;
+
+	b->last_ns = now;
+	*suppressed = 0;
+	if (quiet || overdue) {
+		*suppressed = b->suppressed;
+		b->suppressed = 0;
+		b->logged_ns = now;
+		return true;
+	}
+	b->suppressed++;
+	return false;
+}
+
+bool
 vh_log_rl_allow(struct vh_log_rl *rl, uint32_t burst, uint32_t *suppressed)
 {
 	uint64_t now = vh_now_ns();

@@ -44,6 +44,24 @@ struct vh_log_rl {
 /* Returns true if the caller may log now; *suppressed gets the number dropped before. */
 bool vh_log_rl_allow(struct vh_log_rl *rl, uint32_t burst, uint32_t *suppressed);
 
+/*
+ * Once-per-burst logging for errors of one object (a bdev channel, a virtqueue): the first
+ * event after VH_LOG_BURST_QUIET_NS without any is logged, the rest of the burst is counted, and
+ * the count goes out with the next logged event; a burst that never ends is reported every
+ * VH_LOG_BURST_REPEAT_NS. The state belongs to one thread.
+ */
+#define VH_LOG_BURST_QUIET_NS  1000000000ull  /* 1 s */
+#define VH_LOG_BURST_REPEAT_NS 10000000000ull /* 10 s */
+
+struct vh_log_burst {
+	uint64_t last_ns;   /* last event, logged or not; 0 = none yet */
+	uint64_t logged_ns; /* last logged event */
+	uint32_t suppressed;
+};
+
+/* An event at @now: true if it is to be logged; *suppressed gets the events counted before. */
+bool vh_log_burst_allow(struct vh_log_burst *b, uint64_t now, uint32_t *suppressed);
+
 #define VH_LOG(level, comp, ...)                                                                   \
 	do {                                                                                       \
 		if ((level) <= vh_log_get_level()) {                                               \

@@ -73,8 +73,18 @@ io_done(struct vh_bdev_io *io, int rc)
 	struct vh_vq *vq = req->vq;
 
 	if (VH_UNLIKELY(rc != 0)) {
-		VH_LOG_RL(VH_LOG_ERROR, vq->prefix, "I/O error %d (type %u, offset %" PRIu64
-			  ", length %" PRIu64 ")", rc, io->type, io->offset, io->length);
+		uint32_t suppressed;
+
+		/* Once per burst: a full disk fails every write, and the bdev logs the cause. */
+		if (VH_LOG_ERROR <= vh_log_get_level() &&
+		    vh_log_burst_allow(&vq->io_errors, vh_now_ns(), &suppressed)) {
+			if (suppressed) {
+				vh_log(VH_LOG_ERROR, vq->prefix,
+				       "%u more failed request(s) since the last report", suppressed);
+			}
+			vh_log(VH_LOG_ERROR, vq->prefix, "I/O error %d (type %u, offset %" PRIu64
+			       ", length %" PRIu64 ")", rc, io->type, io->offset, io->length);
+		}
 		finish(vq, req, VIRTIO_BLK_S_IOERR);
 		return;
 	}

@@ -18,6 +18,7 @@
 
 #include "bdev/bdev.h"
 #include "core/evloop.h"
+#include "core/log.h"
 #include "core/reactor.h"
 #include "vhost/protocol.h"
 #include "vhost/vhost.h"
@@ -176,6 +177,7 @@ struct vh_vq {
 	int cur_kickfd;       /* reactor's copy of kickfd */
 	uint64_t stat_requests;
 	uint64_t stat_kicks_sent;
+	struct vh_log_burst io_errors; /* reactor's: failed requests, logged once per burst */
 	char prefix[VH_NAME_MAX + 16];
 };
 

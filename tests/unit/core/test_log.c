@@ -186,6 +186,39 @@ test_rate_limit_burst_and_window(void **state)
 	assert_int_equal(supp, 0);
 }
 
+/* Once per burst: first event logged, the rest counted until a quiet second or 10 s pass. */
+static void
+test_burst(void **state)
+{
+	const uint64_t ms = 1000000ull;
+	struct vh_log_burst b = {0};
+	uint64_t t = 5000 * ms;
+	uint32_t supp = 99;
+
+	(void)state;
+	assert_true(vh_log_burst_allow(&b, t, &supp));
+	assert_int_equal(supp, 0);
+	/* The rest of the burst, events 100 ms apart: counted, not logged. */
+	for (int i = 1; i <= 7; i++) {
+		assert_false(vh_log_burst_allow(&b, t + (uint64_t)i * 100 * ms, &supp));
+	}
+	/* A quiet second later: logged, with the count. */
+	t += 700 * ms + VH_LOG_BURST_QUIET_NS;
+	assert_true(vh_log_burst_allow(&b, t, &supp));
+	assert_int_equal(supp, 7);
+	/* A burst that never pauses is still reported every VH_LOG_BURST_REPEAT_NS. */
+	unsigned logged = 0, counted = 0;
+
+	for (uint64_t dt = 10 * ms; dt <= 25000 * ms; dt += 10 * ms) {
+		if (vh_log_burst_allow(&b, t + dt, &supp)) {
+			logged++;
+			counted += supp;
+		}
+	}
+	assert_int_equal(logged, 2); /* at +10 s and +20 s */
+	assert_int_equal(counted + b.suppressed + logged, 2500);
+}
+
 static void
 log_rl_site(int i)
 {
@@ -243,6 +276,7 @@ main(void)
 	        cmocka_unit_test(test_line_format_and_filter),
 	        cmocka_unit_test(test_long_line_truncated),
 	        cmocka_unit_test(test_rate_limit_burst_and_window),
+		cmocka_unit_test(test_burst),
 	        cmocka_unit_test(test_rate_limited_macro),
 	        /* Last: it overflows a stack buffer until log.c is fixed. */
 	        cmocka_unit_test(test_long_component_truncated),
