@@ -13,6 +13,7 @@
 # Back-end: VHOSTD_QEMU_BACKEND=vhostd (default) | qsd.  Binaries: VHOSTD, VHOSTCTL (meson sets
 # them; default build/src/app/...).  Guest: see guest-image.sh.  Knobs (env, all optional):
 #   VQ_QUEUES (2)  VQ_SMP (2)  VQ_MEM (512M)  VQ_QUEUE_SIZE ()  VQ_RECONNECT (seconds, empty=off)
+#   VQ_MEM_PATH (a hugetlbfs mount: guest RAM there, preallocated; empty = a memfd)
 #   VQ_QMP (path of a QMP socket to create, empty=none)  VQ_BLK_OPTS (",opt=val..." for the
 #   vhost-user-blk-pci device)  VQ_APPEND (extra kernel cmdline)  VQ_QEMU_ARGS (array, extra args)
 #   VQ_GUEST_TIMEOUT (hard limit per boot, s, default 300)  VQ_KEEP_TMP=1 (keep the temp dir)
@@ -183,8 +184,11 @@ vq_make_initrd() {
 # vq_qemu_cmd INITRD LOG: print the QEMU argv, one per line (for the logs and for reuse).
 vq_qemu_argv() {
 	local initrd=$1 log=$2 chr dev
+	local memobj="memory-backend-memfd,id=mem,size=$VQ_MEM,share=on"
+	[[ -n "${VQ_MEM_PATH:-}" ]] &&
+		memobj="memory-backend-file,id=mem,size=$VQ_MEM,mem-path=$VQ_MEM_PATH,share=on,prealloc=on"
 	VQ_ARGV=(qemu-system-x86_64 -accel tcg -cpu max -smp "$VQ_SMP" -m "$VQ_MEM"
-		-object "memory-backend-memfd,id=mem,size=$VQ_MEM,share=on" -machine "memory-backend=mem"
+		-object "$memobj" -machine "memory-backend=mem"
 		-nographic -serial "file:$log" -monitor none -vga none -net none
 		-kernel "$VQ_KERNEL" -initrd "$initrd"
 		-append "console=ttyS0 quiet loglevel=4 panic=-1 rdinit=/init ${VQ_APPEND:-}")

@@ -9,7 +9,8 @@
 #   boot 2: the range still has that sha256.
 # vhostd only (skips with the qsd back-end). Env: VQ_FIO_RUNTIME (s, default 15),
 # VQ_FILE_METHOD (bdev_uring_create | bdev_aio_create), VQ_FILE_DIR (where the image lives,
-# default the temp dir; test-file-tmpfs.sh puts it on /dev/shm, where the bdev copies inline).
+# default the temp dir; test-file-tmpfs.sh puts it on /dev/shm, where the bdev copies inline),
+# VQ_FILE_EXPECT_FIXED=1 (test-file-huge.sh: the requests must have used fixed buffers).
 . "$(dirname "$0")/lib.sh"
 vq_init file-fio-verify
 [[ "$VQ_BACKEND" == vhostd ]] || vq_skip "file bdevs are a vhostd feature"
@@ -82,6 +83,12 @@ sum=$(vq_guest_output boot1 SUM)
 host_sum=$(dd if="$img" bs=1M skip=48 count=16 2>/dev/null | sha256sum | cut -d' ' -f1)
 [[ "$host_sum" == "$sum" ]] || vq_fail "image file sha256 $host_sum, guest wrote $sum"
 vq_log "image file holds what the guest wrote ($sum)"
+if [[ "${VQ_FILE_EXPECT_FIXED:-0}" == 1 ]]; then
+	fixed=$(vq_rpc bdev_get_bdevs -b f0 | tr -d ' \n' | grep -o '"fixed_buffer_ios":[0-9]*' |
+		cut -d: -f2)
+	[[ "${fixed:-0}" -gt 0 ]] || vq_fail "no request used an io_uring fixed buffer"
+	vq_log "$fixed requests used io_uring fixed buffers (guest RAM on huge pages)"
+fi
 
 vq_stop "$VQ_DAEMON_PID" vhostd 10 || vq_fail "vhostd did not exit cleanly on SIGTERM"
 vq_untrack "$VQ_DAEMON_PID"
