@@ -78,14 +78,18 @@ op_bytes(const struct vh_file_op *op)
 	return n;
 }
 
-/* Whether @op should be copied on the reactor now (memory-backed file, small, not suspended). */
+/*
+ * Whether @op should be copied on the reactor now (memory-backed file, small, not suspended).
+ * *bytes gets what it copies (op_bytes), for run_inline.
+ */
 static bool
-want_inline(struct vh_file_ch *ch, const struct vh_file_op *op)
+want_inline(struct vh_file_ch *ch, const struct vh_file_op *op, uint64_t *bytes)
 {
 	if (!ch->f->inline_io || op->kind == VH_FOP_BLKDISCARD) {
 		return false;
 	}
-	if (op_bytes(op) > VH_FILE_INLINE_MAX_BYTES ||
+	*bytes = op_bytes(op);
+	if (*bytes > VH_FILE_INLINE_MAX_BYTES ||
 	    (op->kind == VH_FOP_FALLOC && op->len > VH_FILE_INLINE_MAX_BYTES)) {
 		return false;
 	}
@@ -129,14 +133,14 @@ note_stall(struct vh_file_ch *ch, uint64_t now, uint64_t dt)
 }
 
 static long
-run_inline(struct vh_file_ch *ch, const struct vh_file_op *op)
+run_inline(struct vh_file_ch *ch, const struct vh_file_op *op, uint64_t bytes)
 {
 	uint64_t t0 = vh_now_ns();
 	long res = vh_file_sync_op(ch->f, op);
 	uint64_t now = vh_now_ns();
 
 	/* A zero threshold (tests) makes every copy slow, whatever its size. */
-	if (now - t0 >= vh_file_inline_slow_ns + (vh_file_inline_slow_ns ? op_bytes(op) : 0)) {
+	if (now - t0 >= vh_file_inline_slow_ns + (vh_file_inline_slow_ns ? bytes : 0)) {
 		note_stall(ch, now, now - t0);
 	}
 	return res;
@@ -147,17 +151,16 @@ static bool
 try_issue(struct vh_file_ch *ch, struct vh_bdev_io *io)
 {
 	struct vh_file_op op;
+	uint64_t bytes;
 
 	vh_file_req_next(ch->f, io, &op);
-	if (want_inline(ch, &op)) {
-		io->status = (int)run_inline(ch, &op);
-		vh_file_ioq_push(&ch->sync_done, io);
+	if (want_inline(ch, &op, &bytes)) {
+		vh_file_ch_finish_sync(ch, io, (int)run_inline(ch, &op, bytes));
 		return true;
 	}
 	if (!(ch->eng->async_kinds & FOP_BIT(op.kind))) {
 		/* No asynchronous form (BLKDISCARD, NOP; fallocate on aio): run now. */
-		io->status = (int)vh_file_sync_op(ch->f, &op);
-		vh_file_ioq_push(&ch->sync_done, io);
+		vh_file_ch_finish_sync(ch, io, (int)vh_file_sync_op(ch->f, &op));
 		return true;
 	}
 	return ch->eng->issue(ch, io, &op);

@@ -194,22 +194,30 @@ probe_dio_align(struct vh_file *f, dev_t fs_dev)
 	return true;
 }
 
-static bool
-on_tmpfs(const struct vh_file *f)
+/* The filesystem type (statfs f_type) of the open file, or 0 if unknown. */
+static long
+fs_type(const struct vh_file *f)
 {
 	struct statfs sfs;
 
-	return fstatfs(f->fd, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC;
+	return fstatfs(f->fd, &sfs) == 0 ? (long)sfs.f_type : 0;
 }
 
-/* Whether the file lives only in memory: tmpfs or ramfs (no device below the page cache). */
-static bool
-on_memory_fs(const struct vh_file *f)
+/* Give up O_DIRECT: reopen @f buffered, after the log line that says why. 0 or -errno. */
+static int
+reopen_buffered(struct vh_file *f, char *err, size_t errlen)
 {
-	struct statfs sfs;
+	int rc;
 
-	return fstatfs(f->fd, &sfs) == 0 &&
-	       (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC);
+	close(f->fd);
+	f->direct = false;
+	f->fd = open(f->path, O_RDWR | O_CLOEXEC);
+	if (f->fd < 0) {
+		rc = -errno;
+		set_err(err, errlen, "cannot open '%s' read-write: %s", f->path, strerror(-rc));
+		return rc;
+	}
+	return 0;
 }
 
 /* Open read-write, O_DIRECT first. Sets f->fd, f->fd_buffered, f->direct. */
@@ -339,6 +347,7 @@ vh_file_open(struct vh_file *f, const char *name, const char *filename,
 {
 	static const struct vh_bdev_file_opts defaults = {.block_size = 0, .inline_io = true};
 	struct stat st;
+	long fstype;
 	int rc;
 
 	memset(f, 0, sizeof(*f));
@@ -387,37 +396,28 @@ vh_file_open(struct vh_file *f, const char *name, const char *filename,
 			f->dev_block = (uint32_t)lbs;
 		}
 	}
-	f->mem_backed = !f->is_blkdev && on_memory_fs(f);
+	/* A device node lives on devtmpfs, whose magic is tmpfs's: only files count. */
+	fstype = f->is_blkdev ? 0 : fs_type(f);
+	f->mem_backed = fstype == TMPFS_MAGIC || fstype == RAMFS_MAGIC;
 	f->inline_allowed = o->inline_io;
 	f->inline_io = f->mem_backed && o->inline_io;
-	/* A device node lives on devtmpfs, whose magic is tmpfs's: only files count. */
-	if (f->direct && !f->is_blkdev && on_tmpfs(f)) {
+	if (f->direct && fstype == TMPFS_MAGIC) {
 		/*
 		 * tmpfs is the page cache: O_DIRECT there bypasses nothing, and io_uring hands such
 		 * I/O to worker threads (measured: 3x slower writes than buffered). Linux >= 6.6
 		 * accepts O_DIRECT on tmpfs; we use buffered I/O as on older kernels.
 		 */
 		VH_NOTICE(f->engine, "'%s': %s is on tmpfs, using buffered I/O", f->name, f->path);
-		close(f->fd);
-		f->direct = false;
-		f->fd = open(f->path, O_RDWR | O_CLOEXEC);
-		if (f->fd < 0) {
-			rc = -errno;
-			set_err(err, errlen, "cannot open '%s' read-write: %s", f->path,
-				strerror(-rc));
+		rc = reopen_buffered(f, err, errlen);
+		if (rc < 0) {
 			return rc;
 		}
 	}
 	if (f->direct && !probe_dio_align(f, st.st_dev)) {
 		VH_WARN(f->engine, "'%s': %s does not support O_DIRECT, using buffered I/O", f->name,
 			f->path);
-		close(f->fd);
-		f->direct = false;
-		f->fd = open(f->path, O_RDWR | O_CLOEXEC);
-		if (f->fd < 0) {
-			rc = -errno;
-			set_err(err, errlen, "cannot open '%s' read-write: %s", f->path,
-				strerror(-rc));
+		rc = reopen_buffered(f, err, errlen);
+		if (rc < 0) {
 			return rc;
 		}
 	}
@@ -893,12 +893,11 @@ fall_back(struct vh_file *f, struct vh_bdev_io *io, struct req_state *st, long r
 	}
 }
 
+/* Finish with error @res. The channel logs it, once per burst (vh_file_log_error). */
 static int
-fail(struct vh_file *f, struct vh_bdev_io *io, long res, int *status)
+fail(long res, int *status)
 {
-	(void)f;
-	(void)io;
-	*status = (int)res; /* logged by the channel, once per burst (vh_file_log_error) */
+	*status = (int)res;
 	return VH_FILE_REQ_DONE;
 }
 
@@ -926,7 +925,7 @@ vh_file_req_update(struct vh_file *f, struct vh_bdev_io *io, long res, int *stat
 
 	if (res == -EAGAIN || res == -EINTR) {
 		if (++st->retries > VH_FILE_MAX_RETRIES) {
-			return fail(f, io, -EIO, status);
+			return fail(-EIO, status);
 		}
 		return VH_FILE_REQ_NEXT;
 	}
@@ -940,7 +939,7 @@ vh_file_req_update(struct vh_file *f, struct vh_bdev_io *io, long res, int *stat
 		return VH_FILE_REQ_NEXT;
 	}
 	if (res < 0) {
-		return fail(f, io, res, status);
+		return fail(res, status);
 	}
 	if (!rw) {
 		*status = 0;
@@ -948,10 +947,10 @@ vh_file_req_update(struct vh_file *f, struct vh_bdev_io *io, long res, int *stat
 	}
 	if (res == 0) {
 		/* End of file inside the disk: the file was truncated under us. */
-		return fail(f, io, -EIO, status);
+		return fail(-EIO, status);
 	}
 	if (advance(io, st, (uint64_t)res) < 0) {
-		return fail(f, io, -EIO, status);
+		return fail(-EIO, status);
 	}
 	if (st->done == io->length) {
 		*status = 0;

@@ -305,32 +305,33 @@ static void
 prep_sqe(struct uring_ch *uc, struct io_uring_sqe *sqe, const struct vh_file_op *op)
 {
 	int fd = uc->fixed ? (op->buffered ? 1 : 0) : op->fd;
+	const struct iovec *v = op->iov; /* the one buffer of a fixed operation */
 	int slot = -1;
 
+	/* One O_DIRECT buffer inside registered guest memory: READ_FIXED / WRITE_FIXED. */
 	if ((op->kind == VH_FOP_READV || op->kind == VH_FOP_WRITEV) && op->iovcnt == 1 &&
 	    !op->buffered && __atomic_load_n(&uc->fixed_bufs, __ATOMIC_RELAXED)) {
-		slot = fixed_slot(op->iov[0].iov_base, op->iov[0].iov_len);
-	}
-	if (slot >= 0) {
-		if (op->kind == VH_FOP_READV) {
-			io_uring_prep_read_fixed(sqe, fd, op->iov[0].iov_base,
-						 (unsigned)op->iov[0].iov_len, op->off, slot);
-		} else {
-			io_uring_prep_write_fixed(sqe, fd, op->iov[0].iov_base,
-						  (unsigned)op->iov[0].iov_len, op->off, slot);
+		slot = fixed_slot(v->iov_base, v->iov_len);
+		if (slot >= 0) {
+			__atomic_store_n(&uc->fixed_ios, uc->fixed_ios + 1, __ATOMIC_RELAXED);
 		}
-		__atomic_store_n(&uc->fixed_ios, uc->fixed_ios + 1, __ATOMIC_RELAXED);
-		if (uc->fixed) {
-			sqe->flags |= IOSQE_FIXED_FILE;
-		}
-		return;
 	}
 	switch (op->kind) {
 	case VH_FOP_READV:
-		io_uring_prep_readv(sqe, fd, op->iov, (unsigned)op->iovcnt, op->off);
+		if (slot >= 0) {
+			io_uring_prep_read_fixed(sqe, fd, v->iov_base, (unsigned)v->iov_len, op->off,
+						 slot);
+		} else {
+			io_uring_prep_readv(sqe, fd, op->iov, (unsigned)op->iovcnt, op->off);
+		}
 		break;
 	case VH_FOP_WRITEV:
-		io_uring_prep_writev(sqe, fd, op->iov, (unsigned)op->iovcnt, op->off);
+		if (slot >= 0) {
+			io_uring_prep_write_fixed(sqe, fd, v->iov_base, (unsigned)v->iov_len,
+						  op->off, slot);
+		} else {
+			io_uring_prep_writev(sqe, fd, op->iov, (unsigned)op->iovcnt, op->off);
+		}
 		break;
 	case VH_FOP_FSYNC:
 		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
