@@ -78,6 +78,23 @@ target_start(struct vh_target *t)
 	return 0;
 }
 
+/* Bdev "f0" of @method on @filename, and controller t->name on it (reactor 0). 0 or -1. */
+static int
+disk_create(struct vh_target *t, const char *method, const char *filename, bool inline_io)
+{
+	if (vh_target_rpc(t, method,
+			  json_pack("{s:s, s:s, s:b}", "name", "f0", "filename", filename,
+				    "inline_io", inline_io),
+			  NULL) < 0 ||
+	    vh_target_rpc(t, "vhost_create_blk_controller",
+			  json_pack("{s:s, s:s, s:s}", "ctrlr", t->name, "dev_name", "f0",
+				    "cpumask", "0x1"),
+			  NULL) < 0) {
+		return -1;
+	}
+	return 0;
+}
+
 /* Every sector the workload knows must be in the file. */
 static int
 check_file(const struct io_engine *e, const char *path)
@@ -104,14 +121,23 @@ check_file(const struct io_engine *e, const char *path)
 	return 0;
 }
 
+/* bdev_get_bdevs of the target's bdev: *ds is its driver_specific.<module>, owned by *res. */
+static int
+bdev_info(struct vh_target *t, const char *module, json_t **res, json_t **ds)
+{
+	*res = NULL;
+	T_OK(vh_target_rpc(t, "bdev_get_bdevs", json_pack("{s:s}", "name", t->bdev), res));
+	*ds = json_object_get(json_object_get(json_array_get(*res, 0), "driver_specific"), module);
+	return 0;
+}
+
 static int
 check_mode(struct vh_target *t, const char *module, const char *engine, bool want_inline)
 {
 	json_t *res = NULL, *ds;
 	const char *got;
 
-	T_OK(vh_target_rpc(t, "bdev_get_bdevs", json_pack("{s:s}", "name", t->bdev), &res));
-	ds = json_object_get(json_object_get(json_array_get(res, 0), "driver_specific"), module);
+	T_OK(bdev_info(t, module, &res, &ds));
 	got = json_string_value(json_object_get(ds, "engine"));
 	T_CHECK(got != NULL && strcmp(got, engine) == 0, "engine %s, expected %s",
 		got ? got : "(none)", engine);
@@ -147,8 +173,7 @@ check_direct(struct vh_target *t, const char *module)
 	json_t *res = NULL, *ds;
 	const char *mode;
 
-	T_OK(vh_target_rpc(t, "bdev_get_bdevs", json_pack("{s:s}", "name", t->bdev), &res));
-	ds = json_object_get(json_object_get(json_array_get(res, 0), "driver_specific"), module);
+	T_OK(bdev_info(t, module, &res, &ds));
 	mode = json_string_value(json_object_get(ds, "io_mode"));
 	T_CHECK(mode != NULL && strcmp(mode, "direct") == 0, "block device in %s mode",
 		mode ? mode : "no");
@@ -164,8 +189,7 @@ check_fixed(struct vh_target *t, const char *module)
 	json_t *res = NULL, *ds;
 	json_int_t n;
 
-	T_OK(vh_target_rpc(t, "bdev_get_bdevs", json_pack("{s:s}", "name", t->bdev), &res));
-	ds = json_object_get(json_object_get(json_array_get(res, 0), "driver_specific"), module);
+	T_OK(bdev_info(t, module, &res, &ds));
 	n = json_integer_value(json_object_get(ds, "fixed_buffer_ios"));
 	json_decref(res);
 	fprintf(stderr, "  %lld requests on fixed buffers\n", (long long)n);
@@ -261,14 +285,7 @@ case_io(const struct io_case *c)
 			goto out;
 		}
 	}
-	if (vh_target_rpc(&t, method,
-			  json_pack("{s:s, s:s, s:b}", "name", "f0", "filename", c->loop ? dev : path,
-				    "inline_io", !no_inline),
-			  NULL) < 0 ||
-	    vh_target_rpc(&t, "vhost_create_blk_controller",
-			  json_pack("{s:s, s:s, s:s}", "ctrlr", t.name, "dev_name", "f0",
-				    "cpumask", "0x1"),
-			  NULL) < 0 ||
+	if (disk_create(&t, method, c->loop ? dev : path, !no_inline) < 0 ||
 	    check_mode(&t, module, engine, shm && !no_inline) < 0 ||
 	    (c->loop && check_direct(&t, module) < 0)) {
 		goto out;
@@ -424,12 +441,7 @@ case_errors(void)
 	snprintf(path, sizeof(path), "%s/disk.img", t.d.dir);
 	rc = -1;
 	if (make_file(path, DISK_MB << 20) == 0 &&
-	    vh_target_rpc(&t, "bdev_uring_create",
-			  json_pack("{s:s, s:s}", "name", "f0", "filename", path), NULL) == 0 &&
-	    vh_target_rpc(&t, "vhost_create_blk_controller",
-			  json_pack("{s:s, s:s, s:s}", "ctrlr", t.name, "dev_name", "f0",
-				    "cpumask", "0x1"),
-			  NULL) == 0) {
+	    disk_create(&t, "bdev_uring_create", path, true) == 0) {
 		rc = errors_body(&t, path);
 	}
 	if (vh_target_stop(&t) < 0) {
@@ -553,12 +565,7 @@ case_enospc(void)
 	}
 	rc = -1;
 	if (fill_file(filler, 6 << 20) == 0 && make_file(path, 16 << 20) == 0 &&
-	    vh_target_rpc(&t, "bdev_uring_create",
-			  json_pack("{s:s, s:s}", "name", "f0", "filename", path), NULL) == 0 &&
-	    vh_target_rpc(&t, "vhost_create_blk_controller",
-			  json_pack("{s:s, s:s, s:s}", "ctrlr", t.name, "dev_name", "f0",
-				    "cpumask", "0x1"),
-			  NULL) == 0) {
+	    disk_create(&t, "bdev_uring_create", path, true) == 0) {
 		rc = enospc_body(&t, filler);
 	}
 	if (vh_target_stop(&t) < 0) {
@@ -572,59 +579,64 @@ case_enospc(void)
 	return rc;
 }
 
+#define HUGE_NR   "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+#define HUGE_FREE "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"
+
+/* The number in sysfs file @path, or -1. */
+static long
+sysfs_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+
+	if (f != NULL) {
+		if (fscanf(f, "%ld", &v) != 1) {
+			v = -1;
+		}
+		fclose(f);
+	}
+	return v;
+}
+
+/* Set the number of reserved 2 MiB pages. False if it cannot be written. */
+static bool
+huge_pages_set(long total)
+{
+	FILE *f = fopen(HUGE_NR, "w");
+
+	if (f == NULL) {
+		return false;
+	}
+	fprintf(f, "%ld\n", total);
+	fclose(f);
+	return true;
+}
+
 /* Free 2 MiB pages for @need of them: reserve more when root. False when there cannot be. */
 static bool
 huge_pages_ready(unsigned need, long *restore)
 {
-	const char *nr = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
-	const char *fr = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages";
-	long total = -1, free_pages = -1;
-	FILE *f;
+	long total = sysfs_long(HUGE_NR), free_pages = sysfs_long(HUGE_FREE);
 
 	*restore = -1;
-	if ((f = fopen(nr, "r")) != NULL) {
-		if (fscanf(f, "%ld", &total) != 1) {
-			total = -1;
-		}
-		fclose(f);
-	}
-	if ((f = fopen(fr, "r")) != NULL) {
-		if (fscanf(f, "%ld", &free_pages) != 1) {
-			free_pages = -1;
-		}
-		fclose(f);
-	}
 	if (total < 0 || free_pages < 0) {
 		return false;
 	}
 	if (free_pages >= (long)need) {
 		return true;
 	}
-	f = fopen(nr, "w");
-	if (f == NULL) {
+	if (!huge_pages_set(total + (long)need - free_pages)) {
 		return false;
 	}
-	fprintf(f, "%ld\n", total + (long)need - free_pages);
-	fclose(f);
 	*restore = total;
-	if ((f = fopen(fr, "r")) != NULL) {
-		if (fscanf(f, "%ld", &free_pages) != 1) {
-			free_pages = -1;
-		}
-		fclose(f);
-	}
-	return free_pages >= (long)need;
+	return sysfs_long(HUGE_FREE) >= (long)need;
 }
 
 static void
 huge_pages_restore(long total)
 {
-	FILE *f;
-
-	if (total >= 0 && (f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages",
-				     "w")) != NULL) {
-		fprintf(f, "%ld\n", total);
-		fclose(f);
+	if (total >= 0) {
+		huge_pages_set(total);
 	}
 }
 
@@ -660,10 +672,7 @@ fixed_buffers_run(void)
 	snprintf(path, sizeof(path), "%s/disk.img", t.d.dir);
 	rc = -1;
 	if (make_file(path, DISK_MB << 20) < 0 ||
-	    vh_target_rpc(&t, "bdev_uring_create",
-			  json_pack("{s:s, s:s}", "name", "f0", "filename", path), NULL) < 0 ||
-	    vh_target_rpc(&t, "vhost_create_blk_controller",
-			  json_pack("{s:s, s:s}", "ctrlr", t.name, "dev_name", "f0"), NULL) < 0 ||
+	    disk_create(&t, "bdev_uring_create", path, true) < 0 ||
 	    vh_test_fe_open(&t, &mo, &fo, &mem, &fe) < 0) {
 		goto out;
 	}

@@ -379,50 +379,6 @@ env_setup_shm_engine(void **state)
 	return env_setup_in(state, g_shm_dir, false);
 }
 
-/*
- * Inline copies that stall are suspended: with a zero threshold every copy counts as slow, so
- * after VH_FILE_INLINE_STALLS of them the channel hands work to the engine, and the data stays
- * right across the switch.
- */
-static void
-test_inline_suspend(void **state)
-{
-	struct env *e = *state;
-	uint8_t *buf = abuf(4096);
-	json_t *ds = json_object(), *o;
-	struct tio t;
-
-	vh_file_inline_slow_ns = 0;
-	for (unsigned i = 0; i < 2 * VH_FILE_INLINE_STALLS; i++) {
-		uint64_t off = (uint64_t)i * 4096;
-
-		memset(buf, (int)(0x40 + i), 4096);
-		prep(&t, VH_BDEV_IO_WRITE, off, 4096);
-		t.iov[0] = (struct iovec){buf, 4096};
-		t.io.iovcnt = 1;
-		run_batch(e->ch, &t, 1);
-		assert_int_equal(t.status, 0);
-		memcpy(e->shadow + off, buf, 4096);
-		memset(buf, 0, 4096);
-		prep(&t, VH_BDEV_IO_READ, off, 4096);
-		t.iov[0] = (struct iovec){buf, 4096};
-		t.io.iovcnt = 1;
-		run_batch(e->ch, &t, 1);
-		assert_int_equal(t.status, 0);
-		assert_memory_equal(buf, e->shadow + off, 4096);
-	}
-	vh_file_inline_slow_ns = VH_FILE_INLINE_SLOW_NS;
-	e->b->module->info_json(e->b, ds);
-	o = json_object_get(ds, ENGINE);
-	/* Once suspended, the engine ran the rest: no more inline copies, so no more stalls. */
-	assert_int_equal(json_integer_value(json_object_get(o, "inline_suspends")), 1);
-	assert_int_equal(json_integer_value(json_object_get(o, "inline_stalls")),
-			 VH_FILE_INLINE_STALLS);
-	json_decref(ds);
-	check_file(e->path, e->shadow, e->size);
-	free(buf);
-}
-
 static json_int_t
 info_int(struct env *e, const char *key)
 {
@@ -435,66 +391,9 @@ info_int(struct env *e, const char *key)
 	return n;
 }
 
-/* Requests over VH_FILE_INLINE_MAX_BYTES go to the engine even on tmpfs; small ones do not. */
-static void
-test_inline_large(void **state)
-{
-	struct env *e = *state;
-	uint32_t big = 2 * VH_FILE_INLINE_MAX_BYTES;
-	uint8_t *buf = abuf(big);
-	struct tio t;
-
-	/* Every inline copy now counts as a stall, so the count tells which path ran. */
-	vh_file_inline_slow_ns = 0;
-	for (unsigned i = 0; i < 3; i++) {
-		uint64_t off = (uint64_t)i * big;
-
-		memset(buf, (int)(0x60 + i), big);
-		prep(&t, VH_BDEV_IO_WRITE, off, big);
-		t.iov[0] = (struct iovec){buf, big};
-		t.io.iovcnt = 1;
-		run_batch(e->ch, &t, 1);
-		assert_int_equal(t.status, 0);
-		memcpy(e->shadow + off, buf, big);
-		memset(buf, 0, big);
-		prep(&t, VH_BDEV_IO_READ, off, big);
-		t.iov[0] = (struct iovec){buf, big};
-		t.io.iovcnt = 1;
-		run_batch(e->ch, &t, 1);
-		assert_int_equal(t.status, 0);
-		assert_memory_equal(buf, e->shadow + off, big);
-	}
-	assert_int_equal(info_int(e, "inline_stalls"), 0);
-	memset(buf, 0x7e, 4096);
-	prep(&t, VH_BDEV_IO_WRITE, 0, 4096);
-	t.iov[0] = (struct iovec){buf, 4096};
-	t.io.iovcnt = 1;
-	run_batch(e->ch, &t, 1);
-	vh_file_inline_slow_ns = VH_FILE_INLINE_SLOW_NS;
-	assert_int_equal(t.status, 0);
-	memcpy(e->shadow, buf, 4096);
-	assert_int_equal(info_int(e, "inline_stalls"), 1);
-	check_file(e->path, e->shadow, e->size);
-	free(buf);
-}
-
-#ifndef VH_TEST_ENGINE_AIO
-static uint64_t
-fixed_ios(struct env *e)
-{
-	json_t *ds = json_object();
-	uint64_t n;
-
-	e->b->module->info_json(e->b, ds);
-	n = (uint64_t)json_integer_value(
-		json_object_get(json_object_get(ds, ENGINE), "fixed_buffer_ios"));
-	json_decref(ds);
-	return n;
-}
-
 /* One request on @buf (1 iovec, or 2 when @split), checked against the shadow. */
 static void
-fixed_rw(struct env *e, uint8_t *buf, uint64_t off, uint32_t len, uint8_t fill, bool split)
+rw_check(struct env *e, uint8_t *buf, uint64_t off, uint32_t len, uint8_t fill, bool split)
 {
 	struct tio t;
 
@@ -517,6 +416,71 @@ fixed_rw(struct env *e, uint8_t *buf, uint64_t off, uint32_t len, uint8_t fill, 
 }
 
 /*
+ * Inline copies that stall are suspended: with a zero threshold every copy counts as slow, so
+ * after VH_FILE_INLINE_STALLS of them the channel hands work to the engine, and the data stays
+ * right across the switch.
+ */
+static void
+test_inline_suspend(void **state)
+{
+	struct env *e = *state;
+	uint8_t *buf = abuf(4096);
+
+	vh_file_inline_slow_ns = 0;
+	for (unsigned i = 0; i < 2 * VH_FILE_INLINE_STALLS; i++) {
+		rw_check(e, buf, (uint64_t)i * 4096, 4096, (uint8_t)(0x40 + i), false);
+	}
+	vh_file_inline_slow_ns = VH_FILE_INLINE_SLOW_NS;
+	/* Once suspended, the engine ran the rest: no more inline copies, so no more stalls. */
+	assert_int_equal(info_int(e, "inline_suspends"), 1);
+	assert_int_equal(info_int(e, "inline_stalls"), VH_FILE_INLINE_STALLS);
+	check_file(e->path, e->shadow, e->size);
+	free(buf);
+}
+
+/* Requests over VH_FILE_INLINE_MAX_BYTES go to the engine even on tmpfs; small ones do not. */
+static void
+test_inline_large(void **state)
+{
+	struct env *e = *state;
+	uint32_t big = 2 * VH_FILE_INLINE_MAX_BYTES;
+	uint8_t *buf = abuf(big);
+	struct tio t;
+
+	/* Every inline copy now counts as a stall, so the count tells which path ran. */
+	vh_file_inline_slow_ns = 0;
+	for (unsigned i = 0; i < 3; i++) {
+		rw_check(e, buf, (uint64_t)i * big, big, (uint8_t)(0x60 + i), false);
+	}
+	assert_int_equal(info_int(e, "inline_stalls"), 0);
+	memset(buf, 0x7e, 4096);
+	prep(&t, VH_BDEV_IO_WRITE, 0, 4096);
+	t.iov[0] = (struct iovec){buf, 4096};
+	t.io.iovcnt = 1;
+	run_batch(e->ch, &t, 1);
+	vh_file_inline_slow_ns = VH_FILE_INLINE_SLOW_NS;
+	assert_int_equal(t.status, 0);
+	memcpy(e->shadow, buf, 4096);
+	assert_int_equal(info_int(e, "inline_stalls"), 1);
+	check_file(e->path, e->shadow, e->size);
+	free(buf);
+}
+
+#ifndef VH_TEST_ENGINE_AIO
+/* A string of bdev_get_bdevs' driver_specific for @e's bdev, copied into @out. */
+static void
+info_str(struct env *e, const char *key, char *out, size_t outlen)
+{
+	json_t *ds = json_object();
+	const char *v;
+
+	e->b->module->info_json(e->b, ds);
+	v = json_string_value(json_object_get(json_object_get(ds, ENGINE), key));
+	snprintf(out, outlen, "%s", v != NULL ? v : "");
+	json_decref(ds);
+}
+
+/*
  * Huge-page guest memory becomes io_uring fixed buffers on O_DIRECT files: single-buffer
  * requests inside it use them, others (two iovecs, memory not registered, memory gone) do not,
  * and the data is right either way. Registered memory need not really be huge pages here: the
@@ -528,36 +492,33 @@ test_fixed_buffers(void **state)
 	struct env *e = *state;
 	size_t len = 4u << 20;
 	uint8_t *mem = abuf(len), *other = abuf(65536);
-	json_t *ds = json_object();
-	uint64_t n0;
+	json_int_t n0;
+	char mode[16];
 
-	e->b->module->info_json(e->b, ds);
-	if (strcmp(json_string_value(json_object_get(json_object_get(ds, ENGINE), "io_mode")),
-		   "direct") != 0) {
-		json_decref(ds);
+	info_str(e, "io_mode", mode, sizeof(mode));
+	if (strcmp(mode, "direct") != 0) {
 		skip(); /* buffered I/O never uses fixed buffers */
 	}
-	json_decref(ds);
-	n0 = fixed_ios(e);
+	n0 = info_int(e, "fixed_buffer_ios");
 	vh_bdev_mem_register(mem, len, VH_BDEV_MEM_HUGE);
-	fixed_rw(e, mem + 8192, 4096, 8192, 0x5a, false);
-	fixed_rw(e, mem + len - 65536, 1 << 20, 65536, 0x6b, false);
-	assert_int_equal(fixed_ios(e), n0 + 4);
-	fixed_rw(e, mem, 65536, 8192, 0x7c, true);     /* two iovecs: readv/writev */
-	fixed_rw(e, other, 131072, 65536, 0x11, false); /* not registered */
-	assert_int_equal(fixed_ios(e), n0 + 4);
+	rw_check(e, mem + 8192, 4096, 8192, 0x5a, false);
+	rw_check(e, mem + len - 65536, 1 << 20, 65536, 0x6b, false);
+	assert_int_equal(info_int(e, "fixed_buffer_ios"), n0 + 4);
+	rw_check(e, mem, 65536, 8192, 0x7c, true);     /* two iovecs: readv/writev */
+	rw_check(e, other, 131072, 65536, 0x11, false); /* not registered */
+	assert_int_equal(info_int(e, "fixed_buffer_ios"), n0 + 4);
 	/* Memory that is not huge pages is left alone. */
 	vh_bdev_mem_register(other, 65536, 0);
-	fixed_rw(e, other, 131072, 65536, 0x22, false);
-	assert_int_equal(fixed_ios(e), n0 + 4);
+	rw_check(e, other, 131072, 65536, 0x22, false);
+	assert_int_equal(info_int(e, "fixed_buffer_ios"), n0 + 4);
 	vh_bdev_mem_unregister(other, 65536);
 	vh_bdev_mem_unregister(mem, len);
-	fixed_rw(e, mem + 8192, 4096, 8192, 0x33, false);
-	assert_int_equal(fixed_ios(e), n0 + 4);
+	rw_check(e, mem + 8192, 4096, 8192, 0x33, false);
+	assert_int_equal(info_int(e, "fixed_buffer_ios"), n0 + 4);
 	/* Registered again (slots reused): fixed again. */
 	vh_bdev_mem_register(mem, len, VH_BDEV_MEM_HUGE);
-	fixed_rw(e, mem, 0, 4096, 0x44, false);
-	assert_int_equal(fixed_ios(e), n0 + 6);
+	rw_check(e, mem, 0, 4096, 0x44, false);
+	assert_int_equal(info_int(e, "fixed_buffer_ios"), n0 + 6);
 	vh_bdev_mem_unregister(mem, len);
 	check_file(e->path, e->shadow, e->size);
 	free(mem);
