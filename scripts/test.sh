@@ -47,6 +47,10 @@ PY
   pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
 }
 
+# Formatting is a check like any test: a violation fails the run (scripts/check-format.sh --fix).
+echo "=== format ==="
+if scripts/check-format.sh; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+
 echo "=== build: release ==="
 if ! build build-release --buildtype=release -Dwerror=true; then
   echo "0 passed, 1 failed"; exit 1

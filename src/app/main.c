@@ -47,20 +47,24 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: vhostd [options]\n"
-		"A poll-mode vhost-user-blk target.\n\n"
-		"  -m, --cpumask MASK       reactor cores, hex (0x3) or list ([0,2-3]); default 0x1\n"
-		"  -S, --socket-dir DIR     where controller sockets are created (DIR/<ctrlr>);\n"
-		"                           default: the current directory\n"
-		"  -r, --rpc-socket PATH    JSON-RPC socket; default " DEFAULT_RPC_SOCKET "\n"
-		"  -c, --config FILE        JSON config (save_config format) replayed at start\n"
-		"  -L, --log-level LEVEL    error, warn, notice (default), info, debug\n"
-		"  -g, --socket-group GROUP group that may use the sockets (they become 0660)\n"
-		"      --idle-us N          sleep after N us without work (default 100; 0 = poll only)\n"
-		"      --supervise          run as a supervisor that restarts the daemon if it dies,\n"
-		"                           keeping its sockets bound and RAM disks alive meanwhile\n"
-		"  -h, --help               this text\n"
-		"  -v, --version            print the version\n");
+	        "Usage: vhostd [options]\n"
+	        "A poll-mode vhost-user-blk target.\n\n"
+	        "  -m, --cpumask MASK       reactor cores, hex (0x3) or list ([0,2-3]); default "
+	        "0x1\n"
+	        "  -S, --socket-dir DIR     where controller sockets are created (DIR/<ctrlr>);\n"
+	        "                           default: the current directory\n"
+	        "  -r, --rpc-socket PATH    JSON-RPC socket; default " DEFAULT_RPC_SOCKET "\n"
+	        "  -c, --config FILE        JSON config (save_config format) replayed at start\n"
+	        "  -L, --log-level LEVEL    error, warn, notice (default), info, debug\n"
+	        "  -g, --socket-group GROUP group that may use the sockets (they become 0660)\n"
+	        "      --idle-us N          sleep after N us without work (default 100; 0 = poll "
+	        "only)\n"
+	        "      --supervise          run as a supervisor that restarts the daemon if it "
+	        "dies,\n"
+	        "                           keeping its sockets bound and RAM disks alive "
+	        "meanwhile\n"
+	        "  -h, --help               this text\n"
+	        "  -v, --version            print the version\n");
 }
 
 static int
@@ -86,17 +90,17 @@ static int
 parse_args(int argc, char **argv, struct opts *o)
 {
 	static const struct option longopts[] = {
-		{"cpumask", required_argument, NULL, 'm'},
-		{"socket-dir", required_argument, NULL, 'S'},
-		{"rpc-socket", required_argument, NULL, 'r'},
-		{"config", required_argument, NULL, 'c'},
-		{"log-level", required_argument, NULL, 'L'},
-		{"socket-group", required_argument, NULL, 'g'},
-		{"idle-us", required_argument, NULL, 'I'},
-		{"supervise", no_argument, NULL, 'U'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'v'},
-		{NULL, 0, NULL, 0},
+	        {"cpumask", required_argument, NULL, 'm'},
+	        {"socket-dir", required_argument, NULL, 'S'},
+	        {"rpc-socket", required_argument, NULL, 'r'},
+	        {"config", required_argument, NULL, 'c'},
+	        {"log-level", required_argument, NULL, 'L'},
+	        {"socket-group", required_argument, NULL, 'g'},
+	        {"idle-us", required_argument, NULL, 'I'},
+	        {"supervise", no_argument, NULL, 'U'},
+	        {"help", no_argument, NULL, 'h'},
+	        {"version", no_argument, NULL, 'v'},
+	        {NULL, 0, NULL, 0},
 	};
 	int c, lvl;
 	char *end;
@@ -272,11 +276,11 @@ int
 main(int argc, char **argv)
 {
 	struct opts o = {
-		.cpumask = 0x1,
-		.socket_dir = ".",
-		.rpc_socket = DEFAULT_RPC_SOCKET,
-		.group = (gid_t)-1,
-		.idle_us = 100,
+	        .cpumask = 0x1,
+	        .socket_dir = ".",
+	        .rpc_socket = DEFAULT_RPC_SOCKET,
+	        .group = (gid_t)-1,
+	        .idle_us = 100,
 	};
 	static struct watchdog wd;
 	struct vh_reactor_opts ro;
@@ -334,7 +338,7 @@ main(int argc, char **argv)
 	}
 	vh_handover_close_unclaimed();
 	VH_NOTICE("app", "vhostd %s ready: %u reactor(s), RPC at %s", VH_VERSION,
-		  vh_reactor_count(), o.rpc_socket);
+	          vh_reactor_count(), o.rpc_socket);
 #if VH_HAVE_SYSTEMD
 	sd_notify(0, "READY=1");
 #endif

@@ -35,7 +35,7 @@
 #include "core/handover.h"
 #include "core/log.h"
 
-#define MAX_KEPT 256
+#define MAX_KEPT       256
 #define QUICK_CRASH_NS (5ull * 1000000000ull)
 #define MAX_BACKOFF_MS 5000
 
@@ -61,7 +61,8 @@ keep(const char *key, int fd)
 			free_slot = &g_kept[i];
 		}
 	}
-	if (free_slot == NULL || vh_strlcpy_checked(free_slot->key, key, sizeof(free_slot->key)) < 0) {
+	if (free_slot == NULL ||
+	    vh_strlcpy_checked(free_slot->key, key, sizeof(free_slot->key)) < 0) {
 		VH_ERR("supervisor", "cannot keep '%s'; it will not survive a restart", key);
 		close(fd);
 		return;
@@ -91,8 +92,10 @@ handle_request(int chan)
 	char cbuf[CMSG_SPACE(sizeof(int))];
 	struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf) - 1};
 	struct msghdr mh = {
-		.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-		.msg_controllen = sizeof(cbuf),
+	        .msg_iov = &iov,
+	        .msg_iovlen = 1,
+	        .msg_control = cbuf,
+	        .msg_controllen = sizeof(cbuf),
 	};
 	ssize_t n = recvmsg(chan, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	int fd = -1;
@@ -157,7 +160,7 @@ spawn(char **argv, int chan)
 			list = realloc(list, cap);
 		}
 		snprintf(list + strlen(list), cap - strlen(list), "%d:%s\n", g_kept[i].fd,
-			 g_kept[i].key);
+		         g_kept[i].key);
 	}
 	fcntl(chan, F_SETFD, 0);
 	snprintf(num, sizeof(num), "%d", chan);
@@ -173,7 +176,7 @@ describe(int status, char *buf, size_t len)
 {
 	if (WIFSIGNALED(status)) {
 		snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(status),
-			 strsignal(WTERMSIG(status)));
+		         strsignal(WTERMSIG(status)));
 	} else {
 		snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
 	}
@@ -198,7 +201,7 @@ vh_supervise(int argc, char **argv)
 			wargv[wargc++] = argv[i];
 		}
 		have_cfg |= strcmp(argv[i], "-c") == 0 || strncmp(argv[i], "--config", 8) == 0 ||
-			    (argv[i][0] == '-' && argv[i][1] == 'c' && argv[i][2] != '\0');
+		            (argv[i][0] == '-' && argv[i][1] == 'c' && argv[i][2] != '\0');
 	}
 	if (!have_cfg) {
 		/*
@@ -206,9 +209,9 @@ vh_supervise(int argc, char **argv)
 		 * needs a config file even if the operator gave none: a private one, removed when
 		 * the supervisor exits.
 		 */
-		const char *dir = getenv("RUNTIME_DIRECTORY") ? getenv("RUNTIME_DIRECTORY")
-							       : (getenv("TMPDIR") ? getenv("TMPDIR")
-										    : "/tmp");
+		const char *dir = getenv("RUNTIME_DIRECTORY")
+		                          ? getenv("RUNTIME_DIRECTORY")
+		                          : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
 
 		if (asprintf(&cfg, "%s/vhostd-supervised-%d.json", dir, (int)getpid()) < 0) {
 			return 1;
@@ -237,7 +240,8 @@ vh_supervise(int argc, char **argv)
 	started = vh_now_ns();
 	VH_NOTICE("supervisor", "started worker %d", (int)child);
 	for (;;) {
-		struct pollfd pfd[2] = {{.fd = sfd, .events = POLLIN}, {.fd = sp[0], .events = POLLIN}};
+		struct pollfd pfd[2] = {{.fd = sfd, .events = POLLIN},
+		                        {.fd = sp[0], .events = POLLIN}};
 		struct signalfd_siginfo si;
 		char why[96];
 
@@ -252,7 +256,7 @@ vh_supervise(int argc, char **argv)
 		}
 		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
 			VH_NOTICE("supervisor", "signal %u: stopping worker %d", si.ssi_signo,
-				  (int)child);
+			          (int)child);
 			stopping = true;
 			kill(child, (int)si.ssi_signo);
 			continue;
@@ -278,7 +282,8 @@ vh_supervise(int argc, char **argv)
 		 * guests are waiting for it.
 		 */
 		if (!g_worker_ready && vh_now_ns() - started < QUICK_CRASH_NS) {
-			backoff_ms = backoff_ms ? VH_MIN(backoff_ms * 2, (uint64_t)MAX_BACKOFF_MS) : 50;
+			backoff_ms =
+			        backoff_ms ? VH_MIN(backoff_ms * 2, (uint64_t)MAX_BACKOFF_MS) : 50;
 		} else {
 			backoff_ms = 0;
 		}

@@ -67,7 +67,7 @@ usage_error(const char *cmd, const char *fmt, ...)
 	for (size_t i = 0; cmd != NULL && i < g_ncmds; i++) {
 		if (strcmp(g_cmds[i].name, cmd) == 0) {
 			fprintf(stderr, "usage: vhostctl [global options] %s %s\n", cmd,
-				g_cmds[i].usage);
+			        g_cmds[i].usage);
 			return EXIT_USAGE;
 		}
 	}
@@ -142,9 +142,9 @@ static int
 build_malloc_create(struct ctl *ctl, int argc, char **argv, json_t **params)
 {
 	static const struct option opts[] = {
-		{"name", required_argument, NULL, 'b'},
-		{"uuid", required_argument, NULL, 'u'},
-		{NULL, 0, NULL, 0},
+	        {"name", required_argument, NULL, 'b'},
+	        {"uuid", required_argument, NULL, 'u'},
+	        {NULL, 0, NULL, 0},
 	};
 	json_t *p = json_object();
 	int c;
@@ -187,8 +187,8 @@ static int
 build_file_create(struct ctl *ctl, int argc, char **argv, json_t **params)
 {
 	static const struct option opts[] = {
-		{"no-inline", no_argument, NULL, 'n'},
-		{NULL, 0, NULL, 0},
+	        {"no-inline", no_argument, NULL, 'n'},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *cmd = argv[0];
 	json_t *p = json_object();
@@ -224,12 +224,9 @@ static int
 build_nvme_attach(struct ctl *ctl, int argc, char **argv, json_t **params)
 {
 	static const struct option opts[] = {
-		{"name", required_argument, NULL, 'b'},
-		{"trtype", required_argument, NULL, 't'},
-		{"traddr", required_argument, NULL, 'a'},
-		{"mode", required_argument, NULL, 'm'},
-		{"force", no_argument, NULL, 'f'},
-		{NULL, 0, NULL, 0},
+	        {"name", required_argument, NULL, 'b'},   {"trtype", required_argument, NULL, 't'},
+	        {"traddr", required_argument, NULL, 'a'}, {"mode", required_argument, NULL, 'm'},
+	        {"force", no_argument, NULL, 'f'},        {NULL, 0, NULL, 0},
 	};
 	json_t *p = json_object();
 	int c;
@@ -311,11 +308,11 @@ build_level(struct ctl *ctl, int argc, char **argv, json_t **params)
 /* Commands with one optional "-X VALUE" sent as @key, and no positionals. */
 static int
 build_opt_name(int argc, char **argv, json_t **params, char letter, const char *longname,
-	       const char *key)
+               const char *key)
 {
 	const struct option opts[] = {
-		{longname, required_argument, NULL, letter},
-		{NULL, 0, NULL, 0},
+	        {longname, required_argument, NULL, letter},
+	        {NULL, 0, NULL, 0},
 	};
 	char short_opts[3] = {letter, ':', '\0'};
 	int c;
@@ -356,11 +353,11 @@ static int
 build_create_blk(struct ctl *ctl, int argc, char **argv, json_t **params)
 {
 	static const struct option opts[] = {
-		{"cpumask", required_argument, NULL, 'm'},
-		{"readonly", no_argument, NULL, 'r'},
-		{"packed_ring", no_argument, NULL, 'p'},
-		{"packed-ring", no_argument, NULL, 'p'},
-		{NULL, 0, NULL, 0},
+	        {"cpumask", required_argument, NULL, 'm'},
+	        {"readonly", no_argument, NULL, 'r'},
+	        {"packed_ring", no_argument, NULL, 'p'},
+	        {"packed-ring", no_argument, NULL, 'p'},
+	        {NULL, 0, NULL, 0},
 	};
 	json_t *p = json_object();
 	int c;
@@ -403,8 +400,8 @@ static int
 build_save_config(struct ctl *ctl, int argc, char **argv, json_t **params)
 {
 	static const struct option opts[] = {
-		{"indent", required_argument, NULL, 'i'},
-		{NULL, 0, NULL, 0},
+	        {"indent", required_argument, NULL, 'i'},
+	        {NULL, 0, NULL, 0},
 	};
 	uint64_t indent;
 	int c;
@@ -423,58 +420,59 @@ build_save_config(struct ctl *ctl, int argc, char **argv, json_t **params)
 }
 
 static const struct cmd g_cmds[] = {
-	{"bdev_malloc_create", "[-b NAME] [-u UUID] TOTAL_SIZE_MIB BLOCK_SIZE",
-	 "create a RAM bdev; prints its name", build_malloc_create},
-	{"bdev_malloc_delete", "NAME", "delete a RAM bdev", build_name},
-	{"bdev_null_create", "NAME TOTAL_SIZE_MIB BLOCK_SIZE", "create a null bdev",
-	 build_null_create},
-	{"bdev_null_delete", "NAME", "delete a null bdev", build_name},
-	{"bdev_uring_create", "[--no-inline] FILENAME NAME [BLOCK_SIZE]",
-	 "create an io_uring bdev on a file or block device", build_file_create},
-	{"bdev_uring_delete", "NAME", "delete an io_uring bdev", build_name},
-	{"bdev_uring_rescan", "NAME", "pick up a grown file or device; guests are told",
-	 build_name},
-	{"bdev_aio_create", "[--no-inline] FILENAME NAME [BLOCK_SIZE]",
-	 "create a libaio bdev on a file or block device", build_file_create},
-	{"bdev_aio_delete", "NAME", "delete an aio bdev", build_name},
-	{"bdev_nvme_attach_controller", "-b NAME -t PCIe -a TRADDR [--mode vfio|uio] [--force]",
-	 "attach a PCIe NVMe controller with the user-space driver; bdevs are NAMEn<nsid>",
-	 build_nvme_attach},
-	{"bdev_nvme_detach_controller", "NAME", "detach an NVMe controller", build_name},
-	{"bdev_nvme_get_controllers", "[-n NAME]", "list NVMe controllers", build_nvme_get},
-	{"bdev_set_test_delay", "NAME MAX_DELAY_US",
-	 "testing: hold completions 0..MAX_DELAY_US (out of order)", build_test_delay},
-	{"bdev_get_bdevs", "[-b NAME]", "list bdevs", build_get_bdevs},
-	{"vhost_create_blk_controller", "[--cpumask MASK] [-r|--readonly] [-p|--packed_ring] "
-	 "CTRLR DEV_NAME", "create a vhost-user-blk controller", build_create_blk},
-	{"vhost_delete_controller", "CTRLR", "delete a controller", build_ctrlr},
-	{"vhost_get_controllers", "[-n NAME]", "list controllers", build_get_ctrlrs},
-	{"rpc_get_methods", "", "list the methods the daemon serves", build_none},
-	{"spdk_get_version", "", "daemon version", build_none},
-	{"save_config", "[-i INDENT]", "print the configuration (load it with --config)",
-	 build_save_config},
-	{"log_set_level", "LEVEL", "error, warning, notice, info or debug", build_level},
+        {"bdev_malloc_create", "[-b NAME] [-u UUID] TOTAL_SIZE_MIB BLOCK_SIZE",
+         "create a RAM bdev; prints its name", build_malloc_create},
+        {"bdev_malloc_delete", "NAME", "delete a RAM bdev", build_name},
+        {"bdev_null_create", "NAME TOTAL_SIZE_MIB BLOCK_SIZE", "create a null bdev",
+         build_null_create},
+        {"bdev_null_delete", "NAME", "delete a null bdev", build_name},
+        {"bdev_uring_create", "[--no-inline] FILENAME NAME [BLOCK_SIZE]",
+         "create an io_uring bdev on a file or block device", build_file_create},
+        {"bdev_uring_delete", "NAME", "delete an io_uring bdev", build_name},
+        {"bdev_uring_rescan", "NAME", "pick up a grown file or device; guests are told",
+         build_name},
+        {"bdev_aio_create", "[--no-inline] FILENAME NAME [BLOCK_SIZE]",
+         "create a libaio bdev on a file or block device", build_file_create},
+        {"bdev_aio_delete", "NAME", "delete an aio bdev", build_name},
+        {"bdev_nvme_attach_controller", "-b NAME -t PCIe -a TRADDR [--mode vfio|uio] [--force]",
+         "attach a PCIe NVMe controller with the user-space driver; bdevs are NAMEn<nsid>",
+         build_nvme_attach},
+        {"bdev_nvme_detach_controller", "NAME", "detach an NVMe controller", build_name},
+        {"bdev_nvme_get_controllers", "[-n NAME]", "list NVMe controllers", build_nvme_get},
+        {"bdev_set_test_delay", "NAME MAX_DELAY_US",
+         "testing: hold completions 0..MAX_DELAY_US (out of order)", build_test_delay},
+        {"bdev_get_bdevs", "[-b NAME]", "list bdevs", build_get_bdevs},
+        {"vhost_create_blk_controller",
+         "[--cpumask MASK] [-r|--readonly] [-p|--packed_ring] "
+         "CTRLR DEV_NAME",
+         "create a vhost-user-blk controller", build_create_blk},
+        {"vhost_delete_controller", "CTRLR", "delete a controller", build_ctrlr},
+        {"vhost_get_controllers", "[-n NAME]", "list controllers", build_get_ctrlrs},
+        {"rpc_get_methods", "", "list the methods the daemon serves", build_none},
+        {"spdk_get_version", "", "daemon version", build_none},
+        {"save_config", "[-i INDENT]", "print the configuration (load it with --config)",
+         build_save_config},
+        {"log_set_level", "LEVEL", "error, warning, notice, info or debug", build_level},
 };
 static const size_t g_ncmds = sizeof(g_cmds) / sizeof(g_cmds[0]);
 
 static void
 usage_global(FILE *out)
 {
-	fprintf(out,
-		"usage: vhostctl [-s SOCK] [-t SECONDS] [-v] METHOD [ARGS...]\n"
-		"       vhostctl [options] call METHOD ['{json params}']\n"
-		"\n"
-		"options:\n"
-		"  -s, --server SOCK     daemon socket (default " DEFAULT_SOCK ")\n"
-		"  -t, --timeout SECONDS reply timeout (default 60)\n"
-		"  -v, --verbose         print the request and the raw reply on stderr\n"
-		"  -h, --help            this help\n"
-		"      --version         print the version\n"
-		"\n"
-		"methods:\n");
+	fprintf(out, "usage: vhostctl [-s SOCK] [-t SECONDS] [-v] METHOD [ARGS...]\n"
+	             "       vhostctl [options] call METHOD ['{json params}']\n"
+	             "\n"
+	             "options:\n"
+	             "  -s, --server SOCK     daemon socket (default " DEFAULT_SOCK ")\n"
+	             "  -t, --timeout SECONDS reply timeout (default 60)\n"
+	             "  -v, --verbose         print the request and the raw reply on stderr\n"
+	             "  -h, --help            this help\n"
+	             "      --version         print the version\n"
+	             "\n"
+	             "methods:\n");
 	for (size_t i = 0; i < g_ncmds; i++) {
 		fprintf(out, "  %s%s%s\n      %s\n", g_cmds[i].name, g_cmds[i].usage[0] ? " " : "",
-			g_cmds[i].usage, g_cmds[i].help);
+		        g_cmds[i].usage, g_cmds[i].help);
 	}
 	fprintf(out, "  call METHOD ['{json params}']\n      any method, raw JSON params\n");
 }
@@ -524,7 +522,7 @@ connect_sock(const char *path)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
 		fprintf(stderr, "vhostctl: cannot connect to %s: %s (is vhostd running?)\n", path,
-			strerror(errno));
+		        strerror(errno));
 		if (fd >= 0) {
 			close(fd);
 		}
@@ -589,7 +587,7 @@ recv_reply(struct ctl *ctl, int fd, double deadline)
 		rc = wait_fd(fd, POLLIN, deadline);
 		if (rc == -ETIMEDOUT) {
 			fprintf(stderr, "vhostctl: no reply from %s within %g s\n", ctl->sock,
-				ctl->timeout);
+			        ctl->timeout);
 			break;
 		}
 		if (rc < 0) {
@@ -602,7 +600,7 @@ recv_reply(struct ctl *ctl, int fd, double deadline)
 		}
 		if (n <= 0) {
 			fprintf(stderr, "vhostctl: %s closed the connection before replying%s%s\n",
-				ctl->sock, n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");
+			        ctl->sock, n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");
 			break;
 		}
 		len += (size_t)n;
@@ -612,7 +610,7 @@ recv_reply(struct ctl *ctl, int fd, double deadline)
 		}
 		if (json_error_code(&jerr) != json_error_premature_end_of_input) {
 			fprintf(stderr, "vhostctl: invalid reply from %s: %s\n", ctl->sock,
-				jerr.text);
+			        jerr.text);
 			break;
 		}
 	}
@@ -649,8 +647,8 @@ handle_reply(struct ctl *ctl, const json_t *reply)
 		const json_t *msg = json_object_get(error, "message");
 
 		fprintf(stderr, "error: %s (code %lld)\n",
-			json_is_string(msg) ? json_string_value(msg) : "(no message)",
-			(long long)json_integer_value(json_object_get(error, "code")));
+		        json_is_string(msg) ? json_string_value(msg) : "(no message)",
+		        (long long)json_integer_value(json_object_get(error, "code")));
 		return EXIT_RPC;
 	}
 	if (!json_is_object(reply) || result == NULL) {
@@ -754,20 +752,19 @@ run_cmd(struct ctl *ctl, int argc, char **argv)
 		json_decref(params);
 		return rc;
 	}
-	return usage_error(NULL, "unknown method '%s' (use 'call %s' for methods without a "
-			   "shortcut)", argv[0], argv[0]);
+	return usage_error(NULL,
+	                   "unknown method '%s' (use 'call %s' for methods without a "
+	                   "shortcut)",
+	                   argv[0], argv[0]);
 }
 
 int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"server", required_argument, NULL, 's'},
-		{"timeout", required_argument, NULL, 't'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+	        {"server", required_argument, NULL, 's'}, {"timeout", required_argument, NULL, 't'},
+	        {"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+	        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
 	};
 	struct ctl ctl = {.sock = DEFAULT_SOCK, .timeout = DEFAULT_TIMEOUT, .indent = 2};
 	char *end;

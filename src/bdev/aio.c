@@ -47,7 +47,7 @@ struct aio_ring_hdr {
 #define AIO_RING_MAGIC 0xa10a10a1u
 
 struct aio_ch {
-	struct vh_file_ch base;        /* first: the module callbacks get &base */
+	struct vh_file_ch base; /* first: the module callbacks get &base */
 	io_context_t ctx;
 	unsigned nfree;
 	unsigned nbatch;
@@ -133,7 +133,7 @@ aio_flush(struct vh_file_ch *ch)
 			continue;
 		}
 		memmove(&ac->batch[0], &ac->batch[rc],
-			(ac->nbatch - (unsigned)rc) * sizeof(ac->batch[0]));
+		        (ac->nbatch - (unsigned)rc) * sizeof(ac->batch[0]));
 		ac->nbatch -= (unsigned)rc;
 	}
 }
@@ -196,15 +196,15 @@ aio_free(struct vh_file_ch *ch)
 
 /* fallocate and BLKDISCARD have no AIO opcode: the shared channel runs them synchronously. */
 static const struct vh_file_engine aio_engine = {
-	.name = "aio",
-	.async_kinds = (1u << VH_FOP_READV) | (1u << VH_FOP_WRITEV) | (1u << VH_FOP_FSYNC),
-	.issue = aio_issue,
-	.reap = aio_reap,
-	.flush = aio_flush,
-	.unsent = aio_unsent,
-	.ready = aio_ready,
-	.room = aio_room,
-	.free = aio_free,
+        .name = "aio",
+        .async_kinds = (1u << VH_FOP_READV) | (1u << VH_FOP_WRITEV) | (1u << VH_FOP_FSYNC),
+        .issue = aio_issue,
+        .reap = aio_reap,
+        .flush = aio_flush,
+        .unsent = aio_unsent,
+        .ready = aio_ready,
+        .room = aio_room,
+        .free = aio_free,
 };
 
 static void *
@@ -248,8 +248,8 @@ out_free:
 		.name = modname, .channel_create = aio_channel_create,                             \
 		.channel_destroy = vh_file_ch_destroy, .submit = vh_file_ch_submit,                \
 		.poll = vh_file_ch_poll, .arm = vh_file_ch_arm, .wake_fd = vh_file_ch_wake_fd,     \
-		.destruct = vh_file_bdev_destruct,                                                 \
-		.info_json = vh_file_bdev_info_json, .config_json = vh_file_bdev_config_json,      \
+		.destruct = vh_file_bdev_destruct, .info_json = vh_file_bdev_info_json,            \
+		.config_json = vh_file_bdev_config_json,                                           \
 	}
 
 static const struct vh_bdev_module aio_module = AIO_MODULE("aio");
@@ -258,17 +258,17 @@ static const struct vh_bdev_module aio_as_uring_module = AIO_MODULE("uring");
 
 int
 vh_file_aio_create(const char *module_name, const char *name, const char *filename,
-		   const struct vh_bdev_file_opts *o, char *err, size_t errlen)
+                   const struct vh_bdev_file_opts *o, char *err, size_t errlen)
 {
 	const struct vh_bdev_module *m =
-		strcmp(module_name, "uring") == 0 ? &aio_as_uring_module : &aio_module;
+	        strcmp(module_name, "uring") == 0 ? &aio_as_uring_module : &aio_module;
 
 	return vh_file_bdev_create(m, "aio", name, filename, o, err, errlen);
 }
 
 int
 vh_bdev_aio_create_ex(const char *name, const char *filename, const struct vh_bdev_file_opts *o,
-		      char *err, size_t errlen)
+                      char *err, size_t errlen)
 {
 	return vh_file_aio_create("aio", name, filename, o, err, errlen);
 }

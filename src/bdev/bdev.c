@@ -71,10 +71,9 @@ make_uuid(char out[37])
 	}
 	u[6] = (u[6] & 0x0f) | 0x40; /* version 4 */
 	u[8] = (u[8] & 0x3f) | 0x80; /* RFC 4122 variant */
-	snprintf(out, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0],
-		 u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
-		 u[14], u[15]);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+	         u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
+	         u[13], u[14], u[15]);
 }
 
 int
@@ -103,7 +102,7 @@ vh_bdev_register(struct vh_bdev *b)
 	b->next = NULL;
 	*pp = b;
 	VH_INFO("bdev", "registered %s bdev '%s': %" PRIu64 " blocks of %u bytes", b->module->name,
-		b->name, b->num_blocks, b->block_size);
+	        b->name, b->num_blocks, b->block_size);
 	return 0;
 }
 
@@ -227,7 +226,8 @@ vh_bdev_mem_register(void *vaddr, size_t len, unsigned flags)
 		struct mem_ent *n = realloc(g_mem, cap * sizeof(*n));
 
 		if (n == NULL) {
-			VH_WARN("bdev", "cannot track guest memory %p: DMA back-ends will bounce", vaddr);
+			VH_WARN("bdev", "cannot track guest memory %p: DMA back-ends will bounce",
+			        vaddr);
 			return;
 		}
 		g_mem = n;
@@ -237,7 +237,7 @@ vh_bdev_mem_register(void *vaddr, size_t len, unsigned flags)
 	for (unsigned i = 0; i < g_nhooks; i++) {
 		if (g_hooks[i]->mem_reg && g_hooks[i]->mem_reg(vaddr, len, flags) < 0) {
 			VH_DEBUG("bdev", "guest memory %p+%zu not mapped for DMA: I/O will bounce",
-				 vaddr, len);
+			         vaddr, len);
 		}
 	}
 }
@@ -326,7 +326,6 @@ vh_bdev_uuid(const struct vh_bdev *b)
 {
 	return b->uuid;
 }
-
 
 int
 vh_bdev_set_uuid(struct vh_bdev *b, const char *uuid)
@@ -423,8 +422,8 @@ channel_arm(void *arg)
 }
 
 static const struct vh_poller_ops channel_ops = {
-	.poll = channel_poll,
-	.arm = channel_arm,
+        .poll = channel_poll,
+        .arm = channel_arm,
 };
 
 struct vh_bdev_channel *

@@ -39,10 +39,10 @@ struct vh_bdev_channel;
 
 struct vh_bdev_io {
 	/* Set by the consumer before vh_bdev_submit(). */
-	uint8_t type;               /* enum vh_bdev_io_type */
-	uint8_t flags;              /* VH_BDEV_IO_F_* */
-	uint64_t offset;            /* bytes */
-	uint64_t length;            /* bytes; for READ/WRITE equals the iovec total */
+	uint8_t type;    /* enum vh_bdev_io_type */
+	uint8_t flags;   /* VH_BDEV_IO_F_* */
+	uint64_t offset; /* bytes */
+	uint64_t length; /* bytes; for READ/WRITE equals the iovec total */
 	struct iovec *iov;
 	int iovcnt;
 	void (*cb)(struct vh_bdev_io *io, int status); /* status 0 or -errno */

@@ -44,9 +44,9 @@ int vh_bdev_aio_create(const char *name, const char *filename, uint32_t block_si
  * the failing step, for RPC error messages.
  */
 int vh_bdev_uring_create_ex(const char *name, const char *filename,
-			    const struct vh_bdev_file_opts *o, char *err, size_t errlen);
-int vh_bdev_aio_create_ex(const char *name, const char *filename,
-			  const struct vh_bdev_file_opts *o, char *err, size_t errlen);
+                            const struct vh_bdev_file_opts *o, char *err, size_t errlen);
+int vh_bdev_aio_create_ex(const char *name, const char *filename, const struct vh_bdev_file_opts *o,
+                          char *err, size_t errlen);
 
 /* Delete. -ENODEV unknown name, -EINVAL not a bdev of this module, -EBUSY claimed. */
 int vh_bdev_uring_delete(const char *name);

@@ -41,10 +41,10 @@ struct vh_bdev {
 	char name[VH_NAME_MAX];
 	char uuid[37];
 	const struct vh_bdev_module *module;
-	void *ctx;                  /* the back-end's */
+	void *ctx; /* the back-end's */
 	uint32_t block_size;
 	uint64_t num_blocks;
-	uint32_t io_types;          /* bit (1 << enum vh_bdev_io_type) per supported type */
+	uint32_t io_types; /* bit (1 << enum vh_bdev_io_type) per supported type */
 	bool write_cache;
 
 	/* Private to bdev.c. */

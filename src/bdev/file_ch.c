@@ -114,7 +114,7 @@ note_stall(struct vh_file_ch *ch, uint64_t now, uint64_t dt)
 	}
 	if (++ch->stalls < VH_FILE_INLINE_STALLS) {
 		VH_LOG_RL(VH_LOG_DEBUG, ch->f->engine, "'%s': an inline copy took %" PRIu64 " us",
-			  ch->f->name, dt / 1000);
+		          ch->f->name, dt / 1000);
 		return;
 	}
 	/*
@@ -125,11 +125,11 @@ note_stall(struct vh_file_ch *ch, uint64_t now, uint64_t dt)
 	ch->inline_resume_ns = now + VH_FILE_INLINE_SUSPEND_NS;
 	__atomic_fetch_add(&ch->f->inline_suspends, 1, __ATOMIC_RELAXED);
 	VH_LOG_RL(VH_LOG_WARN, ch->f->engine,
-		  "'%s': %u inline copies stalled within %llu ms (the last took %" PRIu64
-		  " us): using the %s engine for %llu ms",
-		  ch->f->name, VH_FILE_INLINE_STALLS,
-		  (unsigned long long)(VH_FILE_INLINE_WINDOW_NS / 1000000), dt / 1000,
-		  ch->eng->name, (unsigned long long)(VH_FILE_INLINE_SUSPEND_NS / 1000000));
+	          "'%s': %u inline copies stalled within %llu ms (the last took %" PRIu64
+	          " us): using the %s engine for %llu ms",
+	          ch->f->name, VH_FILE_INLINE_STALLS,
+	          (unsigned long long)(VH_FILE_INLINE_WINDOW_NS / 1000000), dt / 1000,
+	          ch->eng->name, (unsigned long long)(VH_FILE_INLINE_SUSPEND_NS / 1000000));
 }
 
 static long

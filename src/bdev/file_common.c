@@ -38,30 +38,30 @@
 
 /* Strategies (stages) of a request. */
 enum {
-	ST_RW = 0,         /* readv / writev of the caller's iovecs */
-	ST_FSYNC,          /* fdatasync */
-	ST_PUNCH,          /* fallocate(PUNCH_HOLE|KEEP_SIZE) */
-	ST_NOHIDE,         /* block device discard via fallocate(...|NO_HIDE_STALE) */
-	ST_BLKDISCARD,     /* ioctl(BLKDISCARD), synchronous */
-	ST_ZERO_RANGE,     /* fallocate(ZERO_RANGE|KEEP_SIZE) */
-	ST_WRITE_ZEROES,   /* writes from the zero buffer */
-	ST_NOP,            /* nothing to do (empty request, unsupported discard hint) */
+	ST_RW = 0,       /* readv / writev of the caller's iovecs */
+	ST_FSYNC,        /* fdatasync */
+	ST_PUNCH,        /* fallocate(PUNCH_HOLE|KEEP_SIZE) */
+	ST_NOHIDE,       /* block device discard via fallocate(...|NO_HIDE_STALE) */
+	ST_BLKDISCARD,   /* ioctl(BLKDISCARD), synchronous */
+	ST_ZERO_RANGE,   /* fallocate(ZERO_RANGE|KEEP_SIZE) */
+	ST_WRITE_ZEROES, /* writes from the zero buffer */
+	ST_NOP,          /* nothing to do (empty request, unsupported discard hint) */
 };
 
 #define RS_BUFFERED 0x1u /* use the buffered fd */
 
 /* Per-request state, kept in io->module_ctx (no allocation per I/O). */
 struct req_state {
-	struct iovec seg;  /* rest of a partly transferred iovec, or the zero-buffer chunk */
-	uint64_t done;     /* bytes of the request finished */
-	uint32_t retries;  /* -EAGAIN/-EINTR so far */
-	uint16_t idx;      /* next whole iovec of io->iov */
-	uint8_t stage;     /* ST_* */
-	uint8_t flags;     /* RS_* */
+	struct iovec seg; /* rest of a partly transferred iovec, or the zero-buffer chunk */
+	uint64_t done;    /* bytes of the request finished */
+	uint32_t retries; /* -EAGAIN/-EINTR so far */
+	uint16_t idx;     /* next whole iovec of io->iov */
+	uint8_t stage;    /* ST_* */
+	uint8_t flags;    /* RS_* */
 };
 
 _Static_assert(sizeof(struct req_state) <= sizeof(((struct vh_bdev_io *)0)->module_ctx),
-	       "request state must fit in module_ctx");
+               "request state must fit in module_ctx");
 _Static_assert(_Alignof(struct req_state) <= _Alignof(uint64_t), "module_ctx alignment");
 
 /*
@@ -106,10 +106,10 @@ sysfs_queue_attr(dev_t dev, const char *attr, char *buf, size_t len)
 
 		if (i == 0) {
 			snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/queue/%s", major(dev),
-				 minor(dev), attr);
+			         minor(dev), attr);
 		} else {
 			snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/../queue/%s", major(dev),
-				 minor(dev), attr);
+			         minor(dev), attr);
 		}
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
@@ -231,7 +231,7 @@ open_fds(struct vh_file *f, char *err, size_t errlen)
 	if (f->fd < 0 && errno == EINVAL) {
 		/* tmpfs before Linux 6.6 and some FUSE filesystems refuse O_DIRECT at open. */
 		VH_WARN(f->engine, "'%s': O_DIRECT refused on %s (%s), using buffered I/O", f->name,
-			f->path, strerror(errno));
+		        f->path, strerror(errno));
 		f->direct = false;
 		f->fd = open(f->path, O_RDWR | O_CLOEXEC);
 	}
@@ -288,13 +288,13 @@ pick_block_size(struct vh_file *f, uint32_t block_size, char *err, size_t errlen
 	}
 	if (!VH_IS_POW2(block_size) || block_size < 512 || block_size > 65536) {
 		set_err(err, errlen, "block_size %u must be a power of two from 512 to 65536",
-			block_size);
+		        block_size);
 		return -EINVAL;
 	}
 	if (f->is_blkdev && block_size < f->dev_block) {
 		set_err(err, errlen,
-			"block_size %u is smaller than the logical block size %u of '%s'",
-			block_size, f->dev_block, f->path);
+		        "block_size %u is smaller than the logical block size %u of '%s'",
+		        block_size, f->dev_block, f->path);
 		return -EINVAL;
 	}
 	f->block_size = block_size;
@@ -318,7 +318,7 @@ probe_caps(struct vh_file *f, dev_t rdev)
 	 * so the probe changes nothing, but the filesystem still tells whether it can punch.
 	 */
 	if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)f->size,
-		      (off_t)f->block_size) == 0) {
+	              (off_t)f->block_size) == 0) {
 		f->caps |= VH_FILE_CAP_PUNCH;
 	}
 }
@@ -343,7 +343,7 @@ probe_write_cache(struct vh_file *f, dev_t rdev)
 
 int
 vh_file_open(struct vh_file *f, const char *name, const char *filename,
-	     const struct vh_bdev_file_opts *o, const char *engine, char *err, size_t errlen)
+             const struct vh_bdev_file_opts *o, const char *engine, char *err, size_t errlen)
 {
 	static const struct vh_bdev_file_opts defaults = {.block_size = 0, .inline_io = true};
 	struct stat st;
@@ -414,8 +414,8 @@ vh_file_open(struct vh_file *f, const char *name, const char *filename,
 		}
 	}
 	if (f->direct && !probe_dio_align(f, st.st_dev)) {
-		VH_WARN(f->engine, "'%s': %s does not support O_DIRECT, using buffered I/O", f->name,
-			f->path);
+		VH_WARN(f->engine, "'%s': %s does not support O_DIRECT, using buffered I/O",
+		        f->name, f->path);
 		rc = reopen_buffered(f, err, errlen);
 		if (rc < 0) {
 			return rc;
@@ -436,13 +436,13 @@ vh_file_open(struct vh_file *f, const char *name, const char *filename,
 	}
 	if (f->size < f->block_size) {
 		set_err(err, errlen, "'%s' is smaller than one block (%" PRIu64 " < %u bytes)",
-			f->path, f->size, f->block_size);
+		        f->path, f->size, f->block_size);
 		rc = -EINVAL;
 		goto out_close;
 	}
 	if (f->size % f->block_size != 0) {
 		VH_NOTICE(f->engine, "'%s': the last %" PRIu64 " bytes of %s are not a whole block",
-			  f->name, f->size % f->block_size, f->path);
+		          f->name, f->size % f->block_size, f->path);
 	}
 	probe_caps(f, st.st_rdev);
 	probe_write_cache(f, st.st_rdev);
@@ -478,7 +478,7 @@ file_register(struct vh_bdev *b, struct vh_file *f, const struct vh_bdev_module 
 	b->num_blocks = f->size / f->block_size;
 	b->write_cache = f->write_cache;
 	b->io_types = (1u << VH_BDEV_IO_READ) | (1u << VH_BDEV_IO_WRITE) |
-		      (1u << VH_BDEV_IO_FLUSH) | (1u << VH_BDEV_IO_WRITE_ZEROES);
+	              (1u << VH_BDEV_IO_FLUSH) | (1u << VH_BDEV_IO_WRITE_ZEROES);
 	/*
 	 * Discard only where something is really deallocated; WRITE_ZEROES always works (it
 	 * falls back to writing zeroes).
@@ -492,8 +492,8 @@ file_register(struct vh_bdev *b, struct vh_file *f, const struct vh_bdev_module 
 
 int
 vh_file_bdev_create(const struct vh_bdev_module *m, const char *engine, const char *name,
-		    const char *filename, const struct vh_bdev_file_opts *o, char *err,
-		    size_t errlen)
+                    const char *filename, const struct vh_bdev_file_opts *o, char *err,
+                    size_t errlen)
 {
 	struct vh_bdev *b;
 	struct vh_file *f;
@@ -531,8 +531,8 @@ vh_file_bdev_create(const struct vh_bdev_module *m, const char *engine, const ch
 		goto out_close;
 	}
 	VH_INFO(engine, "'%s': %s, %s I/O%s, %s cache, block size %u", name, f->path,
-		f->direct ? "direct" : "buffered", f->inline_io ? " (inline copies)" : "",
-		f->write_cache ? "write-back" : "write-through", f->block_size);
+	        f->direct ? "direct" : "buffered", f->inline_io ? " (inline copies)" : "",
+	        f->write_cache ? "write-back" : "write-through", f->block_size);
 	return 0;
 
 out_close:
@@ -557,13 +557,12 @@ vh_file_bdev_info_json(struct vh_bdev *b, json_t *driver_specific)
 {
 	const struct vh_file *f = b->ctx;
 	json_t *o = json_pack(
-		"{s:s, s:s, s:s, s:b, s:I, s:b, s:b, s:I, s:I}", "filename", f->path, "io_mode",
-		f->direct ? "direct" : "buffered", "engine", f->engine, "block_device",
-		f->is_blkdev, "device_block_size", (json_int_t)f->dev_block, "memory_backed",
-		f->mem_backed, "inline_io", f->inline_io, "inline_stalls",
-		(json_int_t)__atomic_load_n(&f->inline_stalls, __ATOMIC_RELAXED),
-		"inline_suspends",
-		(json_int_t)__atomic_load_n(&f->inline_suspends, __ATOMIC_RELAXED));
+	        "{s:s, s:s, s:s, s:b, s:I, s:b, s:b, s:I, s:I}", "filename", f->path, "io_mode",
+	        f->direct ? "direct" : "buffered", "engine", f->engine, "block_device",
+	        f->is_blkdev, "device_block_size", (json_int_t)f->dev_block, "memory_backed",
+	        f->mem_backed, "inline_io", f->inline_io, "inline_stalls",
+	        (json_int_t)__atomic_load_n(&f->inline_stalls, __ATOMIC_RELAXED), "inline_suspends",
+	        (json_int_t)__atomic_load_n(&f->inline_suspends, __ATOMIC_RELAXED));
 
 	if (o != NULL) {
 		json_object_set_new(driver_specific, b->module->name, o);
@@ -578,8 +577,8 @@ vh_file_bdev_config_json(struct vh_bdev *b)
 
 	snprintf(method, sizeof(method), "bdev_%s_create", b->module->name);
 	json_t *c = json_pack("{s:s, s:{s:s, s:s, s:i, s:s}}", "method", method, "params", "name",
-			      b->name, "filename", f->path, "block_size", (int)b->block_size,
-			      "uuid", b->uuid);
+	                      b->name, "filename", f->path, "block_size", (int)b->block_size,
+	                      "uuid", b->uuid);
 
 	/* Only when not the default, so configs stay readable by SPDK's tools. */
 	if (c != NULL && !f->inline_allowed) {
@@ -606,8 +605,10 @@ file_rescan(struct vh_bdev *b, struct vh_file *f)
 		return 0;
 	}
 	if (nb < old && vh_bdev_claimed_by(b) != NULL) {
-		VH_WARN(f->engine, "'%s': %s shrank from %" PRIu64 " to %" PRIu64
-			" blocks while in use: keeping the old size", f->name, f->path, old, nb);
+		VH_WARN(f->engine,
+		        "'%s': %s shrank from %" PRIu64 " to %" PRIu64
+		        " blocks while in use: keeping the old size",
+		        f->name, f->path, old, nb);
 		return -EBUSY;
 	}
 	if (nb == 0) {
@@ -622,7 +623,7 @@ file_rescan(struct vh_bdev *b, struct vh_file *f)
 	__atomic_store_n(&f->size, size, __ATOMIC_RELAXED);
 	__atomic_store_n(&b->num_blocks, nb, __ATOMIC_RELAXED);
 	VH_NOTICE(f->engine, "'%s': resized from %" PRIu64 " to %" PRIu64 " blocks", f->name, old,
-		  nb);
+	          nb);
 	return 1;
 }
 
@@ -693,7 +694,8 @@ direct_ok(const struct vh_file *f, const struct vh_bdev_io *io)
 		return f->mem_align <= ZERO_BUF_ALIGN;
 	}
 	for (int i = 0; i < io->iovcnt; i++) {
-		if ((((uintptr_t)io->iov[i].iov_base & mmask) | (io->iov[i].iov_len & omask)) != 0) {
+		if ((((uintptr_t)io->iov[i].iov_base & mmask) | (io->iov[i].iov_len & omask)) !=
+		    0) {
 			return false;
 		}
 	}
@@ -718,12 +720,14 @@ first_zero_stage(const struct vh_file *f, const struct vh_bdev_io *io)
 
 	if (io->type == VH_BDEV_IO_DISCARD) {
 		if (f->is_blkdev) {
-			return (caps & VH_FILE_CAP_NOHIDE) ? ST_NOHIDE :
-			       (caps & VH_FILE_CAP_DISCARD) ? ST_BLKDISCARD : ST_NOP;
+			return (caps & VH_FILE_CAP_NOHIDE)    ? ST_NOHIDE
+			       : (caps & VH_FILE_CAP_DISCARD) ? ST_BLKDISCARD
+			                                      : ST_NOP;
 		}
 		return (caps & VH_FILE_CAP_PUNCH) ? ST_PUNCH : ST_NOP;
 	}
-	/* WRITE_ZEROES: deallocate only when the guest allowed it (VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP). */
+	/* WRITE_ZEROES: deallocate only when the guest allowed it
+	 * (VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP). */
 	if ((io->flags & VH_BDEV_IO_F_UNMAP) && (caps & VH_FILE_CAP_PUNCH)) {
 		return ST_PUNCH;
 	}
@@ -868,7 +872,7 @@ static void
 fall_back(struct vh_file *f, struct vh_bdev_io *io, struct req_state *st, long res)
 {
 	VH_DEBUG(f->engine, "'%s': %s stage %u refused (%s), falling back", f->name,
-		 io_type_name(io->type), st->stage, strerror((int)-res));
+	         io_type_name(io->type), st->stage, strerror((int)-res));
 	switch (st->stage) {
 	case ST_PUNCH:
 		clear_cap(f, VH_FILE_CAP_PUNCH);
@@ -903,18 +907,19 @@ fail(long res, int *status)
 
 void
 vh_file_log_error(const struct vh_file *f, const struct vh_bdev_io *io, int status,
-		  uint32_t suppressed)
+                  uint32_t suppressed)
 {
 	if (VH_LOG_ERROR > vh_log_get_level()) {
 		return;
 	}
 	if (suppressed > 0) {
-		vh_log(VH_LOG_ERROR, f->engine, "'%s': %u more failed request(s) since the last report",
-		       f->name, suppressed);
+		vh_log(VH_LOG_ERROR, f->engine,
+		       "'%s': %u more failed request(s) since the last report", f->name,
+		       suppressed);
 	}
-	vh_log(VH_LOG_ERROR, f->engine, "'%s': %s of %" PRIu64 " bytes at offset %" PRIu64
-	       " failed: %s", f->name, io_type_name(io->type), io->length, io->offset,
-	       strerror(-status));
+	vh_log(VH_LOG_ERROR, f->engine,
+	       "'%s': %s of %" PRIu64 " bytes at offset %" PRIu64 " failed: %s", f->name,
+	       io_type_name(io->type), io->length, io->offset, strerror(-status));
 }
 
 int

@@ -39,25 +39,25 @@
 #define VH_FILE_ZERO_CHUNK (1u << 20)
 
 struct vh_file {
-	int fd;                 /* I/O fd: O_DIRECT when direct */
-	int fd_buffered;        /* == fd when !direct; else a buffered open of the same file */
+	int fd;          /* I/O fd: O_DIRECT when direct */
+	int fd_buffered; /* == fd when !direct; else a buffered open of the same file */
 	bool is_blkdev;
 	bool direct;
 	bool write_cache;
-	bool mem_backed;        /* tmpfs or ramfs: the file is the page cache, nothing below it */
-	bool inline_allowed;    /* the inline_io option as asked (saved in the config) */
-	bool inline_io;         /* copy synchronously on the reactor: mem_backed && allowed */
-	uint32_t block_size;    /* the bdev's */
-	uint32_t dev_block;     /* device logical block size (512 when unknown) */
-	uint32_t mem_align;     /* O_DIRECT buffer alignment */
-	uint32_t off_align;     /* O_DIRECT offset/length alignment */
-	uint32_t caps;          /* VH_FILE_CAP_*; relaxed atomics */
-	uint64_t size;          /* bytes, as last probed */
-	uint64_t inline_stalls; /* slow inline operations; relaxed atomics */
+	bool mem_backed;          /* tmpfs or ramfs: the file is the page cache, nothing below it */
+	bool inline_allowed;      /* the inline_io option as asked (saved in the config) */
+	bool inline_io;           /* copy synchronously on the reactor: mem_backed && allowed */
+	uint32_t block_size;      /* the bdev's */
+	uint32_t dev_block;       /* device logical block size (512 when unknown) */
+	uint32_t mem_align;       /* O_DIRECT buffer alignment */
+	uint32_t off_align;       /* O_DIRECT offset/length alignment */
+	uint32_t caps;            /* VH_FILE_CAP_*; relaxed atomics */
+	uint64_t size;            /* bytes, as last probed */
+	uint64_t inline_stalls;   /* slow inline operations; relaxed atomics */
 	uint64_t inline_suspends; /* times inline copies were suspended; relaxed atomics */
 	uint64_t fixed_ios_closed; /* uring: fixed-buffer operations of channels gone; lock */
-	const char *engine;     /* "uring" or "aio": log component and info */
-	struct vh_bdev *bdev;   /* set when registered */
+	const char *engine;        /* "uring" or "aio": log component and info */
+	struct vh_bdev *bdev;      /* set when registered */
 	char name[VH_NAME_MAX];
 	char path[PATH_MAX];
 };
@@ -69,7 +69,7 @@ struct vh_file {
  * of them within VH_FILE_INLINE_WINDOW_NS suspend inline copies on that channel for
  * VH_FILE_INLINE_SUSPEND_NS.
  */
-#define VH_FILE_INLINE_SLOW_NS    (1000ull * 1000)        /* 1 ms */
+#define VH_FILE_INLINE_SLOW_NS    (1000ull * 1000) /* 1 ms */
 #define VH_FILE_INLINE_STALLS     4u
 #define VH_FILE_INLINE_WINDOW_NS  (1000ull * 1000 * 1000) /* 1 s */
 #define VH_FILE_INLINE_SUSPEND_NS (1000ull * 1000 * 1000) /* 1 s */
@@ -78,7 +78,7 @@ struct vh_file {
  * and a guest sending 16 MiB requests must not keep its reactor (and every other queue on it)
  * copying for milliseconds at a time.
  */
-#define VH_FILE_INLINE_MAX_BYTES  (128u * 1024)
+#define VH_FILE_INLINE_MAX_BYTES (128u * 1024)
 /* The slow threshold in use: VH_FILE_INLINE_SLOW_NS; tests set 0 (every copy is slow). */
 extern uint64_t vh_file_inline_slow_ns;
 
@@ -88,7 +88,7 @@ extern uint64_t vh_file_inline_slow_ns;
  * means automatic. On failure returns -errno and writes the reason (naming the path) into @err.
  */
 int vh_file_open(struct vh_file *f, const char *name, const char *filename,
-		 const struct vh_bdev_file_opts *o, const char *engine, char *err, size_t errlen);
+                 const struct vh_bdev_file_opts *o, const char *engine, char *err, size_t errlen);
 /* Close what vh_file_open opened. */
 void vh_file_close(struct vh_file *f);
 
@@ -101,8 +101,8 @@ int vh_file_get_size(int fd, bool is_blkdev, uint64_t *size);
  * -errno with the reason in @err. Control thread.
  */
 int vh_file_bdev_create(const struct vh_bdev_module *m, const char *engine, const char *name,
-			const char *filename, const struct vh_bdev_file_opts *o, char *err,
-			size_t errlen);
+                        const char *filename, const struct vh_bdev_file_opts *o, char *err,
+                        size_t errlen);
 
 /* Module callbacks shared by the engines (control thread). */
 void vh_file_bdev_destruct(struct vh_bdev *b);
@@ -114,7 +114,7 @@ json_t *vh_file_bdev_config_json(struct vh_bdev *b);
  * bdev_uring_create falls back). Same returns as vh_file_bdev_create(). Control thread.
  */
 int vh_file_aio_create(const char *module_name, const char *name, const char *filename,
-		       const struct vh_bdev_file_opts *o, char *err, size_t errlen);
+                       const struct vh_bdev_file_opts *o, char *err, size_t errlen);
 
 /* What an engine must issue next for a request. */
 enum vh_file_op_kind {
@@ -128,13 +128,13 @@ enum vh_file_op_kind {
 
 struct vh_file_op {
 	enum vh_file_op_kind kind;
-	int fd;                    /* f->fd or f->fd_buffered */
-	bool buffered;             /* fd is f->fd_buffered (fixed-file index 1) */
-	const struct iovec *iov;   /* READV/WRITEV; valid until the request completes */
+	int fd;                  /* f->fd or f->fd_buffered */
+	bool buffered;           /* fd is f->fd_buffered (fixed-file index 1) */
+	const struct iovec *iov; /* READV/WRITEV; valid until the request completes */
 	int iovcnt;
 	uint64_t off;
-	uint64_t len;              /* FALLOC/BLKDISCARD */
-	int mode;                  /* FALLOC */
+	uint64_t len; /* FALLOC/BLKDISCARD */
+	int mode;     /* FALLOC */
 };
 
 enum {
@@ -159,7 +159,7 @@ int vh_file_req_update(struct vh_file *f, struct vh_bdev_io *io, long res, int *
  * @suppressed failures that were not logged (vh_log_burst_allow). Reactor.
  */
 void vh_file_log_error(const struct vh_file *f, const struct vh_bdev_io *io, int status,
-		       uint32_t suppressed);
+                       uint32_t suppressed);
 
 /* Run @op synchronously (BLKDISCARD, FALLOC, FSYNC, READV, WRITEV). Returns like the kernel. */
 long vh_file_sync_op(const struct vh_file *f, const struct vh_file_op *op);

@@ -39,16 +39,16 @@ static json_t *
 null_config_json(struct vh_bdev *b)
 {
 	return json_pack("{s:s, s:{s:s, s:I, s:i, s:s}}", "method", "bdev_null_create", "params",
-			 "name", b->name, "num_blocks", (json_int_t)b->num_blocks, "block_size",
-			 (int)b->block_size, "uuid", b->uuid);
+	                 "name", b->name, "num_blocks", (json_int_t)b->num_blocks, "block_size",
+	                 (int)b->block_size, "uuid", b->uuid);
 }
 
 static const struct vh_bdev_module null_module = {
-	.name = "null",
-	.channel_create = null_channel_create,
-	.channel_destroy = null_channel_destroy,
-	.submit = null_submit,
-	.config_json = null_config_json,
+        .name = "null",
+        .channel_create = null_channel_create,
+        .channel_destroy = null_channel_destroy,
+        .submit = null_submit,
+        .config_json = null_config_json,
 };
 
 int
@@ -69,8 +69,8 @@ vh_bdev_null_create(const char *name, uint64_t num_blocks, uint32_t block_size)
 	b->block_size = block_size;
 	b->num_blocks = num_blocks;
 	b->io_types = (1u << VH_BDEV_IO_READ) | (1u << VH_BDEV_IO_WRITE) |
-		      (1u << VH_BDEV_IO_FLUSH) | (1u << VH_BDEV_IO_DISCARD) |
-		      (1u << VH_BDEV_IO_WRITE_ZEROES);
+	              (1u << VH_BDEV_IO_FLUSH) | (1u << VH_BDEV_IO_DISCARD) |
+	              (1u << VH_BDEV_IO_WRITE_ZEROES);
 	rc = vh_bdev_register(b);
 	if (rc < 0) {
 		free(b);

@@ -76,7 +76,7 @@ zero_range(struct ram_disk *d, uint64_t off, uint64_t len)
 	memset(d->base + off, 0, start - off);
 	memset(d->base + end, 0, off + len - end);
 	if (fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)start,
-		      (off_t)(end - start)) < 0) {
+	              (off_t)(end - start)) < 0) {
 		memset(d->base + start, 0, end - start);
 	}
 	return 0;
@@ -128,18 +128,18 @@ ram_destruct(struct vh_bdev *b)
 static json_t *
 ram_config_json(struct vh_bdev *b)
 {
-	return json_pack("{s:s, s:{s:s, s:I, s:i, s:s}}", "method", "bdev_malloc_create",
-			 "params", "name", b->name, "num_blocks", (json_int_t)b->num_blocks,
-			 "block_size", (int)b->block_size, "uuid", b->uuid);
+	return json_pack("{s:s, s:{s:s, s:I, s:i, s:s}}", "method", "bdev_malloc_create", "params",
+	                 "name", b->name, "num_blocks", (json_int_t)b->num_blocks, "block_size",
+	                 (int)b->block_size, "uuid", b->uuid);
 }
 
 static const struct vh_bdev_module ram_module = {
-	.name = "malloc",
-	.channel_create = ram_channel_create,
-	.channel_destroy = ram_channel_destroy,
-	.submit = ram_submit,
-	.destruct = ram_destruct,
-	.config_json = ram_config_json,
+        .name = "malloc",
+        .channel_create = ram_channel_create,
+        .channel_destroy = ram_channel_destroy,
+        .submit = ram_submit,
+        .destruct = ram_destruct,
+        .config_json = ram_config_json,
 };
 
 /*
@@ -159,7 +159,7 @@ ram_map_new(struct ram_disk *d, const char *name)
 			d->base = MAP_FAILED;
 			if (ftruncate(d->fd, (off_t)d->size) == 0) {
 				d->base = mmap(NULL, d->size, PROT_READ | PROT_WRITE, MAP_SHARED,
-					       d->fd, 0);
+				               d->fd, 0);
 			}
 			if (d->base != MAP_FAILED) {
 				d->page = huge;
@@ -199,8 +199,8 @@ vh_bdev_ram_create(const char *name, uint64_t num_blocks, uint32_t block_size)
 	struct ram_disk *d;
 	int rc = -ENOMEM;
 
-	if (num_blocks == 0 || !VH_IS_POW2(block_size) || block_size < 512 ||
-	    block_size > 65536 || num_blocks > (UINT64_MAX >> 1) / block_size) {
+	if (num_blocks == 0 || !VH_IS_POW2(block_size) || block_size < 512 || block_size > 65536 ||
+	    num_blocks > (UINT64_MAX >> 1) / block_size) {
 		return -EINVAL;
 	}
 	/* Checked before the supervisor is told to keep anything under this name. */
@@ -227,11 +227,13 @@ vh_bdev_ram_create(const char *name, uint64_t num_blocks, uint32_t block_size)
 		struct stat st;
 
 		if (fstat(d->fd, &st) < 0 || (uint64_t)st.st_size != d->size) {
-			VH_WARN("bdev", "'%s': the kept RAM disk has another size; starting empty", name);
+			VH_WARN("bdev", "'%s': the kept RAM disk has another size; starting empty",
+			        name);
 			close(d->fd);
 			d->fd = -1;
 		} else {
-			VH_NOTICE("bdev", "'%s': RAM disk contents recovered from the supervisor", name);
+			VH_NOTICE("bdev", "'%s': RAM disk contents recovered from the supervisor",
+			          name);
 		}
 	}
 	d->page = 4096;
@@ -243,7 +245,7 @@ vh_bdev_ram_create(const char *name, uint64_t num_blocks, uint32_t block_size)
 		}
 		/* MAP_NORESERVE: a sparse disk costs only what is written. */
 		d->base = mmap(NULL, d->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-			       d->fd, 0);
+		               d->fd, 0);
 		if (d->base == MAP_FAILED) {
 			rc = -errno;
 			goto out_close;
@@ -260,8 +262,8 @@ vh_bdev_ram_create(const char *name, uint64_t num_blocks, uint32_t block_size)
 	b->block_size = block_size;
 	b->num_blocks = num_blocks;
 	b->io_types = (1u << VH_BDEV_IO_READ) | (1u << VH_BDEV_IO_WRITE) |
-		      (1u << VH_BDEV_IO_FLUSH) | (1u << VH_BDEV_IO_DISCARD) |
-		      (1u << VH_BDEV_IO_WRITE_ZEROES);
+	              (1u << VH_BDEV_IO_FLUSH) | (1u << VH_BDEV_IO_DISCARD) |
+	              (1u << VH_BDEV_IO_WRITE_ZEROES);
 	rc = vh_bdev_register(b);
 	if (rc < 0) {
 		goto out_unmap;

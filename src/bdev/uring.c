@@ -32,18 +32,18 @@
 #include "bdev/file_common.h"
 #include "core/log.h"
 
-#define URING_ENTRIES 256 /* SQ size; the CQ is twice that */
+#define URING_ENTRIES    256 /* SQ size; the CQ is twice that */
 #define URING_REAP_BATCH 64
 
 struct uring_ch {
-	struct vh_file_ch base;       /* first: the module callbacks get &base */
+	struct vh_file_ch base; /* first: the module callbacks get &base */
 	struct io_uring ring;
-	bool fixed;                   /* fds registered: 0 = f->fd, 1 = f->fd_buffered */
-	bool fixed_bufs;              /* guest memory in the buffer table; relaxed atomics */
-	unsigned inflight;            /* SQEs prepared and not reaped */
-	unsigned max_inflight;        /* CQ entries */
-	uint64_t fixed_ios;           /* operations on fixed buffers; written by the reactor */
-	struct uring_ch *next;        /* g_fixed.channels, under g_fixed.lock */
+	bool fixed;            /* fds registered: 0 = f->fd, 1 = f->fd_buffered */
+	bool fixed_bufs;       /* guest memory in the buffer table; relaxed atomics */
+	unsigned inflight;     /* SQEs prepared and not reaped */
+	unsigned max_inflight; /* CQ entries */
+	uint64_t fixed_ios;    /* operations on fixed buffers; written by the reactor */
+	struct uring_ch *next; /* g_fixed.channels, under g_fixed.lock */
 };
 
 static struct uring_ch *
@@ -83,10 +83,10 @@ struct fixed_region {
 };
 
 static struct {
-	pthread_mutex_t lock;        /* channels, slot_used, and writers of regions */
-	struct uring_ch *channels;   /* live channels on O_DIRECT files */
+	pthread_mutex_t lock;      /* channels, slot_used, and writers of regions */
+	struct uring_ch *channels; /* live channels on O_DIRECT files */
 	uint8_t slot_used[FIXED_SLOTS];
-	uint32_t nregions_hw;        /* entries below this may be valid; atomics */
+	uint32_t nregions_hw; /* entries below this may be valid; atomics */
 	struct fixed_region regions[FIXED_REGIONS];
 } g_fixed = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -125,8 +125,10 @@ static void
 channel_drop_fixed(struct uring_ch *uc, int rc)
 {
 	__atomic_store_n(&uc->fixed_bufs, false, __ATOMIC_RELAXED);
-	VH_LOG_RL(VH_LOG_NOTICE, "uring", "'%s': guest memory not registered with io_uring (%s): "
-		  "requests pin their pages instead", uc->base.f->name, strerror(-rc));
+	VH_LOG_RL(VH_LOG_NOTICE, "uring",
+	          "'%s': guest memory not registered with io_uring (%s): "
+	          "requests pin their pages instead",
+	          uc->base.f->name, strerror(-rc));
 }
 
 static int
@@ -138,7 +140,7 @@ uring_mem_reg(void *vaddr, size_t len, unsigned flags)
 	int rc;
 
 	VH_DEBUG("uring", "guest memory %p+%zu%s", vaddr, len,
-		 flags & VH_BDEV_MEM_HUGE ? ", huge pages: fixed buffers" : "");
+	         flags & VH_BDEV_MEM_HUGE ? ", huge pages: fixed buffers" : "");
 	if (!(flags & VH_BDEV_MEM_HUGE) || len == 0) {
 		return 0;
 	}
@@ -155,7 +157,8 @@ uring_mem_reg(void *vaddr, size_t len, unsigned flags)
 	}
 	if (e == NULL || run < n) {
 		pthread_mutex_unlock(&g_fixed.lock);
-		VH_NOTICE("uring", "guest memory %p+%zu: no free io_uring buffer slots", vaddr, len);
+		VH_NOTICE("uring", "guest memory %p+%zu: no free io_uring buffer slots", vaddr,
+		          len);
 		return -ENOSPC;
 	}
 	region_begin(e);
@@ -254,7 +257,7 @@ channel_join_fixed(struct uring_ch *uc)
 	rc = io_uring_register_buffers_sparse(&uc->ring, FIXED_SLOTS);
 	if (rc < 0) {
 		VH_DEBUG("uring", "'%s': no sparse buffer table: %s", uc->base.f->name,
-			 strerror(-rc));
+		         strerror(-rc));
 		return;
 	}
 	pthread_mutex_lock(&g_fixed.lock);
@@ -319,8 +322,8 @@ prep_sqe(struct uring_ch *uc, struct io_uring_sqe *sqe, const struct vh_file_op 
 	switch (op->kind) {
 	case VH_FOP_READV:
 		if (slot >= 0) {
-			io_uring_prep_read_fixed(sqe, fd, v->iov_base, (unsigned)v->iov_len, op->off,
-						 slot);
+			io_uring_prep_read_fixed(sqe, fd, v->iov_base, (unsigned)v->iov_len,
+			                         op->off, slot);
 		} else {
 			io_uring_prep_readv(sqe, fd, op->iov, (unsigned)op->iovcnt, op->off);
 		}
@@ -328,7 +331,7 @@ prep_sqe(struct uring_ch *uc, struct io_uring_sqe *sqe, const struct vh_file_op 
 	case VH_FOP_WRITEV:
 		if (slot >= 0) {
 			io_uring_prep_write_fixed(sqe, fd, v->iov_base, (unsigned)v->iov_len,
-						  op->off, slot);
+			                          op->off, slot);
 		} else {
 			io_uring_prep_writev(sqe, fd, op->iov, (unsigned)op->iovcnt, op->off);
 		}
@@ -383,7 +386,7 @@ uring_flush(struct vh_file_ch *ch)
 	 */
 	if (rc < 0 && rc != -EAGAIN && rc != -EBUSY && rc != -EINTR) {
 		VH_LOG_RL(VH_LOG_ERROR, "uring", "'%s': io_uring_submit: %s", ch->f->name,
-			  strerror(-rc));
+		          strerror(-rc));
 	}
 }
 
@@ -447,16 +450,16 @@ uring_free(struct vh_file_ch *ch)
 }
 
 static const struct vh_file_engine uring_engine = {
-	.name = "uring",
-	.async_kinds = (1u << VH_FOP_READV) | (1u << VH_FOP_WRITEV) | (1u << VH_FOP_FSYNC) |
-		       (1u << VH_FOP_FALLOC),
-	.issue = uring_issue,
-	.reap = uring_reap,
-	.flush = uring_flush,
-	.unsent = uring_unsent,
-	.ready = uring_ready,
-	.room = uring_room,
-	.free = uring_free,
+        .name = "uring",
+        .async_kinds = (1u << VH_FOP_READV) | (1u << VH_FOP_WRITEV) | (1u << VH_FOP_FSYNC) |
+                       (1u << VH_FOP_FALLOC),
+        .issue = uring_issue,
+        .reap = uring_reap,
+        .flush = uring_flush,
+        .unsent = uring_unsent,
+        .ready = uring_ready,
+        .room = uring_room,
+        .free = uring_free,
 };
 
 static void *
@@ -509,8 +512,8 @@ out_free:
 }
 
 static const struct vh_bdev_global_hooks g_uring_hooks = {
-	.mem_reg = uring_mem_reg,
-	.mem_unreg = uring_mem_unreg,
+        .mem_reg = uring_mem_reg,
+        .mem_unreg = uring_mem_unreg,
 };
 
 static void
@@ -522,21 +525,21 @@ uring_info_json(struct vh_bdev *b, json_t *driver_specific)
 	o = json_object_get(driver_specific, b->module->name);
 	if (o != NULL) {
 		json_object_set_new(o, "fixed_buffer_ios",
-				    json_integer((json_int_t)fixed_ios_of(b->ctx)));
+		                    json_integer((json_int_t)fixed_ios_of(b->ctx)));
 	}
 }
 
 static const struct vh_bdev_module uring_module = {
-	.name = "uring",
-	.channel_create = uring_channel_create,
-	.channel_destroy = vh_file_ch_destroy,
-	.submit = vh_file_ch_submit,
-	.poll = vh_file_ch_poll,
-	.arm = vh_file_ch_arm,
-	.wake_fd = vh_file_ch_wake_fd,
-	.destruct = vh_file_bdev_destruct,
-	.info_json = uring_info_json,
-	.config_json = vh_file_bdev_config_json,
+        .name = "uring",
+        .channel_create = uring_channel_create,
+        .channel_destroy = vh_file_ch_destroy,
+        .submit = vh_file_ch_submit,
+        .poll = vh_file_ch_poll,
+        .arm = vh_file_ch_arm,
+        .wake_fd = vh_file_ch_wake_fd,
+        .destruct = vh_file_bdev_destruct,
+        .info_json = uring_info_json,
+        .config_json = vh_file_bdev_config_json,
 };
 
 /*
@@ -566,13 +569,13 @@ uring_available(const char **why)
 
 int
 vh_bdev_uring_create_ex(const char *name, const char *filename, const struct vh_bdev_file_opts *o,
-			char *err, size_t errlen)
+                        char *err, size_t errlen)
 {
 	const char *why = NULL;
 
 	if (!uring_available(&why)) {
-		VH_NOTICE("uring", "io_uring unavailable (%s): bdev '%s' uses the aio engine",
-			  why, name != NULL ? name : "?");
+		VH_NOTICE("uring", "io_uring unavailable (%s): bdev '%s' uses the aio engine", why,
+		          name != NULL ? name : "?");
 		return vh_file_aio_create("uring", name, filename, o, err, errlen);
 	}
 	/* From the first uring bdev on, huge-page guest memory becomes fixed buffers. */

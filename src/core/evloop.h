@@ -35,7 +35,7 @@ struct vh_evloop *vh_evloop_main(void);
  * The loop does not own @fd: the caller closes it after vh_evloop_del().
  */
 struct vh_evsource *vh_evloop_add(struct vh_evloop *loop, int fd, uint32_t events, vh_ev_cb cb,
-				  void *arg);
+                                  void *arg);
 /* Change the event mask. Returns 0 or -errno. */
 int vh_evloop_mod(struct vh_evsource *src, uint32_t events);
 /* Stop watching; the handle is freed. Safe inside any callback. */

@@ -15,9 +15,9 @@
 
 #include <stdbool.h>
 
-#define VH_HANDOVER_ENV_FD   "VHOSTD_SUPERVISOR_FD"
-#define VH_HANDOVER_ENV_FDS  "VHOSTD_HANDOVER_FDS"
-#define VH_HANDOVER_KEY_MAX  200
+#define VH_HANDOVER_ENV_FD  "VHOSTD_SUPERVISOR_FD"
+#define VH_HANDOVER_ENV_FDS "VHOSTD_HANDOVER_FDS"
+#define VH_HANDOVER_KEY_MAX 200
 
 /* Read the inherited descriptors from the environment. Returns 0 or -errno. */
 int vh_handover_init(void);

@@ -50,7 +50,7 @@ vh_log(enum vh_log_level level, const char *comp, const char *fmt, ...)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	n = snprintf(buf, sizeof(buf), "[%ld.%06ld] %s %s: ", (long)ts.tv_sec, ts.tv_nsec / 1000,
-		     level_names[level < VH_ARRAY_SIZE(level_names) ? level : VH_LOG_DEBUG], comp);
+	             level_names[level < VH_ARRAY_SIZE(level_names) ? level : VH_LOG_DEBUG], comp);
 	/* A prefix that filled the buffer (absurdly long component) leaves no room for text. */
 	if (n < 0 || n > (int)sizeof(buf) - 2) {
 		n = (int)sizeof(buf) - 2;

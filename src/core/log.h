@@ -82,7 +82,8 @@ bool vh_log_burst_allow(struct vh_log_burst *b, uint64_t now, uint32_t *suppress
 		uint32_t _supp;                                                                    \
 		if ((level) <= vh_log_get_level() && vh_log_rl_allow(&_rl, 10, &_supp)) {          \
 			if (_supp) {                                                               \
-				vh_log((level), (comp), "(%u similar messages suppressed)", _supp); \
+				vh_log((level), (comp), "(%u similar messages suppressed)",        \
+				       _supp);                                                     \
 			}                                                                          \
 			vh_log((level), (comp), fmt, ##__VA_ARGS__);                               \
 		}                                                                                  \

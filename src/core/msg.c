@@ -53,7 +53,7 @@ vh_msgq_send(struct vh_msgq *q, vh_msg_fn fn, void *arg)
 
 		if (diff == 0) {
 			if (__atomic_compare_exchange_n(&q->head, &t, t + 1, true, __ATOMIC_RELAXED,
-							__ATOMIC_RELAXED)) {
+			                                __ATOMIC_RELAXED)) {
 				break;
 			}
 		} else if (diff < 0) {

@@ -342,7 +342,8 @@ reactor_main(void *arg)
 		__atomic_store_n(&r->heartbeat, r->heartbeat + 1, __ATOMIC_RELAXED);
 		if (poll_once(r) == VH_POLL_BUSY) {
 			/* Single writer; relaxed atomics so other threads may read the counters. */
-			__atomic_store_n(&r->stats.busy_polls, r->stats.busy_polls + 1, __ATOMIC_RELAXED);
+			__atomic_store_n(&r->stats.busy_polls, r->stats.busy_polls + 1,
+			                 __ATOMIC_RELAXED);
 			idle_since = 0;
 			continue;
 		}

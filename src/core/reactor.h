@@ -47,9 +47,9 @@ struct vh_deferred {
 };
 
 struct vh_reactor_opts {
-	uint64_t cpumask;    /* cores to start reactors on */
-	uint64_t idle_ns;    /* idle time before sleeping; 0 = poll only, never sleep */
-	bool pin;            /* pin each reactor to its core (default true) */
+	uint64_t cpumask; /* cores to start reactors on */
+	uint64_t idle_ns; /* idle time before sleeping; 0 = poll only, never sleep */
+	bool pin;         /* pin each reactor to its core (default true) */
 };
 
 /* Start one reactor per core in opts->cpumask. Control thread. Returns 0 or -errno. */
@@ -79,7 +79,7 @@ int vh_reactor_send(struct vh_reactor *r, vh_msg_fn fn, void *arg);
  * reactor sleeps. Reactor thread only. Returns NULL on allocation failure.
  */
 struct vh_poller *vh_poller_register(const struct vh_poller_ops *ops, void *arg, int wake_fd,
-				     const char *name);
+                                     const char *name);
 /* Change the wake fd (e.g. a new kick eventfd). Reactor thread only. Returns 0 or -errno. */
 int vh_poller_set_wake_fd(struct vh_poller *p, int wake_fd);
 /* Unregister and free; *p is set to NULL. Reactor thread only. Safe inside the poller's poll. */

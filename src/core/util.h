@@ -11,17 +11,17 @@
 #include <stdint.h>
 #include <time.h>
 
-#define VH_LIKELY(x)   __builtin_expect(!!(x), 1)
-#define VH_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define VH_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define VH_LIKELY(x)                       __builtin_expect(!!(x), 1)
+#define VH_UNLIKELY(x)                     __builtin_expect(!!(x), 0)
+#define VH_ARRAY_SIZE(a)                   (sizeof(a) / sizeof((a)[0]))
 #define VH_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-#define VH_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define VH_MAX(a, b) ((a) > (b) ? (a) : (b))
-#define VH_CACHE_LINE 64
-#define VH_ALIGNED(n) __attribute__((aligned(n)))
-#define VH_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#define VH_UNUSED __attribute__((unused))
-#define VH_IS_POW2(x) ((x) != 0 && (((x) & ((x)-1)) == 0))
+#define VH_MIN(a, b)                       ((a) < (b) ? (a) : (b))
+#define VH_MAX(a, b)                       ((a) > (b) ? (a) : (b))
+#define VH_CACHE_LINE                      64
+#define VH_ALIGNED(n)                      __attribute__((aligned(n)))
+#define VH_PRINTF(a, b)                    __attribute__((format(printf, a, b)))
+#define VH_UNUSED                          __attribute__((unused))
+#define VH_IS_POW2(x)                      ((x) != 0 && (((x) & ((x)-1)) == 0))
 
 /* Overflow-safe arithmetic: return true when the result overflowed. */
 #define VH_ADD_OVERFLOW(a, b, res) __builtin_add_overflow(a, b, res)
@@ -31,13 +31,13 @@
  * Accesses to memory shared with another process (guest rings) or thread. A plain load may be
  * torn or re-read by the compiler; these force exactly one access of the full width.
  */
-#define VH_READ_ONCE(x)      __atomic_load_n(&(x), __ATOMIC_RELAXED)
-#define VH_WRITE_ONCE(x, v)  __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
-#define VH_LOAD_ACQ(x)       __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
-#define VH_STORE_REL(x, v)   __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
-#define VH_SMP_MB()          __atomic_thread_fence(__ATOMIC_SEQ_CST)
-#define VH_SMP_RMB()         __atomic_thread_fence(__ATOMIC_ACQUIRE)
-#define VH_SMP_WMB()         __atomic_thread_fence(__ATOMIC_RELEASE)
+#define VH_READ_ONCE(x)     __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define VH_WRITE_ONCE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define VH_LOAD_ACQ(x)      __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define VH_STORE_REL(x, v)  __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
+#define VH_SMP_MB()         __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#define VH_SMP_RMB()        __atomic_thread_fence(__ATOMIC_ACQUIRE)
+#define VH_SMP_WMB()        __atomic_thread_fence(__ATOMIC_RELEASE)
 
 static inline uint64_t
 vh_now_ns(void)
@@ -56,7 +56,8 @@ vh_cpu_relax(void)
 #endif
 }
 
-/* Copy a C string into a fixed buffer; returns -ENAMETOOLONG if it does not fit (never truncates). */
+/* Copy a C string into a fixed buffer; returns -ENAMETOOLONG if it does not fit (never truncates).
+ */
 int vh_strlcpy_checked(char *dst, const char *src, size_t size);
 
 /*

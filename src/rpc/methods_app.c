@@ -27,9 +27,9 @@ struct get_methods_params {
 };
 
 static const struct vh_rpc_param get_methods_spec[] = {
-	/* SPDK separates start-up-only methods; here every method is valid at any time. */
-	{"current", VH_RPC_T_BOOL, 0, offsetof(struct get_methods_params, current)},
-	{"include_aliases", VH_RPC_T_BOOL, 0, offsetof(struct get_methods_params, include_aliases)},
+        /* SPDK separates start-up-only methods; here every method is valid at any time. */
+        {"current", VH_RPC_T_BOOL, 0, offsetof(struct get_methods_params, current)},
+        {"include_aliases", VH_RPC_T_BOOL, 0, offsetof(struct get_methods_params, include_aliases)},
 };
 
 struct collect_ctx {
@@ -55,7 +55,7 @@ rpc_get_methods(const json_t *params, struct vh_rpc_error *err)
 	struct collect_ctx ctx;
 
 	if (vh_rpc_decode_params(params, get_methods_spec, VH_ARRAY_SIZE(get_methods_spec), &p,
-				 err) < 0) {
+	                         err) < 0) {
 		return NULL;
 	}
 	ctx.arr = json_array();
@@ -80,9 +80,9 @@ spdk_get_version(const json_t *params, struct vh_rpc_error *err)
 	if (sscanf(VH_VERSION, "%u.%u.%u%31s", &major, &minor, &patch, suffix) < 3) {
 		suffix[0] = '\0';
 	}
-	return json_pack("{s:s, s:{s:i, s:i, s:i, s:s}}", "version", "vhostd " VH_VERSION,
-			 "fields", "major", (int)major, "minor", (int)minor, "patch", (int)patch,
-			 "suffix", suffix);
+	return json_pack("{s:s, s:{s:i, s:i, s:i, s:s}}", "version", "vhostd " VH_VERSION, "fields",
+	                 "major", (int)major, "minor", (int)minor, "patch", (int)patch, "suffix",
+	                 suffix);
 }
 
 static int
@@ -134,8 +134,8 @@ static const struct {
 	const char *depends_on;
 	int (*fill)(json_t *config);
 } g_subsystems[] = {
-	{"bdev", NULL, bdev_config},
-	{"vhost_blk", "bdev", vhost_blk_config},
+        {"bdev", NULL, bdev_config},
+        {"vhost_blk", "bdev", vhost_blk_config},
 };
 
 /* The config array of subsystem @i. New reference or NULL with @err set. */
@@ -173,8 +173,8 @@ save_config(const json_t *params, struct vh_rpc_error *err)
 		config = subsystem_config(i, err);
 		if (config == NULL ||
 		    json_array_append_new(subs, json_pack("{s:s, s:o}", "subsystem",
-							  g_subsystems[i].name, "config",
-							  config)) < 0) {
+		                                          g_subsystems[i].name, "config", config)) <
+		            0) {
 			json_decref(subs);
 			return NULL;
 		}
@@ -198,9 +198,9 @@ framework_get_subsystems(const json_t *params, struct vh_rpc_error *err)
 		if (g_subsystems[i].depends_on != NULL) {
 			json_array_append_new(deps, json_string(g_subsystems[i].depends_on));
 		}
-		if (json_array_append_new(arr, json_pack("{s:s, s:o}", "subsystem",
-							 g_subsystems[i].name, "depends_on",
-							 deps)) < 0) {
+		if (json_array_append_new(arr,
+		                          json_pack("{s:s, s:o}", "subsystem", g_subsystems[i].name,
+		                                    "depends_on", deps)) < 0) {
 			json_decref(arr);
 			return NULL;
 		}
@@ -214,9 +214,9 @@ struct get_config_params {
 };
 
 static const struct vh_rpc_param get_config_spec[] = {
-	{"name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, offsetof(struct get_config_params, name)},
-	/* We never group entries into batches, so either value gives the same answer. */
-	{"with_batches", VH_RPC_T_BOOL, 0, offsetof(struct get_config_params, with_batches)},
+        {"name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, offsetof(struct get_config_params, name)},
+        /* We never group entries into batches, so either value gives the same answer. */
+        {"with_batches", VH_RPC_T_BOOL, 0, offsetof(struct get_config_params, with_batches)},
 };
 
 static json_t *
@@ -224,8 +224,8 @@ framework_get_config(const json_t *params, struct vh_rpc_error *err)
 {
 	struct get_config_params p = {0};
 
-	if (vh_rpc_decode_params(params, get_config_spec, VH_ARRAY_SIZE(get_config_spec), &p,
-				 err) < 0) {
+	if (vh_rpc_decode_params(params, get_config_spec, VH_ARRAY_SIZE(get_config_spec), &p, err) <
+	    0) {
 		return NULL;
 	}
 	for (size_t i = 0; i < VH_ARRAY_SIZE(g_subsystems); i++) {
@@ -242,7 +242,7 @@ struct level_params {
 };
 
 static const struct vh_rpc_param level_spec[] = {
-	{"level", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, offsetof(struct level_params, level)},
+        {"level", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, offsetof(struct level_params, level)},
 };
 
 static json_t *
@@ -258,8 +258,8 @@ log_set_level(const json_t *params, struct vh_rpc_error *err)
 	level = vh_log_parse_level(p.level);
 	if (level < 0) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-				 "invalid level '%.32s': use error, warning, notice, info or debug",
-				 p.level);
+		                 "invalid level '%.32s': use error, warning, notice, info or debug",
+		                 p.level);
 		return NULL;
 	}
 	vh_log_set_level((enum vh_log_level)level);
@@ -290,18 +290,18 @@ framework_wait_init(const json_t *params, struct vh_rpc_error *err)
 }
 
 const struct vh_rpc_method vh_rpc_app_methods[] = {
-	{"rpc_get_methods", rpc_get_methods, 0},
-	{"spdk_get_version", spdk_get_version, 0},
-	{"save_config", save_config, 0},
-	{"framework_get_subsystems", framework_get_subsystems, 0},
-	{"framework_get_config", framework_get_config, 0},
-	{"log_set_level", log_set_level, 0},
-	{"log_get_level", log_get_level, 0},
-	{"vhostd_set_log_level", log_set_level, 0},
-	{"framework_wait_init", framework_wait_init, 0},
-	{"get_rpc_methods", rpc_get_methods, VH_RPC_F_ALIAS},
-	{"get_spdk_version", spdk_get_version, VH_RPC_F_ALIAS},
-	{"set_log_level", log_set_level, VH_RPC_F_ALIAS},
+        {"rpc_get_methods", rpc_get_methods, 0},
+        {"spdk_get_version", spdk_get_version, 0},
+        {"save_config", save_config, 0},
+        {"framework_get_subsystems", framework_get_subsystems, 0},
+        {"framework_get_config", framework_get_config, 0},
+        {"log_set_level", log_set_level, 0},
+        {"log_get_level", log_get_level, 0},
+        {"vhostd_set_log_level", log_set_level, 0},
+        {"framework_wait_init", framework_wait_init, 0},
+        {"get_rpc_methods", rpc_get_methods, VH_RPC_F_ALIAS},
+        {"get_spdk_version", spdk_get_version, VH_RPC_F_ALIAS},
+        {"set_log_level", log_set_level, VH_RPC_F_ALIAS},
 };
 
 const size_t vh_rpc_app_methods_count = VH_ARRAY_SIZE(vh_rpc_app_methods);

@@ -19,14 +19,13 @@
 #define MALLOC_MODULE "malloc"
 #define NULL_MODULE   "null"
 
-
 static int
 check_name(const char *what, const char *name, struct vh_rpc_error *err)
 {
 	if (vh_name_check(name) < 0) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-				 "invalid %s '%.64s': use 1-%d characters of [A-Za-z0-9_.:-]", what,
-				 name, VH_NAME_MAX - 1);
+		                 "invalid %s '%.64s': use 1-%d characters of [A-Za-z0-9_.:-]", what,
+		                 name, VH_NAME_MAX - 1);
 		return -EINVAL;
 	}
 	return 0;
@@ -46,12 +45,12 @@ delete_error(int rc, const char *name, const char *module, struct vh_rpc_error *
 		break;
 	case -EBUSY:
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-				 "bdev '%.64s' is in use by controller '%s'", name,
-				 owner != NULL ? owner : "?");
+		                 "bdev '%.64s' is in use by controller '%s'", name,
+		                 owner != NULL ? owner : "?");
 		break;
 	case -EINVAL:
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "bdev '%.64s' is a %s bdev, not %s",
-				 name, b != NULL ? vh_bdev_module_name(b) : "different", module);
+		                 name, b != NULL ? vh_bdev_module_name(b) : "different", module);
 		break;
 	default:
 		vh_rpc_error_errno(err, rc, "delete failed");
@@ -64,8 +63,7 @@ delete_error(int rc, const char *name, const char *module, struct vh_rpc_error *
  * the request.
  */
 static int
-create_checks(const char *name, uint64_t num_blocks, uint32_t block_size,
-	      struct vh_rpc_error *err)
+create_checks(const char *name, uint64_t num_blocks, uint32_t block_size, struct vh_rpc_error *err)
 {
 	uint64_t bytes;
 
@@ -78,12 +76,12 @@ create_checks(const char *name, uint64_t num_blocks, uint32_t block_size,
 	}
 	if (block_size < 512 || !VH_IS_POW2(block_size)) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-				 "block_size %u must be a power of two >= 512", block_size);
+		                 "block_size %u must be a power of two >= 512", block_size);
 		return -EINVAL;
 	}
 	if (num_blocks == 0 || VH_MUL_OVERFLOW(num_blocks, (uint64_t)block_size, &bytes)) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "num_blocks %llu is out of range",
-				 (unsigned long long)num_blocks);
+		                 (unsigned long long)num_blocks);
 		return -EINVAL;
 	}
 	return 0;
@@ -91,7 +89,7 @@ create_checks(const char *name, uint64_t num_blocks, uint32_t block_size,
 
 static void
 create_error(int rc, const char *name, uint64_t num_blocks, uint32_t block_size,
-	     struct vh_rpc_error *err)
+             struct vh_rpc_error *err)
 {
 	switch (rc) {
 	case -EEXIST:
@@ -99,13 +97,13 @@ create_error(int rc, const char *name, uint64_t num_blocks, uint32_t block_size,
 		break;
 	case -EINVAL:
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-				 "invalid geometry for '%s': num_blocks %llu, block_size %u", name,
-				 (unsigned long long)num_blocks, block_size);
+		                 "invalid geometry for '%s': num_blocks %llu, block_size %u", name,
+		                 (unsigned long long)num_blocks, block_size);
 		break;
 	case -ENOMEM:
 		vh_rpc_error_set(err, VH_RPC_INTERNAL_ERROR,
-				 "out of memory creating '%s' (%llu x %u bytes)", name,
-				 (unsigned long long)num_blocks, block_size);
+		                 "out of memory creating '%s' (%llu x %u bytes)", name,
+		                 (unsigned long long)num_blocks, block_size);
 		break;
 	default:
 		vh_rpc_error_errno(err, rc, "create failed");
@@ -122,41 +120,49 @@ struct create_params {
 };
 
 #define CREATE_PARAM(key, type, flags, member)                                                     \
-	{key, type, flags, offsetof(struct create_params, member), 0}
+	{                                                                                          \
+		key, type, flags, offsetof(struct create_params, member), 0                        \
+	}
 /* SPDK options for features we lack (metadata, DIF, NUMA, hints): accepted only as defaults. */
-#define UNSUP_BOOL(key)         {key, VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0}
-#define UNSUP_INT(key, neutral) {key, VH_RPC_T_U32, VH_RPC_P_UNSUPPORTED, 0, neutral}
+#define UNSUP_BOOL(key)                                                                            \
+	{                                                                                          \
+		key, VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0                                     \
+	}
+#define UNSUP_INT(key, neutral)                                                                    \
+	{                                                                                          \
+		key, VH_RPC_T_U32, VH_RPC_P_UNSUPPORTED, 0, neutral                                \
+	}
 
 static const struct vh_rpc_param malloc_create_spec[] = {
-	CREATE_PARAM("name", VH_RPC_T_STRING, 0, name),
-	CREATE_PARAM("num_blocks", VH_RPC_T_U64, VH_RPC_P_REQUIRED, num_blocks),
-	CREATE_PARAM("block_size", VH_RPC_T_U32, VH_RPC_P_REQUIRED, block_size),
-	CREATE_PARAM("physical_block_size", VH_RPC_T_U32, 0, physical_block_size),
-	CREATE_PARAM("uuid", VH_RPC_T_STRING, 0, uuid),
-	UNSUP_INT("optimal_io_boundary", 0),
-	UNSUP_INT("md_size", 0),
-	UNSUP_BOOL("md_interleave"),
-	UNSUP_INT("dif_type", 0),
-	UNSUP_BOOL("dif_is_head_of_md"),
-	UNSUP_INT("dif_pi_format", 0),
-	UNSUP_INT("numa_id", -1),
+        CREATE_PARAM("name", VH_RPC_T_STRING, 0, name),
+        CREATE_PARAM("num_blocks", VH_RPC_T_U64, VH_RPC_P_REQUIRED, num_blocks),
+        CREATE_PARAM("block_size", VH_RPC_T_U32, VH_RPC_P_REQUIRED, block_size),
+        CREATE_PARAM("physical_block_size", VH_RPC_T_U32, 0, physical_block_size),
+        CREATE_PARAM("uuid", VH_RPC_T_STRING, 0, uuid),
+        UNSUP_INT("optimal_io_boundary", 0),
+        UNSUP_INT("md_size", 0),
+        UNSUP_BOOL("md_interleave"),
+        UNSUP_INT("dif_type", 0),
+        UNSUP_BOOL("dif_is_head_of_md"),
+        UNSUP_INT("dif_pi_format", 0),
+        UNSUP_INT("numa_id", -1),
 };
 
 static const struct vh_rpc_param null_create_spec[] = {
-	CREATE_PARAM("name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, name),
-	CREATE_PARAM("num_blocks", VH_RPC_T_U64, VH_RPC_P_REQUIRED, num_blocks),
-	CREATE_PARAM("block_size", VH_RPC_T_U32, VH_RPC_P_REQUIRED, block_size),
-	CREATE_PARAM("physical_block_size", VH_RPC_T_U32, 0, physical_block_size),
-	CREATE_PARAM("uuid", VH_RPC_T_STRING, 0, uuid),
-	UNSUP_INT("md_size", 0),
-	UNSUP_INT("dif_type", 0),
-	UNSUP_BOOL("dif_is_head_of_md"),
-	UNSUP_INT("dif_pi_format", 0),
-	UNSUP_INT("preferred_write_alignment", 0),
-	UNSUP_INT("preferred_write_granularity", 0),
-	UNSUP_INT("optimal_write_size", 0),
-	UNSUP_INT("preferred_unmap_alignment", 0),
-	UNSUP_INT("preferred_unmap_granularity", 0),
+        CREATE_PARAM("name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, name),
+        CREATE_PARAM("num_blocks", VH_RPC_T_U64, VH_RPC_P_REQUIRED, num_blocks),
+        CREATE_PARAM("block_size", VH_RPC_T_U32, VH_RPC_P_REQUIRED, block_size),
+        CREATE_PARAM("physical_block_size", VH_RPC_T_U32, 0, physical_block_size),
+        CREATE_PARAM("uuid", VH_RPC_T_STRING, 0, uuid),
+        UNSUP_INT("md_size", 0),
+        UNSUP_INT("dif_type", 0),
+        UNSUP_BOOL("dif_is_head_of_md"),
+        UNSUP_INT("dif_pi_format", 0),
+        UNSUP_INT("preferred_write_alignment", 0),
+        UNSUP_INT("preferred_write_granularity", 0),
+        UNSUP_INT("optimal_write_size", 0),
+        UNSUP_INT("preferred_unmap_alignment", 0),
+        UNSUP_INT("preferred_unmap_granularity", 0),
 };
 
 /* SPDK names unnamed malloc bdevs Malloc0, Malloc1, ...: take the first free one. */
@@ -175,7 +181,7 @@ auto_name(char *buf, size_t size)
 /* Decode, validate, create with @create_fn, then apply what the back-end does not take. */
 static json_t *
 create_common(const json_t *params, const struct vh_rpc_param *spec, size_t n,
-	      int (*create_fn)(const char *, uint64_t, uint32_t), struct vh_rpc_error *err)
+              int (*create_fn)(const char *, uint64_t, uint32_t), struct vh_rpc_error *err)
 {
 	struct create_params p = {0};
 	char namebuf[VH_NAME_MAX];
@@ -201,8 +207,8 @@ create_common(const json_t *params, const struct vh_rpc_param *spec, size_t n,
 	}
 	if (p.physical_block_size != 0 && p.physical_block_size != p.block_size) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-				 "physical_block_size %u is not supported (must equal block_size)",
-				 p.physical_block_size);
+		                 "physical_block_size %u is not supported (must equal block_size)",
+		                 p.physical_block_size);
 		return NULL;
 	}
 	rc = create_fn(p.name, p.num_blocks, p.block_size);
@@ -222,14 +228,14 @@ static json_t *
 bdev_malloc_create(const json_t *params, struct vh_rpc_error *err)
 {
 	return create_common(params, malloc_create_spec, VH_ARRAY_SIZE(malloc_create_spec),
-			     vh_bdev_ram_create, err);
+	                     vh_bdev_ram_create, err);
 }
 
 static json_t *
 bdev_null_create(const json_t *params, struct vh_rpc_error *err)
 {
 	return create_common(params, null_create_spec, VH_ARRAY_SIZE(null_create_spec),
-			     vh_bdev_null_create, err);
+	                     vh_bdev_null_create, err);
 }
 
 struct name_params {
@@ -237,7 +243,7 @@ struct name_params {
 };
 
 static const struct vh_rpc_param name_spec[] = {
-	{"name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, offsetof(struct name_params, name)},
+        {"name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, offsetof(struct name_params, name)},
 };
 
 static json_t *
@@ -282,10 +288,10 @@ static json_t *
 bdev_set_test_delay(const json_t *params, struct vh_rpc_error *err)
 {
 	static const struct vh_rpc_param spec[] = {
-		{"name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, offsetof(struct test_delay_params, name),
-		 0},
-		{"max_delay_us", VH_RPC_T_U32, VH_RPC_P_REQUIRED,
-		 offsetof(struct test_delay_params, max_delay_us), 0},
+	        {"name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED,
+	         offsetof(struct test_delay_params, name), 0},
+	        {"max_delay_us", VH_RPC_T_U32, VH_RPC_P_REQUIRED,
+	         offsetof(struct test_delay_params, max_delay_us), 0},
 	};
 	struct test_delay_params p = {0};
 	struct vh_bdev *b;
@@ -294,7 +300,8 @@ bdev_set_test_delay(const json_t *params, struct vh_rpc_error *err)
 		return NULL;
 	}
 	if (p.max_delay_us > 1000000) {
-		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "max_delay_us must be at most 1000000");
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
+		                 "max_delay_us must be at most 1000000");
 		return NULL;
 	}
 	b = vh_bdev_find(p.name);
@@ -313,11 +320,9 @@ product_name(const struct vh_bdev *b)
 		const char *module;
 		const char *product;
 	} names[] = {
-		{MALLOC_MODULE, "Malloc disk"},
-		{NULL_MODULE, "Null disk"},
-		{"uring", "URING bdev"},
-		{"aio", "AIO disk"},
-		{"nvme", "NVMe disk"},
+	        {MALLOC_MODULE, "Malloc disk"}, {NULL_MODULE, "Null disk"},
+	        {"uring", "URING bdev"},        {"aio", "AIO disk"},
+	        {"nvme", "NVMe disk"},
 	};
 	const char *m = vh_bdev_module_name(b);
 
@@ -333,12 +338,12 @@ static json_t *
 io_types_json(const struct vh_bdev *b)
 {
 	return json_pack("{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:b}", "read",
-			 vh_bdev_io_type_supported(b, VH_BDEV_IO_READ), "write",
-			 vh_bdev_io_type_supported(b, VH_BDEV_IO_WRITE), "unmap",
-			 vh_bdev_io_type_supported(b, VH_BDEV_IO_DISCARD), "write_zeroes",
-			 vh_bdev_io_type_supported(b, VH_BDEV_IO_WRITE_ZEROES), "flush",
-			 vh_bdev_io_type_supported(b, VH_BDEV_IO_FLUSH), "reset", 0, "compare", 0,
-			 "compare_and_write", 0, "abort", 0, "nvme_admin", 0, "nvme_io", 0);
+	                 vh_bdev_io_type_supported(b, VH_BDEV_IO_READ), "write",
+	                 vh_bdev_io_type_supported(b, VH_BDEV_IO_WRITE), "unmap",
+	                 vh_bdev_io_type_supported(b, VH_BDEV_IO_DISCARD), "write_zeroes",
+	                 vh_bdev_io_type_supported(b, VH_BDEV_IO_WRITE_ZEROES), "flush",
+	                 vh_bdev_io_type_supported(b, VH_BDEV_IO_FLUSH), "reset", 0, "compare", 0,
+	                 "compare_and_write", 0, "abort", 0, "nvme_admin", 0, "nvme_io", 0);
 }
 
 /* One bdev_get_bdevs entry, in SPDK's shape. */
@@ -356,13 +361,13 @@ bdev_info_json(struct vh_bdev *b)
 		b->module->info_json(b, driver);
 	}
 	o = json_pack("{s:s, s:[], s:s, s:I, s:I, s:s, s:{s:I, s:I, s:I, s:I}, s:b, s:b, s:o, s:o}",
-		      "name", vh_bdev_name(b), "aliases", "product_name", product_name(b),
-		      "block_size", (json_int_t)vh_bdev_block_size(b), "num_blocks",
-		      (json_int_t)vh_bdev_num_blocks(b), "uuid", vh_bdev_uuid(b),
-		      "assigned_rate_limits", "rw_ios_per_sec", (json_int_t)0, "rw_mbytes_per_sec",
-		      (json_int_t)0, "r_mbytes_per_sec", (json_int_t)0, "w_mbytes_per_sec",
-		      (json_int_t)0, "claimed", owner != NULL, "zoned", 0, "supported_io_types",
-		      io_types_json(b), "driver_specific", driver);
+	              "name", vh_bdev_name(b), "aliases", "product_name", product_name(b),
+	              "block_size", (json_int_t)vh_bdev_block_size(b), "num_blocks",
+	              (json_int_t)vh_bdev_num_blocks(b), "uuid", vh_bdev_uuid(b),
+	              "assigned_rate_limits", "rw_ios_per_sec", (json_int_t)0, "rw_mbytes_per_sec",
+	              (json_int_t)0, "r_mbytes_per_sec", (json_int_t)0, "w_mbytes_per_sec",
+	              (json_int_t)0, "claimed", owner != NULL, "zoned", 0, "supported_io_types",
+	              io_types_json(b), "driver_specific", driver);
 	if (o != NULL && owner != NULL) {
 		/* vhostd extension: who holds the claim (SPDK only says "claimed"). */
 		json_object_set_new(o, "claimed_by", json_string(owner));
@@ -390,9 +395,9 @@ struct get_bdevs_params {
 };
 
 static const struct vh_rpc_param get_bdevs_spec[] = {
-	{"name", VH_RPC_T_STRING, 0, offsetof(struct get_bdevs_params, name)},
-	/* rpc.py's -t: wait for the bdev to appear. Creation here is synchronous, so no wait. */
-	{"timeout", VH_RPC_T_U32, 0, offsetof(struct get_bdevs_params, timeout)},
+        {"name", VH_RPC_T_STRING, 0, offsetof(struct get_bdevs_params, name)},
+        /* rpc.py's -t: wait for the bdev to appear. Creation here is synchronous, so no wait. */
+        {"timeout", VH_RPC_T_U32, 0, offsetof(struct get_bdevs_params, timeout)},
 };
 
 static json_t *
@@ -415,7 +420,7 @@ bdev_get_bdevs(const json_t *params, struct vh_rpc_error *err)
 
 		if (b == NULL) {
 			vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "bdev '%.64s' not found",
-					 p.name);
+			                 p.name);
 			json_decref(arr);
 			return NULL;
 		}
@@ -441,19 +446,19 @@ bdev_wait_for_examine(const json_t *params, struct vh_rpc_error *err)
 }
 
 const struct vh_rpc_method vh_rpc_bdev_methods[] = {
-	{"bdev_malloc_create", bdev_malloc_create, VH_RPC_F_PERSIST},
-	{"bdev_malloc_delete", bdev_malloc_delete, VH_RPC_F_PERSIST},
-	{"bdev_null_create", bdev_null_create, VH_RPC_F_PERSIST},
-	{"bdev_null_delete", bdev_null_delete, VH_RPC_F_PERSIST},
-	{"bdev_set_test_delay", bdev_set_test_delay, 0},
-	{"bdev_get_bdevs", bdev_get_bdevs, 0},
-	{"bdev_wait_for_examine", bdev_wait_for_examine, 0},
-	/* Names SPDK used before v20.x; old scripts still send them. */
-	{"construct_malloc_bdev", bdev_malloc_create, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
-	{"delete_malloc_bdev", bdev_malloc_delete, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
-	{"construct_null_bdev", bdev_null_create, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
-	{"delete_null_bdev", bdev_null_delete, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
-	{"get_bdevs", bdev_get_bdevs, VH_RPC_F_ALIAS},
+        {"bdev_malloc_create", bdev_malloc_create, VH_RPC_F_PERSIST},
+        {"bdev_malloc_delete", bdev_malloc_delete, VH_RPC_F_PERSIST},
+        {"bdev_null_create", bdev_null_create, VH_RPC_F_PERSIST},
+        {"bdev_null_delete", bdev_null_delete, VH_RPC_F_PERSIST},
+        {"bdev_set_test_delay", bdev_set_test_delay, 0},
+        {"bdev_get_bdevs", bdev_get_bdevs, 0},
+        {"bdev_wait_for_examine", bdev_wait_for_examine, 0},
+        /* Names SPDK used before v20.x; old scripts still send them. */
+        {"construct_malloc_bdev", bdev_malloc_create, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
+        {"delete_malloc_bdev", bdev_malloc_delete, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
+        {"construct_null_bdev", bdev_null_create, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
+        {"delete_null_bdev", bdev_null_delete, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
+        {"get_bdevs", bdev_get_bdevs, VH_RPC_F_ALIAS},
 };
 
 const size_t vh_rpc_bdev_methods_count = VH_ARRAY_SIZE(vh_rpc_bdev_methods);

@@ -31,35 +31,36 @@ struct file_create_params {
 };
 
 #define FC_PARAM(key, type, flags, member)                                                         \
-	{key, type, flags, offsetof(struct file_create_params, member), 0}
+	{                                                                                          \
+		key, type, flags, offsetof(struct file_create_params, member), 0                   \
+	}
 
 static const struct vh_rpc_param uring_create_spec[] = {
-	FC_PARAM("name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, name),
-	FC_PARAM("filename", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, filename),
-	FC_PARAM("block_size", VH_RPC_T_U32, 0, block_size),
-	FC_PARAM("uuid", VH_RPC_T_STRING, 0, uuid),
-	/* vhostd's: copy inline on tmpfs/ramfs (default true). */
-	FC_PARAM("inline_io", VH_RPC_T_BOOL, 0, inline_io),
+        FC_PARAM("name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, name),
+        FC_PARAM("filename", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, filename),
+        FC_PARAM("block_size", VH_RPC_T_U32, 0, block_size),
+        FC_PARAM("uuid", VH_RPC_T_STRING, 0, uuid),
+        /* vhostd's: copy inline on tmpfs/ramfs (default true). */
+        FC_PARAM("inline_io", VH_RPC_T_BOOL, 0, inline_io),
 };
 
 static const struct vh_rpc_param aio_create_spec[] = {
-	FC_PARAM("name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, name),
-	FC_PARAM("filename", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, filename),
-	FC_PARAM("block_size", VH_RPC_T_U32, 0, block_size),
-	FC_PARAM("uuid", VH_RPC_T_STRING, 0, uuid),
-	FC_PARAM("inline_io", VH_RPC_T_BOOL, 0, inline_io),
-	/* SPDK v23+ options, accepted at their defaults only. */
-	{"readonly", VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0},
-	{"fallocate", VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0},
+        FC_PARAM("name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, name),
+        FC_PARAM("filename", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, filename),
+        FC_PARAM("block_size", VH_RPC_T_U32, 0, block_size),
+        FC_PARAM("uuid", VH_RPC_T_STRING, 0, uuid),
+        FC_PARAM("inline_io", VH_RPC_T_BOOL, 0, inline_io),
+        /* SPDK v23+ options, accepted at their defaults only. */
+        {"readonly", VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0},
+        {"fallocate", VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0},
 };
 
-
 typedef int (*file_create_fn)(const char *name, const char *filename,
-			      const struct vh_bdev_file_opts *o, char *err, size_t errlen);
+                              const struct vh_bdev_file_opts *o, char *err, size_t errlen);
 
 static json_t *
 file_create(const json_t *params, const struct vh_rpc_param *spec, size_t n, file_create_fn fn,
-	    struct vh_rpc_error *err)
+            struct vh_rpc_error *err)
 {
 	struct file_create_params p = {.inline_io = true};
 	struct vh_bdev_file_opts o;
@@ -72,8 +73,8 @@ file_create(const json_t *params, const struct vh_rpc_param *spec, size_t n, fil
 	}
 	if (vh_name_check(p.name) < 0) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-				 "invalid name '%.64s': use 1-%d characters of [A-Za-z0-9_.:-]",
-				 p.name, VH_NAME_MAX - 1);
+		                 "invalid name '%.64s': use 1-%d characters of [A-Za-z0-9_.:-]",
+		                 p.name, VH_NAME_MAX - 1);
 		return NULL;
 	}
 	if (p.uuid != NULL && !vh_uuid_valid(p.uuid)) {
@@ -84,9 +85,11 @@ file_create(const json_t *params, const struct vh_rpc_param *spec, size_t n, fil
 	o.inline_io = p.inline_io;
 	rc = fn(p.name, p.filename, &o, why, sizeof(why));
 	if (rc < 0) {
-		/* Resource exhaustion is ours; anything about the path or geometry is the caller's. */
-		int code = (rc == -ENOMEM || rc == -EMFILE || rc == -ENFILE) ? VH_RPC_INTERNAL_ERROR :
-									       VH_RPC_INVALID_PARAMS;
+		/* Resource exhaustion is ours; anything about the path or geometry is the caller's.
+		 */
+		int code = (rc == -ENOMEM || rc == -EMFILE || rc == -ENFILE)
+		                   ? VH_RPC_INTERNAL_ERROR
+		                   : VH_RPC_INVALID_PARAMS;
 
 		vh_rpc_error_set(err, code, "%s", why[0] != '\0' ? why : strerror(-rc));
 		return NULL;
@@ -103,14 +106,14 @@ static json_t *
 bdev_uring_create(const json_t *params, struct vh_rpc_error *err)
 {
 	return file_create(params, uring_create_spec, VH_ARRAY_SIZE(uring_create_spec),
-			   vh_bdev_uring_create_ex, err);
+	                   vh_bdev_uring_create_ex, err);
 }
 
 static json_t *
 bdev_aio_create(const json_t *params, struct vh_rpc_error *err)
 {
 	return file_create(params, aio_create_spec, VH_ARRAY_SIZE(aio_create_spec),
-			   vh_bdev_aio_create_ex, err);
+	                   vh_bdev_aio_create_ex, err);
 }
 
 struct name_params {
@@ -118,7 +121,7 @@ struct name_params {
 };
 
 static const struct vh_rpc_param name_spec[] = {
-	{"name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, offsetof(struct name_params, name), 0},
+        {"name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, offsetof(struct name_params, name), 0},
 };
 
 static json_t *
@@ -144,12 +147,12 @@ file_delete(const json_t *params, const char *module, struct vh_rpc_error *err)
 		break;
 	case -EBUSY:
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-				 "bdev '%.64s' is in use by controller '%s'", p.name,
-				 owner != NULL ? owner : "?");
+		                 "bdev '%.64s' is in use by controller '%s'", p.name,
+		                 owner != NULL ? owner : "?");
 		break;
 	case -EINVAL:
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "bdev '%.64s' is a %s bdev, not %s",
-				 p.name, b != NULL ? vh_bdev_module_name(b) : "different", module);
+		                 p.name, b != NULL ? vh_bdev_module_name(b) : "different", module);
 		break;
 	default:
 		vh_rpc_error_errno(err, rc, "delete failed");
@@ -187,14 +190,14 @@ file_rescan(const json_t *params, const char *module, struct vh_rpc_error *err)
 	}
 	if (strcmp(vh_bdev_module_name(b), module) != 0) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "bdev '%.64s' is a %s bdev, not %s",
-				 p.name, vh_bdev_module_name(b), module);
+		                 p.name, vh_bdev_module_name(b), module);
 		return NULL;
 	}
 	rc = vh_bdev_file_rescan(p.name);
 	if (rc == -EBUSY) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-				 "bdev '%.64s' shrank while in use by controller '%s': refused",
-				 p.name, vh_bdev_claimed_by(b) ? vh_bdev_claimed_by(b) : "?");
+		                 "bdev '%.64s' shrank while in use by controller '%s': refused",
+		                 p.name, vh_bdev_claimed_by(b) ? vh_bdev_claimed_by(b) : "?");
 		return NULL;
 	}
 	if (rc < 0) {
@@ -205,7 +208,7 @@ file_rescan(const json_t *params, const char *module, struct vh_rpc_error *err)
 		int told = vh_vhost_bdev_resized(b);
 
 		VH_INFO("rpc", "bdev '%s' resized to %llu blocks, %d controller(s) notified",
-			p.name, (unsigned long long)vh_bdev_num_blocks(b), told);
+		        p.name, (unsigned long long)vh_bdev_num_blocks(b), told);
 	}
 	return json_true();
 }
@@ -223,16 +226,16 @@ bdev_aio_rescan(const json_t *params, struct vh_rpc_error *err)
 }
 
 const struct vh_rpc_method vh_rpc_file_methods[] = {
-	{"bdev_uring_create", bdev_uring_create, VH_RPC_F_PERSIST},
-	{"bdev_uring_delete", bdev_uring_delete, VH_RPC_F_PERSIST},
-	/* The size is not part of the saved configuration: rescan changes nothing to save. */
-	{"bdev_uring_rescan", bdev_uring_rescan, 0},
-	{"bdev_aio_create", bdev_aio_create, VH_RPC_F_PERSIST},
-	{"bdev_aio_delete", bdev_aio_delete, VH_RPC_F_PERSIST},
-	{"bdev_aio_rescan", bdev_aio_rescan, 0},
-	/* Names SPDK used before v20.x; old scripts still send them. */
-	{"construct_aio_bdev", bdev_aio_create, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
-	{"delete_aio_bdev", bdev_aio_delete, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
+        {"bdev_uring_create", bdev_uring_create, VH_RPC_F_PERSIST},
+        {"bdev_uring_delete", bdev_uring_delete, VH_RPC_F_PERSIST},
+        /* The size is not part of the saved configuration: rescan changes nothing to save. */
+        {"bdev_uring_rescan", bdev_uring_rescan, 0},
+        {"bdev_aio_create", bdev_aio_create, VH_RPC_F_PERSIST},
+        {"bdev_aio_delete", bdev_aio_delete, VH_RPC_F_PERSIST},
+        {"bdev_aio_rescan", bdev_aio_rescan, 0},
+        /* Names SPDK used before v20.x; old scripts still send them. */
+        {"construct_aio_bdev", bdev_aio_create, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
+        {"delete_aio_bdev", bdev_aio_delete, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
 };
 
 const size_t vh_rpc_file_methods_count = VH_ARRAY_SIZE(vh_rpc_file_methods);

@@ -26,20 +26,23 @@ struct attach_params {
 	const char *hugepage_dir;
 };
 
-#define AP(key, type, flags, member) {key, type, flags, offsetof(struct attach_params, member), 0}
+#define AP(key, type, flags, member)                                                               \
+	{                                                                                          \
+		key, type, flags, offsetof(struct attach_params, member), 0                        \
+	}
 
 static const struct vh_rpc_param attach_spec[] = {
-	AP("name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, name),
-	AP("trtype", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, trtype),
-	AP("traddr", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, traddr),
-	AP("mode", VH_RPC_T_STRING, 0, mode),
-	AP("force", VH_RPC_T_BOOL, 0, force),
-	AP("hugepage_dir", VH_RPC_T_STRING, 0, hugepage_dir),
-	/* rpc.py sends these with neutral values for PCIe. */
-	{"prchk_reftag", VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0},
-	{"prchk_guard", VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0},
-	{"hdgst", VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0},
-	{"ddgst", VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0},
+        AP("name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, name),
+        AP("trtype", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, trtype),
+        AP("traddr", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, traddr),
+        AP("mode", VH_RPC_T_STRING, 0, mode),
+        AP("force", VH_RPC_T_BOOL, 0, force),
+        AP("hugepage_dir", VH_RPC_T_STRING, 0, hugepage_dir),
+        /* rpc.py sends these with neutral values for PCIe. */
+        {"prchk_reftag", VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0},
+        {"prchk_guard", VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0},
+        {"hdgst", VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0},
+        {"ddgst", VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0},
 };
 
 static json_t *
@@ -56,18 +59,19 @@ bdev_nvme_attach_controller(const json_t *params, struct vh_rpc_error *err)
 	}
 	if (strcasecmp(p.trtype, "PCIe") != 0) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-				 "trtype '%s' is not supported (only PCIe)", p.trtype);
+		                 "trtype '%s' is not supported (only PCIe)", p.trtype);
 		return NULL;
 	}
 	if (vh_name_check(p.name) < 0) {
-		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "invalid controller name '%s'", p.name);
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "invalid controller name '%s'",
+		                 p.name);
 		return NULL;
 	}
 	if (p.mode == NULL) {
 		mode = vh_nvme_access_auto(p.traddr);
 	} else if (vh_nvme_access_parse(p.mode, &mode) < 0) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "mode '%s': expected vfio or uio",
-				 p.mode);
+		                 p.mode);
 		return NULL;
 	}
 	opts.force = p.force;
@@ -90,9 +94,9 @@ static json_t *
 bdev_nvme_detach_controller(const json_t *params, struct vh_rpc_error *err)
 {
 	static const struct vh_rpc_param spec[] = {
-		{"name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, offsetof(struct name_only, name), 0},
-		{"trtype", VH_RPC_T_STRING, 0, offsetof(struct name_only, trtype), 0},
-		{"traddr", VH_RPC_T_STRING, 0, offsetof(struct name_only, traddr), 0},
+	        {"name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, offsetof(struct name_only, name), 0},
+	        {"trtype", VH_RPC_T_STRING, 0, offsetof(struct name_only, trtype), 0},
+	        {"traddr", VH_RPC_T_STRING, 0, offsetof(struct name_only, traddr), 0},
 	};
 	struct name_only p = {0};
 	int rc;
@@ -102,13 +106,14 @@ bdev_nvme_detach_controller(const json_t *params, struct vh_rpc_error *err)
 	}
 	rc = vh_bdev_nvme_detach(p.name);
 	if (rc == -ENODEV) {
-		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "NVMe controller '%s' not found", p.name);
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "NVMe controller '%s' not found",
+		                 p.name);
 		return NULL;
 	}
 	if (rc == -EBUSY) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-				 "NVMe controller '%s' has a bdev in use by a vhost controller",
-				 p.name);
+		                 "NVMe controller '%s' has a bdev in use by a vhost controller",
+		                 p.name);
 		return NULL;
 	}
 	if (rc < 0) {
@@ -122,7 +127,7 @@ static json_t *
 bdev_nvme_get_controllers(const json_t *params, struct vh_rpc_error *err)
 {
 	static const struct vh_rpc_param spec[] = {
-		{"name", VH_RPC_T_STRING, 0, offsetof(struct name_only, name), 0},
+	        {"name", VH_RPC_T_STRING, 0, offsetof(struct name_only, name), 0},
 	};
 	struct name_only p = {0};
 	json_t *out = NULL;
@@ -133,7 +138,8 @@ bdev_nvme_get_controllers(const json_t *params, struct vh_rpc_error *err)
 	}
 	rc = vh_bdev_nvme_get_controllers(p.name, &out);
 	if (rc == -ENODEV) {
-		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "NVMe controller '%s' not found", p.name);
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "NVMe controller '%s' not found",
+		                 p.name);
 		return NULL;
 	}
 	if (rc < 0) {
@@ -144,12 +150,11 @@ bdev_nvme_get_controllers(const json_t *params, struct vh_rpc_error *err)
 }
 
 const struct vh_rpc_method vh_rpc_nvme_methods[] = {
-	{"bdev_nvme_attach_controller", bdev_nvme_attach_controller, VH_RPC_F_PERSIST},
-	{"bdev_nvme_detach_controller", bdev_nvme_detach_controller, VH_RPC_F_PERSIST},
-	{"bdev_nvme_get_controllers", bdev_nvme_get_controllers, 0},
-	{"construct_nvme_bdev", bdev_nvme_attach_controller, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
-	{"delete_nvme_controller", bdev_nvme_detach_controller,
-	 VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
-	{"get_nvme_controllers", bdev_nvme_get_controllers, VH_RPC_F_ALIAS},
+        {"bdev_nvme_attach_controller", bdev_nvme_attach_controller, VH_RPC_F_PERSIST},
+        {"bdev_nvme_detach_controller", bdev_nvme_detach_controller, VH_RPC_F_PERSIST},
+        {"bdev_nvme_get_controllers", bdev_nvme_get_controllers, 0},
+        {"construct_nvme_bdev", bdev_nvme_attach_controller, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
+        {"delete_nvme_controller", bdev_nvme_detach_controller, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
+        {"get_nvme_controllers", bdev_nvme_get_controllers, VH_RPC_F_ALIAS},
 };
 const size_t vh_rpc_nvme_methods_count = VH_ARRAY_SIZE(vh_rpc_nvme_methods);

@@ -25,15 +25,15 @@ struct create_blk_params {
 };
 
 static const struct vh_rpc_param create_blk_spec[] = {
-	{"ctrlr", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, offsetof(struct create_blk_params, ctrlr)},
-	{"dev_name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED,
-	 offsetof(struct create_blk_params, dev_name)},
-	{"cpumask", VH_RPC_T_STRING, 0, offsetof(struct create_blk_params, cpumask)},
-	{"transport", VH_RPC_T_STRING, 0, offsetof(struct create_blk_params, transport)},
-	{"readonly", VH_RPC_T_BOOL, 0, offsetof(struct create_blk_params, readonly)},
-	{"packed_ring", VH_RPC_T_BOOL, 0, offsetof(struct create_blk_params, packed_ring)},
-	/* vhostd extension: the queue count advertised to the front-end. */
-	{"num_queues", VH_RPC_T_U16, 0, offsetof(struct create_blk_params, num_queues)},
+        {"ctrlr", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, offsetof(struct create_blk_params, ctrlr)},
+        {"dev_name", VH_RPC_T_STRING, VH_RPC_P_REQUIRED,
+         offsetof(struct create_blk_params, dev_name)},
+        {"cpumask", VH_RPC_T_STRING, 0, offsetof(struct create_blk_params, cpumask)},
+        {"transport", VH_RPC_T_STRING, 0, offsetof(struct create_blk_params, transport)},
+        {"readonly", VH_RPC_T_BOOL, 0, offsetof(struct create_blk_params, readonly)},
+        {"packed_ring", VH_RPC_T_BOOL, 0, offsetof(struct create_blk_params, packed_ring)},
+        /* vhostd extension: the queue count advertised to the front-end. */
+        {"num_queues", VH_RPC_T_U16, 0, offsetof(struct create_blk_params, num_queues)},
 };
 
 /* Check what we can explain precisely before the vhost layer gives a bare -EINVAL. */
@@ -45,8 +45,8 @@ precheck_blk(const struct create_blk_params *p, uint64_t *mask, struct vh_rpc_er
 
 	if (vh_name_check(p->ctrlr) < 0) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-				 "invalid ctrlr '%.64s': use 1-%d characters of [A-Za-z0-9_.:-]",
-				 p->ctrlr, VH_NAME_MAX - 1);
+		                 "invalid ctrlr '%.64s': use 1-%d characters of [A-Za-z0-9_.:-]",
+		                 p->ctrlr, VH_NAME_MAX - 1);
 		return -EINVAL;
 	}
 	if (vh_vhost_find(p->ctrlr) != NULL) {
@@ -60,36 +60,37 @@ precheck_blk(const struct create_blk_params *p, uint64_t *mask, struct vh_rpc_er
 	}
 	if (vh_bdev_claimed_by(b) != NULL) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-				 "bdev '%s' is in use by controller '%s'", p->dev_name,
-				 vh_bdev_claimed_by(b));
+		                 "bdev '%s' is in use by controller '%s'", p->dev_name,
+		                 vh_bdev_claimed_by(b));
 		return -EBUSY;
 	}
 	/* SPDK's default transport is the only one we have. */
 	if (p->transport != NULL && strcmp(p->transport, "vhost_user_blk") != 0) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-				 "transport '%.32s' is not supported (only vhost_user_blk)",
-				 p->transport);
+		                 "transport '%.32s' is not supported (only vhost_user_blk)",
+		                 p->transport);
 		return -EINVAL;
 	}
 	*mask = 0;
 	if (p->cpumask != NULL) {
 		if (vh_parse_cpumask(p->cpumask, mask) < 0) {
 			vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-					 "invalid cpumask '%.64s': use hex (\"0x3\") or a list "
-					 "(\"[0,2-3]\")", p->cpumask);
+			                 "invalid cpumask '%.64s': use hex (\"0x3\") or a list "
+			                 "(\"[0,2-3]\")",
+			                 p->cpumask);
 			return -EINVAL;
 		}
 		/* Before the reactors start (config replay) the mask is not known yet. */
 		if (reactors != 0 && (*mask & ~reactors) != 0) {
 			vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-					 "cpumask '%s' is outside the reactor mask 0x%llx",
-					 p->cpumask, (unsigned long long)reactors);
+			                 "cpumask '%s' is outside the reactor mask 0x%llx",
+			                 p->cpumask, (unsigned long long)reactors);
 			return -EINVAL;
 		}
 	}
 	if (p->num_queues > VH_VHOST_MAX_QUEUES) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "num_queues %u exceeds %d",
-				 p->num_queues, VH_VHOST_MAX_QUEUES);
+		                 p->num_queues, VH_VHOST_MAX_QUEUES);
 		return -EINVAL;
 	}
 	return 0;
@@ -110,17 +111,17 @@ create_error(int rc, const struct create_blk_params *p, struct vh_rpc_error *err
 		break;
 	case -EBUSY:
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-				 "bdev '%s' is in use by controller '%s'", p->dev_name,
-				 owner != NULL ? owner : "?");
+		                 "bdev '%s' is in use by controller '%s'", p->dev_name,
+		                 owner != NULL ? owner : "?");
 		break;
 	case -ENAMETOOLONG:
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-				 "socket path for controller '%s' is too long", p->ctrlr);
+		                 "socket path for controller '%s' is too long", p->ctrlr);
 		break;
 	case -EINVAL:
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-				 "invalid options for controller '%s'%s",
-				 p->ctrlr, p->packed_ring ? " (packed_ring is not supported)" : "");
+		                 "invalid options for controller '%s'%s", p->ctrlr,
+		                 p->packed_ring ? " (packed_ring is not supported)" : "");
 		break;
 	default:
 		vh_rpc_error_errno(err, rc, "cannot create controller");
@@ -135,8 +136,8 @@ vhost_create_blk_controller(const json_t *params, struct vh_rpc_error *err)
 	struct vh_vhost_blk_opts opts = {0};
 	int rc;
 
-	if (vh_rpc_decode_params(params, create_blk_spec, VH_ARRAY_SIZE(create_blk_spec), &p,
-				 err) < 0) {
+	if (vh_rpc_decode_params(params, create_blk_spec, VH_ARRAY_SIZE(create_blk_spec), &p, err) <
+	    0) {
 		return NULL;
 	}
 	if (precheck_blk(&p, &opts.cpumask, err) < 0) {
@@ -160,7 +161,7 @@ struct ctrlr_params {
 };
 
 static const struct vh_rpc_param ctrlr_spec[] = {
-	{"ctrlr", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, offsetof(struct ctrlr_params, ctrlr)},
+        {"ctrlr", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, offsetof(struct ctrlr_params, ctrlr)},
 };
 
 static json_t *
@@ -175,7 +176,7 @@ vhost_delete_controller(const json_t *params, struct vh_rpc_error *err)
 	rc = vh_vhost_delete(p.ctrlr);
 	if (rc == -ENODEV) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "controller '%.64s' not found",
-				 p.ctrlr);
+		                 p.ctrlr);
 		return NULL;
 	}
 	if (rc < 0) {
@@ -201,7 +202,7 @@ struct get_ctrlrs_params {
 };
 
 static const struct vh_rpc_param get_ctrlrs_spec[] = {
-	{"name", VH_RPC_T_STRING, 0, offsetof(struct get_ctrlrs_params, name)},
+        {"name", VH_RPC_T_STRING, 0, offsetof(struct get_ctrlrs_params, name)},
 };
 
 static json_t *
@@ -211,8 +212,8 @@ vhost_get_controllers(const json_t *params, struct vh_rpc_error *err)
 	json_t *arr;
 	int rc;
 
-	if (vh_rpc_decode_params(params, get_ctrlrs_spec, VH_ARRAY_SIZE(get_ctrlrs_spec), &p,
-				 err) < 0) {
+	if (vh_rpc_decode_params(params, get_ctrlrs_spec, VH_ARRAY_SIZE(get_ctrlrs_spec), &p, err) <
+	    0) {
 		return NULL;
 	}
 	arr = json_array();
@@ -224,7 +225,7 @@ vhost_get_controllers(const json_t *params, struct vh_rpc_error *err)
 
 		if (c == NULL) {
 			vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "controller '%.64s' not found",
-					 p.name);
+			                 p.name);
 			json_decref(arr);
 			return NULL;
 		}
@@ -240,13 +241,13 @@ vhost_get_controllers(const json_t *params, struct vh_rpc_error *err)
 }
 
 const struct vh_rpc_method vh_rpc_vhost_methods[] = {
-	{"vhost_create_blk_controller", vhost_create_blk_controller, VH_RPC_F_PERSIST},
-	{"vhost_delete_controller", vhost_delete_controller, VH_RPC_F_PERSIST},
-	{"vhost_get_controllers", vhost_get_controllers, 0},
-	{"construct_vhost_blk_controller", vhost_create_blk_controller,
-	 VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
-	{"remove_vhost_controller", vhost_delete_controller, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
-	{"get_vhost_controllers", vhost_get_controllers, VH_RPC_F_ALIAS},
+        {"vhost_create_blk_controller", vhost_create_blk_controller, VH_RPC_F_PERSIST},
+        {"vhost_delete_controller", vhost_delete_controller, VH_RPC_F_PERSIST},
+        {"vhost_get_controllers", vhost_get_controllers, 0},
+        {"construct_vhost_blk_controller", vhost_create_blk_controller,
+         VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
+        {"remove_vhost_controller", vhost_delete_controller, VH_RPC_F_ALIAS | VH_RPC_F_PERSIST},
+        {"get_vhost_controllers", vhost_get_controllers, VH_RPC_F_ALIAS},
 };
 
 const size_t vh_rpc_vhost_methods_count = VH_ARRAY_SIZE(vh_rpc_vhost_methods);

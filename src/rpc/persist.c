@@ -154,6 +154,6 @@ vh_rpc_persist_after(const char *method, json_t **result, struct vh_rpc_error *e
 	json_decref(*result);
 	*result = NULL;
 	vh_rpc_error_set(err, VH_RPC_INTERNAL_ERROR,
-			 "%s applied, but saving the config file %s failed: %s", method, g_path,
-			 strerror(-rc));
+	                 "%s applied, but saving the config file %s failed: %s", method, g_path,
+	                 strerror(-rc));
 }

@@ -26,11 +26,11 @@ static const struct {
 	const struct vh_rpc_method *methods;
 	const size_t *count;
 } g_tables[] = {
-	{vh_rpc_bdev_methods, &vh_rpc_bdev_methods_count},
-	{vh_rpc_file_methods, &vh_rpc_file_methods_count},
-	{vh_rpc_nvme_methods, &vh_rpc_nvme_methods_count},
-	{vh_rpc_vhost_methods, &vh_rpc_vhost_methods_count},
-	{vh_rpc_app_methods, &vh_rpc_app_methods_count},
+        {vh_rpc_bdev_methods, &vh_rpc_bdev_methods_count},
+        {vh_rpc_file_methods, &vh_rpc_file_methods_count},
+        {vh_rpc_nvme_methods, &vh_rpc_nvme_methods_count},
+        {vh_rpc_vhost_methods, &vh_rpc_vhost_methods_count},
+        {vh_rpc_app_methods, &vh_rpc_app_methods_count},
 };
 
 void
@@ -126,13 +126,13 @@ decode_one(const struct vh_rpc_param *p, const json_t *v, void *out, struct vh_r
 		}
 		if (json_string_length(v) == 0) {
 			vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "parameter '%s' is empty",
-					 p->name);
+			                 p->name);
 			return -EINVAL;
 		}
 		/* A NUL inside the string would silently shorten names and paths. */
 		if (strlen(json_string_value(v)) != json_string_length(v)) {
 			vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-					 "parameter '%s' contains a NUL byte", p->name);
+			                 "parameter '%s' contains a NUL byte", p->name);
 			return -EINVAL;
 		}
 		*(const char **)(void *)dst = json_string_value(v);
@@ -150,12 +150,13 @@ decode_one(const struct vh_rpc_param *p, const json_t *v, void *out, struct vh_r
 			goto out_type;
 		}
 		i = json_integer_value(v);
-		max = p->type == VH_RPC_T_U64 ? (uint64_t)INT64_MAX
-		      : p->type == VH_RPC_T_U32 ? UINT32_MAX : UINT16_MAX;
+		max = p->type == VH_RPC_T_U64   ? (uint64_t)INT64_MAX
+		      : p->type == VH_RPC_T_U32 ? UINT32_MAX
+		                                : UINT16_MAX;
 		if (i < 0 || (uint64_t)i > max) {
 			vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-					 "parameter '%s' is out of range (0..%llu)", p->name,
-					 (unsigned long long)max);
+			                 "parameter '%s' is out of range (0..%llu)", p->name,
+			                 (unsigned long long)max);
 			return -EINVAL;
 		}
 		if (p->type == VH_RPC_T_U64) {
@@ -169,7 +170,7 @@ decode_one(const struct vh_rpc_param *p, const json_t *v, void *out, struct vh_r
 	}
 out_type:
 	vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "parameter '%s' must be %s", p->name,
-			 type_name(p->type));
+	                 type_name(p->type));
 	return -EINVAL;
 }
 
@@ -182,7 +183,7 @@ check_unsupported(const struct vh_rpc_param *p, const json_t *v, struct vh_rpc_e
 			return 0;
 		}
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-				 "parameter '%s' is not supported by vhostd (only false)", p->name);
+		                 "parameter '%s' is not supported by vhostd (only false)", p->name);
 		return -EINVAL;
 	}
 	if (p->type != VH_RPC_T_STRING && json_is_integer(v) &&
@@ -191,18 +192,18 @@ check_unsupported(const struct vh_rpc_param *p, const json_t *v, struct vh_rpc_e
 	}
 	if (p->type == VH_RPC_T_STRING) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-				 "parameter '%s' is not supported by vhostd", p->name);
+		                 "parameter '%s' is not supported by vhostd", p->name);
 	} else {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-				 "parameter '%s' is not supported by vhostd (only %lld)", p->name,
-				 p->neutral);
+		                 "parameter '%s' is not supported by vhostd (only %lld)", p->name,
+		                 p->neutral);
 	}
 	return -EINVAL;
 }
 
 int
 vh_rpc_decode_params(const json_t *params, const struct vh_rpc_param *spec, size_t n, void *out,
-		     struct vh_rpc_error *err)
+                     struct vh_rpc_error *err)
 {
 	const char *key;
 	json_t *v;
@@ -213,7 +214,8 @@ vh_rpc_decode_params(const json_t *params, const struct vh_rpc_param *spec, size
 	}
 	/* Unknown keys first: a misspelt optional key must not be silently ignored. */
 	if (params != NULL) {
-		json_object_foreach((json_t *)params, key, v) {
+		json_object_foreach((json_t *)params, key, v)
+		{
 			size_t i;
 
 			for (i = 0; i < n; i++) {
@@ -223,7 +225,7 @@ vh_rpc_decode_params(const json_t *params, const struct vh_rpc_param *spec, size
 			}
 			if (i == n) {
 				vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-						 "unknown parameter '%.64s'", key);
+				                 "unknown parameter '%.64s'", key);
 				return -EINVAL;
 			}
 		}
@@ -233,7 +235,7 @@ vh_rpc_decode_params(const json_t *params, const struct vh_rpc_param *spec, size
 		if (v == NULL) {
 			if (spec[i].flags & VH_RPC_P_REQUIRED) {
 				vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-						 "missing parameter '%s'", spec[i].name);
+				                 "missing parameter '%s'", spec[i].name);
 				return -EINVAL;
 			}
 			continue;
@@ -280,8 +282,8 @@ json_t *
 vh_rpc_error_reply(const json_t *id, const struct vh_rpc_error *err)
 {
 	return json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id",
-			 id != NULL ? id : json_null(), "error", "code", err->code, "message",
-			 err->msg);
+	                 id != NULL ? id : json_null(), "error", "code", err->code, "message",
+	                 err->msg);
 }
 
 static bool
@@ -310,8 +312,8 @@ check_envelope(const json_t *req, const json_t **id, struct vh_rpc_error *err)
 	v = json_object_get(req, "id");
 	if (v != NULL && !id_valid(v)) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_REQUEST,
-				 "'id' must be a number, null or a string of at most %d bytes",
-				 VH_RPC_MAX_ID_LEN);
+		                 "'id' must be a number, null or a string of at most %d bytes",
+		                 VH_RPC_MAX_ID_LEN);
 		return -EINVAL;
 	}
 	*id = v;
@@ -323,13 +325,13 @@ check_envelope(const json_t *req, const json_t **id, struct vh_rpc_error *err)
 	v = json_object_get(req, "method");
 	if (!json_is_string(v) || json_string_length(v) == 0) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_REQUEST,
-				 "'method' must be a non-empty string");
+		                 "'method' must be a non-empty string");
 		return -EINVAL;
 	}
 	v = json_object_get(req, "params");
 	if (v != NULL && !json_is_null(v) && !json_is_object(v) && !json_is_array(v)) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_REQUEST,
-				 "'params' must be an object, array or null");
+		                 "'params' must be an object, array or null");
 		return -EINVAL;
 	}
 	return 0;
@@ -383,15 +385,16 @@ handle_batch(const json_t *batch)
 		return vh_rpc_error_reply(NULL, &err);
 	}
 	if (n > VH_RPC_MAX_BATCH) {
-		vh_rpc_error_set(&err, VH_RPC_INVALID_REQUEST,
-				 "batch of %zu requests (limit %d)", n, VH_RPC_MAX_BATCH);
+		vh_rpc_error_set(&err, VH_RPC_INVALID_REQUEST, "batch of %zu requests (limit %d)",
+		                 n, VH_RPC_MAX_BATCH);
 		return vh_rpc_error_reply(NULL, &err);
 	}
 	replies = json_array();
 	if (replies == NULL) {
 		return NULL;
 	}
-	json_array_foreach(batch, i, req) {
+	json_array_foreach(batch, i, req)
+	{
 		json_t *reply = handle_one(req);
 
 		if (reply != NULL) {
@@ -510,7 +513,8 @@ replay_elem(const char *path, size_t si, size_t ci, const json_t *elem, size_t *
 		*count += rc == 0;
 		return rc;
 	}
-	json_array_foreach(elem, k, item) {
+	json_array_foreach(elem, k, item)
+	{
 		snprintf(where, sizeof(where), "subsystems[%zu].config[%zu][%zu]", si, ci, k);
 		rc = replay_entry(path, where, item);
 		if (rc < 0) {
@@ -533,13 +537,16 @@ replay(const char *path, const json_t *root)
 		       path);
 		return -EINVAL;
 	}
-	json_array_foreach(subsystems, si, sub) {
+	json_array_foreach(subsystems, si, sub)
+	{
 		const json_t *config = json_object_get(sub, "config");
 		const json_t *entry;
 
 		if (!json_is_object(sub) || !json_is_string(json_object_get(sub, "subsystem"))) {
-			VH_ERR("rpc", "config %s: subsystems[%zu]: must be an object with a "
-			       "'subsystem' string", path, si);
+			VH_ERR("rpc",
+			       "config %s: subsystems[%zu]: must be an object with a "
+			       "'subsystem' string",
+			       path, si);
 			return -EINVAL;
 		}
 		/* SPDK writes "config": null for a subsystem with nothing to restore. */
@@ -551,7 +558,8 @@ replay(const char *path, const json_t *root)
 			       si);
 			return -EINVAL;
 		}
-		json_array_foreach(config, ci, entry) {
+		json_array_foreach(config, ci, entry)
+		{
 			int rc = replay_elem(path, si, ci, entry, &entries);
 
 			if (rc < 0) {

@@ -45,7 +45,7 @@ enum vh_rpc_code {
 };
 
 struct vh_rpc_error {
-	int code;       /* enum vh_rpc_code; 0 = no error */
+	int code; /* enum vh_rpc_code; 0 = no error */
 	char msg[256];
 };
 
@@ -65,7 +65,7 @@ void vh_rpc_error_errno(struct vh_rpc_error *err, int rc, const char *what);
  */
 typedef json_t *(*vh_rpc_handler)(const json_t *params, struct vh_rpc_error *err);
 
-#define VH_RPC_F_ALIAS 0x1u /* deprecated name kept for old scripts; hidden by rpc_get_methods */
+#define VH_RPC_F_ALIAS   0x1u /* deprecated name kept for old scripts; hidden by rpc_get_methods */
 #define VH_RPC_F_PERSIST 0x2u /* changes state: the --config file is rewritten after success */
 
 struct vh_rpc_method {
@@ -140,9 +140,9 @@ enum vh_rpc_type {
 struct vh_rpc_param {
 	const char *name;
 	enum vh_rpc_type type;
-	uint32_t flags;     /* VH_RPC_P_* */
-	size_t offset;      /* of the destination in the output struct */
-	long long neutral;  /* VH_RPC_P_UNSUPPORTED integers: the only accepted value */
+	uint32_t flags;    /* VH_RPC_P_* */
+	size_t offset;     /* of the destination in the output struct */
+	long long neutral; /* VH_RPC_P_UNSUPPORTED integers: the only accepted value */
 };
 
 /*
@@ -151,8 +151,8 @@ struct vh_rpc_param {
  * wrong JSON type, an out-of-range integer or an empty string. Returns 0 or -EINVAL (with @err
  * filled in).
  */
-int vh_rpc_decode_params(const json_t *params, const struct vh_rpc_param *spec, size_t n,
-			 void *out, struct vh_rpc_error *err);
+int vh_rpc_decode_params(const json_t *params, const struct vh_rpc_param *spec, size_t n, void *out,
+                         struct vh_rpc_error *err);
 
 /*
  * Framing: find complete top-level JSON values in a byte stream without parsing them, so a
@@ -180,7 +180,7 @@ void vh_rpc_framer_reset(struct vh_rpc_framer *f);
  * VH_RPC_MAX_REQUEST bytes. After an error the stream cannot be resynchronised.
  */
 int vh_rpc_framer_next(struct vh_rpc_framer *f, const char *buf, size_t len, size_t *start,
-		       size_t *end);
+                       size_t *end);
 
 /* Bytes before the current value (or all scanned bytes when idle) that may be discarded. */
 size_t vh_rpc_framer_consumed(const struct vh_rpc_framer *f);
@@ -203,10 +203,10 @@ struct vh_rpc_buf {
 struct vh_rpc_stream {
 	struct vh_rpc_buf in;
 	struct vh_rpc_buf out;
-	size_t out_off;          /* bytes of out already sent */
+	size_t out_off; /* bytes of out already sent */
 	struct vh_rpc_framer fr;
-	bool close_after_flush;  /* a fatal framing error: send what is queued, then close */
-	uint64_t requests;       /* messages handled (for tests and debug logs) */
+	bool close_after_flush; /* a fatal framing error: send what is queued, then close */
+	uint64_t requests;      /* messages handled (for tests and debug logs) */
 };
 
 void vh_rpc_stream_init(struct vh_rpc_stream *s);

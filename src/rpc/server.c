@@ -72,8 +72,7 @@ scan_byte(struct vh_rpc_framer *f, char c)
 }
 
 int
-vh_rpc_framer_next(struct vh_rpc_framer *f, const char *buf, size_t len, size_t *start,
-		   size_t *end)
+vh_rpc_framer_next(struct vh_rpc_framer *f, const char *buf, size_t len, size_t *start, size_t *end)
 {
 	while (f->pos < len) {
 		char c = buf[f->pos];
@@ -248,7 +247,7 @@ framing_error(struct vh_rpc_stream *s, int rc)
 		break;
 	default:
 		vh_rpc_stream_queue_error(s, VH_RPC_PARSE_ERROR,
-					  "parse error: expected a JSON object or array");
+		                          "parse error: expected a JSON object or array");
 		break;
 	}
 	s->close_after_flush = true;
@@ -316,12 +315,12 @@ vh_rpc_stream_process(struct vh_rpc_stream *s)
 struct client {
 	int fd;
 	struct vh_evsource *src;
-	uint32_t events;         /* currently watched */
+	uint32_t events; /* currently watched */
 	struct vh_rpc_stream st;
-	bool eof;                /* peer shut down its write side */
-	uint64_t last_io_ns;     /* last byte received or sent */
-	uint64_t partial_ns;     /* when the current partial request started, 0 if none */
-	uint64_t blocked_ns;     /* when output started waiting on the peer, 0 if not */
+	bool eof;            /* peer shut down its write side */
+	uint64_t last_io_ns; /* last byte received or sent */
+	uint64_t partial_ns; /* when the current partial request started, 0 if none */
+	uint64_t blocked_ns; /* when output started waiting on the peer, 0 if not */
 	struct client *prev, *next;
 };
 
@@ -363,7 +362,7 @@ client_flush(struct client *c)
 {
 	while (vh_rpc_stream_out_pending(&c->st) > 0) {
 		ssize_t n = send(c->fd, c->st.out.data + c->st.out_off,
-				 vh_rpc_stream_out_pending(&c->st), MSG_NOSIGNAL | MSG_DONTWAIT);
+		                 vh_rpc_stream_out_pending(&c->st), MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n < 0) {
 			if (errno == EINTR) {
@@ -466,7 +465,7 @@ client_pump(struct client *c)
 			return -EPIPE;
 		}
 	} while (handled > 0 && !c->st.close_after_flush && c->st.in.len > 0 &&
-		 vh_rpc_stream_out_pending(&c->st) <= VH_RPC_OUT_HIGH_WATER);
+	         vh_rpc_stream_out_pending(&c->st) <= VH_RPC_OUT_HIGH_WATER);
 	return 0;
 }
 
@@ -514,7 +513,7 @@ sweep_cb(void *arg, uint32_t events)
 			client_close(c, "not reading its replies");
 		} else if (c->partial_ns != 0 && now - c->partial_ns > VH_RPC_REQUEST_TIMEOUT_NS) {
 			vh_rpc_stream_queue_error(&c->st, VH_RPC_INVALID_REQUEST,
-						  "request not completed in time");
+			                          "request not completed in time");
 			c->st.close_after_flush = true;
 			c->partial_ns = 0;
 			if (client_flush(c) < 0) {
@@ -523,7 +522,7 @@ sweep_cb(void *arg, uint32_t events)
 				client_update(c);
 			}
 		} else if (vh_rpc_stream_out_pending(&c->st) == 0 && c->partial_ns == 0 &&
-			   now - c->last_io_ns > VH_RPC_IDLE_TIMEOUT_NS) {
+		           now - c->last_io_ns > VH_RPC_IDLE_TIMEOUT_NS) {
 			client_close(c, "idle");
 		}
 	}
@@ -555,7 +554,7 @@ add_client(int fd)
 
 	if (g_srv.nclients >= VH_RPC_MAX_CLIENTS) {
 		VH_LOG_RL(VH_LOG_WARN, "rpc", "refusing a client: %d already connected",
-			  VH_RPC_MAX_CLIENTS);
+		          VH_RPC_MAX_CLIENTS);
 		refuse_client(fd);
 		return;
 	}
@@ -613,10 +612,10 @@ accept_event(void *arg, uint32_t events)
 			 * so stop watching it for a moment instead of spinning.
 			 */
 			VH_LOG_RL(VH_LOG_WARN, "rpc", "accept: %s; pausing 100 ms",
-				  strerror(errno));
+			          strerror(errno));
 			if (g_srv.backoff == NULL && vh_evloop_mod(g_srv.src, 0) == 0) {
 				g_srv.backoff = vh_evloop_timer(vh_evloop_main(), 100000000ull,
-								backoff_done, NULL);
+				                                backoff_done, NULL);
 				if (g_srv.backoff == NULL) {
 					vh_evloop_mod(g_srv.src, EPOLLIN);
 				}
@@ -710,7 +709,8 @@ vh_rpc_server_start(const char *path, gid_t group)
 	snprintf(key, sizeof(key), "sock:%s", path);
 	fd = vh_handover_take(key);
 	if (fd >= 0) {
-		/* Kept bound by the supervisor while we were down: clients waited in its backlog. */
+		/* Kept bound by the supervisor while we were down: clients waited in its backlog.
+		 */
 		if (vh_fd_set_nonblock(fd) < 0) {
 			close(fd);
 			return -EBADF;
@@ -735,7 +735,8 @@ vh_rpc_server_start(const char *path, gid_t group)
 		goto out_unlink;
 	}
 	if (vh_handover_keep(key, fd) < 0) {
-		VH_WARN("rpc", "supervisor cannot keep %s: it closes while the worker restarts", path);
+		VH_WARN("rpc", "supervisor cannot keep %s: it closes while the worker restarts",
+		        path);
 	}
 listening:
 	g_srv.src = vh_evloop_add(vh_evloop_main(), fd, EPOLLIN, accept_event, NULL);

@@ -14,9 +14,9 @@
 #include "core/log.h"
 #include "vhost/vhost_internal.h"
 
-#define SECTOR_SHIFT 9
+#define SECTOR_SHIFT        9
 #define MAX_DISCARD_SECTORS (1u << 22) /* 2 GiB per segment */
-#define MAX_DISCARD_SEG 1u
+#define MAX_DISCARD_SEG     1u
 
 /* Copy @len bytes from the front of iov[0..cnt), consuming them in place. Returns the index of
  * the first iovec left, or -1 if the iovecs hold fewer than @len bytes. */
@@ -80,10 +80,12 @@ io_done(struct vh_bdev_io *io, int rc)
 		    vh_log_burst_allow(&vq->io_errors, vh_now_ns(), &suppressed)) {
 			if (suppressed) {
 				vh_log(VH_LOG_ERROR, vq->prefix,
-				       "%u more failed request(s) since the last report", suppressed);
+				       "%u more failed request(s) since the last report",
+				       suppressed);
 			}
-			vh_log(VH_LOG_ERROR, vq->prefix, "I/O error %d (type %u, offset %" PRIu64
-			       ", length %" PRIu64 ")", rc, io->type, io->offset, io->length);
+			vh_log(VH_LOG_ERROR, vq->prefix,
+			       "I/O error %d (type %u, offset %" PRIu64 ", length %" PRIu64 ")", rc,
+			       io->type, io->offset, io->length);
 		}
 		finish(vq, req, VIRTIO_BLK_S_IOERR);
 		return;
@@ -153,7 +155,7 @@ range_ok(const struct vh_bdev *b, uint64_t sector, uint64_t bytes, uint64_t *off
 
 static uint8_t
 prep_rw(struct vh_vq *vq, struct vh_blk_req *req, const struct virtio_blk_outhdr *hdr,
-	struct iovec *data, int cnt, bool write)
+        struct iovec *data, int cnt, bool write)
 {
 	const struct vh_vhost_ctrlr *c = vq->s->c;
 	uint64_t len = iov_total(data, cnt), off;
@@ -162,8 +164,9 @@ prep_rw(struct vh_vq *vq, struct vh_blk_req *req, const struct virtio_blk_outhdr
 		return VIRTIO_BLK_S_IOERR;
 	}
 	if (!range_ok(c->bdev, hdr->sector, len, &off)) {
-		VH_LOG_RL(VH_LOG_WARN, vq->prefix, "%s out of range or unaligned: sector %" PRIu64
-			  ", %" PRIu64 " bytes", write ? "write" : "read", hdr->sector, len);
+		VH_LOG_RL(VH_LOG_WARN, vq->prefix,
+		          "%s out of range or unaligned: sector %" PRIu64 ", %" PRIu64 " bytes",
+		          write ? "write" : "read", hdr->sector, len);
 		return VIRTIO_BLK_S_IOERR;
 	}
 	req->io.type = write ? VH_BDEV_IO_WRITE : VH_BDEV_IO_READ;
@@ -197,7 +200,7 @@ prep_get_id(struct vh_vq *vq, struct vh_blk_req *req, struct iovec *data, int cn
 
 static uint8_t
 prep_discard_wz(struct vh_vq *vq, struct vh_blk_req *req, uint32_t type, struct iovec *data,
-		int cnt)
+                int cnt)
 {
 	const struct vh_vhost_ctrlr *c = vq->s->c;
 	struct virtio_blk_discard_write_zeroes seg;
@@ -226,8 +229,8 @@ prep_discard_wz(struct vh_vq *vq, struct vh_blk_req *req, uint32_t type, struct 
 		return VIRTIO_BLK_S_IOERR;
 	}
 	req->io.type = wz ? VH_BDEV_IO_WRITE_ZEROES : VH_BDEV_IO_DISCARD;
-	req->io.flags = (wz && (seg.flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)) ? VH_BDEV_IO_F_UNMAP
-										   : 0;
+	req->io.flags =
+	        (wz && (seg.flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)) ? VH_BDEV_IO_F_UNMAP : 0;
 	req->io.offset = off;
 	req->io.length = (uint64_t)seg.num_sectors << SECTOR_SHIFT;
 	req->io.iov = NULL;
@@ -248,7 +251,7 @@ vh_blk_handle(struct vh_vq *vq, struct vh_blk_req *req)
 	if (VH_UNLIKELY(rc == -EBADMSG || status == NULL)) {
 		vh_vq_drop(vq, req);
 		vh_vq_broken(vq, rc == -EBADMSG ? "malformed descriptor chain"
-						: "request without a device-writable status byte");
+		                                : "request without a device-writable status byte");
 		return;
 	}
 	req->status = status;
@@ -257,7 +260,7 @@ vh_blk_handle(struct vh_vq *vq, struct vh_blk_req *req)
 	req->io.flags = 0;
 	if (VH_UNLIKELY(rc < 0)) {
 		VH_LOG_RL(VH_LOG_WARN, vq->prefix, "request buffers %s",
-			  rc == -EFAULT ? "outside guest memory" : "have too many segments");
+		          rc == -EFAULT ? "outside guest memory" : "have too many segments");
 		finish(vq, req, VIRTIO_BLK_S_IOERR);
 		return;
 	}
@@ -310,11 +313,11 @@ uint64_t
 vh_blk_features(const struct vh_vhost_ctrlr *c)
 {
 	uint64_t f = (1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX) |
-		     (1ull << VIRTIO_BLK_F_BLK_SIZE) | (1ull << VIRTIO_BLK_F_FLUSH) |
-		     (1ull << VIRTIO_BLK_F_TOPOLOGY) | (1ull << VIRTIO_BLK_F_CONFIG_WCE) |
-		     (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_RING_F_INDIRECT_DESC) |
-		     (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_F_VERSION_1) |
-		     (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
+	             (1ull << VIRTIO_BLK_F_BLK_SIZE) | (1ull << VIRTIO_BLK_F_FLUSH) |
+	             (1ull << VIRTIO_BLK_F_TOPOLOGY) | (1ull << VIRTIO_BLK_F_CONFIG_WCE) |
+	             (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_RING_F_INDIRECT_DESC) |
+	             (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_F_VERSION_1) |
+	             (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
 
 	if (c->readonly) {
 		f |= 1ull << VIRTIO_BLK_F_RO;

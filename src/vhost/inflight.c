@@ -27,13 +27,13 @@
 #include "vhost/vhost_internal.h"
 
 #define INFLIGHT_VERSION 1
-#define INFLIGHT_ALIGN 64
+#define INFLIGHT_ALIGN   64
 
 uint64_t
 vh_inflight_queue_stride(uint16_t queue_size)
 {
 	uint64_t b = sizeof(struct inflight_split_queue) +
-		     (uint64_t)queue_size * sizeof(struct inflight_desc_split);
+	             (uint64_t)queue_size * sizeof(struct inflight_desc_split);
 
 	return (b + INFLIGHT_ALIGN - 1) & ~(uint64_t)(INFLIGHT_ALIGN - 1);
 }
@@ -132,9 +132,9 @@ cmp_counter(const void *a, const void *b)
 }
 
 int
-vh_inflight_recover(struct inflight_split_queue *q, uint16_t size, uint16_t cap,
-		    uint16_t used_idx, uint16_t *heads, uint32_t max, uint32_t *count, uint16_t *next_avail,
-		    uint64_t *counter)
+vh_inflight_recover(struct inflight_split_queue *q, uint16_t size, uint16_t cap, uint16_t used_idx,
+                    uint16_t *heads, uint32_t max, uint32_t *count, uint16_t *next_avail,
+                    uint64_t *counter)
 {
 	struct marked *marked;
 	uint32_t n = 0;

@@ -59,8 +59,9 @@ vh_mem_region_map(struct vh_mem_region *r, const struct vhost_user_memory_region
 	r->map_base = p;
 	r->map_size = map_size;
 	r->hva = (uint8_t *)p + wire->mmap_offset;
-	vh_bdev_mem_register(r->hva, r->size, fstatfs(fd, &sfs) == 0 && sfs.f_type == HUGETLBFS_MAGIC ?
-						      VH_BDEV_MEM_HUGE : 0);
+	vh_bdev_mem_register(
+	        r->hva, r->size,
+	        fstatfs(fd, &sfs) == 0 && sfs.f_type == HUGETLBFS_MAGIC ? VH_BDEV_MEM_HUGE : 0);
 	return 0;
 }
 
@@ -119,7 +120,7 @@ find_gpa(const struct vh_mem *m, uint64_t gpa)
 
 int
 vh_mem_gpa_to_iov(const struct vh_mem *m, uint64_t gpa, uint64_t len, struct iovec *iov, int *n,
-		  int max)
+                  int max)
 {
 	uint64_t end;
 

@@ -22,8 +22,8 @@
 #include "vhost/vhost_internal.h"
 
 #define PROTOCOL_FEATURES                                                                          \
-	((1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |         \
-	 (1ull << VHOST_USER_PROTOCOL_F_BACKEND_REQ) | (1ull << VHOST_USER_PROTOCOL_F_CONFIG) |   \
+	((1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |          \
+	 (1ull << VHOST_USER_PROTOCOL_F_BACKEND_REQ) | (1ull << VHOST_USER_PROTOCOL_F_CONFIG) |    \
 	 (1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE) |                                            \
 	 (1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) |                                          \
 	 (1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |                                     \
@@ -35,8 +35,8 @@ enum size_rule {
 	SZ_CONFIG,    /* 12 + config.size */
 };
 
-#define F_REPLY     0x1 /* always answers with a payload (GET_*) */
-#define F_OWNER     0x2 /* only after SET_OWNER */
+#define F_REPLY 0x1 /* always answers with a payload (GET_*) */
+#define F_OWNER 0x2 /* only after SET_OWNER */
 
 struct msg_desc {
 	const char *name;
@@ -75,7 +75,7 @@ get_vq(struct vh_session *s, uint32_t idx)
 {
 	if (idx >= s->nvqs) {
 		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "queue index %u out of range (%u queues)", idx,
-			  s->nvqs);
+		          s->nvqs);
 		return NULL;
 	}
 	return &s->vqs[idx];
@@ -96,12 +96,13 @@ h_set_features(struct vh_session *s, struct vhost_user_msg *m)
 
 	if (f & ~offered) {
 		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "features 0x%" PRIx64 " were not offered",
-			  f & ~offered);
+		          f & ~offered);
 		return -EINVAL;
 	}
 	/* We implement only the VIRTIO 1.x layout (little-endian, no legacy quirks). */
 	if (!(f & (1ull << VIRTIO_F_VERSION_1))) {
-		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "legacy (non VERSION_1) drivers are not supported");
+		VH_LOG_RL(VH_LOG_ERROR, s->prefix,
+		          "legacy (non VERSION_1) drivers are not supported");
 		return -EINVAL;
 	}
 	/* Running queues read the features (INDIRECT, EVENT_IDX): no changes under them. */
@@ -205,8 +206,9 @@ h_set_config(struct vh_session *s, struct vhost_user_msg *m)
 	/* Only the writeback byte is writable (VIRTIO 1.2 §5.2.4, with CONFIG_WCE). */
 	if (req->offset != offsetof(struct virtio_blk_config, wce) || req->size != 1 ||
 	    !(s->features & (1ull << VIRTIO_BLK_F_CONFIG_WCE)) || req->region[0] > 1) {
-		VH_LOG_RL(VH_LOG_WARN, s->prefix, "SET_CONFIG of read-only field (offset %u size %u)",
-			  req->offset, req->size);
+		VH_LOG_RL(VH_LOG_WARN, s->prefix,
+		          "SET_CONFIG of read-only field (offset %u size %u)", req->offset,
+		          req->size);
 		return -EINVAL;
 	}
 	s->wce = req->region[0];
@@ -219,9 +221,9 @@ h_set_config(struct vh_session *s, struct vhost_user_msg *m)
 static void
 mem_swap(struct vh_session *s)
 {
-	struct vh_mem *old = s->mem, *new = s->pending_mem;
+	struct vh_mem *old = s->mem, *next = s->pending_mem;
 
-	s->mem = new;
+	s->mem = next;
 	s->pending_mem = NULL;
 	if (old == NULL) {
 		return;
@@ -230,8 +232,8 @@ mem_swap(struct vh_session *s)
 	for (uint32_t i = 0; i < old->nregions; i++) {
 		bool kept = false;
 
-		for (uint32_t j = 0; new && j < new->nregions; j++) {
-			kept |= new->regions[j].map_base == old->regions[i].map_base;
+		for (uint32_t j = 0; next != NULL && j < next->nregions; j++) {
+			kept |= next->regions[j].map_base == old->regions[i].map_base;
 		}
 		if (!kept) {
 			vh_mem_region_unmap(&old->regions[i]);
@@ -302,7 +304,7 @@ h_set_mem_table(struct vh_session *s, struct vhost_user_msg *m)
 		}
 		if (rc < 0) {
 			VH_LOG_RL(VH_LOG_ERROR, s->prefix, "SET_MEM_TABLE region %u refused: %s", i,
-				  strerror(-rc));
+			          strerror(-rc));
 			vh_mem_unmap_all(n);
 			free(n);
 			return rc;
@@ -467,7 +469,7 @@ vring_fd_msg(struct vh_session *s, struct vhost_user_msg *m, int *fd)
 	if ((v & ~(uint64_t)(VHOST_USER_VRING_IDX_MASK | VHOST_USER_VRING_NOFD)) != 0 ||
 	    (nofd ? s->nfds != 0 : s->nfds != 1)) {
 		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "%s: fd count does not match the NOFD flag",
-			  vh_msg_name(m->request));
+		          vh_msg_name(m->request));
 		return NULL;
 	}
 	vq = get_vq(s, (uint32_t)(v & VHOST_USER_VRING_IDX_MASK));
@@ -584,7 +586,7 @@ h_get_inflight_fd(struct vh_session *s, struct vhost_user_msg *m)
 	fd = vh_inflight_create(rep.num_queues, rep.queue_size, &size);
 	if (fd < 0) {
 		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "GET_INFLIGHT_FD(%u queues of %u): %s",
-			  rep.num_queues, rep.queue_size, strerror(-fd));
+		          rep.num_queues, rep.queue_size, strerror(-fd));
 		return fd;
 	}
 	rep.mmap_size = size;
@@ -634,56 +636,54 @@ h_reset_device(struct vh_session *s, struct vhost_user_msg *m)
 	return VH_MSG_PENDING;
 }
 
-#define E(req, n, rule, sz, minf, maxf, fl, h)                                                     \
-	[VHOST_USER_##req] = {n, rule, sz, minf, maxf, fl, h}
+#define E(req, n, rule, sz, minf, maxf, fl, h) [VHOST_USER_##req] = {n, rule, sz, minf, maxf, fl, h}
 
 static const struct msg_desc msg_table[VHOST_USER_MAX_REQUEST] = {
-	E(GET_FEATURES, "GET_FEATURES", SZ_EXACT, 0, 0, 0, F_REPLY, h_get_features),
-	E(SET_FEATURES, "SET_FEATURES", SZ_EXACT, 8, 0, 0, 0, h_set_features),
-	E(SET_OWNER, "SET_OWNER", SZ_EXACT, 0, 0, 0, 0, h_set_owner),
-	E(RESET_OWNER, "RESET_OWNER", SZ_EXACT, 0, 0, 0, F_OWNER, h_reset_device),
-	E(SET_MEM_TABLE, "SET_MEM_TABLE", SZ_MEM_TABLE, 0, 0, VHOST_MEMORY_MAX_REGIONS, F_OWNER,
-	  h_set_mem_table),
-	E(SET_LOG_BASE, "SET_LOG_BASE", SZ_EXACT, 16, 1, 1, 0, NULL),
-	E(SET_LOG_FD, "SET_LOG_FD", SZ_EXACT, 0, 1, 1, 0, NULL),
-	E(SET_VRING_NUM, "SET_VRING_NUM", SZ_EXACT, 8, 0, 0, F_OWNER, h_set_vring_num),
-	E(SET_VRING_ADDR, "SET_VRING_ADDR", SZ_EXACT, 40, 0, 0, F_OWNER, h_set_vring_addr),
-	E(SET_VRING_BASE, "SET_VRING_BASE", SZ_EXACT, 8, 0, 0, F_OWNER, h_set_vring_base),
-	E(GET_VRING_BASE, "GET_VRING_BASE", SZ_EXACT, 8, 0, 0, F_OWNER | F_REPLY,
-	  h_get_vring_base),
-	E(SET_VRING_KICK, "SET_VRING_KICK", SZ_EXACT, 8, 0, 1, F_OWNER, h_set_vring_kick),
-	E(SET_VRING_CALL, "SET_VRING_CALL", SZ_EXACT, 8, 0, 1, F_OWNER, h_set_vring_call),
-	E(SET_VRING_ERR, "SET_VRING_ERR", SZ_EXACT, 8, 0, 1, F_OWNER, h_set_vring_err),
-	E(GET_PROTOCOL_FEATURES, "GET_PROTOCOL_FEATURES", SZ_EXACT, 0, 0, 0, F_REPLY,
-	  h_get_protocol_features),
-	E(SET_PROTOCOL_FEATURES, "SET_PROTOCOL_FEATURES", SZ_EXACT, 8, 0, 0, 0,
-	  h_set_protocol_features),
-	E(GET_QUEUE_NUM, "GET_QUEUE_NUM", SZ_EXACT, 0, 0, 0, F_REPLY, h_get_queue_num),
-	E(SET_VRING_ENABLE, "SET_VRING_ENABLE", SZ_EXACT, 8, 0, 0, F_OWNER, h_set_vring_enable),
-	E(SEND_RARP, "SEND_RARP", SZ_EXACT, 8, 0, 0, 0, NULL),
-	E(NET_SET_MTU, "NET_SET_MTU", SZ_EXACT, 8, 0, 0, 0, NULL),
-	E(SET_BACKEND_REQ_FD, "SET_BACKEND_REQ_FD", SZ_EXACT, 0, 1, 1, 0, h_set_backend_req_fd),
-	E(IOTLB_MSG, "IOTLB_MSG", SZ_EXACT, 0, 0, 0, 0, NULL),
-	E(SET_VRING_ENDIAN, "SET_VRING_ENDIAN", SZ_EXACT, 8, 0, 0, 0, NULL),
-	E(GET_CONFIG, "GET_CONFIG", SZ_CONFIG, 0, 0, 0, F_REPLY, h_get_config),
-	E(SET_CONFIG, "SET_CONFIG", SZ_CONFIG, 0, 0, 0, 0, h_set_config),
-	E(CREATE_CRYPTO_SESSION, "CREATE_CRYPTO_SESSION", SZ_EXACT, 0, 0, 0, 0, NULL),
-	E(CLOSE_CRYPTO_SESSION, "CLOSE_CRYPTO_SESSION", SZ_EXACT, 8, 0, 0, 0, NULL),
-	E(POSTCOPY_ADVISE, "POSTCOPY_ADVISE", SZ_EXACT, 0, 0, 0, 0, NULL),
-	E(POSTCOPY_LISTEN, "POSTCOPY_LISTEN", SZ_EXACT, 0, 0, 0, 0, NULL),
-	E(POSTCOPY_END, "POSTCOPY_END", SZ_EXACT, 0, 0, 0, 0, NULL),
-	E(GET_INFLIGHT_FD, "GET_INFLIGHT_FD", SZ_EXACT, 24, 0, 0, F_OWNER | F_REPLY,
-	  h_get_inflight_fd),
-	E(SET_INFLIGHT_FD, "SET_INFLIGHT_FD", SZ_EXACT, 24, 1, 1, F_OWNER, h_set_inflight_fd),
-	E(GPU_SET_SOCKET, "GPU_SET_SOCKET", SZ_EXACT, 0, 1, 1, 0, NULL),
-	E(RESET_DEVICE, "RESET_DEVICE", SZ_EXACT, 0, 0, 0, 0, h_reset_device),
-	E(VRING_KICK, "VRING_KICK", SZ_EXACT, 8, 0, 0, 0, NULL),
-	E(GET_MAX_MEM_SLOTS, "GET_MAX_MEM_SLOTS", SZ_EXACT, 0, 0, 0, F_REPLY, h_get_max_mem_slots),
-	E(ADD_MEM_REG, "ADD_MEM_REG", SZ_EXACT, 40, 1, 1, F_OWNER, h_add_mem_reg),
-	/* QEMU may attach the region's fd to REM_MEM_REG; we do not need it (closed). */
-	E(REM_MEM_REG, "REM_MEM_REG", SZ_EXACT, 40, 0, 1, F_OWNER, h_rem_mem_reg),
-	E(SET_STATUS, "SET_STATUS", SZ_EXACT, 8, 0, 0, 0, h_set_status),
-	E(GET_STATUS, "GET_STATUS", SZ_EXACT, 0, 0, 0, F_REPLY, h_get_status),
+        E(GET_FEATURES, "GET_FEATURES", SZ_EXACT, 0, 0, 0, F_REPLY, h_get_features),
+        E(SET_FEATURES, "SET_FEATURES", SZ_EXACT, 8, 0, 0, 0, h_set_features),
+        E(SET_OWNER, "SET_OWNER", SZ_EXACT, 0, 0, 0, 0, h_set_owner),
+        E(RESET_OWNER, "RESET_OWNER", SZ_EXACT, 0, 0, 0, F_OWNER, h_reset_device),
+        E(SET_MEM_TABLE, "SET_MEM_TABLE", SZ_MEM_TABLE, 0, 0, VHOST_MEMORY_MAX_REGIONS, F_OWNER,
+          h_set_mem_table),
+        E(SET_LOG_BASE, "SET_LOG_BASE", SZ_EXACT, 16, 1, 1, 0, NULL),
+        E(SET_LOG_FD, "SET_LOG_FD", SZ_EXACT, 0, 1, 1, 0, NULL),
+        E(SET_VRING_NUM, "SET_VRING_NUM", SZ_EXACT, 8, 0, 0, F_OWNER, h_set_vring_num),
+        E(SET_VRING_ADDR, "SET_VRING_ADDR", SZ_EXACT, 40, 0, 0, F_OWNER, h_set_vring_addr),
+        E(SET_VRING_BASE, "SET_VRING_BASE", SZ_EXACT, 8, 0, 0, F_OWNER, h_set_vring_base),
+        E(GET_VRING_BASE, "GET_VRING_BASE", SZ_EXACT, 8, 0, 0, F_OWNER | F_REPLY, h_get_vring_base),
+        E(SET_VRING_KICK, "SET_VRING_KICK", SZ_EXACT, 8, 0, 1, F_OWNER, h_set_vring_kick),
+        E(SET_VRING_CALL, "SET_VRING_CALL", SZ_EXACT, 8, 0, 1, F_OWNER, h_set_vring_call),
+        E(SET_VRING_ERR, "SET_VRING_ERR", SZ_EXACT, 8, 0, 1, F_OWNER, h_set_vring_err),
+        E(GET_PROTOCOL_FEATURES, "GET_PROTOCOL_FEATURES", SZ_EXACT, 0, 0, 0, F_REPLY,
+          h_get_protocol_features),
+        E(SET_PROTOCOL_FEATURES, "SET_PROTOCOL_FEATURES", SZ_EXACT, 8, 0, 0, 0,
+          h_set_protocol_features),
+        E(GET_QUEUE_NUM, "GET_QUEUE_NUM", SZ_EXACT, 0, 0, 0, F_REPLY, h_get_queue_num),
+        E(SET_VRING_ENABLE, "SET_VRING_ENABLE", SZ_EXACT, 8, 0, 0, F_OWNER, h_set_vring_enable),
+        E(SEND_RARP, "SEND_RARP", SZ_EXACT, 8, 0, 0, 0, NULL),
+        E(NET_SET_MTU, "NET_SET_MTU", SZ_EXACT, 8, 0, 0, 0, NULL),
+        E(SET_BACKEND_REQ_FD, "SET_BACKEND_REQ_FD", SZ_EXACT, 0, 1, 1, 0, h_set_backend_req_fd),
+        E(IOTLB_MSG, "IOTLB_MSG", SZ_EXACT, 0, 0, 0, 0, NULL),
+        E(SET_VRING_ENDIAN, "SET_VRING_ENDIAN", SZ_EXACT, 8, 0, 0, 0, NULL),
+        E(GET_CONFIG, "GET_CONFIG", SZ_CONFIG, 0, 0, 0, F_REPLY, h_get_config),
+        E(SET_CONFIG, "SET_CONFIG", SZ_CONFIG, 0, 0, 0, 0, h_set_config),
+        E(CREATE_CRYPTO_SESSION, "CREATE_CRYPTO_SESSION", SZ_EXACT, 0, 0, 0, 0, NULL),
+        E(CLOSE_CRYPTO_SESSION, "CLOSE_CRYPTO_SESSION", SZ_EXACT, 8, 0, 0, 0, NULL),
+        E(POSTCOPY_ADVISE, "POSTCOPY_ADVISE", SZ_EXACT, 0, 0, 0, 0, NULL),
+        E(POSTCOPY_LISTEN, "POSTCOPY_LISTEN", SZ_EXACT, 0, 0, 0, 0, NULL),
+        E(POSTCOPY_END, "POSTCOPY_END", SZ_EXACT, 0, 0, 0, 0, NULL),
+        E(GET_INFLIGHT_FD, "GET_INFLIGHT_FD", SZ_EXACT, 24, 0, 0, F_OWNER | F_REPLY,
+          h_get_inflight_fd),
+        E(SET_INFLIGHT_FD, "SET_INFLIGHT_FD", SZ_EXACT, 24, 1, 1, F_OWNER, h_set_inflight_fd),
+        E(GPU_SET_SOCKET, "GPU_SET_SOCKET", SZ_EXACT, 0, 1, 1, 0, NULL),
+        E(RESET_DEVICE, "RESET_DEVICE", SZ_EXACT, 0, 0, 0, 0, h_reset_device),
+        E(VRING_KICK, "VRING_KICK", SZ_EXACT, 8, 0, 0, 0, NULL),
+        E(GET_MAX_MEM_SLOTS, "GET_MAX_MEM_SLOTS", SZ_EXACT, 0, 0, 0, F_REPLY, h_get_max_mem_slots),
+        E(ADD_MEM_REG, "ADD_MEM_REG", SZ_EXACT, 40, 1, 1, F_OWNER, h_add_mem_reg),
+        /* QEMU may attach the region's fd to REM_MEM_REG; we do not need it (closed). */
+        E(REM_MEM_REG, "REM_MEM_REG", SZ_EXACT, 40, 0, 1, F_OWNER, h_rem_mem_reg),
+        E(SET_STATUS, "SET_STATUS", SZ_EXACT, 8, 0, 0, 0, h_set_status),
+        E(GET_STATUS, "GET_STATUS", SZ_EXACT, 0, 0, 0, F_REPLY, h_get_status),
 };
 
 const char *
@@ -707,7 +707,7 @@ size_ok(const struct msg_desc *d, const struct vhost_user_msg *m)
 		}
 		return m->payload.memory.nregions <= VHOST_MEMORY_MAX_REGIONS &&
 		       m->size == 8 + m->payload.memory.nregions *
-					      sizeof(struct vhost_user_memory_region);
+		                                  sizeof(struct vhost_user_memory_region);
 	case SZ_CONFIG:
 		return m->size >= VHOST_USER_CONFIG_HDR_SIZE &&
 		       m->payload.config.size <= VHOST_USER_MAX_CONFIG_SIZE &&
@@ -751,8 +751,8 @@ wants_ack(const struct vh_session *s, const struct vhost_user_msg *m)
 {
 	const struct msg_desc *d = &msg_table[m->request];
 
-	return has_proto(s, VHOST_USER_PROTOCOL_F_REPLY_ACK) && (m->flags & VHOST_USER_NEED_REPLY) &&
-	       !(d->flags & F_REPLY);
+	return has_proto(s, VHOST_USER_PROTOCOL_F_REPLY_ACK) &&
+	       (m->flags & VHOST_USER_NEED_REPLY) && !(d->flags & F_REPLY);
 }
 
 static void
@@ -767,7 +767,7 @@ finish(struct vh_session *s, const struct vhost_user_msg *m, int rc)
 	}
 	if (rc < 0) {
 		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "%s failed: %s; closing session",
-			  vh_msg_name(m->request), strerror(-rc));
+		          vh_msg_name(m->request), strerror(-rc));
 		vh_session_close(s, "message failed");
 	}
 }
@@ -781,10 +781,10 @@ vh_msg_dispatch(struct vh_session *s)
 	int rc;
 
 	VH_DEBUG(s->prefix, "<- %s size %u fds %u flags 0x%x", vh_msg_name(m->request), m->size,
-		 s->nfds, m->flags);
+	         s->nfds, m->flags);
 	if (why != NULL) {
 		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "%s (request %u, size %u, %u fds): %s",
-			  vh_msg_name(m->request), m->request, m->size, s->nfds, why);
+		          vh_msg_name(m->request), m->request, m->size, s->nfds, why);
 		vh_session_close(s, "malformed message");
 		return;
 	}

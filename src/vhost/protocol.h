@@ -66,9 +66,9 @@ enum vhost_user_backend_request {
 #define VHOST_USER_VRING_IDX_MASK 0xffu
 #define VHOST_USER_VRING_NOFD     0x100u
 
-#define VHOST_USER_HDR_SIZE    12u
-#define VHOST_USER_MAX_FDS     8u
-#define VHOST_MEMORY_MAX_REGIONS 8u /* SET_MEM_TABLE's fixed array */
+#define VHOST_USER_HDR_SIZE        12u
+#define VHOST_USER_MAX_FDS         8u
+#define VHOST_MEMORY_MAX_REGIONS   8u /* SET_MEM_TABLE's fixed array */
 #define VHOST_USER_CONFIG_HDR_SIZE 12u
 #define VHOST_USER_MAX_CONFIG_SIZE 256u
 
@@ -84,21 +84,21 @@ enum vhost_user_backend_request {
 #define VHOST_USER_PROTOCOL_F_STATUS              16
 
 /* Virtio feature bits used here. */
-#define VIRTIO_BLK_F_SIZE_MAX      1
-#define VIRTIO_BLK_F_SEG_MAX       2
-#define VIRTIO_BLK_F_RO            5
-#define VIRTIO_BLK_F_BLK_SIZE      6
-#define VIRTIO_BLK_F_FLUSH         9
-#define VIRTIO_BLK_F_TOPOLOGY      10
-#define VIRTIO_BLK_F_CONFIG_WCE    11
-#define VIRTIO_BLK_F_MQ            12
-#define VIRTIO_BLK_F_DISCARD       13
-#define VIRTIO_BLK_F_WRITE_ZEROES  14
-#define VIRTIO_F_NOTIFY_ON_EMPTY   24
-#define VIRTIO_RING_F_INDIRECT_DESC 28
-#define VIRTIO_RING_F_EVENT_IDX    29
+#define VIRTIO_BLK_F_SIZE_MAX          1
+#define VIRTIO_BLK_F_SEG_MAX           2
+#define VIRTIO_BLK_F_RO                5
+#define VIRTIO_BLK_F_BLK_SIZE          6
+#define VIRTIO_BLK_F_FLUSH             9
+#define VIRTIO_BLK_F_TOPOLOGY          10
+#define VIRTIO_BLK_F_CONFIG_WCE        11
+#define VIRTIO_BLK_F_MQ                12
+#define VIRTIO_BLK_F_DISCARD           13
+#define VIRTIO_BLK_F_WRITE_ZEROES      14
+#define VIRTIO_F_NOTIFY_ON_EMPTY       24
+#define VIRTIO_RING_F_INDIRECT_DESC    28
+#define VIRTIO_RING_F_EVENT_IDX        29
 #define VHOST_USER_F_PROTOCOL_FEATURES 30
-#define VIRTIO_F_VERSION_1         32
+#define VIRTIO_F_VERSION_1             32
 
 struct vhost_vring_state {
 	uint32_t index;
@@ -190,9 +190,9 @@ struct vhost_user_msg {
 };
 
 /* Split virtqueue layout (VIRTIO 1.2 §2.7). */
-#define VRING_DESC_F_NEXT     1
-#define VRING_DESC_F_WRITE    2
-#define VRING_DESC_F_INDIRECT 4
+#define VRING_DESC_F_NEXT          1
+#define VRING_DESC_F_WRITE         2
+#define VRING_DESC_F_INDIRECT      4
 #define VRING_USED_F_NO_NOTIFY     1
 #define VRING_AVAIL_F_NO_INTERRUPT 1
 
@@ -221,16 +221,16 @@ struct vring_used {
 };
 
 /* virtio-blk (VIRTIO 1.2 §5.2). */
-#define VIRTIO_BLK_T_IN           0
-#define VIRTIO_BLK_T_OUT          1
-#define VIRTIO_BLK_T_FLUSH        4
-#define VIRTIO_BLK_T_GET_ID       8
-#define VIRTIO_BLK_T_DISCARD      11
-#define VIRTIO_BLK_T_WRITE_ZEROES 13
-#define VIRTIO_BLK_S_OK     0
-#define VIRTIO_BLK_S_IOERR  1
-#define VIRTIO_BLK_S_UNSUPP 2
-#define VIRTIO_BLK_ID_BYTES 20
+#define VIRTIO_BLK_T_IN                    0
+#define VIRTIO_BLK_T_OUT                   1
+#define VIRTIO_BLK_T_FLUSH                 4
+#define VIRTIO_BLK_T_GET_ID                8
+#define VIRTIO_BLK_T_DISCARD               11
+#define VIRTIO_BLK_T_WRITE_ZEROES          13
+#define VIRTIO_BLK_S_OK                    0
+#define VIRTIO_BLK_S_IOERR                 1
+#define VIRTIO_BLK_S_UNSUPP                2
+#define VIRTIO_BLK_ID_BYTES                20
 #define VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP 1u
 
 struct virtio_blk_outhdr {

@@ -118,7 +118,7 @@ vh_session_try_start(struct vh_session *s, struct vh_vq *vq)
 	rc = vh_vq_prepare(vq);
 	if (rc < 0) {
 		VH_LOG_RL(VH_LOG_ERROR, vq->prefix, "cannot start: ring %s",
-			  rc == -EFAULT ? "outside guest memory" : strerror(-rc));
+		          rc == -EFAULT ? "outside guest memory" : strerror(-rc));
 		return rc;
 	}
 	vq->reactor = pick_reactor(s->c, vq->idx);
@@ -343,16 +343,16 @@ vh_vhost_blk_create(const struct vh_vhost_blk_opts *o)
 	if (rc < 0) {
 		goto out_release;
 	}
-	if (g_sock_group != (gid_t)-1 && (chown(c->sock_path, (uid_t)-1, g_sock_group) < 0 ||
-					  chmod(c->sock_path, 0660) < 0)) {
+	if (g_sock_group != (gid_t)-1 &&
+	    (chown(c->sock_path, (uid_t)-1, g_sock_group) < 0 || chmod(c->sock_path, 0660) < 0)) {
 		VH_WARN(c->name, "cannot give the socket to group %u: %s", (unsigned)g_sock_group,
-			strerror(errno));
+		        strerror(errno));
 	}
 	for (pp = &g_ctrlrs; *pp; pp = &(*pp)->next) {
 	}
 	*pp = c;
 	VH_NOTICE("vhost", "controller '%s' on bdev '%s' listening at %s (%u queues%s)", c->name,
-		  vh_bdev_name(b), c->sock_path, c->num_queues, c->readonly ? ", read-only" : "");
+	          vh_bdev_name(b), c->sock_path, c->num_queues, c->readonly ? ", read-only" : "");
 	return 0;
 
 out_release:
@@ -444,20 +444,20 @@ vh_vhost_ctrlr_info_json(const struct vh_vhost_ctrlr *c)
 
 	memcpy(serial, c->serial, VIRTIO_BLK_ID_BYTES);
 	return json_pack("{s:s, s:o, s:i, s:i, s:s, s:b, s:I, s:{s:{s:b, s:s, s:s, s:s, s:i}}}",
-			 "ctrlr", c->name, "cpumask", mask_json(c->cpumask), "delay_base_us", 0,
-			 "iops_threshold", 0, "socket", c->sock_path, "connected",
-			 c->session != NULL, "connections", (json_int_t)c->stat_connections,
-			 "backend_specific", "block", "readonly", c->readonly, "bdev",
-			 vh_bdev_name(c->bdev), "transport", "vhost_user_blk", "serial", serial,
-			 "num_queues", (int)c->num_queues);
+	                 "ctrlr", c->name, "cpumask", mask_json(c->cpumask), "delay_base_us", 0,
+	                 "iops_threshold", 0, "socket", c->sock_path, "connected",
+	                 c->session != NULL, "connections", (json_int_t)c->stat_connections,
+	                 "backend_specific", "block", "readonly", c->readonly, "bdev",
+	                 vh_bdev_name(c->bdev), "transport", "vhost_user_blk", "serial", serial,
+	                 "num_queues", (int)c->num_queues);
 }
 
 json_t *
 vh_vhost_ctrlr_config_json(const struct vh_vhost_ctrlr *c)
 {
 	return json_pack("{s:s, s:{s:s, s:s, s:o, s:b}}", "method", "vhost_create_blk_controller",
-			 "params", "ctrlr", c->name, "dev_name", vh_bdev_name(c->bdev), "cpumask",
-			 mask_json(c->cpumask), "readonly", c->readonly);
+	                 "params", "ctrlr", c->name, "dev_name", vh_bdev_name(c->bdev), "cpumask",
+	                 mask_json(c->cpumask), "readonly", c->readonly);
 }
 
 int
@@ -470,7 +470,7 @@ vh_vhost_bdev_resized(struct vh_bdev *b)
 			continue;
 		}
 		if (vh_sock_send_backend(c->session, VHOST_USER_BACKEND_CONFIG_CHANGE_MSG, NULL,
-					 0) == 0) {
+		                         0) == 0) {
 			told++;
 		}
 	}

@@ -133,8 +133,8 @@ void
 vh_sock_resume_listening(struct vh_vhost_ctrlr *c)
 {
 	if (c->listen_src == NULL && c->listen_fd >= 0 && !c->deleting) {
-		c->listen_src = vh_evloop_add(vh_evloop_main(), c->listen_fd, EPOLLIN, listen_ready,
-					      c);
+		c->listen_src =
+		        vh_evloop_add(vh_evloop_main(), c->listen_fd, EPOLLIN, listen_ready, c);
 		if (c->listen_src == NULL) {
 			VH_ERR(c->name, "cannot poll the listening socket: %s", strerror(errno));
 		}
@@ -178,10 +178,10 @@ recv_some(struct vh_session *s, void *buf, size_t len)
 	char cbuf[CMSG_SPACE(VHOST_USER_MAX_FDS * sizeof(int))];
 	struct iovec iov = {.iov_base = buf, .iov_len = len};
 	struct msghdr mh = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = cbuf,
-		.msg_controllen = sizeof(cbuf),
+	        .msg_iov = &iov,
+	        .msg_iovlen = 1,
+	        .msg_control = cbuf,
+	        .msg_controllen = sizeof(cbuf),
 	};
 	ssize_t n = recvmsg(s->fd, &mh, MSG_CMSG_CLOEXEC);
 
@@ -236,7 +236,7 @@ read_message(struct vh_session *s)
 	}
 	if (s->msg.size > sizeof(s->msg.payload)) {
 		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "%s: payload size %u exceeds the maximum %zu",
-			  vh_msg_name(s->msg.request), s->msg.size, sizeof(s->msg.payload));
+		          vh_msg_name(s->msg.request), s->msg.size, sizeof(s->msg.payload));
 		return -EMSGSIZE;
 	}
 	while (s->msg_got < VHOST_USER_HDR_SIZE + s->msg.size) {
@@ -283,10 +283,11 @@ session_input(void *arg, uint32_t events)
 			return;
 		}
 		if (rc < 0) {
-			/* fds that arrived with a message we will never dispatch are ours to close. */
+			/* fds that arrived with a message we will never dispatch are ours to close.
+			 */
 			vh_sock_close_fds(s);
 			vh_session_close(s, rc == -ECONNRESET ? "front-end disconnected"
-							     : "malformed message framing");
+			                                      : "malformed message framing");
 			return;
 		}
 		s->msg_got = 0;
@@ -297,14 +298,13 @@ session_input(void *arg, uint32_t events)
 	}
 }
 
-
 /* Send header and payload as one message (one sendmsg, as the front-end expects). */
 static int
 send_msg(int fd, const struct vhost_user_msg *m, int pass_fd)
 {
 	struct iovec iov[2] = {
-		{.iov_base = (void *)m, .iov_len = VHOST_USER_HDR_SIZE},
-		{.iov_base = (void *)&m->payload, .iov_len = m->size},
+	        {.iov_base = (void *)m, .iov_len = VHOST_USER_HDR_SIZE},
+	        {.iov_base = (void *)&m->payload, .iov_len = m->size},
 	};
 	char cbuf[CMSG_SPACE(sizeof(int))] = {0};
 	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = m->size ? 2 : 1};
@@ -338,14 +338,14 @@ send_msg(int fd, const struct vhost_user_msg *m, int pass_fd)
 
 int
 vh_sock_reply(struct vh_session *s, const struct vhost_user_msg *req, const void *payload,
-	      uint32_t size)
+              uint32_t size)
 {
 	return vh_sock_reply_fd(s, req, payload, size, -1);
 }
 
 int
 vh_sock_reply_fd(struct vh_session *s, const struct vhost_user_msg *req, const void *payload,
-		 uint32_t size, int fd)
+                 uint32_t size, int fd)
 {
 	struct vhost_user_msg m;
 

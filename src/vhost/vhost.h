@@ -21,18 +21,18 @@
 
 #include "bdev/bdev.h"
 
-#define VH_VHOST_MAX_QUEUES 64
+#define VH_VHOST_MAX_QUEUES     64
 #define VH_VHOST_DEFAULT_QUEUES 32
 
 struct vh_vhost_ctrlr;
 
 struct vh_vhost_blk_opts {
-	const char *name;      /* controller name; the socket is <socket_dir>/<name> */
+	const char *name; /* controller name; the socket is <socket_dir>/<name> */
 	const char *bdev_name;
-	uint64_t cpumask;      /* reactors serving its queues; 0 = all */
+	uint64_t cpumask; /* reactors serving its queues; 0 = all */
 	bool readonly;
-	uint16_t num_queues;   /* max queues advertised (GET_QUEUE_NUM); 0 = default */
-	bool packed_ring;      /* reserved; refused for now */
+	uint16_t num_queues; /* max queues advertised (GET_QUEUE_NUM); 0 = default */
+	bool packed_ring;    /* reserved; refused for now */
 };
 
 /*

@@ -23,31 +23,31 @@
 #include "vhost/protocol.h"
 #include "vhost/vhost.h"
 
-#define VH_MAX_MEM_REGIONS 32      /* GET_MAX_MEM_SLOTS */
+#define VH_MAX_MEM_REGIONS 32 /* GET_MAX_MEM_SLOTS */
 #define VH_MAX_QUEUE_SIZE  32768
-#define VH_BLK_SEG_MAX     126     /* data segments advertised (seg_max) */
+#define VH_BLK_SEG_MAX     126           /* data segments advertised (seg_max) */
 #define VH_BLK_SIZE_MAX    (128u * 1024) /* bytes per segment advertised (size_max) */
 /* Header + data + status descriptors, plus room for buffers split at region boundaries. */
-#define VH_BLK_MAX_IOV     136
-#define VH_VQ_BATCH        64      /* requests fetched per queue per poll */
+#define VH_BLK_MAX_IOV 136
+#define VH_VQ_BATCH    64 /* requests fetched per queue per poll */
 /*
  * Request slots per queue: in-flight requests are bounded by this, not by the queue size, so a
  * front-end asking for 64 queues of 32768 entries cannot make us allocate gigabytes. When all
  * slots are busy the queue simply stops fetching until completions free some.
  */
 #define VH_VQ_MAX_SLOTS    512
-#define VH_VQ_SCRATCH_DESC 128     /* indirect tables copied out when not contiguous */
+#define VH_VQ_SCRATCH_DESC 128 /* indirect tables copied out when not contiguous */
 
 /* ---- memory table (mem.c) ---- */
 
 struct vh_mem_region {
 	uint64_t gpa;
 	uint64_t size;
-	uint64_t qva;         /* the front-end's virtual address (ring addresses use it) */
+	uint64_t qva; /* the front-end's virtual address (ring addresses use it) */
 	uint64_t mmap_offset;
-	void *map_base;       /* what we mmap'ed */
+	void *map_base; /* what we mmap'ed */
 	uint64_t map_size;
-	uint8_t *hva;         /* map_base + mmap_offset: host address of gpa */
+	uint8_t *hva; /* map_base + mmap_offset: host address of gpa */
 };
 
 struct vh_mem {
@@ -59,8 +59,7 @@ struct vh_mem {
  * Map one region from @fd. Validates size, overflow of gpa/qva + size and that the fd is large
  * enough. Does not close @fd. Returns 0 or -errno.
  */
-int vh_mem_region_map(struct vh_mem_region *r, const struct vhost_user_memory_region *wire,
-		      int fd);
+int vh_mem_region_map(struct vh_mem_region *r, const struct vhost_user_memory_region *wire, int fd);
 void vh_mem_region_unmap(struct vh_mem_region *r);
 /* -EINVAL if @r overlaps a region of @m in guest-physical or front-end virtual space. */
 int vh_mem_check_overlap(const struct vh_mem *m, const struct vh_mem_region *r);
@@ -70,8 +69,8 @@ void vh_mem_unmap_all(struct vh_mem *m);
  * Translate [gpa, gpa+len) into host iovecs, splitting at region boundaries. Appends at
  * iov[*n], never past @max. Returns 0, -EFAULT (some byte unmapped, or wrap) or -ENOBUFS.
  */
-int vh_mem_gpa_to_iov(const struct vh_mem *m, uint64_t gpa, uint64_t len, struct iovec *iov,
-		      int *n, int max);
+int vh_mem_gpa_to_iov(const struct vh_mem *m, uint64_t gpa, uint64_t len, struct iovec *iov, int *n,
+                      int max);
 /* Host address of [gpa, gpa+len) if it lies in one region, else NULL. */
 void *vh_mem_gpa_to_hva(const struct vh_mem *m, uint64_t gpa, uint64_t len);
 /* Host address of front-end VA range [qva, qva+len) if it lies in one region, else NULL. */
@@ -82,9 +81,9 @@ int vh_mem_copy_from_guest(const struct vh_mem *m, void *dst, uint64_t gpa, uint
 /* ---- inflight tracking region (inflight.c) ---- */
 
 struct vh_inflight {
-	void *map;            /* whole mapping */
+	void *map; /* whole mapping */
 	uint64_t map_size;
-	uint8_t *base;        /* map + mmap_offset */
+	uint8_t *base; /* map + mmap_offset */
 	uint16_t num_queues;
 	uint16_t queue_size;
 };
@@ -103,8 +102,8 @@ void vh_inflight_unmap(struct vh_inflight *ifl);
  * -EINVAL for a region that cannot be trusted.
  */
 int vh_inflight_recover(struct inflight_split_queue *q, uint16_t size, uint16_t cap,
-			uint16_t used_idx, uint16_t *heads, uint32_t max, uint32_t *count,
-			uint16_t *next_avail, uint64_t *counter);
+                        uint16_t used_idx, uint16_t *heads, uint32_t max, uint32_t *count,
+                        uint16_t *next_avail, uint64_t *counter);
 
 /* ---- virtqueue (vring.c: control side and reactor side) ---- */
 
@@ -116,8 +115,8 @@ struct vh_blk_req {
 	uint16_t head;
 	uint16_t slot;
 	bool inflight;
-	uint8_t *status;      /* the status byte in guest memory */
-	uint32_t used_len;    /* bytes written to device-writable buffers */
+	uint8_t *status;   /* the status byte in guest memory */
+	uint32_t used_len; /* bytes written to device-writable buffers */
 	struct vh_blk_req *next_retry;
 	struct vh_bdev_io io;
 	struct iovec iov[VH_BLK_MAX_IOV];
@@ -131,13 +130,13 @@ struct vh_vq {
 	uint32_t size;
 	bool addr_set;
 	struct vhost_vring_addr addr;
-	uint16_t base;        /* SET_VRING_BASE: next avail index to fetch */
+	uint16_t base; /* SET_VRING_BASE: next avail index to fetch */
 	int kickfd;
 	int callfd;
 	int errfd;
-	bool kick_set;        /* SET_VRING_KICK seen (kickfd may be -1 with NOFD) */
-	bool enabled;         /* SET_VRING_ENABLE (mirrored to the reactor when started) */
-	bool started;         /* control's view: a start was sent and no stop completed */
+	bool kick_set; /* SET_VRING_KICK seen (kickfd may be -1 with NOFD) */
+	bool enabled;  /* SET_VRING_ENABLE (mirrored to the reactor when started) */
+	bool started;  /* control's view: a start was sent and no stop completed */
 	struct vh_reactor *reactor;
 
 	/* Reactor-owned while started. */
@@ -145,18 +144,18 @@ struct vh_vq {
 	struct vring_avail *avail;
 	struct vring_used *used;
 	uint16_t mask;
-	uint16_t last_avail;  /* next avail entry to fetch */
-	uint16_t last_used;   /* next used entry to fill (shadow of used->idx) */
+	uint16_t last_avail; /* next avail entry to fetch */
+	uint16_t last_used;  /* next used entry to fill (shadow of used->idx) */
 	uint16_t signalled_used;
 	bool signalled_used_valid;
 	bool event_idx;
-	bool running;         /* reactor's view of enabled */
+	bool running; /* reactor's view of enabled */
 	bool stopping;
 	bool broken;
 	uint32_t inflight;
 	uint32_t nslots;
-	struct vh_blk_req *reqs;    /* nslots entries */
-	uint16_t *free_slots;       /* stack of free slot numbers */
+	struct vh_blk_req *reqs; /* nslots entries */
+	uint16_t *free_slots;    /* stack of free slot numbers */
 	uint32_t nfree;
 	uint64_t *head_busy;        /* bitmap: head is in flight (a reused head is a violation) */
 	struct vring_desc *scratch; /* VH_VQ_SCRATCH_DESC entries */
@@ -164,17 +163,17 @@ struct vh_vq {
 	/* Inflight tracking (NULL when the front-end gave no region). */
 	struct inflight_split_queue *ifl;
 	uint64_t ifl_counter;
-	uint16_t *batch;            /* heads completed since the last flush (nslots) */
+	uint16_t *batch; /* heads completed since the last flush (nslots) */
 	uint32_t nbatch;
-	uint16_t *resubmit;         /* heads to resubmit at start, oldest first (nslots) */
+	uint16_t *resubmit; /* heads to resubmit at start, oldest first (nslots) */
 	uint32_t nresubmit;
 	struct vh_blk_req *retry_head;
 	struct vh_blk_req **retry_tail;
 	struct vh_poller *poller;
 	struct vh_bdev_channel *ch;
 	struct vh_deferred flush;
-	int cur_callfd;       /* reactor's copy of callfd */
-	int cur_kickfd;       /* reactor's copy of kickfd */
+	int cur_callfd; /* reactor's copy of callfd */
+	int cur_kickfd; /* reactor's copy of kickfd */
 	uint64_t stat_requests;
 	uint64_t stat_kicks_sent;
 	struct vh_log_burst io_errors; /* reactor's: failed requests, logged once per burst */
@@ -216,8 +215,8 @@ void vh_vq_broken(struct vh_vq *vq, const char *why);
  * unmapped buffer; -ENOBUFS for too many segments. On -EFAULT/-ENOBUFS, *status points at the
  * last device-writable byte if it could be found (so the request can still fail cleanly).
  */
-int vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head,
-		     struct iovec *iov, int *nr, int *nw, uint8_t **status);
+int vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, struct iovec *iov,
+                     int *nr, int *nw, uint8_t **status);
 
 /* ---- virtio-blk (blk.c, reactor side) ---- */
 
@@ -254,25 +253,25 @@ struct vh_session {
 	struct vh_vhost_ctrlr *c;
 	int fd;
 	struct vh_evsource *src;
-	int backend_fd;       /* BACKEND_REQ channel, or -1 */
+	int backend_fd; /* BACKEND_REQ channel, or -1 */
 	bool owner_set;
 	bool closing;
 	bool broken_reported;
-	uint64_t features;          /* acked virtio features */
+	uint64_t features; /* acked virtio features */
 	bool features_set;
 	uint64_t protocol_features; /* acked protocol features */
 	uint8_t status;             /* SET_STATUS */
 	uint8_t wce;                /* config-space writeback byte */
 	struct vh_mem *mem;
-	uint32_t nvqs;              /* queues we accept indices for */
+	uint32_t nvqs; /* queues we accept indices for */
 	struct vh_vq vqs[VH_VHOST_MAX_QUEUES];
 
 	/* Message input state. */
 	struct vhost_user_msg msg;
-	uint32_t msg_got;           /* bytes of msg received so far */
+	uint32_t msg_got; /* bytes of msg received so far */
 	int fds[VHOST_USER_MAX_FDS];
 	unsigned nfds;
-	bool fd_overflow;           /* more than VHOST_USER_MAX_FDS arrived */
+	bool fd_overflow; /* more than VHOST_USER_MAX_FDS arrived */
 	bool paused;
 	struct vh_mem *pending_mem; /* table waiting for a quiesce to finish */
 	struct vh_inflight inflight;
@@ -300,12 +299,12 @@ void vh_sock_stop_listening(struct vh_vhost_ctrlr *c);
 void vh_sock_resume_listening(struct vh_vhost_ctrlr *c);
 /* Send a reply to the current message; @size bytes of payload. 0 or -errno. */
 int vh_sock_reply(struct vh_session *s, const struct vhost_user_msg *req, const void *payload,
-		  uint32_t size);
+                  uint32_t size);
 /* Same, with one fd attached (GET_INFLIGHT_FD). */
 int vh_sock_reply_fd(struct vh_session *s, const struct vhost_user_msg *req, const void *payload,
-		     uint32_t size, int fd);
+                     uint32_t size, int fd);
 int vh_sock_send_backend(struct vh_session *s, uint32_t request, const void *payload,
-			 uint32_t size);
+                         uint32_t size);
 void vh_sock_pause(struct vh_session *s);
 /* Close fds received with the current (partial) message. */
 void vh_sock_close_fds(struct vh_session *s);
@@ -319,7 +318,7 @@ void vh_session_close(struct vh_session *s, const char *why);
 void vh_session_quiesce(struct vh_session *s, void (*done)(struct vh_session *s));
 /* Stop one started queue, then run done(s). Input is paused meanwhile. */
 void vh_session_stop_one(struct vh_session *s, struct vh_vq *vq,
-			 void (*done)(struct vh_session *s));
+                         void (*done)(struct vh_session *s));
 /* Start every queue that is fully configured (after a quiesce or a kick). */
 int vh_session_start_ready(struct vh_session *s);
 /* Start one queue if it is fully configured. 0, or -errno if the start failed. */

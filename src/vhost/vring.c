@@ -137,7 +137,7 @@ vh_vq_broken(struct vh_vq *vq, const char *why)
 	}
 	vq->broken = true;
 	VH_LOG_RL(VH_LOG_ERROR, vq->prefix, "guest violated the ring protocol: %s; closing session",
-		  why);
+	          why);
 	/* The control thread drains its queue continuously: a full queue is momentary. */
 	while (vh_control_send(broken_msg, vq->s) == -ENOBUFS) {
 		vh_cpu_relax();
@@ -176,7 +176,7 @@ indirect_table(struct vh_vq *vq, const struct vh_mem *mem, const struct vring_de
 
 int
 vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, struct iovec *iov,
-		 int *nr, int *nw, uint8_t **status)
+                 int *nr, int *nw, uint8_t **status)
 {
 	const struct vring_desc *table = vq->desc;
 	uint32_t table_size = vq->size;
@@ -354,9 +354,9 @@ vq_disarm(void *arg)
 }
 
 static const struct vh_poller_ops vq_ops = {
-	.poll = vq_poll,
-	.arm = vq_arm,
-	.disarm = vq_disarm,
+        .poll = vq_poll,
+        .arm = vq_arm,
+        .disarm = vq_disarm,
 };
 
 static void
@@ -389,10 +389,12 @@ start_msg(void *arg)
 		/* Saturated counter: an interrupt is pending anyway. */
 	}
 	VH_DEBUG(vq->prefix, "started: size %u, avail %u, used %u, reactor %u", vq->size,
-		 vq->last_avail, vq->last_used, vh_reactor_index(vq->reactor));
+	         vq->last_avail, vq->last_used, vh_reactor_index(vq->reactor));
 	if (vq->nresubmit > 0) {
-		VH_NOTICE(vq->prefix, "resubmitting %u request(s) left in flight by a previous "
-			  "instance", vq->nresubmit);
+		VH_NOTICE(vq->prefix,
+		          "resubmitting %u request(s) left in flight by a previous "
+		          "instance",
+		          vq->nresubmit);
 	}
 	for (uint32_t i = 0; i < vq->nresubmit && !vq->broken; i++) {
 		submit_head(vq, vq->resubmit[i]);
@@ -553,12 +555,11 @@ attach_inflight(struct vh_vq *vq)
 	if (vq->idx >= ifl->num_queues || vq->size > ifl->queue_size) {
 		return -EINVAL;
 	}
-	vq->ifl = (struct inflight_split_queue *)(ifl->base +
-						  vq->idx * vh_inflight_queue_stride(ifl->queue_size));
+	vq->ifl = (struct inflight_split_queue *)(ifl->base + vq->idx * vh_inflight_queue_stride(
+	                                                                        ifl->queue_size));
 	rc = vh_inflight_recover(vq->ifl, (uint16_t)vq->size, ifl->queue_size,
-				 VH_READ_ONCE(vq->used->idx),
-				 vq->resubmit, vq->nslots, &vq->nresubmit, &next_avail,
-				 &vq->ifl_counter);
+	                         VH_READ_ONCE(vq->used->idx), vq->resubmit, vq->nslots,
+	                         &vq->nresubmit, &next_avail, &vq->ifl_counter);
 	if (rc < 0) {
 		vq->ifl = NULL;
 		return rc;

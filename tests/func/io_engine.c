@@ -523,7 +523,8 @@ wait_some(struct io_engine *e, int timeout_ms)
 	for (q = 0; q < e->nq && q < 64; q++) {
 		struct vh_fe_vq *vq = vh_fe_vq(e->fe, q);
 
-		/* A polling driver asked for no interrupts: waiting on the call fd would time out. */
+		/* A polling driver asked for no interrupts: waiting on the call fd would time out.
+		 */
 		if (vh_fe_vq_mode(vq) == VH_FE_POLL) {
 			sched_yield();
 			return;

@@ -113,8 +113,8 @@ hostile_wait_disconnected(struct vh_target *t, const char *name, int ms)
 		if (!connected) {
 			return 0;
 		}
-		T_CHECK(vh_fe_now_ms() < deadline, "controller %s still connected after %d ms", name,
-		        ms);
+		T_CHECK(vh_fe_now_ms() < deadline, "controller %s still connected after %d ms",
+		        name, ms);
 		poll(NULL, 0, 5); /* re-check interval, bounded by the deadline */
 	}
 }

@@ -16,8 +16,8 @@
 
 #include "test_hostile_common.h"
 
-#define F_NR (VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK)
-#define WITNESS_EVERY 512
+#define F_NR             (VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK)
+#define WITNESS_EVERY    512
 #define VH_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Payload size and fd count of a well-formed message (all-zero payload), per request code. */
@@ -28,19 +28,19 @@ expected(uint32_t req, uint32_t *size, unsigned *nfds)
 		uint16_t size;
 		uint8_t nfds;
 	} t[] = {
-	        [VHOST_USER_SET_FEATURES] = {8, 0},        [VHOST_USER_SET_MEM_TABLE] = {8, 0},
-	        [VHOST_USER_SET_LOG_BASE] = {16, 1},       [VHOST_USER_SET_LOG_FD] = {0, 1},
-	        [VHOST_USER_SET_VRING_NUM] = {8, 0},       [VHOST_USER_SET_VRING_ADDR] = {40, 0},
-	        [VHOST_USER_SET_VRING_BASE] = {8, 0},      [VHOST_USER_GET_VRING_BASE] = {8, 0},
-	        [VHOST_USER_SET_VRING_KICK] = {8, 1},      [VHOST_USER_SET_VRING_CALL] = {8, 1},
-	        [VHOST_USER_SET_VRING_ERR] = {8, 1},       [VHOST_USER_SET_PROTOCOL_FEATURES] = {8, 0},
-	        [VHOST_USER_SET_VRING_ENABLE] = {8, 0},    [VHOST_USER_SEND_RARP] = {8, 0},
-	        [VHOST_USER_NET_SET_MTU] = {8, 0},         [VHOST_USER_SET_BACKEND_REQ_FD] = {0, 1},
-	        [VHOST_USER_SET_VRING_ENDIAN] = {8, 0},    [VHOST_USER_GET_CONFIG] = {12, 0},
-	        [VHOST_USER_SET_CONFIG] = {12, 0},         [VHOST_USER_CLOSE_CRYPTO_SESSION] = {8, 0},
-	        [VHOST_USER_GET_INFLIGHT_FD] = {24, 0},    [VHOST_USER_SET_INFLIGHT_FD] = {24, 1},
-	        [VHOST_USER_GPU_SET_SOCKET] = {0, 1},      [VHOST_USER_VRING_KICK] = {8, 0},
-	        [VHOST_USER_ADD_MEM_REG] = {40, 1},        [VHOST_USER_REM_MEM_REG] = {40, 0},
+	        [VHOST_USER_SET_FEATURES] = {8, 0},     [VHOST_USER_SET_MEM_TABLE] = {8, 0},
+	        [VHOST_USER_SET_LOG_BASE] = {16, 1},    [VHOST_USER_SET_LOG_FD] = {0, 1},
+	        [VHOST_USER_SET_VRING_NUM] = {8, 0},    [VHOST_USER_SET_VRING_ADDR] = {40, 0},
+	        [VHOST_USER_SET_VRING_BASE] = {8, 0},   [VHOST_USER_GET_VRING_BASE] = {8, 0},
+	        [VHOST_USER_SET_VRING_KICK] = {8, 1},   [VHOST_USER_SET_VRING_CALL] = {8, 1},
+	        [VHOST_USER_SET_VRING_ERR] = {8, 1},    [VHOST_USER_SET_PROTOCOL_FEATURES] = {8, 0},
+	        [VHOST_USER_SET_VRING_ENABLE] = {8, 0}, [VHOST_USER_SEND_RARP] = {8, 0},
+	        [VHOST_USER_NET_SET_MTU] = {8, 0},      [VHOST_USER_SET_BACKEND_REQ_FD] = {0, 1},
+	        [VHOST_USER_SET_VRING_ENDIAN] = {8, 0}, [VHOST_USER_GET_CONFIG] = {12, 0},
+	        [VHOST_USER_SET_CONFIG] = {12, 0},      [VHOST_USER_CLOSE_CRYPTO_SESSION] = {8, 0},
+	        [VHOST_USER_GET_INFLIGHT_FD] = {24, 0}, [VHOST_USER_SET_INFLIGHT_FD] = {24, 1},
+	        [VHOST_USER_GPU_SET_SOCKET] = {0, 1},   [VHOST_USER_VRING_KICK] = {8, 0},
+	        [VHOST_USER_ADD_MEM_REG] = {40, 1},     [VHOST_USER_REM_MEM_REG] = {40, 0},
 	        [VHOST_USER_SET_STATUS] = {8, 0},
 	};
 
@@ -143,7 +143,8 @@ one_case(struct conn *c, uint32_t req, enum size_kind sk, enum fd_kind fk, bool 
 		rc = vh_fe_send_raw(c->fe, req, flags, size, payload, sent, fds, nfds);
 		hostile_close_fds(fds, nfds);
 		if ((rc == -EPIPE || rc == -ECONNRESET) && attempt == 0 && sent == size) {
-			/* The previous case's session closed after its reply: retry on a new one. */
+			/* The previous case's session closed after its reply: retry on a new one.
+			 */
 			conn_close(c);
 			continue;
 		}
@@ -179,8 +180,10 @@ one_case(struct conn *c, uint32_t req, enum size_kind sk, enum fd_kind fk, bool 
 		T_CHECK(ack != 0 || req == VHOST_USER_GET_FEATURES ||
 		                req == VHOST_USER_GET_PROTOCOL_FEATURES ||
 		                req == VHOST_USER_GET_QUEUE_NUM || req == VHOST_USER_GET_STATUS ||
-		                req == VHOST_USER_GET_MAX_MEM_SLOTS || req == VHOST_USER_GET_VRING_BASE,
-		        "request %u size %u (expected %u) fds %u (expected %u) flags 0x%x: acked as success",
+		                req == VHOST_USER_GET_MAX_MEM_SLOTS ||
+		                req == VHOST_USER_GET_VRING_BASE,
+		        "request %u size %u (expected %u) fds %u (expected %u) flags 0x%x: acked "
+		        "as success",
 		        req, size, esize, nfds, efds, flags);
 		st->acks_err++;
 	} else {
@@ -262,11 +265,11 @@ main(void)
 	}
 	fds1 = hostile_wait_fds(t.d.pid, fds0, 2000);
 	rss1 = hostile_rss_kib(t.d.pid);
-	fprintf(stderr, "%u cases in %lld ms: %u replies, %u error acks, %u disconnects (%u "
+	fprintf(stderr,
+	        "%u cases in %lld ms: %u replies, %u error acks, %u disconnects (%u "
 	        "connections); daemon fds %d -> %d, VmRSS %ld -> %ld KiB; witness %llu rounds\n",
-	        st.cases, (long long)(vh_fe_now_ms() - t0), st.replies, st.acks_err,
-	        st.disconnects, c.connects, fds0, fds1, rss0, rss1,
-	        (unsigned long long)w.rounds);
+	        st.cases, (long long)(vh_fe_now_ms() - t0), st.replies, st.acks_err, st.disconnects,
+	        c.connects, fds0, fds1, rss0, rss1, (unsigned long long)w.rounds);
 	if (fds1 > fds0) {
 		fprintf(stderr, "FAIL: daemon fd count grew from %d to %d\n", fds0, fds1);
 		fail = 1;

@@ -12,21 +12,43 @@
 #include "test_hostile_common.h"
 
 enum mut {
-	M_LOOP, M_NEXT_OOR, M_AVAIL_JUMP, M_ADDR_OUTSIDE, M_ADDR_HOLE_STRADDLE, M_LEN_MAX,
-	M_ADDR_WRAP, M_LEN0, M_IND_BADLEN, M_IND_NESTED, M_IND_NEXT, M_IND_ZERO, M_HDR_WRITEONLY,
-	M_STATUS_READONLY, M_BAD_TYPE, M_DISCARD0, M_DISCARD_10K, M_COUNT,
+	M_LOOP,
+	M_NEXT_OOR,
+	M_AVAIL_JUMP,
+	M_ADDR_OUTSIDE,
+	M_ADDR_HOLE_STRADDLE,
+	M_LEN_MAX,
+	M_ADDR_WRAP,
+	M_LEN0,
+	M_IND_BADLEN,
+	M_IND_NESTED,
+	M_IND_NEXT,
+	M_IND_ZERO,
+	M_HDR_WRITEONLY,
+	M_STATUS_READONLY,
+	M_BAD_TYPE,
+	M_DISCARD0,
+	M_DISCARD_10K,
+	M_COUNT,
 };
 
 static const char *const names[M_COUNT] = {
-        "descriptor loop",           "next >= queue size",
-        "avail idx jumps by size+1", "data address outside guest memory",
+        "descriptor loop",
+        "next >= queue size",
+        "avail idx jumps by size+1",
+        "data address outside guest memory",
         "data straddles the end of guest memory",
-        "data len 0xffffffff",       "addr+len wraps",
-        "data len 0",                "indirect table of 17 bytes",
-        "nested indirect table",     "indirect descriptor with NEXT",
-        "indirect table of 0 bytes", "header in a write-only descriptor",
+        "data len 0xffffffff",
+        "addr+len wraps",
+        "data len 0",
+        "indirect table of 17 bytes",
+        "nested indirect table",
+        "indirect descriptor with NEXT",
+        "indirect table of 0 bytes",
+        "header in a write-only descriptor",
         "status in a read-only descriptor",
-        "unknown request type",      "DISCARD with 0 segments",
+        "unknown request type",
+        "DISCARD with 0 segments",
         "DISCARD with 10^4 segments",
 };
 
@@ -143,10 +165,16 @@ one(struct vh_target *t, enum mut m, struct witness *w)
 	}
 	x.vq = vh_fe_vq(x.fe, 0);
 	x.giov = (struct vh_fe_iov){vh_fe_mem_alloc(x.mem, 4096, 4096), 4096};
-	x.good = (struct vh_fe_req){.type = VIRTIO_BLK_T_IN, .sector = 8, .iov = &x.giov, .niov = 1,
+	x.good = (struct vh_fe_req){.type = VIRTIO_BLK_T_IN,
+	                            .sector = 8,
+	                            .iov = &x.giov,
+	                            .niov = 1,
 	                            .layout = VH_FE_L_NO_MERGE};
 	x.biov = (struct vh_fe_iov){vh_fe_mem_alloc(x.mem, 160000, 4096), 4096};
-	x.bad = (struct vh_fe_req){.type = VIRTIO_BLK_T_IN, .sector = 0, .iov = &x.biov, .niov = 1,
+	x.bad = (struct vh_fe_req){.type = VIRTIO_BLK_T_IN,
+	                           .sector = 0,
+	                           .iov = &x.biov,
+	                           .niov = 1,
 	                           .layout = VH_FE_L_NO_MERGE};
 	if (m == M_BAD_TYPE) {
 		x.bad.type = 0x77;
@@ -155,7 +183,8 @@ one(struct vh_target *t, enum mut m, struct witness *w)
 		x.bad.dir = VH_FE_DIR_OUT;
 		x.biov.len = m == M_DISCARD0 ? 16 : 16 * 10000;
 		for (unsigned i = 0; m == M_DISCARD_10K && i < 10000; i++) {
-			vh_fe_blk_dwz_seg((uint8_t *)vh_fe_gpa_to_ptr(x.mem, x.biov.gpa, 160000) + 16 * i,
+			vh_fe_blk_dwz_seg((uint8_t *)vh_fe_gpa_to_ptr(x.mem, x.biov.gpa, 160000) +
+			                          16 * i,
 			                  i * 8, 8, 0);
 		}
 	}
@@ -188,8 +217,10 @@ one(struct vh_target *t, enum mut m, struct witness *w)
 		T_CHECK(m != M_AVAIL_JUMP || closed, "avail jump: the session stayed open");
 	}
 	fprintf(stderr, "%s: %s (good status %u, victim status %u)\n", names[m],
-	        closed ? "session closed" : rc < 0 ? "NO ANSWER" : "completed", x.good.status,
-	        x.bad.status);
+	        closed   ? "session closed"
+	        : rc < 0 ? "NO ANSWER"
+	                 : "completed",
+	        x.good.status, x.bad.status);
 	vh_test_fe_close(x.mem, x.fe);
 	if (!closed) {
 		T_CHECK(rc == 0, "%s: neither completed nor closed (%s)", names[m], strerror(-rc));

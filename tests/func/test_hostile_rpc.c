@@ -52,23 +52,23 @@ t_bad_calls(struct vh_target *t)
 	longname[sizeof(longname) - 1] = '\0';
 	T_OK(expect_error(t, "no_such_method", NULL, -32601));
 	T_OK(expect_error(t, "bdev_malloc_create", json_pack("{s:s}", "name", "x"), -32602));
-	T_OK(expect_error(t, "bdev_malloc_create",
-	                  json_pack("{s:s, s:i, s:s}", "name", "x", "num_blocks", 8, "block_size",
-	                            "512"),
-	                  -32602));
+	T_OK(expect_error(
+	        t, "bdev_malloc_create",
+	        json_pack("{s:s, s:i, s:s}", "name", "x", "num_blocks", 8, "block_size", "512"),
+	        -32602));
 	T_OK(expect_error(t, "bdev_malloc_create",
 	                  json_pack("{s:s, s:i, s:i, s:b}", "name", "x", "num_blocks", -1,
 	                            "block_size", 512, "bogus", 1),
 	                  -32602));
 	T_OK(expect_error(t, "bdev_malloc_create", json_pack("[i]", 1), -32602));
-	T_OK(expect_error(t, "bdev_malloc_create",
-	                  json_pack("{s:s, s:i, s:i}", "name", longname, "num_blocks", 8,
-	                            "block_size", 512),
-	                  -32602));
-	T_OK(expect_error(t, "bdev_malloc_create",
-	                  json_pack("{s:s, s:i, s:i}", "name", "../evil", "num_blocks", 8,
-	                            "block_size", 512),
-	                  -32602));
+	T_OK(expect_error(
+	        t, "bdev_malloc_create",
+	        json_pack("{s:s, s:i, s:i}", "name", longname, "num_blocks", 8, "block_size", 512),
+	        -32602));
+	T_OK(expect_error(
+	        t, "bdev_malloc_create",
+	        json_pack("{s:s, s:i, s:i}", "name", "../evil", "num_blocks", 8, "block_size", 512),
+	        -32602));
 	T_OK(expect_error(t, "vhost_create_blk_controller",
 	                  json_pack("{s:s, s:s}", "ctrlr", "../../tmp/evil", "dev_name", t->bdev),
 	                  -32602));
@@ -79,12 +79,13 @@ t_bad_calls(struct vh_target *t)
 	T_OK(expect_error(t, "vhost_create_blk_controller",
 	                  json_pack("{s:s, s:s}", "ctrlr", "ok.1", "dev_name", "nobdev"), 0));
 	/* Create, delete, delete again. */
-	T_OK(vh_target_rpc(t, "bdev_malloc_create",
-	                   json_pack("{s:s, s:i, s:i}", "name", "Twice0", "num_blocks", 64,
-	                             "block_size", 512),
-	                   NULL));
+	T_OK(vh_target_rpc(
+	        t, "bdev_malloc_create",
+	        json_pack("{s:s, s:i, s:i}", "name", "Twice0", "num_blocks", 64, "block_size", 512),
+	        NULL));
 	T_OK(vh_target_rpc(t, "vhost_create_blk_controller",
-	                   json_pack("{s:s, s:s}", "ctrlr", "twice.0", "dev_name", "Twice0"), NULL));
+	                   json_pack("{s:s, s:s}", "ctrlr", "twice.0", "dev_name", "Twice0"),
+	                   NULL));
 	T_OK(expect_error(t, "bdev_malloc_delete", json_pack("{s:s}", "name", "Twice0"), 0));
 	T_OK(vh_target_rpc(t, "vhost_delete_controller", json_pack("{s:s}", "ctrlr", "twice.0"),
 	                   NULL));
@@ -151,7 +152,8 @@ t_many_clients(struct vh_target *t)
 		T_CHECK(fds[i] >= 0, "client %d: connect", i);
 	}
 	for (int i = 0; i < N; i++) {
-		T_CHECK(send(fds[i], req, sizeof(req) - 1, MSG_NOSIGNAL) == sizeof(req) - 1, "send");
+		T_CHECK(send(fds[i], req, sizeof(req) - 1, MSG_NOSIGNAL) == sizeof(req) - 1,
+		        "send");
 	}
 	for (int i = 0; i < N; i++) {
 		struct pollfd p = {.fd = fds[i], .events = POLLIN};
@@ -192,11 +194,10 @@ t_slow_client(struct vh_target *t)
 	close(fd);
 	fprintf(stderr, "ok: slow client did not block others (worst call %lld ms over %lld ms)\n",
 	        (long long)worst, (long long)(vh_fe_now_ms() - t0));
-	T_CHECK(worst < 1000, "a call took %lld ms while another client trickled", (long long)worst);
+	T_CHECK(worst < 1000, "a call took %lld ms while another client trickled",
+	        (long long)worst);
 	return 0;
 }
-
-
 
 int
 main(void)

@@ -134,8 +134,8 @@ queue_params(struct sess s)
 	             NULL, 0));
 	v = st(255, 0);
 	T_OK(refused(s.fe, "SET_VRING_BASE index 255", VHOST_USER_SET_VRING_BASE, &v, 8, NULL, 0));
-	T_OK(refused(s.fe, "SET_VRING_ADDR index = queue count", VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL,
-	             0));
+	T_OK(refused(s.fe, "SET_VRING_ADDR index = queue count", VHOST_USER_SET_VRING_ADDR, &a,
+	             sizeof(a), NULL, 0));
 	v = 64 | VHOST_USER_VRING_NOFD_MASK;
 	T_OK(refused(s.fe, "SET_VRING_CALL index 64", VHOST_USER_SET_VRING_CALL, &v, 8, NULL, 0));
 	/* GET_VRING_BASE on a queue that never started answers with its base. */
@@ -178,7 +178,8 @@ mem_slots(struct sess s)
 	for (unsigned i = 0; i < 33; i++) {
 		char what[48];
 
-		r = reg(0x100000000ull + i * 0x2000ull, 0x1000, base + i * 0x2000ull, i * 0x2000ull);
+		r = reg(0x100000000ull + i * 0x2000ull, 0x1000, base + i * 0x2000ull,
+		        i * 0x2000ull);
 		snprintf(what, sizeof(what), "ADD_MEM_REG #%u", i + 1);
 		if (i < 32) {
 			T_OK(accepted(s.fe, what, VHOST_USER_ADD_MEM_REG, &r, sizeof(r), &fd, 1));
@@ -408,8 +409,7 @@ t_floods(struct vh_target *t, struct witness *w, unsigned n)
 	fprintf(stderr, "floods: daemon fds %d -> %d, VmRSS %ld -> %ld KiB, memfd maps %d\n", fds0,
 	        fds1, rss0, rss1, hostile_count_maps(t->d.pid, "memfd:"));
 	T_CHECK(fds1 <= fds0, "fd count grew from %d to %d", fds0, fds1);
-	T_CHECK(rss1 <= rss0 + HOSTILE_RSS_SLACK_KIB, "VmRSS grew from %ld to %ld KiB", rss0,
-	        rss1);
+	T_CHECK(rss1 <= rss0 + HOSTILE_RSS_SLACK_KIB, "VmRSS grew from %ld to %ld KiB", rss0, rss1);
 	return 0;
 }
 
@@ -438,9 +438,9 @@ main(void)
 	}
 #define RUN(x)                                                                                     \
 	do {                                                                                       \
-		fprintf(stderr, "--- %s\n", #x);                                                    \
+		fprintf(stderr, "--- %s\n", #x);                                                   \
 		if ((x) < 0 || witness_check(&t, &w) < 0) {                                        \
-			fprintf(stderr, "FAIL: %s\n", #x);                                          \
+			fprintf(stderr, "FAIL: %s\n", #x);                                         \
 			fail = 1;                                                                  \
 		}                                                                                  \
 	} while (0)

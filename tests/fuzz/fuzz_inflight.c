@@ -22,7 +22,7 @@
 
 #include "vhost/vhost_internal.h"
 
-#define F_MAP 0x01
+#define F_MAP  0x01
 #define F_SEAL 0x02
 
 struct hdr {
@@ -44,10 +44,10 @@ static void
 fuzz_map(const struct hdr *h)
 {
 	struct vhost_user_inflight w = {
-		.mmap_size = h->mmap_size,
-		.mmap_offset = h->mmap_offset,
-		.num_queues = h->num_queues,
-		.queue_size = h->queue_size,
+	        .mmap_size = h->mmap_size,
+	        .mmap_offset = h->mmap_offset,
+	        .num_queues = h->num_queues,
+	        .queue_size = h->queue_size,
 	};
 	struct vh_inflight ifl = {0};
 	int fd = memfd_create("fuzz-inflight", MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -107,7 +107,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	memcpy(q, data, size < bytes ? size : bytes);
 	if (vh_inflight_recover(q, qsize, qsize, h.used_idx, heads, max, &count, &next_avail,
-				&counter) == 0) {
+	                        &counter) == 0) {
 		uint64_t maxc = 0;
 
 		if (count > max || next_avail != (uint16_t)(h.used_idx + count)) {
@@ -115,7 +115,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		memset(seen, 0, qsize);
 		for (uint32_t i = 0; i < count; i++) {
-			if (heads[i] >= qsize || seen[heads[i]] || q->desc[heads[i]].inflight != 1) {
+			if (heads[i] >= qsize || seen[heads[i]] ||
+			    q->desc[heads[i]].inflight != 1) {
 				fprintf(stderr, "bad resubmit head %u\n", heads[i]);
 				abort();
 			}

@@ -39,7 +39,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		/* The client reads everything we queued. */
 		if (vh_rpc_stream_out_pending(&st) > 0) {
-			fuzz_check_replies(st.out.data + st.out_off, vh_rpc_stream_out_pending(&st));
+			fuzz_check_replies(st.out.data + st.out_off,
+			                   vh_rpc_stream_out_pending(&st));
 			vh_rpc_stream_out_consume(&st, vh_rpc_stream_out_pending(&st));
 		}
 	}

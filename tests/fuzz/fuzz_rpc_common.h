@@ -33,8 +33,7 @@ fuzz_check_replies(const char *out, size_t len)
 			fprintf(stderr, "reply is not a JSON object or array: %s\n", jerr.text);
 			abort();
 		}
-		if (json_is_object(r) &&
-		    !json_is_string(json_object_get(r, "jsonrpc")) &&
+		if (json_is_object(r) && !json_is_string(json_object_get(r, "jsonrpc")) &&
 		    json_object_get(r, "id") == NULL) {
 			abort();
 		}

@@ -14,7 +14,7 @@
 
 WEAK int
 vh_bdev_uring_create_ex(const char *name, const char *filename, const struct vh_bdev_file_opts *o,
-			char *err, size_t errlen)
+                        char *err, size_t errlen)
 {
 	snprintf(err, errlen, "dry run");
 	return -ENOTSUP;
@@ -22,7 +22,7 @@ vh_bdev_uring_create_ex(const char *name, const char *filename, const struct vh_
 
 WEAK int
 vh_bdev_aio_create_ex(const char *name, const char *filename, const struct vh_bdev_file_opts *o,
-		      char *err, size_t errlen)
+                      char *err, size_t errlen)
 {
 	snprintf(err, errlen, "dry run");
 	return -ENOTSUP;

@@ -40,17 +40,17 @@
 #include "core/reactor.h"
 #include "vhost/vhost_internal.h"
 
-#define GUEST_SIZE (256u * 1024)
-#define MAX_HFDS 256
+#define GUEST_SIZE  (256u * 1024)
+#define MAX_HFDS    256
 #define DEADLINE_NS (5ull * 1000000000ull)
 
 enum op {
-	OP_MSG = 0,   /* req, flags, size16, nfds, kinds, payload[size] */
-	OP_GUEST,     /* off16 (x4), len8, bytes */
-	OP_KICK,      /* write every eventfd we sent */
-	OP_PUMP,      /* let the loop run */
-	OP_TRUNC,     /* header promising more than is sent, then EOF */
-	OP_RAW,       /* len8 raw bytes: partial framing */
+	OP_MSG = 0, /* req, flags, size16, nfds, kinds, payload[size] */
+	OP_GUEST,   /* off16 (x4), len8, bytes */
+	OP_KICK,    /* write every eventfd we sent */
+	OP_PUMP,    /* let the loop run */
+	OP_TRUNC,   /* header promising more than is sent, then EOF */
+	OP_RAW,     /* len8 raw bytes: partial framing */
 	OP_COUNT,
 };
 
@@ -176,8 +176,10 @@ drain_replies(int sock)
 
 	for (;;) {
 		struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
-		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-				    .msg_controllen = sizeof(cbuf)};
+		struct msghdr mh = {.msg_iov = &iov,
+		                    .msg_iovlen = 1,
+		                    .msg_control = cbuf,
+		                    .msg_controllen = sizeof(cbuf)};
 		ssize_t n = recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 
 		if (n <= 0) {
@@ -221,8 +223,9 @@ settle(int sock)
 			return;
 		}
 		if (vh_now_ns() > deadline) {
-			fprintf(stderr, "session still busy (paused %d, %d bytes unread) after 5 s\n",
-				s->paused, pending);
+			fprintf(stderr,
+			        "session still busy (paused %d, %d bytes unread) after 5 s\n",
+			        s->paused, pending);
 			abort();
 		}
 	}
@@ -240,8 +243,8 @@ ring_busy(const struct vh_vq *vq)
 	return !__atomic_load_n(&vq->broken, __ATOMIC_RELAXED) &&
 	       __atomic_load_n(&vq->running, __ATOMIC_RELAXED) &&
 	       (__atomic_load_n(&vq->last_avail, __ATOMIC_RELAXED) !=
-			__atomic_load_n(&vq->avail->idx, __ATOMIC_RELAXED) ||
-		__atomic_load_n(&vq->inflight, __ATOMIC_RELAXED) != 0);
+	                __atomic_load_n(&vq->avail->idx, __ATOMIC_RELAXED) ||
+	        __atomic_load_n(&vq->inflight, __ATOMIC_RELAXED) != 0);
 }
 
 /* After a kick: give the reactor up to 50 ms to fetch and complete what the ring holds. */
@@ -514,13 +517,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	maps = count_maps();
 	if (fds != g_base_fds && !g_allow_fd_leak) {
 		fprintf(stderr, "fd count %d, baseline %d: the daemon leaked %d fd(s)\n", fds,
-			g_base_fds, fds - g_base_fds);
+		        g_base_fds, fds - g_base_fds);
 		list_fds();
 		abort();
 	}
 	if (maps != g_base_maps) {
 		fprintf(stderr, "%d guest/inflight mapping(s) left after the session closed\n",
-			maps - g_base_maps);
+		        maps - g_base_maps);
 		abort();
 	}
 	if (rss_kib() > g_base_rss + 1024 * 1024) {

@@ -35,16 +35,16 @@
 
 #include "vhost/vhost_internal.h"
 
-#define A_GPA 0x10000ull
-#define B_GPA 0x20000ull
-#define C_GPA 0x100000ull
+#define A_GPA  0x10000ull
+#define B_GPA  0x20000ull
+#define C_GPA  0x100000ull
 #define A_SIZE 0x10000ull
 #define B_SIZE 0x10000ull
 #define C_SIZE 0x1000ull
-#define A_QVA 0x7f0000000000ull
-#define B_QVA 0x7f0000100000ull
-#define C_QVA 0x7f0000200000ull
-#define GUARD 0x1000ull
+#define A_QVA  0x7f0000000000ull
+#define B_QVA  0x7f0000100000ull
+#define C_QVA  0x7f0000200000ull
+#define GUARD  0x1000ull
 
 #define DESC_OFF  0x0
 #define AVAIL_OFF 0x1000
@@ -54,13 +54,13 @@
 #define DISK_SIZE (1024ull * 1024)
 #define MAX_ITERS 2000
 
-#define F_INDIRECT 0x01
+#define F_INDIRECT  0x01
 #define F_EVENT_IDX 0x02
-#define F_READONLY 0x04
-#define F_EAGAIN 0x08
-#define F_EIO 0x10
-#define F_DISCARD 0x20
-#define F_DISABLED 0x40
+#define F_READONLY  0x04
+#define F_EAGAIN    0x08
+#define F_EIO       0x10
+#define F_DISCARD   0x20
+#define F_DISABLED  0x40
 
 struct hdr {
 	uint8_t flags;
@@ -369,8 +369,8 @@ static void
 setup_memory(void)
 {
 	g_host_size = GUARD + A_SIZE + GUARD + B_SIZE + GUARD + C_SIZE + GUARD;
-	g_host = mmap(NULL, g_host_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-		      0);
+	g_host =
+	        mmap(NULL, g_host_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (g_host == MAP_FAILED) {
 		abort();
 	}
@@ -546,25 +546,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (vq->broken != g_broken_reported) {
 		abort(); /* a broken queue reports to the session exactly when it breaks */
 	}
-	/* Every head handed to blk.c got exactly one used entry, or was dropped by a broken queue. */
+	/* Every head handed to blk.c got exactly one used entry, or was dropped by a broken queue.
+	 */
 	consumed = (uint16_t)(vq->last_avail - h.base);
-	if (consumed > qsize || g_fetched < consumed || g_fetched > consumed + (vq->broken ? 1u : 0u) ||
-	    (g_dropped > 0 && !vq->broken)) {
+	if (consumed > qsize || g_fetched < consumed ||
+	    g_fetched > consumed + (vq->broken ? 1u : 0u) || (g_dropped > 0 && !vq->broken)) {
 		fprintf(stderr, "consumed %u, handled %u, dropped %u, broken %d\n", consumed,
-			g_fetched, g_dropped, vq->broken);
+		        g_fetched, g_dropped, vq->broken);
 		abort();
 	}
 	for (uint32_t i = 0; i < qsize; i++) {
 		if (g_seen[i].fetched != g_seen[i].pushed + g_seen[i].dropped) {
-			fprintf(stderr, "head %u: handled %u times, used %u times, dropped %u times\n",
-				i, g_seen[i].fetched, g_seen[i].pushed, g_seen[i].dropped);
+			fprintf(stderr,
+			        "head %u: handled %u times, used %u times, dropped %u times\n", i,
+			        g_seen[i].fetched, g_seen[i].pushed, g_seen[i].dropped);
 			abort();
 		}
 	}
 	if ((uint16_t)(vq->last_used - h.used_idx) != (uint16_t)g_pushed ||
 	    used->idx != vq->last_used) {
 		fprintf(stderr, "%u used entries pushed, used->idx moved by %u\n", g_pushed,
-			(uint16_t)(used->idx - h.used_idx));
+		        (uint16_t)(used->idx - h.used_idx));
 		abort();
 	}
 	/* Stop the queue as GET_VRING_BASE would, and check it releases everything. */

@@ -38,9 +38,9 @@
 
 /* Every in-flight I/O stays inside one free cell of CELL bytes (--max-kb, default 256). */
 static uint32_t CELL = 256u * 1024;
-#define SLOT_BUF (CELL + 64 * 1024)
-#define MAX_QD    64
-#define TIMEOUT   20000 /* ms: bound on any wait for a completion */
+#define SLOT_BUF      (CELL + 64 * 1024)
+#define MAX_QD        64
+#define TIMEOUT       20000 /* ms: bound on any wait for a completion */
 #define MIN_U64(a, b) ((a) < (b) ? (a) : (b))
 
 static struct vh_fe *fe;
@@ -168,9 +168,8 @@ submit(struct slot *s, bool write, uint64_t sec, uint32_t len, unsigned kind)
 	s->write = write;
 	s->sec = sec;
 	s->len = len;
-	s->req = (struct vh_fe_req){.type = write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN,
-	                            .sector = sec,
-	                            .iov = s->iov};
+	s->req = (struct vh_fe_req){
+	        .type = write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, .sector = sec, .iov = s->iov};
 	s->req.niov = make_layout(s, len, kind);
 	s->req.max_desc_len = size_max;
 	if (write) {
@@ -226,8 +225,8 @@ finish(struct slot *s)
 		if (memcmp(want, flatbuf + 512 * i, 512) != 0) {
 			fprintf(stderr,
 			        "VERIFY MISMATCH: sector %" PRIu64 " (request sector %" PRIu64
-			        " len %u, %u iovecs, layout %u): got %016" PRIx64 " want %016" PRIx64
-			        "\n",
+			        " len %u, %u iovecs, layout %u): got %016" PRIx64
+			        " want %016" PRIx64 "\n",
 			        s->sec + i, s->sec, s->len, s->req.niov, s->req.layout,
 			        *(uint64_t *)(flatbuf + 512 * i), *(uint64_t *)want);
 			nerrors++;
@@ -349,8 +348,12 @@ static int
 sync_req(uint32_t type, uint64_t sec, uint64_t gpa, uint32_t len, enum vh_fe_dir dir)
 {
 	struct vh_fe_iov iov = {gpa, len};
-	struct vh_fe_req r = {.type = type, .sector = sec, .iov = &iov, .niov = len ? 1 : 0,
-	                      .dir = dir, .max_desc_len = size_max};
+	struct vh_fe_req r = {.type = type,
+	                      .sector = sec,
+	                      .iov = &iov,
+	                      .niov = len ? 1 : 0,
+	                      .dir = dir,
+	                      .max_desc_len = size_max};
 	struct vh_fe_req *done;
 	int64_t deadline = vh_fe_now_ms() + TIMEOUT;
 	int rc;
@@ -386,7 +389,7 @@ fill(uint64_t big, uint64_t sec, uint32_t bytes, uint32_t gen)
 		fill_sector(p + 512 * i, sec + i, gen);
 	}
 	return sync_req(VIRTIO_BLK_T_OUT, sec, big, bytes, VH_FE_DIR_OUT) == VIRTIO_BLK_S_OK ? 0
-	                                                                                    : -1;
+	                                                                                     : -1;
 }
 
 /* 0 when [sec, sec+bytes) reads back as generation @gen (or zeroes when gen == 0). */
@@ -510,7 +513,7 @@ run_dwz(void)
 	}
 	printf("dwz: discarded range reads back %s\n",
 	       check(big, 1 * S, MiB, 0, "discarded range (informational)") == 0 ? "zero"
-	                                                                          : "NOT zero");
+	                                                                         : "NOT zero");
 	printf("dwz: ok\n");
 	return 0;
 }
@@ -526,8 +529,8 @@ run_fill_check(bool write, uint32_t gen)
 	}
 	for (uint64_t sec = 0; sec < area_sectors; sec += MiB / 512) {
 		if (write ? fill(big, sec, MiB, gen) : check(big, sec, MiB, gen, "check")) {
-			fprintf(stderr, "%s failed at sector %" PRIu64 "\n", write ? "fill" : "check",
-			        sec);
+			fprintf(stderr, "%s failed at sector %" PRIu64 "\n",
+			        write ? "fill" : "check", sec);
 			return -1;
 		}
 	}
@@ -609,12 +612,15 @@ usage(void)
 int
 main(int argc, char **argv)
 {
-	static const struct option lo[] = {
-	        {"socket", required_argument, NULL, 's'}, {"huge", required_argument, NULL, 'H'},
-	        {"size", required_argument, NULL, 'z'},   {"seconds", required_argument, NULL, 't'},
-	        {"qd", required_argument, NULL, 'q'},     {"seed", required_argument, NULL, 'S'},
-	        {"gen", required_argument, NULL, 'g'},    {"max-kb", required_argument, NULL, 'm'},
-	        {NULL, 0, NULL, 0}};
+	static const struct option lo[] = {{"socket", required_argument, NULL, 's'},
+	                                   {"huge", required_argument, NULL, 'H'},
+	                                   {"size", required_argument, NULL, 'z'},
+	                                   {"seconds", required_argument, NULL, 't'},
+	                                   {"qd", required_argument, NULL, 'q'},
+	                                   {"seed", required_argument, NULL, 'S'},
+	                                   {"gen", required_argument, NULL, 'g'},
+	                                   {"max-kb", required_argument, NULL, 'm'},
+	                                   {NULL, 0, NULL, 0}};
 	const char *sock = NULL, *huge = NULL, *mode;
 	unsigned qd = 32, size_mib = 32, gen = 1;
 	double seconds = 5;
@@ -622,15 +628,32 @@ main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
-		case 's': sock = optarg; break;
-		case 'H': huge = optarg; break;
-		case 'z': size_mib = (unsigned)atoi(optarg); break;
-		case 't': seconds = atof(optarg); break;
-		case 'q': qd = (unsigned)atoi(optarg); break;
-		case 'S': rng = strtoull(optarg, NULL, 0); break;
-		case 'g': gen = (unsigned)atoi(optarg); break;
-		case 'm': CELL = (uint32_t)atoi(optarg) * 1024; break;
-		default: usage();
+		case 's':
+			sock = optarg;
+			break;
+		case 'H':
+			huge = optarg;
+			break;
+		case 'z':
+			size_mib = (unsigned)atoi(optarg);
+			break;
+		case 't':
+			seconds = atof(optarg);
+			break;
+		case 'q':
+			qd = (unsigned)atoi(optarg);
+			break;
+		case 'S':
+			rng = strtoull(optarg, NULL, 0);
+			break;
+		case 'g':
+			gen = (unsigned)atoi(optarg);
+			break;
+		case 'm':
+			CELL = (uint32_t)atoi(optarg) * 1024;
+			break;
+		default:
+			usage();
 		}
 	}
 	if (sock == NULL || optind != argc - 1 || qd == 0 || qd > MAX_QD || size_mib == 0 ||
@@ -641,8 +664,11 @@ main(int argc, char **argv)
 
 	struct vh_fe_mem_opts mo = {.size = 16ull * 1024 * 1024 + 2ull * qd * SLOT_BUF + (8u << 20),
 	                            .hugetlbfs_dir = huge};
-	struct vh_fe_opts fo = {.path = sock, .num_queues = 1, .queue_size = 256,
-	                        .timeout_ms = 10000, .max_chain = 128};
+	struct vh_fe_opts fo = {.path = sock,
+	                        .num_queues = 1,
+	                        .queue_size = 256,
+	                        .timeout_ms = 10000,
+	                        .max_chain = 128};
 
 	rc = vh_fe_mem_create(&mem, &mo);
 	if (rc < 0) {

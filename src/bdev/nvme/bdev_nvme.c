@@ -814,9 +814,9 @@ vh_bdev_nvme_attach(const char *name, const char *traddr, enum vh_nvme_access mo
 {
 	static const struct vh_bdev_nvme_opts no_opts;
 	static const struct vh_bdev_global_hooks hooks = {
-		.mem_reg = nvme_hook_mem_reg,
-		.mem_unreg = vh_nvme_mem_unregister,
-		.fini = vh_bdev_nvme_fini,
+	        .mem_reg = nvme_hook_mem_reg,
+	        .mem_unreg = vh_nvme_mem_unregister,
+	        .fini = vh_bdev_nvme_fini,
 	};
 	struct ctrlr_ent *ce;
 	int ret;

@@ -3,8 +3,8 @@
  * The file back-ends through the whole daemon, driven by the test front-end:
  * - uring and aio: a random workload of every request type on 2 queues, checked against a shadow
  *   copy, then the file itself checked against the shadow; on a disk filesystem (O_DIRECT) and
- *   on a loop device; on tmpfs (inline copies, and the io_uring path with them off); uring with guest RAM
- *   on hugetlbfs, whose O_DIRECT requests must use io_uring fixed buffers;
+ *   on a loop device; on tmpfs (inline copies, and the io_uring path with them off); uring with
+ * guest RAM on hugetlbfs, whose O_DIRECT requests must use io_uring fixed buffers;
  * - RPC errors: a missing path, a directory, deleting a bdev used by a controller;
  * - resize: bdev_uring_rescan after the file grew sends CONFIG_CHANGE and GET_CONFIG shows the
  *   new capacity;
@@ -83,13 +83,13 @@ static int
 disk_create(struct vh_target *t, const char *method, const char *filename, bool inline_io)
 {
 	if (vh_target_rpc(t, method,
-			  json_pack("{s:s, s:s, s:b}", "name", "f0", "filename", filename,
-				    "inline_io", inline_io),
-			  NULL) < 0 ||
+	                  json_pack("{s:s, s:s, s:b}", "name", "f0", "filename", filename,
+	                            "inline_io", inline_io),
+	                  NULL) < 0 ||
 	    vh_target_rpc(t, "vhost_create_blk_controller",
-			  json_pack("{s:s, s:s, s:s}", "ctrlr", t->name, "dev_name", "f0",
-				    "cpumask", "0x1"),
-			  NULL) < 0) {
+	                  json_pack("{s:s, s:s, s:s}", "ctrlr", t->name, "dev_name", "f0",
+	                            "cpumask", "0x1"),
+	                  NULL) < 0) {
 		return -1;
 	}
 	return 0;
@@ -140,15 +140,15 @@ check_mode(struct vh_target *t, const char *module, const char *engine, bool wan
 	T_OK(bdev_info(t, module, &res, &ds));
 	got = json_string_value(json_object_get(ds, "engine"));
 	T_CHECK(got != NULL && strcmp(got, engine) == 0, "engine %s, expected %s",
-		got ? got : "(none)", engine);
+	        got ? got : "(none)", engine);
 	got = json_string_value(json_object_get(ds, "io_mode"));
 	T_CHECK(got != NULL, "no io_mode");
 	T_CHECK(json_is_true(json_object_get(ds, "inline_io")) == want_inline,
-		"inline_io is %s, expected %s",
-		json_is_true(json_object_get(ds, "inline_io")) ? "on" : "off",
-		want_inline ? "on" : "off");
+	        "inline_io is %s, expected %s",
+	        json_is_true(json_object_get(ds, "inline_io")) ? "on" : "off",
+	        want_inline ? "on" : "off");
 	fprintf(stderr, "  %s engine, %s I/O%s\n", engine, got,
-		want_inline ? ", inline copies" : "");
+	        want_inline ? ", inline copies" : "");
 	json_decref(res);
 	return 0;
 }
@@ -176,7 +176,7 @@ check_direct(struct vh_target *t, const char *module)
 	T_OK(bdev_info(t, module, &res, &ds));
 	mode = json_string_value(json_object_get(ds, "io_mode"));
 	T_CHECK(mode != NULL && strcmp(mode, "direct") == 0, "block device in %s mode",
-		mode ? mode : "no");
+	        mode ? mode : "no");
 	T_CHECK(json_is_true(json_object_get(ds, "block_device")), "not seen as a block device");
 	json_decref(res);
 	return 0;
@@ -258,8 +258,8 @@ case_io(const struct io_case *c)
 	int rc, lfd = -1;
 
 	fprintf(stderr, "case: %s, random workload%s%s%s%s\n", method, shm ? ", on tmpfs" : "",
-		no_inline ? ", inline copies off" : "", c->loop ? ", on a loop device" : "",
-		c->huge_dir ? ", huge-page guest RAM" : "");
+	        no_inline ? ", inline copies off" : "", c->loop ? ", on a loop device" : "",
+	        c->huge_dir ? ", huge-page guest RAM" : "");
 	if (shm && access("/dev/shm", W_OK) != 0) {
 		fprintf(stderr, "  SKIP: no /dev/shm\n");
 		return VH_TEST_SKIP;
@@ -341,12 +341,11 @@ expect_rpc_error(struct vh_target *t, const char *method, json_t *params, const 
 	char msg[256] = "";
 	int code = 0;
 	int rc = vh_rpc_call(t->d.rpc_path, method, params, NULL, &code, msg, sizeof(msg),
-			     TIMEOUT_MS);
+	                     TIMEOUT_MS);
 
 	T_CHECK(rc == -EREMOTEIO, "%s succeeded (rc %d)", method, rc);
 	T_CHECK(code == -32602, "%s: code %d, expected -32602 (%s)", method, code, msg);
-	T_CHECK(strstr(msg, needle) != NULL, "%s: '%s' does not mention '%s'", method, msg,
-		needle);
+	T_CHECK(strstr(msg, needle) != NULL, "%s: '%s' does not mention '%s'", method, msg, needle);
 	fprintf(stderr, "  %s: %s\n", method, msg);
 	return 0;
 }
@@ -366,12 +365,11 @@ errors_body(struct vh_target *t, const char *path)
 
 	snprintf(missing, sizeof(missing), "%s/missing.img", t->d.dir);
 	T_OK(expect_rpc_error(t, "bdev_uring_create",
-			      json_pack("{s:s, s:s}", "name", "e0", "filename", missing), missing));
+	                      json_pack("{s:s, s:s}", "name", "e0", "filename", missing), missing));
 	T_OK(expect_rpc_error(t, "bdev_aio_create",
-			      json_pack("{s:s, s:s}", "name", "e0", "filename", t->d.dir),
-			      "directory"));
-	T_OK(expect_rpc_error(t, "bdev_uring_delete", json_pack("{s:s}", "name", "f0"),
-			      "in use"));
+	                      json_pack("{s:s, s:s}", "name", "e0", "filename", t->d.dir),
+	                      "directory"));
+	T_OK(expect_rpc_error(t, "bdev_uring_delete", json_pack("{s:s}", "name", "f0"), "in use"));
 	T_OK(vh_test_fe_open(t, &mo, &fo, &mem, &fe));
 	s.fe = fe;
 	s.mem = mem;
@@ -528,8 +526,7 @@ enospc_body(struct vh_target *t, const char *filler)
 		uint8_t *p = vh_fe_gpa_to_ptr(mem, s.buf, 256 << 10);
 
 		if (sio(&s, VIRTIO_BLK_T_IN, off / 512, 256 << 10) != VIRTIO_BLK_S_OK ||
-		    p[0] != (uint8_t)(0x22 ^ (uint8_t)(off >> 18)) ||
-		    p[(256 << 10) - 1] != p[0]) {
+		    p[0] != (uint8_t)(0x22 ^ (uint8_t)(off >> 18)) || p[(256 << 10) - 1] != p[0]) {
 			fprintf(stderr, "FAIL: read back at %" PRIu64 "\n", off);
 			goto out;
 		}
@@ -556,8 +553,8 @@ case_enospc(void)
 	snprintf(mnt, sizeof(mnt), "%s/mnt", t.d.dir);
 	snprintf(path, sizeof(path), "%s/disk.img", mnt);
 	snprintf(filler, sizeof(filler), "%s/filler", mnt);
-	if (mkdir(mnt, 0700) < 0 || mount("vhostd-test", mnt, "tmpfs", MS_NOSUID | MS_NODEV,
-					  "size=8m,mode=0700") < 0) {
+	if (mkdir(mnt, 0700) < 0 ||
+	    mount("vhostd-test", mnt, "tmpfs", MS_NOSUID | MS_NODEV, "size=8m,mode=0700") < 0) {
 		fprintf(stderr, "  SKIP: cannot mount a tmpfs (%s)\n", strerror(errno));
 		rmdir(mnt);
 		vh_target_stop(&t);
@@ -648,8 +645,8 @@ huge_pages_restore(long total)
 static int
 fixed_buffers_run(void)
 {
-	struct vh_fe_mem_opts mo = {.size = 32 << 20, .nregions = 2,
-				    .hugetlbfs_dir = "/dev/hugepages"};
+	struct vh_fe_mem_opts mo = {
+	        .size = 32 << 20, .nregions = 2, .hugetlbfs_dir = "/dev/hugepages"};
 	struct vh_fe_opts fo = {.num_queues = 1};
 	struct vh_fe_mem *mem = NULL;
 	struct vh_fe *fe = NULL;
@@ -659,8 +656,8 @@ fixed_buffers_run(void)
 	uint8_t *p;
 	int rc;
 
-	rc = case_io(&(struct io_case){"bdev_uring_create", "uring", "uring", .huge_dir =
-						       "/dev/hugepages"});
+	rc = case_io(&(struct io_case){"bdev_uring_create", "uring", "uring",
+	                               .huge_dir = "/dev/hugepages"});
 	if (rc != 0) {
 		return rc;
 	}
@@ -747,12 +744,12 @@ main(void)
 	int (*cases[])(void) = {case_errors, case_enospc, case_fixed_buffers};
 	/* aio on a file; both engines on a loop device; tmpfs (inline copies, and off). */
 	const struct io_case more[] = {
-		{"bdev_aio_create", "aio", "aio"},
-		{"bdev_uring_create", "uring", "uring", .loop = true},
-		{"bdev_aio_create", "aio", "aio", .loop = true},
-		{"bdev_uring_create", "uring", "uring", .shm = true},
-		{"bdev_aio_create", "aio", "aio", .shm = true},
-		{"bdev_uring_create", "uring", "uring", .shm = true, .no_inline = true},
+	        {"bdev_aio_create", "aio", "aio"},
+	        {"bdev_uring_create", "uring", "uring", .loop = true},
+	        {"bdev_aio_create", "aio", "aio", .loop = true},
+	        {"bdev_uring_create", "uring", "uring", .shm = true},
+	        {"bdev_aio_create", "aio", "aio", .shm = true},
+	        {"bdev_uring_create", "uring", "uring", .shm = true, .no_inline = true},
 	};
 
 	if (vh_test_qsd()) {

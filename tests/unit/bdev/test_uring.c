@@ -36,13 +36,13 @@
 #include "core/reactor.h"
 
 #ifdef VH_TEST_ENGINE_AIO
-#define ENGINE "aio"
+#define ENGINE             "aio"
 #define ENGINE_CREATE_OPTS vh_bdev_aio_create_ex
-#define engine_delete vh_bdev_aio_delete
+#define engine_delete      vh_bdev_aio_delete
 #else
-#define ENGINE "uring"
+#define ENGINE             "uring"
 #define ENGINE_CREATE_OPTS vh_bdev_uring_create_ex
-#define engine_delete vh_bdev_uring_delete
+#define engine_delete      vh_bdev_uring_delete
 #endif
 
 #define DISK_SIZE   (8u << 20)
@@ -278,8 +278,7 @@ prep_iov(struct tio *t, uint8_t *buf, uint64_t len, bool unaligned)
 /* --- fixtures --- */
 
 static int
-engine_create_ex(const char *name, const char *path, uint32_t block_size, char *err,
-		 size_t errlen)
+engine_create_ex(const char *name, const char *path, uint32_t block_size, char *err, size_t errlen)
 {
 	struct vh_bdev_file_opts o = {.block_size = block_size, .inline_io = true};
 
@@ -324,7 +323,8 @@ check_file(const char *path, const uint8_t *shadow, uint64_t size)
 	close(fd);
 	for (uint64_t i = 0; i < size; i++) {
 		if (buf[i] != shadow[i]) {
-			fail_msg("file differs from the shadow at byte %llu", (unsigned long long)i);
+			fail_msg("file differs from the shadow at byte %llu",
+			         (unsigned long long)i);
 		}
 	}
 	free(buf);
@@ -504,7 +504,7 @@ test_fixed_buffers(void **state)
 	rw_check(e, mem + 8192, 4096, 8192, 0x5a, false);
 	rw_check(e, mem + len - 65536, 1 << 20, 65536, 0x6b, false);
 	assert_int_equal(info_int(e, "fixed_buffer_ios"), n0 + 4);
-	rw_check(e, mem, 65536, 8192, 0x7c, true);     /* two iovecs: readv/writev */
+	rw_check(e, mem, 65536, 8192, 0x7c, true);      /* two iovecs: readv/writev */
 	rw_check(e, other, 131072, 65536, 0x11, false); /* not registered */
 	assert_int_equal(info_int(e, "fixed_buffer_ios"), n0 + 4);
 	/* Memory that is not huge pages is left alone. */
@@ -560,7 +560,8 @@ test_rw_verify(void **state)
 			uint64_t len = blocks * 512;
 			uint64_t off = i * slot + (rnd() % (slot / 512 - blocks + 1)) * 512;
 			bool unaligned = (rnd() % 4) == 0;
-			uint8_t *buf = bufs + (size_t)i * (slot + 4096) + (unaligned ? 1 + rnd() % 511 : 0);
+			uint8_t *buf = bufs + (size_t)i * (slot + 4096) +
+			               (unaligned ? 1 + rnd() % 511 : 0);
 			bool write = rnd() % 2;
 
 			prep(&t[i], write ? VH_BDEV_IO_WRITE : VH_BDEV_IO_READ, off, len);
@@ -582,7 +583,7 @@ test_rw_verify(void **state)
 
 				for (int k = 0; k < t[i].io.iovcnt; k++) {
 					assert_memory_equal(t[i].iov[k].iov_base, e->shadow + pos,
-							    t[i].iov[k].iov_len);
+					                    t[i].iov[k].iov_len);
 					pos += t[i].iov[k].iov_len;
 				}
 			}
@@ -666,7 +667,7 @@ test_overflow(void **state)
 		assert_int_equal(t[i].status, 0);
 		if (t[i].io.type == VH_BDEV_IO_READ) {
 			assert_memory_equal(buf + (size_t)i * 4096, e->shadow + t[i].io.offset,
-					    4096);
+			                    4096);
 		}
 	}
 	free(buf);
@@ -756,13 +757,13 @@ test_info_config(void **state)
 	assert_string_equal(json_string_value(json_object_get(o, "filename")), e->path);
 	/* "direct" where the filesystem takes O_DIRECT (ext4, xfs, tmpfs since 6.6). */
 	assert_true(strcmp(json_string_value(json_object_get(o, "io_mode")), "direct") == 0 ||
-		    strcmp(json_string_value(json_object_get(o, "io_mode")), "buffered") == 0);
+	            strcmp(json_string_value(json_object_get(o, "io_mode")), "buffered") == 0);
 	assert_true(vh_bdev_has_write_cache(e->b));
 	assert_int_equal(json_is_true(json_object_get(o, "inline_io")), e->inline_io);
 	assert_int_equal(json_integer_value(json_object_get(o, "inline_stalls")), 0);
 	cfg = e->b->module->config_json(e->b);
 	assert_string_equal(json_string_value(json_object_get(cfg, "method")),
-			    "bdev_" ENGINE "_create");
+	                    "bdev_" ENGINE "_create");
 	o = json_object_get(cfg, "params");
 	assert_string_equal(json_string_value(json_object_get(o, "filename")), e->path);
 	assert_int_equal(json_integer_value(json_object_get(o, "block_size")), 512);
@@ -914,7 +915,7 @@ test_short_io_state(void **state)
 	assert_int_equal(op.kind, VH_FOP_WRITEV);
 	assert_int_equal(op.iov[0].iov_len, VH_FILE_ZERO_CHUNK);
 	assert_int_equal(vh_file_req_update(&f, &io, VH_FILE_ZERO_CHUNK, &status),
-			 VH_FILE_REQ_NEXT);
+	                 VH_FILE_REQ_NEXT);
 	vh_file_req_next(&f, &io, &op);
 	assert_int_equal(op.iov[0].iov_len, 4096);
 	assert_int_equal(op.off, VH_FILE_ZERO_CHUNK);
@@ -997,9 +998,9 @@ test_loop_device(void **state)
 		json_t *ds = json_object();
 
 		b->module->info_json(b, ds);
-		assert_string_equal(json_string_value(json_object_get(
-					    json_object_get(ds, ENGINE), "io_mode")),
-				    "direct");
+		assert_string_equal(
+		        json_string_value(json_object_get(json_object_get(ds, ENGINE), "io_mode")),
+		        "direct");
 		json_decref(ds);
 	}
 	ch = chan_get(b);
@@ -1047,33 +1048,33 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_short_io_state),
-		cmocka_unit_test(test_create_errors),
-		cmocka_unit_test_setup_teardown(test_rw_verify, env_setup, env_teardown),
-		cmocka_unit_test_setup_teardown(test_discard_write_zeroes, env_setup, env_teardown),
-		cmocka_unit_test_setup_teardown(test_overflow, env_setup, env_teardown),
-		cmocka_unit_test_setup_teardown(test_truncated, env_setup, env_teardown),
-		cmocka_unit_test_setup_teardown(test_rescan_claimed, env_setup, env_teardown),
-		cmocka_unit_test_setup_teardown(test_info_config, env_setup, env_teardown),
-		cmocka_unit_test(test_loop_device),
+	        cmocka_unit_test(test_short_io_state),
+	        cmocka_unit_test(test_create_errors),
+	        cmocka_unit_test_setup_teardown(test_rw_verify, env_setup, env_teardown),
+	        cmocka_unit_test_setup_teardown(test_discard_write_zeroes, env_setup, env_teardown),
+	        cmocka_unit_test_setup_teardown(test_overflow, env_setup, env_teardown),
+	        cmocka_unit_test_setup_teardown(test_truncated, env_setup, env_teardown),
+	        cmocka_unit_test_setup_teardown(test_rescan_claimed, env_setup, env_teardown),
+	        cmocka_unit_test_setup_teardown(test_info_config, env_setup, env_teardown),
+	        cmocka_unit_test(test_loop_device),
 #ifndef VH_TEST_ENGINE_AIO
-		cmocka_unit_test_setup_teardown(test_fixed_buffers, env_setup, env_teardown),
+	        cmocka_unit_test_setup_teardown(test_fixed_buffers, env_setup, env_teardown),
 #endif
-		/* The same on tmpfs, inline copies on and then off. */
-		cmocka_unit_test_setup_teardown(test_rw_verify, env_setup_shm, env_teardown),
-		cmocka_unit_test_setup_teardown(test_discard_write_zeroes, env_setup_shm,
-						env_teardown),
-		cmocka_unit_test_setup_teardown(test_overflow, env_setup_shm, env_teardown),
-		cmocka_unit_test_setup_teardown(test_truncated, env_setup_shm, env_teardown),
-		cmocka_unit_test_setup_teardown(test_info_config, env_setup_shm, env_teardown),
-		cmocka_unit_test_setup_teardown(test_inline_suspend, env_setup_shm, env_teardown),
-		cmocka_unit_test_setup_teardown(test_inline_large, env_setup_shm, env_teardown),
-		cmocka_unit_test_setup_teardown(test_rw_verify, env_setup_shm_engine, env_teardown),
-		cmocka_unit_test_setup_teardown(test_discard_write_zeroes, env_setup_shm_engine,
-						env_teardown),
-		cmocka_unit_test_setup_teardown(test_overflow, env_setup_shm_engine, env_teardown),
-		cmocka_unit_test_setup_teardown(test_info_config, env_setup_shm_engine,
-						env_teardown),
+	        /* The same on tmpfs, inline copies on and then off. */
+	        cmocka_unit_test_setup_teardown(test_rw_verify, env_setup_shm, env_teardown),
+	        cmocka_unit_test_setup_teardown(test_discard_write_zeroes, env_setup_shm,
+	                                        env_teardown),
+	        cmocka_unit_test_setup_teardown(test_overflow, env_setup_shm, env_teardown),
+	        cmocka_unit_test_setup_teardown(test_truncated, env_setup_shm, env_teardown),
+	        cmocka_unit_test_setup_teardown(test_info_config, env_setup_shm, env_teardown),
+	        cmocka_unit_test_setup_teardown(test_inline_suspend, env_setup_shm, env_teardown),
+	        cmocka_unit_test_setup_teardown(test_inline_large, env_setup_shm, env_teardown),
+	        cmocka_unit_test_setup_teardown(test_rw_verify, env_setup_shm_engine, env_teardown),
+	        cmocka_unit_test_setup_teardown(test_discard_write_zeroes, env_setup_shm_engine,
+	                                        env_teardown),
+	        cmocka_unit_test_setup_teardown(test_overflow, env_setup_shm_engine, env_teardown),
+	        cmocka_unit_test_setup_teardown(test_info_config, env_setup_shm_engine,
+	                                        env_teardown),
 	};
 	/* A short idle time: the reactor sleeps between batches, so wake-ups are exercised. */
 	struct vh_reactor_opts ro = {.cpumask = 0x1, .idle_ns = 20000, .pin = false};
@@ -1083,7 +1084,7 @@ main(void)
 
 	vh_log_set_level(VH_LOG_WARN);
 	snprintf(g_dir, sizeof(g_dir), "%s/vh-" ENGINE "-XXXXXX",
-		 tmp != NULL && strlen(tmp) < 32 ? tmp : "/tmp");
+	         tmp != NULL && strlen(tmp) < 32 ? tmp : "/tmp");
 	if (mkdtemp(g_dir) == NULL) {
 		perror("mkdtemp");
 		return 1;

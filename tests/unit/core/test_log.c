@@ -276,7 +276,7 @@ main(void)
 	        cmocka_unit_test(test_line_format_and_filter),
 	        cmocka_unit_test(test_long_line_truncated),
 	        cmocka_unit_test(test_rate_limit_burst_and_window),
-		cmocka_unit_test(test_burst),
+	        cmocka_unit_test(test_burst),
 	        cmocka_unit_test(test_rate_limited_macro),
 	        /* Last: it overflows a stack buffer until log.c is fixed. */
 	        cmocka_unit_test(test_long_component_truncated),

@@ -28,12 +28,11 @@ static int g_fail_vhost_create;
 static json_t *
 fake_config_json(struct vh_bdev *b)
 {
-	const char *m = strcmp(b->module->name, "malloc") == 0 ? "bdev_malloc_create"
-							      : "bdev_null_create";
+	const char *m =
+	        strcmp(b->module->name, "malloc") == 0 ? "bdev_malloc_create" : "bdev_null_create";
 
 	return json_pack("{s:s, s:{s:s, s:I, s:i}}", "method", m, "params", "name", b->name,
-			 "num_blocks", (json_int_t)b->num_blocks, "block_size",
-			 (int)b->block_size);
+	                 "num_blocks", (json_int_t)b->num_blocks, "block_size", (int)b->block_size);
 }
 
 static void
@@ -43,13 +42,13 @@ fake_info_json(struct vh_bdev *b, json_t *ds)
 }
 
 static const struct vh_bdev_module g_malloc_mod = {
-	.name = "malloc",
-	.config_json = fake_config_json,
-	.info_json = fake_info_json,
+        .name = "malloc",
+        .config_json = fake_config_json,
+        .info_json = fake_info_json,
 };
 static const struct vh_bdev_module g_null_mod = {
-	.name = "null",
-	.config_json = fake_config_json,
+        .name = "null",
+        .config_json = fake_config_json,
 };
 
 void
@@ -135,7 +134,7 @@ vh_bdev_claimed_by(const struct vh_bdev *b)
 
 static int
 fake_create(const struct vh_bdev_module *mod, const char *name, uint64_t num_blocks,
-	    uint32_t block_size)
+            uint32_t block_size)
 {
 	struct vh_bdev *b;
 
@@ -332,14 +331,14 @@ json_t *
 vh_vhost_ctrlr_info_json(const struct vh_vhost_ctrlr *c)
 {
 	return json_pack("{s:s, s:s, s:{s:s, s:b}}", "ctrlr", c->name, "cpumask", "0x1",
-			 "backend_specific", "bdev", c->bdev, "readonly", c->readonly);
+	                 "backend_specific", "bdev", c->bdev, "readonly", c->readonly);
 }
 
 json_t *
 vh_vhost_ctrlr_config_json(const struct vh_vhost_ctrlr *c)
 {
 	return json_pack("{s:s, s:{s:s, s:s, s:b}}", "method", "vhost_create_blk_controller",
-			 "params", "ctrlr", c->name, "dev_name", c->bdev, "readonly", c->readonly);
+	                 "params", "ctrlr", c->name, "dev_name", c->bdev, "readonly", c->readonly);
 }
 
 void
@@ -347,7 +346,6 @@ vh_bdev_set_test_delay(struct vh_bdev *b, uint32_t max_delay_us)
 {
 	b->test_delay_us = max_delay_us;
 }
-
 
 int
 vh_bdev_set_uuid(struct vh_bdev *b, const char *uuid)

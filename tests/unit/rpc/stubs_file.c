@@ -9,7 +9,7 @@
 
 int
 vh_bdev_uring_create_ex(const char *name, const char *filename, const struct vh_bdev_file_opts *o,
-			char *err, size_t errlen)
+                        char *err, size_t errlen)
 {
 	(void)name;
 	(void)o;
@@ -19,7 +19,7 @@ vh_bdev_uring_create_ex(const char *name, const char *filename, const struct vh_
 
 int
 vh_bdev_aio_create_ex(const char *name, const char *filename, const struct vh_bdev_file_opts *o,
-		      char *err, size_t errlen)
+                      char *err, size_t errlen)
 {
 	return vh_bdev_uring_create_ex(name, filename, o, err, errlen);
 }
@@ -41,7 +41,7 @@ vh_vhost_bdev_resized(struct vh_bdev *b)
 /* User-space NVMe: no controller exists in these tests. */
 int
 vh_bdev_nvme_attach(const char *name, const char *traddr, enum vh_nvme_access mode,
-		    const struct vh_bdev_nvme_opts *opts, json_t **bdevs)
+                    const struct vh_bdev_nvme_opts *opts, json_t **bdevs)
 {
 	return -ENODEV;
 }

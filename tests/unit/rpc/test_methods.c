@@ -84,24 +84,25 @@ test_malloc_create(void **state)
 	assert_string_equal(json_string_value(r), "Malloc1");
 	json_decref(r);
 	r = call_ok("bdev_malloc_create", "{\"name\":\"U\",\"num_blocks\":1,\"block_size\":512,"
-		    "\"uuid\":\"0123ABCD-0000-4000-8000-00000000000F\"}");
+	                                  "\"uuid\":\"0123ABCD-0000-4000-8000-00000000000F\"}");
 	json_decref(r);
 	r = call_ok("bdev_get_bdevs", "{\"name\":\"U\"}");
 	assert_string_equal(json_string_value(json_object_get(json_array_get(r, 0), "uuid")),
-			    "0123abcd-0000-4000-8000-00000000000f");
+	                    "0123abcd-0000-4000-8000-00000000000f");
 	json_decref(r);
 	/* What SPDK's rpc.py sends: unsupported options at their defaults. */
 	r = call_ok("bdev_malloc_create", "{\"num_blocks\":8,\"block_size\":512,\"name\":\"R\","
-		    "\"md_interleave\":false,\"dif_is_head_of_md\":false}");
+	                                  "\"md_interleave\":false,\"dif_is_head_of_md\":false}");
 	json_decref(r);
 	r = call_ok("bdev_null_create", "{\"num_blocks\":8,\"block_size\":512,\"name\":\"RN\","
-		    "\"dif_is_head_of_md\":false,\"physical_block_size\":512}");
+	                                "\"dif_is_head_of_md\":false,\"physical_block_size\":512}");
 	json_decref(r);
 	call_err("bdev_malloc_create", "{\"num_blocks\":8,\"block_size\":512,\"md_size\":8}",
-		 VH_RPC_INVALID_PARAMS, "'md_size' is not supported");
-	call_err("bdev_null_create", "{\"name\":\"P\",\"num_blocks\":8,\"block_size\":512,"
-		 "\"physical_block_size\":4096}",
-		 VH_RPC_INVALID_PARAMS, "physical_block_size 4096");
+	         VH_RPC_INVALID_PARAMS, "'md_size' is not supported");
+	call_err("bdev_null_create",
+	         "{\"name\":\"P\",\"num_blocks\":8,\"block_size\":512,"
+	         "\"physical_block_size\":4096}",
+	         VH_RPC_INVALID_PARAMS, "physical_block_size 4096");
 	assert_int_equal(stub_bdev_count(), 6);
 }
 
@@ -110,25 +111,25 @@ test_malloc_create_errors(void **state)
 {
 	call_ok_drop("bdev_malloc_create", "{\"name\":\"M\",\"num_blocks\":8,\"block_size\":512}");
 	call_err("bdev_malloc_create", "{\"name\":\"M\",\"num_blocks\":8,\"block_size\":512}",
-		 VH_RPC_INVALID_PARAMS, "name 'M' already exists");
-	call_err("bdev_malloc_create", "{\"name\":\"N\",\"block_size\":512}",
-		 VH_RPC_INVALID_PARAMS, "missing parameter 'num_blocks'");
+	         VH_RPC_INVALID_PARAMS, "name 'M' already exists");
+	call_err("bdev_malloc_create", "{\"name\":\"N\",\"block_size\":512}", VH_RPC_INVALID_PARAMS,
+	         "missing parameter 'num_blocks'");
 	call_err("bdev_malloc_create", "{\"num_blocks\":8,\"block_size\":512,\"foo\":1}",
-		 VH_RPC_INVALID_PARAMS, "unknown parameter 'foo'");
+	         VH_RPC_INVALID_PARAMS, "unknown parameter 'foo'");
 	call_err("bdev_malloc_create", "{\"num_blocks\":\"8\",\"block_size\":512}",
-		 VH_RPC_INVALID_PARAMS, "parameter 'num_blocks' must be a non-negative integer");
+	         VH_RPC_INVALID_PARAMS, "parameter 'num_blocks' must be a non-negative integer");
 	call_err("bdev_malloc_create", "{\"name\":\"a/b\",\"num_blocks\":8,\"block_size\":512}",
-		 VH_RPC_INVALID_PARAMS, "invalid name 'a/b'");
+	         VH_RPC_INVALID_PARAMS, "invalid name 'a/b'");
 	call_err("bdev_malloc_create", "{\"name\":\"N\",\"num_blocks\":8,\"block_size\":1000}",
-		 VH_RPC_INVALID_PARAMS, "block_size 1000");
+	         VH_RPC_INVALID_PARAMS, "block_size 1000");
 	call_err("bdev_malloc_create", "{\"name\":\"N\",\"num_blocks\":0,\"block_size\":512}",
-		 VH_RPC_INVALID_PARAMS, "num_blocks 0");
+	         VH_RPC_INVALID_PARAMS, "num_blocks 0");
 	call_err("bdev_malloc_create",
-		 "{\"name\":\"N\",\"num_blocks\":9223372036854775807,\"block_size\":4096}",
-		 VH_RPC_INVALID_PARAMS, "out of range");
+	         "{\"name\":\"N\",\"num_blocks\":9223372036854775807,\"block_size\":4096}",
+	         VH_RPC_INVALID_PARAMS, "out of range");
 	call_err("bdev_malloc_create",
-		 "{\"name\":\"N\",\"num_blocks\":8,\"block_size\":512,\"uuid\":\"nope\"}",
-		 VH_RPC_INVALID_PARAMS, "invalid uuid 'nope'");
+	         "{\"name\":\"N\",\"num_blocks\":8,\"block_size\":512,\"uuid\":\"nope\"}",
+	         VH_RPC_INVALID_PARAMS, "invalid uuid 'nope'");
 	assert_int_equal(stub_bdev_count(), 1);
 }
 
@@ -138,13 +139,13 @@ test_delete(void **state)
 	call_ok_drop("bdev_malloc_create", "{\"name\":\"M\",\"num_blocks\":8,\"block_size\":512}");
 	call_ok_drop("bdev_null_create", "{\"name\":\"N\",\"num_blocks\":8,\"block_size\":512}");
 	call_err("bdev_malloc_delete", "{\"name\":\"X\"}", VH_RPC_INVALID_PARAMS,
-		 "bdev 'X' not found");
+	         "bdev 'X' not found");
 	call_err("bdev_malloc_delete", "{\"name\":\"N\"}", VH_RPC_INVALID_PARAMS,
-		 "bdev 'N' is a null bdev, not malloc");
+	         "bdev 'N' is a null bdev, not malloc");
 	call_err("bdev_null_delete", "{}", VH_RPC_INVALID_PARAMS, "missing parameter 'name'");
 	call_ok_drop("vhost_create_blk_controller", "{\"ctrlr\":\"vhost.0\",\"dev_name\":\"M\"}");
 	call_err("bdev_malloc_delete", "{\"name\":\"M\"}", VH_RPC_INVALID_PARAMS,
-		 "bdev 'M' is in use by controller 'vhost.0'");
+	         "bdev 'M' is in use by controller 'vhost.0'");
 	call_ok_drop("vhost_delete_controller", "{\"ctrlr\":\"vhost.0\"}");
 	call_ok_drop("bdev_malloc_delete", "{\"name\":\"M\"}");
 	call_ok_drop("bdev_null_delete", "{\"name\":\"N\"}");
@@ -168,10 +169,10 @@ test_get_bdevs(void **state)
 	assert_int_equal(json_integer_value(json_object_get(b, "block_size")), 512);
 	assert_true(json_is_false(json_object_get(b, "claimed")));
 	assert_true(json_is_array(json_object_get(b, "aliases")));
-	assert_true(json_is_true(json_object_get(json_object_get(b, "supported_io_types"),
-						 "read")));
-	assert_true(json_is_false(json_object_get(json_object_get(b, "supported_io_types"),
-						  "reset")));
+	assert_true(
+	        json_is_true(json_object_get(json_object_get(b, "supported_io_types"), "read")));
+	assert_true(
+	        json_is_false(json_object_get(json_object_get(b, "supported_io_types"), "reset")));
 	assert_true(json_is_true(json_object_get(json_object_get(b, "driver_specific"), "fake")));
 	b = json_array_get(r, 1);
 	assert_string_equal(json_string_value(json_object_get(b, "product_name")), "Null disk");
@@ -181,8 +182,7 @@ test_get_bdevs(void **state)
 	r = call_ok("bdev_get_bdevs", "{\"name\":\"N\",\"timeout\":5}");
 	assert_int_equal(json_array_size(r), 1);
 	json_decref(r);
-	call_err("bdev_get_bdevs", "{\"name\":\"Z\"}", VH_RPC_INVALID_PARAMS,
-		 "bdev 'Z' not found");
+	call_err("bdev_get_bdevs", "{\"name\":\"Z\"}", VH_RPC_INVALID_PARAMS, "bdev 'Z' not found");
 	/* The old SPDK name still answers. */
 	r = call_ok("get_bdevs", NULL);
 	assert_int_equal(json_array_size(r), 2);
@@ -197,48 +197,48 @@ test_vhost_create(void **state)
 	call_ok_drop("bdev_malloc_create", "{\"name\":\"M\",\"num_blocks\":8,\"block_size\":512}");
 	call_ok_drop("bdev_malloc_create", "{\"name\":\"M2\",\"num_blocks\":8,\"block_size\":512}");
 	call_err("vhost_create_blk_controller", "{\"ctrlr\":\"c0\",\"dev_name\":\"Malloc9\"}",
-		 VH_RPC_INVALID_PARAMS, "bdev 'Malloc9' not found");
+	         VH_RPC_INVALID_PARAMS, "bdev 'Malloc9' not found");
 	call_err("vhost_create_blk_controller",
-		 "{\"ctrlr\":\"c0\",\"dev_name\":\"M\",\"cpumask\":\"zz\"}", VH_RPC_INVALID_PARAMS,
-		 "invalid cpumask 'zz'");
+	         "{\"ctrlr\":\"c0\",\"dev_name\":\"M\",\"cpumask\":\"zz\"}", VH_RPC_INVALID_PARAMS,
+	         "invalid cpumask 'zz'");
 	call_err("vhost_create_blk_controller", "{\"ctrlr\":\"c 0\",\"dev_name\":\"M\"}",
-		 VH_RPC_INVALID_PARAMS, "invalid ctrlr 'c 0'");
+	         VH_RPC_INVALID_PARAMS, "invalid ctrlr 'c 0'");
 	call_err("vhost_create_blk_controller",
-		 "{\"ctrlr\":\"c0\",\"dev_name\":\"M\",\"transport\":\"vfio_user_virtio_blk\"}",
-		 VH_RPC_INVALID_PARAMS, "transport 'vfio_user_virtio_blk' is not supported");
+	         "{\"ctrlr\":\"c0\",\"dev_name\":\"M\",\"transport\":\"vfio_user_virtio_blk\"}",
+	         VH_RPC_INVALID_PARAMS, "transport 'vfio_user_virtio_blk' is not supported");
 	call_err("vhost_create_blk_controller", "{\"ctrlr\":\"c0\"}", VH_RPC_INVALID_PARAMS,
-		 "missing parameter 'dev_name'");
+	         "missing parameter 'dev_name'");
 	call_err("vhost_create_blk_controller",
-		 "{\"ctrlr\":\"c0\",\"dev_name\":\"M\",\"readonly\":\"yes\"}",
-		 VH_RPC_INVALID_PARAMS, "parameter 'readonly' must be a boolean");
+	         "{\"ctrlr\":\"c0\",\"dev_name\":\"M\",\"readonly\":\"yes\"}",
+	         VH_RPC_INVALID_PARAMS, "parameter 'readonly' must be a boolean");
 	call_err("vhost_create_blk_controller",
-		 "{\"ctrlr\":\"c0\",\"dev_name\":\"M\",\"packed_ring\":true}",
-		 VH_RPC_INVALID_PARAMS, "packed_ring is not supported");
+	         "{\"ctrlr\":\"c0\",\"dev_name\":\"M\",\"packed_ring\":true}",
+	         VH_RPC_INVALID_PARAMS, "packed_ring is not supported");
 	stub_fail_next_vhost_create(-ENAMETOOLONG);
 	call_err("vhost_create_blk_controller", "{\"ctrlr\":\"c0\",\"dev_name\":\"M\"}",
-		 VH_RPC_INVALID_PARAMS, "socket path for controller 'c0' is too long");
+	         VH_RPC_INVALID_PARAMS, "socket path for controller 'c0' is too long");
 	stub_fail_next_vhost_create(-EIO);
 	call_err("vhost_create_blk_controller", "{\"ctrlr\":\"c0\",\"dev_name\":\"M\"}",
-		 VH_RPC_INTERNAL_ERROR, "cannot create controller");
+	         VH_RPC_INTERNAL_ERROR, "cannot create controller");
 	r = call_ok("vhost_create_blk_controller", "{\"ctrlr\":\"c0\",\"dev_name\":\"M\","
-		    "\"cpumask\":\"[0]\",\"readonly\":true}");
+	                                           "\"cpumask\":\"[0]\",\"readonly\":true}");
 	assert_true(json_is_true(r));
 	json_decref(r);
 	call_err("vhost_create_blk_controller", "{\"ctrlr\":\"c0\",\"dev_name\":\"M2\"}",
-		 VH_RPC_INVALID_PARAMS, "name 'c0' already exists");
+	         VH_RPC_INVALID_PARAMS, "name 'c0' already exists");
 	call_err("vhost_create_blk_controller", "{\"ctrlr\":\"c1\",\"dev_name\":\"M\"}",
-		 VH_RPC_INVALID_PARAMS, "bdev 'M' is in use by controller 'c0'");
+	         VH_RPC_INVALID_PARAMS, "bdev 'M' is in use by controller 'c0'");
 	r = call_ok("vhost_get_controllers", NULL);
 	assert_int_equal(json_array_size(r), 1);
 	json_decref(r);
 	r = call_ok("vhost_get_controllers", "{\"name\":\"c0\"}");
 	assert_string_equal(json_string_value(json_object_get(json_array_get(r, 0), "ctrlr")),
-			    "c0");
+	                    "c0");
 	json_decref(r);
 	call_err("vhost_get_controllers", "{\"name\":\"c9\"}", VH_RPC_INVALID_PARAMS,
-		 "controller 'c9' not found");
+	         "controller 'c9' not found");
 	call_err("vhost_delete_controller", "{\"ctrlr\":\"c9\"}", VH_RPC_INVALID_PARAMS,
-		 "controller 'c9' not found");
+	         "controller 'c9' not found");
 	call_ok_drop("vhost_delete_controller", "{\"ctrlr\":\"c0\"}");
 	assert_int_equal(stub_ctrlr_count(), 0);
 }
@@ -249,7 +249,8 @@ array_has(const json_t *arr, const char *s)
 	size_t i;
 	json_t *v;
 
-	json_array_foreach(arr, i, v) {
+	json_array_foreach(arr, i, v)
+	{
 		if (strcmp(json_string_value(v), s) == 0) {
 			return true;
 		}
@@ -274,8 +275,7 @@ test_app_methods(void **state)
 	call_err("rpc_get_methods", "{\"x\":1}", VH_RPC_INVALID_PARAMS, "unknown parameter 'x'");
 
 	r = call_ok("spdk_get_version", NULL);
-	assert_string_equal(json_string_value(json_object_get(r, "version")),
-			    "vhostd " VH_VERSION);
+	assert_string_equal(json_string_value(json_object_get(r, "version")), "vhostd " VH_VERSION);
 	assert_true(json_is_integer(json_object_get(json_object_get(r, "fields"), "major")));
 	assert_true(json_is_string(json_object_get(json_object_get(r, "fields"), "suffix")));
 	json_decref(r);
@@ -287,7 +287,7 @@ test_app_methods(void **state)
 	assert_true(json_is_array(r));
 	json_decref(r);
 	call_err("framework_get_config", "{\"name\":\"iscsi\"}", VH_RPC_INVALID_PARAMS,
-		 "subsystem 'iscsi' not found");
+	         "subsystem 'iscsi' not found");
 
 	call_ok_drop("log_set_level", "{\"level\":\"WARNING\"}");
 	assert_int_equal(vh_log_get_level(), VH_LOG_WARN);
@@ -297,7 +297,7 @@ test_app_methods(void **state)
 	assert_string_equal(json_string_value(r), "DEBUG");
 	json_decref(r);
 	call_err("log_set_level", "{\"level\":\"loud\"}", VH_RPC_INVALID_PARAMS,
-		 "invalid level 'loud'");
+	         "invalid level 'loud'");
 	vh_log_set_level(VH_LOG_ERROR);
 }
 
@@ -313,10 +313,10 @@ test_save_config_roundtrip(void **state)
 	call_ok_drop("bdev_null_create", "{\"name\":\"N\",\"num_blocks\":9,\"block_size\":4096}");
 	call_ok_drop("vhost_create_blk_controller", "{\"ctrlr\":\"c0\",\"dev_name\":\"N\"}");
 	cfg = call_ok("save_config", NULL);
-	assert_string_equal(json_string_value(json_object_get(
-				    json_array_get(json_object_get(cfg, "subsystems"), 1),
-				    "subsystem")),
-			    "vhost_blk");
+	assert_string_equal(
+	        json_string_value(json_object_get(
+	                json_array_get(json_object_get(cfg, "subsystems"), 1), "subsystem")),
+	        "vhost_blk");
 	fd = mkstemp(path);
 	assert_true(fd >= 0);
 	close(fd);
@@ -336,13 +336,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_malloc_create, reset, reset),
-		cmocka_unit_test_setup_teardown(test_malloc_create_errors, reset, reset),
-		cmocka_unit_test_setup_teardown(test_delete, reset, reset),
-		cmocka_unit_test_setup_teardown(test_get_bdevs, reset, reset),
-		cmocka_unit_test_setup_teardown(test_vhost_create, reset, reset),
-		cmocka_unit_test_setup_teardown(test_app_methods, reset, reset),
-		cmocka_unit_test_setup_teardown(test_save_config_roundtrip, reset, reset),
+	        cmocka_unit_test_setup_teardown(test_malloc_create, reset, reset),
+	        cmocka_unit_test_setup_teardown(test_malloc_create_errors, reset, reset),
+	        cmocka_unit_test_setup_teardown(test_delete, reset, reset),
+	        cmocka_unit_test_setup_teardown(test_get_bdevs, reset, reset),
+	        cmocka_unit_test_setup_teardown(test_vhost_create, reset, reset),
+	        cmocka_unit_test_setup_teardown(test_app_methods, reset, reset),
+	        cmocka_unit_test_setup_teardown(test_save_config_roundtrip, reset, reset),
 	};
 
 	vh_log_set_level(VH_LOG_ERROR);

@@ -63,26 +63,26 @@ static void
 test_envelope_errors(void **state)
 {
 	expect_error("{\"method\":\"spdk_get_version\",\"id\":1}", VH_RPC_INVALID_REQUEST,
-		     "jsonrpc");
+	             "jsonrpc");
 	expect_error("{\"jsonrpc\":\"1.0\",\"method\":\"spdk_get_version\",\"id\":1}",
-		     VH_RPC_INVALID_REQUEST, "jsonrpc");
+	             VH_RPC_INVALID_REQUEST, "jsonrpc");
 	expect_error("{\"jsonrpc\":\"2.0\",\"id\":1}", VH_RPC_INVALID_REQUEST, "method");
 	expect_error("{\"jsonrpc\":\"2.0\",\"method\":5,\"id\":1}", VH_RPC_INVALID_REQUEST,
-		     "method");
+	             "method");
 	expect_error("{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\",\"id\":{}}",
-		     VH_RPC_INVALID_REQUEST, "id");
+	             VH_RPC_INVALID_REQUEST, "id");
 	expect_error("{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\",\"id\":1,"
-		     "\"params\":5}",
-		     VH_RPC_INVALID_REQUEST, "params");
+	             "\"params\":5}",
+	             VH_RPC_INVALID_REQUEST, "params");
 	expect_error("{\"jsonrpc\":\"2.0\",\"method\":\"no_such\",\"id\":1}",
-		     VH_RPC_METHOD_NOT_FOUND, "no_such");
+	             VH_RPC_METHOD_NOT_FOUND, "no_such");
 	/* null params mean none. */
 	json_decref(handle("{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\",\"id\":1,"
-			   "\"params\":null}"));
+	                   "\"params\":null}"));
 	/* Arrays are legal params in JSON-RPC; our methods take objects, so -32602. */
 	expect_error("{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\",\"id\":1,"
-		     "\"params\":[]}",
-		     VH_RPC_INVALID_PARAMS, "object");
+	             "\"params\":[]}",
+	             VH_RPC_INVALID_PARAMS, "object");
 }
 
 static void
@@ -99,13 +99,17 @@ test_envelope_ids(void **state)
 	r = handle("{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\",\"id\":\"x\"}");
 	assert_string_equal(json_string_value(json_object_get(r, "id")), "x");
 	json_decref(r);
-	snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\","
-		 "\"id\":\"%0*d\"}", VH_RPC_MAX_ID_LEN, 0);
+	snprintf(req, sizeof(req),
+	         "{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\","
+	         "\"id\":\"%0*d\"}",
+	         VH_RPC_MAX_ID_LEN, 0);
 	r = handle(req);
 	assert_non_null(json_object_get(r, "result"));
 	json_decref(r);
-	snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\","
-		 "\"id\":\"%0*d\"}", VH_RPC_MAX_ID_LEN + 1, 0);
+	snprintf(req, sizeof(req),
+	         "{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\","
+	         "\"id\":\"%0*d\"}",
+	         VH_RPC_MAX_ID_LEN + 1, 0);
 	r = handle(req);
 	assert_int_equal(code_of(r), VH_RPC_INVALID_REQUEST);
 	assert_true(json_is_null(json_object_get(r, "id")));
@@ -127,8 +131,8 @@ static void
 test_batch(void **state)
 {
 	json_t *r = handle("[{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\",\"id\":1},"
-			   "{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\"},"
-			   "{\"jsonrpc\":\"2.0\",\"method\":\"nope\",\"id\":2}, 7]");
+	                   "{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\"},"
+	                   "{\"jsonrpc\":\"2.0\",\"method\":\"nope\",\"id\":2}, 7]");
 
 	assert_true(json_is_array(r));
 	assert_int_equal(json_array_size(r), 3);
@@ -147,7 +151,7 @@ test_batch_limit(void **state)
 
 	for (int i = 0; i <= VH_RPC_MAX_BATCH; i++) {
 		json_array_append_new(batch, json_pack("{s:s, s:s, s:i}", "jsonrpc", "2.0",
-						       "method", "spdk_get_version", "id", i));
+		                                       "method", "spdk_get_version", "id", i));
 	}
 	r = vh_rpc_handle(batch);
 	assert_true(json_is_object(r));
@@ -171,11 +175,11 @@ struct dec {
 };
 
 static const struct vh_rpc_param dec_spec[] = {
-	{"s", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, offsetof(struct dec, s)},
-	{"b", VH_RPC_T_BOOL, 0, offsetof(struct dec, b)},
-	{"u64", VH_RPC_T_U64, 0, offsetof(struct dec, u64)},
-	{"u32", VH_RPC_T_U32, 0, offsetof(struct dec, u32)},
-	{"u16", VH_RPC_T_U16, 0, offsetof(struct dec, u16)},
+        {"s", VH_RPC_T_STRING, VH_RPC_P_REQUIRED, offsetof(struct dec, s)},
+        {"b", VH_RPC_T_BOOL, 0, offsetof(struct dec, b)},
+        {"u64", VH_RPC_T_U64, 0, offsetof(struct dec, u64)},
+        {"u32", VH_RPC_T_U32, 0, offsetof(struct dec, u32)},
+        {"u16", VH_RPC_T_U16, 0, offsetof(struct dec, u16)},
 };
 
 static int
@@ -214,7 +218,8 @@ test_decode_ok(void **state)
 {
 	struct vh_rpc_error err = {0};
 	json_t *p = json_loads("{\"s\":\"abc\",\"b\":true,\"u64\":9223372036854775807,"
-			       "\"u16\":65535}", 0, NULL);
+	                       "\"u16\":65535}",
+	                       0, NULL);
 	struct dec d = {.u32 = 99};
 
 	assert_int_equal(vh_rpc_decode_params(p, dec_spec, VH_ARRAY_SIZE(dec_spec), &d, &err), 0);
@@ -249,10 +254,10 @@ struct unsup {
 };
 
 static const struct vh_rpc_param unsup_spec[] = {
-	{"x", VH_RPC_T_U32, 0, offsetof(struct unsup, x)},
-	{"md_size", VH_RPC_T_U32, VH_RPC_P_UNSUPPORTED, 0, 0},
-	{"numa_id", VH_RPC_T_U32, VH_RPC_P_UNSUPPORTED, 0, -1},
-	{"dif", VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0},
+        {"x", VH_RPC_T_U32, 0, offsetof(struct unsup, x)},
+        {"md_size", VH_RPC_T_U32, VH_RPC_P_UNSUPPORTED, 0, 0},
+        {"numa_id", VH_RPC_T_U32, VH_RPC_P_UNSUPPORTED, 0, -1},
+        {"dif", VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0},
 };
 
 static int
@@ -336,17 +341,17 @@ write_cfg(const char *text)
 }
 
 static const char *g_good_cfg =
-	"{\"subsystems\": [\n"
-	" {\"subsystem\": \"bdev\", \"config\": [\n"
-	"  {\"method\": \"bdev_malloc_create\", \"params\": {\"name\": \"Malloc0\","
-	" \"num_blocks\": 2048, \"block_size\": 512}},\n"
-	"  {\"method\": \"bdev_null_create\", \"params\": {\"name\": \"Null0\","
-	" \"num_blocks\": 100, \"block_size\": 4096}},\n"
-	"  {\"method\": \"bdev_wait_for_examine\"}]},\n"
-	" {\"subsystem\": \"accel\", \"config\": null},\n"
-	" {\"subsystem\": \"vhost_blk\", \"config\": [\n"
-	"  {\"method\": \"vhost_create_blk_controller\", \"params\": {\"ctrlr\": \"vhost.0\","
-	" \"dev_name\": \"Malloc0\", \"cpumask\": \"0x1\"}}]}]}\n";
+        "{\"subsystems\": [\n"
+        " {\"subsystem\": \"bdev\", \"config\": [\n"
+        "  {\"method\": \"bdev_malloc_create\", \"params\": {\"name\": \"Malloc0\","
+        " \"num_blocks\": 2048, \"block_size\": 512}},\n"
+        "  {\"method\": \"bdev_null_create\", \"params\": {\"name\": \"Null0\","
+        " \"num_blocks\": 100, \"block_size\": 4096}},\n"
+        "  {\"method\": \"bdev_wait_for_examine\"}]},\n"
+        " {\"subsystem\": \"accel\", \"config\": null},\n"
+        " {\"subsystem\": \"vhost_blk\", \"config\": [\n"
+        "  {\"method\": \"vhost_create_blk_controller\", \"params\": {\"ctrlr\": \"vhost.0\","
+        " \"dev_name\": \"Malloc0\", \"cpumask\": \"0x1\"}}]}]}\n";
 
 /* Run vh_rpc_load_config() with stderr captured into @log (the error line is the interface). */
 static int
@@ -386,10 +391,10 @@ static void
 test_config_batch_entry(void **state)
 {
 	write_cfg("{\"subsystems\": [{\"subsystem\": \"bdev\", \"config\": [["
-		  "{\"method\": \"bdev_null_create\", \"params\": {\"name\": \"A\","
-		  " \"num_blocks\": 8, \"block_size\": 512}},"
-		  "{\"method\": \"bdev_null_create\", \"params\": {\"name\": \"B\","
-		  " \"num_blocks\": 8, \"block_size\": 512}}]]}]}");
+	          "{\"method\": \"bdev_null_create\", \"params\": {\"name\": \"A\","
+	          " \"num_blocks\": 8, \"block_size\": 512}},"
+	          "{\"method\": \"bdev_null_create\", \"params\": {\"name\": \"B\","
+	          " \"num_blocks\": 8, \"block_size\": 512}}]]}]}");
 	assert_int_equal(vh_rpc_load_config(g_cfg), 0);
 	assert_int_equal(stub_bdev_count(), 2);
 }
@@ -404,17 +409,17 @@ static void
 test_config_bad(void **state)
 {
 	static const char *const bad[] = {
-		"",
-		"garbage",
-		"{\"subsystems\": [",
-		"[]",
-		"{\"subsystems\": {}}",
-		"{\"subsystems\": [5]}",
-		"{\"subsystems\": [{\"subsystem\": \"bdev\", \"config\": {}}]}",
-		"{\"subsystems\": [{\"subsystem\": \"bdev\", \"config\": [5]}]}",
-		"{\"subsystems\": [{\"subsystem\": \"bdev\", \"config\": [{\"method\": \"x\"}]}]}",
-		"{\"subsystems\": [], \"subsystems\": []}",
-		"{\"subsystems\": []} trailing",
+	        "",
+	        "garbage",
+	        "{\"subsystems\": [",
+	        "[]",
+	        "{\"subsystems\": {}}",
+	        "{\"subsystems\": [5]}",
+	        "{\"subsystems\": [{\"subsystem\": \"bdev\", \"config\": {}}]}",
+	        "{\"subsystems\": [{\"subsystem\": \"bdev\", \"config\": [5]}]}",
+	        "{\"subsystems\": [{\"subsystem\": \"bdev\", \"config\": [{\"method\": \"x\"}]}]}",
+	        "{\"subsystems\": [], \"subsystems\": []}",
+	        "{\"subsystems\": []} trailing",
 	};
 
 	for (size_t i = 0; i < VH_ARRAY_SIZE(bad); i++) {
@@ -447,12 +452,14 @@ test_config_failing_entry(void **state)
 	char log[1024], want[256];
 
 	write_cfg("{\"subsystems\": [{\"subsystem\": \"vhost_blk\", \"config\": ["
-		  "{\"method\": \"vhost_create_blk_controller\","
-		  " \"params\": {\"ctrlr\": \"vhost.0\", \"dev_name\": \"Malloc9\"}}]}]}");
+	          "{\"method\": \"vhost_create_blk_controller\","
+	          " \"params\": {\"ctrlr\": \"vhost.0\", \"dev_name\": \"Malloc9\"}}]}]}");
 	assert_int_equal(load_capture(g_cfg, log, sizeof(log)), -EINVAL);
 	assert_int_equal(stub_ctrlr_count(), 0);
-	snprintf(want, sizeof(want), "config %s: subsystems[0].config[0] "
-		 "(vhost_create_blk_controller): bdev 'Malloc9' not found\n", g_cfg);
+	snprintf(want, sizeof(want),
+	         "config %s: subsystems[0].config[0] "
+	         "(vhost_create_blk_controller): bdev 'Malloc9' not found\n",
+	         g_cfg);
 	if (strstr(log, want) == NULL) {
 		fail_msg("log '%s' lacks '%s'", log, want);
 	}
@@ -462,22 +469,21 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_envelope_errors),
-		cmocka_unit_test(test_envelope_ids),
-		cmocka_unit_test(test_notifications),
-		cmocka_unit_test(test_batch),
-		cmocka_unit_test(test_batch_limit),
-		cmocka_unit_test(test_decode_ok),
-		cmocka_unit_test(test_decode_errors),
-		cmocka_unit_test(test_decode_unsupported),
-		cmocka_unit_test(test_error_errno),
-		cmocka_unit_test(test_method_table),
-		cmocka_unit_test_setup_teardown(test_config_ok, cfg_setup, cfg_teardown),
-		cmocka_unit_test_setup_teardown(test_config_batch_entry, cfg_setup, cfg_teardown),
-		cmocka_unit_test_setup_teardown(test_config_missing, cfg_setup, cfg_teardown),
-		cmocka_unit_test_setup_teardown(test_config_bad, cfg_setup, cfg_teardown),
-		cmocka_unit_test_setup_teardown(test_config_failing_entry, cfg_setup,
-						cfg_teardown),
+	        cmocka_unit_test(test_envelope_errors),
+	        cmocka_unit_test(test_envelope_ids),
+	        cmocka_unit_test(test_notifications),
+	        cmocka_unit_test(test_batch),
+	        cmocka_unit_test(test_batch_limit),
+	        cmocka_unit_test(test_decode_ok),
+	        cmocka_unit_test(test_decode_errors),
+	        cmocka_unit_test(test_decode_unsupported),
+	        cmocka_unit_test(test_error_errno),
+	        cmocka_unit_test(test_method_table),
+	        cmocka_unit_test_setup_teardown(test_config_ok, cfg_setup, cfg_teardown),
+	        cmocka_unit_test_setup_teardown(test_config_batch_entry, cfg_setup, cfg_teardown),
+	        cmocka_unit_test_setup_teardown(test_config_missing, cfg_setup, cfg_teardown),
+	        cmocka_unit_test_setup_teardown(test_config_bad, cfg_setup, cfg_teardown),
+	        cmocka_unit_test_setup_teardown(test_config_failing_entry, cfg_setup, cfg_teardown),
 	};
 
 	vh_log_set_level(VH_LOG_ERROR);

@@ -116,8 +116,7 @@ test_framer_errors(void **state)
 	vh_rpc_framer_reset(&f);
 	assert_int_equal(vh_rpc_framer_next(&f, deep, VH_RPC_MAX_DEPTH, &start, &end), 0);
 	vh_rpc_framer_reset(&f);
-	assert_int_equal(vh_rpc_framer_next(&f, deep, VH_RPC_MAX_DEPTH + 1, &start, &end),
-			 -ERANGE);
+	assert_int_equal(vh_rpc_framer_next(&f, deep, VH_RPC_MAX_DEPTH + 1, &start, &end), -ERANGE);
 }
 
 static void
@@ -191,9 +190,9 @@ test_stream_two_in_one(void **state)
 	vh_rpc_stream_init(&s);
 	/* Back to back, then newline separated, then a partial third. */
 	feed_str(&s, "{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\",\"id\":1}"
-		     "{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\",\"id\":2}\n"
-		     "\r\n {\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\",\"id\":3}\n"
-		     "{\"jsonrpc\":\"2.0\",\"meth");
+	             "{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\",\"id\":2}\n"
+	             "\r\n {\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\",\"id\":3}\n"
+	             "{\"jsonrpc\":\"2.0\",\"meth");
 	assert_int_equal(vh_rpc_stream_process(&s), 3);
 	for (int id = 1; id <= 3; id++) {
 		r = take_reply(&s);
@@ -299,9 +298,9 @@ test_stream_size_limit(void **state)
 	feed_chunked(&s, big, VH_RPC_MAX_REQUEST + 1);
 	r = take_reply(&s);
 	assert_int_equal(reply_code(r), VH_RPC_INVALID_REQUEST);
-	assert_non_null(strstr(json_string_value(json_object_get(json_object_get(r, "error"),
-								  "message")),
-			       "exceeds"));
+	assert_non_null(
+	        strstr(json_string_value(json_object_get(json_object_get(r, "error"), "message")),
+	               "exceeds"));
 	json_decref(r);
 	assert_true(s.close_after_flush);
 	vh_rpc_stream_fini(&s);
@@ -561,8 +560,8 @@ test_server_request_reply(void **state)
 	json_decref(r);
 	/* Same connection, two more requests in one write, then a notification. */
 	peer_send(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\",\"id\":2}"
-		      "{\"jsonrpc\":\"2.0\",\"method\":\"nope\",\"id\":3}"
-		      "{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\"}");
+	              "{\"jsonrpc\":\"2.0\",\"method\":\"nope\",\"id\":3}"
+	              "{\"jsonrpc\":\"2.0\",\"method\":\"spdk_get_version\"}");
 	assert_true(run_until(fx->loop, peer_has_line, &p, 2000));
 	r = peer_reply(&p);
 	assert_int_equal(json_integer_value(json_object_get(r, "id")), 2);
@@ -757,27 +756,27 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_framer_basic),
-		cmocka_unit_test(test_framer_incremental),
-		cmocka_unit_test(test_framer_errors),
-		cmocka_unit_test(test_framer_shift),
-		cmocka_unit_test(test_stream_no_delimiter),
-		cmocka_unit_test(test_stream_split_reads),
-		cmocka_unit_test(test_stream_two_in_one),
-		cmocka_unit_test(test_stream_parse_error_recovers),
-		cmocka_unit_test(test_stream_garbage_closes),
-		cmocka_unit_test(test_stream_size_limit),
-		cmocka_unit_test(test_stream_feed_cap),
-		cmocka_unit_test(test_stream_depth),
-		cmocka_unit_test(test_stream_backpressure),
-		cmocka_unit_test_setup_teardown(test_server_socket_mode, srv_setup, srv_teardown),
-		cmocka_unit_test_setup_teardown(test_server_request_reply, srv_setup, srv_teardown),
-		cmocka_unit_test_setup_teardown(test_server_slow_client, srv_setup, srv_teardown),
-		cmocka_unit_test_setup_teardown(test_server_oversize, srv_setup, srv_teardown),
-		cmocka_unit_test_setup_teardown(test_server_client_limit, srv_setup, srv_teardown),
-		cmocka_unit_test_setup_teardown(test_server_pipelined, srv_setup, srv_teardown),
-		cmocka_unit_test_setup_teardown(test_server_stale_and_busy, srv_setup,
-						srv_teardown),
+	        cmocka_unit_test(test_framer_basic),
+	        cmocka_unit_test(test_framer_incremental),
+	        cmocka_unit_test(test_framer_errors),
+	        cmocka_unit_test(test_framer_shift),
+	        cmocka_unit_test(test_stream_no_delimiter),
+	        cmocka_unit_test(test_stream_split_reads),
+	        cmocka_unit_test(test_stream_two_in_one),
+	        cmocka_unit_test(test_stream_parse_error_recovers),
+	        cmocka_unit_test(test_stream_garbage_closes),
+	        cmocka_unit_test(test_stream_size_limit),
+	        cmocka_unit_test(test_stream_feed_cap),
+	        cmocka_unit_test(test_stream_depth),
+	        cmocka_unit_test(test_stream_backpressure),
+	        cmocka_unit_test_setup_teardown(test_server_socket_mode, srv_setup, srv_teardown),
+	        cmocka_unit_test_setup_teardown(test_server_request_reply, srv_setup, srv_teardown),
+	        cmocka_unit_test_setup_teardown(test_server_slow_client, srv_setup, srv_teardown),
+	        cmocka_unit_test_setup_teardown(test_server_oversize, srv_setup, srv_teardown),
+	        cmocka_unit_test_setup_teardown(test_server_client_limit, srv_setup, srv_teardown),
+	        cmocka_unit_test_setup_teardown(test_server_pipelined, srv_setup, srv_teardown),
+	        cmocka_unit_test_setup_teardown(test_server_stale_and_busy, srv_setup,
+	                                        srv_teardown),
 	};
 
 	vh_log_set_level(VH_LOG_ERROR);
