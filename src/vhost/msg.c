@@ -558,9 +558,14 @@ static int
 h_set_vring_enable(struct vh_session *s, struct vhost_user_msg *m)
 {
 	struct vh_vq *vq = get_vq(s, m->payload.state.index);
+	/*
+	 * vhost-user.rst says 0 or 1, but SPDK's virtio-user initiator sends the queue size, and
+	 * libvhost-user and DPDK treat any non-zero value as "enable". Refusing it protects
+	 * nothing and locks out a real initiator.
+	 */
 	bool en = m->payload.state.num != 0;
 
-	if (vq == NULL || m->payload.state.num > 1) {
+	if (vq == NULL) {
 		return -EINVAL;
 	}
 	vq->enabled = en;

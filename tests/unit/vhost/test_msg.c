@@ -584,8 +584,13 @@ test_vring_state_messages(void **state)
 	dispatch_state(f, VHOST_USER_SET_VRING_ENABLE, V | NR, 1, 1);
 	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_VRING_ENABLE), 0);
 	assert_true(f->s->vqs[1].enabled);
-	dispatch_state(f, VHOST_USER_SET_VRING_ENABLE, V | NR, 1, 2);
-	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_VRING_ENABLE), 1);
+	dispatch_state(f, VHOST_USER_SET_VRING_ENABLE, V | NR, 1, 0);
+	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_VRING_ENABLE), 0);
+	assert_false(f->s->vqs[1].enabled);
+	/* SPDK's virtio-user initiator sends the queue size as num: any non-zero value enables. */
+	dispatch_state(f, VHOST_USER_SET_VRING_ENABLE, V | NR, 1, 256);
+	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_VRING_ENABLE), 0);
+	assert_true(f->s->vqs[1].enabled);
 	expect_open(f);
 }
 
