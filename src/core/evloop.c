@@ -265,3 +265,12 @@ vh_control_send(vh_msg_fn fn, void *arg)
 	}
 	return vh_msgq_send(&g_main->msgq, fn, arg);
 }
+
+void
+vh_control_post(struct vh_msg_node *n)
+{
+	/* No control loop (a unit test driving a reactor alone): nobody would ever run it. */
+	if (g_main != NULL) {
+		vh_msgq_post(&g_main->msgq, n);
+	}
+}

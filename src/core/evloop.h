@@ -53,6 +53,11 @@ void vh_evloop_stop(struct vh_evloop *loop);
 
 /* Queue fn(arg) on the control thread. Any thread. Returns 0 or -ENOBUFS. */
 int vh_control_send(vh_msg_fn fn, void *arg);
+/*
+ * Queue node @n on the control thread; cannot fail (struct vh_msg_node). Any thread. Without a
+ * control loop (before vh_evloop_create()) it does nothing.
+ */
+void vh_control_post(struct vh_msg_node *n);
 
 /* True when called on the control thread. */
 bool vh_on_control_thread(void);

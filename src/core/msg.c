@@ -13,6 +13,8 @@ vh_msgq_init(struct vh_msgq *q)
 	for (uint64_t i = 0; i < VH_MSGQ_SIZE; i++) {
 		q->slots[i].seq = i;
 	}
+	q->mp_head = &q->mp_stub;
+	q->mp_tail = &q->mp_stub;
 	q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (q->efd < 0) {
 		return -errno;
@@ -77,12 +79,92 @@ vh_msgq_send(struct vh_msgq *q, vh_msg_fn fn, void *arg)
 	return 0;
 }
 
+void
+vh_msg_node_init(struct vh_msg_node *n, vh_msg_fn fn, void *arg)
+{
+	n->next = NULL;
+	n->fn = fn;
+	n->arg = arg;
+	n->queued = 0;
+}
+
+/* Vyukov's intrusive MPSC queue: wait-free push. */
+static void
+mp_push(struct vh_msgq *q, struct vh_msg_node *n)
+{
+	struct vh_msg_node *prev;
+
+	__atomic_store_n(&n->next, NULL, __ATOMIC_RELAXED);
+	/* acq_rel: orders our writes to *n before publishing it, pairs with other pushers. */
+	prev = __atomic_exchange_n(&q->mp_head, n, __ATOMIC_ACQ_REL);
+	/* Pairs with the acquire load of ->next in mp_pop(): the link makes n visible. */
+	__atomic_store_n(&prev->next, n, __ATOMIC_RELEASE);
+}
+
+/*
+ * Owner only. Returns the oldest node, or NULL if none is ready. A producer between its exchange
+ * and its link store makes the queue look empty for a moment; it wakes us after linking.
+ */
+static struct vh_msg_node *
+mp_pop(struct vh_msgq *q)
+{
+	struct vh_msg_node *tail = q->mp_tail;
+	struct vh_msg_node *next = __atomic_load_n(&tail->next, __ATOMIC_ACQUIRE);
+
+	if (tail == &q->mp_stub) {
+		if (next == NULL) {
+			return NULL;
+		}
+		q->mp_tail = next;
+		tail = next;
+		next = __atomic_load_n(&next->next, __ATOMIC_ACQUIRE);
+	}
+	if (next != NULL) {
+		q->mp_tail = next;
+		return tail;
+	}
+	if (tail != __atomic_load_n(&q->mp_head, __ATOMIC_ACQUIRE)) {
+		return NULL; /* a push is half-way: it will be complete on our next look */
+	}
+	mp_push(q, &q->mp_stub);
+	next = __atomic_load_n(&tail->next, __ATOMIC_ACQUIRE);
+	if (next != NULL) {
+		q->mp_tail = next;
+		return tail;
+	}
+	return NULL;
+}
+
+/* Owner only. The tail is the stub or the oldest node not yet taken. */
+static bool
+mp_pending(struct vh_msgq *q)
+{
+	return q->mp_tail != &q->mp_stub ||
+	       __atomic_load_n(&q->mp_stub.next, __ATOMIC_ACQUIRE) != NULL ||
+	       __atomic_load_n(&q->mp_head, __ATOMIC_ACQUIRE) != &q->mp_stub;
+}
+
+void
+vh_msgq_post(struct vh_msgq *q, struct vh_msg_node *n)
+{
+	/* Already queued: its pending run will see the state the caller just changed. */
+	if (__atomic_exchange_n(&n->queued, 1, __ATOMIC_ACQ_REL) != 0) {
+		return;
+	}
+	mp_push(q, n);
+	/* Dekker pair with vh_msgq_prepare_sleep(), as in vh_msgq_send(). */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&q->sleeping, __ATOMIC_RELAXED)) {
+		wake(q);
+	}
+}
+
 static bool
 has_pending(struct vh_msgq *q)
 {
 	struct vh_msgq_slot *s = &q->slots[q->tail & (VH_MSGQ_SIZE - 1)];
 
-	return __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE) == q->tail + 1;
+	return __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE) == q->tail + 1 || mp_pending(q);
 }
 
 unsigned
@@ -103,6 +185,21 @@ vh_msgq_drain(struct vh_msgq *q, unsigned max)
 		__atomic_store_n(&s->seq, q->tail + VH_MSGQ_SIZE, __ATOMIC_RELEASE);
 		q->tail++;
 		fn(arg);
+		n++;
+	}
+	while (n < max) {
+		struct vh_msg_node *node = mp_pop(q);
+
+		if (node == NULL) {
+			break;
+		}
+		/*
+		 * Cleared before the run, so fn may post its node again. An exchange, not a store:
+		 * a post that found the node still queued wrote queued before us, and our acquire
+		 * makes what that poster changed visible to fn.
+		 */
+		__atomic_exchange_n(&node->queued, 0, __ATOMIC_ACQ_REL);
+		node->fn(node->arg);
 		n++;
 	}
 	return n;
