@@ -221,6 +221,22 @@ watchdog_start(struct watchdog *w)
 	vh_evloop_timer(vh_evloop_main(), w->period_ns, watchdog_tick, w);
 }
 
+/*
+ * Every 50 ms, interrupt a reactor that has been inside one write to a front-end's eventfd since
+ * the last look (vh_reactors_peer_watchdog()): a hostile front-end can make that write block, and
+ * it must cost the other guests on the reactor at most this period.
+ */
+#define PEER_WATCHDOG_NS (50ull * 1000000ull)
+
+static void
+peer_watchdog_tick(void *arg, uint32_t events)
+{
+	vh_reactors_peer_watchdog();
+	if (vh_evloop_timer(vh_evloop_main(), PEER_WATCHDOG_NS, peer_watchdog_tick, NULL) == NULL) {
+		VH_ERR("app", "cannot re-arm the peer-call watchdog");
+	}
+}
+
 static void
 shutdown_done(void *arg)
 {
@@ -344,6 +360,10 @@ main(int argc, char **argv)
 #endif
 	vh_handover_notify("READY");
 	watchdog_start(&wd);
+	if (vh_evloop_timer(loop, PEER_WATCHDOG_NS, peer_watchdog_tick, NULL) == NULL) {
+		VH_ERR("app", "cannot start the peer-call watchdog: %s", strerror(errno));
+		return 1;
+	}
 	rc = vh_evloop_run(loop);
 	vh_rpc_server_stop();
 	vh_reactors_stop();

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +24,9 @@ struct vh_poller {
 };
 
 struct vh_reactor {
-	struct vh_msgq msgq; /* first: large and cache-aligned */
+	struct vh_msgq msgq;    /* first: large and cache-aligned */
+	uint64_t peer_seq;      /* odd while inside a syscall on a peer's fd; relaxed atomics */
+	uint64_t peer_seq_seen; /* control thread: peer_seq at the last watchdog sample */
 	unsigned idx;
 	unsigned core;
 	pthread_t tid;
@@ -96,6 +100,12 @@ vh_reactor_send(struct vh_reactor *r, vh_msg_fn fn, void *arg)
 	return vh_msgq_send(&r->msgq, fn, arg);
 }
 
+void
+vh_reactor_post(struct vh_reactor *r, struct vh_msg_node *n)
+{
+	vh_msgq_post(&r->msgq, n);
+}
+
 uint64_t
 vh_reactor_heartbeat(const struct vh_reactor *r)
 {
@@ -116,10 +126,16 @@ vh_reactor_get_stats(const struct vh_reactor *r, struct vh_reactor_stats *st)
 	st->sleeps = __atomic_load_n(&r->stats.sleeps, __ATOMIC_RELAXED);
 }
 
+/*
+ * Wake fds are watched edge-triggered and never read by the reactor: a kick eventfd belongs to
+ * the front-end, which shares its open file description and can make it blocking, so a read()
+ * on it could block the reactor forever. An eventfd reports every write to an edge-triggered
+ * watcher, and each poller's arm() looks at its real work source before the reactor sleeps.
+ */
 static int
-epoll_watch(struct vh_reactor *r, int fd, void *ptr)
+epoll_watch(struct vh_reactor *r, int fd, void *ptr, uint32_t events)
 {
-	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = ptr};
+	struct epoll_event ev = {.events = events, .data.ptr = ptr};
 
 	if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		return -errno;
@@ -168,7 +184,7 @@ vh_poller_set_wake_fd(struct vh_poller *p, int wake_fd)
 	}
 	p->wake_fd = -1;
 	if (wake_fd >= 0) {
-		rc = epoll_watch(r, wake_fd, p);
+		rc = epoll_watch(r, wake_fd, p, EPOLLIN | EPOLLET);
 		if (rc == 0) {
 			p->wake_fd = wake_fd;
 		}
@@ -237,6 +253,92 @@ run_deferred(struct vh_reactor *r)
 	}
 }
 
+/* ---- syscalls on fds a peer gave us ---- */
+
+static void
+peer_signal_handler(int sig)
+{
+	/* Nothing: delivery alone makes the blocked write return EINTR (no SA_RESTART). */
+	(void)sig;
+}
+
+static int
+peer_guard_install(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = peer_signal_handler;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0; /* not SA_RESTART: an interrupted eventfd write must fail, not resume */
+	return sigaction(VH_PEER_SIGNAL, &sa, NULL) < 0 ? -errno : 0;
+}
+
+int
+vh_peer_eventfd_signal(int fd)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+	uint64_t one = 1;
+	ssize_t n;
+
+	/*
+	 * An eventfd write blocks only while the counter is at 2^64 - 2, and only if the file is
+	 * in blocking mode, which the front-end controls. A counter that high never happens with a
+	 * legitimate front-end: report it instead of writing. A peer that fills the counter
+	 * between this check and the write is caught by the watchdog (vh_reactors_peer_watchdog).
+	 */
+	if (poll(&pfd, 1, 0) < 0) {
+		return -errno;
+	}
+	if (pfd.revents & (POLLERR | POLLNVAL)) {
+		return -EBADF;
+	}
+	if (!(pfd.revents & POLLOUT)) {
+		return -EAGAIN;
+	}
+	n = vh_peer_write(fd, &one, sizeof(one));
+	return n == (ssize_t)sizeof(one) ? 0 : n < 0 ? (int)n : -EIO;
+}
+
+ssize_t
+vh_peer_write(int fd, const void *buf, size_t len)
+{
+	struct vh_reactor *r = t_self;
+	ssize_t n;
+
+	if (r != NULL) {
+		__atomic_store_n(&r->peer_seq, r->peer_seq + 1, __ATOMIC_RELAXED); /* odd: inside */
+	}
+	n = write(fd, buf, len);
+	if (r != NULL) {
+		__atomic_store_n(&r->peer_seq, r->peer_seq + 1, __ATOMIC_RELAXED);
+	}
+	return n < 0 ? -errno : n;
+}
+
+unsigned
+vh_reactors_peer_watchdog(void)
+{
+	unsigned kicked = 0;
+
+	for (unsigned i = 0; i < g_count; i++) {
+		struct vh_reactor *r = g_reactors[i];
+		uint64_t seq = __atomic_load_n(&r->peer_seq, __ATOMIC_RELAXED);
+
+		/* Inside the same peer call as at the last sample: it blocked. Interrupt it. */
+		if ((seq & 1) != 0 && seq == r->peer_seq_seen) {
+			VH_LOG_RL(VH_LOG_ERROR, "reactor",
+			          "reactor %u blocked in a write to a front-end's fd; "
+			          "interrupting it",
+			          i);
+			pthread_kill(r->tid, VH_PEER_SIGNAL);
+			kicked++;
+		}
+		r->peer_seq_seen = seq;
+	}
+	return kicked;
+}
+
 static int
 poll_once(struct vh_reactor *r)
 {
@@ -291,7 +393,6 @@ static void
 sleep_once(struct vh_reactor *r)
 {
 	struct epoll_event evs[32];
-	int n;
 
 	if (!arm_all(r)) {
 		return;
@@ -303,18 +404,10 @@ sleep_once(struct vh_reactor *r)
 	__atomic_store_n(&r->sleeping, 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->stats.sleeps, r->stats.sleeps + 1, __ATOMIC_RELAXED);
 	/* The timeout bounds how stale the heartbeat can get, not correctness. */
-	n = epoll_wait(r->epfd, evs, VH_ARRAY_SIZE(evs), 1000);
+	/* The events only end the sleep: pollers find their work themselves (epoll_watch()). */
+	(void)epoll_wait(r->epfd, evs, VH_ARRAY_SIZE(evs), 1000);
 	__atomic_store_n(&r->sleeping, 0, __ATOMIC_RELAXED);
 	vh_msgq_wake_done(&r->msgq);
-	for (int i = 0; i < n; i++) {
-		struct vh_poller *p = evs[i].data.ptr;
-		uint64_t v;
-
-		/* Clear the eventfd counter; the poller finds the work itself. */
-		if (p != NULL && p->wake_fd >= 0 && read(p->wake_fd, &v, sizeof(v)) < 0) {
-			/* EAGAIN: another reader (the guest's kick was already consumed). */
-		}
-	}
 	disarm_all(r);
 }
 
@@ -392,7 +485,7 @@ reactor_new(unsigned idx, unsigned core, const struct vh_reactor_opts *opts)
 		return NULL;
 	}
 	r->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (r->epfd < 0 || epoll_watch(r, r->msgq.efd, NULL) < 0) {
+	if (r->epfd < 0 || epoll_watch(r, r->msgq.efd, NULL, EPOLLIN) < 0) {
 		reactor_free(r);
 		return NULL;
 	}
@@ -410,6 +503,10 @@ vh_reactors_start(const struct vh_reactor_opts *opts)
 
 	if (opts->cpumask == 0) {
 		return -EINVAL;
+	}
+	rc = peer_guard_install();
+	if (rc < 0) {
+		return rc;
 	}
 	for (unsigned core = 0; core < 64; core++) {
 		if (!(opts->cpumask & (1ull << core))) {

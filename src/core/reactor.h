@@ -16,8 +16,10 @@
 #ifndef VH_CORE_REACTOR_H
 #define VH_CORE_REACTOR_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "core/msg.h"
 
@@ -73,6 +75,8 @@ unsigned vh_reactor_core(const struct vh_reactor *r);
 
 /* Run fn(arg) on reactor @r. Any thread. Returns 0 or -ENOBUFS. */
 int vh_reactor_send(struct vh_reactor *r, vh_msg_fn fn, void *arg);
+/* Run node @n on reactor @r; cannot fail (see struct vh_msg_node). Any thread. */
+void vh_reactor_post(struct vh_reactor *r, struct vh_msg_node *n);
 
 /*
  * Register a poller on the calling reactor. @wake_fd (or -1) is watched for EPOLLIN while the
@@ -87,6 +91,31 @@ void vh_poller_unregister(struct vh_poller **p);
 
 /* Queue @d to run at the end of this loop iteration. Reactor thread only. */
 void vh_reactor_defer(struct vh_deferred *d);
+
+/*
+ * Signal an eventfd a peer gave us (a virtqueue's call fd) without ever blocking for long. The
+ * peer shares the open file description, so it can make the fd blocking and saturate the
+ * counter: a full counter is refused (-EAGAIN) instead of written, and a write that blocks
+ * anyway (the peer raced us) is interrupted by vh_reactors_peer_watchdog() (-EINTR). Both mean
+ * the peer is hostile. Any thread; the watchdog covers reactor threads. Returns 0 or -errno.
+ */
+int vh_peer_eventfd_signal(int fd);
+
+/*
+ * write() to a peer's fd under the peer-call watchdog: on a reactor, a write that blocks for
+ * two watchdog periods is interrupted (-EINTR). Returns the bytes written or -errno. Use it only
+ * after checking the write cannot block in the normal case (vh_peer_eventfd_signal() does).
+ */
+ssize_t vh_peer_write(int fd, const void *buf, size_t len);
+
+/* Signal used to interrupt a reactor blocked in a peer call (handler installed at start). */
+#define VH_PEER_SIGNAL (SIGRTMIN + 3)
+
+/*
+ * Control thread, every few tens of milliseconds: a reactor found inside the same peer call
+ * at two consecutive samples is interrupted with VH_PEER_SIGNAL. Returns how many were.
+ */
+unsigned vh_reactors_peer_watchdog(void);
 
 /* Loop iterations so far (for the watchdog heartbeat); any thread, relaxed. */
 uint64_t vh_reactor_heartbeat(const struct vh_reactor *r);
