@@ -250,8 +250,10 @@ vh_blk_handle(struct vh_vq *vq, struct vh_blk_req *req)
 	rc = vh_vq_walk_chain(vq, vq->s->mem, req->head, req->iov, &nr, &nw, &status);
 	if (VH_UNLIKELY(rc == -EBADMSG || status == NULL)) {
 		vh_vq_drop(vq, req);
-		vh_vq_broken(vq, rc == -EBADMSG ? "malformed descriptor chain"
-		                                : "request without a device-writable status byte");
+		vh_vq_broken(vq, rc == -EBADMSG ? "guest violated the ring protocol: malformed "
+		                                  "descriptor chain"
+		                                : "guest violated the ring protocol: request "
+		                                  "without a device-writable status byte");
 		return;
 	}
 	req->status = status;

@@ -73,7 +73,7 @@ vh_inflight_create(uint16_t nq, uint16_t qs, uint64_t *size)
 int
 vh_inflight_map(struct vh_inflight *ifl, const struct vhost_user_inflight *w, int fd)
 {
-	uint64_t need, end;
+	uint64_t need, end, start;
 	struct stat st;
 	int seals;
 	void *p;
@@ -87,21 +87,31 @@ vh_inflight_map(struct vh_inflight *ifl, const struct vhost_user_inflight *w, in
 	    VH_ADD_OVERFLOW(w->mmap_offset, need, &end)) {
 		return -EINVAL;
 	}
+	/*
+	 * Seals first: only memfds have them, so this also keeps us from calling fstat() on a
+	 * file whose file system the peer might serve (FUSE would make us wait for it).
+	 */
 	seals = fcntl(fd, F_GET_SEALS);
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < end) {
+	if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+		return -EPERM; /* could be truncated under us (SIGBUS) */
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < end ||
+	    st.st_blksize <= 0 || !VH_IS_POW2((uint64_t)st.st_blksize)) {
 		return -EINVAL;
 	}
-	if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
-		return -EPERM; /* could be truncated under us */
-	}
-	p = mmap(NULL, end, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	/*
+	 * Map only the region, from its offset rounded down to the page size: a tiny region at a
+	 * huge offset of a sparse memfd must not cost terabytes of our address space.
+	 */
+	start = w->mmap_offset & ~((uint64_t)st.st_blksize - 1);
+	p = mmap(NULL, end - start, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)start);
 	if (p == MAP_FAILED) {
 		return -errno;
 	}
 	vh_inflight_unmap(ifl);
 	ifl->map = p;
-	ifl->map_size = end;
-	ifl->base = (uint8_t *)p + w->mmap_offset;
+	ifl->map_size = end - start;
+	ifl->base = (uint8_t *)p + (w->mmap_offset - start);
 	ifl->num_queues = w->num_queues;
 	ifl->queue_size = w->queue_size;
 	return 0;
@@ -131,11 +141,18 @@ cmp_counter(const void *a, const void *b)
 	return ca < cb ? -1 : ca > cb;
 }
 
+/*
+ * Every field of the region is read exactly once into a local before it is checked or used: the
+ * region is shared with the front-end, which can rewrite any of it while we look (a desc_num
+ * checked and then re-read as a loop bound walked us off the mapping).
+ */
 int
 vh_inflight_recover(struct inflight_split_queue *q, uint16_t size, uint16_t cap, uint16_t used_idx,
                     uint16_t *heads, uint32_t max, uint32_t *count, uint16_t *next_avail,
                     uint64_t *counter)
 {
+	uint64_t version = VH_READ_ONCE(q->version);
+	uint16_t desc_num, last_used;
 	struct marked *marked;
 	uint32_t n = 0;
 	uint64_t maxc = 0;
@@ -143,37 +160,39 @@ vh_inflight_recover(struct inflight_split_queue *q, uint16_t size, uint16_t cap,
 	*count = 0;
 	*counter = 0;
 	*next_avail = used_idx;
-	if (VH_READ_ONCE(q->version) == 0) {
+	if (version == 0) {
 		/* Fresh region: nothing was in flight. */
-		q->desc_num = size;
-		q->last_batch_head = 0;
-		q->used_idx = used_idx;
+		VH_WRITE_ONCE(q->desc_num, size);
+		VH_WRITE_ONCE(q->last_batch_head, 0);
+		VH_WRITE_ONCE(q->used_idx, used_idx);
 		VH_STORE_REL(q->version, INFLIGHT_VERSION);
 		return 0;
 	}
-	if (q->version != INFLIGHT_VERSION || q->desc_num == 0 || q->desc_num > cap) {
+	desc_num = VH_READ_ONCE(q->desc_num);
+	if (version != INFLIGHT_VERSION || desc_num == 0 || desc_num > cap) {
 		return -EINVAL;
 	}
-	if (q->desc_num != size) {
+	if (desc_num != size) {
 		/*
 		 * The driver chose another ring size (SeaBIOS uses 256 of QEMU's queue-size=1024,
 		 * then Linux the full size): a new ring. Fine if nothing was left in flight;
 		 * requests of the old geometry cannot be resubmitted into the new one.
 		 */
-		for (uint32_t h = 0; h < q->desc_num; h++) {
+		for (uint32_t h = 0; h < desc_num; h++) {
 			if (VH_READ_ONCE(q->desc[h].inflight) != 0) {
 				return -EINVAL;
 			}
 		}
-		q->desc_num = size;
-		q->last_batch_head = 0;
+		VH_WRITE_ONCE(q->desc_num, size);
+		VH_WRITE_ONCE(q->last_batch_head, 0);
 		VH_STORE_REL(q->used_idx, used_idx);
 		return 0;
 	}
-	if (q->used_idx != used_idx) {
+	last_used = VH_READ_ONCE(q->used_idx);
+	if (last_used != used_idx) {
 		/* Died between publishing a batch and clearing its marks: clear them now. */
-		uint16_t pending = (uint16_t)(used_idx - q->used_idx);
-		uint16_t h = q->last_batch_head;
+		uint16_t pending = (uint16_t)(used_idx - last_used);
+		uint16_t h = VH_READ_ONCE(q->last_batch_head);
 
 		if (pending > size) {
 			return -EINVAL;
@@ -182,10 +201,10 @@ vh_inflight_recover(struct inflight_split_queue *q, uint16_t size, uint16_t cap,
 			if (h >= size) {
 				return -EINVAL;
 			}
-			q->desc[h].inflight = 0;
-			h = q->desc[h].next;
+			VH_WRITE_ONCE(q->desc[h].inflight, 0);
+			h = VH_READ_ONCE(q->desc[h].next);
 		}
-		q->used_idx = used_idx;
+		VH_WRITE_ONCE(q->used_idx, used_idx);
 	}
 	marked = calloc(max ? max : 1, sizeof(*marked));
 	if (marked == NULL) {

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/peerfd.h"
 #include "vhost/vhost_internal.h"
 
 #define PROTOCOL_FEATURES                                                                          \
@@ -152,6 +153,12 @@ h_get_max_mem_slots(struct vh_session *s, struct vhost_user_msg *m)
 static int
 h_set_backend_req_fd(struct vh_session *s, struct vhost_user_msg *m)
 {
+	/* We only ever send on it, with MSG_DONTWAIT (socket.c). */
+	if (vh_peerfd_check_unix_socket(s->fds[0]) < 0) {
+		VH_LOG_RL(VH_LOG_ERROR, s->prefix,
+		          "SET_BACKEND_REQ_FD: the fd is not a UNIX stream socket");
+		return -EINVAL;
+	}
 	if (s->backend_fd >= 0) {
 		close(s->backend_fd);
 	}
@@ -212,7 +219,8 @@ h_set_config(struct vh_session *s, struct vhost_user_msg *m)
 		return -EINVAL;
 	}
 	s->wce = req->region[0];
-	VH_INFO(s->prefix, "guest set write cache to %s", s->wce ? "write back" : "write through");
+	VH_LOG_RL(VH_LOG_INFO, s->prefix, "guest set write cache to %s",
+	          s->wce ? "write back" : "write through");
 	return 0;
 }
 
@@ -473,9 +481,19 @@ vring_fd_msg(struct vh_session *s, struct vhost_user_msg *m, int *fd)
 		return NULL;
 	}
 	vq = get_vq(s, (uint32_t)(v & VHOST_USER_VRING_IDX_MASK));
-	if (vq != NULL) {
-		*fd = nofd ? -1 : take_fd(s, 0);
+	if (vq == NULL) {
+		return NULL;
 	}
+	/*
+	 * We write call fds and wait on kick fds from a reactor: anything but an eventfd (a pipe
+	 * nobody drains, a file on a FUSE mount the peer serves) could block it.
+	 */
+	if (!nofd && vh_peerfd_check_eventfd(s->fds[0]) < 0) {
+		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "%s: the fd is not an eventfd",
+		          vh_msg_name(m->request));
+		return NULL;
+	}
+	*fd = nofd ? -1 : take_fd(s, 0);
 	return vq;
 }
 
@@ -489,14 +507,7 @@ h_set_vring_kick(struct vh_session *s, struct vhost_user_msg *m)
 		return -EINVAL;
 	}
 	if (vq->started) {
-		int rc = vh_vq_set_kickfd_running(vq, fd);
-
-		if (rc < 0) {
-			if (fd >= 0) {
-				close(fd);
-			}
-			return rc;
-		}
+		vh_vq_set_kickfd_running(vq, fd);
 		vq->kickfd = fd; /* the reactor closes the previous one */
 		return 0;
 	}
@@ -519,14 +530,7 @@ h_set_vring_call(struct vh_session *s, struct vhost_user_msg *m)
 		return -EINVAL;
 	}
 	if (vq->started) {
-		int rc = vh_vq_set_callfd_running(vq, fd);
-
-		if (rc < 0) {
-			if (fd >= 0) {
-				close(fd);
-			}
-			return rc;
-		}
+		vh_vq_set_callfd_running(vq, fd);
 		vq->callfd = fd; /* the reactor closes the previous one */
 		return 0;
 	}
@@ -570,7 +574,7 @@ h_set_vring_enable(struct vh_session *s, struct vhost_user_msg *m)
 	}
 	vq->enabled = en;
 	if (vq->started) {
-		return vh_vq_set_enable_running(vq, en);
+		vh_vq_set_enable_running(vq, en);
 	}
 	/* QEMU 7.2 enables every queue, configured or not: that alone starts nothing. */
 	return 0;

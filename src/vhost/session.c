@@ -42,6 +42,8 @@ vh_vhost_init(const char *socket_dir, gid_t sock_group)
 
 /* ---- sessions ---- */
 
+static void session_free(void *arg);
+
 struct vh_session *
 vh_session_new(struct vh_vhost_ctrlr *c, int fd)
 {
@@ -67,7 +69,9 @@ vh_session_new(struct vh_vhost_ctrlr *c, int fd)
 		vq->kickfd = vq->callfd = vq->errfd = -1;
 		vq->cur_kickfd = vq->cur_callfd = -1;
 		snprintf(vq->prefix, sizeof(vq->prefix), "%s/q%u", c->name, i);
+		vh_vq_init_nodes(vq);
 	}
+	vh_msg_node_init(&s->free_node, session_free, s);
 	c->session = s;
 	g_live_sessions++;
 	return s;
@@ -122,7 +126,8 @@ vh_session_try_start(struct vh_session *s, struct vh_vq *vq)
 		return rc;
 	}
 	vq->reactor = pick_reactor(s->c, vq->idx);
-	return vh_vq_start(vq);
+	vh_vq_start(vq);
+	return 0;
 }
 
 int
@@ -158,10 +163,7 @@ stop_vq(struct vh_session *s, struct vh_vq *vq)
 		return; /* not running, or a stop is already on its way */
 	}
 	s->pending_stops++;
-	while (vh_vq_stop(vq, stop_done) < 0) {
-		/* The reactor's queue is full: it is draining it right now. */
-		vh_cpu_relax();
-	}
+	vh_vq_stop(vq, stop_done);
 }
 
 void
@@ -247,9 +249,7 @@ static void
 close_stopped(struct vh_session *s)
 {
 	/* Freed from a message: callers up the stack may still look at the session. */
-	while (vh_control_send(session_free, s) < 0) {
-		vh_cpu_relax();
-	}
+	vh_control_post(&s->free_node);
 }
 
 void
@@ -259,7 +259,7 @@ vh_session_close(struct vh_session *s, const char *why)
 		return;
 	}
 	s->closing = true;
-	VH_NOTICE(s->prefix, "closing session: %s", why);
+	VH_LOG_RL(VH_LOG_NOTICE, s->prefix, "closing session: %s", why);
 	if (s->src != NULL) {
 		vh_evloop_del(s->src);
 		s->src = NULL;
@@ -469,9 +469,18 @@ vh_vhost_bdev_resized(struct vh_bdev *b)
 		if (c->bdev != b || c->session == NULL || c->session->backend_fd < 0) {
 			continue;
 		}
-		if (vh_sock_send_backend(c->session, VHOST_USER_BACKEND_CONFIG_CHANGE_MSG, NULL,
-		                         0) == 0) {
+		int rc = vh_sock_send_backend(c->session, VHOST_USER_BACKEND_CONFIG_CHANGE_MSG,
+		                              NULL, 0);
+
+		if (rc == 0) {
 			told++;
+		} else {
+			/* Never waited for: the guest sees the new size at its next config read. */
+			VH_LOG_RL(VH_LOG_WARN, c->name,
+			          "cannot send the config-change notice: %s (the front-end %s)",
+			          strerror(-rc),
+			          rc == -EAGAIN ? "does not read its back-end channel"
+			                        : "closed its back-end channel");
 		}
 	}
 	return told;

@@ -37,26 +37,29 @@ listen_ready(void *arg, uint32_t events)
 	fd = accept4(c->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd < 0) {
 		if (errno != EAGAIN && errno != EINTR) {
-			VH_WARN(c->name, "accept: %s", strerror(errno));
+			VH_LOG_RL(VH_LOG_WARN, c->name, "accept: %s", strerror(errno));
 		}
 		return;
 	}
 	s = vh_session_new(c, fd);
 	if (s == NULL) {
 		/* Out of memory: nothing better to do than drop it, and say so. */
-		VH_ERR(c->name, "cannot allocate a session; dropping the connection");
+		VH_LOG_RL(VH_LOG_ERROR, c->name,
+		          "cannot allocate a session; dropping the connection");
 		close(fd);
 		return;
 	}
 	s->src = vh_evloop_add(vh_evloop_main(), fd, EPOLLIN, session_input, s);
 	if (s->src == NULL) {
-		VH_ERR(c->name, "cannot watch the connection: %s", strerror(errno));
+		VH_LOG_RL(VH_LOG_ERROR, c->name, "cannot watch the connection: %s",
+		          strerror(errno));
 		vh_session_close(s, "epoll failure");
 		return;
 	}
 	c->stat_connections++;
 	vh_sock_stop_listening(c);
-	VH_NOTICE(c->name, "front-end connected");
+	/* A peer can connect and hang up in a loop: rate limited like every line it triggers. */
+	VH_LOG_RL(VH_LOG_NOTICE, c->name, "front-end connected");
 }
 
 int
@@ -136,7 +139,8 @@ vh_sock_resume_listening(struct vh_vhost_ctrlr *c)
 		c->listen_src =
 		        vh_evloop_add(vh_evloop_main(), c->listen_fd, EPOLLIN, listen_ready, c);
 		if (c->listen_src == NULL) {
-			VH_ERR(c->name, "cannot poll the listening socket: %s", strerror(errno));
+			VH_LOG_RL(VH_LOG_ERROR, c->name, "cannot poll the listening socket: %s",
+			          strerror(errno));
 		}
 	}
 }
@@ -323,13 +327,15 @@ send_msg(int fd, const struct vhost_user_msg *m, int pass_fd)
 	size_t want = VHOST_USER_HDR_SIZE + m->size;
 	ssize_t n;
 
-	do {
-		n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-	} while (n < 0 && errno == EINTR);
 	/*
-	 * Replies are small and the front-end waits for them, so the socket buffer has room. A
-	 * short or blocked send means a peer that does not read: we do not block on it.
+	 * MSG_DONTWAIT per call: the back-end channel is the front-end's socket, and it can clear
+	 * O_NONBLOCK on the shared file description whenever it likes. Replies are small and the
+	 * front-end waits for them, so a full buffer means a peer that does not read: we never
+	 * wait for it.
 	 */
+	do {
+		n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	} while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		return -errno;
 	}

@@ -139,6 +139,24 @@ struct vh_vq {
 	bool started;  /* control's view: a start was sent and no stop completed */
 	struct vh_reactor *reactor;
 
+	/*
+	 * Lifecycle messages carry their own queue link, so sending one cannot fail and nobody
+	 * spins on a full queue (a wedged reactor must not wedge the control thread).
+	 */
+	struct vh_msg_node start_node;   /* control -> reactor */
+	struct vh_msg_node stop_node;    /* control -> reactor */
+	struct vh_msg_node update_node;  /* control -> reactor: pend_* or enable_req changed */
+	struct vh_msg_node stopped_node; /* reactor -> control */
+	struct vh_msg_node broken_node;  /* reactor -> control */
+	/*
+	 * New call/kick fds for a started queue: VH_VQ_FD_KEEP (no change), -1 (none) or an fd.
+	 * Exchanged atomically: the control thread closes an fd the reactor never took, the
+	 * reactor closes the one it replaces.
+	 */
+	int pend_callfd;
+	int pend_kickfd;
+	int enable_req; /* atomic: the latest SET_VRING_ENABLE for a started queue */
+
 	/* Reactor-owned while started. */
 	struct vring_desc *desc;
 	struct vring_avail *avail;
@@ -151,6 +169,7 @@ struct vh_vq {
 	bool event_idx;
 	bool running; /* reactor's view of enabled */
 	bool stopping;
+	bool stop_reported; /* the stopped message went out */
 	bool broken;
 	uint32_t inflight;
 	uint32_t nslots;
@@ -163,7 +182,12 @@ struct vh_vq {
 	/* Inflight tracking (NULL when the front-end gave no region). */
 	struct inflight_split_queue *ifl;
 	uint64_t ifl_counter;
-	uint16_t *batch; /* heads completed since the last flush (nslots) */
+	/*
+	 * Heads completed since the last publish, at most nslots (a full batch is published at
+	 * once). They stay busy in head_busy until published: a guest cannot post a head again
+	 * before it saw it used.
+	 */
+	uint16_t *batch;
 	uint32_t nbatch;
 	uint16_t *resubmit; /* heads to resubmit at start, oldest first (nslots) */
 	uint32_t nresubmit;
@@ -184,21 +208,25 @@ struct vh_vq {
 int vh_vq_prepare(struct vh_vq *vq);
 /* Control thread: reset a stopped queue's configuration and close its fds. */
 void vh_vq_reset(struct vh_vq *vq);
-/* Control thread: send the start message. Returns 0 or -errno. */
-int vh_vq_start(struct vh_vq *vq);
+#define VH_VQ_FD_KEEP (-2)
+
+/* Control thread: set up a queue's message nodes (once, when its session is created). */
+void vh_vq_init_nodes(struct vh_vq *vq);
+/* Control thread: send the start message (cannot fail). */
+void vh_vq_start(struct vh_vq *vq);
 /*
  * Control thread: ask the reactor to stop fetching, finish in-flight requests and release the
  * queue; then done(vq) runs on the control thread with vq->base = the next avail index.
  */
-int vh_vq_stop(struct vh_vq *vq, void (*done)(struct vh_vq *vq));
+void vh_vq_stop(struct vh_vq *vq, void (*done)(struct vh_vq *vq));
 /*
  * Control thread: hand a new call/kick fd to a started queue. The reactor closes the old one
  * (it may be using it right now); the control thread just records the new one in vq->callfd or
  * vq->kickfd.
  */
-int vh_vq_set_callfd_running(struct vh_vq *vq, int fd);
-int vh_vq_set_kickfd_running(struct vh_vq *vq, int fd);
-int vh_vq_set_enable_running(struct vh_vq *vq, bool enable);
+void vh_vq_set_callfd_running(struct vh_vq *vq, int fd);
+void vh_vq_set_kickfd_running(struct vh_vq *vq, int fd);
+void vh_vq_set_enable_running(struct vh_vq *vq, bool enable);
 void vh_vq_free_reqs(struct vh_vq *vq);
 
 /* Reactor: used by blk.c. */
@@ -275,6 +303,8 @@ struct vh_session {
 	bool paused;
 	struct vh_mem *pending_mem; /* table waiting for a quiesce to finish */
 	struct vh_inflight inflight;
+
+	struct vh_msg_node free_node; /* control -> control: free once every queue stopped */
 
 	/* Asynchronous operation in progress (quiesce for GET_VRING_BASE or memory changes). */
 	unsigned pending_stops;

@@ -40,12 +40,25 @@ head_clear(struct vh_vq *vq, uint16_t head)
 	vq->head_busy[head >> 6] &= ~(1ull << (head & 63));
 }
 
+/* Interrupt the guest through the front-end's call eventfd, never blocking on it. */
+static void
+kick_call(struct vh_vq *vq)
+{
+	int rc = vh_peer_eventfd_signal(vq->cur_callfd);
+
+	if (VH_UNLIKELY(rc < 0)) {
+		/* Saturated on purpose, made to block, or not usable: no legitimate front-end. */
+		vh_vq_broken(vq, rc == -EAGAIN  ? "call eventfd counter saturated by the front-end"
+		                 : rc == -EINTR ? "write to the call eventfd blocked"
+		                                : "call eventfd unusable");
+	}
+}
+
 static void
 signal_guest(struct vh_vq *vq, uint16_t new_used)
 {
 	uint16_t old = vq->signalled_used;
 	bool valid = vq->signalled_used_valid;
-	uint64_t one = 1;
 
 	if (vq->cur_callfd < 0) {
 		return;
@@ -65,19 +78,15 @@ signal_guest(struct vh_vq *vq, uint16_t new_used)
 		return;
 	}
 	vq->stat_kicks_sent++;
-	if (write(vq->cur_callfd, &one, sizeof(one)) < 0) {
-		/* EAGAIN: the counter is saturated, the guest has an interrupt pending anyway. */
-	}
+	kick_call(vq);
 }
 
 static void vq_check_stopped(struct vh_vq *vq);
 
-/* Deferred to the end of the reactor iteration: one used->idx store and one signal per poll. */
+/* Make the used entries written so far visible to the guest, and release their heads. */
 static void
-vq_flush(struct vh_deferred *d)
+publish_used(struct vh_vq *vq)
 {
-	struct vh_vq *vq = VH_CONTAINER_OF(d, struct vh_vq, flush);
-
 	struct inflight_split_queue *ifl = vq->ifl;
 
 	if (ifl != NULL && vq->nbatch > 0) {
@@ -91,8 +100,21 @@ vq_flush(struct vh_deferred *d)
 			VH_STORE_REL(ifl->desc[vq->batch[i]].inflight, 0);
 		}
 		VH_STORE_REL(ifl->used_idx, vq->last_used);
-		vq->nbatch = 0;
 	}
+	/* The guest may post these heads again from now on. */
+	for (uint32_t i = 0; i < vq->nbatch; i++) {
+		head_clear(vq, vq->batch[i]);
+	}
+	vq->nbatch = 0;
+}
+
+/* Deferred to the end of the reactor iteration: one used->idx store and one signal per poll. */
+static void
+vq_flush(struct vh_deferred *d)
+{
+	struct vh_vq *vq = VH_CONTAINER_OF(d, struct vh_vq, flush);
+
+	publish_used(vq);
 	signal_guest(vq, vq->last_used);
 	if (VH_UNLIKELY(vq->stopping)) {
 		vq_check_stopped(vq);
@@ -102,19 +124,25 @@ vq_flush(struct vh_deferred *d)
 void
 vh_vq_push_used(struct vh_vq *vq, struct vh_blk_req *req)
 {
-	struct vring_used_elem *e = &vq->used->ring[vq->last_used & vq->mask];
+	struct vring_used_elem *e;
 
+	/*
+	 * More completions in one reactor iteration than there are slots (slots are reused within
+	 * the iteration: synchronous completions, resubmissions, a burst from the back-end):
+	 * publish what we have so the batch never outgrows its array.
+	 */
+	if (VH_UNLIKELY(vq->nbatch == vq->nslots)) {
+		publish_used(vq);
+	}
+	e = &vq->used->ring[vq->last_used & vq->mask];
 	VH_WRITE_ONCE(e->id, (uint32_t)req->head);
 	VH_WRITE_ONCE(e->len, req->used_len);
 	vq->last_used++;
-	if (vq->ifl != NULL) {
-		/* Link the batch so recovery can walk it (vhost-user.rst: desc.next). */
-		if (vq->nbatch > 0) {
-			VH_WRITE_ONCE(vq->ifl->desc[vq->batch[vq->nbatch - 1]].next, req->head);
-		}
-		vq->batch[vq->nbatch++] = req->head;
+	/* Link the batch so recovery can walk it (vhost-user.rst: desc.next). */
+	if (vq->ifl != NULL && vq->nbatch > 0) {
+		VH_WRITE_ONCE(vq->ifl->desc[vq->batch[vq->nbatch - 1]].next, req->head);
 	}
-	head_clear(vq, req->head);
+	vq->batch[vq->nbatch++] = req->head;
 	req->inflight = false;
 	vq->free_slots[vq->nfree++] = req->slot;
 	vq->inflight--;
@@ -124,9 +152,9 @@ vh_vq_push_used(struct vh_vq *vq, struct vh_blk_req *req)
 static void
 broken_msg(void *arg)
 {
-	struct vh_session *s = arg;
+	struct vh_vq *vq = arg;
 
-	vh_session_report_broken(s);
+	vh_session_report_broken(vq->s);
 }
 
 void
@@ -136,12 +164,9 @@ vh_vq_broken(struct vh_vq *vq, const char *why)
 		return;
 	}
 	vq->broken = true;
-	VH_LOG_RL(VH_LOG_ERROR, vq->prefix, "guest violated the ring protocol: %s; closing session",
-	          why);
-	/* The control thread drains its queue continuously: a full queue is momentary. */
-	while (vh_control_send(broken_msg, vq->s) == -ENOBUFS) {
-		vh_cpu_relax();
-	}
+	VH_LOG_RL(VH_LOG_ERROR, vq->prefix, "%s; closing session", why);
+	/* Runs before this queue's stopped message: same sender, FIFO. */
+	vh_control_post(&vq->broken_node);
 }
 
 /* Read one descriptor once, field by field: the guest may be rewriting it. */
@@ -246,11 +271,13 @@ submit_head(struct vh_vq *vq, uint16_t head)
 	struct vh_blk_req *req;
 
 	if (VH_UNLIKELY(head >= vq->size)) {
-		vh_vq_broken(vq, "head index out of range");
+		vh_vq_broken(vq, "guest violated the ring protocol: "
+		                 "head index out of range");
 		return -1;
 	}
 	if (VH_UNLIKELY(head_test_and_set(vq, head))) {
-		vh_vq_broken(vq, "head index already in flight");
+		vh_vq_broken(vq, "guest violated the ring protocol: "
+		                 "head index already in flight");
 		return -1;
 	}
 	if (vq->ifl != NULL) {
@@ -277,7 +304,8 @@ vq_fetch(struct vh_vq *vq)
 		return;
 	}
 	if (VH_UNLIKELY(n > vq->size)) {
-		vh_vq_broken(vq, "avail index moved by more than the queue size");
+		vh_vq_broken(vq, "guest violated the ring protocol: "
+		                 "avail index moved by more than the queue size");
 		return;
 	}
 	n = VH_MIN(n, VH_MIN((uint32_t)VH_VQ_BATCH, vq->nfree));
@@ -359,21 +387,59 @@ static const struct vh_poller_ops vq_ops = {
         .disarm = vq_disarm,
 };
 
+/* Reactor: take the call/kick fds and enable state the control thread left for us. */
+static void
+apply_updates(struct vh_vq *vq)
+{
+	int fd = __atomic_exchange_n(&vq->pend_callfd, VH_VQ_FD_KEEP, __ATOMIC_ACQ_REL);
+
+	if (fd != VH_VQ_FD_KEEP) {
+		int old = vq->cur_callfd;
+
+		vq->cur_callfd = fd;
+		if (old >= 0 && old != fd) {
+			close(old);
+		}
+	}
+	fd = __atomic_exchange_n(&vq->pend_kickfd, VH_VQ_FD_KEEP, __ATOMIC_ACQ_REL);
+	if (fd != VH_VQ_FD_KEEP) {
+		int old = vq->cur_kickfd;
+
+		/* Re-register before closing: the old fd must leave our epoll set first. */
+		vq->cur_kickfd = fd;
+		if (vq->poller != NULL && vh_poller_set_wake_fd(vq->poller, fd) < 0) {
+			VH_LOG_RL(VH_LOG_WARN, vq->prefix,
+			          "cannot watch the new kick fd: polling only");
+		}
+		if (old >= 0 && old != fd) {
+			close(old);
+		}
+	}
+	vq->running = __atomic_load_n(&vq->enable_req, __ATOMIC_ACQUIRE) != 0;
+}
+
+static void
+update_msg(void *arg)
+{
+	struct vh_vq *vq = arg;
+
+	/* Stopped in between: vh_vq_prepare() takes the control thread's values directly. */
+	if (!vq->stop_reported) {
+		apply_updates(vq);
+	}
+}
+
 static void
 start_msg(void *arg)
 {
 	struct vh_vq *vq = arg;
-	uint64_t one = 1;
 
 	vq->ch = vh_bdev_channel_get(vq->s->c->bdev);
 	vq->poller = vh_poller_register(&vq_ops, vq, vq->cur_kickfd, vq->prefix);
 	if (vq->ch == NULL || vq->poller == NULL) {
-		VH_ERR(vq->prefix, "cannot start queue: out of memory");
-		vh_vq_broken(vq, "queue start failed");
+		VH_LOG_RL(VH_LOG_ERROR, vq->prefix, "cannot start queue: out of memory");
 		/* The stop that follows the session close releases what we got. */
-		if (vq->poller == NULL) {
-			vq->poller = vh_poller_register(&vq_ops, vq, -1, vq->prefix);
-		}
+		vh_vq_broken(vq, "queue start failed");
 		return;
 	}
 	vq->last_used = VH_READ_ONCE(vq->used->idx);
@@ -385,15 +451,14 @@ start_msg(void *arg)
 	 * One interrupt at every start: a completion published by a previous instance just
 	 * before it died may never have been signalled.
 	 */
-	if (vq->cur_callfd >= 0 && write(vq->cur_callfd, &one, sizeof(one)) < 0) {
-		/* Saturated counter: an interrupt is pending anyway. */
+	if (vq->cur_callfd >= 0) {
+		kick_call(vq);
 	}
 	VH_DEBUG(vq->prefix, "started: size %u, avail %u, used %u, reactor %u", vq->size,
 	         vq->last_avail, vq->last_used, vh_reactor_index(vq->reactor));
 	if (vq->nresubmit > 0) {
-		VH_NOTICE(vq->prefix,
-		          "resubmitting %u request(s) left in flight by a previous "
-		          "instance",
+		VH_LOG_RL(VH_LOG_NOTICE, vq->prefix,
+		          "resubmitting %u request(s) left in flight by a previous instance",
 		          vq->nresubmit);
 	}
 	for (uint32_t i = 0; i < vq->nresubmit && !vq->broken; i++) {
@@ -419,18 +484,21 @@ stopped_msg(void *arg)
 static void
 vq_check_stopped(struct vh_vq *vq)
 {
-	if (vq->inflight > 0 || vq->flush.queued || vq->poller == NULL) {
+	if (vq->inflight > 0 || vq->flush.queued || vq->stop_reported) {
 		return;
 	}
+	vq->stop_reported = true;
 	vh_poller_unregister(&vq->poller);
-	vh_bdev_channel_put(vq->ch);
-	vq->ch = NULL;
+	if (vq->ch != NULL) {
+		vh_bdev_channel_put(vq->ch);
+		vq->ch = NULL;
+	}
+	/* What the control thread sent last is what it will own from now on. */
+	apply_updates(vq);
 	vq->stopping = false;
 	vq->base = vq->last_avail;
 	/* The control thread owns the queue again from here (release via the message queue). */
-	while (vh_control_send(stopped_msg, vq) < 0) {
-		vh_cpu_relax();
-	}
+	vh_control_post(&vq->stopped_node);
 }
 
 static void
@@ -440,48 +508,6 @@ stop_msg(void *arg)
 
 	vq->stopping = true;
 	vq_check_stopped(vq);
-}
-
-struct fd_swap {
-	struct vh_vq *vq;
-	int fd;
-	bool kick;
-};
-
-static void
-swap_msg(void *arg)
-{
-	struct fd_swap *m = arg;
-	struct vh_vq *vq = m->vq;
-
-	if (m->kick) {
-		int old = vq->cur_kickfd;
-
-		/* Re-register before closing: the old fd must leave our epoll set first. */
-		vq->cur_kickfd = m->fd;
-		if (vq->poller != NULL) {
-			vh_poller_set_wake_fd(vq->poller, m->fd);
-		}
-		if (old >= 0 && old != m->fd) {
-			close(old);
-		}
-	} else {
-		int old = vq->cur_callfd;
-
-		vq->cur_callfd = m->fd;
-		if (old >= 0 && old != m->fd) {
-			close(old);
-		}
-	}
-	free(m);
-}
-
-static void
-enable_msg(void *arg)
-{
-	struct vh_vq *vq = (struct vh_vq *)((uintptr_t)arg & ~(uintptr_t)1);
-
-	vq->running = ((uintptr_t)arg & 1) != 0;
 }
 
 /* ---- control side ---- */
@@ -612,7 +638,11 @@ vh_vq_prepare(struct vh_vq *vq)
 	}
 	vq->event_idx = (vq->s->features & (1ull << VIRTIO_RING_F_EVENT_IDX)) != 0;
 	vq->running = vq->enabled;
+	vq->enable_req = vq->enabled;
+	vq->pend_callfd = VH_VQ_FD_KEEP;
+	vq->pend_kickfd = VH_VQ_FD_KEEP;
 	vq->stopping = false;
+	vq->stop_reported = false;
 	vq->broken = false;
 	vq->inflight = 0;
 	vq->retry_head = NULL;
@@ -624,76 +654,62 @@ vh_vq_prepare(struct vh_vq *vq)
 	return 0;
 }
 
-int
-vh_vq_start(struct vh_vq *vq)
+void
+vh_vq_init_nodes(struct vh_vq *vq)
 {
-	int rc;
-
-	while ((rc = vh_reactor_send(vq->reactor, start_msg, vq)) == -ENOBUFS) {
-		vh_cpu_relax();
-	}
-	if (rc == 0) {
-		vq->started = true;
-	}
-	return rc;
+	vh_msg_node_init(&vq->start_node, start_msg, vq);
+	vh_msg_node_init(&vq->stop_node, stop_msg, vq);
+	vh_msg_node_init(&vq->update_node, update_msg, vq);
+	vh_msg_node_init(&vq->stopped_node, stopped_msg, vq);
+	vh_msg_node_init(&vq->broken_node, broken_msg, vq);
+	vq->pend_callfd = VH_VQ_FD_KEEP;
+	vq->pend_kickfd = VH_VQ_FD_KEEP;
 }
 
-int
+void
+vh_vq_start(struct vh_vq *vq)
+{
+	/* vh_vq_prepare() initialised the reactor-owned fields; the node publishes them. */
+	vq->started = true;
+	vh_reactor_post(vq->reactor, &vq->start_node);
+}
+
+void
 vh_vq_stop(struct vh_vq *vq, void (*done)(struct vh_vq *vq))
 {
 	vq->stop_done = done;
-	return vh_reactor_send(vq->reactor, stop_msg, vq);
+	vh_reactor_post(vq->reactor, &vq->stop_node);
 }
 
-static int
-send_swap(struct vh_vq *vq, int fd, bool kick)
+/* Leave @fd for the reactor; an fd it never took is ours to close. */
+static void
+hand_fd(struct vh_vq *vq, int *slot, int fd)
 {
-	struct fd_swap *m = malloc(sizeof(*m));
-	int rc;
+	int stale = __atomic_exchange_n(slot, fd, __ATOMIC_ACQ_REL);
 
-	if (m == NULL) {
-		return -ENOMEM;
+	if (stale >= 0) {
+		close(stale);
 	}
-	m->vq = vq;
-	m->fd = fd;
-	m->kick = kick;
-	/*
-	 * A front-end flooding SET_VRING_CALL can fill the reactor's queue faster than it drains;
-	 * the reactor empties it every iteration, so waiting is short and refusing would only
-	 * break a legitimate session.
-	 */
-	while ((rc = vh_reactor_send(vq->reactor, swap_msg, m)) == -ENOBUFS) {
-		vh_cpu_relax();
-	}
-	if (rc < 0) {
-		free(m);
-	}
-	return rc;
+	vh_reactor_post(vq->reactor, &vq->update_node);
 }
 
-int
+void
 vh_vq_set_callfd_running(struct vh_vq *vq, int fd)
 {
-	return send_swap(vq, fd, false);
+	hand_fd(vq, &vq->pend_callfd, fd);
 }
 
-int
+void
 vh_vq_set_kickfd_running(struct vh_vq *vq, int fd)
 {
-	return send_swap(vq, fd, true);
+	hand_fd(vq, &vq->pend_kickfd, fd);
 }
 
-int
+void
 vh_vq_set_enable_running(struct vh_vq *vq, bool enable)
 {
-	int rc;
-
-	/* struct vh_vq is at least 2-byte aligned: the low bit carries the flag. */
-	while ((rc = vh_reactor_send(vq->reactor, enable_msg, (void *)((uintptr_t)vq | enable))) ==
-	       -ENOBUFS) {
-		vh_cpu_relax();
-	}
-	return rc;
+	__atomic_store_n(&vq->enable_req, enable ? 1 : 0, __ATOMIC_RELEASE);
+	vh_reactor_post(vq->reactor, &vq->update_node);
 }
 
 void

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -462,12 +463,29 @@ static void
 test_backend_fd_taken(void **state)
 {
 	struct fix *f = *state;
+	int sp[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+	dispatch_fds(f, VHOST_USER_SET_BACKEND_REQ_FD, V, NULL, 0, &sp[0], 1);
+	expect_open(f);
+	assert_int_equal(f->s->backend_fd, sp[0]);
+	assert_true(fcntl(sp[0], F_GETFD) >= 0);
+	close(sp[1]);
+}
+
+/* We only send on the back-end channel: anything but a UNIX socket is refused (and closed). */
+static void
+test_backend_fd_not_a_socket(void **state)
+{
+	struct fix *f = *state;
 	int efd = eventfd(0, EFD_CLOEXEC);
 
-	dispatch_fds(f, VHOST_USER_SET_BACKEND_REQ_FD, V, NULL, 0, &efd, 1);
+	enable_reply_ack(f);
+	dispatch_fds(f, VHOST_USER_SET_BACKEND_REQ_FD, V | NR, NULL, 0, &efd, 1);
+	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_BACKEND_REQ_FD), 1);
+	assert_int_equal(f->s->backend_fd, -1);
+	assert_true(fcntl(efd, F_GETFD) < 0 && errno == EBADF);
 	expect_open(f);
-	assert_int_equal(f->s->backend_fd, efd);
-	assert_true(fcntl(efd, F_GETFD) >= 0);
 }
 
 /* ---- ownership and queue messages ---- */
@@ -631,6 +649,38 @@ test_vring_fd_messages(void **state)
 	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_VRING_KICK), 0);
 	assert_true(f->s->vqs[0].kick_set);
 	assert_false(f->s->vqs[0].started);
+	expect_open(f);
+}
+
+/*
+ * Call and kick fds must be eventfds: a pipe nobody drains (or a FUSE file the peer serves)
+ * would block the reactor that writes or waits on it. Refused, closed, session kept.
+ */
+static void
+test_vring_fd_not_eventfd(void **state)
+{
+	struct fix *f = *state;
+	const uint32_t reqs[] = {VHOST_USER_SET_VRING_CALL, VHOST_USER_SET_VRING_KICK,
+	                         VHOST_USER_SET_VRING_ERR};
+
+	enable_reply_ack(f);
+	set_owner(f);
+	for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+		int p[2], memfd = memfd_create("not-an-eventfd", MFD_CLOEXEC);
+
+		assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+		assert_true(memfd >= 0);
+		dispatch_fds(f, reqs[i], V | NR, &(uint64_t){1}, 8, &p[1], 1);
+		assert_int_equal(expect_u64_reply(f, reqs[i]), 1);
+		assert_int_equal(fcntl(p[1], F_GETFD), -1);
+		dispatch_fds(f, reqs[i], V | NR, &(uint64_t){1}, 8, &memfd, 1);
+		assert_int_equal(expect_u64_reply(f, reqs[i]), 1);
+		assert_int_equal(fcntl(memfd, F_GETFD), -1);
+		close(p[0]);
+	}
+	assert_int_equal(f->s->vqs[1].callfd, -1);
+	assert_int_equal(f->s->vqs[1].kickfd, -1);
+	assert_int_equal(f->s->vqs[1].errfd, -1);
 	expect_open(f);
 }
 
@@ -916,12 +966,14 @@ main(void)
 	        T(test_missing_fd),
 	        T(test_fd_overflow),
 	        T(test_backend_fd_taken),
+	        T(test_backend_fd_not_a_socket),
 	        T(test_vring_before_owner),
 	        T(test_mem_table_before_owner),
 	        T(test_vring_num_sizes),
 	        T(test_queue_index_out_of_range),
 	        T(test_vring_state_messages),
 	        T(test_vring_fd_messages),
+	        T(test_vring_fd_not_eventfd),
 	        T(test_features_negotiation),
 	        T(test_get_config_sizes),
 	        T(test_get_config_size_0),
