@@ -308,7 +308,7 @@ main(int argc, char **argv)
 	}
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--supervise") == 0) {
-			return vh_supervise(argc, argv);
+			return vh_supervise(argc, argv, o.config != NULL);
 		}
 	}
 	rc = vh_handover_init();

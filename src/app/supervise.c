@@ -7,12 +7,21 @@
  * memfd (core/handover.h), and passes them to the next worker. So while the worker is down the
  * sockets stay bound: QEMU's reconnect attempts wait in the backlog instead of failing, and RAM
  * disks keep their contents. A worker that was serving is restarted at once; one that dies
- * before it is ready (crash loop, bad config) is restarted with an exponential backoff (50 ms
- * doubling to 5 s). Exit status 0 of the worker (a
- * clean SIGTERM shutdown) ends the supervisor too.
+ * before it is ready (crash loop, bad config), or a fork() that fails, is retried with an
+ * exponential backoff (50 ms doubling to 5 s). Exit status 0 of the worker (a clean SIGTERM
+ * shutdown) ends the supervisor too.
  *
- * The supervisor is deliberately simple: no threads, no reactors, one poll loop.
+ * The supervisor is deliberately simple: no threads, no reactors, one poll loop. Rules it keeps:
+ * - It never sleeps outside poll(): a SIGTERM during a backoff ends it at once, and no new
+ *   worker is started after it was asked to stop.
+ * - It signals only a worker it started and has not reaped (pid > 0): never kill(-1) or kill(0).
+ * - No worker outlives it: each worker gets PR_SET_PDEATHSIG, so it shuts down cleanly if the
+ *   supervisor dies, even by SIGKILL.
+ * - Without --config it keeps the worker's state in a private directory made by mkdtemp (mode
+ *   0700, unpredictable name): no other user can plant or replace the file a restarted worker
+ *   replays. The directory is removed when the supervisor exits.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -21,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -37,6 +47,7 @@
 
 #define MAX_KEPT       256
 #define QUICK_CRASH_NS (5ull * 1000000000ull)
+#define MIN_BACKOFF_MS 50
 #define MAX_BACKOFF_MS 5000
 
 struct kept {
@@ -131,44 +142,86 @@ handle_request(int chan)
 	}
 }
 
+/* "fd:key\n" for every kept fd, for VH_HANDOVER_ENV_FDS. NULL if out of memory. */
+static char *
+kept_list(void)
+{
+	size_t cap = 1, off = 0;
+	char *list;
+
+	for (unsigned i = 0; i < MAX_KEPT; i++) {
+		if (g_kept[i].fd >= 0) {
+			cap += strlen(g_kept[i].key) + 16;
+		}
+	}
+	list = malloc(cap);
+	if (list == NULL) {
+		return NULL;
+	}
+	list[0] = '\0';
+	for (unsigned i = 0; i < MAX_KEPT; i++) {
+		if (g_kept[i].fd >= 0) {
+			off += (size_t)snprintf(list + off, cap - off, "%d:%s\n", g_kept[i].fd,
+			                        g_kept[i].key);
+		}
+	}
+	return list;
+}
+
+/* In the child between fork() and exec(): report and exit; the supervisor sees a quick crash. */
+static void
+child_fail(const char *what)
+{
+	fprintf(stderr, "vhostd supervisor: worker %s failed: %s\n", what, strerror(errno));
+	_exit(127);
+}
+
+/* Start a worker. Returns its pid (> 0), or -errno if fork() failed. */
 static pid_t
 spawn(char **argv, int chan)
 {
-	pid_t pid = fork();
+	pid_t parent = getpid(), pid = fork();
+	char *list, num[16];
+	sigset_t none;
 
-	if (pid != 0) {
+	if (pid < 0) {
+		return -errno;
+	}
+	if (pid > 0) {
 		return pid;
 	}
-	/* Child: hand over the channel and every kept fd, then become the worker. */
-	sigset_t all;
-	size_t cap = 64;
-	char *list = malloc(cap), num[16];
-
-	sigemptyset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL);
-	list[0] = '\0';
-	for (unsigned i = 0; i < MAX_KEPT; i++) {
-		size_t need;
-
-		if (g_kept[i].fd < 0) {
-			continue;
-		}
-		fcntl(g_kept[i].fd, F_SETFD, 0);
-		need = strlen(list) + strlen(g_kept[i].key) + 16;
-		if (need > cap) {
-			cap = need * 2;
-			list = realloc(list, cap);
-		}
-		snprintf(list + strlen(list), cap - strlen(list), "%d:%s\n", g_kept[i].fd,
-		         g_kept[i].key);
+	/*
+	 * Child. A worker must not outlive the supervisor (nothing would restart or stop it): it
+	 * gets SIGTERM, its clean shutdown, when the supervisor dies. The supervisor may already
+	 * be gone by the time this runs; then the signal would never come.
+	 */
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0) {
+		child_fail("prctl(PR_SET_PDEATHSIG)");
 	}
-	fcntl(chan, F_SETFD, 0);
+	if (getppid() != parent) {
+		_exit(127);
+	}
+	/* Hand over the channel and every kept fd, then become the worker. */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	list = kept_list();
+	if (list == NULL) {
+		child_fail("malloc");
+	}
+	for (unsigned i = 0; i < MAX_KEPT; i++) {
+		if (g_kept[i].fd >= 0 && fcntl(g_kept[i].fd, F_SETFD, 0) < 0) {
+			child_fail("fcntl");
+		}
+	}
 	snprintf(num, sizeof(num), "%d", chan);
-	setenv(VH_HANDOVER_ENV_FD, num, 1);
-	setenv(VH_HANDOVER_ENV_FDS, list, 1);
+	if (fcntl(chan, F_SETFD, 0) < 0 || setenv(VH_HANDOVER_ENV_FD, num, 1) < 0 ||
+	    setenv(VH_HANDOVER_ENV_FDS, list, 1) < 0) {
+		child_fail("setup");
+	}
 	execv("/proc/self/exe", argv);
-	fprintf(stderr, "vhostd supervisor: exec failed: %s\n", strerror(errno));
-	_exit(127);
+	child_fail("exec");
+	return -1; /* not reached */
 }
 
 static void
@@ -182,119 +235,298 @@ describe(int status, char *buf, size_t len)
 	}
 }
 
-int
-vh_supervise(int argc, char **argv)
+struct sup {
+	char **wargv;        /* the worker's command line (ours minus --supervise) */
+	int chan[2];         /* requests: [0] ours, [1] passed to every worker */
+	int sfd;             /* signalfd: SIGTERM, SIGINT, SIGCHLD */
+	pid_t child;         /* the running worker; 0 while none runs (backoff) */
+	uint64_t started;    /* when it was started */
+	uint64_t restart_at; /* while none runs: when to start the next one */
+	uint64_t backoff_ms; /* the last delay; 0 after a worker that served */
+	bool stopping;       /* SIGTERM/SIGINT seen: never start another worker */
+	char *state_dir;     /* the private directory holding cfg, or NULL */
+	char *cfg;           /* the config file we gave the worker (in state_dir), or NULL */
+};
+
+/*
+ * A restarted worker must come back with the same bdevs and controllers, so it needs a config
+ * file even if the operator gave none: one in a fresh directory only we can enter. mkdtemp
+ * creates it (mode 0700, an unpredictable name, failing rather than reusing anything that
+ * exists), so no other user can create, replace or link the file the next worker replays.
+ */
+static int
+make_state_dir(struct sup *s)
 {
-	char **wargv;
-	int sp[2], sfd, wargc = 0, status;
-	uint64_t started, backoff_ms = 0;
-	bool stopping = false;
-	sigset_t set;
-	pid_t child;
+	const char *base = getenv("RUNTIME_DIRECTORY");
+	size_t blen;
 
-	char *cfg = NULL;
-	bool have_cfg = false;
+	if (base == NULL || *base == '\0') {
+		base = getenv("TMPDIR");
+	}
+	if (base == NULL || *base == '\0') {
+		base = "/tmp";
+	}
+	/* systemd joins several RuntimeDirectory= entries with ':'; the first will do. */
+	blen = strcspn(base, ":");
+	if (asprintf(&s->state_dir, "%.*s/vhostd-supervise.XXXXXX", (int)blen, base) < 0) {
+		s->state_dir = NULL;
+		return -ENOMEM;
+	}
+	if (mkdtemp(s->state_dir) == NULL) {
+		int rc = -errno;
 
-	wargv = calloc((size_t)argc + 3, sizeof(char *));
+		VH_ERR("supervisor", "cannot create a private state directory %s: %s", s->state_dir,
+		       strerror(errno));
+		free(s->state_dir);
+		s->state_dir = NULL;
+		return rc;
+	}
+	if (asprintf(&s->cfg, "%s/config.json", s->state_dir) < 0) {
+		s->cfg = NULL;
+		rmdir(s->state_dir);
+		free(s->state_dir);
+		s->state_dir = NULL;
+		return -ENOMEM;
+	}
+	VH_NOTICE("supervisor", "no --config given: the worker's state is kept in %s", s->cfg);
+	return 0;
+}
+
+/* Remove the private directory and what the workers left in it (config, stray temp files). */
+static void
+remove_state_dir(struct sup *s)
+{
+	struct dirent *de;
+	DIR *d;
+	int dfd;
+
+	if (s->state_dir == NULL) {
+		return;
+	}
+	dfd = open(s->state_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	if (d == NULL) {
+		if (dfd >= 0) {
+			close(dfd);
+		}
+	} else {
+		while ((de = readdir(d)) != NULL) {
+			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+				unlinkat(dirfd(d), de->d_name, 0);
+			}
+		}
+		closedir(d);
+	}
+	if (rmdir(s->state_dir) < 0) {
+		VH_WARN("supervisor", "cannot remove %s: %s", s->state_dir, strerror(errno));
+	}
+}
+
+/* The worker's argv: ours minus --supervise, plus "-c <private file>" when cfg is set. */
+static int
+build_wargv(struct sup *s, int argc, char **argv)
+{
+	int n = 0;
+
+	s->wargv = calloc((size_t)argc + 3, sizeof(char *));
+	if (s->wargv == NULL) {
+		return -ENOMEM;
+	}
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--supervise") != 0) {
-			wargv[wargc++] = argv[i];
+			s->wargv[n++] = argv[i];
 		}
-		have_cfg |= strcmp(argv[i], "-c") == 0 || strncmp(argv[i], "--config", 8) == 0 ||
-		            (argv[i][0] == '-' && argv[i][1] == 'c' && argv[i][2] != '\0');
 	}
-	if (!have_cfg) {
-		/*
-		 * A restarted worker must come back with the same bdevs and controllers, so it
-		 * needs a config file even if the operator gave none: a private one, removed when
-		 * the supervisor exits.
-		 */
-		const char *dir = getenv("RUNTIME_DIRECTORY")
-		                          ? getenv("RUNTIME_DIRECTORY")
-		                          : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (s->cfg != NULL) {
+		s->wargv[n++] = "-c";
+		s->wargv[n++] = s->cfg;
+	}
+	return 0;
+}
 
-		if (asprintf(&cfg, "%s/vhostd-supervised-%d.json", dir, (int)getpid()) < 0) {
-			return 1;
-		}
-		unlink(cfg);
-		wargv[wargc++] = "-c";
-		wargv[wargc++] = cfg;
-		VH_NOTICE("supervisor", "no --config given: the worker's state is kept in %s", cfg);
+static void
+schedule_retry(struct sup *s)
+{
+	s->backoff_ms = s->backoff_ms ? VH_MIN(s->backoff_ms * 2, (uint64_t)MAX_BACKOFF_MS)
+	                              : MIN_BACKOFF_MS;
+	s->restart_at = vh_now_ns() + s->backoff_ms * 1000000ull;
+}
+
+static void
+start_worker(struct sup *s)
+{
+	pid_t pid = spawn(s->wargv, s->chan[1]);
+
+	if (pid < 0) {
+		/* No worker, so nothing to signal or wait for: try again later. */
+		schedule_retry(s);
+		VH_ERR("supervisor", "cannot start a worker: fork: %s; retrying in %" PRIu64 " ms",
+		       strerror((int)-pid), s->backoff_ms);
+		return;
 	}
+	s->child = pid;
+	s->started = vh_now_ns();
+	g_worker_ready = false;
+	VH_NOTICE("supervisor", "started worker %d", (int)pid);
+}
+
+/* The worker is gone. Returns true if the supervisor should exit now (*rc set). */
+static bool
+worker_exited(struct sup *s, int status, int *rc)
+{
+	char why[96];
+
+	/* Requests the worker sent just before dying still count (a KEEP, a DROP). */
+	for (;;) {
+		struct pollfd p = {.fd = s->chan[0], .events = POLLIN};
+
+		if (poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN)) {
+			break;
+		}
+		handle_request(s->chan[0]);
+	}
+	describe(status, why, sizeof(why));
+	if (s->stopping || (WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+		VH_NOTICE("supervisor", "worker %d %s; exiting", (int)s->child, why);
+		*rc = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+		s->child = 0;
+		return true;
+	}
+	/*
+	 * A worker that never became ready (bad config, crash at start) is crash-looping: back
+	 * off. One that was serving and then died is restarted at once, however soon: guests are
+	 * waiting for it.
+	 */
+	if (!g_worker_ready && vh_now_ns() - s->started < QUICK_CRASH_NS) {
+		schedule_retry(s);
+	} else {
+		s->backoff_ms = 0;
+		s->restart_at = vh_now_ns();
+	}
+	VH_ERR("supervisor", "worker %d %s; restarting in %" PRIu64 " ms", (int)s->child, why,
+	       s->backoff_ms);
+	s->child = 0;
+	return false;
+}
+
+/* Handle every pending signal. Returns true if the supervisor should exit now (*rc set). */
+static bool
+handle_signals(struct sup *s, int *rc)
+{
+	struct signalfd_siginfo si;
+	int status;
+
+	while (read(s->sfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			s->stopping = true;
+			if (s->child <= 0) {
+				VH_NOTICE("supervisor", "signal %u while no worker runs; exiting",
+				          si.ssi_signo);
+				*rc = 0;
+				return true;
+			}
+			VH_NOTICE("supervisor", "signal %u: stopping worker %d", si.ssi_signo,
+			          (int)s->child);
+			kill(s->child, (int)si.ssi_signo);
+			continue;
+		}
+		/* SIGCHLD: ours is the only child, and it is reaped only here. */
+		if (s->child > 0 && waitpid(s->child, &status, WNOHANG) == s->child &&
+		    worker_exited(s, status, rc)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static int
+run(struct sup *s)
+{
+	int rc = 1;
+
+	for (;;) {
+		struct pollfd pfd[2] = {{.fd = s->sfd, .events = POLLIN},
+		                        {.fd = s->chan[0], .events = POLLIN}};
+		int timeout = -1;
+
+		if (s->child <= 0) {
+			uint64_t now = vh_now_ns();
+
+			if (now >= s->restart_at) {
+				start_worker(s);
+				continue;
+			}
+			timeout = (int)((s->restart_at - now + 999999) / 1000000);
+		}
+		if (poll(pfd, 2, timeout) < 0) {
+			if (errno != EINTR) {
+				VH_ERR("supervisor", "poll: %s", strerror(errno));
+			}
+			continue;
+		}
+		if (pfd[1].revents & POLLIN) {
+			handle_request(s->chan[0]);
+		}
+		if ((pfd[0].revents & POLLIN) && handle_signals(s, &rc)) {
+			return rc;
+		}
+	}
+}
+
+int
+vh_supervise(int argc, char **argv, bool have_config)
+{
+	struct sup s = {.chan = {-1, -1}, .sfd = -1};
+	sigset_t set;
+	int rc = 1;
+
 	for (unsigned i = 0; i < MAX_KEPT; i++) {
 		g_kept[i].fd = -1;
 	}
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
-		VH_ERR("supervisor", "socketpair: %s", strerror(errno));
+	if (!have_config && make_state_dir(&s) < 0) {
 		return 1;
+	}
+	if (build_wargv(&s, argc, argv) < 0) {
+		VH_ERR("supervisor", "out of memory");
+		goto out;
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, s.chan) < 0) {
+		VH_ERR("supervisor", "socketpair: %s", strerror(errno));
+		goto out;
 	}
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	sfd = signalfd(-1, &set, SFD_CLOEXEC);
-	signal(SIGPIPE, SIG_IGN);
-
-	child = spawn(wargv, sp[1]);
-	started = vh_now_ns();
-	VH_NOTICE("supervisor", "started worker %d", (int)child);
-	for (;;) {
-		struct pollfd pfd[2] = {{.fd = sfd, .events = POLLIN},
-		                        {.fd = sp[0], .events = POLLIN}};
-		struct signalfd_siginfo si;
-		char why[96];
-
-		if (poll(pfd, 2, -1) < 0) {
-			continue;
-		}
-		if (pfd[1].revents & POLLIN) {
-			handle_request(sp[0]);
-		}
-		if (!(pfd[0].revents & POLLIN) || read(sfd, &si, sizeof(si)) != sizeof(si)) {
-			continue;
-		}
-		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-			VH_NOTICE("supervisor", "signal %u: stopping worker %d", si.ssi_signo,
-			          (int)child);
-			stopping = true;
-			kill(child, (int)si.ssi_signo);
-			continue;
-		}
-		if (waitpid(child, &status, WNOHANG) != child) {
-			continue;
-		}
-		/* Requests the worker sent just before dying still count (a KEEP, a DROP). */
-		while (poll(&pfd[1], 1, 0) > 0 && (pfd[1].revents & POLLIN)) {
-			handle_request(sp[0]);
-		}
-		describe(status, why, sizeof(why));
-		if (stopping || (WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-			VH_NOTICE("supervisor", "worker %d %s; exiting", (int)child, why);
-			if (cfg != NULL) {
-				unlink(cfg);
-			}
-			return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
-		}
-		/*
-		 * A worker that never became ready (bad config, crash at start) is crash-looping:
-		 * back off. One that was serving and then died is restarted at once, however soon:
-		 * guests are waiting for it.
-		 */
-		if (!g_worker_ready && vh_now_ns() - started < QUICK_CRASH_NS) {
-			backoff_ms =
-			        backoff_ms ? VH_MIN(backoff_ms * 2, (uint64_t)MAX_BACKOFF_MS) : 50;
-		} else {
-			backoff_ms = 0;
-		}
-		VH_ERR("supervisor", "worker %d %s; restarting in %" PRIu64 " ms", (int)child, why,
-		       backoff_ms);
-		if (backoff_ms) {
-			usleep((useconds_t)(backoff_ms * 1000));
-		}
-		g_worker_ready = false;
-		child = spawn(wargv, sp[1]);
-		started = vh_now_ns();
-		VH_NOTICE("supervisor", "started worker %d", (int)child);
+	/* Without the signalfd we could neither stop nor reap a worker: do not start one. */
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) {
+		VH_ERR("supervisor", "sigprocmask: %s", strerror(errno));
+		goto out;
 	}
+	s.sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (s.sfd < 0) {
+		VH_ERR("supervisor", "signalfd: %s", strerror(errno));
+		goto out;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	rc = run(&s);
+out:
+	if (s.sfd >= 0) {
+		close(s.sfd);
+	}
+	if (s.chan[0] >= 0) {
+		close(s.chan[0]);
+		close(s.chan[1]);
+	}
+	for (unsigned i = 0; i < MAX_KEPT; i++) {
+		if (g_kept[i].fd >= 0) {
+			close(g_kept[i].fd);
+			g_kept[i].fd = -1;
+		}
+	}
+	remove_state_dir(&s);
+	free(s.cfg);
+	free(s.state_dir);
+	free(s.wargv);
+	return rc;
 }

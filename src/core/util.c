@@ -4,6 +4,10 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "core/util.h"
 
@@ -129,4 +133,50 @@ vh_uuid_valid(const char *s)
 		}
 	}
 	return true;
+}
+
+int
+vh_unix_unlink_stale(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat st;
+	int fd, err;
+
+	if (vh_strlcpy_checked(sa.sun_path, path, sizeof(sa.sun_path)) < 0) {
+		return -ENAMETOOLONG;
+	}
+	if (lstat(path, &st) < 0) {
+		return errno == ENOENT ? 0 : -errno;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		return -EEXIST;
+	}
+	/*
+	 * Non-blocking, so a listener with a full backlog answers EAGAIN instead of stalling us.
+	 * A probe that reaches a live listener sits in its backlog until we close it; the server
+	 * then sees a connection that closed at once, which every server must survive anyway.
+	 */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		return -errno;
+	}
+	err = connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0 ? errno : 0;
+	close(fd);
+	switch (err) {
+	case ECONNREFUSED:
+		break; /* the only answer that proves nobody is bound there */
+	case ENOENT:
+		return 0; /* removed meanwhile */
+	case 0:
+	case EAGAIN:
+	case EINPROGRESS:
+	case EPROTOTYPE: /* a datagram or seqpacket socket is bound there: in use too */
+		return -EADDRINUSE;
+	default:
+		return -err;
+	}
+	if (unlink(path) < 0) {
+		return errno == ENOENT ? 0 : -errno;
+	}
+	return 1;
 }

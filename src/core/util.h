@@ -69,6 +69,17 @@ int vh_parse_cpumask(const char *s, uint64_t *mask);
 /* True if @s has the shape xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx (hex digits). Any thread. */
 bool vh_uuid_valid(const char *s);
 
+/*
+ * Make room for a UNIX stream socket at @path before bind(). Nothing there: returns 0. A socket
+ * file nobody listens on (a crashed process left it; a non-blocking connect() is refused) is
+ * removed: returns 1. Anything else is left alone: -EEXIST if @path is not a socket,
+ * -EADDRINUSE if a server listens there (this process's own sockets included: they answer the
+ * probe like anyone's), -ENAMETOOLONG if @path does not fit a sockaddr_un, or another -errno
+ * from the probe (e.g. -EACCES: we may not connect, so we cannot tell). Never blocks, even on a
+ * full backlog. Any thread; it does not log (the caller knows what the socket is for).
+ */
+int vh_unix_unlink_stale(const char *path);
+
 /* Set FD_CLOEXEC|O_NONBLOCK on @fd. Returns 0 or -errno. */
 int vh_fd_set_nonblock(int fd);
 /* Set FD_CLOEXEC on @fd. Returns 0 or -errno. */

@@ -104,7 +104,21 @@ create_error(int rc, const struct create_blk_params *p, struct vh_rpc_error *err
 
 	switch (rc) {
 	case -EEXIST:
-		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "name '%s' already exists", p->ctrlr);
+		if (vh_vhost_find(p->ctrlr) != NULL) {
+			vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "name '%s' already exists",
+			                 p->ctrlr);
+		} else {
+			vh_rpc_error_set(
+			        err, VH_RPC_INVALID_PARAMS,
+			        "socket path for controller '%s' exists and is not a socket",
+			        p->ctrlr);
+		}
+		break;
+	case -EADDRINUSE:
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
+		                 "socket path for controller '%s' is in use: a server is listening "
+		                 "there",
+		                 p->ctrlr);
 		break;
 	case -ENODEV:
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "bdev '%s' not found", p->dev_name);

@@ -6,7 +6,12 @@
  * restarted daemon comes back with the same bdevs and controllers at the same socket paths.
  *
  * Threat model: the file is written 0600 by the daemon and read back only through the same
- * validating replay as any RPC (rpc.c); a corrupt file stops the daemon with an error.
+ * validating replay as any RPC (rpc.c); a corrupt file stops the daemon with an error. Whoever
+ * writes the file administers the daemon, so a file someone else could have written is refused
+ * before it is parsed (vh_rpc_config_trusted). The temp file gets an unpredictable name and is
+ * created with O_EXCL|O_NOFOLLOW: a file or link planted in the config's directory is never
+ * opened, let alone written through. rename() replaces a symlink at the config path itself and
+ * never writes to where it points.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -74,18 +80,23 @@ fsync_dir_of(const char *path)
 	return rc;
 }
 
+/*
+ * A crash between creating the temp file and the rename leaves "<path>.tmp.XXXXXX" behind. Its
+ * name is unique, so it never gets in the next writer's way, and nothing ever reads it.
+ */
 static int
 write_atomically(const char *path, const char *text)
 {
-	size_t tlen = strlen(path) + 32;
+	size_t tlen = strlen(path) + sizeof(".tmp.XXXXXX");
 	char *tmp = malloc(tlen);
 	int fd, rc;
 
 	if (tmp == NULL) {
 		return -ENOMEM;
 	}
-	snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	snprintf(tmp, tlen, "%s.tmp.XXXXXX", path);
+	/* mkostemp opens O_RDWR|O_CREAT|O_EXCL, mode 0600; we add the rest. */
+	fd = mkostemp(tmp, O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		rc = -errno;
 		goto out_free;
@@ -109,6 +120,39 @@ write_atomically(const char *path, const char *text)
 out_free:
 	free(tmp);
 	return rc;
+}
+
+static bool
+trusted_owner(uid_t uid)
+{
+	return uid == geteuid() || uid == 0;
+}
+
+int
+vh_rpc_config_trusted(const char *path, const struct stat *st)
+{
+	struct stat lst;
+
+	if (!trusted_owner(st->st_uid)) {
+		VH_ERR("rpc", "config %s: owned by uid %u, not by us (uid %u) or root; refusing it",
+		       path, (unsigned)st->st_uid, (unsigned)geteuid());
+		return -EPERM;
+	}
+	if (st->st_mode & S_IWOTH) {
+		VH_ERR("rpc", "config %s: writable by everyone (mode %04o); refusing it", path,
+		       (unsigned)(st->st_mode & 07777));
+		return -EPERM;
+	}
+	/*
+	 * A link is followed (operators link configs), but only one we or root made: another
+	 * user's link would choose which of our files we replay.
+	 */
+	if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode) && !trusted_owner(lst.st_uid)) {
+		VH_ERR("rpc", "config %s: a symbolic link owned by uid %u; refusing it", path,
+		       (unsigned)lst.st_uid);
+		return -EPERM;
+	}
+	return 0;
 }
 
 int

@@ -435,6 +435,10 @@ read_file(const char *path, char **data, size_t *len)
 		rc = -errno;
 		goto out_close;
 	}
+	rc = vh_rpc_config_trusted(path, &st);
+	if (rc < 0) {
+		goto out_close;
+	}
 	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > VH_RPC_MAX_CONFIG_FILE) {
 		rc = S_ISREG(st.st_mode) ? -EFBIG : -EINVAL;
 		goto out_close;
@@ -585,7 +589,9 @@ vh_rpc_load_config(const char *path)
 		return rc; /* the caller decides whether a missing config is an error */
 	}
 	if (rc < 0) {
-		VH_ERR("rpc", "config %s: cannot read: %s", path, strerror(-rc));
+		if (rc != -EPERM) { /* vh_rpc_config_trusted() said why */
+			VH_ERR("rpc", "config %s: cannot read: %s", path, strerror(-rc));
+		}
 		return rc;
 	}
 	root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
 
@@ -90,6 +91,13 @@ extern const size_t vh_rpc_app_methods_count;
 void vh_rpc_persist_suspend(bool suspend);
 /* After a successful VH_RPC_F_PERSIST method: save, or turn *result into an error. */
 void vh_rpc_persist_after(const char *method, json_t **result, struct vh_rpc_error *err);
+/*
+ * Whether the config file at @path, opened and fstat'ed as @st, may be replayed: it must be owned
+ * by our effective uid or root and not writable by everyone, and if @path is a symlink, the link
+ * must be ours or root's too. Logs one line naming the file and returns -EPERM if not; 0 if so.
+ * Control thread.
+ */
+int vh_rpc_config_trusted(const char *path, const struct stat *st);
 
 /* Look a method up by name. NULL if unknown. */
 const struct vh_rpc_method *vh_rpc_method_find(const char *name);

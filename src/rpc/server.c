@@ -626,37 +626,22 @@ accept_event(void *arg, uint32_t events)
 }
 
 /*
- * Remove a leftover socket at @path. A live server there is not ours to replace, and neither is
- * anything that is not a socket.
+ * Remove a leftover socket at @path (a crashed instance's). A live server there is not ours to
+ * replace, and neither is anything that is not a socket.
  */
 static int
-remove_stale(const char *path, const struct sockaddr_un *addr)
+remove_stale(const char *path)
 {
-	struct stat st;
-	int fd, rc;
+	int rc = vh_unix_unlink_stale(path);
 
-	if (lstat(path, &st) < 0) {
-		return errno == ENOENT ? 0 : -errno;
-	}
-	if (!S_ISSOCK(st.st_mode)) {
+	if (rc == -EEXIST) {
 		VH_ERR("rpc", "%s exists and is not a socket; not replacing it", path);
-		return -EEXIST;
+	} else if (rc == -EADDRINUSE) {
+		VH_ERR("rpc", "%s is in use: a server is listening there", path);
+	} else if (rc == 1) {
+		VH_INFO("rpc", "replaced stale socket %s", path);
 	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		return -errno;
-	}
-	rc = connect(fd, (const struct sockaddr *)addr, sizeof(*addr));
-	close(fd);
-	if (rc == 0) {
-		VH_ERR("rpc", "%s: another server is listening there", path);
-		return -EADDRINUSE;
-	}
-	if (unlink(path) < 0 && errno != ENOENT) {
-		return -errno;
-	}
-	VH_INFO("rpc", "replaced stale socket %s", path);
-	return 0;
+	return rc < 0 ? rc : 0;
 }
 
 static int
@@ -717,7 +702,7 @@ vh_rpc_server_start(const char *path, gid_t group)
 		}
 		goto listening;
 	}
-	rc = remove_stale(path, &addr);
+	rc = remove_stale(path);
 	if (rc < 0) {
 		return rc;
 	}

@@ -67,7 +67,6 @@ vh_sock_listen(struct vh_vhost_ctrlr *c)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char key[VH_HANDOVER_KEY_MAX];
-	struct stat st;
 	int fd, rc;
 
 	if (strlen(c->sock_path) >= sizeof(sa.sun_path)) {
@@ -87,12 +86,17 @@ vh_sock_listen(struct vh_vhost_ctrlr *c)
 		}
 		goto listening;
 	}
-	/* Replace a stale socket left by a crashed instance, but never a regular file. */
-	if (lstat(c->sock_path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			return -EEXIST;
-		}
-		unlink(c->sock_path);
+	/*
+	 * Replace a stale socket left by a crashed instance, but never a regular file and never a
+	 * socket someone listens on (the RPC socket may live in the same directory).
+	 */
+	rc = vh_unix_unlink_stale(c->sock_path);
+	if (rc < 0) {
+		VH_ERR(c->name, "%s: %s", c->sock_path,
+		       rc == -EADDRINUSE ? "in use: a server is listening there"
+		       : rc == -EEXIST   ? "exists and is not a socket"
+		                         : strerror(-rc));
+		return rc;
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {

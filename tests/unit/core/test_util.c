@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * src/core/util.c: vh_parse_cpumask (hex masks and core lists), vh_strlcpy_checked and
- * vh_fd_set_nonblock.
+ * src/core/util.c: vh_parse_cpumask (hex masks and core lists), vh_strlcpy_checked,
+ * vh_fd_set_nonblock and vh_unix_unlink_stale (with real sockets in a temp dir).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -9,7 +9,12 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -192,6 +197,144 @@ test_helpers(void **state)
 	assert_true(vh_now_ns() > 0);
 }
 
+/* ---- vh_unix_unlink_stale ---- */
+
+struct sock_fx {
+	char dir[64];
+	char path[128];
+};
+
+static int
+sock_setup(void **state)
+{
+	struct sock_fx *fx = calloc(1, sizeof(*fx));
+
+	assert_non_null(fx);
+	snprintf(fx->dir, sizeof(fx->dir), "/tmp/vh-util.XXXXXX");
+	assert_non_null(mkdtemp(fx->dir));
+	snprintf(fx->path, sizeof(fx->path), "%s/s", fx->dir);
+	*state = fx;
+	return 0;
+}
+
+static int
+sock_teardown(void **state)
+{
+	struct sock_fx *fx = *state;
+
+	unlink(fx->path);
+	rmdir(fx->dir);
+	free(fx);
+	return 0;
+}
+
+/* A socket of @type bound at @path; listening with @backlog if >= 0. */
+static int
+bound_socket(const char *path, int type, int backlog)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(vh_strlcpy_checked(sa.sun_path, path, sizeof(sa.sun_path)), 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	if (backlog >= 0) {
+		assert_int_equal(listen(fd, backlog), 0);
+	}
+	return fd;
+}
+
+static bool
+is_socket(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+static void
+test_unlink_stale_nothing_or_file(void **state)
+{
+	struct sock_fx *fx = *state;
+	struct stat st;
+	int fd;
+
+	assert_int_equal(vh_unix_unlink_stale(fx->path), 0);
+	fd = open(fx->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(vh_unix_unlink_stale(fx->path), -EEXIST);
+	assert_int_equal(lstat(fx->path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+}
+
+static void
+test_unlink_stale_removes_dead_socket(void **state)
+{
+	struct sock_fx *fx = *state;
+
+	close(bound_socket(fx->path, SOCK_STREAM, 4));
+	assert_true(is_socket(fx->path));
+	assert_int_equal(vh_unix_unlink_stale(fx->path), 1);
+	assert_false(is_socket(fx->path));
+}
+
+static void
+test_unlink_stale_keeps_live_socket(void **state)
+{
+	struct sock_fx *fx = *state;
+	int fd = bound_socket(fx->path, SOCK_STREAM, 4);
+
+	assert_int_equal(vh_unix_unlink_stale(fx->path), -EADDRINUSE);
+	assert_true(is_socket(fx->path));
+	close(fd);
+	/* A datagram socket bound there is in use too (connect says EPROTOTYPE). */
+	unlink(fx->path);
+	fd = bound_socket(fx->path, SOCK_DGRAM, -1);
+	assert_int_equal(vh_unix_unlink_stale(fx->path), -EADDRINUSE);
+	assert_true(is_socket(fx->path));
+	close(fd);
+}
+
+/* A listener whose backlog is full must count as alive, and the probe must not block on it. */
+static void
+test_unlink_stale_full_backlog(void **state)
+{
+	struct sock_fx *fx = *state;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int lfd = bound_socket(fx->path, SOCK_STREAM, 0), cfd[16], n = 0;
+
+	assert_int_equal(vh_strlcpy_checked(sa.sun_path, fx->path, sizeof(sa.sun_path)), 0);
+	for (; n < 16; n++) {
+		cfd[n] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		assert_true(cfd[n] >= 0);
+		if (connect(cfd[n], (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+			assert_int_equal(errno, EAGAIN);
+			close(cfd[n]);
+			break;
+		}
+	}
+	assert_true(n < 16); /* the backlog did fill up */
+	assert_int_equal(vh_unix_unlink_stale(fx->path), -EADDRINUSE);
+	assert_true(is_socket(fx->path));
+	while (n-- > 0) {
+		close(cfd[n]);
+	}
+	close(lfd);
+}
+
+static void
+test_unlink_stale_long_path(void **state)
+{
+	char path[200];
+
+	(void)state;
+	memset(path, 'a', sizeof(path) - 1);
+	path[0] = '/';
+	path[sizeof(path) - 1] = '\0';
+	assert_int_equal(vh_unix_unlink_stale(path), -ENAMETOOLONG);
+}
+
 int
 main(void)
 {
@@ -204,6 +347,15 @@ main(void)
 	        cmocka_unit_test(test_strlcpy_checked),
 	        cmocka_unit_test(test_fd_set_nonblock),
 	        cmocka_unit_test(test_helpers),
+	        cmocka_unit_test_setup_teardown(test_unlink_stale_nothing_or_file, sock_setup,
+	                                        sock_teardown),
+	        cmocka_unit_test_setup_teardown(test_unlink_stale_removes_dead_socket, sock_setup,
+	                                        sock_teardown),
+	        cmocka_unit_test_setup_teardown(test_unlink_stale_keeps_live_socket, sock_setup,
+	                                        sock_teardown),
+	        cmocka_unit_test_setup_teardown(test_unlink_stale_full_backlog, sock_setup,
+	                                        sock_teardown),
+	        cmocka_unit_test(test_unlink_stale_long_path),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

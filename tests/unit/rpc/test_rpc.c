@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -465,6 +466,114 @@ test_config_failing_entry(void **state)
 	}
 }
 
+/*
+ * Whoever writes the config administers the daemon: a file someone else could have written is
+ * refused before it is parsed, with one line naming the file and why.
+ */
+static void
+expect_untrusted(const char *path, const char *why)
+{
+	char log[1024];
+
+	stub_reset();
+	assert_int_equal(load_capture(path, log, sizeof(log)), -EPERM);
+	assert_int_equal(stub_bdev_count(), 0);
+	if (strstr(log, path) == NULL || strstr(log, why) == NULL) {
+		fail_msg("log '%s' does not name %s and '%s'", log, path, why);
+	}
+	assert_ptr_equal(strchr(log, '\n'), log + strlen(log) - 1);
+}
+
+static void
+test_config_untrusted(void **state)
+{
+	char link[80];
+
+	write_cfg(g_good_cfg);
+	assert_int_equal(chmod(g_cfg, 0666), 0);
+	expect_untrusted(g_cfg, "writable by everyone");
+	/* Group-writable is the operator's choice of group: accepted. */
+	assert_int_equal(chmod(g_cfg, 0660), 0);
+	stub_reset();
+	assert_int_equal(vh_rpc_load_config(g_cfg), 0);
+	assert_int_equal(chmod(g_cfg, 0600), 0);
+	/* Our own link is followed. */
+	snprintf(link, sizeof(link), "%s.link", g_cfg);
+	assert_int_equal(symlink(g_cfg, link), 0);
+	stub_reset();
+	assert_int_equal(vh_rpc_load_config(link), 0);
+	if (geteuid() != 0) {
+		unlink(link);
+		print_message("not root: cannot make files owned by another user; skipped that\n");
+		return;
+	}
+	/* Another user's link to our own file chooses what we replay: refused. */
+	assert_int_equal(lchown(link, 65534, 65534), 0);
+	expect_untrusted(link, "symbolic link owned by uid 65534");
+	unlink(link);
+	/* Another user's file. */
+	assert_int_equal(chown(g_cfg, 65534, 65534), 0);
+	expect_untrusted(g_cfg, "owned by uid 65534");
+	assert_int_equal(chown(g_cfg, 0, 0), 0);
+}
+
+static char *
+slurp(const char *path)
+{
+	static char buf[4096];
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	assert_non_null(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/*
+ * Saving never writes through a link planted next to the config: not at the temp name the old
+ * code used (<path>.tmp.<pid>, predictable), not at the config path itself.
+ */
+static void
+test_persist_no_follow(void **state)
+{
+	char dir[] = "/tmp/vh-rpc-persist.XXXXXX", cfg[80], victim[80], planted[96];
+	struct stat st;
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(cfg, sizeof(cfg), "%s/config.json", dir);
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	snprintf(planted, sizeof(planted), "%s.tmp.%ld", cfg, (long)getpid());
+	f = fopen(victim, "w");
+	assert_non_null(f);
+	fputs("precious\n", f);
+	fclose(f);
+	assert_int_equal(symlink(victim, planted), 0);
+	vh_rpc_set_config_path(cfg);
+	assert_int_equal(vh_rpc_save_config_file(), 0);
+	assert_string_equal(slurp(victim), "precious\n");
+	assert_int_equal(lstat(cfg, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_non_null(strstr(slurp(cfg), "subsystems"));
+	assert_int_equal(lstat(planted, &st), 0);
+	assert_true(S_ISLNK(st.st_mode)); /* left alone */
+	/* A link at the config path itself is replaced, not written through. */
+	unlink(cfg);
+	assert_int_equal(symlink(victim, cfg), 0);
+	assert_int_equal(vh_rpc_save_config_file(), 0);
+	assert_string_equal(slurp(victim), "precious\n");
+	assert_int_equal(lstat(cfg, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	vh_rpc_set_config_path(NULL);
+	unlink(planted);
+	unlink(victim);
+	unlink(cfg);
+	assert_int_equal(rmdir(dir), 0); /* nothing else left behind: no stray temp file */
+}
+
 int
 main(void)
 {
@@ -484,6 +593,8 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_config_missing, cfg_setup, cfg_teardown),
 	        cmocka_unit_test_setup_teardown(test_config_bad, cfg_setup, cfg_teardown),
 	        cmocka_unit_test_setup_teardown(test_config_failing_entry, cfg_setup, cfg_teardown),
+	        cmocka_unit_test_setup_teardown(test_config_untrusted, cfg_setup, cfg_teardown),
+	        cmocka_unit_test_setup_teardown(test_persist_no_follow, cfg_setup, cfg_teardown),
 	};
 
 	vh_log_set_level(VH_LOG_ERROR);
