@@ -426,7 +426,8 @@ resubmit_burst(struct vh_target *t, unsigned qsize, unsigned nmarked, unsigned n
 		               total &&
 		       vh_fe_wait_closed(s.fe, 1) == -ETIMEDOUT) {
 		}
-		*completed = (uint16_t)(le16toh(__atomic_load_n(&u->idx, __ATOMIC_ACQUIRE)) - used0);
+		*completed =
+		        (uint16_t)(le16toh(__atomic_load_n(&u->idx, __ATOMIC_ACQUIRE)) - used0);
 		rc = 0;
 		goto out;
 	}
@@ -448,7 +449,8 @@ t_completion_burst(struct vh_target *t, struct witness *w)
 {
 	unsigned done;
 
-	/* 512 (all slots) resubmitted + 64 new, distinct heads: a legitimate guest after a crash. */
+	/* 512 (all slots) resubmitted + 64 new, distinct heads: a legitimate guest after a crash.
+	 */
 	T_OK(resubmit_burst(t, 1024, 512, 64, false, &done));
 	T_CHECK(done == 576, "%u of 576 requests completed", done);
 	T_OK(witness_check(t, w));

@@ -38,7 +38,8 @@ static void
 guarded_queue(struct guarded *g)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	size_t body = sizeof(struct inflight_split_queue) + QSIZE * sizeof(struct inflight_desc_split);
+	size_t body =
+	        sizeof(struct inflight_split_queue) + QSIZE * sizeof(struct inflight_desc_split);
 	size_t pages = (body + page - 1) / page;
 
 	g->len = (pages + 1) * page;
@@ -69,8 +70,7 @@ flip(void *arg)
 }
 
 static void
-run_flipping(struct guarded *g, uint16_t *field, uint16_t a, uint16_t b, uint16_t used,
-             unsigned ms)
+run_flipping(struct guarded *g, uint16_t *field, uint16_t a, uint16_t b, uint16_t used, unsigned ms)
 {
 	struct flipper f = {.field = field, .a = a, .b = b};
 	uint16_t heads[QSIZE];
