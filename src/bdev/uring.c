@@ -85,6 +85,8 @@ to_uring(const struct vh_file_ch *ch)
  * readv/writev there, and every other region and ring keeps its fixed buffers.
  */
 unsigned vh_uring_chunk_shift = VH_URING_CHUNK_SHIFT;
+_Static_assert(VH_URING_REGIONS % 64 == 0, "uring_ch.unusable holds whole words");
+_Static_assert(VH_URING_OWNER_SLOTS <= VH_URING_SLOTS, "a share fits the table");
 
 struct fixed_region {
 	uint32_t seq;   /* odd while the entry changes; atomics */
