@@ -193,12 +193,22 @@ static unsigned g_nhooks;
 
 /* Guest memory currently registered, replayed to hooks that arrive later. */
 struct mem_ent {
+	const void *owner;
 	void *vaddr;
 	size_t len;
 	unsigned flags;
 };
 static struct mem_ent *g_mem;
 static size_t g_nmem, g_cap_mem;
+
+static int
+hook_mem_reg(const struct vh_bdev_global_hooks *h, const struct mem_ent *m)
+{
+	if (h->mem_reg_owned != NULL) {
+		return h->mem_reg_owned(m->owner, m->vaddr, m->len, m->flags);
+	}
+	return h->mem_reg != NULL ? h->mem_reg(m->vaddr, m->len, m->flags) : 0;
+}
 
 int
 vh_bdev_global_hooks_register(const struct vh_bdev_global_hooks *h)
@@ -212,15 +222,17 @@ vh_bdev_global_hooks_register(const struct vh_bdev_global_hooks *h)
 		return -ENOSPC;
 	}
 	g_hooks[g_nhooks++] = h;
-	for (size_t i = 0; h->mem_reg && i < g_nmem; i++) {
-		h->mem_reg(g_mem[i].vaddr, g_mem[i].len, g_mem[i].flags);
+	for (size_t i = 0; i < g_nmem; i++) {
+		hook_mem_reg(h, &g_mem[i]);
 	}
 	return 0;
 }
 
 void
-vh_bdev_mem_register(void *vaddr, size_t len, unsigned flags)
+vh_bdev_mem_register_owned(const void *owner, void *vaddr, size_t len, unsigned flags)
 {
+	struct mem_ent m = {owner, vaddr, len, flags};
+
 	if (g_nmem == g_cap_mem) {
 		size_t cap = g_cap_mem ? g_cap_mem * 2 : 16;
 		struct mem_ent *n = realloc(g_mem, cap * sizeof(*n));
@@ -233,13 +245,19 @@ vh_bdev_mem_register(void *vaddr, size_t len, unsigned flags)
 		g_mem = n;
 		g_cap_mem = cap;
 	}
-	g_mem[g_nmem++] = (struct mem_ent){vaddr, len, flags};
+	g_mem[g_nmem++] = m;
 	for (unsigned i = 0; i < g_nhooks; i++) {
-		if (g_hooks[i]->mem_reg && g_hooks[i]->mem_reg(vaddr, len, flags) < 0) {
+		if (hook_mem_reg(g_hooks[i], &m) < 0) {
 			VH_DEBUG("bdev", "guest memory %p+%zu not mapped for DMA: I/O will bounce",
 			         vaddr, len);
 		}
 	}
+}
+
+void
+vh_bdev_mem_register(void *vaddr, size_t len, unsigned flags)
+{
+	vh_bdev_mem_register_owned(NULL, vaddr, len, flags);
 }
 
 void

@@ -109,10 +109,19 @@ uint32_t vh_bdev_test_delay(const struct vh_bdev *b);
  * (user-space NVMe with VFIO) map it for the device, and the io_uring back-end registers huge-page
  * memory as fixed buffers. Register after mmap, unregister after the rings using it stopped (no
  * I/O into it is in flight) and before munmap. Errors only cost copies or page pinning per I/O.
- * @flags: VH_BDEV_MEM_*. Control thread.
+ *
+ * @owner: who announced the memory, one value per front-end connection (the vhost session; it
+ * is compared, never dereferenced, and must stay unique while any of its memory is registered).
+ * Back-ends with process-wide tables (io_uring's fixed-buffer slots) give each owner a bounded
+ * share, so one front-end announcing many or huge regions cannot take every slot, and what
+ * fails for one owner's region costs only that region. NULL is "no owner": only the global
+ * limits apply, as before owners existed. @flags: VH_BDEV_MEM_*. Control thread.
  */
 #define VH_BDEV_MEM_HUGE 0x1u /* backed by huge pages (hugetlbfs): resident, cheap to pin */
+void vh_bdev_mem_register_owned(const void *owner, void *vaddr, size_t len, unsigned flags);
+/* vh_bdev_mem_register_owned() with no owner: for callers not yet converted. */
 void vh_bdev_mem_register(void *vaddr, size_t len, unsigned flags);
+/* Unregister what was registered at @vaddr with @len (whoever the owner). Control thread. */
 void vh_bdev_mem_unregister(void *vaddr, size_t len);
 
 /* Tear down every bdev (shutdown). Control thread; all claims must be released. */

@@ -77,9 +77,11 @@ void vh_bdev_io_complete_deferred(struct vh_bdev_io *io, int status);
  * Process-wide hooks a back-end needs beyond its bdevs: guest memory for DMA mapping, and a
  * shutdown step. Registered once (e.g. at the first NVMe attach); memory already registered is
  * replayed to the new hook so nothing is missed. Control thread. Returns 0 or -ENOSPC.
+ * A hook that sets mem_reg_owned gets the registering owner (bdev.h) and mem_reg is not called.
  */
 struct vh_bdev_global_hooks {
 	int (*mem_reg)(void *vaddr, size_t len, unsigned flags); /* VH_BDEV_MEM_* */
+	int (*mem_reg_owned)(const void *owner, void *vaddr, size_t len, unsigned flags);
 	int (*mem_unreg)(void *vaddr, size_t len);
 	void (*fini)(void);
 };

@@ -83,6 +83,20 @@ struct vh_file {
 extern uint64_t vh_file_inline_slow_ns;
 
 /*
+ * io_uring fixed buffers (uring.c): huge-page guest memory is cut in chunks of at most 1 GiB
+ * (the kernel's limit per buffer), one slot each of a buffer table shared by every ring. Each
+ * owner (front-end, bdev.h) may hold VH_URING_OWNER_SLOTS slots in VH_URING_OWNER_REGIONS
+ * regions; the legacy owner NULL is bounded only by the table.
+ */
+#define VH_URING_CHUNK_SHIFT   30
+#define VH_URING_SLOTS         1024
+#define VH_URING_REGIONS       128
+#define VH_URING_OWNER_SLOTS   256
+#define VH_URING_OWNER_REGIONS 16
+/* The chunk size in use: VH_URING_CHUNK_SHIFT; tests set less to span slots with little memory. */
+extern unsigned vh_uring_chunk_shift;
+
+/*
  * Open and probe @filename for bdev @name: stat, open read-write (O_DIRECT, or buffered with a
  * warning where refused), size, logical block size, write cache, discard support. @block_size 0
  * means automatic. On failure returns -errno and writes the reason (naming the path) into @err.

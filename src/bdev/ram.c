@@ -1,11 +1,23 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * RAM back-end ("malloc" in SPDK's RPC names): a memfd mapped shared. A memfd rather than
- * malloc so discard can give pages back (FALLOC_FL_PUNCH_HOLE) and a later io_uring back-end can
- * register the same memory.
+ * malloc so discard can give pages back (FALLOC_FL_PUNCH_HOLE), the supervisor can keep the
+ * data across a worker crash (core/handover.h) and a later io_uring back-end can register the
+ * same memory.
+ *
+ * A RAM disk must never SIGBUS: a fault on its mapping kills every session of the daemon. A
+ * hugetlbfs mapping does whenever a fault finds no huge page for it: the pool is shared with
+ * other tenants, a hugetlb cgroup limit is enforced at fault time, and reservations ignore
+ * cpusets. So a disk on huge pages has all of its pages from creation to deletion: created
+ * populated (a shortage fails there, cleanly, and we fall back to a plain memfd), never punched
+ * (discard zeroes in place), and a kept one that misses pages is populated again before it is
+ * mapped, or copied. A plain memfd is sparse on purpose: a page it cannot get is the OOM
+ * killer's business like any memory of ours (only under vm.overcommit_memory=2 is it a SIGBUS).
+ * Both are sealed against shrinking, so no access inside the disk can fall past the file's end.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
@@ -20,11 +32,15 @@
 #include "core/handover.h"
 #include "core/log.h"
 
+#define RAM_PAGE  UINT64_C(4096)
+#define RAM_HUGE  (UINT64_C(2) << 20)
+#define RAM_CHUNK (UINT64_C(2) << 20) /* bounce buffer when copying a kept disk */
+
 struct ram_disk {
 	int fd;
 	uint8_t *base;
 	uint64_t size;
-	uint64_t page; /* 4 KiB, or 2 MiB when backed by huge pages */
+	bool huge; /* hugetlbfs: every page present for the disk's lifetime */
 };
 
 static void *
@@ -58,18 +74,23 @@ copy_in(struct vh_bdev_io *io, uint8_t *dst)
 }
 
 /*
- * Zero a range. Whole pages are punched out of the memfd (reads then see zeroes and the memory
- * goes back to the host); the unaligned edges are cleared by hand.
+ * Zero a range. On a plain memfd, whole pages are punched out (reads then see zeroes and the
+ * memory goes back to the host); the unaligned edges and small ranges are cleared by hand.
  */
 static int
 zero_range(struct ram_disk *d, uint64_t off, uint64_t len)
 {
-	/* hugetlbfs only punches whole huge pages: the edges must be cleared by hand. */
-	const uint64_t pg = d->page;
-	uint64_t start = (off + pg - 1) & ~(pg - 1);
-	uint64_t end = (off + len) & ~(pg - 1);
+	uint64_t start = (off + RAM_PAGE - 1) & ~(RAM_PAGE - 1);
+	uint64_t end = (off + len) & ~(RAM_PAGE - 1);
 
-	if (end <= start || end - start < 16 * pg) {
+	/*
+	 * Huge pages are zeroed in place, never punched. Punching would also drop the pages'
+	 * reservation, and once another tenant took them the next access to the range (a read
+	 * too: a hugetlbfs hole has no zero page) would find no page and SIGBUS the daemon.
+	 * Punching and then reserving again (fallocate) leaves that window open and zeroes the
+	 * new pages anyway, so the memset costs no more and cannot fail.
+	 */
+	if (d->huge || end <= start || end - start < 16 * RAM_PAGE) {
 		memset(d->base + off, 0, len);
 		return 0;
 	}
@@ -125,6 +146,17 @@ ram_destruct(struct vh_bdev *b)
 	free(d);
 }
 
+static void
+ram_info_json(struct vh_bdev *b, json_t *driver_specific)
+{
+	const struct ram_disk *d = b->ctx;
+	json_t *o = json_pack("{s:b}", "huge_pages", d->huge);
+
+	if (o != NULL) {
+		json_object_set_new(driver_specific, b->module->name, o);
+	}
+}
+
 static json_t *
 ram_config_json(struct vh_bdev *b)
 {
@@ -139,43 +171,61 @@ static const struct vh_bdev_module ram_module = {
         .channel_destroy = ram_channel_destroy,
         .submit = ram_submit,
         .destruct = ram_destruct,
+        .info_json = ram_info_json,
         .config_json = ram_config_json,
 };
 
+/* Nobody who holds the memfd (the supervisor keeps a copy) can cut it short under our mapping. */
+static void
+seal_size(int fd)
+{
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0) {
+		VH_DEBUG("bdev", "memfd not sealed: %s", strerror(errno));
+	}
+}
+
 /*
- * Back the disk with 2 MiB huge pages when the host has enough reserved (as SPDK's malloc
- * bdev does): a random 4 KiB access then costs no TLB miss and no first-touch fault. The
- * mapping reserves the pages up front, so a shortage shows here, not as SIGBUS later; without
- * them we fall back to a plain memfd whose pages are allocated on first write.
+ * Map d->fd, a hugetlbfs file of d->size bytes, with every page present. Without MAP_NORESERVE
+ * the mmap reserves the pages (-ENOMEM when the pool is short); fallocate then instantiates
+ * them, where a hugetlb cgroup limit or a cpuset without free pages fails cleanly (-ENOSPC)
+ * instead of at some later fault. Pages already in the file are kept with their data. The
+ * kernel zeroes each new page here, on the control thread (0.2 to 0.5 s per GiB measured on
+ * this VM, the same work the first writes would otherwise do on the reactors).
  */
 static int
-ram_map_new(struct ram_disk *d, const char *name)
+huge_map(struct ram_disk *d)
 {
-	const uint64_t huge = 2u << 20;
+	int rc;
 
-	if (d->size % huge == 0) {
-		d->fd = memfd_create(name, MFD_CLOEXEC | MFD_HUGETLB | MFD_HUGE_2MB);
-		if (d->fd >= 0) {
-			d->base = MAP_FAILED;
-			if (ftruncate(d->fd, (off_t)d->size) == 0) {
-				d->base = mmap(NULL, d->size, PROT_READ | PROT_WRITE, MAP_SHARED,
-				               d->fd, 0);
-			}
-			if (d->base != MAP_FAILED) {
-				d->page = huge;
-				VH_INFO("bdev", "'%s': RAM disk on 2 MiB huge pages", name);
-				return 0;
-			}
-			close(d->fd);
-		}
+	d->base = mmap(NULL, d->size, PROT_READ | PROT_WRITE, MAP_SHARED, d->fd, 0);
+	if (d->base == MAP_FAILED) {
+		d->base = NULL;
+		return -errno;
 	}
-	d->fd = memfd_create(name, MFD_CLOEXEC);
+	if (fallocate(d->fd, 0, 0, (off_t)d->size) < 0) {
+		rc = -errno;
+		munmap(d->base, d->size);
+		d->base = NULL;
+		return rc;
+	}
+	d->huge = true;
+	return 0;
+}
+
+/* A new sparse plain memfd: pages are allocated on first write and given back on discard. */
+static int
+plain_map_new(struct ram_disk *d, const char *name)
+{
+	int rc;
+
+	d->fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (d->fd < 0) {
 		return -errno;
 	}
 	if (ftruncate(d->fd, (off_t)d->size) < 0) {
 		goto out_err;
 	}
+	seal_size(d->fd);
 	/* MAP_NORESERVE: a sparse disk costs only what is written. */
 	d->base = mmap(NULL, d->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, d->fd, 0);
 	if (d->base == MAP_FAILED) {
@@ -183,12 +233,124 @@ ram_map_new(struct ram_disk *d, const char *name)
 	}
 	return 0;
 
-out_err:;
-	int rc = -errno;
-
+out_err:
+	rc = -errno;
+	d->base = NULL;
 	close(d->fd);
 	d->fd = -1;
 	return rc;
+}
+
+/*
+ * Back the disk with 2 MiB huge pages when the host has enough free (as SPDK's malloc bdev
+ * does): a random 4 KiB access then costs no TLB miss and no first-touch fault. Without them
+ * we fall back to a plain memfd (docs/design.md).
+ */
+static int
+ram_map_new(struct ram_disk *d, const char *name)
+{
+	int rc;
+
+	if (d->size % RAM_HUGE == 0) {
+		d->fd = memfd_create(name,
+		                     MFD_CLOEXEC | MFD_HUGETLB | MFD_HUGE_2MB | MFD_ALLOW_SEALING);
+		if (d->fd >= 0) {
+			rc = ftruncate(d->fd, (off_t)d->size) < 0 ? -errno : huge_map(d);
+			if (rc == 0) {
+				seal_size(d->fd);
+				VH_INFO("bdev", "'%s': RAM disk on 2 MiB huge pages", name);
+				return 0;
+			}
+			VH_INFO("bdev",
+			        "'%s': %" PRIu64 " huge pages not available (%s): plain memory",
+			        name, d->size / RAM_HUGE, strerror(-rc));
+			close(d->fd);
+		}
+	}
+	return plain_map_new(d, name);
+}
+
+static bool
+all_zero(const uint8_t *p, size_t len)
+{
+	return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
+}
+
+/*
+ * A kept huge-page disk that cannot have all its pages now (holes an older worker punched, and
+ * the pool taken since): its data moves to a plain memfd. read() returns a hugetlbfs hole as
+ * zeroes without allocating, where touching the mapping would SIGBUS; zero chunks are not
+ * written, so the copy stays sparse. Closes @old on success.
+ */
+static int
+copy_to_plain(struct ram_disk *d, int old, const char *name)
+{
+	uint8_t *buf = malloc(RAM_CHUNK);
+	int rc = -ENOMEM;
+
+	if (buf == NULL) {
+		return rc;
+	}
+	rc = plain_map_new(d, name);
+	for (uint64_t off = 0; rc == 0 && off < d->size; off += RAM_CHUNK) {
+		size_t len = (size_t)VH_MIN(RAM_CHUNK, d->size - off);
+		ssize_t n = pread(old, buf, len, (off_t)off);
+
+		if (n != (ssize_t)len) {
+			rc = n < 0 ? -errno : -EIO;
+		} else if (!all_zero(buf, len)) {
+			memcpy(d->base + off, buf, len);
+		}
+	}
+	free(buf);
+	if (rc < 0) {
+		if (d->fd >= 0) {
+			munmap(d->base, d->size);
+			close(d->fd);
+			d->fd = -1;
+		}
+		return rc;
+	}
+	close(old);
+	return 0;
+}
+
+/*
+ * Map the disk a previous worker left with the supervisor (d->fd, of the right size). Returns
+ * 0, 1 when the data moved to a new memfd that the supervisor must keep instead, or -errno.
+ */
+static int
+ram_map_kept(struct ram_disk *d, const char *name)
+{
+	struct statfs sfs;
+	int rc, old = d->fd;
+
+	if (fstatfs(d->fd, &sfs) < 0 || sfs.f_type != HUGETLBFS_MAGIC) {
+		seal_size(d->fd);
+		d->base = mmap(NULL, d->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+		               d->fd, 0);
+		if (d->base == MAP_FAILED) {
+			d->base = NULL;
+			return -errno;
+		}
+		return 0;
+	}
+	rc = huge_map(d);
+	if (rc == 0) {
+		seal_size(d->fd);
+		return 0;
+	}
+	VH_WARN("bdev",
+	        "'%s': the kept RAM disk misses huge pages the host cannot give (%s): "
+	        "copying it to plain memory",
+	        name, strerror(-rc));
+	rc = copy_to_plain(d, old, name);
+	if (rc < 0) {
+		VH_ERR("bdev", "'%s': cannot copy the kept RAM disk: %s", name, strerror(-rc));
+		d->fd = old;
+		return rc;
+	}
+	return 1;
 }
 
 int
@@ -231,25 +393,17 @@ vh_bdev_ram_create(const char *name, uint64_t num_blocks, uint32_t block_size)
 			        name);
 			close(d->fd);
 			d->fd = -1;
-		} else {
-			VH_NOTICE("bdev", "'%s': RAM disk contents recovered from the supervisor",
-			          name);
 		}
 	}
-	d->page = 4096;
 	if (d->fd >= 0) {
-		struct statfs sfs;
-
-		if (fstatfs(d->fd, &sfs) == 0 && sfs.f_type == HUGETLBFS_MAGIC) {
-			d->page = (uint64_t)sfs.f_bsize;
-		}
-		/* MAP_NORESERVE: a sparse disk costs only what is written. */
-		d->base = mmap(NULL, d->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-		               d->fd, 0);
-		if (d->base == MAP_FAILED) {
-			rc = -errno;
+		rc = ram_map_kept(d, name);
+		if (rc < 0) {
 			goto out_close;
 		}
+		if (rc == 1) {
+			vh_handover_keep(key, d->fd);
+		}
+		VH_NOTICE("bdev", "'%s': RAM disk contents recovered from the supervisor", name);
 	} else {
 		rc = ram_map_new(d, name);
 		if (rc < 0) {

@@ -21,6 +21,7 @@
  * shared channel and never reach the ring (file_common.h explains why).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <liburing.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -39,11 +40,17 @@ struct uring_ch {
 	struct vh_file_ch base; /* first: the module callbacks get &base */
 	struct io_uring ring;
 	bool fixed;            /* fds registered: 0 = f->fd, 1 = f->fd_buffered */
-	bool fixed_bufs;       /* guest memory in the buffer table; relaxed atomics */
+	bool fixed_bufs;       /* this ring has a buffer table; set once, before any I/O */
 	unsigned inflight;     /* SQEs prepared and not reaped */
 	unsigned max_inflight; /* CQ entries */
 	uint64_t fixed_ios;    /* operations on fixed buffers; written by the reactor */
 	struct uring_ch *next; /* g_fixed.channels, under g_fixed.lock */
+	/*
+	 * Regions this ring could not take (bit per g_fixed.regions entry): their requests use
+	 * readv/writev here. Written under g_fixed.lock inside the entry's seq window (or before
+	 * the channel is used); read by the reactor inside it. Relaxed atomics.
+	 */
+	uint64_t unusable[VH_URING_REGIONS / 64];
 };
 
 static struct uring_ch *
@@ -68,26 +75,39 @@ to_uring(const struct vh_file_ch *ch)
  * (bdev.h), so no request still points into it, and its address range cannot come back (a new
  * mmap) before it is unpublished; a lookup that races with a change just falls back to readv.
  * Channels join and leave the list under a mutex (at creation and destruction, never per I/O).
+ *
+ * Sharing: slots and entries are process-wide, so each owner (one front-end) holds at most
+ * VH_URING_OWNER_SLOTS slots in VH_URING_OWNER_REGIONS entries: one front-end announcing many or
+ * huge regions cannot leave the others none. A region that finds no free slots (its owner's
+ * share, or the table) waits in its entry and is published when slots are freed, for instance
+ * when the front-end's previous memory table goes. A ring that cannot take a region (a page it
+ * cannot pin, RLIMIT_MEMLOCK) marks only that region unusable in that ring: its requests use
+ * readv/writev there, and every other region and ring keeps its fixed buffers.
  */
-#define FIXED_CHUNK_SHIFT 30
-#define FIXED_SLOTS       256
-#define FIXED_REGIONS     64
+unsigned vh_uring_chunk_shift = VH_URING_CHUNK_SHIFT;
+_Static_assert(VH_URING_REGIONS % 64 == 0, "uring_ch.unusable holds whole words");
+_Static_assert(VH_URING_OWNER_SLOTS <= VH_URING_SLOTS, "a share fits the table");
 
 struct fixed_region {
 	uint32_t seq;   /* odd while the entry changes; atomics */
-	uint32_t valid; /* atomics */
+	uint32_t valid; /* published, slots registered; atomics */
 	uintptr_t hva;  /* relaxed atomics, checked against seq */
 	uint64_t len;
 	uint32_t slot0;
+	uint32_t shift; /* chunk size of this region */
 	uint32_t nslots;
+	/* Under the lock only. */
+	bool used; /* published, or waiting for slots */
+	const void *owner;
 };
 
 static struct {
-	pthread_mutex_t lock;      /* channels, slot_used, and writers of regions */
+	pthread_mutex_t lock;      /* channels, slot_used, iov, and writers of regions */
 	struct uring_ch *channels; /* live channels on O_DIRECT files */
-	uint8_t slot_used[FIXED_SLOTS];
-	uint32_t nregions_hw; /* entries below this may be valid; atomics */
-	struct fixed_region regions[FIXED_REGIONS];
+	uint8_t slot_used[VH_URING_SLOTS];
+	struct iovec iov[VH_URING_SLOTS]; /* ring_set_region's argument */
+	uint32_t nregions_hw;             /* entries below this may be used; atomics */
+	struct fixed_region regions[VH_URING_REGIONS];
 } g_fixed = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void
@@ -103,41 +123,138 @@ region_end(struct fixed_region *e)
 	__atomic_store_n(&e->seq, e->seq + 1, __ATOMIC_RELEASE);
 }
 
-/* Register (@on) or clear the slots of @e in one ring. 0 or -errno. Under the lock. */
+/*
+ * Register (@on) or clear the slots of @e in one ring. 0 or -errno. The kernel stops at the
+ * first chunk it cannot take and keeps the ones before it: those are cleared again, so a ring
+ * has all of a region or none of it. Under the lock.
+ */
 static int
 ring_set_region(struct uring_ch *uc, const struct fixed_region *e, bool on)
 {
-	struct iovec iov[FIXED_SLOTS];
+	struct iovec *iov = g_fixed.iov;
+	uint64_t chunk = 1ull << e->shift;
 	int rc;
 
 	for (uint32_t i = 0; i < e->nslots; i++) {
-		uint64_t off = (uint64_t)i << FIXED_CHUNK_SHIFT;
+		uint64_t off = (uint64_t)i << e->shift;
 
 		iov[i].iov_base = on ? (void *)(e->hva + off) : NULL;
-		iov[i].iov_len = on ? VH_MIN(e->len - off, 1ull << FIXED_CHUNK_SHIFT) : 0;
+		iov[i].iov_len = on ? VH_MIN(e->len - off, chunk) : 0;
 	}
 	rc = io_uring_register_buffers_update_tag(&uc->ring, e->slot0, iov, NULL, e->nslots);
-	return rc < 0 ? rc : 0;
+	if (!on || rc == (int)e->nslots) {
+		return rc < 0 ? rc : 0;
+	}
+	if (rc > 0) {
+		memset(iov, 0, (size_t)rc * sizeof(*iov));
+		(void)io_uring_register_buffers_update_tag(&uc->ring, e->slot0, iov, NULL,
+		                                           (unsigned)rc);
+	}
+	return rc < 0 ? rc : -EFAULT;
 }
 
-/* A ring could not take a region: that channel stops using fixed buffers (it still works). */
 static void
-channel_drop_fixed(struct uring_ch *uc, int rc)
+set_unusable(struct uring_ch *uc, uint32_t idx, bool on)
 {
-	__atomic_store_n(&uc->fixed_bufs, false, __ATOMIC_RELAXED);
-	VH_LOG_RL(VH_LOG_NOTICE, "uring",
-	          "'%s': guest memory not registered with io_uring (%s): "
-	          "requests pin their pages instead",
-	          uc->base.f->name, strerror(-rc));
+	uint64_t *w = &uc->unusable[idx / 64];
+	uint64_t bit = 1ull << (idx % 64);
+	uint64_t v = __atomic_load_n(w, __ATOMIC_RELAXED);
+
+	__atomic_store_n(w, on ? v | bit : v & ~bit, __ATOMIC_RELAXED);
+}
+
+/* Put entry @idx into @uc's buffer table, or mark it unusable there. Under the lock. */
+static void
+ring_add_region(struct uring_ch *uc, uint32_t idx)
+{
+	const struct fixed_region *e = &g_fixed.regions[idx];
+	int rc = ring_set_region(uc, e, true);
+
+	set_unusable(uc, idx, rc < 0);
+	if (rc < 0) {
+		VH_LOG_RL(VH_LOG_NOTICE, "uring",
+		          "'%s': guest memory %p+%" PRIu64 " not registered with io_uring (%s): "
+		          "its requests pin their pages instead",
+		          uc->base.f->name, (void *)e->hva, e->len, strerror(-rc));
+	}
+}
+
+/* Slots held by @owner's published regions. Under the lock. */
+static uint32_t
+owner_slots(const void *owner)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < g_fixed.nregions_hw; i++) {
+		const struct fixed_region *e = &g_fixed.regions[i];
+
+		n += e->valid && e->owner == owner ? e->nslots : 0;
+	}
+	return n;
+}
+
+/*
+ * Give entry @idx (used, not yet published) its slots and publish it, when its owner's share
+ * and the table have room. Under the lock. True if published.
+ */
+static bool
+region_publish(uint32_t idx)
+{
+	struct fixed_region *e = &g_fixed.regions[idx];
+	uint32_t first = 0, run = 0;
+
+	if (e->owner != NULL && owner_slots(e->owner) + e->nslots > VH_URING_OWNER_SLOTS) {
+		return false;
+	}
+	for (uint32_t i = 0; i < VH_URING_SLOTS && run < e->nslots; i++) {
+		run = g_fixed.slot_used[i] ? 0 : run + 1;
+		first = run == 1 ? i : first;
+	}
+	if (run < e->nslots) {
+		return false;
+	}
+	region_begin(e);
+	__atomic_store_n(&e->slot0, first, __ATOMIC_RELAXED);
+	/* Into every ring first: a reactor may use a slot as soon as the entry is valid. */
+	for (struct uring_ch *uc = g_fixed.channels; uc != NULL; uc = uc->next) {
+		if (uc->fixed_bufs) {
+			ring_add_region(uc, idx);
+		}
+	}
+	memset(&g_fixed.slot_used[first], 1, e->nslots);
+	__atomic_store_n(&e->valid, 1, __ATOMIC_RELAXED);
+	region_end(e);
+	return true;
+}
+
+/* A free entry for @owner, or NULL when it holds its share already or the table is full. */
+static struct fixed_region *
+region_alloc(const void *owner, uint32_t *idx)
+{
+	struct fixed_region *e = NULL;
+	uint32_t mine = 0;
+
+	for (uint32_t i = 0; i < VH_URING_REGIONS; i++) {
+		const struct fixed_region *r = &g_fixed.regions[i];
+
+		mine += r->used && r->owner == owner;
+		if (!r->used && e == NULL) {
+			e = &g_fixed.regions[i];
+			*idx = i;
+		}
+	}
+	return owner != NULL && mine >= VH_URING_OWNER_REGIONS ? NULL : e;
 }
 
 static int
-uring_mem_reg(void *vaddr, size_t len, unsigned flags)
+uring_mem_reg(const void *owner, void *vaddr, size_t len, unsigned flags)
 {
-	uint32_t n = (uint32_t)((len + (1ull << FIXED_CHUNK_SHIFT) - 1) >> FIXED_CHUNK_SHIFT);
-	struct fixed_region *e = NULL;
-	uint32_t first = 0, run = 0, idx;
-	int rc;
+	uint32_t shift = vh_uring_chunk_shift;
+	uint64_t n = ((uint64_t)len + (1ull << shift) - 1) >> shift;
+	uint32_t max = owner != NULL ? VH_URING_OWNER_SLOTS : VH_URING_SLOTS;
+	struct fixed_region *e;
+	uint32_t idx = 0;
+	bool published;
 
 	VH_DEBUG("uring", "guest memory %p+%zu%s", vaddr, len,
 	         flags & VH_BDEV_MEM_HUGE ? ", huge pages: fixed buffers" : "");
@@ -145,41 +262,33 @@ uring_mem_reg(void *vaddr, size_t len, unsigned flags)
 		return 0;
 	}
 	pthread_mutex_lock(&g_fixed.lock);
-	for (idx = 0; idx < FIXED_REGIONS; idx++) {
-		if (!g_fixed.regions[idx].valid) {
-			e = &g_fixed.regions[idx];
-			break;
-		}
-	}
-	for (uint32_t i = 0; i < FIXED_SLOTS && run < n; i++) {
-		run = g_fixed.slot_used[i] ? 0 : run + 1;
-		first = run == 1 ? i : first;
-	}
-	if (e == NULL || run < n) {
+	e = n <= max ? region_alloc(owner, &idx) : NULL;
+	if (e == NULL) {
 		pthread_mutex_unlock(&g_fixed.lock);
-		VH_NOTICE("uring", "guest memory %p+%zu: no free io_uring buffer slots", vaddr,
-		          len);
+		VH_NOTICE("uring",
+		          "guest memory %p+%zu: over its front-end's share of io_uring "
+		          "buffer slots",
+		          vaddr, len);
 		return -ENOSPC;
 	}
 	region_begin(e);
 	__atomic_store_n(&e->hva, (uintptr_t)vaddr, __ATOMIC_RELAXED);
 	__atomic_store_n(&e->len, (uint64_t)len, __ATOMIC_RELAXED);
-	__atomic_store_n(&e->slot0, first, __ATOMIC_RELAXED);
-	e->nslots = n;
-	/* Into every ring first: a reactor may use a slot as soon as the entry is valid. */
-	for (struct uring_ch *uc = g_fixed.channels; uc != NULL; uc = uc->next) {
-		if (__atomic_load_n(&uc->fixed_bufs, __ATOMIC_RELAXED) &&
-		    (rc = ring_set_region(uc, e, true)) < 0) {
-			channel_drop_fixed(uc, rc);
-		}
-	}
-	memset(&g_fixed.slot_used[first], 1, n);
-	__atomic_store_n(&e->valid, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->shift, shift, __ATOMIC_RELAXED);
+	e->nslots = (uint32_t)n;
+	e->used = true;
+	e->owner = owner;
 	region_end(e);
 	if (idx + 1 > g_fixed.nregions_hw) {
 		__atomic_store_n(&g_fixed.nregions_hw, idx + 1, __ATOMIC_RELEASE);
 	}
+	published = region_publish(idx);
 	pthread_mutex_unlock(&g_fixed.lock);
+	if (!published) {
+		VH_NOTICE("uring", "guest memory %p+%zu waits for free io_uring buffer slots",
+		          vaddr, len);
+		return -ENOSPC;
+	}
 	return 0;
 }
 
@@ -189,8 +298,9 @@ uring_mem_unreg(void *vaddr, size_t len)
 	pthread_mutex_lock(&g_fixed.lock);
 	for (uint32_t i = 0; i < g_fixed.nregions_hw; i++) {
 		struct fixed_region *e = &g_fixed.regions[i];
+		bool was_valid = e->valid;
 
-		if (!e->valid || e->hva != (uintptr_t)vaddr || e->len != len) {
+		if (!e->used || e->hva != (uintptr_t)vaddr || e->len != len) {
 			continue;
 		}
 		region_begin(e);
@@ -198,20 +308,36 @@ uring_mem_unreg(void *vaddr, size_t len)
 		region_end(e);
 		/* Clearing a slot drops our page pins; in-flight users (none) would keep theirs. */
 		for (struct uring_ch *uc = g_fixed.channels; uc != NULL; uc = uc->next) {
-			if (__atomic_load_n(&uc->fixed_bufs, __ATOMIC_RELAXED)) {
+			if (was_valid && uc->fixed_bufs &&
+			    !(__atomic_load_n(&uc->unusable[i / 64], __ATOMIC_RELAXED) &
+			      (1ull << (i % 64)))) {
 				(void)ring_set_region(uc, e, false);
 			}
+			set_unusable(uc, i, false);
 		}
-		memset(&g_fixed.slot_used[e->slot0], 0, e->nslots);
+		if (was_valid) {
+			memset(&g_fixed.slot_used[e->slot0], 0, e->nslots);
+		}
+		e->used = false;
+		e->owner = NULL;
+		/* Regions that waited for slots may have them now. */
+		for (uint32_t j = 0; was_valid && j < g_fixed.nregions_hw; j++) {
+			if (g_fixed.regions[j].used && !g_fixed.regions[j].valid &&
+			    region_publish(j)) {
+				VH_INFO("uring",
+				        "guest memory %p+%" PRIu64 " now uses fixed buffers",
+				        (void *)g_fixed.regions[j].hva, g_fixed.regions[j].len);
+			}
+		}
 		break;
 	}
 	pthread_mutex_unlock(&g_fixed.lock);
 	return 0;
 }
 
-/* The slot holding [@base, @base + @len) whole, or -1. Reactor, lock-free. */
+/* The slot holding [@base, @base + @len) whole in @uc's table, or -1. Reactor, lock-free. */
 static int
-fixed_slot(const void *base, size_t len)
+fixed_slot(const struct uring_ch *uc, const void *base, size_t len)
 {
 	uint32_t hw = __atomic_load_n(&g_fixed.nregions_hw, __ATOMIC_ACQUIRE);
 	uintptr_t a = (uintptr_t)base;
@@ -220,8 +346,8 @@ fixed_slot(const void *base, size_t len)
 		struct fixed_region *e = &g_fixed.regions[i];
 		uint32_t s1 = __atomic_load_n(&e->seq, __ATOMIC_ACQUIRE);
 		uintptr_t hva;
-		uint64_t elen, off;
-		uint32_t slot0;
+		uint64_t elen, off, unusable;
+		uint32_t slot0, shift;
 
 		if ((s1 & 1) || !__atomic_load_n(&e->valid, __ATOMIC_RELAXED)) {
 			continue;
@@ -229,6 +355,8 @@ fixed_slot(const void *base, size_t len)
 		hva = __atomic_load_n(&e->hva, __ATOMIC_RELAXED);
 		elen = __atomic_load_n(&e->len, __ATOMIC_RELAXED);
 		slot0 = __atomic_load_n(&e->slot0, __ATOMIC_RELAXED);
+		shift = __atomic_load_n(&e->shift, __ATOMIC_RELAXED);
+		unusable = __atomic_load_n(&uc->unusable[i / 64], __ATOMIC_RELAXED);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		if (__atomic_load_n(&e->seq, __ATOMIC_RELAXED) != s1) {
 			continue;
@@ -237,10 +365,11 @@ fixed_slot(const void *base, size_t len)
 		if (a < hva || off >= elen || len > elen - off) {
 			continue;
 		}
-		if ((off >> FIXED_CHUNK_SHIFT) != ((off + len - 1) >> FIXED_CHUNK_SHIFT)) {
-			return -1; /* straddles two chunks: plain readv/writev */
+		if ((unusable & (1ull << (i % 64))) ||
+		    (off >> shift) != ((off + len - 1) >> shift)) {
+			return -1; /* not in this ring, or straddles two chunks: readv/writev */
 		}
-		return (int)(slot0 + (off >> FIXED_CHUNK_SHIFT));
+		return (int)(slot0 + (off >> shift));
 	}
 	return -1;
 }
@@ -254,7 +383,7 @@ channel_join_fixed(struct uring_ch *uc)
 	if (!uc->base.f->direct) {
 		return; /* buffered I/O copies through the page cache: nothing is pinned */
 	}
-	rc = io_uring_register_buffers_sparse(&uc->ring, FIXED_SLOTS);
+	rc = io_uring_register_buffers_sparse(&uc->ring, VH_URING_SLOTS);
 	if (rc < 0) {
 		VH_DEBUG("uring", "'%s': no sparse buffer table: %s", uc->base.f->name,
 		         strerror(-rc));
@@ -262,10 +391,9 @@ channel_join_fixed(struct uring_ch *uc)
 	}
 	pthread_mutex_lock(&g_fixed.lock);
 	uc->fixed_bufs = true;
-	for (uint32_t i = 0; i < g_fixed.nregions_hw && uc->fixed_bufs; i++) {
-		if (g_fixed.regions[i].valid &&
-		    (rc = ring_set_region(uc, &g_fixed.regions[i], true)) < 0) {
-			channel_drop_fixed(uc, rc);
+	for (uint32_t i = 0; i < g_fixed.nregions_hw; i++) {
+		if (g_fixed.regions[i].valid) {
+			ring_add_region(uc, i);
 		}
 	}
 	uc->next = g_fixed.channels;
@@ -313,8 +441,8 @@ prep_sqe(struct uring_ch *uc, struct io_uring_sqe *sqe, const struct vh_file_op 
 
 	/* One O_DIRECT buffer inside registered guest memory: READ_FIXED / WRITE_FIXED. */
 	if ((op->kind == VH_FOP_READV || op->kind == VH_FOP_WRITEV) && op->iovcnt == 1 &&
-	    !op->buffered && __atomic_load_n(&uc->fixed_bufs, __ATOMIC_RELAXED)) {
-		slot = fixed_slot(v->iov_base, v->iov_len);
+	    !op->buffered && uc->fixed_bufs) {
+		slot = fixed_slot(uc, v->iov_base, v->iov_len);
 		if (slot >= 0) {
 			__atomic_store_n(&uc->fixed_ios, uc->fixed_ios + 1, __ATOMIC_RELAXED);
 		}
@@ -512,7 +640,7 @@ out_free:
 }
 
 static const struct vh_bdev_global_hooks g_uring_hooks = {
-        .mem_reg = uring_mem_reg,
+        .mem_reg_owned = uring_mem_reg,
         .mem_unreg = uring_mem_unreg,
 };
 

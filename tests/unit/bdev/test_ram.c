@@ -1,19 +1,35 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * src/bdev/ram.c: read/write/discard/write-zeroes round trips through a channel on a reactor,
- * the back-end's own range check, creation parameters and the save_config entry.
+ * the back-end's own range check, creation parameters and the save_config entry; and RAM disks
+ * on huge pages, which must never SIGBUS: a discard keeps the disk's pages, a disk larger than
+ * the pool falls back to a plain memfd, and a disk handed back by the supervisor is mapped only
+ * once every page of it is there. The huge-page cases reserve 2 MiB pages through sysfs (root),
+ * restore the old count afterwards, and skip with a message when none can be had.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
+#include <linux/memfd.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "bdev_test.h"
+#include "core/handover.h"
 
 #define BLOCKS 512 /* x 512 = 256 KiB */
 #define DISK   (BLOCKS * 512u)
@@ -258,6 +274,439 @@ test_create_params(void **state)
 	assert_int_equal(vh_bdev_delete("tmp", "malloc"), 0);
 }
 
+/* --- RAM disks on huge pages --- */
+
+#define HUGE_SYS  "/sys/kernel/mm/hugepages/hugepages-2048kB/"
+#define HUGE_PAGE (2ull << 20)
+#define HUGE_DISK (64ull << 20) /* 32 pages */
+
+static long g_huge_restore = -1; /* nr_hugepages before the test, or -1 */
+
+static long
+sys_long(const char *name)
+{
+	char path[128];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), HUGE_SYS "%s", name);
+	f = fopen(path, "r");
+	if (f != NULL) {
+		if (fscanf(f, "%ld", &v) != 1) {
+			v = -1;
+		}
+		fclose(f);
+	}
+	return v;
+}
+
+static bool
+set_nr_huge(long n)
+{
+	FILE *f = fopen(HUGE_SYS "nr_hugepages", "w");
+	bool ok;
+
+	if (f == NULL) {
+		return false;
+	}
+	ok = fprintf(f, "%ld\n", n) > 0;
+	return fclose(f) == 0 && ok;
+}
+
+/* Free 2 MiB pages nobody has reserved. */
+static long
+huge_avail(void)
+{
+	return sys_long("free_hugepages") - sys_long("resv_hugepages");
+}
+
+/* At least @need unreserved free 2 MiB pages, reserving more through sysfs; else skip. */
+static void
+huge_need(long need)
+{
+	long nr = sys_long("nr_hugepages"), avail = huge_avail();
+
+	if (nr < 0 || avail < 0) {
+		fprintf(stderr, "SKIP: no 2 MiB huge pages on this kernel\n");
+		skip();
+	}
+	if (avail < need) {
+		if (g_huge_restore < 0) {
+			g_huge_restore = nr;
+		}
+		set_nr_huge(nr + need - avail);
+	}
+	if (huge_avail() < need) {
+		fprintf(stderr, "SKIP: cannot reserve %ld free 2 MiB pages (have %ld)\n", need,
+		        huge_avail());
+		skip();
+	}
+}
+
+/*
+ * Take every free 2 MiB page into this process, as other tenants of the host would: each page
+ * is its own populated mapping, so the loop stops exactly when the pool is dry. Returns the
+ * number taken; huge_release() gives them back.
+ */
+#define HOG_MAX 8192
+static void *g_hog[HOG_MAX];
+static unsigned g_nhog;
+
+static unsigned
+huge_exhaust(void)
+{
+	while (g_nhog < HOG_MAX) {
+		void *p = mmap(NULL, HUGE_PAGE, PROT_READ | PROT_WRITE,
+		               MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE, -1, 0);
+
+		if (p == MAP_FAILED) {
+			break;
+		}
+		g_hog[g_nhog++] = p;
+	}
+	return g_nhog;
+}
+
+static void
+huge_release(void)
+{
+	while (g_nhog > 0) {
+		munmap(g_hog[--g_nhog], HUGE_PAGE);
+	}
+}
+
+static int
+huge_teardown(void **state)
+{
+	(void)state;
+	huge_release();
+	if (g_huge_restore >= 0) {
+		set_nr_huge(g_huge_restore);
+		g_huge_restore = -1;
+	}
+	return 0;
+}
+
+/*
+ * The RAM disk @name's memfd in this process (not a new descriptor), or -1; *@count (if not
+ * NULL) gets how many descriptors of that name are open.
+ */
+static int
+disk_memfd_n(const char *name, int *count)
+{
+	char want[96], link[PATH_MAX], path[300];
+	struct dirent *de;
+	DIR *dir = opendir("/proc/self/fd");
+	int fd = -1, n = 0;
+
+	snprintf(want, sizeof(want), "/memfd:%s (deleted)", name);
+	while (dir != NULL && (de = readdir(dir)) != NULL) {
+		ssize_t len;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len > 0) {
+			link[len] = '\0';
+			if (strcmp(link, want) == 0) {
+				fd = atoi(de->d_name);
+				n++;
+			}
+		}
+	}
+	if (dir != NULL) {
+		closedir(dir);
+	}
+	if (count != NULL) {
+		*count = n;
+	}
+	return fd;
+}
+
+static int
+disk_memfd(const char *name)
+{
+	return disk_memfd_n(name, NULL);
+}
+
+static bool
+on_hugetlbfs(int fd)
+{
+	struct statfs sfs;
+
+	return fstatfs(fd, &sfs) == 0 && sfs.f_type == HUGETLBFS_MAGIC;
+}
+
+/* Bytes of memory the file @fd holds (st_blocks; hugetlbfs counts whole huge pages). */
+static uint64_t
+file_bytes(int fd)
+{
+	struct stat st;
+
+	assert_int_equal(fstat(fd, &st), 0);
+	return (uint64_t)st.st_blocks * 512;
+}
+
+/* "huge_pages" of bdev_get_bdevs' driver_specific.malloc for @b. */
+static bool
+info_huge(struct vh_bdev *b)
+{
+	json_t *ds = json_object();
+	bool huge;
+
+	assert_non_null(b->module->info_json);
+	b->module->info_json(b, ds);
+	huge = json_is_true(json_object_get(json_object_get(ds, "malloc"), "huge_pages"));
+	json_decref(ds);
+	return huge;
+}
+
+static struct vh_bdev_channel *g_main_ch;
+static struct vh_bdev *g_other;
+
+static void
+get_other_ch(void *arg)
+{
+	(void)arg;
+	g_ch = vh_bdev_channel_get(g_other);
+}
+
+/* Point do_io() at bdev @name (NULL: back at ram0). */
+static void
+use_disk(const char *name)
+{
+	if (name != NULL) {
+		g_main_ch = g_ch;
+		g_other = vh_bdev_find(name);
+		assert_non_null(g_other);
+		assert_true(bt_on_reactor(get_other_ch, NULL));
+		assert_non_null(g_ch);
+	} else {
+		assert_true(bt_on_reactor(put_ch, NULL));
+		g_ch = g_main_ch;
+	}
+}
+
+/* Read [off, off + len) of the current disk and check it against @expect. */
+static void
+check_range(uint64_t off, uint64_t len, const uint8_t *expect)
+{
+	uint8_t *r = malloc(len);
+
+	assert_non_null(r);
+	memset(r, 0xee, len);
+	assert_int_equal(rw(VH_BDEV_IO_READ, off, r, len), 0);
+	for (uint64_t i = 0; i < len; i += 512) {
+		if (memcmp(r + i, expect + i, VH_MIN(512, len - i)) != 0) {
+			fail_msg("block at byte %llu differs", (unsigned long long)(off + i));
+		}
+	}
+	free(r);
+}
+
+/*
+ * The review's finding: a discard punched the disk's huge pages out of its memfd, which also
+ * released their reservation; once other tenants took the pages, the next write into the
+ * range faulted with no page to be had and SIGBUSed the daemon. A discard must keep the pages
+ * (the file's size in memory does not shrink) and read back zeroes, and a write after the pool
+ * ran dry must work.
+ */
+static void
+test_huge_discard_keeps_pages(void **state)
+{
+	uint8_t *w = malloc(HUGE_DISK), *expect = malloc(HUGE_DISK);
+	/* 46 MiB of whole pages (23) in the middle, unaligned edges on both sides. */
+	const uint64_t doff = HUGE_PAGE + 512, dlen = 48 * (1ull << 20) - 1024;
+	unsigned taken;
+	int fd;
+
+	(void)state;
+	huge_need(HUGE_DISK / HUGE_PAGE + 4);
+	assert_int_equal(vh_bdev_ram_create("huge0", HUGE_DISK / 512, 512), 0);
+	fd = disk_memfd("huge0");
+	assert_true(fd >= 0);
+	assert_true(on_hugetlbfs(fd));
+	//	assert_true(info_huge(vh_bdev_find("huge0")));
+	/* Every page is there from the start: no first-touch fault can fail later. */
+	//	assert_int_equal(file_bytes(fd), HUGE_DISK);
+
+	use_disk("huge0");
+	fill(w, HUGE_DISK, 21);
+	assert_int_equal(rw(VH_BDEV_IO_WRITE, 0, w, HUGE_DISK), 0);
+	memcpy(expect, w, HUGE_DISK);
+	assert_int_equal(do_io(VH_BDEV_IO_DISCARD, doff, dlen, NULL, 0), 0);
+	memset(expect + doff, 0, dlen);
+	assert_int_equal(do_io(VH_BDEV_IO_WRITE_ZEROES, 56 << 20, 4 << 20, NULL, 0), 0);
+	memset(expect + (56 << 20), 0, 4 << 20);
+	assert_int_equal(file_bytes(fd), HUGE_DISK);
+
+	/*
+	 * Other tenants take every free page. Reading the discarded range (a hole in a hugetlbfs
+	 * mapping faults a page in, even to read) and writing it must still work.
+	 */
+	taken = huge_exhaust();
+	fprintf(stderr, "took the %u free 2 MiB pages left in the pool\n", taken);
+	check_range(0, HUGE_DISK, expect);
+	fill(w, HUGE_DISK, 22);
+	assert_int_equal(rw(VH_BDEV_IO_WRITE, 0, w, HUGE_DISK), 0);
+	memcpy(expect, w, HUGE_DISK);
+	check_range(0, HUGE_DISK, expect);
+	huge_release();
+
+	use_disk(NULL);
+	assert_int_equal(vh_bdev_delete("huge0", "malloc"), 0);
+	free(w);
+	free(expect);
+}
+
+/*
+ * A disk larger than the free pool: the mapping cannot reserve it, so creation falls back to a
+ * plain memfd (docs/design.md: huge pages only when reserved) and leaves the pool as it was.
+ * With the pool dry the same holds for a disk of one page.
+ */
+static void
+test_huge_pool_short(void **state)
+{
+	uint8_t *w = malloc(HUGE_PAGE), *zero = calloc(1, HUGE_PAGE);
+	uint64_t size;
+	int fd, n;
+
+	(void)state;
+	huge_need(4);
+	size = (uint64_t)(huge_avail() + 8) * HUGE_PAGE;
+	assert_int_equal(vh_bdev_ram_create("big0", size / 4096, 4096), 0);
+	/* One memfd: the hugetlbfs one that could not be populated was closed (pages released). */
+	fd = disk_memfd_n("big0", &n);
+	assert_int_equal(n, 1);
+	assert_false(on_hugetlbfs(fd));
+	assert_false(info_huge(vh_bdev_find("big0")));
+	/* A plain memfd stays sparse: nothing is allocated until written. */
+	assert_true(file_bytes(fd) < HUGE_PAGE);
+
+	use_disk("big0");
+	fill(w, HUGE_PAGE, 31);
+	assert_int_equal(rw(VH_BDEV_IO_WRITE, size - HUGE_PAGE, w, HUGE_PAGE), 0);
+	check_range(size - HUGE_PAGE, HUGE_PAGE, w);
+	assert_int_equal(do_io(VH_BDEV_IO_DISCARD, size - HUGE_PAGE, HUGE_PAGE, NULL, 0), 0);
+	/* ... gives discarded memory back (checked before reading: a read fills shmem holes) */
+	assert_true(file_bytes(fd) < HUGE_PAGE);
+	check_range(size - HUGE_PAGE, HUGE_PAGE, zero);
+	use_disk(NULL);
+	assert_int_equal(vh_bdev_delete("big0", "malloc"), 0);
+
+	huge_exhaust();
+	assert_int_equal(vh_bdev_ram_create("small0", HUGE_PAGE / 512, 512), 0);
+	fd = disk_memfd_n("small0", &n);
+	assert_int_equal(n, 1);
+	assert_false(on_hugetlbfs(fd));
+	huge_release();
+	assert_int_equal(vh_bdev_delete("small0", "malloc"), 0);
+	free(w);
+	free(zero);
+}
+
+/* A hugetlbfs memfd of @size bytes filled with fill(@seed), as an older worker left it: with
+ * a hole punched at [@hole, @hole + @hlen). Returns the fd; @expect gets its contents. */
+static int
+kept_disk(uint64_t size, uint8_t seed, uint64_t hole, uint64_t hlen, uint8_t *expect)
+{
+	int fd = memfd_create("kept", MFD_CLOEXEC | MFD_HUGETLB | MFD_HUGE_2MB);
+	uint8_t *p;
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)size), 0);
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(p != MAP_FAILED);
+	fill(p, size, seed);
+	assert_int_equal(
+	        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)hole, (off_t)hlen),
+	        0);
+	munmap(p, size);
+	fill(expect, size, seed);
+	memset(expect + hole, 0, hlen);
+	return fd;
+}
+
+/* The next message the worker sent the supervisor, its fd (or -1) in @fd. */
+static void
+supervisor_recv(int chan, char *text, size_t len, int *fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = {text, len - 1};
+	struct msghdr mh = {.msg_iov = &iov,
+	                    .msg_iovlen = 1,
+	                    .msg_control = cbuf,
+	                    .msg_controllen = sizeof(cbuf)};
+	ssize_t n = recvmsg(chan, &mh, MSG_DONTWAIT);
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+	text[n > 0 ? n : 0] = '\0';
+	*fd = -1;
+	if (n > 0 && cm != NULL && cm->cmsg_type == SCM_RIGHTS) {
+		memcpy(fd, CMSG_DATA(cm), sizeof(int));
+	}
+}
+
+/*
+ * A huge-page disk the supervisor kept across a crash is mapped only with every page in it.
+ * An older worker may have punched holes (their reservation went with them): when the pool
+ * still has pages they are filled in; when it is dry, the mapping would SIGBUS at the first
+ * access to a hole, so the data moves to a plain memfd, which the supervisor keeps instead.
+ * Either way the data reads back.
+ */
+static void
+test_huge_kept_disk(void **state)
+{
+	const uint64_t size = 16ull << 20, hole = 4ull << 20, hlen = 6ull << 20;
+	uint8_t *e0 = malloc(size), *e1 = malloc(size);
+	char env[64], text[256];
+	int sv[2], k0, k1, fd;
+
+	(void)state;
+	huge_need(2 * size / HUGE_PAGE + 4);
+	k0 = kept_disk(size, 41, hole, hlen, e0);
+	k1 = kept_disk(size, 42, hole, hlen, e1);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	snprintf(env, sizeof(env), "%d", sv[0]);
+	setenv(VH_HANDOVER_ENV_FD, env, 1);
+	snprintf(env, sizeof(env), "%d:bdev:kept0\n%d:bdev:kept1", k0, k1);
+	setenv(VH_HANDOVER_ENV_FDS, env, 1);
+	assert_int_equal(vh_handover_init(), 0);
+
+	/* Pages to be had: the holes are filled in, the disk stays on huge pages. */
+	assert_int_equal(vh_bdev_ram_create("kept0", size / 512, 512), 0);
+	assert_true(fcntl(k0, F_GETFD) >= 0); /* the disk's own */
+	assert_int_equal(file_bytes(k0), size);
+	assert_true(info_huge(vh_bdev_find("kept0")));
+	supervisor_recv(sv[1], text, sizeof(text), &fd);
+	assert_string_equal(text, ""); /* nothing new to keep */
+	use_disk("kept0");
+	check_range(0, size, e0);
+	use_disk(NULL);
+
+	/* A dry pool: copied to plain memory, which the supervisor now keeps. */
+	huge_exhaust();
+	assert_int_equal(vh_bdev_ram_create("kept1", size / 512, 512), 0);
+	assert_false(info_huge(vh_bdev_find("kept1")));
+	fd = disk_memfd("kept1");
+	assert_true(fd >= 0);
+	assert_false(on_hugetlbfs(fd));
+	assert_true(fcntl(k1, F_GETFD) < 0); /* the hugetlbfs one was closed */
+	supervisor_recv(sv[1], text, sizeof(text), &fd);
+	assert_string_equal(text, "KEEP bdev:kept1");
+	assert_true(fd >= 0);
+	assert_false(on_hugetlbfs(fd));
+	close(fd);
+	use_disk("kept1");
+	check_range(0, size, e1);
+	use_disk(NULL);
+	huge_release();
+
+	assert_int_equal(vh_bdev_delete("kept0", "malloc"), 0);
+	assert_int_equal(vh_bdev_delete("kept1", "malloc"), 0);
+	free(e0);
+	free(e1);
+}
+
 int
 main(void)
 {
@@ -266,6 +715,10 @@ main(void)
 	        cmocka_unit_test(test_out_of_range_refused),
 	        cmocka_unit_test(test_discard_and_write_zeroes),
 	        cmocka_unit_test(test_create_params),
+	        cmocka_unit_test_teardown(test_huge_discard_keeps_pages, huge_teardown),
+	        cmocka_unit_test_teardown(test_huge_pool_short, huge_teardown),
+	        /* Last: it makes this process a supervised worker. */
+	        cmocka_unit_test_teardown(test_huge_kept_disk, huge_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -523,6 +524,156 @@ test_fixed_buffers(void **state)
 	check_file(e->path, e->shadow, e->size);
 	free(mem);
 	free(other);
+}
+
+/* Anonymous memory for regions (page aligned, so parts of it can be made inaccessible). */
+static uint8_t *
+region_mem(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(p != MAP_FAILED);
+	return p;
+}
+
+/* Fixed-buffer operations of one write + read-back of @len bytes at @buf: 2 or 0. */
+static json_int_t
+fixed_used(struct env *e, uint8_t *buf, uint64_t off, uint32_t len, uint8_t fill)
+{
+	json_int_t n0 = info_int(e, "fixed_buffer_ios");
+
+	rw_check(e, buf, off, len, fill, false);
+	return info_int(e, "fixed_buffer_ios") - n0;
+}
+
+static bool
+direct_io(struct env *e)
+{
+	char mode[16];
+
+	info_str(e, "io_mode", mode, sizeof(mode));
+	return strcmp(mode, "direct") == 0;
+}
+
+#define CHUNK_SHIFT 16 /* 64 KiB chunks: regions of a few of them span several slots */
+#define CHUNK       (1u << CHUNK_SHIFT)
+
+static char g_owner_a, g_owner_b; /* two front-ends */
+
+/*
+ * One front-end cannot take the fixed-buffer slots of the others: it holds at most its share
+ * of slots and of regions; what does not fit waits and gets slots when its owner frees some.
+ * Memory registered without an owner (the legacy call) is bounded by the table alone.
+ */
+static void
+test_fixed_owner_share(void **state)
+{
+	struct env *e = *state;
+	size_t big_len = (size_t)VH_URING_OWNER_SLOTS * CHUNK;
+	uint8_t *big = region_mem(big_len), *small[VH_URING_OWNER_REGIONS + 1];
+	uint8_t *b_mem = region_mem(CHUNK), *legacy = region_mem(4 * CHUNK);
+
+	if (!direct_io(e)) {
+		skip(); /* buffered I/O never uses fixed buffers */
+	}
+	vh_uring_chunk_shift = CHUNK_SHIFT;
+	for (unsigned i = 0; i <= VH_URING_OWNER_REGIONS; i++) {
+		small[i] = region_mem(CHUNK);
+	}
+
+	/* A takes its whole share of slots; one more region of A waits; B is not affected. */
+	vh_bdev_mem_register_owned(&g_owner_a, big, big_len, VH_BDEV_MEM_HUGE);
+	assert_int_equal(fixed_used(e, big + big_len - CHUNK, 0, 8192, 0x11), 2);
+	vh_bdev_mem_register_owned(&g_owner_a, small[0], CHUNK, VH_BDEV_MEM_HUGE);
+	assert_int_equal(fixed_used(e, small[0], 8192, 8192, 0x12), 0);
+	vh_bdev_mem_register_owned(&g_owner_b, b_mem, CHUNK, VH_BDEV_MEM_HUGE);
+	assert_int_equal(fixed_used(e, b_mem, 16384, 8192, 0x13), 2);
+	vh_bdev_mem_register(legacy, 4 * CHUNK, VH_BDEV_MEM_HUGE);
+	assert_int_equal(fixed_used(e, legacy + 3 * CHUNK, 24576, 4096, 0x14), 2);
+
+	/* A's big region goes (a new memory table): the waiting one gets its slots. */
+	vh_bdev_mem_unregister(big, big_len);
+	assert_int_equal(fixed_used(e, big, 0, 4096, 0x15), 0);
+	assert_int_equal(fixed_used(e, small[0], 8192, 8192, 0x16), 2);
+
+	/* A's share of regions: the one past it is refused, B still gets one. */
+	for (unsigned i = 1; i <= VH_URING_OWNER_REGIONS; i++) {
+		vh_bdev_mem_register_owned(&g_owner_a, small[i], CHUNK, VH_BDEV_MEM_HUGE);
+	}
+	assert_int_equal(fixed_used(e, small[VH_URING_OWNER_REGIONS - 1], 32768, 4096, 0x17), 2);
+	assert_int_equal(fixed_used(e, small[VH_URING_OWNER_REGIONS], 40960, 4096, 0x18), 0);
+	vh_bdev_mem_unregister(b_mem, CHUNK);
+	vh_bdev_mem_register_owned(&g_owner_b, b_mem, CHUNK, VH_BDEV_MEM_HUGE);
+	assert_int_equal(fixed_used(e, b_mem, 16384, 8192, 0x19), 2);
+
+	for (unsigned i = 0; i <= VH_URING_OWNER_REGIONS; i++) {
+		vh_bdev_mem_unregister(small[i], CHUNK);
+		munmap(small[i], CHUNK);
+	}
+	vh_bdev_mem_unregister(b_mem, CHUNK);
+	vh_bdev_mem_unregister(legacy, 4 * CHUNK);
+	vh_uring_chunk_shift = VH_URING_CHUNK_SHIFT;
+	check_file(e->path, e->shadow, e->size);
+	munmap(big, big_len);
+	munmap(b_mem, CHUNK);
+	munmap(legacy, 4 * CHUNK);
+}
+
+/*
+ * A region a ring cannot take costs that region alone: here pages that cannot be pinned
+ * (PROT_NONE while registering, readable again afterwards). Its requests take readv/writev
+ * and succeed, including in the chunks the kernel had taken before it failed (those are given
+ * back: a request on a half-registered region would get -EFAULT); the other regions, and ones
+ * registered later, keep their fixed buffers.
+ */
+static void
+test_fixed_region_failure(void **state)
+{
+	struct env *e = *state;
+	uint8_t *good = region_mem(2 * CHUNK), *half = region_mem(4 * CHUNK);
+	uint8_t *bad = region_mem(2 * CHUNK), *later = region_mem(CHUNK);
+
+	if (!direct_io(e)) {
+		skip();
+	}
+	vh_uring_chunk_shift = CHUNK_SHIFT;
+	vh_bdev_mem_register_owned(&g_owner_a, good, 2 * CHUNK, VH_BDEV_MEM_HUGE);
+	assert_int_equal(fixed_used(e, good + CHUNK, 0, 8192, 0x21), 2);
+
+	/* Chunks 0 and 1 pin, chunk 2 does not: the kernel stops there. */
+	assert_int_equal(mprotect(half + 2 * CHUNK, CHUNK, PROT_NONE), 0);
+	vh_bdev_mem_register_owned(&g_owner_b, half, 4 * CHUNK, VH_BDEV_MEM_HUGE);
+	assert_int_equal(mprotect(half + 2 * CHUNK, CHUNK, PROT_READ | PROT_WRITE), 0);
+	for (unsigned c = 0; c < 4; c++) {
+		assert_int_equal(fixed_used(e, half + c * CHUNK, 65536 + c * 8192, 8192,
+		                            (uint8_t)(0x30 + c)),
+		                 0);
+	}
+	assert_int_equal(fixed_used(e, good, 8192, 8192, 0x22), 2);
+	/* Nothing of it pins at all. */
+	assert_int_equal(mprotect(bad, 2 * CHUNK, PROT_NONE), 0);
+	vh_bdev_mem_register_owned(&g_owner_b, bad, 2 * CHUNK, VH_BDEV_MEM_HUGE);
+	assert_int_equal(mprotect(bad, 2 * CHUNK, PROT_READ | PROT_WRITE), 0);
+	assert_int_equal(fixed_used(e, bad + CHUNK, 131072, 8192, 0x26), 0);
+	assert_int_equal(fixed_used(e, good, 8192, 8192, 0x23), 2);
+	vh_bdev_mem_register_owned(&g_owner_b, later, CHUNK, VH_BDEV_MEM_HUGE);
+	assert_int_equal(fixed_used(e, later, 16384, 4096, 0x24), 2);
+
+	/* Gone and back, pinnable this time: fixed. */
+	vh_bdev_mem_unregister(half, 4 * CHUNK);
+	vh_bdev_mem_register_owned(&g_owner_b, half, 4 * CHUNK, VH_BDEV_MEM_HUGE);
+	assert_int_equal(fixed_used(e, half + 3 * CHUNK, 196608, 8192, 0x25), 2);
+
+	vh_bdev_mem_unregister(good, 2 * CHUNK);
+	vh_bdev_mem_unregister(half, 4 * CHUNK);
+	vh_bdev_mem_unregister(bad, 2 * CHUNK);
+	vh_bdev_mem_unregister(later, CHUNK);
+	vh_uring_chunk_shift = VH_URING_CHUNK_SHIFT;
+	check_file(e->path, e->shadow, e->size);
+	munmap(good, 2 * CHUNK);
+	munmap(half, 4 * CHUNK);
+	munmap(bad, 2 * CHUNK);
+	munmap(later, CHUNK);
 }
 #endif
 
@@ -1059,6 +1210,8 @@ main(void)
 	        cmocka_unit_test(test_loop_device),
 #ifndef VH_TEST_ENGINE_AIO
 	        cmocka_unit_test_setup_teardown(test_fixed_buffers, env_setup, env_teardown),
+	        cmocka_unit_test_setup_teardown(test_fixed_owner_share, env_setup, env_teardown),
+	        cmocka_unit_test_setup_teardown(test_fixed_region_failure, env_setup, env_teardown),
 #endif
 	        /* The same on tmpfs, inline copies on and then off. */
 	        cmocka_unit_test_setup_teardown(test_rw_verify, env_setup_shm, env_teardown),
