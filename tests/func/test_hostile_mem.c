@@ -358,35 +358,6 @@ pool_init(struct pool *p, unsigned kib)
 	p->nr = -1;
 }
 
-/*
- * A pool with no page to give: one that is empty already (usually the 1 GiB pool), or else the
- * 2 MiB pool shrunk to the pages in use (the kernel keeps used and reserved ones), restored by
- * pool_restore(). Returns 1 if found, 0 if not possible (skip).
- */
-static int
-pool_find_empty(struct pool *p)
-{
-	static const unsigned kib[] = {1048576, 2048};
-
-	for (size_t i = 0; i < sizeof(kib) / sizeof(kib[0]); i++) {
-		pool_init(p, kib[i]);
-		if (pool_available(p) == 0 && pool_read(p, "nr_overcommit_hugepages") == 0) {
-			return 1;
-		}
-	}
-	pool_init(p, 2048);
-	if (pool_read(p, "nr_overcommit_hugepages") != 0 || pool_read(p, "nr_hugepages") < 0) {
-		return 0;
-	}
-	p->nr = pool_read(p, "nr_hugepages");
-	if (pool_write_nr(p, p->nr - pool_available(p)) < 0 || pool_available(p) != 0) {
-		fprintf(stderr, "cannot empty the 2 MiB huge page pool\n");
-		return 0;
-	}
-	fprintf(stderr, "2 MiB huge page pool shrunk from %ld pages for the test\n", p->nr);
-	return 1;
-}
-
 static void
 pool_restore(struct pool *p)
 {
@@ -397,6 +368,39 @@ pool_restore(struct pool *p)
 		}
 		p->nr = -1;
 	}
+}
+
+/*
+ * A pool with no page to give: one that is empty already (usually the 1 GiB pool), or else the
+ * 2 MiB pool shrunk to the pages in use (the kernel keeps used and reserved ones), restored by
+ * pool_restore(). Returns 1 if found, 0 if not possible (skip).
+ */
+static int
+pool_find_empty(struct pool *p)
+{
+	static const unsigned kib[] = {1048576, 2048};
+	long nr, avail;
+
+	for (size_t i = 0; i < sizeof(kib) / sizeof(kib[0]); i++) {
+		pool_init(p, kib[i]);
+		if (pool_available(p) == 0 && pool_read(p, "nr_overcommit_hugepages") == 0) {
+			return 1;
+		}
+	}
+	pool_init(p, 2048);
+	nr = pool_read(p, "nr_hugepages");
+	avail = pool_available(p);
+	if (pool_read(p, "nr_overcommit_hugepages") != 0 || nr < 0 || avail < 0 || avail > nr) {
+		return 0;
+	}
+	p->nr = nr;
+	if (pool_write_nr(p, nr - avail) < 0 || pool_available(p) != 0) {
+		fprintf(stderr, "cannot empty the 2 MiB huge page pool\n");
+		pool_restore(p);
+		return 0;
+	}
+	fprintf(stderr, "2 MiB huge page pool shrunk from %ld pages for the test\n", p->nr);
+	return 1;
 }
 
 static int
