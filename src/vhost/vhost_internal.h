@@ -47,7 +47,7 @@ struct vh_mem_region {
 	uint64_t mmap_offset;
 	void *map_base; /* what we mmap'ed */
 	uint64_t map_size;
-	uint8_t *hva;    /* map_base + mmap_offset: host address of gpa */
+	uint8_t *hva;    /* host address of gpa: map_base + mmap_offset % page size */
 	int sigbus_area; /* handle of map_base in the SIGBUS registry (core/sigbus.h), or -1 */
 };
 
