@@ -29,6 +29,7 @@
 #include "core/evloop.h"
 #include "core/log.h"
 #include "core/reactor.h"
+#include "core/sigbus.h"
 #include "rpc/rpc.h"
 #include "vhost/vhost.h"
 
@@ -41,6 +42,7 @@ struct opts {
 	const char *config;
 	gid_t group;
 	uint64_t idle_us;
+	uint64_t max_guest_mem;
 };
 
 static void
@@ -59,6 +61,8 @@ usage(FILE *f)
 	        "  -g, --socket-group GROUP group that may use the sockets (they become 0660)\n"
 	        "      --idle-us N          sleep after N us without work (default 100; 0 = poll "
 	        "only)\n"
+	        "      --max-guest-mem SIZE guest memory one front-end may map, bytes or with a\n"
+	        "                           K/M/G/T suffix (powers of 1024); default 1T\n"
 	        "      --supervise          run as a supervisor that restarts the daemon if it "
 	        "dies,\n"
 	        "                           keeping its sockets bound and RAM disks alive "
@@ -86,6 +90,37 @@ parse_group(const char *s, gid_t *gid)
 	return 0;
 }
 
+/* "4096", "512M", "1T" (binary multiples): > 0 and no overflow. Returns 0 or -EINVAL. */
+static int
+parse_size(const char *s, uint64_t *out)
+{
+	static const char units[] = "KMGT";
+	const char *u;
+	uint64_t v;
+	char *end;
+
+	if (*s < '0' || *s > '9') {
+		return -EINVAL; /* strtoull would take blanks and a sign */
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno) {
+		return -EINVAL;
+	}
+	if (*end != '\0') {
+		u = strchr(units, *end & ~0x20);
+		if (u == NULL || *u == '\0' || end[1] != '\0' ||
+		    VH_MUL_OVERFLOW(v, 1ull << (10 * (u - units + 1)), &v)) {
+			return -EINVAL;
+		}
+	}
+	if (v == 0) {
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
 static int
 parse_args(int argc, char **argv, struct opts *o)
 {
@@ -97,6 +132,7 @@ parse_args(int argc, char **argv, struct opts *o)
 	        {"log-level", required_argument, NULL, 'L'},
 	        {"socket-group", required_argument, NULL, 'g'},
 	        {"idle-us", required_argument, NULL, 'I'},
+	        {"max-guest-mem", required_argument, NULL, 'G'},
 	        {"supervise", no_argument, NULL, 'U'},
 	        {"help", no_argument, NULL, 'h'},
 	        {"version", no_argument, NULL, 'v'},
@@ -141,6 +177,12 @@ parse_args(int argc, char **argv, struct opts *o)
 			o->idle_us = strtoull(optarg, &end, 10);
 			if (errno || *optarg == '\0' || *end != '\0' || o->idle_us > 10000000) {
 				fprintf(stderr, "vhostd: bad --idle-us '%s'\n", optarg);
+				return -1;
+			}
+			break;
+		case 'G':
+			if (parse_size(optarg, &o->max_guest_mem) < 0) {
+				fprintf(stderr, "vhostd: bad --max-guest-mem '%s'\n", optarg);
 				return -1;
 			}
 			break;
@@ -268,10 +310,28 @@ on_signal(void *arg, uint32_t events)
 	vh_vhost_shutdown(shutdown_done, vh_evloop_main());
 }
 
+/* A SIGBUS hit guest memory (core/sigbus.h): close the sessions it belongs to. */
+static void
+on_guest_sigbus(void *arg, uint32_t events)
+{
+	uint64_t n = vh_sigbus_ack();
+
+	(void)arg;
+	(void)events;
+	if (n > 0) {
+		VH_WARN("app",
+		        "SIGBUS on guest memory (%" PRIu64 " mapping(s) replaced): closing "
+		        "the sessions concerned",
+		        n);
+		vh_vhost_close_faulted();
+	}
+}
+
 static int
 setup_signals(struct vh_evloop *loop, int *sfd)
 {
 	sigset_t set;
+	int rc;
 
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&set);
@@ -283,6 +343,15 @@ setup_signals(struct vh_evloop *loop, int *sfd)
 	}
 	*sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (*sfd < 0 || vh_evloop_add(loop, *sfd, EPOLLIN, on_signal, sfd) == NULL) {
+		return -errno;
+	}
+	/* Process-wide, so it covers the reactors started later. */
+	rc = vh_sigbus_init();
+	if (rc < 0) {
+		errno = -rc;
+		return rc;
+	}
+	if (vh_evloop_add(loop, vh_sigbus_eventfd(), EPOLLIN, on_guest_sigbus, NULL) == NULL) {
 		return -errno;
 	}
 	return 0;
@@ -297,6 +366,7 @@ main(int argc, char **argv)
 	        .rpc_socket = DEFAULT_RPC_SOCKET,
 	        .group = (gid_t)-1,
 	        .idle_us = 100,
+	        .max_guest_mem = VH_VHOST_DEFAULT_MAX_GUEST_MEM,
 	};
 	static struct watchdog wd;
 	struct vh_reactor_opts ro;
@@ -321,6 +391,7 @@ main(int argc, char **argv)
 		VH_ERR("app", "cannot set up the event loop: %s", strerror(errno));
 		return 1;
 	}
+	vh_vhost_set_max_guest_mem(o.max_guest_mem);
 	rc = vh_vhost_init(o.socket_dir, o.group);
 	if (rc < 0) {
 		VH_ERR("app", "socket directory '%s': %s", o.socket_dir, strerror(-rc));
@@ -369,6 +440,7 @@ main(int argc, char **argv)
 	vh_reactors_stop();
 	vh_bdev_fini();
 	vh_evloop_destroy(loop);
+	vh_sigbus_fini();
 	close(sfd);
 	VH_NOTICE("app", "exited cleanly");
 	return rc < 0 ? 1 : 0;

@@ -5,10 +5,25 @@
  * Threat model: the front-end chooses every region field and the fd; the guest chooses every
  * address it puts in a descriptor. Nothing is trusted: sizes and addresses are checked with
  * overflow-safe arithmetic, an fd smaller than the region is refused (touching past its end
- * would SIGBUS the whole daemon), and a translation succeeds only if every byte of the range is
- * mapped. A range may cross from one region into an address-adjacent one: it is split.
+ * would SIGBUS), and a translation succeeds only if every byte of the range is mapped. A range
+ * may cross from one region into an address-adjacent one: it is split.
+ *
+ * The front-end also keeps control of the memory after we mapped it:
+ * - It can shrink the file (QEMU's memory-backend-file on /dev/shm or hugetlbfs cannot be
+ *   sealed, so seals cannot be required). Every mapping is registered with core/sigbus.h: a
+ *   SIGBUS in it costs the session, not the daemon (vh_mem_faulted, vh_vhost_close_faulted).
+ * - Huge pages are taken on first touch: hugetlbfs mappings are made without MAP_NORESERVE,
+ *   so the kernel reserves the pages at mmap time and a pool without free pages fails
+ *   SET_MEM_TABLE/ADD_MEM_REG with -ENOMEM instead of faulting later.
+ * - Only the region is mapped (its offset aligned down to the fd's page size), never the file
+ *   from offset 0, and one session maps at most --max-guest-mem bytes: a 4 KiB region at a
+ *   100 TiB offset costs 4 KiB of address space, not 100 TiB.
+ * - A page fault on a file waits for its filesystem. On FUSE, NFS and the like, the peer (or a
+ *   server) decides when it returns, and a reactor would hang with it. Only memory and local
+ *   disk filesystems are accepted (fs_allowed, docs/security.md section 2.3).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <linux/magic.h>
@@ -17,40 +32,148 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/sigbus.h"
 #include "vhost/vhost_internal.h"
 
-int
-vh_mem_region_map(struct vh_mem_region *r, const struct vhost_user_memory_region *wire, int fd)
+static uint64_t g_max_guest_mem = VH_VHOST_DEFAULT_MAX_GUEST_MEM;
+
+void
+vh_vhost_set_max_guest_mem(uint64_t bytes)
 {
-	uint64_t end, map_size;
+	g_max_guest_mem = bytes;
+}
+
+uint64_t
+vh_vhost_max_guest_mem(void)
+{
+	return g_max_guest_mem;
+}
+
+/* Filesystems whose page faults cannot wait on another process (docs/security.md 2.3). */
+static bool
+fs_allowed(uint64_t type)
+{
+	switch (type) {
+	case TMPFS_MAGIC:     /* memfd, /dev/shm, tmpfs mounts */
+	case HUGETLBFS_MAGIC: /* MFD_HUGETLB memfds, hugetlbfs mounts */
+	case RAMFS_MAGIC:
+	case EXT4_SUPER_MAGIC: /* ext2, ext3, ext4 */
+	case XFS_SUPER_MAGIC:
+	case BTRFS_SUPER_MAGIC:
+	case F2FS_SUPER_MAGIC:
+	case OVERLAYFS_SUPER_MAGIC: /* a writable file lives in the upper layer: never remote */
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Checks on the fd: a regular file on an accepted filesystem, large enough. Sets *page. */
+static int
+check_fd(int fd, uint64_t end, uint64_t *page, unsigned *bdev_flags)
+{
 	struct statfs sfs;
 	struct stat st;
-	void *p;
 
-	memset(r, 0, sizeof(*r));
-	if (wire->memory_size == 0 ||
-	    VH_ADD_OVERFLOW(wire->guest_phys_addr, wire->memory_size - 1, &end) ||
-	    VH_ADD_OVERFLOW(wire->userspace_addr, wire->memory_size - 1, &end) ||
-	    VH_ADD_OVERFLOW(wire->mmap_offset, wire->memory_size, &map_size)) {
-		return -EINVAL;
-	}
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		return -EBADF;
-	}
-	/* Regular files, memfds and hugetlbfs have a size; refuse to map past it. */
-	if (S_ISREG(st.st_mode) && (uint64_t)st.st_size < map_size) {
-		return -EINVAL;
 	}
 	if (!S_ISREG(st.st_mode)) {
 		return -EINVAL;
 	}
-	/*
-	 * Map from offset 0: mmap_offset need not be aligned to the (huge) page size of the fd,
-	 * so we map the prefix too and step over it.
-	 */
-	p = mmap(NULL, map_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
-	if (p == MAP_FAILED) {
+	if (fstatfs(fd, &sfs) < 0) {
 		return -errno;
+	}
+	if (!fs_allowed((uint64_t)sfs.f_type)) {
+		VH_LOG_RL(VH_LOG_ERROR, "vhost",
+		          "guest memory on filesystem type 0x%" PRIx64
+		          " refused: page faults on it "
+		          "could wait on another process (accepted: memfd/tmpfs, hugetlbfs, ramfs, "
+		          "ext2/3/4, xfs, btrfs, f2fs, overlayfs)",
+		          (uint64_t)sfs.f_type);
+		return -EOPNOTSUPP;
+	}
+	/* Regular files, memfds and hugetlbfs have a size; refuse to map past it. */
+	if ((uint64_t)st.st_size < end) {
+		return -EINVAL;
+	}
+	*bdev_flags = 0;
+	*page = (uint64_t)sysconf(_SC_PAGESIZE);
+	if (sfs.f_type == HUGETLBFS_MAGIC) {
+		/* hugetlbfs reports its page size as the block size (statfs and st_blksize). */
+		*page = (uint64_t)st.st_blksize;
+		*bdev_flags = VH_BDEV_MEM_HUGE;
+	}
+	if (!VH_IS_POW2(*page) || *page < 4096) {
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int
+vh_mem_region_map(struct vh_mem_region *r, const struct vhost_user_memory_region *wire, int fd)
+{
+	uint64_t end, page, map_off, map_size;
+	unsigned bdev_flags;
+	int area, rc;
+	void *p;
+
+	memset(r, 0, sizeof(*r));
+	r->sigbus_area = -1;
+	if (wire->memory_size == 0 ||
+	    VH_ADD_OVERFLOW(wire->guest_phys_addr, wire->memory_size - 1, &end) ||
+	    VH_ADD_OVERFLOW(wire->userspace_addr, wire->memory_size - 1, &end) ||
+	    VH_ADD_OVERFLOW(wire->mmap_offset, wire->memory_size, &end)) {
+		return -EINVAL;
+	}
+	rc = check_fd(fd, end, &page, &bdev_flags);
+	if (rc < 0) {
+		return rc;
+	}
+	/*
+	 * Map the region only: from its offset aligned down to the page size (mmap needs that;
+	 * mmap_offset itself need not be aligned) to its end rounded up (so munmap of a huge-page
+	 * mapping takes whole pages).
+	 */
+	map_off = wire->mmap_offset & ~(page - 1);
+	if (VH_ADD_OVERFLOW(end - map_off, page - 1, &map_size)) {
+		return -EINVAL;
+	}
+	map_size &= ~(page - 1);
+	if (map_size > g_max_guest_mem) {
+		VH_LOG_RL(VH_LOG_ERROR, "vhost",
+		          "guest memory region of %" PRIu64
+		          " bytes refused: over the limit of %" PRIu64
+		          " per session (--max-guest-mem)",
+		          map_size, g_max_guest_mem);
+		return -E2BIG;
+	}
+	/*
+	 * MAP_NORESERVE on hugetlbfs would let the mapping succeed with no free huge page and
+	 * SIGBUS on first touch; without it the kernel reserves the pages now (pages the file
+	 * already has need no reservation) or fails with ENOMEM.
+	 */
+	p = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
+	         MAP_SHARED | (bdev_flags & VH_BDEV_MEM_HUGE ? 0 : MAP_NORESERVE), fd,
+	         (off_t)map_off);
+	if (p == MAP_FAILED) {
+		rc = -errno;
+		if (rc == -ENOMEM && (bdev_flags & VH_BDEV_MEM_HUGE)) {
+			VH_LOG_RL(VH_LOG_ERROR, "vhost",
+			          "guest memory region of %" PRIu64
+			          " bytes refused: not enough free "
+			          "huge pages of %" PRIu64 " KiB",
+			          map_size, page >> 10);
+		}
+		return rc;
+	}
+	area = vh_sigbus_register(p, map_size, page);
+	if (area < 0) {
+		VH_LOG_RL(VH_LOG_ERROR, "vhost",
+		          "guest memory region refused: %u guest mappings exist already",
+		          VH_SIGBUS_MAX_AREAS);
+		munmap(p, map_size);
+		return area;
 	}
 	r->gpa = wire->guest_phys_addr;
 	r->size = wire->memory_size;
@@ -58,10 +181,9 @@ vh_mem_region_map(struct vh_mem_region *r, const struct vhost_user_memory_region
 	r->mmap_offset = wire->mmap_offset;
 	r->map_base = p;
 	r->map_size = map_size;
-	r->hva = (uint8_t *)p + wire->mmap_offset;
-	vh_bdev_mem_register(
-	        r->hva, r->size,
-	        fstatfs(fd, &sfs) == 0 && sfs.f_type == HUGETLBFS_MAGIC ? VH_BDEV_MEM_HUGE : 0);
+	r->hva = (uint8_t *)p + (wire->mmap_offset - map_off);
+	r->sigbus_area = area;
+	vh_bdev_mem_register(r->hva, r->size, bdev_flags);
 	return 0;
 }
 
@@ -70,9 +192,50 @@ vh_mem_region_unmap(struct vh_mem_region *r)
 {
 	if (r->map_base != NULL) {
 		vh_bdev_mem_unregister(r->hva, r->size);
+		/* Before munmap: the handler must not map over whatever takes the range next. */
+		vh_sigbus_unregister(r->sigbus_area);
+		r->sigbus_area = -1;
 		munmap(r->map_base, r->map_size);
 		r->map_base = NULL;
 	}
+}
+
+bool
+vh_mem_faulted(const struct vh_mem *m)
+{
+	for (uint32_t i = 0; m != NULL && i < m->nregions; i++) {
+		if (m->regions[i].map_base != NULL &&
+		    vh_sigbus_faulted(m->regions[i].sigbus_area)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+int
+vh_mem_check_add(const struct vh_mem *m, const struct vh_mem_region *r)
+{
+	uint64_t total = r->map_size;
+
+	if (m == NULL) {
+		return 0;
+	}
+	if (vh_mem_check_overlap(m, r) < 0) {
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < m->nregions && total <= g_max_guest_mem; i++) {
+		if (VH_ADD_OVERFLOW(total, m->regions[i].map_size, &total)) {
+			total = UINT64_MAX;
+		}
+	}
+	if (total > g_max_guest_mem) {
+		VH_LOG_RL(VH_LOG_ERROR, "vhost",
+		          "guest memory region refused: the session would map %" PRIu64
+		          " bytes, over the limit of %" PRIu64 " (--max-guest-mem)",
+		          total, g_max_guest_mem);
+		return -E2BIG;
+	}
+	return 0;
 }
 
 void

@@ -306,9 +306,8 @@ h_set_mem_table(struct vh_session *s, struct vhost_user_msg *m)
 		struct vh_mem_region r;
 
 		rc = vh_mem_region_map(&r, &wire->regions[i], s->fds[i]);
-		if (rc == 0 && vh_mem_check_overlap(n, &r) < 0) {
+		if (rc == 0 && (rc = vh_mem_check_add(n, &r)) < 0) {
 			vh_mem_region_unmap(&r);
-			rc = -EINVAL;
 		}
 		if (rc < 0) {
 			VH_LOG_RL(VH_LOG_ERROR, s->prefix, "SET_MEM_TABLE region %u refused: %s", i,
@@ -339,10 +338,12 @@ h_add_mem_reg(struct vh_session *s, struct vhost_user_msg *m)
 		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "ADD_MEM_REG refused: %s", strerror(-rc));
 		return rc;
 	}
-	if (s->mem != NULL && vh_mem_check_overlap(s->mem, &r) < 0) {
-		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "ADD_MEM_REG overlaps an existing region");
+	rc = vh_mem_check_add(s->mem, &r);
+	if (rc < 0) {
+		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "ADD_MEM_REG refused: %s",
+		          rc == -EINVAL ? "overlaps an existing region" : strerror(-rc));
 		vh_mem_region_unmap(&r);
-		return -EINVAL;
+		return rc;
 	}
 	n = mem_clone(s->mem);
 	if (n == NULL) {

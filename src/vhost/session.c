@@ -499,3 +499,17 @@ vh_vhost_shutdown(void (*done)(void *arg), void *arg)
 	g_shutdown_done = done;
 	g_shutdown_arg = arg;
 }
+
+void
+vh_vhost_close_faulted(void)
+{
+	/* Controllers being deleted are off the list, but their sessions are closing already. */
+	for (struct vh_vhost_ctrlr *c = g_ctrlrs; c; c = c->next) {
+		struct vh_session *s = c->session;
+
+		if (s != NULL && !s->closing &&
+		    (vh_mem_faulted(s->mem) || vh_mem_faulted(s->pending_mem))) {
+			vh_session_close(s, "guest memory became inaccessible (SIGBUS)");
+		}
+	}
+}

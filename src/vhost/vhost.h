@@ -23,6 +23,8 @@
 
 #define VH_VHOST_MAX_QUEUES     64
 #define VH_VHOST_DEFAULT_QUEUES 32
+/* Guest memory one session may map (sum of its regions' mappings): 1 TiB. */
+#define VH_VHOST_DEFAULT_MAX_GUEST_MEM (1ull << 40)
 
 struct vh_vhost_ctrlr;
 
@@ -77,5 +79,18 @@ int vh_vhost_bdev_resized(struct vh_bdev *b);
  * them, then call done(arg) on the control thread.
  */
 void vh_vhost_shutdown(void (*done)(void *arg), void *arg);
+
+/*
+ * Limit on the guest memory one session maps (--max-guest-mem); a region or table over it is
+ * refused. Applies to regions mapped afterwards. Default VH_VHOST_DEFAULT_MAX_GUEST_MEM.
+ */
+void vh_vhost_set_max_guest_mem(uint64_t bytes);
+uint64_t vh_vhost_max_guest_mem(void);
+
+/*
+ * After core/sigbus.h reported a fault: close every session whose guest memory faulted
+ * (the mappings already hold harmless zero pages). Cheap when none did.
+ */
+void vh_vhost_close_faulted(void);
 
 #endif

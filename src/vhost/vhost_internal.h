@@ -47,7 +47,8 @@ struct vh_mem_region {
 	uint64_t mmap_offset;
 	void *map_base; /* what we mmap'ed */
 	uint64_t map_size;
-	uint8_t *hva; /* map_base + mmap_offset: host address of gpa */
+	uint8_t *hva;    /* host address of gpa: map_base + mmap_offset % page size */
+	int sigbus_area; /* handle of map_base in the SIGBUS registry (core/sigbus.h), or -1 */
 };
 
 struct vh_mem {
@@ -56,13 +57,24 @@ struct vh_mem {
 };
 
 /*
- * Map one region from @fd. Validates size, overflow of gpa/qva + size and that the fd is large
- * enough. Does not close @fd. Returns 0 or -errno.
+ * Map one region from @fd. Validates size, overflow of gpa/qva + size, that the fd is a
+ * regular file on an accepted filesystem and large enough, and maps only the region (at most
+ * the per-session limit), registered for SIGBUS recovery. Does not close @fd. Returns 0,
+ * -EINVAL, -EBADF, -EOPNOTSUPP (filesystem refused), -E2BIG (over the limit), -ENOMEM (e.g. no
+ * free huge pages), -ENOSPC (SIGBUS registry full) or another -errno from mmap. Control thread.
  */
 int vh_mem_region_map(struct vh_mem_region *r, const struct vhost_user_memory_region *wire, int fd);
 void vh_mem_region_unmap(struct vh_mem_region *r);
 /* -EINVAL if @r overlaps a region of @m in guest-physical or front-end virtual space. */
 int vh_mem_check_overlap(const struct vh_mem *m, const struct vh_mem_region *r);
+/*
+ * May mapped region @r join table @m (NULL: empty)? -EINVAL if it overlaps (as above), -E2BIG
+ * if the table's mappings would exceed the per-session limit (vh_vhost_set_max_guest_mem).
+ * Control thread.
+ */
+int vh_mem_check_add(const struct vh_mem *m, const struct vh_mem_region *r);
+/* True if a SIGBUS hit a mapping of @m (may be NULL): the session must close. Any thread. */
+bool vh_mem_faulted(const struct vh_mem *m);
 void vh_mem_unmap_all(struct vh_mem *m);
 
 /*

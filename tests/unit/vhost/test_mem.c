@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * src/vhost/mem.c: region mapping checks, overlap detection and address translation, over
- * memfd "guest RAM".
+ * memfd "guest RAM"; mapping only the region, the per-session limit, refused filesystems,
+ * huge pages reserved at map time, and a truncated region seen as faulted (core/sigbus.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -9,13 +10,18 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "core/sigbus.h"
 #include "guest.h"
 
 #define A_GPA 0x10000ull
@@ -71,19 +77,26 @@ test_map_offset(void **state)
 	int fd = guest_memfd(0x3000);
 
 	(void)state;
-	/* Page-aligned offset: the region starts 4 KiB into the fd. */
+	/* Page-aligned offset: the region starts 4 KiB into the fd; only it is mapped. */
 	assert_int_equal(pwrite(fd, "ABCD", 4, 0x1000), 4);
 	assert_int_equal(map_wire(&r, 0, 0x2000, 0x9000, 0x1000, fd), 0);
-	assert_int_equal(r.map_size, 0x3000);
-	assert_ptr_equal(r.hva, (uint8_t *)r.map_base + 0x1000);
+	assert_int_equal(r.map_size, 0x2000);
+	assert_ptr_equal(r.hva, r.map_base);
 	assert_memory_equal(r.hva, "ABCD", 4);
 	vh_mem_region_unmap(&r);
 
-	/* An offset that is not page aligned works too (the prefix is mapped and skipped). */
-	assert_int_equal(pwrite(fd, "xyz", 3, 0x10), 3);
-	assert_int_equal(map_wire(&r, 0, 0x2000, 0x9000, 0x10, fd), 0);
+	/* An offset that is not page aligned works too (mapped from the page it starts in). */
+	assert_int_equal(pwrite(fd, "xyz", 3, 0x1010), 3);
+	assert_int_equal(map_wire(&r, 0, 0x1ff0, 0x9000, 0x1010, fd), 0);
 	assert_memory_equal(r.hva, "xyz", 3);
-	assert_int_equal(r.mmap_offset, 0x10);
+	assert_int_equal(r.mmap_offset, 0x1010);
+	assert_ptr_equal(r.hva, (uint8_t *)r.map_base + 0x10);
+	assert_int_equal(r.map_size, 0x2000);
+	vh_mem_region_unmap(&r);
+	/* Unaligned at both ends: whole pages around it. */
+	assert_int_equal(map_wire(&r, 0, 0x1000, 0x9000, 0x10, fd), 0);
+	assert_int_equal(r.map_size, 0x2000);
+	assert_ptr_equal(r.hva, (uint8_t *)r.map_base + 0x10);
 	vh_mem_region_unmap(&r);
 
 	/* offset + size past the end of the fd: refused (touching it would SIGBUS). */
@@ -132,6 +145,208 @@ test_map_refused(void **state)
 	assert_null(r.map_base);
 	close(p[1]);
 	close(efd);
+	close(fd);
+}
+
+/* VmSize of this process, in KiB. */
+static long
+vm_size_kib(void)
+{
+	char line[256];
+	long kib = -1;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "VmSize: %ld kB", &kib) == 1) {
+			break;
+		}
+	}
+	fclose(f);
+	return kib;
+}
+
+/* A 4 KiB region 100 TiB into a sparse memfd costs 4 KiB of address space, not 100 TiB. */
+static void
+test_map_region_only(void **state)
+{
+	const uint64_t off = 100ull << 40;
+	struct vh_mem_region r;
+	int fd = guest_memfd(off + 0x2000);
+	long vm0;
+
+	(void)state;
+	assert_int_equal(pwrite(fd, "far", 3, (off_t)(off + 0x1ff0)), 3);
+	vm0 = vm_size_kib();
+	assert_int_equal(map_wire(&r, 0, 0x1000, 0x9000, off + 0x1000, fd), 0);
+	assert_int_equal(r.map_size, 0x1000);
+	assert_true(vm_size_kib() - vm0 < 1024);
+	assert_memory_equal(r.hva + 0xff0, "far", 3);
+	vh_mem_region_unmap(&r);
+	/* Unaligned: the page before is mapped too, nothing more. */
+	assert_int_equal(map_wire(&r, 0, 0x20, 0x9000, off + 0x1fe0, fd), 0);
+	assert_int_equal(r.map_size, 0x1000);
+	assert_memory_equal(r.hva + 0x10, "far", 3);
+	vh_mem_region_unmap(&r);
+	close(fd);
+}
+
+/* --max-guest-mem: per region at map time, per table when a region joins it. */
+static void
+test_map_limit(void **state)
+{
+	struct vh_mem m = {0};
+	struct vh_mem_region r;
+	int fd = guest_memfd(4 << 20);
+
+	(void)state;
+	assert_int_equal(vh_vhost_max_guest_mem(), 1ull << 40);
+	vh_vhost_set_max_guest_mem(1 << 20);
+	assert_int_equal(map_wire(&r, 0, (1 << 20) + 1, 0x100000, 0, fd), -E2BIG);
+	assert_null(r.map_base);
+	/* An unaligned offset rounds the mapping up to whole pages: that counts. */
+	assert_int_equal(map_wire(&r, 0, 1 << 20, 0x100000, 0x10, fd), -E2BIG);
+	assert_int_equal(map_wire(&m.regions[0], 0, 1 << 19, 0x100000, 0, fd), 0);
+	m.nregions = 1;
+	assert_int_equal(vh_mem_check_add(NULL, &m.regions[0]), 0);
+	/* 512 KiB + 768 KiB > 1 MiB; 512 KiB + 512 KiB fits. */
+	assert_int_equal(map_wire(&r, 1 << 20, 3 << 18, 0x900000, 0, fd), 0);
+	assert_int_equal(vh_mem_check_add(&m, &r), -E2BIG);
+	vh_mem_region_unmap(&r);
+	assert_int_equal(map_wire(&r, 1 << 20, 1 << 19, 0x900000, 1 << 20, fd), 0);
+	assert_int_equal(vh_mem_check_add(&m, &r), 0);
+	vh_mem_region_unmap(&r);
+	/* Overlap is still -EINVAL. */
+	assert_int_equal(map_wire(&r, 0x1000, 0x1000, 0x900000, 0, fd), 0);
+	assert_int_equal(vh_mem_check_add(&m, &r), -EINVAL);
+	vh_mem_region_unmap(&r);
+	vh_mem_unmap_all(&m);
+	vh_vhost_set_max_guest_mem(VH_VHOST_DEFAULT_MAX_GUEST_MEM);
+	close(fd);
+}
+
+/* Files whose page faults could wait on another process are refused. */
+static void
+test_map_filesystems(void **state)
+{
+	char path[] = "/tmp/vh-test-mem-XXXXXX";
+	struct vh_mem_region r;
+	struct statfs sfs;
+	int fd;
+
+	(void)state;
+	/* procfs: a regular file, but no disk and no page cache we could trust. */
+	fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(map_wire(&r, 0, 0x10, 0x1000, 0, fd), -EOPNOTSUPP);
+	assert_null(r.map_base);
+	close(fd);
+	/* A file on a local disk filesystem (if /tmp is one) is fine. */
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(ftruncate(fd, 0x2000), 0);
+	assert_int_equal(fstatfs(fd, &sfs), 0);
+	if (sfs.f_type == EXT4_SUPER_MAGIC || sfs.f_type == XFS_SUPER_MAGIC ||
+	    sfs.f_type == BTRFS_SUPER_MAGIC || sfs.f_type == TMPFS_MAGIC) {
+		assert_int_equal(map_wire(&r, 0, 0x2000, 0x1000, 0, fd), 0);
+		vh_mem_region_unmap(&r);
+	}
+	close(fd);
+}
+
+static long
+read_long(const char *dir, const char *file)
+{
+	char path[256];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	f = fopen(path, "re");
+	if (f != NULL) {
+		if (fscanf(f, "%ld", &v) != 1) {
+			v = -1;
+		}
+		fclose(f);
+	}
+	return v;
+}
+
+/*
+ * The size of a huge page pool with no page to give (none free but reserved, no surplus
+ * allowed), e.g. the 1 GiB pool on most machines; 0 if every pool has pages.
+ */
+static uint64_t
+empty_huge_pool(void)
+{
+	static const unsigned kib[] = {2048, 1048576};
+
+	for (size_t i = 0; i < sizeof(kib) / sizeof(kib[0]); i++) {
+		char dir[96];
+
+		snprintf(dir, sizeof(dir), "/sys/kernel/mm/hugepages/hugepages-%ukB", kib[i]);
+		if (read_long(dir, "free_hugepages") >= 0 &&
+		    read_long(dir, "free_hugepages") == read_long(dir, "resv_hugepages") &&
+		    read_long(dir, "nr_overcommit_hugepages") == 0) {
+			return (uint64_t)kib[i] << 10;
+		}
+	}
+	return 0;
+}
+
+/*
+ * A huge-page memfd while its pool has no free page: refused at map time (it used to be
+ * mapped MAP_NORESERVE and SIGBUS on first touch). A unit test does not change the system's
+ * pools: it uses one that is empty already, or skips (tests/func/test_hostile_mem empties one).
+ */
+static void
+test_map_hugetlb_no_pages(void **state)
+{
+	uint64_t huge = empty_huge_pool();
+	struct vh_mem_region r;
+	int fd = -1;
+
+	(void)state;
+	if (huge != 0) {
+		fd = memfd_create("guest-huge", MFD_CLOEXEC | MFD_HUGETLB |
+		                                        (__builtin_ctzll(huge) << MAP_HUGE_SHIFT));
+	}
+	if (fd < 0 || ftruncate(fd, (off_t)huge) < 0) {
+		if (fd >= 0) {
+			close(fd);
+		}
+		skip();
+	}
+	assert_int_equal(map_wire(&r, 0, huge, 0x40000000, 0, fd), -ENOMEM);
+	assert_null(r.map_base);
+	close(fd);
+}
+
+/* A region whose file shrank: the access is survived and the table reports the fault. */
+static void
+test_faulted(void **state)
+{
+	struct vh_mem m = {0};
+	int fd = guest_memfd(0x4000);
+	uint8_t *p;
+
+	(void)state;
+	assert_int_equal(vh_sigbus_init(), 0);
+	assert_int_equal(map_wire(&m.regions[0], 0, 0x4000, 0x10000, 0, fd), 0);
+	m.nregions = 1;
+	assert_true(m.regions[0].sigbus_area >= 0);
+	assert_false(vh_mem_faulted(&m));
+	assert_false(vh_mem_faulted(NULL));
+	assert_int_equal(ftruncate(fd, 0), 0);
+	p = vh_mem_gpa_to_hva(&m, 0x3000, 1);
+	assert_non_null(p);
+	assert_int_equal(*(volatile uint8_t *)p, 0);
+	assert_true(vh_mem_faulted(&m));
+	assert_int_equal(vh_sigbus_ack(), 1);
+	vh_mem_unmap_all(&m);
+	assert_int_equal(m.regions[0].sigbus_area, -1);
+	vh_sigbus_fini();
 	close(fd);
 }
 
@@ -357,6 +572,11 @@ main(void)
 	        cmocka_unit_test(test_map_ok),
 	        cmocka_unit_test(test_map_offset),
 	        cmocka_unit_test(test_map_refused),
+	        cmocka_unit_test(test_map_region_only),
+	        cmocka_unit_test(test_map_limit),
+	        cmocka_unit_test(test_map_filesystems),
+	        cmocka_unit_test(test_map_hugetlb_no_pages),
+	        cmocka_unit_test(test_faulted),
 	        cmocka_unit_test(test_overlap),
 	        cmocka_unit_test_setup_teardown(test_gpa_to_iov, mem_setup, mem_teardown),
 	        cmocka_unit_test_setup_teardown(test_gpa_to_iov_errors, mem_setup, mem_teardown),
