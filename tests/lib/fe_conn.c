@@ -2,7 +2,8 @@
 /*
  * Control side of the test front-end: the message sequences QEMU 7.2 sends for a
  * vhost-user-blk-pci device (reference/vhost-user-qemu72.md §1.9): A at connect, B at start,
- * C at stop, E on a back-end restart.
+ * C at stop, E on a back-end restart; and the entry points that hand the other personalities
+ * to fe_persona.c.
  */
 #include <endian.h>
 #include <errno.h>
@@ -16,11 +17,10 @@
 #include "fe_msg.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
-#define DEFAULT_QUEUE_SIZE 128
 #define DEFAULT_MAX_CHAIN  64
 
-static bool
-proto(const struct vh_fe *fe, unsigned int bit)
+bool
+fe_proto(const struct vh_fe *fe, unsigned int bit)
 {
 	return fe_has(fe->info.protocol, bit);
 }
@@ -29,15 +29,15 @@ proto(const struct vh_fe *fe, unsigned int bit)
  * Send a request that has no natural reply. With REPLY_ACK, `ack` (or opts.ack_all) sets
  * NEED_REPLY and the u64 answer must be 0: a non-zero ack is the back-end refusing (-EREMOTEIO).
  */
-static int
-msg(struct vh_fe *fe, uint32_t request, const void *payload, uint32_t size, const int *fds,
-    unsigned int nfds, bool ack)
+int
+fe_msg(struct vh_fe *fe, uint32_t request, const void *payload, uint32_t size, const int *fds,
+       unsigned int nfds, bool ack)
 {
 	uint32_t flags = VHOST_USER_VERSION;
 	uint64_t r = 0;
 	int rc;
 
-	if ((ack || fe->opts.ack_all) && proto(fe, VHOST_USER_PROTOCOL_F_REPLY_ACK)) {
+	if ((ack || fe->opts.ack_all) && fe_proto(fe, VHOST_USER_PROTOCOL_F_REPLY_ACK)) {
 		flags |= VHOST_USER_NEED_REPLY_MASK;
 	}
 	rc = vh_fe_call(fe, request, flags, payload, size, fds, nfds, &r, sizeof(r));
@@ -54,8 +54,8 @@ msg(struct vh_fe *fe, uint32_t request, const void *payload, uint32_t size, cons
 }
 
 /* A request whose reply is one u64 (GET_FEATURES, GET_QUEUE_NUM, ...). */
-static int
-get_u64(struct vh_fe *fe, uint32_t request, uint64_t *val)
+int
+fe_get_u64(struct vh_fe *fe, uint32_t request, uint64_t *val)
 {
 	int rc;
 
@@ -66,26 +66,95 @@ get_u64(struct vh_fe *fe, uint32_t request, uint64_t *val)
 	return rc == sizeof(uint64_t) ? 0 : -EPROTO;
 }
 
-static int
-set_u64(struct vh_fe *fe, uint32_t request, uint64_t val, bool ack)
+int
+fe_set_u64(struct vh_fe *fe, uint32_t request, uint64_t val, bool ack)
 {
-	return msg(fe, request, &val, sizeof(val), NULL, 0, ack);
+	return fe_msg(fe, request, &val, sizeof(val), NULL, 0, ack);
 }
 
-static int
-set_state(struct vh_fe *fe, uint32_t request, uint32_t index, uint32_t num)
+int
+fe_set_state(struct vh_fe *fe, uint32_t request, uint32_t index, uint32_t num)
 {
 	struct vhost_vring_state s = {index, num};
 
-	return msg(fe, request, &s, sizeof(s), NULL, 0, false);
+	return fe_msg(fe, request, &s, sizeof(s), NULL, 0, false);
 }
 
-static int
-set_vring_fd(struct vh_fe *fe, uint32_t request, unsigned int q, int fd)
+int
+fe_set_vring_fd(struct vh_fe *fe, uint32_t request, unsigned int q, int fd)
 {
 	uint64_t v = q;
 
-	return msg(fe, request, &v, sizeof(v), &fd, 1, false);
+	return fe_msg(fe, request, &v, sizeof(v), &fd, 1, false);
+}
+
+/* What each initiator uses when the caller leaves a field 0. */
+static const struct {
+	const char *name;
+	unsigned int queue_size;
+	uint64_t features;
+	uint64_t protocol;
+	uint32_t config_size;
+} personality_defaults[VH_FE_NPERSONALITIES] = {
+        [VH_FE_QEMU72] = {"qemu-7.2", 128, VH_FE_LINUX_FEATURES, VH_FE_PROTOCOL_FEATURES,
+                          VH_BLK_CFG_QEMU72_SIZE},
+        /* bdev_virtio_attach_controller's default vq_size; it always reads 256 bytes. */
+        [VH_FE_SPDK2305] = {"spdk-23.05", 512, VH_FE_SPDK_FEATURES, VH_FE_SPDK_PROTOCOL_FEATURES,
+                            VHOST_USER_MAX_CONFIG_SIZE},
+        /* VIRTIO_USER_DEF_Q_SZ; no config reads at all. */
+        [VH_FE_DPDK2211] = {"dpdk-22.11", 256, VH_FE_DPDK_FEATURES, VH_FE_DPDK_PROTOCOL_FEATURES,
+                            VHOST_USER_MAX_CONFIG_SIZE},
+};
+
+const char *
+vh_fe_personality_name(enum vh_fe_personality p)
+{
+	return (unsigned int)p < VH_FE_NPERSONALITIES ? personality_defaults[p].name : "?";
+}
+
+void
+vh_fe_personality_ring_opts(enum vh_fe_personality p, struct vh_fe_ring_opts *ro)
+{
+	memset(ro, 0, sizeof(*ro));
+	switch (p) {
+	case VH_FE_SPDK2305:
+		/*
+		 * bdev_virtio_blk: one direct descriptor for the header, one per data iovec, one
+		 * for the status; avail->idx and the kick decision after every I/O; used_event
+		 * parked out of reach because it polls; rings laid out by vring_init.
+		 */
+		ro->layout_force = VH_FE_L_NO_MERGE;
+		ro->layout_deny = VH_FE_L_INDIRECT | VH_FE_L_INLINE_HDR | VH_FE_L_INLINE_STATUS |
+		                  VH_FE_L_RANDOM_SPLIT;
+		ro->kick_per_request = true;
+		ro->used_event_far = true;
+		ro->legacy_layout = true;
+		break;
+	case VH_FE_DPDK2211:
+		/* Its tx path: an indirect table per request when negotiated; kicks per burst. */
+		ro->layout_force = VH_FE_L_INDIRECT | VH_FE_L_NO_MERGE;
+		ro->layout_deny = VH_FE_L_INLINE_HDR | VH_FE_L_INLINE_STATUS | VH_FE_L_RANDOM_SPLIT;
+		ro->legacy_layout = true;
+		break;
+	default:
+		break;
+	}
+}
+
+void
+vh_fe_personality_mem_opts(enum vh_fe_personality p, struct vh_fe_mem_opts *mo)
+{
+	switch (p) {
+	case VH_FE_SPDK2305:
+		mo->gpa_is_va = true;
+		mo->fd_per_region = true;
+		break;
+	case VH_FE_DPDK2211:
+		mo->gpa_is_va = true;
+		break;
+	default:
+		break;
+	}
 }
 
 int
@@ -107,28 +176,42 @@ vh_fe_create(struct vh_fe **out, struct vh_fe_mem *mem, const struct vh_fe_opts 
 	if (!fe->opts.timeout_ms) {
 		fe->opts.timeout_ms = DEFAULT_TIMEOUT_MS;
 	}
+	rc = -EINVAL;
+	/* The virtio-user initiators put virtual addresses in their tables and descriptors. */
+	if ((unsigned int)fe->opts.personality >= VH_FE_NPERSONALITIES ||
+	    (fe->opts.personality != VH_FE_QEMU72 &&
+	     (fe->opts.inflight || mem->gpa_base != (uint64_t)(uintptr_t)mem->base))) {
+		goto out_free;
+	}
+	if (fe->opts.ring) {
+		fe->ring = *fe->opts.ring;
+	} else {
+		vh_fe_personality_ring_opts(fe->opts.personality, &fe->ring);
+	}
+	fe->opts.ring = NULL; /* the caller's memory: not kept */
 	if (!fe->opts.num_queues) {
 		fe->opts.num_queues = 1;
 	}
 	if (!fe->opts.queue_size) {
-		fe->opts.queue_size = DEFAULT_QUEUE_SIZE;
+		fe->opts.queue_size = personality_defaults[fe->opts.personality].queue_size;
 	}
 	if (!fe->opts.driver_features) {
-		fe->opts.driver_features = VH_FE_LINUX_FEATURES;
+		fe->opts.driver_features = personality_defaults[fe->opts.personality].features;
 	}
-	fe->opts.protocol_features = fe->opts.protocol_features
-	                                     ? fe->opts.protocol_features & VH_FE_PROTOCOL_FEATURES
-	                                     : VH_FE_PROTOCOL_FEATURES;
+	fe->opts.protocol_features =
+	        fe->opts.protocol_features
+	                ? fe->opts.protocol_features &
+	                          personality_defaults[fe->opts.personality].protocol
+	                : personality_defaults[fe->opts.personality].protocol;
 	if (fe->opts.inflight) {
 		fe->opts.protocol_features |= 1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD;
 	}
 	if (!fe->opts.config_size) {
-		fe->opts.config_size = VH_BLK_CFG_QEMU72_SIZE;
+		fe->opts.config_size = personality_defaults[fe->opts.personality].config_size;
 	}
 	if (!fe->opts.max_chain) {
 		fe->opts.max_chain = DEFAULT_MAX_CHAIN;
 	}
-	rc = -EINVAL;
 	if (fe->opts.num_queues > 256 || fe->opts.queue_size > 32768 ||
 	    (fe->opts.queue_size & (fe->opts.queue_size - 1)) ||
 	    fe->opts.config_size > VHOST_USER_MAX_CONFIG_SIZE) {
@@ -265,6 +348,10 @@ vh_fe_get_config(struct vh_fe *fe, uint32_t size, void *buf, uint32_t cap)
 	if (size > VHOST_USER_MAX_CONFIG_SIZE) {
 		return -EINVAL;
 	}
+	/* The virtio-user initiators check the protocol feature before they ask. */
+	if (fe->opts.personality != VH_FE_QEMU72 && !fe_proto(fe, VHOST_USER_PROTOCOL_F_CONFIG)) {
+		return -ENOTSUP;
+	}
 	len = VHOST_USER_CONFIG_HDR_SIZE + size;
 	rc = vh_fe_call(fe, VHOST_USER_GET_CONFIG, VHOST_USER_VERSION, &c, len, NULL, 0, &r,
 	                sizeof(r));
@@ -276,8 +363,24 @@ vh_fe_get_config(struct vh_fe *fe, uint32_t size, void *buf, uint32_t cap)
 	    r.size > (uint32_t)rc - VHOST_USER_CONFIG_HDR_SIZE) {
 		return -EPROTO;
 	}
+	/* SPDK compares the reply's size with the request it sent, byte for byte. */
+	if (fe->opts.personality != VH_FE_QEMU72 && (uint32_t)rc != len) {
+		return -EPROTO;
+	}
 	memcpy(buf, r.region, r.size < cap ? r.size : cap);
 	return (int)r.size;
+}
+
+int
+vh_fe_config_learned(struct vh_fe *fe, const void *cfg, uint32_t len)
+{
+	if (len > sizeof(fe->info.config)) {
+		return -EINVAL;
+	}
+	memset(fe->info.config, 0, sizeof(fe->info.config));
+	memcpy(fe->info.config, cfg, len);
+	fe->info.config_size = len;
+	return 0;
 }
 
 static int
@@ -289,7 +392,7 @@ open_backend_channel(struct vh_fe *fe)
 		return -errno;
 	}
 	/* QEMU 7.2 always asks for an ack here when it can [reference §1.2 id 21]. */
-	rc = msg(fe, VHOST_USER_SET_BACKEND_REQ_FD, NULL, 0, &sv[1], 1, true);
+	rc = fe_msg(fe, VHOST_USER_SET_BACKEND_REQ_FD, NULL, 0, &sv[1], 1, true);
 	close(sv[1]);
 	if (rc < 0) {
 		close(sv[0]);
@@ -305,7 +408,7 @@ negotiate(struct vh_fe *fe)
 	struct vh_fe_info *in = &fe->info;
 	int rc;
 
-	rc = get_u64(fe, VHOST_USER_GET_FEATURES, &in->backend_features);
+	rc = fe_get_u64(fe, VHOST_USER_GET_FEATURES, &in->backend_features);
 	if (rc < 0) {
 		return rc;
 	}
@@ -313,24 +416,24 @@ negotiate(struct vh_fe *fe)
 	if (!fe_has(in->backend_features, VHOST_USER_F_PROTOCOL_FEATURES)) {
 		return -ENOTSUP;
 	}
-	rc = get_u64(fe, VHOST_USER_GET_PROTOCOL_FEATURES, &in->backend_protocol);
+	rc = fe_get_u64(fe, VHOST_USER_GET_PROTOCOL_FEATURES, &in->backend_protocol);
 	if (rc < 0) {
 		return rc;
 	}
 	in->protocol = 0;
-	rc = set_u64(fe, VHOST_USER_SET_PROTOCOL_FEATURES,
-	             in->backend_protocol & fe->opts.protocol_features, false);
+	rc = fe_set_u64(fe, VHOST_USER_SET_PROTOCOL_FEATURES,
+	                in->backend_protocol & fe->opts.protocol_features, false);
 	if (rc < 0) {
 		return rc;
 	}
 	/* Only now may we use REPLY_ACK ourselves. */
 	in->protocol = in->backend_protocol & fe->opts.protocol_features;
-	if (!proto(fe, VHOST_USER_PROTOCOL_F_CONFIG)) {
+	if (!fe_proto(fe, VHOST_USER_PROTOCOL_F_CONFIG)) {
 		return -ENOTSUP;
 	}
 	in->queue_num = 1;
-	if (proto(fe, VHOST_USER_PROTOCOL_F_MQ)) {
-		rc = get_u64(fe, VHOST_USER_GET_QUEUE_NUM, &in->queue_num);
+	if (fe_proto(fe, VHOST_USER_PROTOCOL_F_MQ)) {
+		rc = fe_get_u64(fe, VHOST_USER_GET_QUEUE_NUM, &in->queue_num);
 		if (rc < 0) {
 			return rc;
 		}
@@ -338,8 +441,8 @@ negotiate(struct vh_fe *fe)
 	if (in->queue_num < fe->opts.num_queues) {
 		return -ENOTSUP;
 	}
-	if (proto(fe, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS)) {
-		rc = get_u64(fe, VHOST_USER_GET_MAX_MEM_SLOTS, &in->max_mem_slots);
+	if (fe_proto(fe, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS)) {
+		rc = fe_get_u64(fe, VHOST_USER_GET_MAX_MEM_SLOTS, &in->max_mem_slots);
 		if (rc < 0) {
 			return rc;
 		}
@@ -347,8 +450,8 @@ negotiate(struct vh_fe *fe)
 	return 0;
 }
 
-int
-vh_fe_init(struct vh_fe *fe, bool get_config)
+static int
+qemu_init(struct vh_fe *fe, bool get_config)
 {
 	struct vh_fe_info *in = &fe->info;
 	uint64_t feat;
@@ -359,17 +462,17 @@ vh_fe_init(struct vh_fe *fe, bool get_config)
 	if (rc < 0) {
 		return rc;
 	}
-	if (proto(fe, VHOST_USER_PROTOCOL_F_BACKEND_REQ)) {
+	if (fe_proto(fe, VHOST_USER_PROTOCOL_F_BACKEND_REQ)) {
 		rc = open_backend_channel(fe);
 		if (rc < 0) {
 			return rc;
 		}
 	}
-	rc = msg(fe, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0, false);
+	rc = fe_msg(fe, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0, false);
 	if (rc < 0) {
 		return rc;
 	}
-	rc = get_u64(fe, VHOST_USER_GET_FEATURES, &feat);
+	rc = fe_get_u64(fe, VHOST_USER_GET_FEATURES, &feat);
 	if (rc < 0) {
 		return rc;
 	}
@@ -377,9 +480,9 @@ vh_fe_init(struct vh_fe *fe, bool get_config)
 		return feat != in->backend_features ? -EPROTO : -ENOTSUP;
 	}
 	for (q = 0; q < fe->opts.num_queues; q++) {
-		rc = set_vring_fd(fe, VHOST_USER_SET_VRING_CALL, q, fe->vqs[q].call_fd);
+		rc = fe_set_vring_fd(fe, VHOST_USER_SET_VRING_CALL, q, fe->vqs[q].call_fd);
 		if (rc == 0) {
-			rc = set_vring_fd(fe, VHOST_USER_SET_VRING_ERR, q, fe->vqs[q].err_fd);
+			rc = fe_set_vring_fd(fe, VHOST_USER_SET_VRING_ERR, q, fe->vqs[q].err_fd);
 		}
 		if (rc < 0) {
 			return rc;
@@ -400,13 +503,28 @@ vh_fe_init(struct vh_fe *fe, bool get_config)
 	return 0;
 }
 
-static void
-wire_region(const struct vh_fe_mem *m, unsigned int i, struct vhost_user_memory_region *r)
+int
+vh_fe_init(struct vh_fe *fe, bool get_config)
 {
-	r->guest_phys_addr = m->regions[i].gpa;
-	r->memory_size = m->regions[i].size;
-	r->userspace_addr = (uint64_t)(uintptr_t)(m->base + m->regions[i].gpa);
-	r->mmap_offset = m->regions[i].gpa;
+	switch (fe->opts.personality) {
+	case VH_FE_SPDK2305:
+		return fe_spdk_init(fe, get_config);
+	case VH_FE_DPDK2211:
+		return fe_dpdk_init(fe);
+	default:
+		return qemu_init(fe, get_config);
+	}
+}
+
+void
+fe_wire_region(const struct vh_fe_mem *m, unsigned int i, struct vhost_user_memory_region *r)
+{
+	const struct vh_fe_region *g = &m->regions[i];
+
+	r->guest_phys_addr = g->gpa;
+	r->memory_size = g->size;
+	r->userspace_addr = (uint64_t)(uintptr_t)vh_fe_gpa_to_ptr(m, g->gpa, g->size);
+	r->mmap_offset = g->offset;
 }
 
 static int
@@ -414,22 +532,23 @@ mem_reg(struct vh_fe *fe, uint32_t request, unsigned int i)
 {
 	struct vhost_user_mem_reg mr = {0};
 
-	wire_region(fe->mem, i, &mr.region);
+	fe_wire_region(fe->mem, i, &mr.region);
 	/* ADD carries the region's fd; REM carries none [reference §1.2 id 37/38]. */
 	if (request == VHOST_USER_ADD_MEM_REG) {
-		return msg(fe, request, &mr, sizeof(mr), &fe->mem->fd, 1, true);
+		return fe_msg(fe, request, &mr, sizeof(mr), &fe->mem->regions[i].fd, 1, true);
 	}
-	return msg(fe, request, &mr, sizeof(mr), NULL, 0, true);
+	return fe_msg(fe, request, &mr, sizeof(mr), NULL, 0, true);
 }
 
 static bool
 use_mem_slots(const struct vh_fe *fe)
 {
-	return proto(fe, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) && !fe->opts.use_set_mem_table;
+	return fe_proto(fe, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) &&
+	       !fe->opts.use_set_mem_table;
 }
 
-int
-vh_fe_set_mem_table(struct vh_fe *fe)
+static int
+qemu_set_mem_table(struct vh_fe *fe)
 {
 	struct vhost_user_memory m = {0};
 	int fds[VHOST_MEMORY_BASELINE_NREGIONS];
@@ -442,13 +561,13 @@ vh_fe_set_mem_table(struct vh_fe *fe)
 		if (m.nregions == VHOST_MEMORY_BASELINE_NREGIONS) {
 			return -E2BIG;
 		}
-		wire_region(fe->mem, i, &m.regions[m.nregions]);
-		fds[m.nregions++] = fe->mem->fd;
+		fe_wire_region(fe->mem, i, &m.regions[m.nregions]);
+		fds[m.nregions++] = fe->mem->regions[i].fd;
 	}
 	/* QEMU sends only the used part of the region array. */
-	return msg(fe, VHOST_USER_SET_MEM_TABLE, &m,
-	           8 + m.nregions * (uint32_t)sizeof(struct vhost_user_memory_region), fds,
-	           m.nregions, true);
+	return fe_msg(fe, VHOST_USER_SET_MEM_TABLE, &m,
+	              8 + m.nregions * (uint32_t)sizeof(struct vhost_user_memory_region), fds,
+	              m.nregions, true);
 }
 
 static int
@@ -458,7 +577,7 @@ send_mem(struct vh_fe *fe)
 	int rc;
 
 	if (!use_mem_slots(fe)) {
-		return vh_fe_set_mem_table(fe);
+		return qemu_set_mem_table(fe);
 	}
 	for (i = 0; i < fe->mem->nregions; i++) {
 		if (fe->mem->regions[i].plugged) {
@@ -472,17 +591,45 @@ send_mem(struct vh_fe *fe)
 }
 
 int
+vh_fe_set_mem_table(struct vh_fe *fe)
+{
+	switch (fe->opts.personality) {
+	case VH_FE_SPDK2305:
+		/* "Memory map change with active virtio_user_devs not allowed." */
+		return -ENOTSUP;
+	case VH_FE_DPDK2211:
+		return fe_dpdk_mem_event(fe);
+	default:
+		return qemu_set_mem_table(fe);
+	}
+}
+
+/* Plug/unplug with a virtio-user personality: its whole table again, its way. */
+static int
+persona_mem_change(struct vh_fe *fe, unsigned int region, bool plugged)
+{
+	if (fe->opts.personality == VH_FE_SPDK2305) {
+		return -ENOTSUP;
+	}
+	fe->mem->regions[region].plugged = plugged;
+	return fe_dpdk_mem_event(fe);
+}
+
+int
 vh_fe_mem_plug(struct vh_fe *fe, unsigned int region)
 {
 	if (region >= fe->mem->nregions) {
 		return -EINVAL;
+	}
+	if (fe->opts.personality != VH_FE_QEMU72) {
+		return persona_mem_change(fe, region, true);
 	}
 	fe->mem->regions[region].plugged = true;
 	if (fe->sock < 0 || !fe->mem_sent) {
 		return 0;
 	}
 	return use_mem_slots(fe) ? mem_reg(fe, VHOST_USER_ADD_MEM_REG, region)
-	                         : vh_fe_set_mem_table(fe);
+	                         : qemu_set_mem_table(fe);
 }
 
 int
@@ -491,16 +638,19 @@ vh_fe_mem_unplug(struct vh_fe *fe, unsigned int region)
 	if (region >= fe->mem->nregions) {
 		return -EINVAL;
 	}
+	if (fe->opts.personality != VH_FE_QEMU72) {
+		return persona_mem_change(fe, region, false);
+	}
 	fe->mem->regions[region].plugged = false;
 	if (fe->sock < 0 || !fe->mem_sent) {
 		return 0;
 	}
 	return use_mem_slots(fe) ? mem_reg(fe, VHOST_USER_REM_MEM_REG, region)
-	                         : vh_fe_set_mem_table(fe);
+	                         : qemu_set_mem_table(fe);
 }
 
-static int
-start_queue(struct vh_fe *fe, struct vh_fe_vq *vq)
+int
+fe_start_queue(struct vh_fe *fe, struct vh_fe_vq *vq, uint64_t log_guest_addr)
 {
 	struct vhost_vring_addr a = {
 	        .index = vq->idx,
@@ -509,19 +659,19 @@ start_queue(struct vh_fe *fe, struct vh_fe_vq *vq)
 	        .desc_user_addr = (uint64_t)(uintptr_t)vq->desc,
 	        .used_user_addr = (uint64_t)(uintptr_t)vq->used,
 	        .avail_user_addr = (uint64_t)(uintptr_t)vq->avail,
-	        .log_guest_addr = vq->used_gpa,
+	        .log_guest_addr = log_guest_addr,
 	};
 	int rc;
 
-	rc = set_state(fe, VHOST_USER_SET_VRING_NUM, vq->idx, vq->size);
+	rc = fe_set_state(fe, VHOST_USER_SET_VRING_NUM, vq->idx, vq->size);
 	if (rc == 0) {
-		rc = set_state(fe, VHOST_USER_SET_VRING_BASE, vq->idx, vq->base);
+		rc = fe_set_state(fe, VHOST_USER_SET_VRING_BASE, vq->idx, vq->base);
 	}
 	if (rc == 0) {
-		rc = msg(fe, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0, false);
+		rc = fe_msg(fe, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0, false);
 	}
 	if (rc == 0) {
-		rc = set_vring_fd(fe, VHOST_USER_SET_VRING_KICK, vq->idx, vq->kick_fd);
+		rc = fe_set_vring_fd(fe, VHOST_USER_SET_VRING_KICK, vq->idx, vq->kick_fd);
 	}
 	if (rc == 0) {
 		vq->started = true;
@@ -535,14 +685,14 @@ status_step(struct vh_fe *fe, bool set, uint64_t val)
 	uint64_t cur;
 	int rc;
 
-	if (!proto(fe, VHOST_USER_PROTOCOL_F_STATUS)) {
+	if (!fe_proto(fe, VHOST_USER_PROTOCOL_F_STATUS)) {
 		return 0;
 	}
-	rc = get_u64(fe, VHOST_USER_GET_STATUS, &cur);
+	rc = fe_get_u64(fe, VHOST_USER_GET_STATUS, &cur);
 	if (rc < 0 || !set) {
 		return rc;
 	}
-	return set_u64(fe, VHOST_USER_SET_STATUS, val, false);
+	return fe_set_u64(fe, VHOST_USER_SET_STATUS, val, false);
 }
 
 int
@@ -640,7 +790,7 @@ set_inflight(struct vh_fe *fe)
 	}
 	w.num_queues = (uint16_t)fe->opts.num_queues;
 	w.queue_size = (uint16_t)fe->opts.queue_size;
-	return msg(fe, VHOST_USER_SET_INFLIGHT_FD, &w, sizeof(w), &fe->inflight_fd, 1, false);
+	return fe_msg(fe, VHOST_USER_SET_INFLIGHT_FD, &w, sizeof(w), &fe->inflight_fd, 1, false);
 }
 
 static int
@@ -650,7 +800,7 @@ send_calls(struct vh_fe *fe)
 	int rc;
 
 	for (q = 0; q < fe->opts.num_queues; q++) {
-		rc = set_vring_fd(fe, VHOST_USER_SET_VRING_CALL, q, fe->vqs[q].call_fd);
+		rc = fe_set_vring_fd(fe, VHOST_USER_SET_VRING_CALL, q, fe->vqs[q].call_fd);
 		if (rc < 0) {
 			return rc;
 		}
@@ -658,8 +808,8 @@ send_calls(struct vh_fe *fe)
 	return 0;
 }
 
-int
-vh_fe_start(struct vh_fe *fe, uint64_t features, unsigned int nqueues)
+static int
+qemu_start(struct vh_fe *fe, uint64_t features, unsigned int nqueues)
 {
 	uint64_t acked;
 	unsigned int q;
@@ -674,12 +824,12 @@ vh_fe_start(struct vh_fe *fe, uint64_t features, unsigned int nqueues)
 	/* QEMU forwards only what the back-end offers and keeps bit 30 set. */
 	acked = (features & fe->info.backend_features) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
 	fe->info.features = acked;
-	rc = set_u64(fe, VHOST_USER_SET_FEATURES, acked, false);
+	rc = fe_set_u64(fe, VHOST_USER_SET_FEATURES, acked, false);
 	if (rc == 0) {
 		rc = status_step(fe, true, VH_VIRTIO_S_FEATURES_OK);
 	}
 	/* [reference §1.9 B]: GET_INFLIGHT_FD only while we hold no buffer, SET every start. */
-	if (rc == 0 && proto(fe, VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD)) {
+	if (rc == 0 && fe_proto(fe, VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD)) {
 		if (fe->inflight_fd < 0) {
 			rc = get_inflight(fe);
 		}
@@ -691,7 +841,7 @@ vh_fe_start(struct vh_fe *fe, uint64_t features, unsigned int nqueues)
 		rc = send_calls(fe);
 	}
 	if (rc == 0) {
-		rc = set_u64(fe, VHOST_USER_SET_FEATURES, acked, false);
+		rc = fe_set_u64(fe, VHOST_USER_SET_FEATURES, acked, false);
 	}
 	if (rc == 0) {
 		rc = status_step(fe, false, 0);
@@ -702,11 +852,11 @@ vh_fe_start(struct vh_fe *fe, uint64_t features, unsigned int nqueues)
 	}
 	for (q = 0; rc == 0 && q < nqueues; q++) {
 		fe_vq_prepare(&fe->vqs[q], acked);
-		rc = start_queue(fe, &fe->vqs[q]);
+		rc = fe_start_queue(fe, &fe->vqs[q], fe->vqs[q].used_gpa);
 	}
 	/* Enable goes to every queue, also those never configured [reference §1.9]. */
 	for (q = 0; rc == 0 && q < fe->opts.num_queues; q++) {
-		rc = set_state(fe, VHOST_USER_SET_VRING_ENABLE, q, 1);
+		rc = fe_set_state(fe, VHOST_USER_SET_VRING_ENABLE, q, 1);
 	}
 	if (rc == 0) {
 		rc = status_step(fe, true, 0xf);
@@ -719,39 +869,70 @@ vh_fe_start(struct vh_fe *fe, uint64_t features, unsigned int nqueues)
 }
 
 int
-vh_fe_stop(struct vh_fe *fe)
+vh_fe_start(struct vh_fe *fe, uint64_t features, unsigned int nqueues)
 {
-	struct vhost_vring_state s;
+	switch (fe->opts.personality) {
+	case VH_FE_SPDK2305:
+		return fe_spdk_start(fe, features, nqueues);
+	case VH_FE_DPDK2211:
+		return fe_dpdk_start(fe, features, nqueues);
+	default:
+		return qemu_start(fe, features, nqueues);
+	}
+}
+
+int
+fe_get_vring_base(struct vh_fe *fe, struct vh_fe_vq *vq)
+{
+	struct vhost_vring_state s = {vq->idx, 0};
+	int rc;
+
+	rc = vh_fe_call(fe, VHOST_USER_GET_VRING_BASE, VHOST_USER_VERSION, &s, sizeof(s), NULL, 0,
+	                &s, sizeof(s));
+	if (rc >= 0) {
+		rc = rc == sizeof(s) && s.index == vq->idx ? 0 : -EPROTO;
+	}
+	if (rc == 0) {
+		vq->base = (uint16_t)s.num;
+		vq->started = false;
+	}
+	return rc;
+}
+
+static int
+qemu_stop(struct vh_fe *fe)
+{
 	unsigned int q;
 	int rc = 0;
 
-	if (proto(fe, VHOST_USER_PROTOCOL_F_STATUS)) {
-		rc = set_u64(fe, VHOST_USER_SET_STATUS, 0, false);
+	if (fe_proto(fe, VHOST_USER_PROTOCOL_F_STATUS)) {
+		rc = fe_set_u64(fe, VHOST_USER_SET_STATUS, 0, false);
 	}
 	for (q = 0; rc == 0 && q < fe->opts.num_queues; q++) {
-		rc = set_state(fe, VHOST_USER_SET_VRING_ENABLE, q, 0);
+		rc = fe_set_state(fe, VHOST_USER_SET_VRING_ENABLE, q, 0);
 	}
 	for (q = 0; rc == 0 && q < fe->opts.num_queues; q++) {
-		struct vh_fe_vq *vq = &fe->vqs[q];
-
-		if (!vq->started) {
-			continue;
-		}
-		s = (struct vhost_vring_state){q, 0};
-		rc = vh_fe_call(fe, VHOST_USER_GET_VRING_BASE, VHOST_USER_VERSION, &s, sizeof(s),
-		                NULL, 0, &s, sizeof(s));
-		if (rc >= 0) {
-			rc = rc == sizeof(s) && s.index == q ? 0 : -EPROTO;
-		}
-		if (rc == 0) {
-			vq->base = (uint16_t)s.num;
-			vq->started = false;
+		if (fe->vqs[q].started) {
+			rc = fe_get_vring_base(fe, &fe->vqs[q]);
 		}
 	}
 	if (rc == 0) {
 		fe->running = false;
 	}
 	return rc;
+}
+
+int
+vh_fe_stop(struct vh_fe *fe)
+{
+	switch (fe->opts.personality) {
+	case VH_FE_SPDK2305:
+		return fe_spdk_stop(fe);
+	case VH_FE_DPDK2211:
+		return fe_dpdk_stop(fe);
+	default:
+		return qemu_stop(fe);
+	}
 }
 
 int
@@ -779,6 +960,9 @@ vh_fe_reconnect(struct vh_fe *fe, int timeout_ms)
 	unsigned int q;
 	int rc;
 
+	if (fe->opts.personality != VH_FE_QEMU72) {
+		return fe_persona_reconnect(fe, timeout_ms);
+	}
 	vh_fe_disconnect(fe);
 	for (q = 0; q < fe->opts.num_queues; q++) {
 		restore[q] = fe->vqs[q].started;

@@ -41,6 +41,7 @@ struct vh_fe_vq {
 	bool event_idx;
 	bool indirect;
 	bool always_kick;
+	struct vh_fe_ring_opts ring; /* the personality's ring habits (copied from the fe) */
 	enum vh_fe_irq mode;
 	uint64_t rng;
 	struct vh_fe_vq_stats st;
@@ -59,8 +60,41 @@ struct vh_fe {
 	void *inflight_addr;
 	struct vhost_user_inflight inflight;
 	struct vh_fe_info info;
+	struct vh_fe_ring_opts ring; /* resolved opts.ring */
 	struct vh_fe_vq *vqs;
 };
+
+/* fe_conn.c: message helpers shared by the personalities (all return 0 or -errno). */
+/*
+ * Send a request without a natural reply; with REPLY_ACK negotiated, `ack` (or opts.ack_all)
+ * sets NEED_REPLY and a non-zero answer is -EREMOTEIO.
+ */
+int fe_msg(struct vh_fe *fe, uint32_t request, const void *payload, uint32_t size, const int *fds,
+           unsigned int nfds, bool ack);
+/* A request whose reply is one u64 (GET_FEATURES, GET_QUEUE_NUM, ...). */
+int fe_get_u64(struct vh_fe *fe, uint32_t request, uint64_t *val);
+int fe_set_u64(struct vh_fe *fe, uint32_t request, uint64_t val, bool ack);
+int fe_set_state(struct vh_fe *fe, uint32_t request, uint32_t index, uint32_t num);
+int fe_set_vring_fd(struct vh_fe *fe, uint32_t request, unsigned int q, int fd);
+/* SET_VRING_NUM, SET_VRING_BASE(vq->base), SET_VRING_ADDR(log_guest_addr), SET_VRING_KICK. */
+int fe_start_queue(struct vh_fe *fe, struct vh_fe_vq *vq, uint64_t log_guest_addr);
+/* GET_VRING_BASE(q): the answer becomes vq->base and the queue counts as stopped. */
+int fe_get_vring_base(struct vh_fe *fe, struct vh_fe_vq *vq);
+/* Region i of the memory as a wire region (GPA, size, our address, file offset). */
+void fe_wire_region(const struct vh_fe_mem *m, unsigned int i, struct vhost_user_memory_region *r);
+bool fe_proto(const struct vh_fe *fe, unsigned int bit);
+
+/* fe_persona.c: the SPDK v23.05 and DPDK 22.11 virtio-user sequences. */
+int fe_spdk_init(struct vh_fe *fe, bool get_config);
+int fe_spdk_start(struct vh_fe *fe, uint64_t features, unsigned int nqueues);
+int fe_spdk_stop(struct vh_fe *fe);
+int fe_dpdk_init(struct vh_fe *fe);
+int fe_dpdk_start(struct vh_fe *fe, uint64_t features, unsigned int nqueues);
+int fe_dpdk_stop(struct vh_fe *fe);
+/* DPDK's memory event: SET_VRING_ENABLE(0), SET_MEM_TABLE, SET_VRING_ENABLE(1). */
+int fe_dpdk_mem_event(struct vh_fe *fe);
+/* Stop if connected (errors ignored), close, connect, init, start. -EBUSY if I/O is in flight. */
+int fe_persona_reconnect(struct vh_fe *fe, int timeout_ms);
 
 /* fe_vq.c */
 int fe_vq_setup(struct vh_fe *fe, struct vh_fe_vq *vq, unsigned int idx);

@@ -77,6 +77,13 @@ int
 fe_send(int sock, uint32_t request, uint32_t flags, uint32_t size, const void *payload,
         uint32_t payload_len, const int *fds, unsigned int nfds)
 {
+	return fe_send_ex(sock, request, flags, size, payload, payload_len, fds, nfds, false);
+}
+
+int
+fe_send_ex(int sock, uint32_t request, uint32_t flags, uint32_t size, const void *payload,
+           uint32_t payload_len, const int *fds, unsigned int nfds, bool empty_cmsg)
+{
 	struct vhost_user_header hdr = {request, flags, size};
 	char cbuf[CMSG_SPACE(sizeof(int) * VHOST_USER_MAX_FDS)];
 	struct iovec iov[2] = {
@@ -93,9 +100,10 @@ fe_send(int sock, uint32_t request, uint32_t flags, uint32_t size, const void *p
 	if (nfds > VHOST_USER_MAX_FDS) {
 		return -EINVAL;
 	}
-	if (nfds) {
+	if (nfds || empty_cmsg) {
 		struct cmsghdr *cm;
 
+		/* nfds == 0: an SCM_RIGHTS header with no fd in it, as DPDK sends every message. */
 		memset(cbuf, 0, sizeof(cbuf));
 		mh.msg_control = cbuf;
 		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
@@ -103,7 +111,9 @@ fe_send(int sock, uint32_t request, uint32_t flags, uint32_t size, const void *p
 		cm->cmsg_level = SOL_SOCKET;
 		cm->cmsg_type = SCM_RIGHTS;
 		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+		if (nfds) {
+			memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+		}
 	}
 	do {
 		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
@@ -282,6 +292,57 @@ fail:
 	return rc;
 }
 
+/*
+ * SPDK's and DPDK's vhost_user_read(): one recv() for the 12-byte header, one for the payload;
+ * anything short is an error for them. A back-end that sends a reply in one sendmsg() has all
+ * of it queued by the time the header is readable, so the payload read does not wait.
+ */
+int
+fe_recv_oneshot(int sock, struct vhost_user_header *hdr, void *payload, uint32_t cap,
+                int timeout_ms)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * VHOST_USER_MAX_FDS)];
+	struct iovec iov;
+	struct msghdr mh;
+	ssize_t n;
+	int rc;
+
+	if (sock < 0) {
+		return -ENOTCONN;
+	}
+	rc = wait_readable(sock, fe_now_ms() + timeout_ms);
+	if (rc < 0) {
+		return rc;
+	}
+	for (int part = 0; part < 2; part++) {
+		iov = (struct iovec){part ? payload : (void *)hdr, part ? hdr->size : sizeof(*hdr)};
+		if (part && (hdr->size == 0 || hdr->size > cap)) {
+			/* Larger than their message union: they fail it too. */
+			return hdr->size == 0 ? 0 : -EPROTO;
+		}
+		mh = (struct msghdr){.msg_iov = &iov,
+		                     .msg_iovlen = 1,
+		                     .msg_control = cbuf,
+		                     .msg_controllen = sizeof(cbuf)};
+		do {
+			n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		} while (n < 0 && errno == EINTR);
+		if (n > 0) {
+			close_cmsg_fds(&mh, NULL);
+		}
+		if (n == 0) {
+			return -ECONNRESET;
+		}
+		if (n < 0) {
+			return errno == EAGAIN ? -EPROTO : -errno;
+		}
+		if ((size_t)n != iov.iov_len) {
+			return -EPROTO;
+		}
+	}
+	return (int)hdr->size;
+}
+
 bool
 fe_request_has_reply(uint32_t request)
 {
@@ -328,24 +389,29 @@ int
 vh_fe_call(struct vh_fe *fe, uint32_t request, uint32_t flags, const void *payload, uint32_t size,
            const int *fds, unsigned int nfds, void *reply, uint32_t reply_cap)
 {
+	/* The virtio-user initiators read replies the strict way (fe_recv_oneshot()). */
+	bool strict = fe->opts.personality != VH_FE_QEMU72;
 	struct vhost_user_header hdr;
 	union vhost_user_payload buf;
 	int rc;
 
-	rc = fe_send(fe->sock, request, flags, size, payload, size, fds, nfds);
+	rc = fe_send_ex(fe->sock, request, flags, size, payload, size, fds, nfds,
+	                fe->opts.personality == VH_FE_DPDK2211);
 	if (rc < 0) {
 		return rc;
 	}
 	if (!fe_request_has_reply(request) && !(flags & VHOST_USER_NEED_REPLY_MASK)) {
 		return 0;
 	}
-	rc = fe_recv(fe->sock, &hdr, &buf, sizeof(buf), fe->opts.timeout_ms);
+	rc = strict ? fe_recv_oneshot(fe->sock, &hdr, &buf, sizeof(buf), fe->opts.timeout_ms)
+	            : fe_recv(fe->sock, &hdr, &buf, sizeof(buf), fe->opts.timeout_ms);
 	if (rc < 0) {
 		return rc;
 	}
 	if (hdr.request != request ||
 	    (hdr.flags & (VHOST_USER_VERSION_MASK | VHOST_USER_REPLY_MASK)) !=
-	            (VHOST_USER_VERSION | VHOST_USER_REPLY_MASK)) {
+	            (VHOST_USER_VERSION | VHOST_USER_REPLY_MASK) ||
+	    (strict && hdr.flags != (VHOST_USER_VERSION | VHOST_USER_REPLY_MASK))) {
 		return -EPROTO;
 	}
 	if (reply) {

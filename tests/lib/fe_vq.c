@@ -58,10 +58,21 @@ fe_vq_setup(struct vh_fe *fe, struct vh_fe_vq *vq, unsigned int idx)
 	vq->max_chain = fe->opts.max_chain;
 	vq->kick_fd = vq->call_fd = vq->err_fd = -1;
 	vq->rng = 0x9e3779b97f4a7c15ull + idx;
+	vq->ring = fe->ring;
 	/* +2 bytes on avail/used hold used_event/avail_event (EVENT_IDX). */
-	vq->desc_gpa = alloc(fe, 16ull * n, 64);
-	vq->avail_gpa = alloc(fe, 6 + 2ull * n, 64);
-	vq->used_gpa = alloc(fe, 6 + 8ull * n, 64);
+	if (vq->ring.legacy_layout) {
+		/* vring_init(align 4096): avail right after desc, used on the next 4 KiB. */
+		uint64_t used_off = (16ull * n + 6 + 2ull * n + 4095) & ~4095ull;
+		uint64_t base = alloc(fe, used_off + 6 + 8ull * n, 4096);
+
+		vq->desc_gpa = base;
+		vq->avail_gpa = base == UINT64_MAX ? base : base + 16ull * n;
+		vq->used_gpa = base == UINT64_MAX ? base : base + used_off;
+	} else {
+		vq->desc_gpa = alloc(fe, 16ull * n, 64);
+		vq->avail_gpa = alloc(fe, 6 + 2ull * n, 64);
+		vq->used_gpa = alloc(fe, 6 + 8ull * n, 64);
+	}
 	vq->slots_gpa = alloc(fe, (uint64_t)FE_SLOT_SIZE * n, 64);
 	vq->ind_gpa = alloc(fe, 16ull * n * vq->max_chain, 64);
 	if (vq->desc_gpa == UINT64_MAX || vq->avail_gpa == UINT64_MAX ||
@@ -123,12 +134,23 @@ fe_vq_reset(struct vh_fe_vq *vq)
 	vq->ninflight = 0;
 }
 
+static bool
+used_event_far(const struct vh_fe_vq *vq)
+{
+	return vq->event_idx && vq->ring.used_event_far && vq->mode == VH_FE_POLL;
+}
+
 /* Tell the device whether we want interrupts, in the form the negotiated features use. */
 static void
 set_irq_suppression(struct vh_fe_vq *vq, bool want_irq)
 {
 	uint16_t *used_event = &vq->avail->ring[vq->size];
 
+	if (used_event_far(vq)) {
+		/* SPDK's ring init: the highest index, so the first lap never triggers. */
+		__atomic_store_n(used_event, htole16(0xffff), __ATOMIC_RELAXED);
+		return;
+	}
 	if (vq->event_idx) {
 		/*
 		 * used_event = used_seen asks for a call at the next completion; used_seen - 1 puts
@@ -342,7 +364,7 @@ int
 vh_fe_req_queue(struct vh_fe_vq *vq, struct vh_fe_req *req)
 {
 	struct vring_desc d[VH_FE_MAX_CHAIN];
-	bool indirect = (req->layout & VH_FE_L_INDIRECT) && vq->indirect;
+	bool indirect;
 	unsigned int max, i;
 	uint16_t head, cur = 0, chain[VH_FE_MAX_CHAIN];
 	int n;
@@ -353,6 +375,8 @@ vh_fe_req_queue(struct vh_fe_vq *vq, struct vh_fe_req *req)
 	if (!vq->started || req->niov > VH_FE_MAX_IOV) {
 		return -EINVAL;
 	}
+	req->layout = (req->layout | vq->ring.layout_force) & ~vq->ring.layout_deny;
+	indirect = (req->layout & VH_FE_L_INDIRECT) && vq->indirect;
 	if (vq->num_free == 0) {
 		return -ENOSPC;
 	}
@@ -400,6 +424,11 @@ vh_fe_req_queue(struct vh_fe_vq *vq, struct vh_fe_req *req)
 	vq->avail->ring[vq->avail_idx & (vq->size - 1)] = htole16(head);
 	vq->avail_idx++;
 	vq->st.submitted++;
+	if (vq->ring.kick_per_request) {
+		int rc = vh_fe_vq_flush(vq);
+
+		return rc < 0 ? rc : 0;
+	}
 	return 0;
 }
 
@@ -427,6 +456,12 @@ vh_fe_vq_flush(struct vh_fe_vq *vq)
 	 * state, or we and a device going idle could each miss the other (lost kick).
 	 */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (used_event_far(vq)) {
+		/* SPDK's flush: park used_event a ring and one behind what we reaped. */
+		__atomic_store_n(&vq->avail->ring[vq->size],
+		                 htole16((uint16_t)(vq->used_seen - vq->size - 1)),
+		                 __ATOMIC_RELAXED);
+	}
 	if (vq->event_idx) {
 		uint16_t *avail_event = (uint16_t *)&vq->used->ring[vq->size];
 		uint16_t ev = le16toh(__atomic_load_n(avail_event, __ATOMIC_RELAXED));
@@ -507,7 +542,7 @@ vh_fe_vq_poll(struct vh_fe_vq *vq, struct vh_fe_req **done, unsigned int max)
 			req->cb(req, req->cb_arg);
 		}
 	}
-	if (vq->event_idx && vq->mode == VH_FE_POLL) {
+	if (vq->event_idx && vq->mode == VH_FE_POLL && !used_event_far(vq)) {
 		set_irq_suppression(vq, false);
 	}
 	return bad ? -EPROTO : (int)n;

@@ -3,12 +3,15 @@
  * A vhost-user-blk *front-end* for tests and benchmarks: it plays QEMU 7.2 (the control
  * messages, in QEMU's order) and the guest's virtio-blk driver (split rings in shared "guest
  * RAM", request chains, kicks and interrupts), so a back-end can be driven without a VM.
+ * Other initiators can be played too (vh_fe_opts.personality): SPDK v23.05's and DPDK
+ * 22.11's virtio-user, with their message orders, memory tables and ring habits.
  *
  * Objects:
  * - struct vh_fe_mem: guest RAM (memfd or hugetlbfs file) mapped once, contiguously, in this
  *   process and described to the back-end as one or more regions. Guest-physical address (GPA)
  *   == offset in the file, and the region table's userspace_addr == our mapping of it (QEMU's
- *   "QEMU virtual address" space). Buffers come from a per-region bump allocator or a slab.
+ *   "QEMU virtual address" space); the virtio-user personalities use GPA == our address and
+ *   may have a file per region. Buffers come from a per-region bump allocator or a slab.
  * - struct vh_fe: one vhost-user connection (one device), with its virtqueues.
  * - struct vh_fe_vq: one split virtqueue of the device (driver side).
  * - struct vh_fe_req: one virtio-blk request, owned and preallocated by the caller (embed it in
@@ -66,20 +69,39 @@ struct vh_fe_mem_opts {
 	uint64_t hotplug_size;
 	/* Directory on a hugetlbfs mount: use a file there instead of a memfd. NULL = memfd. */
 	const char *hugetlbfs_dir;
+	/*
+	 * GPA == our virtual address, as SPDK's and DPDK's virtio-user send it (guest_phys_addr
+	 * == userspace_addr == where the front-end mapped the hugepages; descriptors carry those
+	 * addresses). Default: GPA == offset in the mapping (QEMU's guest-physical space).
+	 */
+	bool gpa_is_va;
+	/*
+	 * One file per region, each mapped from its offset 0 (mmap_offset 0 on the wire), the
+	 * regions still adjacent in our address space: SPDK v23.05 sends one region per hugepage
+	 * file it finds in /proc/self/maps. Not with VH_FE_MEM_QEMU_PC. Default: one file.
+	 */
+	bool fd_per_region;
 };
 
 struct vh_fe_region {
-	uint64_t gpa; /* == file offset */
+	uint64_t gpa; /* mem->gpa_base + offset in the mapping */
 	uint64_t size;
-	uint64_t bump; /* next free offset inside the region */
-	bool plugged;  /* announced to the back-end */
+	uint64_t bump;   /* next free GPA inside the region */
+	bool plugged;    /* announced to the back-end */
+	int fd;          /* file backing the region (== mem->fd unless fd_per_region) */
+	uint64_t offset; /* offset of the region's first byte in fd (the wire's mmap_offset) */
 };
 
 struct vh_fe_mem {
-	int fd;
-	uint8_t *base; /* our mapping of the whole file; GPA x lives at base + x */
-	uint64_t size; /* file size */
-	uint64_t page; /* page size of the backing (4 KiB or huge) */
+	int fd;            /* the file (fd_per_region: region 0's, closed with the others) */
+	uint8_t *base;     /* our mapping of all the memory; GPA x lives at base + (x - gpa_base) */
+	uint64_t size;     /* bytes mapped */
+	uint64_t page;     /* page size of the backing (4 KiB or huge) */
+	uint64_t gpa_base; /* GPA of base: 0, or (uintptr_t)base with gpa_is_va */
+	bool fd_per_region;
+	/* Private: the range reserved for fd_per_region's mappings. */
+	uint8_t *resv;
+	uint64_t resv_len;
 	unsigned int nregions;
 	struct vh_fe_region regions[VH_FE_MAX_REGIONS];
 };
@@ -164,16 +186,151 @@ struct vh_fe_req;
 	 (1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |                                     \
 	 (1ull << VHOST_USER_PROTOCOL_F_STATUS))
 
+/*
+ * Initiator personalities: which real front-end the library plays. Each one fixes the control
+ * message order and payloads, the memory table it builds, which features it acks, and how its
+ * driver uses the rings (struct vh_fe_ring_opts). Observed or read in the initiators' sources;
+ * docs/vhost-user.md ("Initiators we test against") lists the sequences side by side.
+ *
+ * VH_FE_QEMU72 (default): QEMU 7.2 vhost-user-blk-pci with a Linux 6.1 guest, sequences A/B/C/E
+ *   of the reference (§1.9), the existing behaviour of this library.
+ *
+ * VH_FE_SPDK2305: SPDK v23.05 bdev_virtio_blk over virtio-user (lib/virtio/virtio_vhost_user.c).
+ *   init:  SET_OWNER (the first message) → GET_FEATURES → SET_FEATURES(ours & offered; ours =
+ *          VH_FE_SPDK_FEATURES: EVENT_IDX yes, FLUSH/INDIRECT/WRITE_ZEROES/CONFIG_WCE no) →
+ *          GET_PROTOCOL_FEATURES → SET_PROTOCOL_FEATURES(offered & (MQ|CONFIG)) → one
+ *          GET_CONFIG(offset 0, size 256) per config field it reads (blk_size, capacity,
+ *          num_queues, size_max, seg_max: each when its feature was acked).
+ *   start: per queue SET_VRING_ENABLE(q, num = queue size) (before anything else about the
+ *          ring), GET_QUEUE_NUM (sent even without PROTOCOL_F_MQ), SET_VRING_CALL per queue,
+ *          SET_MEM_TABLE (no NEED_REPLY) followed by GET_FEATURES as a barrier, once per
+ *          virtually contiguous range of registered memory, then per queue SET_VRING_NUM,
+ *          SET_VRING_BASE(0), SET_VRING_ADDR(log 0), SET_VRING_KICK. No SET_VRING_ERR, no
+ *          back-end channel, no REPLY_ACK, no STATUS, no inflight, no SET_VRING_ENABLE(0).
+ *   stop:  the bdev's detach: GET_VRING_BASE per queue (up to the first failure), then the
+ *          memory unregistration re-sends SET_MEM_TABLE + GET_FEATURES, then the socket is
+ *          closed: vh_fe_stop() leaves the connection closed.
+ *   reconnect: SPDK has none; the operator detaches and attaches the controller again, so
+ *          vh_fe_reconnect() is stop (if still connected) + a fresh attach (init with config
+ *          reads, start) on zeroed rings at index 0. Requests must not be in flight (-EBUSY).
+ *   memory: GPA == virtual address, one region per hugepage file, mmap_offset always 0
+ *          (vh_fe_personality_mem_opts()); no memory changes while attached (-ENOTSUP).
+ *   replies: flags must be exactly 0x5, header and payload are each read with one recv(), a
+ *          GET_CONFIG reply must be 12 + 256 bytes: anything else is -EPROTO here.
+ *
+ * VH_FE_DPDK2211: DPDK 22.11 virtio-user PMD (drivers/net/virtio/virtio_user/) in client mode,
+ *   playing its control plane in front of a blk device (the PMD itself is net only).
+ *   init:  SET_OWNER → GET_FEATURES → GET_PROTOCOL_FEATURES → SET_PROTOCOL_FEATURES(offered &
+ *          (MQ|REPLY_ACK|STATUS)). No GET_CONFIG (no PROTOCOL_F_CONFIG: the geometry must come
+ *          from elsewhere, see vh_fe_config_learned()), no GET_QUEUE_NUM.
+ *   start: (FEATURES_OK) SET_VRING_CALL for every queue, even indexes first then odd ones (its
+ *          rx queues, then tx) → SET_FEATURES(acked | offered bit 30) → [STATUS] SET_STATUS(0x0b)
+ *          → GET_STATUS → (DRIVER_OK) [STATUS] GET_STATUS → SET_MEM_TABLE (NEED_REPLY with
+ *          REPLY_ACK) → per queue, same order, SET_VRING_NUM, SET_VRING_BASE(0),
+ *          SET_VRING_ADDR(log 0), SET_VRING_KICK → SET_VRING_ENABLE(0,1), (1,1) (its first
+ *          queue pair) → [STATUS] SET_STATUS(0x0f) → SET_VRING_ENABLE(q,1) for the other pairs
+ *          (its multiqueue setup). SET_STATUS carries NEED_REPLY with REPLY_ACK. Rings are
+ *          zeroed and restart at 0 on every start (so also after a stop: DPDK's re-init).
+ *   stop:  (device reset) SET_VRING_ENABLE(q,0) for every enabled pair, GET_VRING_BASE for every
+ *          queue in order. No SET_STATUS(0). The connection stays open.
+ *   reconnect: none in client mode (only a DPDK *server* reconnects, and vhostd only listens):
+ *          the port is closed and probed again, so vh_fe_reconnect() is stop + close + init +
+ *          start on zeroed rings. Requests must not be in flight (-EBUSY).
+ *   memory: GPA == virtual address; one region per file (all regions of one fd merge into one,
+ *          from the lowest to the highest address, mmap_offset = the lowest file offset). A
+ *          memory change while running is SET_VRING_ENABLE(0) for the active pairs,
+ *          SET_MEM_TABLE, SET_VRING_ENABLE(1) (vh_fe_set_mem_table(), vh_fe_mem_plug()).
+ *   wire:  every message carries an SCM_RIGHTS control message, empty when there is no fd;
+ *          replies are read as for SPDK (exact flags, one recv() each).
+ */
+enum vh_fe_personality {
+	VH_FE_QEMU72 = 0,
+	VH_FE_SPDK2305,
+	VH_FE_DPDK2211,
+	VH_FE_NPERSONALITIES,
+};
+
+/* "qemu-7.2", "spdk-23.05", "dpdk-22.11" (or "?"). */
+const char *vh_fe_personality_name(enum vh_fe_personality p);
+
+/* Virtio features SPDK v23.05's bdev_virtio_blk asks for (VIRTIO_BLK_DEV_SUPPORTED_FEATURES). */
+#define VH_FE_SPDK_FEATURES                                                                        \
+	((1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX) |                        \
+	 (1ull << VIRTIO_BLK_F_BLK_SIZE) | (1ull << VIRTIO_BLK_F_TOPOLOGY) |                       \
+	 (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_BLK_F_RO) | (1ull << VIRTIO_BLK_F_DISCARD) |  \
+	 (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES) |            \
+	 (1ull << 32 /* VERSION_1 */))
+#define VH_FE_SPDK_PROTOCOL_FEATURES                                                               \
+	((1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_CONFIG))
+/*
+ * DPDK's PMD acks INDIRECT_DESC and VERSION_1 and never EVENT_IDX; for a block device we add MQ
+ * (several queues) and nothing that needs config space, which it cannot read.
+ */
+#define VH_FE_DPDK_FEATURES                                                                        \
+	((1ull << VIRTIO_RING_F_INDIRECT_DESC) | (1ull << VIRTIO_BLK_F_MQ) |                       \
+	 (1ull << 32 /* VERSION_1 */))
+#define VH_FE_DPDK_PROTOCOL_FEATURES                                                               \
+	((1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |          \
+	 (1ull << VHOST_USER_PROTOCOL_F_STATUS))
+
+/*
+ * How the driver uses its rings. Each personality has its defaults
+ * (vh_fe_personality_ring_opts()); QEMU 7.2's Linux guest is all zero.
+ */
+struct vh_fe_ring_opts {
+	unsigned int layout_force; /* VH_FE_L_* bits added to every request's layout */
+	unsigned int layout_deny;  /* VH_FE_L_* bits removed from every request's layout */
+	/*
+	 * Publish avail->idx and decide on a kick after every request (SPDK flushes per I/O),
+	 * instead of once per vh_fe_vq_flush() batch (Linux blk-mq, DPDK bursts).
+	 */
+	bool kick_per_request;
+	/*
+	 * With EVENT_IDX and VH_FE_POLL, do what SPDK does to never get an interrupt: used_event
+	 * = 0xffff when the ring starts, then used_seen - size - 1 at every flush (and never
+	 * re-armed when polling). Without it, polling writes used_seen - 1 after each poll.
+	 */
+	bool used_event_far;
+	/* desc, avail and used in one 4 KiB-aligned block as vring_init(align 4096) lays them out.
+	 */
+	bool legacy_layout;
+};
+
+/*
+ * SPDK: header / data / status as separate direct descriptors (one per iov: a 3-descriptor
+ * chain for one buffer), no indirect, no inline header or status, kick per request, used_event
+ * far ahead, legacy layout. DPDK: indirect whenever negotiated, no inline header or status,
+ * kick per batch, legacy layout. QEMU 7.2: all zero (any layout, kick per batch).
+ */
+void vh_fe_personality_ring_opts(enum vh_fe_personality p, struct vh_fe_ring_opts *ro);
+/*
+ * Adjust guest RAM options to what the initiator's memory looks like: SPDK gpa_is_va +
+ * fd_per_region, DPDK gpa_is_va, QEMU unchanged. Other fields are left alone.
+ */
+void vh_fe_personality_mem_opts(enum vh_fe_personality p, struct vh_fe_mem_opts *mo);
+
 struct vh_fe_opts {
 	const char *path;        /* back-end's UNIX socket */
 	int timeout_ms;          /* bound on every reply wait and on connect; 0 = 5000 */
 	unsigned int num_queues; /* device queues (QEMU num-queues); 0 = 1 */
-	unsigned int queue_size; /* power of two; 0 = 128 (QEMU's default) */
-	/* Virtio features the "guest" accepts; 0 = VH_FE_LINUX_FEATURES. */
+	/* Power of two; 0 = the personality's default: 128 (QEMU), 512 (SPDK), 256 (DPDK). */
+	unsigned int queue_size;
+	/* Which initiator to play (see enum vh_fe_personality). Default QEMU 7.2. */
+	enum vh_fe_personality personality;
+	/* Ring usage; NULL = the personality's defaults. Copied at create. */
+	const struct vh_fe_ring_opts *ring;
+	/*
+	 * Virtio features the "guest" accepts; 0 = the personality's: VH_FE_LINUX_FEATURES,
+	 * VH_FE_SPDK_FEATURES, VH_FE_DPDK_FEATURES.
+	 */
 	uint64_t driver_features;
-	/* Protocol features we accept (ANDed with VH_FE_PROTOCOL_FEATURES); 0 = all of those. */
+	/*
+	 * Protocol features we accept, ANDed with the personality's set (VH_FE_PROTOCOL_FEATURES,
+	 * VH_FE_SPDK_PROTOCOL_FEATURES, VH_FE_DPDK_PROTOCOL_FEATURES); 0 = all of that set.
+	 */
 	uint64_t protocol_features;
-	uint32_t config_size;   /* GET_CONFIG size at init; 0 = 57 (QEMU 7.2) */
+	/* GET_CONFIG size at init; 0 = 57 (QEMU 7.2), 256 (SPDK). DPDK never sends GET_CONFIG. */
+	uint32_t config_size;
 	bool use_set_mem_table; /* SET_MEM_TABLE even when CONFIGURE_MEM_SLOTS is negotiated */
 	/* Set NEED_REPLY on every request without a natural reply (needs REPLY_ACK). */
 	bool ack_all;
@@ -185,7 +342,8 @@ struct vh_fe_opts {
 	 * [reference §1.9 B, §2.1]: GET_INFLIGHT_FD(num_queues, queue_size) on a start while we
 	 * hold no buffer, SET_INFLIGHT_FD with that same fd on every start (so also after
 	 * vh_fe_reconnect()). The buffer survives disconnects; vh_fe_reset_rings() (a VM reset)
-	 * and vh_fe_inflight_free() drop it. Default off.
+	 * and vh_fe_inflight_free() drop it. Default off. QEMU personality only (neither SPDK
+	 * v23.05 nor DPDK 22.11 virtio-user implements inflight tracking): -EINVAL otherwise.
 	 */
 	bool inflight;
 };
@@ -210,28 +368,37 @@ void vh_fe_disconnect(struct vh_fe *fe);
 int vh_fe_sock(const struct vh_fe *fe);
 
 /*
- * Sequence A of QEMU 7.2 (reference §1.9): features, protocol features, queue count, memory
- * slots, back-end channel, SET_OWNER, SET_VRING_CALL/ERR for all queues, and GET_CONFIG (unless
- * get_config is false, as on a reconnect). Negotiates only what both sides offer.
- * Returns 0, -EPROTO (bad reply), -ENOTSUP (back-end lacks CONFIG, or has fewer queues than
- * asked, or lacks VERSION_1), or a transport error.
+ * Connect-time handshake. QEMU: sequence A of QEMU 7.2 (reference §1.9): features, protocol
+ * features, queue count, memory slots, back-end channel, SET_OWNER, SET_VRING_CALL/ERR for all
+ * queues, and GET_CONFIG (unless get_config is false, as on a reconnect). SPDK and DPDK: their
+ * init (enum vh_fe_personality; SPDK also acks the virtio features here and reads config when
+ * get_config). Negotiates only what both sides offer.
+ * Returns 0, -EPROTO (bad reply, or config the initiator would refuse), -ENOTSUP (back-end lacks
+ * CONFIG (QEMU, SPDK), or has fewer queues than asked, or lacks VERSION_1), or a transport
+ * error.
  */
 int vh_fe_init(struct vh_fe *fe, bool get_config);
 
 /*
- * Sequence B: start the device with driver feature set `features` (0 = opts.driver_features;
- * always ANDed with what the back-end offers) and `nqueues` started queues (0 = all). Queues
- * are started from their current ring state (fresh after create or vh_fe_reset_rings(),
- * resumed after vh_fe_stop()). Memory regions are sent on the first start of a connection.
+ * Start the device. QEMU: sequence B with driver feature set `features` (0 =
+ * opts.driver_features; always ANDed with what the back-end offers) and `nqueues` started
+ * queues (0 = all). Queues are started from their current ring state (fresh after create or
+ * vh_fe_reset_rings(), resumed after vh_fe_stop()). Memory regions are sent on the first start
+ * of a connection. SPDK: features were acked at init (`features` must be 0 or those); DPDK acks
+ * them here. Both zero the rings of the started queues and start them at index 0 (-EBUSY if a
+ * request is in flight) and send their memory table on every start.
  * Returns 0, -EREMOTEIO when the back-end NACKs (REPLY_ACK u64 != 0), -EPROTO on a malformed
- * reply, or a transport error.
+ * reply, -ENOTSUP (SPDK: fewer queues than asked), -EBUSY (already running), or a transport
+ * error.
  */
 int vh_fe_start(struct vh_fe *fe, uint64_t features, unsigned int nqueues);
 
 /*
- * Sequence C: [SET_STATUS 0], SET_VRING_ENABLE(0) for all, GET_VRING_BASE per started queue.
- * The back-end's answers become each queue's base for the next start. Requests still in flight
- * stay in flight (check vh_fe_vq_pending() to see whether the back-end drained them).
+ * Stop. QEMU: sequence C: [SET_STATUS 0], SET_VRING_ENABLE(0) for all, GET_VRING_BASE per
+ * started queue. The back-end's answers become each queue's base for the next start. Requests
+ * still in flight stay in flight (check vh_fe_vq_pending() to see whether the back-end drained
+ * them). SPDK: its detach, which ends with the socket closed. DPDK: its device reset (the
+ * socket stays open; a vh_fe_start() after it is DPDK's re-init).
  */
 int vh_fe_stop(struct vh_fe *fe);
 
@@ -244,12 +411,15 @@ int vh_fe_stop(struct vh_fe *fe);
 int vh_fe_reset_rings(struct vh_fe *fe);
 
 /*
- * Back-end restart as QEMU 7.2 handles it (reference §1.9 E): drop the connection, connect
- * (within timeout_ms), replay A without GET_CONFIG, set each started queue's base to used->idx
- * (requests not yet used become available again) and, if the device was started, replay B
- * (with SET_INFLIGHT_FD of the buffer we kept, if opts.inflight).
- * used->idx is read after A, i.e. once the back-end serves the new session and so (for a live
- * back-end) has finished with the old one.
+ * Reconnect as the initiator does. QEMU: back-end restart as QEMU 7.2 handles it (reference
+ * §1.9 E): drop the connection, connect (within timeout_ms), replay A without GET_CONFIG, set
+ * each started queue's base to used->idx (requests not yet used become available again) and,
+ * if the device was started, replay B (with SET_INFLIGHT_FD of the buffer we kept, if
+ * opts.inflight). used->idx is read after A, i.e. once the back-end serves the new session and
+ * so (for a live back-end) has finished with the old one.
+ * SPDK and DPDK have no reconnect: their stop (when still connected; failures ignored, the
+ * back-end may be gone), close, then a fresh connect + init + start on zeroed rings: -EBUSY if
+ * a request is still in flight (they would lose it).
  */
 int vh_fe_reconnect(struct vh_fe *fe, int timeout_ms);
 
@@ -262,7 +432,11 @@ void *vh_fe_inflight_map(const struct vh_fe *fe, uint64_t *size);
 /* Drop the buffer (as QEMU does on a VM reset): the next start asks GET_INFLIGHT_FD again. */
 void vh_fe_inflight_free(struct vh_fe *fe);
 
-/* Memory table changes while the device runs (rings keep going). */
+/*
+ * Memory table changes while the device runs (rings keep going). DPDK sends its table
+ * bracketed by SET_VRING_ENABLE(0)/(1) of the active queue pairs, and nothing when not running
+ * (its start sends the table); SPDK refuses (-ENOTSUP), as SPDK does.
+ */
 /* Announce region i (ADD_MEM_REG with NEED_REPLY when REPLY_ACK). 0, -EREMOTEIO, -errno. */
 int vh_fe_mem_plug(struct vh_fe *fe, unsigned int region);
 /* Withdraw region i (REM_MEM_REG). The caller must have no request using it in flight. */
@@ -289,9 +463,17 @@ uint16_t vh_fe_cfg_u16(const struct vh_fe *fe, unsigned int off);
 
 /*
  * GET_CONFIG(offset 0, size) now. On success returns the reply's payload size field (should be
- * size) and copies min(reply, cap) bytes into buf. -EPROTO if the reply is malformed.
+ * size) and copies min(reply, cap) bytes into buf. -EPROTO if the reply is malformed (SPDK and
+ * DPDK: also if its size is not 12 + size), -ENOTSUP (SPDK, DPDK) if CONFIG was not negotiated:
+ * they never send it then.
  */
 int vh_fe_get_config(struct vh_fe *fe, uint32_t size, void *buf, uint32_t cap);
+/*
+ * Install config space the test learned out of band (vh_fe_info().config, for
+ * vh_fe_cfg_*() and io_engine): for an initiator that never reads it (DPDK's virtio-user has no
+ * PROTOCOL_F_CONFIG). len <= 256. Returns 0 or -EINVAL. Nothing is sent.
+ */
+int vh_fe_config_learned(struct vh_fe *fe, const void *cfg, uint32_t len);
 
 /* The front-end end of the back-end request channel (SET_BACKEND_REQ_FD), or -1. */
 int vh_fe_backend_fd(const struct vh_fe *fe);
@@ -341,7 +523,11 @@ int vh_fe_wait_closed(struct vh_fe *fe, int timeout_ms);
 #define VH_FE_MAX_IOV   256
 #define VH_FE_MAX_CHAIN 512
 
-/* Descriptor layout options for vh_fe_req.layout. */
+/*
+ * Descriptor layout options for vh_fe_req.layout. vh_fe_req_queue() rewrites req->layout with
+ * what it used: the request's bits plus the queue's layout_force minus its layout_deny
+ * (struct vh_fe_ring_opts).
+ */
 #define VH_FE_L_INDIRECT (1u << 0) /* chain in an indirect table (if negotiated) */
 /*
  * The header sits in the 16 bytes just before iov[0] (the caller reserved them), so a readable
@@ -408,9 +594,10 @@ void vh_fe_vq_seed(struct vh_fe_vq *vq, uint64_t seed);
 
 /*
  * Build req's descriptor chain, write its header and put it in the avail ring without
- * publishing (call vh_fe_vq_flush()). Returns 0, -ENOSPC (not enough free descriptors: poll
+ * publishing (call vh_fe_vq_flush()); with the queue's kick_per_request it is published (and
+ * kicked if the device wants it) at once. Returns 0, -ENOSPC (not enough free descriptors: poll
  * first), -E2BIG (chain longer than allowed), -EINVAL (bad iov / not started), -EBUSY (req is
- * already in flight).
+ * already in flight), or the kick's -errno (kick_per_request; the request is queued anyway).
  */
 int vh_fe_req_queue(struct vh_fe_vq *vq, struct vh_fe_req *req);
 /* Publish queued requests (avail->idx) and kick the device if it wants it. Returns kicks (0/1). */
