@@ -14,9 +14,20 @@
 #ifndef VH_CORE_PEERFD_H
 #define VH_CORE_PEERFD_H
 
+#include <stddef.h>
+
 /* An eventfd (anon_inode:[eventfd]). */
 int vh_peerfd_check_eventfd(int fd);
 /* A UNIX-domain socket (SOCK_STREAM or SOCK_SEQPACKET). */
 int vh_peerfd_check_unix_socket(int fd);
+
+/*
+ * The type of the file system the fd's file lives on, as the kernel's mount table names it
+ * ("tmpfs", "hugetlbfs", "ext4", "fuse.sshfs", ...), or "memfd" for a memfd (an internal mount
+ * that is in no mount table). Learned from /proc/self/fdinfo and /proc/self/mountinfo, so a
+ * FUSE or NFS server is never asked (fstat()/fstatfs() on such a file would wait for it).
+ * Returns 0, -EBADF, -ENOSYS (no /proc), or -ENOENT (mount not found and not a memfd).
+ */
+int vh_peerfd_fs_type(int fd, char *type, size_t len);
 
 #endif

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/peerfd.h"
 #include "core/sigbus.h"
 #include "vhost/vhost_internal.h"
 
@@ -68,14 +69,48 @@ fs_allowed(uint64_t type)
 	}
 }
 
+/* The same list by the mount table's names, checked before we touch the file at all. */
+static bool
+fs_name_allowed(const char *type)
+{
+	static const char *const ok[] = {"memfd", "tmpfs", "hugetlbfs", "ramfs", "ext2",   "ext3",
+	                                 "ext4",  "xfs",   "btrfs",     "f2fs",  "overlay"};
+
+	for (size_t i = 0; i < VH_ARRAY_SIZE(ok); i++) {
+		if (strcmp(type, ok[i]) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
 /* Checks on the fd: a regular file on an accepted filesystem, large enough. Sets *page. */
 static int
 check_fd(int fd, uint64_t end, uint64_t *page, unsigned *bdev_flags)
 {
 	struct statfs sfs;
 	struct stat st;
+	char type[64];
+	int rc;
 
-	if (fd < 0 || fstat(fd, &st) < 0) {
+	/*
+	 * Find the filesystem from the kernel's mount table first: fstat() and fstatfs() on a
+	 * FUSE file are requests to its server, which may be the peer, and would block us.
+	 */
+	rc = vh_peerfd_fs_type(fd, type, sizeof(type));
+	if (rc < 0) {
+		/* -ENOENT: on no mount we know and not a memfd (a pipe, an eventfd, a socket). */
+		return rc == -ENOENT ? -EINVAL : rc;
+	}
+	if (!fs_name_allowed(type)) {
+		VH_LOG_RL(VH_LOG_ERROR, "vhost",
+		          "guest memory on a '%s' filesystem refused: page faults on it could "
+		          "wait on another process (accepted: memfd/tmpfs, hugetlbfs, ramfs, "
+		          "ext2/3/4, xfs, btrfs, f2fs, overlayfs)",
+		          type);
+		return -EOPNOTSUPP;
+	}
+	if (fstat(fd, &st) < 0) {
 		return -EBADF;
 	}
 	if (!S_ISREG(st.st_mode)) {
@@ -111,7 +146,8 @@ check_fd(int fd, uint64_t end, uint64_t *page, unsigned *bdev_flags)
 }
 
 int
-vh_mem_region_map(struct vh_mem_region *r, const struct vhost_user_memory_region *wire, int fd)
+vh_mem_region_map(struct vh_mem_region *r, const struct vhost_user_memory_region *wire, int fd,
+                  const void *owner)
 {
 	uint64_t end, page, map_off, map_size;
 	unsigned bdev_flags;
@@ -183,7 +219,8 @@ vh_mem_region_map(struct vh_mem_region *r, const struct vhost_user_memory_region
 	r->map_size = map_size;
 	r->hva = (uint8_t *)p + (wire->mmap_offset - map_off);
 	r->sigbus_area = area;
-	vh_bdev_mem_register(r->hva, r->size, bdev_flags);
+	/* The owner (the session) bounds how much of the shared fixed-buffer table it takes. */
+	vh_bdev_mem_register_owned(owner, r->hva, r->size, bdev_flags);
 	return 0;
 }
 

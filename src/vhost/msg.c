@@ -305,7 +305,7 @@ h_set_mem_table(struct vh_session *s, struct vhost_user_msg *m)
 	for (uint32_t i = 0; i < wire->nregions; i++) {
 		struct vh_mem_region r;
 
-		rc = vh_mem_region_map(&r, &wire->regions[i], s->fds[i]);
+		rc = vh_mem_region_map(&r, &wire->regions[i], s->fds[i], s);
 		if (rc == 0 && (rc = vh_mem_check_add(n, &r)) < 0) {
 			vh_mem_region_unmap(&r);
 		}
@@ -333,7 +333,7 @@ h_add_mem_reg(struct vh_session *s, struct vhost_user_msg *m)
 	if (s->mem != NULL && s->mem->nregions >= VH_MAX_MEM_REGIONS) {
 		return -ENOSPC;
 	}
-	rc = vh_mem_region_map(&r, &m->payload.mem_reg.region, s->fds[0]);
+	rc = vh_mem_region_map(&r, &m->payload.mem_reg.region, s->fds[0], s);
 	if (rc < 0) {
 		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "ADD_MEM_REG refused: %s", strerror(-rc));
 		return rc;

@@ -61,9 +61,11 @@ struct vh_mem {
  * regular file on an accepted filesystem and large enough, and maps only the region (at most
  * the per-session limit), registered for SIGBUS recovery. Does not close @fd. Returns 0,
  * -EINVAL, -EBADF, -EOPNOTSUPP (filesystem refused), -E2BIG (over the limit), -ENOMEM (e.g. no
- * free huge pages), -ENOSPC (SIGBUS registry full) or another -errno from mmap. Control thread.
+ * free huge pages), -ENOSPC (SIGBUS registry full) or another -errno from mmap. @owner (the
+ * session, or NULL) is charged for the region in the bdev layer's shared tables. Control thread.
  */
-int vh_mem_region_map(struct vh_mem_region *r, const struct vhost_user_memory_region *wire, int fd);
+int vh_mem_region_map(struct vh_mem_region *r, const struct vhost_user_memory_region *wire, int fd,
+                      const void *owner);
 void vh_mem_region_unmap(struct vh_mem_region *r);
 /* -EINVAL if @r overlaps a region of @m in guest-physical or front-end virtual space. */
 int vh_mem_check_overlap(const struct vh_mem *m, const struct vh_mem_region *r);

@@ -83,11 +83,22 @@ vh_log_burst_allow(struct vh_log_burst *b, uint64_t now, uint32_t *suppressed)
  * back-ends is a no-op here. Weak, so targets that link bdev.c use the real ones.
  */
 __attribute__((weak)) void vh_bdev_mem_register(void *vaddr, size_t len, unsigned flags);
+__attribute__((weak)) void vh_bdev_mem_register_owned(const void *owner, void *vaddr, size_t len,
+                                                      unsigned flags);
 __attribute__((weak)) void vh_bdev_mem_unregister(void *vaddr, size_t len);
 
 __attribute__((weak)) void
 vh_bdev_mem_register(void *vaddr, size_t len, unsigned flags)
 {
+	(void)vaddr;
+	(void)len;
+	(void)flags;
+}
+
+__attribute__((weak)) void
+vh_bdev_mem_register_owned(const void *owner, void *vaddr, size_t len, unsigned flags)
+{
+	(void)owner;
 	(void)vaddr;
 	(void)len;
 	(void)flags;

@@ -31,7 +31,7 @@ guest_add_region(struct vh_mem *m, uint64_t gpa, uint64_t size, uint64_t qva)
 	int fd = guest_memfd(size);
 
 	assert_true(m->nregions < VH_MAX_MEM_REGIONS);
-	assert_int_equal(vh_mem_region_map(&m->regions[m->nregions], &w, fd), 0);
+	assert_int_equal(vh_mem_region_map(&m->regions[m->nregions], &w, fd, NULL), 0);
 	m->nregions++;
 	close(fd);
 }

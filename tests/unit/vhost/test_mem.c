@@ -44,7 +44,7 @@ map_wire(struct vh_mem_region *r, uint64_t gpa, uint64_t size, uint64_t qva, uin
 	        .mmap_offset = off,
 	};
 
-	return vh_mem_region_map(r, &w, fd);
+	return vh_mem_region_map(r, &w, fd, NULL);
 }
 
 static void
