@@ -2,10 +2,9 @@
 # SPDX-License-Identifier: BSD-3-Clause
 #
 # fresh/run.sh: the README's first command on a fresh machine. Unpacks a minimal Debian 12 root
-# (debootstrap --variant=minbase, nothing else), copies a clean export of the repository's HEAD
-# into it and runs scripts/demo.sh there as root, so that a package missing from
-# scripts/install-deps.sh, or a tool the scripts use without installing it, fails here and not
-# on a user's machine.
+# (debootstrap --variant=minbase, nothing else), clones the repository's HEAD into it and runs
+# scripts/demo.sh there as root, so that a package missing from scripts/install-deps.sh, or a
+# tool the scripts use without installing it, fails here and not on a user's machine.
 #
 # Usage: tests/fresh/run.sh            (root; needs debootstrap, zstd, git, unshare, chroot)
 # Exit: 0 the demo passed in the fresh root, 1 it failed (or the root could not be built),
@@ -27,7 +26,9 @@
 #
 # Env: FRESH_CACHE, FRESH_MIRROR, FRESH_TIMEOUT (s, default 2700), FRESH_TMP (parent of the
 # temp dir, default /var/tmp), FRESH_KEEP=1 (keep the root, unmounted, for a look afterwards),
-# FRESH_REV (commit to export, default HEAD), DEMO_FIO_RUNTIME (passed to the demo).
+# FRESH_REV (commit to clone, default HEAD), DEMO_FIO_RUNTIME (passed to the demo),
+# FRESH_CMD (what to run in the checkout in the root, default scripts/demo.sh; e.g.
+# FRESH_CMD='SUITES="unit func" scripts/test.sh' checks install-deps.sh's full list).
 
 set -uo pipefail
 SUITE=bookworm
@@ -119,10 +120,11 @@ ns_mount() { # TARGET MOUNT-ARGS...
 	NS_MOUNTS+=("$t")
 }
 
-# in_ns_chroot ROOT: mount what the demo needs and run it as root in ROOT, with a clean
-# environment. Returns the demo's exit status.
+# in_ns_chroot ROOT CMD: mount what the demo needs and run CMD (bash) as root in ROOT, in the
+# checkout, with a clean environment. Returns CMD's exit status.
 in_ns_chroot() {
 	NS_ROOT=$1
+	local cmd=$2
 	trap ns_cleanup EXIT
 	trap 'log "interrupted"; exit 130' INT
 	trap 'log "terminated"; exit 143' TERM
@@ -133,7 +135,7 @@ in_ns_chroot() {
 	ns_mount "$NS_ROOT/dev/shm" -t tmpfs -o mode=1777,nosuid,nodev shm
 	env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
 		TERM=dumb LANG=C.UTF-8 DEMO_FIO_RUNTIME="${DEMO_FIO_RUNTIME:-10}" \
-		chroot "$NS_ROOT" /bin/bash -c 'cd /src/vhostd && exec scripts/demo.sh' </dev/null
+		chroot "$NS_ROOT" /bin/bash -c "cd /src/vhostd && $cmd" </dev/null
 }
 
 case "${1:-}" in
@@ -152,7 +154,7 @@ done
 git -C "$top" rev-parse --git-dir >/dev/null 2>&1 || skip "$top is not a git checkout"
 rev=$(git -C "$top" rev-parse --verify "${FRESH_REV:-HEAD}^{commit}") || fail "no commit ${FRESH_REV:-HEAD}"
 [[ -n "$(git -C "$top" status --porcelain --untracked-files=no)" ]] &&
-	log "note: uncommitted changes are not part of the test: it exports $rev"
+	log "note: uncommitted changes are not part of the test: it clones $rev"
 
 # host_mirror: the first bookworm "deb" URI of the host's apt sources (one-line or deb822).
 host_mirror() {
@@ -199,7 +201,9 @@ cleanup() {
 			[[ -z "$(mounts_below "$work")" ]] || log "ERROR: mounts left below $work"
 			log "root kept in $work/root"
 		else
+			local t=$SECONDS
 			safe_rm "$work" || rc=1
+			log "temp root removed ($((SECONDS - t)) s)"
 		fi
 	fi
 	exit "$rc"
@@ -231,7 +235,13 @@ if [[ ! -s "$tarball" ]]; then
 fi
 flock -u 8
 
-work=$(mktemp -d "${FRESH_TMP:-/var/tmp}/vhostd-fresh.XXXXXX") || fail "mktemp"
+# Roots of runs that were killed (SIGKILL: no trap) are removed once nothing runs in them; the
+# timeout bounds a run far below a day.
+tmp=${FRESH_TMP:-/var/tmp}
+for d in $(find "$tmp" -maxdepth 1 -name 'vhostd-fresh.??????' -type d -mtime +0 2>/dev/null); do
+	[[ -z "$(pids_in_root "$d/root")" ]] && log "removing the stale $d" && safe_rm "$d"
+done
+work=$(mktemp -d "$tmp/vhostd-fresh.XXXXXX") || fail "mktemp"
 root="$work/root"
 mkdir "$root"
 zstd -q -dc "$tarball" | tar --numeric-owner --xattrs -C "$root" -xpf - || fail "cannot unpack $tarball"
@@ -258,18 +268,21 @@ done
 rm -f "$root/etc/resolv.conf"
 cp -L /etc/resolv.conf "$root/etc/resolv.conf" || fail "cannot copy /etc/resolv.conf"
 
-mkdir -p "$root/src/vhostd"
-git -C "$top" archive --format=tar "$rev" | tar -C "$root/src/vhostd" -xf - ||
-	fail "git archive $rev failed"
+# A clean clone of the one commit, as CI has it: no build directories, nothing untracked.
+src="$root/src/vhostd"
+git init -q "$src" && git -C "$src" fetch -q "$top" "$rev" &&
+	git -C "$src" checkout -q --detach FETCH_HEAD || fail "cannot clone $rev into the root"
 log "fresh root ready in $((SECONDS - t0)) s: $root, vhostd $(git -C "$top" rev-parse --short "$rev")"
 
-log "running scripts/demo.sh in the fresh root (timeout ${FRESH_TIMEOUT:-2700} s)"
+cmd=${FRESH_CMD:-scripts/demo.sh}
+log "running $cmd in the fresh root (timeout ${FRESH_TIMEOUT:-2700} s)"
 t1=$SECONDS
-timeout -k 30 "${FRESH_TIMEOUT:-2700}" unshare --mount --propagation private "$self" --ns-chroot "$root"
+timeout -k 30 "${FRESH_TIMEOUT:-2700}" unshare --mount --propagation private "$self" --ns-chroot \
+	"$root" "$cmd"
 rc=$?
-[[ $rc -eq 124 ]] && log "the demo did not finish within ${FRESH_TIMEOUT:-2700} s"
+[[ $rc -eq 124 ]] && log "$cmd did not finish within ${FRESH_TIMEOUT:-2700} s"
 if [[ $rc -ne 0 ]]; then
-	fail "scripts/demo.sh exited with $rc in a fresh Debian $SUITE root ($((SECONDS - t1)) s)"
+	fail "$cmd exited with $rc in a fresh Debian $SUITE root ($((SECONDS - t1)) s)"
 fi
-log "PASS: scripts/demo.sh in a fresh Debian $SUITE root took $((SECONDS - t1)) s ($((SECONDS - t0)) s in all)"
+log "PASS: $cmd in a fresh Debian $SUITE root took $((SECONDS - t1)) s ($((SECONDS - t0)) s so far)"
 exit 0
