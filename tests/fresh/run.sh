@@ -208,9 +208,29 @@ cleanup() {
 	fi
 	exit "$rc"
 }
+# run_child CMD...: CMD in its own process group (setsid), waited for so that a signal to us is
+# handled at once: on_signal passes it on to the whole group (the demo, QEMU, vhostd, apt...).
+CHILD=""
+run_child() {
+	local rc
+	setsid "$@" &
+	CHILD=$!
+	wait "$CHILD"
+	rc=$?
+	CHILD=""
+	return $rc
+}
+on_signal() { # MESSAGE EXIT-CODE
+	log "$1"
+	if [[ -n "$CHILD" ]]; then
+		kill -TERM -- -"$CHILD" 2>/dev/null
+		wait "$CHILD"
+	fi
+	exit "$2"
+}
 trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated"; exit 143' TERM
+trap 'on_signal interrupted 130' INT
+trap 'on_signal terminated 143' TERM
 t0=$SECONDS
 
 # The base: debootstrap's output, nothing else. One builder at a time (the lock); a month-old
@@ -222,7 +242,7 @@ if [[ ! -s "$tarball" ]]; then
 	mirror=${mirror:-http://deb.debian.org/debian}
 	bs=$(mktemp -d "$cache/debootstrap.XXXXXX") || fail "mktemp"
 	log "debootstrap --variant=$VARIANT $SUITE from $mirror (cached afterwards in $tarball)"
-	unshare --mount --propagation private "$self" --ns-debootstrap "$bs" "$mirror" ||
+	run_child unshare --mount --propagation private "$self" --ns-debootstrap "$bs" "$mirror" ||
 		fail "debootstrap failed (log above)"
 	tar --numeric-owner --xattrs -C "$bs" -cf - . | zstd -q -f -T0 -o "$tarball.tmp" ||
 		fail "cannot pack $tarball"
@@ -277,7 +297,7 @@ log "fresh root ready in $((SECONDS - t0)) s: $root, vhostd $(git -C "$top" rev-
 cmd=${FRESH_CMD:-scripts/demo.sh}
 log "running $cmd in the fresh root (timeout ${FRESH_TIMEOUT:-2700} s)"
 t1=$SECONDS
-timeout -k 30 "${FRESH_TIMEOUT:-2700}" unshare --mount --propagation private "$self" --ns-chroot \
+run_child timeout -k 30 "${FRESH_TIMEOUT:-2700}" unshare --mount --propagation private "$self" --ns-chroot \
 	"$root" "$cmd"
 rc=$?
 [[ $rc -eq 124 ]] && log "$cmd did not finish within ${FRESH_TIMEOUT:-2700} s"
