@@ -138,6 +138,11 @@ in_ns_chroot() {
 		chroot "$NS_ROOT" /bin/bash -c "cd /src/vhostd && $cmd" </dev/null
 }
 
+# The two internal modes mount: only ever in a mount namespace of their own (unshare -m).
+case "${1:-}" in
+--ns-*) [[ -n "${FRESH_HOST_MNTNS:-}" && $(readlink /proc/self/ns/mnt) != "$FRESH_HOST_MNTNS" ]] ||
+	fail "$1 must run in a private mount namespace (unshare --mount)" ;;
+esac
 case "${1:-}" in
 --ns-debootstrap) shift; in_ns_debootstrap "$@"; exit ;;
 --ns-chroot) shift; in_ns_chroot "$@"; exit ;;
@@ -146,6 +151,7 @@ esac
 # ---- on the host ----------------------------------------------------------------------------
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
+FRESH_HOST_MNTNS=$(readlink /proc/self/ns/mnt) && export FRESH_HOST_MNTNS
 self="$top/tests/fresh/run.sh"
 [[ $(id -u) -eq 0 ]] || skip "needs root (debootstrap, chroot, mounts)"
 for p in debootstrap zstd git unshare chroot tar; do
