@@ -51,17 +51,17 @@ pids_in_root() {
 # QEMU behind would keep the root busy).
 kill_in_root() {
 	local d=$1 pids i
-	pids=$(pids_in_root "$d")
-	[[ -z "$pids" ]] && return 0
-	log "processes still running in $d: $(echo $pids): SIGTERM"
-	kill -TERM $pids 2>/dev/null
+	mapfile -t pids < <(pids_in_root "$d")
+	((${#pids[@]})) || return 0
+	log "processes still running in $d: ${pids[*]}: SIGTERM"
+	kill -TERM "${pids[@]}" 2>/dev/null
 	for ((i = 0; i < 50; i++)); do
-		pids=$(pids_in_root "$d")
-		[[ -z "$pids" ]] && return 0
+		mapfile -t pids < <(pids_in_root "$d")
+		((${#pids[@]})) || return 0
 		sleep 0.1
 	done
-	log "still running after 5 s: $(echo $pids): SIGKILL"
-	kill -KILL $pids 2>/dev/null
+	log "still running after 5 s: ${pids[*]}: SIGKILL"
+	kill -KILL "${pids[@]}" 2>/dev/null
 	sleep 0.2
 }
 
@@ -77,12 +77,13 @@ safe_rm() {
 	local d=$1 m left
 	[[ -n "$d" && -d "$d" ]] || return 0
 	kill_in_root "$d"
-	for m in $(mounts_below "$d"); do
+	mapfile -t left < <(mounts_below "$d")
+	for m in "${left[@]}"; do
 		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
 	done
-	left=$(mounts_below "$d")
-	if [[ -n "$left" ]]; then
-		log "ERROR: still mounted below $d, NOT removing it: $(echo $left)"
+	mapfile -t left < <(mounts_below "$d")
+	if ((${#left[@]})); then
+		log "ERROR: still mounted below $d, NOT removing it: ${left[*]}"
 		return 1
 	fi
 	rm -rf --one-file-system "$d"
@@ -93,10 +94,11 @@ safe_rm() {
 # in_ns_debootstrap DIR MIRROR: debootstrap mounts /proc and /sys in its target and may leave
 # them mounted when it fails; in this namespace they vanish with it.
 in_ns_debootstrap() {
-	local dir=$1 mirror=$2 rc
+	local dir=$1 mirror=$2 rc m mounts
 	debootstrap --variant="$VARIANT" "$SUITE" "$dir" "$mirror" >"$dir.log" 2>&1
 	rc=$?
-	for m in $(mounts_below "$dir"); do umount "$m" 2>/dev/null || umount -l "$m"; done
+	mapfile -t mounts < <(mounts_below "$dir")
+	for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m"; done
 	[[ $rc -eq 0 ]] || tail -n 30 "$dir.log" >&2
 	return $rc
 }
@@ -264,9 +266,9 @@ flock -u 8
 # Roots of runs that were killed (SIGKILL: no trap) are removed once nothing runs in them; the
 # timeout bounds a run far below a day.
 tmp=${FRESH_TMP:-/var/tmp}
-for d in $(find "$tmp" -maxdepth 1 -name 'vhostd-fresh.??????' -type d -mtime +0 2>/dev/null); do
+while IFS= read -r d; do
 	[[ -z "$(pids_in_root "$d/root")" ]] && log "removing the stale $d" && safe_rm "$d"
-done
+done < <(find "$tmp" -maxdepth 1 -name 'vhostd-fresh.??????' -type d -mtime +0 2>/dev/null)
 work=$(mktemp -d "$tmp/vhostd-fresh.XXXXXX") || fail "mktemp"
 root="$work/root"
 mkdir "$root"
