@@ -3,7 +3,7 @@
 #
 # demo.sh: vhostd end to end on a fresh Debian 12 machine (run as root).
 #
-#   1. installs the build and guest dependencies with apt-get,
+#   1. installs the build and guest dependencies (scripts/install-deps.sh demo),
 #   2. builds vhostd (meson setup build && ninja -C build),
 #   3. starts vhostd with a 64 MiB RAM disk behind a vhost-user-blk controller,
 #   4. boots a small Linux guest (QEMU, TCG) on it and runs fio inside,
@@ -21,31 +21,13 @@ RUNTIME=${DEMO_FIO_RUNTIME:-10}
 step() { printf '\n==> %s\n' "$*" >&2; }
 die() { echo "demo: error: $*" >&2; exit 1; }
 
-PKGS=(meson ninja-build pkg-config gcc liburing-dev libjansson-dev libcmocka-dev libsystemd-dev
-	qemu-system-x86 python3
-	busybox-static fio kmod cpio gzip e2fsprogs util-linux xz-utils zstd)
-
-install_deps() {
-	local missing=() p
-	for p in "${PKGS[@]}"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-	done
-	if [[ ${#missing[@]} -eq 0 ]]; then
-		echo "all packages present" >&2
-		return 0
-	fi
-	[[ "${DEMO_NO_APT:-0}" == 1 ]] && die "missing packages: ${missing[*]}"
-	[[ $(id -u) -eq 0 ]] || die "run as root to install: ${missing[*]}"
-	echo "installing: ${missing[*]}" >&2
-	export DEBIAN_FRONTEND=noninteractive
-	if ! apt-get install -y --no-install-recommends "${missing[@]}"; then
-		apt-get update || die "apt-get update failed"
-		apt-get install -y --no-install-recommends "${missing[@]}" || die "apt-get install failed"
-	fi
-}
-
 step "installing dependencies"
-install_deps
+# The one package list is scripts/install-deps.sh; "demo" = the build + the guest.
+if [[ "${DEMO_NO_APT:-0}" == 1 ]]; then
+	"$ROOT/scripts/install-deps.sh" --check demo || die "missing packages (DEMO_NO_APT=1)"
+else
+	"$ROOT/scripts/install-deps.sh" demo || die "installing the dependencies failed"
+fi
 
 step "building vhostd in $ROOT/$BUILD"
 cd "$ROOT" || die "cd $ROOT"

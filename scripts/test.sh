@@ -3,7 +3,8 @@
 # test suite, and ends with "N passed, N failed".
 #   scripts/test.sh            everything: unit + func (ASan/UBSan), fuzz (30 s per libFuzzer
 #                              target), tsan (unit + func under
-#                              ThreadSanitizer, clang), qemu (real guests, release build)
+#                              ThreadSanitizer, clang), qemu (real guests, release build),
+#                              fresh (scripts/demo.sh in a fresh minimal Debian 12 root: one test)
 #   SUITES="unit func" scripts/test.sh    a subset
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ if [ "$(id -u)" = 0 ]; then
   scripts/install-deps.sh || { echo "dependency installation failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
 
-suites=${SUITES:-"unit func tsan fuzz qemu"}
+suites=${SUITES:-"unit func tsan fuzz qemu fresh"}
 jobs=$(nproc)
 pass=0 fail=0 skip=0
 
@@ -47,6 +48,19 @@ PY
   pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
 }
 
+# tests/fresh/run.sh: the README's first command in a fresh root; one test (exit 77: skipped).
+run_fresh() {
+  echo "=== fresh (scripts/demo.sh in a fresh Debian 12 root; log: build-fresh.log) ==="
+  tests/fresh/run.sh >build-fresh.log 2>&1
+  local rc=$?
+  grep -a 'fresh: ' build-fresh.log
+  case $rc in
+    0) pass=$((pass + 1)) ;;
+    77) skip=$((skip + 1)) ;;
+    *) tail -n 60 build-fresh.log; fail=$((fail + 1)) ;;
+  esac
+}
+
 # Formatting is a check like any test: a violation fails the run (scripts/check-format.sh --fix).
 echo "=== format ==="
 if scripts/check-format.sh; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
@@ -75,6 +89,7 @@ for s in $suites; do
     unit|func) run_suite build-asan "$s" ;;
     qemu) run_suite build-release qemu ;;
     tsan) run_suite build-tsan unit; run_suite build-tsan func ;;
+    fresh) run_fresh ;;
     *) run_suite build-asan "$s" ;;
   esac
 done
