@@ -296,8 +296,8 @@ t_remove_ring_region(struct vh_target *t, struct witness *w)
 	vh_test_fe_close(mem, fe);
 	/* Design rule 10: a running ring left without memory closes the session (no ack). */
 	T_CHECK(rc == -ECONNRESET || rc == -EPIPE,
-	        "removing the running ring's region did not close the session (rc %d ack %llu)",
-	        rc, (unsigned long long)v);
+	        "removing the running ring's region did not close the session (rc %d ack %llu)", rc,
+	        (unsigned long long)v);
 	T_OK(witness_check(t, w));
 	return 0;
 }
