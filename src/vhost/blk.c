@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * virtio-blk request semantics (VIRTIO 1.2 §5.2) and the device configuration space.
+ * The virtio-blk device (VIRTIO 1.2 §5.2) behind the device interface (device.h): request
+ * semantics, the configuration space, and the vhost_create_blk_controller side of controllers.
  *
  * Threat model: the request header, discard segments and every length come from guest memory.
  * The header and segments are copied out before they are checked (the guest can rewrite them
@@ -9,14 +10,41 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
-#include "vhost/vhost_internal.h"
+#include "core/reactor.h"
+#include "vhost/blk.h"
+#include "vhost/device.h"
+#include "vhost/mem.h"
+#include "vhost/session.h"
+#include "vhost/vring.h"
 
 #define SECTOR_SHIFT        9
 #define MAX_DISCARD_SECTORS (1u << 22) /* 2 GiB per segment */
 #define MAX_DISCARD_SEG     1u
+#define BLK_SEG_MAX         126           /* data segments advertised (seg_max) */
+#define BLK_SIZE_MAX        (128u * 1024) /* bytes per segment advertised (size_max) */
+/* Header + data + status descriptors, plus room for buffers split at region boundaries. */
+#define BLK_MAX_IOV 136
+
+struct blk_req {
+	struct vh_req r; /* first: the ring code's part */
+	uint8_t *status; /* the status byte in guest memory */
+	struct vh_bdev_io io;
+	struct iovec iov[BLK_MAX_IOV];
+};
+
+static inline struct vh_blk_ctrlr *
+ctrlr_of(const struct vh_vhost_ctrlr *c)
+{
+	return c->dev;
+}
+
+/* ---- requests (reactor) ---- */
 
 /* Copy @len bytes from the front of iov[0..cnt), consuming them in place. Returns the index of
  * the first iovec left, or -1 if the iovecs hold fewer than @len bytes. */
@@ -57,20 +85,20 @@ iov_total(const struct iovec *iov, int cnt)
 }
 
 static void
-finish(struct vh_vq *vq, struct vh_blk_req *req, uint8_t status)
+finish(struct vh_vq *vq, struct blk_req *req, uint8_t status)
 {
 	VH_WRITE_ONCE(*req->status, status);
 	if (status != VIRTIO_BLK_S_OK) {
-		req->used_len = 1;
+		req->r.used_len = 1;
 	}
-	vh_vq_push_used(vq, req);
+	vh_vq_push_used(vq, &req->r);
 }
 
 static void
 io_done(struct vh_bdev_io *io, int rc)
 {
-	struct vh_blk_req *req = VH_CONTAINER_OF(io, struct vh_blk_req, io);
-	struct vh_vq *vq = req->vq;
+	struct blk_req *req = VH_CONTAINER_OF(io, struct blk_req, io);
+	struct vh_vq *vq = req->r.vq;
 
 	if (VH_UNLIKELY(rc != 0)) {
 		uint32_t suppressed;
@@ -94,42 +122,35 @@ io_done(struct vh_bdev_io *io, int rc)
 }
 
 static void
-submit(struct vh_vq *vq, struct vh_blk_req *req)
+submit(struct vh_vq *vq, struct blk_req *req)
 {
-	int rc = vh_bdev_submit(vq->ch, &req->io);
+	int rc = vh_bdev_submit(vq->dq, &req->io);
 
 	if (VH_LIKELY(rc == 0)) {
 		return;
 	}
 	if (rc == -EAGAIN || rc == -ENOMEM) {
 		/* Back-pressure, not an error: try again on the next poll, in order. */
-		req->next_retry = NULL;
-		*vq->retry_tail = req;
-		vq->retry_tail = &req->next_retry;
+		vh_vq_defer_retry(vq, &req->r);
 		return;
 	}
 	VH_LOG_RL(VH_LOG_ERROR, vq->prefix, "submit failed: %d", rc);
 	finish(vq, req, VIRTIO_BLK_S_IOERR);
 }
 
-void
-vh_blk_retry(struct vh_vq *vq)
+static int
+blk_resubmit(struct vh_vq *vq, struct vh_req *r)
 {
-	while (vq->retry_head != NULL) {
-		struct vh_blk_req *req = vq->retry_head;
-		int rc = vh_bdev_submit(vq->ch, &req->io);
+	struct blk_req *req = (struct blk_req *)r;
+	int rc = vh_bdev_submit(vq->dq, &req->io);
 
-		if (rc == -EAGAIN || rc == -ENOMEM) {
-			return;
-		}
-		vq->retry_head = req->next_retry;
-		if (vq->retry_head == NULL) {
-			vq->retry_tail = &vq->retry_head;
-		}
-		if (rc < 0) {
-			finish(vq, req, VIRTIO_BLK_S_IOERR);
-		}
+	if (rc == -EAGAIN || rc == -ENOMEM) {
+		return -EAGAIN;
 	}
+	if (rc < 0) {
+		finish(vq, req, VIRTIO_BLK_S_IOERR);
+	}
+	return 0;
 }
 
 /* True if [sector, sector + bytes) is inside the disk and aligned to its block size. */
@@ -154,16 +175,15 @@ range_ok(const struct vh_bdev *b, uint64_t sector, uint64_t bytes, uint64_t *off
 }
 
 static uint8_t
-prep_rw(struct vh_vq *vq, struct vh_blk_req *req, const struct virtio_blk_outhdr *hdr,
-        struct iovec *data, int cnt, bool write)
+prep_rw(struct vh_vq *vq, const struct vh_blk_ctrlr *b, struct blk_req *req,
+        const struct virtio_blk_outhdr *hdr, struct iovec *data, int cnt, bool write)
 {
-	const struct vh_vhost_ctrlr *c = vq->s->c;
 	uint64_t len = iov_total(data, cnt), off;
 
-	if (write && c->readonly) {
+	if (write && b->readonly) {
 		return VIRTIO_BLK_S_IOERR;
 	}
-	if (!range_ok(c->bdev, hdr->sector, len, &off)) {
+	if (!range_ok(b->bdev, hdr->sector, len, &off)) {
 		VH_LOG_RL(VH_LOG_WARN, vq->prefix,
 		          "%s out of range or unaligned: sector %" PRIu64 ", %" PRIu64 " bytes",
 		          write ? "write" : "read", hdr->sector, len);
@@ -174,16 +194,16 @@ prep_rw(struct vh_vq *vq, struct vh_blk_req *req, const struct virtio_blk_outhdr
 	req->io.length = len;
 	req->io.iov = data;
 	req->io.iovcnt = cnt;
-	req->used_len = write ? 1 : (uint32_t)VH_MIN(len + 1, (uint64_t)UINT32_MAX);
+	req->r.used_len = write ? 1 : (uint32_t)VH_MIN(len + 1, (uint64_t)UINT32_MAX);
 	return 0xff; /* submit */
 }
 
 static uint8_t
-prep_get_id(struct vh_vq *vq, struct vh_blk_req *req, struct iovec *data, int cnt)
+prep_get_id(struct vh_vq *vq, struct blk_req *req, struct iovec *data, int cnt)
 {
-	const struct vh_vhost_ctrlr *c = vq->s->c;
-	size_t left = VH_MIN(sizeof(c->serial), (size_t)iov_total(data, cnt));
-	const uint8_t *src = (const uint8_t *)c->serial;
+	const struct vh_blk_ctrlr *b = ctrlr_of(vq->s->c);
+	size_t left = VH_MIN(sizeof(b->serial), (size_t)iov_total(data, cnt));
+	const uint8_t *src = (const uint8_t *)b->serial;
 	uint32_t copied = 0;
 
 	for (int i = 0; i < cnt && left > 0; i++) {
@@ -194,15 +214,14 @@ prep_get_id(struct vh_vq *vq, struct vh_blk_req *req, struct iovec *data, int cn
 		left -= chunk;
 		copied += (uint32_t)chunk;
 	}
-	req->used_len = copied + 1;
+	req->r.used_len = copied + 1;
 	return VIRTIO_BLK_S_OK;
 }
 
 static uint8_t
-prep_discard_wz(struct vh_vq *vq, struct vh_blk_req *req, uint32_t type, struct iovec *data,
-                int cnt)
+prep_discard_wz(struct vh_vq *vq, struct blk_req *req, uint32_t type, struct iovec *data, int cnt)
 {
-	const struct vh_vhost_ctrlr *c = vq->s->c;
+	const struct vh_blk_ctrlr *b = ctrlr_of(vq->s->c);
 	struct virtio_blk_discard_write_zeroes seg;
 	uint64_t len = iov_total(data, cnt), off;
 	bool wz = type == VIRTIO_BLK_T_WRITE_ZEROES;
@@ -211,7 +230,7 @@ prep_discard_wz(struct vh_vq *vq, struct vh_blk_req *req, uint32_t type, struct 
 	if (!(vq->s->features & (1ull << feat))) {
 		return VIRTIO_BLK_S_UNSUPP;
 	}
-	if (c->readonly) {
+	if (b->readonly) {
 		return VIRTIO_BLK_S_IOERR;
 	}
 	if (len == 0 || len % sizeof(seg) != 0 || len / sizeof(seg) > MAX_DISCARD_SEG) {
@@ -225,7 +244,7 @@ prep_discard_wz(struct vh_vq *vq, struct vh_blk_req *req, uint32_t type, struct 
 		return VIRTIO_BLK_S_UNSUPP;
 	}
 	if (seg.num_sectors == 0 || seg.num_sectors > MAX_DISCARD_SECTORS ||
-	    !range_ok(c->bdev, seg.sector, (uint64_t)seg.num_sectors << SECTOR_SHIFT, &off)) {
+	    !range_ok(b->bdev, seg.sector, (uint64_t)seg.num_sectors << SECTOR_SHIFT, &off)) {
 		return VIRTIO_BLK_S_IOERR;
 	}
 	req->io.type = wz ? VH_BDEV_IO_WRITE_ZEROES : VH_BDEV_IO_DISCARD;
@@ -235,21 +254,23 @@ prep_discard_wz(struct vh_vq *vq, struct vh_blk_req *req, uint32_t type, struct 
 	req->io.length = (uint64_t)seg.num_sectors << SECTOR_SHIFT;
 	req->io.iov = NULL;
 	req->io.iovcnt = 0;
-	req->used_len = 1;
+	req->r.used_len = 1;
 	return 0xff;
 }
 
-void
-vh_blk_handle(struct vh_vq *vq, struct vh_blk_req *req)
+static void
+blk_handle(struct vh_vq *vq, struct vh_req *r)
 {
+	struct blk_req *req = (struct blk_req *)r;
+	const struct vh_blk_ctrlr *b = ctrlr_of(vq->s->c);
 	struct virtio_blk_outhdr hdr;
 	uint8_t *status;
 	int nr, nw, rc, first;
 	uint8_t st;
 
-	rc = vh_vq_walk_chain(vq, vq->s->mem, req->head, req->iov, &nr, &nw, &status);
+	rc = vh_vq_walk_chain(vq, vq->s->mem, r->head, req->iov, BLK_MAX_IOV, &nr, &nw, &status);
 	if (VH_UNLIKELY(rc == -EBADMSG || status == NULL)) {
-		vh_vq_drop(vq, req);
+		vh_vq_drop(vq, r);
 		vh_vq_broken(vq, rc == -EBADMSG ? "guest violated the ring protocol: malformed "
 		                                  "descriptor chain"
 		                                : "guest violated the ring protocol: request "
@@ -257,7 +278,7 @@ vh_blk_handle(struct vh_vq *vq, struct vh_blk_req *req)
 		return;
 	}
 	req->status = status;
-	req->used_len = 1;
+	r->used_len = 1;
 	req->io.cb = io_done;
 	req->io.flags = 0;
 	if (VH_UNLIKELY(rc < 0)) {
@@ -277,13 +298,13 @@ vh_blk_handle(struct vh_vq *vq, struct vh_blk_req *req)
 	}
 	switch (hdr.type) {
 	case VIRTIO_BLK_T_IN:
-		st = prep_rw(vq, req, &hdr, &req->iov[nr], nw, false);
+		st = prep_rw(vq, b, req, &hdr, &req->iov[nr], nw, false);
 		break;
 	case VIRTIO_BLK_T_OUT:
-		st = prep_rw(vq, req, &hdr, &req->iov[first], nr - first, true);
+		st = prep_rw(vq, b, req, &hdr, &req->iov[first], nr - first, true);
 		break;
 	case VIRTIO_BLK_T_FLUSH:
-		if (!vh_bdev_io_type_supported(vq->s->c->bdev, VH_BDEV_IO_FLUSH)) {
+		if (!vh_bdev_io_type_supported(b->bdev, VH_BDEV_IO_FLUSH)) {
 			st = VIRTIO_BLK_S_OK;
 			break;
 		}
@@ -311,50 +332,216 @@ vh_blk_handle(struct vh_vq *vq, struct vh_blk_req *req)
 	finish(vq, req, st);
 }
 
-uint64_t
-vh_blk_features(const struct vh_vhost_ctrlr *c)
+static int
+blk_queue_start(struct vh_vq *vq)
 {
+	vq->dq = vh_bdev_channel_get(ctrlr_of(vq->s->c)->bdev);
+	return vq->dq != NULL ? 0 : -ENOMEM;
+}
+
+static void
+blk_queue_stop(struct vh_vq *vq)
+{
+	vh_bdev_channel_put(vq->dq);
+	vq->dq = NULL;
+}
+
+/* ---- features and configuration space (control) ---- */
+
+static uint64_t
+blk_features(const struct vh_vhost_ctrlr *c)
+{
+	const struct vh_blk_ctrlr *b = ctrlr_of(c);
 	uint64_t f = (1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX) |
 	             (1ull << VIRTIO_BLK_F_BLK_SIZE) | (1ull << VIRTIO_BLK_F_FLUSH) |
 	             (1ull << VIRTIO_BLK_F_TOPOLOGY) | (1ull << VIRTIO_BLK_F_CONFIG_WCE) |
-	             (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_RING_F_INDIRECT_DESC) |
-	             (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_F_VERSION_1) |
-	             (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
+	             (1ull << VIRTIO_BLK_F_MQ);
 
-	if (c->readonly) {
+	if (b->readonly) {
 		f |= 1ull << VIRTIO_BLK_F_RO;
 	}
 	/* Offer only what the bdev can honour (a RO disk gets no discard/write-zeroes either). */
-	if (!c->readonly && vh_bdev_io_type_supported(c->bdev, VH_BDEV_IO_DISCARD)) {
+	if (!b->readonly && vh_bdev_io_type_supported(b->bdev, VH_BDEV_IO_DISCARD)) {
 		f |= 1ull << VIRTIO_BLK_F_DISCARD;
 	}
-	if (!c->readonly && vh_bdev_io_type_supported(c->bdev, VH_BDEV_IO_WRITE_ZEROES)) {
+	if (!b->readonly && vh_bdev_io_type_supported(b->bdev, VH_BDEV_IO_WRITE_ZEROES)) {
 		f |= 1ull << VIRTIO_BLK_F_WRITE_ZEROES;
 	}
 	return f;
 }
 
-void
-vh_blk_fill_config(const struct vh_session *s, struct virtio_blk_config *cfg)
+static int
+blk_session_init(struct vh_session *s)
 {
-	const struct vh_vhost_ctrlr *c = s->c;
-	uint32_t bs = vh_bdev_block_size(c->bdev);
+	struct vh_blk_session *bs = calloc(1, sizeof(*bs));
 
-	memset(cfg, 0, sizeof(*cfg));
-	cfg->capacity = vh_bdev_size(c->bdev) >> SECTOR_SHIFT;
-	cfg->size_max = VH_BLK_SIZE_MAX;
-	cfg->seg_max = VH_BLK_SEG_MAX;
-	cfg->blk_size = bs;
-	cfg->physical_block_exp = 0;
-	cfg->alignment_offset = 0;
-	cfg->min_io_size = 1;
-	cfg->opt_io_size = 0;
-	cfg->wce = s->wce;
-	cfg->num_queues = c->num_queues;
-	cfg->max_discard_sectors = MAX_DISCARD_SECTORS;
-	cfg->max_discard_seg = MAX_DISCARD_SEG;
-	cfg->discard_sector_alignment = bs >> SECTOR_SHIFT;
-	cfg->max_write_zeroes_sectors = MAX_DISCARD_SECTORS;
-	cfg->max_write_zeroes_seg = MAX_DISCARD_SEG;
-	cfg->write_zeroes_may_unmap = 1;
+	if (bs == NULL) {
+		return -ENOMEM;
+	}
+	bs->wce = vh_bdev_has_write_cache(ctrlr_of(s->c)->bdev) ? 1 : 0;
+	s->dev = bs;
+	return 0;
+}
+
+static void
+blk_session_fini(struct vh_session *s)
+{
+	free(s->dev);
+	s->dev = NULL;
+}
+
+static void
+blk_get_config(const struct vh_session *s, uint8_t *out)
+{
+	const struct vh_blk_ctrlr *b = ctrlr_of(s->c);
+	const struct vh_blk_session *bs = s->dev;
+	uint32_t bsz = vh_bdev_block_size(b->bdev);
+	struct virtio_blk_config cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.capacity = vh_bdev_size(b->bdev) >> SECTOR_SHIFT;
+	cfg.size_max = BLK_SIZE_MAX;
+	cfg.seg_max = BLK_SEG_MAX;
+	cfg.blk_size = bsz;
+	cfg.physical_block_exp = 0;
+	cfg.alignment_offset = 0;
+	cfg.min_io_size = 1;
+	cfg.opt_io_size = 0;
+	cfg.wce = bs->wce;
+	cfg.num_queues = s->c->num_queues;
+	cfg.max_discard_sectors = MAX_DISCARD_SECTORS;
+	cfg.max_discard_seg = MAX_DISCARD_SEG;
+	cfg.discard_sector_alignment = bsz >> SECTOR_SHIFT;
+	cfg.max_write_zeroes_sectors = MAX_DISCARD_SECTORS;
+	cfg.max_write_zeroes_seg = MAX_DISCARD_SEG;
+	cfg.write_zeroes_may_unmap = 1;
+	memcpy(out, &cfg, sizeof(cfg));
+}
+
+static int
+blk_set_config(struct vh_session *s, uint32_t offset, const uint8_t *data, uint32_t size)
+{
+	struct vh_blk_session *bs = s->dev;
+
+	/* Only the writeback byte is writable (VIRTIO 1.2 §5.2.4, with CONFIG_WCE). */
+	if (offset != offsetof(struct virtio_blk_config, wce) || size != 1 ||
+	    !(s->features & (1ull << VIRTIO_BLK_F_CONFIG_WCE)) || data[0] > 1) {
+		VH_LOG_RL(VH_LOG_WARN, s->prefix,
+		          "SET_CONFIG of read-only field (offset %u size %u)", offset, size);
+		return -EINVAL;
+	}
+	bs->wce = data[0];
+	VH_LOG_RL(VH_LOG_INFO, s->prefix, "guest set write cache to %s",
+	          bs->wce ? "write back" : "write through");
+	return 0;
+}
+
+/* ---- controllers (control) ---- */
+
+static int
+blk_bdev_resized(struct vh_vhost_ctrlr *c, struct vh_bdev *b)
+{
+	if (ctrlr_of(c)->bdev != b || c->session == NULL) {
+		return 0;
+	}
+	return vh_session_config_changed(c->session) == 0;
+}
+
+static json_t *
+blk_info_json(const struct vh_vhost_ctrlr *c)
+{
+	const struct vh_blk_ctrlr *b = ctrlr_of(c);
+	char serial[VIRTIO_BLK_ID_BYTES + 1] = {0};
+
+	memcpy(serial, b->serial, VIRTIO_BLK_ID_BYTES);
+	return json_pack("{s:{s:b, s:s, s:s, s:s, s:i}}", "block", "readonly", b->readonly, "bdev",
+	                 vh_bdev_name(b->bdev), "transport", "vhost_user_blk", "serial", serial,
+	                 "num_queues", (int)c->num_queues);
+}
+
+static json_t *
+blk_config_json(const struct vh_vhost_ctrlr *c)
+{
+	const struct vh_blk_ctrlr *b = ctrlr_of(c);
+
+	return json_pack("{s:s, s:{s:s, s:s, s:o, s:b}}", "method", "vhost_create_blk_controller",
+	                 "params", "ctrlr", c->name, "dev_name", vh_bdev_name(b->bdev), "cpumask",
+	                 vh_vhost_cpumask_json(c->cpumask), "readonly", b->readonly);
+}
+
+static void
+blk_ctrlr_free(struct vh_vhost_ctrlr *c)
+{
+	struct vh_blk_ctrlr *b = ctrlr_of(c);
+
+	vh_bdev_release(b->bdev);
+	free(b);
+	c->dev = NULL;
+}
+
+const struct vh_dev_ops vh_blk_ops = {
+        .name = "blk",
+        .features = blk_features,
+        .protocol_features = 1ull << VHOST_USER_PROTOCOL_F_CONFIG,
+        .session_init = blk_session_init,
+        .session_fini = blk_session_fini,
+        .get_config = blk_get_config,
+        .set_config = blk_set_config,
+        .req_size = sizeof(struct blk_req),
+        .queue_start = blk_queue_start,
+        .queue_stop = blk_queue_stop,
+        .handle = blk_handle,
+        .resubmit = blk_resubmit,
+        .bdev_resized = blk_bdev_resized,
+        .info_json = blk_info_json,
+        .config_json = blk_config_json,
+        .ctrlr_free = blk_ctrlr_free,
+};
+
+int
+vh_vhost_blk_create(const struct vh_vhost_blk_opts *o)
+{
+	struct vh_vhost_ctrlr *c;
+	struct vh_blk_ctrlr *b;
+	struct vh_bdev *bdev;
+	int rc;
+
+	if (o->packed_ring) {
+		return -ENOTSUP;
+	}
+	if (vh_name_check(o->name) < 0) {
+		return -EINVAL;
+	}
+	if (vh_vhost_find(o->name) != NULL) {
+		return -EEXIST;
+	}
+	bdev = vh_bdev_find(o->bdev_name);
+	if (bdev == NULL) {
+		return -ENODEV;
+	}
+	b = calloc(1, sizeof(*b));
+	if (b == NULL) {
+		return -ENOMEM;
+	}
+	b->bdev = bdev;
+	b->readonly = o->readonly;
+	memcpy(b->serial, o->name, VH_MIN(strlen(o->name), sizeof(b->serial)));
+	rc = vh_bdev_claim(bdev, o->name);
+	if (rc < 0) {
+		goto out_free;
+	}
+	rc = vh_ctrlr_create(o->name, o->cpumask, o->num_queues, &vh_blk_ops, b, &c);
+	if (rc < 0) {
+		goto out_release;
+	}
+	VH_NOTICE("vhost", "controller '%s' on bdev '%s' listening at %s (%u queues%s)", c->name,
+	          vh_bdev_name(bdev), c->sock_path, c->num_queues,
+	          b->readonly ? ", read-only" : "");
+	return 0;
+
+out_release:
+	vh_bdev_release(bdev);
+out_free:
+	free(b);
+	return rc;
 }

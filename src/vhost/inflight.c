@@ -24,7 +24,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "vhost/vhost_internal.h"
+#include "core/util.h"
+#include "vhost/inflight.h"
+#include "vhost/vhost.h"
+#include "vhost/vring.h"
 
 #define INFLIGHT_VERSION 1
 #define INFLIGHT_ALIGN   64

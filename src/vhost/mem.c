@@ -34,7 +34,9 @@
 #include "core/log.h"
 #include "core/peerfd.h"
 #include "core/sigbus.h"
-#include "vhost/vhost_internal.h"
+#include "bdev/bdev.h"
+#include "vhost/mem.h"
+#include "vhost/vhost.h"
 
 static uint64_t g_max_guest_mem = VH_VHOST_DEFAULT_MAX_GUEST_MEM;
 

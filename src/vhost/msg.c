@@ -20,15 +20,34 @@
 
 #include "core/log.h"
 #include "core/peerfd.h"
-#include "vhost/vhost_internal.h"
+#include "vhost/device.h"
+#include "vhost/session.h"
 
+/* What every device gets; a device adds its own (device.h: protocol_features). */
 #define PROTOCOL_FEATURES                                                                          \
 	((1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |          \
-	 (1ull << VHOST_USER_PROTOCOL_F_BACKEND_REQ) | (1ull << VHOST_USER_PROTOCOL_F_CONFIG) |    \
+	 (1ull << VHOST_USER_PROTOCOL_F_BACKEND_REQ) |                                             \
 	 (1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE) |                                            \
 	 (1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) |                                          \
 	 (1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |                                     \
 	 (1ull << VHOST_USER_PROTOCOL_F_STATUS))
+
+/* Ring and transport features every device offers on top of its own. */
+#define RING_FEATURES                                                                              \
+	((1ull << VIRTIO_RING_F_INDIRECT_DESC) | (1ull << VIRTIO_RING_F_EVENT_IDX) |               \
+	 (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES))
+
+static uint64_t
+offered_features(const struct vh_session *s)
+{
+	return s->c->ops->features(s->c) | RING_FEATURES;
+}
+
+static uint64_t
+offered_protocol(const struct vh_session *s)
+{
+	return PROTOCOL_FEATURES | s->c->ops->protocol_features;
+}
 
 enum size_rule {
 	SZ_EXACT,     /* payload is exactly .size bytes */
@@ -87,13 +106,13 @@ get_vq(struct vh_session *s, uint32_t idx)
 static int
 h_get_features(struct vh_session *s, struct vhost_user_msg *m)
 {
-	return reply_u64(s, m, vh_blk_features(s->c));
+	return reply_u64(s, m, offered_features(s));
 }
 
 static int
 h_set_features(struct vh_session *s, struct vhost_user_msg *m)
 {
-	uint64_t f = m->payload.u64, offered = vh_blk_features(s->c);
+	uint64_t f = m->payload.u64, offered = offered_features(s);
 
 	if (f & ~offered) {
 		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "features 0x%" PRIx64 " were not offered",
@@ -112,19 +131,22 @@ h_set_features(struct vh_session *s, struct vhost_user_msg *m)
 	}
 	s->features = f;
 	s->features_set = true;
+	if (s->c->ops->features_set != NULL) {
+		s->c->ops->features_set(s);
+	}
 	return 0;
 }
 
 static int
 h_get_protocol_features(struct vh_session *s, struct vhost_user_msg *m)
 {
-	return reply_u64(s, m, PROTOCOL_FEATURES);
+	return reply_u64(s, m, offered_protocol(s));
 }
 
 static int
 h_set_protocol_features(struct vh_session *s, struct vhost_user_msg *m)
 {
-	if (m->payload.u64 & ~PROTOCOL_FEATURES) {
+	if (m->payload.u64 & ~offered_protocol(s)) {
 		return -EINVAL;
 	}
 	s->protocol_features = m->payload.u64;
@@ -188,16 +210,14 @@ static int
 h_get_config(struct vh_session *s, struct vhost_user_msg *m)
 {
 	struct vhost_user_config *req = &m->payload.config, rep;
-	struct virtio_blk_config cfg;
 	uint8_t full[VHOST_USER_MAX_CONFIG_SIZE] = {0};
 
 	/* Any window inside the first 256 bytes: what we do not define reads as zero. */
 	if (req->size == 0 || req->offset > VHOST_USER_MAX_CONFIG_SIZE ||
-	    req->size > VHOST_USER_MAX_CONFIG_SIZE - req->offset) {
+	    req->size > VHOST_USER_MAX_CONFIG_SIZE - req->offset || s->c->ops->get_config == NULL) {
 		return -EINVAL;
 	}
-	vh_blk_fill_config(s, &cfg);
-	memcpy(full, &cfg, sizeof(cfg));
+	s->c->ops->get_config(s, full);
 	rep.offset = req->offset;
 	rep.size = req->size;
 	rep.flags = 0;
@@ -210,18 +230,11 @@ h_set_config(struct vh_session *s, struct vhost_user_msg *m)
 {
 	struct vhost_user_config *req = &m->payload.config;
 
-	/* Only the writeback byte is writable (VIRTIO 1.2 §5.2.4, with CONFIG_WCE). */
-	if (req->offset != offsetof(struct virtio_blk_config, wce) || req->size != 1 ||
-	    !(s->features & (1ull << VIRTIO_BLK_F_CONFIG_WCE)) || req->region[0] > 1) {
-		VH_LOG_RL(VH_LOG_WARN, s->prefix,
-		          "SET_CONFIG of read-only field (offset %u size %u)", req->offset,
-		          req->size);
+	if (s->c->ops->set_config == NULL) {
 		return -EINVAL;
 	}
-	s->wce = req->region[0];
-	VH_LOG_RL(VH_LOG_INFO, s->prefix, "guest set write cache to %s",
-	          s->wce ? "write back" : "write through");
-	return 0;
+	/* size_ok() checked offset/size against the payload; the device checks the field. */
+	return s->c->ops->set_config(s, req->offset, req->region, req->size);
 }
 
 /* ---- memory table ---- */
@@ -634,6 +647,9 @@ reset_done(struct vh_session *s)
 	s->features = 0;
 	s->features_set = false;
 	s->status = 0;
+	if (s->c->ops->session_reset != NULL) {
+		s->c->ops->session_reset(s);
+	}
 	vh_inflight_unmap(&s->inflight);
 	vh_msg_complete(s, 0);
 }
@@ -719,9 +735,14 @@ size_ok(const struct msg_desc *d, const struct vhost_user_msg *m)
 		       m->size == 8 + m->payload.memory.nregions *
 		                                  sizeof(struct vhost_user_memory_region);
 	case SZ_CONFIG:
+		/*
+		 * config.size bytes are used; SPDK's initiator pads the payload to the whole
+		 * 256-byte window, which is harmless: the rest is ignored.
+		 */
 		return m->size >= VHOST_USER_CONFIG_HDR_SIZE &&
 		       m->payload.config.size <= VHOST_USER_MAX_CONFIG_SIZE &&
-		       m->size == VHOST_USER_CONFIG_HDR_SIZE + m->payload.config.size;
+		       m->size >= VHOST_USER_CONFIG_HDR_SIZE + m->payload.config.size &&
+		       m->size <= VHOST_USER_CONFIG_HDR_SIZE + VHOST_USER_MAX_CONFIG_SIZE;
 	}
 	return false;
 }

@@ -18,7 +18,9 @@
 
 #include "core/handover.h"
 #include "core/log.h"
-#include "vhost/vhost_internal.h"
+#include "core/reactor.h"
+#include "vhost/device.h"
+#include "vhost/session.h"
 
 static struct vh_vhost_ctrlr *g_ctrlrs;
 static char g_sock_dir[108] = ".";
@@ -56,7 +58,6 @@ vh_session_new(struct vh_vhost_ctrlr *c, int fd)
 	s->fd = fd;
 	s->backend_fd = -1;
 	s->nvqs = c->num_queues;
-	s->wce = vh_bdev_has_write_cache(c->bdev) ? 1 : 0;
 	snprintf(s->prefix, sizeof(s->prefix), "%s", c->name);
 	for (unsigned i = 0; i < VHOST_USER_MAX_FDS; i++) {
 		s->fds[i] = -1;
@@ -65,6 +66,7 @@ vh_session_new(struct vh_vhost_ctrlr *c, int fd)
 		struct vh_vq *vq = &s->vqs[i];
 
 		vq->s = s;
+		vq->ops = c->ops;
 		vq->idx = (uint16_t)i;
 		vq->kickfd = vq->callfd = vq->errfd = -1;
 		vq->cur_kickfd = vq->cur_callfd = -1;
@@ -72,6 +74,10 @@ vh_session_new(struct vh_vhost_ctrlr *c, int fd)
 		vh_vq_init_nodes(vq);
 	}
 	vh_msg_node_init(&s->free_node, session_free, s);
+	if (c->ops->session_init != NULL && c->ops->session_init(s) < 0) {
+		free(s);
+		return NULL;
+	}
 	c->session = s;
 	g_live_sessions++;
 	return s;
@@ -229,6 +235,9 @@ session_free(void *arg)
 		close(s->backend_fd);
 	}
 	close(s->fd);
+	if (c->ops->session_fini != NULL) {
+		c->ops->session_fini(s);
+	}
 	c->session = NULL;
 	free(s);
 	g_live_sessions--;
@@ -289,59 +298,46 @@ vh_session_report_broken(struct vh_session *s)
 static void
 ctrlr_free(struct vh_vhost_ctrlr *c)
 {
-	vh_bdev_release(c->bdev);
+	c->ops->ctrlr_free(c);
 	VH_NOTICE("vhost", "controller '%s' removed", c->name);
 	free(c);
 }
 
 int
-vh_vhost_blk_create(const struct vh_vhost_blk_opts *o)
+vh_ctrlr_create(const char *name, uint64_t cpumask, uint16_t num_queues,
+                const struct vh_dev_ops *ops, void *dev, struct vh_vhost_ctrlr **out)
 {
 	struct vh_vhost_ctrlr *c, **pp;
-	struct vh_bdev *b;
-	uint64_t mask = o->cpumask ? o->cpumask : vh_reactor_mask();
+	uint64_t mask = cpumask ? cpumask : vh_reactor_mask();
 	int rc;
 
-	if (vh_name_check(o->name) < 0 || o->num_queues > VH_VHOST_MAX_QUEUES) {
+	if (vh_name_check(name) < 0 || num_queues > VH_VHOST_MAX_QUEUES) {
 		return -EINVAL;
-	}
-	if (o->packed_ring) {
-		return -ENOTSUP;
 	}
 	if (mask == 0 || (mask & ~vh_reactor_mask()) != 0) {
 		return -EINVAL;
 	}
-	if (vh_vhost_find(o->name) != NULL) {
+	if (vh_vhost_find(name) != NULL) {
 		return -EEXIST;
-	}
-	b = vh_bdev_find(o->bdev_name);
-	if (b == NULL) {
-		return -ENODEV;
 	}
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
 		return -ENOMEM;
 	}
-	snprintf(c->name, sizeof(c->name), "%s", o->name);
-	/* The serial is the name, cut at 20 bytes (VIRTIO_BLK_ID_BYTES; no NUL if full). */
-	memcpy(c->serial, o->name, VH_MIN(strlen(o->name), sizeof(c->serial)));
-	c->bdev = b;
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	c->ops = ops;
+	c->dev = dev;
 	c->cpumask = mask;
-	c->readonly = o->readonly;
-	c->num_queues = o->num_queues ? o->num_queues : VH_VHOST_DEFAULT_QUEUES;
+	c->num_queues = num_queues ? num_queues : VH_VHOST_DEFAULT_QUEUES;
 	c->listen_fd = -1;
-	if ((size_t)snprintf(c->sock_path, sizeof(c->sock_path), "%s/%s", g_sock_dir, o->name) >=
+	if ((size_t)snprintf(c->sock_path, sizeof(c->sock_path), "%s/%s", g_sock_dir, name) >=
 	    sizeof(c->sock_path)) {
 		rc = -ENAMETOOLONG;
 		goto out_free;
 	}
-	rc = vh_bdev_claim(b, o->name);
-	if (rc < 0) {
-		goto out_free;
-	}
 	rc = vh_sock_listen(c);
 	if (rc < 0) {
-		goto out_release;
+		goto out_free;
 	}
 	if (g_sock_group != (gid_t)-1 &&
 	    (chown(c->sock_path, (uid_t)-1, g_sock_group) < 0 || chmod(c->sock_path, 0660) < 0)) {
@@ -351,12 +347,9 @@ vh_vhost_blk_create(const struct vh_vhost_blk_opts *o)
 	for (pp = &g_ctrlrs; *pp; pp = &(*pp)->next) {
 	}
 	*pp = c;
-	VH_NOTICE("vhost", "controller '%s' on bdev '%s' listening at %s (%u queues%s)", c->name,
-	          vh_bdev_name(b), c->sock_path, c->num_queues, c->readonly ? ", read-only" : "");
+	*out = c;
 	return 0;
 
-out_release:
-	vh_bdev_release(b);
 out_free:
 	free(c);
 	return rc;
@@ -440,24 +433,47 @@ mask_json(uint64_t mask)
 json_t *
 vh_vhost_ctrlr_info_json(const struct vh_vhost_ctrlr *c)
 {
-	char serial[VIRTIO_BLK_ID_BYTES + 1] = {0};
+	json_t *dev = c->ops->info_json(c);
 
-	memcpy(serial, c->serial, VIRTIO_BLK_ID_BYTES);
-	return json_pack("{s:s, s:o, s:i, s:i, s:s, s:b, s:I, s:{s:{s:b, s:s, s:s, s:s, s:i}}}",
-	                 "ctrlr", c->name, "cpumask", mask_json(c->cpumask), "delay_base_us", 0,
-	                 "iops_threshold", 0, "socket", c->sock_path, "connected",
-	                 c->session != NULL, "connections", (json_int_t)c->stat_connections,
-	                 "backend_specific", "block", "readonly", c->readonly, "bdev",
-	                 vh_bdev_name(c->bdev), "transport", "vhost_user_blk", "serial", serial,
-	                 "num_queues", (int)c->num_queues);
+	if (dev == NULL) {
+		return NULL;
+	}
+	return json_pack("{s:s, s:o, s:i, s:i, s:s, s:b, s:I, s:o}", "ctrlr", c->name, "cpumask",
+	                 mask_json(c->cpumask), "delay_base_us", 0, "iops_threshold", 0, "socket",
+	                 c->sock_path, "connected", c->session != NULL, "connections",
+	                 (json_int_t)c->stat_connections, "backend_specific", dev);
 }
 
 json_t *
 vh_vhost_ctrlr_config_json(const struct vh_vhost_ctrlr *c)
 {
-	return json_pack("{s:s, s:{s:s, s:s, s:o, s:b}}", "method", "vhost_create_blk_controller",
-	                 "params", "ctrlr", c->name, "dev_name", vh_bdev_name(c->bdev), "cpumask",
-	                 mask_json(c->cpumask), "readonly", c->readonly);
+	return c->ops->config_json(c);
+}
+
+json_t *
+vh_vhost_cpumask_json(uint64_t mask)
+{
+	return mask_json(mask);
+}
+
+int
+vh_session_config_changed(struct vh_session *s)
+{
+	int rc;
+
+	if (s->backend_fd < 0) {
+		return -ENOTCONN;
+	}
+	rc = vh_sock_send_backend(s, VHOST_USER_BACKEND_CONFIG_CHANGE_MSG, NULL, 0);
+	if (rc < 0) {
+		/* Never waited for: the guest sees the new config at its next read. */
+		VH_LOG_RL(VH_LOG_WARN, s->prefix,
+		          "cannot send the config-change notice: %s (the front-end %s)",
+		          strerror(-rc),
+		          rc == -EAGAIN ? "does not read its back-end channel"
+		                        : "closed its back-end channel");
+	}
+	return rc;
 }
 
 int
@@ -466,21 +482,8 @@ vh_vhost_bdev_resized(struct vh_bdev *b)
 	int told = 0;
 
 	for (struct vh_vhost_ctrlr *c = g_ctrlrs; c; c = c->next) {
-		if (c->bdev != b || c->session == NULL || c->session->backend_fd < 0) {
-			continue;
-		}
-		int rc = vh_sock_send_backend(c->session, VHOST_USER_BACKEND_CONFIG_CHANGE_MSG,
-		                              NULL, 0);
-
-		if (rc == 0) {
-			told++;
-		} else {
-			/* Never waited for: the guest sees the new size at its next config read. */
-			VH_LOG_RL(VH_LOG_WARN, c->name,
-			          "cannot send the config-change notice: %s (the front-end %s)",
-			          strerror(-rc),
-			          rc == -EAGAIN ? "does not read its back-end channel"
-			                        : "closed its back-end channel");
+		if (c->ops->bdev_resized != NULL) {
+			told += c->ops->bdev_resized(c, b);
 		}
 	}
 	return told;

@@ -19,7 +19,7 @@
 
 #include "core/handover.h"
 #include "core/log.h"
-#include "vhost/vhost_internal.h"
+#include "vhost/session.h"
 
 static void session_input(void *arg, uint32_t events);
 

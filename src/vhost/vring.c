@@ -17,7 +17,11 @@
 #include <unistd.h>
 
 #include "core/log.h"
-#include "vhost/vhost_internal.h"
+#include "vhost/device.h"
+#include "vhost/inflight.h"
+#include "vhost/mem.h"
+#include "vhost/session.h"
+#include "vhost/vring.h"
 
 /* ---- reactor side ---- */
 
@@ -95,16 +99,16 @@ publish_used(struct vh_vq *vq)
 	}
 	/* Pairs with the driver's read barrier after it reads used->idx: entries first. */
 	VH_STORE_REL(vq->used->idx, vq->last_used);
-	if (ifl != NULL) {
-		for (uint32_t i = 0; i < vq->nbatch; i++) {
-			VH_STORE_REL(ifl->desc[vq->batch[i]].inflight, 0);
-		}
-		VH_STORE_REL(ifl->used_idx, vq->last_used);
+	if (ifl == NULL) {
+		return;
 	}
-	/* The guest may post these heads again from now on. */
 	for (uint32_t i = 0; i < vq->nbatch; i++) {
-		head_clear(vq, vq->batch[i]);
+		uint16_t head = vq->batch[i];
+
+		VH_STORE_REL(ifl->desc[head].inflight, 0);
+		head_clear(vq, head); /* the guest may post it again from now on */
 	}
+	VH_STORE_REL(ifl->used_idx, vq->last_used);
 	vq->nbatch = 0;
 }
 
@@ -122,27 +126,32 @@ vq_flush(struct vh_deferred *d)
 }
 
 void
-vh_vq_push_used(struct vh_vq *vq, struct vh_blk_req *req)
+vh_vq_push_used(struct vh_vq *vq, struct vh_req *req)
 {
 	struct vring_used_elem *e;
 
-	/*
-	 * More completions in one reactor iteration than there are slots (slots are reused within
-	 * the iteration: synchronous completions, resubmissions, a burst from the back-end):
-	 * publish what we have so the batch never outgrows its array.
-	 */
-	if (VH_UNLIKELY(vq->nbatch == vq->nslots)) {
-		publish_used(vq);
+	if (vq->ifl != NULL) {
+		/*
+		 * More completions in one reactor iteration than there are slots (slots are reused
+		 * within the iteration: synchronous completions, resubmissions, a burst from the
+		 * back-end): publish what we have so the batch never outgrows its array.
+		 */
+		if (VH_UNLIKELY(vq->nbatch == vq->nslots)) {
+			publish_used(vq);
+		}
+		/* Link the batch so recovery can walk it (vhost-user.rst: desc.next). */
+		if (vq->nbatch > 0) {
+			VH_WRITE_ONCE(vq->ifl->desc[vq->batch[vq->nbatch - 1]].next, req->head);
+		}
+		/* Busy until published: a head twice in one batch would break that link. */
+		vq->batch[vq->nbatch++] = req->head;
+	} else {
+		head_clear(vq, req->head);
 	}
 	e = &vq->used->ring[vq->last_used & vq->mask];
 	VH_WRITE_ONCE(e->id, (uint32_t)req->head);
 	VH_WRITE_ONCE(e->len, req->used_len);
 	vq->last_used++;
-	/* Link the batch so recovery can walk it (vhost-user.rst: desc.next). */
-	if (vq->ifl != NULL && vq->nbatch > 0) {
-		VH_WRITE_ONCE(vq->ifl->desc[vq->batch[vq->nbatch - 1]].next, req->head);
-	}
-	vq->batch[vq->nbatch++] = req->head;
 	req->inflight = false;
 	vq->free_slots[vq->nfree++] = req->slot;
 	vq->inflight--;
@@ -201,7 +210,7 @@ indirect_table(struct vh_vq *vq, const struct vh_mem *mem, const struct vring_de
 
 int
 vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, struct iovec *iov,
-                 int *nr, int *nw, uint8_t **status)
+                 int max, int *nr, int *nw, uint8_t **last_w)
 {
 	const struct vring_desc *table = vq->desc;
 	uint32_t table_size = vq->size;
@@ -210,7 +219,7 @@ vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, stru
 	uint64_t last_w_end = 0;
 	int n = 0, n_read = 0, err = 0;
 
-	*status = NULL;
+	*last_w = NULL;
 	for (;;) {
 		struct vring_desc d;
 
@@ -243,13 +252,13 @@ vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, stru
 				n_read = n;
 			}
 			if (d.len > 0 && !VH_ADD_OVERFLOW(d.addr, (uint64_t)d.len, &last_w_end)) {
-				*status = vh_mem_gpa_to_hva(mem, last_w_end - 1, 1);
+				*last_w = vh_mem_gpa_to_hva(mem, last_w_end - 1, 1);
 			}
 		} else if (seen_write) {
 			return -EBADMSG; /* device-readable after device-writable */
 		}
 		if (err == 0 && d.len > 0) {
-			err = vh_mem_gpa_to_iov(mem, d.addr, d.len, iov, &n, VH_BLK_MAX_IOV);
+			err = vh_mem_gpa_to_iov(mem, d.addr, d.len, iov, &n, max);
 		}
 		if (!(d.flags & VRING_DESC_F_NEXT)) {
 			break;
@@ -264,51 +273,113 @@ vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, stru
 	return err;
 }
 
-/* Take one head (fetched from the avail ring, or resubmitted after a restart) and run it. */
-static int
-submit_head(struct vh_vq *vq, uint16_t head)
+/* Claim a slot for @head (checked, marked in flight). NULL if the head breaks the rules. */
+static struct vh_req *
+take_head(struct vh_vq *vq, uint16_t head)
 {
-	struct vh_blk_req *req;
+	struct vh_req *req;
 
 	if (VH_UNLIKELY(head >= vq->size)) {
 		vh_vq_broken(vq, "guest violated the ring protocol: "
 		                 "head index out of range");
-		return -1;
+		return NULL;
 	}
 	if (VH_UNLIKELY(head_test_and_set(vq, head))) {
 		vh_vq_broken(vq, "guest violated the ring protocol: "
 		                 "head index already in flight");
-		return -1;
+		return NULL;
 	}
 	if (vq->ifl != NULL) {
 		/* Marked before it is processed: a restart resubmits it (inflight.c). */
 		VH_WRITE_ONCE(vq->ifl->desc[head].counter, ++vq->ifl_counter);
 		VH_STORE_REL(vq->ifl->desc[head].inflight, 1);
 	}
-	req = &vq->reqs[vq->free_slots[--vq->nfree]];
+	req = vh_vq_req(vq, vq->free_slots[--vq->nfree]);
 	req->head = head;
 	req->inflight = true;
 	vq->inflight++;
 	vq->stat_requests++;
-	vh_blk_handle(vq, req);
+	return req;
+}
+
+/* Take one head (fetched from the avail ring, or resubmitted after a restart) and run it. */
+static int
+submit_head(struct vh_vq *vq, uint16_t head)
+{
+	struct vh_req *req = take_head(vq, head);
+
+	if (VH_UNLIKELY(req == NULL)) {
+		return -1;
+	}
+	vq->ops->handle(vq, req);
 	return vq->broken ? -1 : 0;
+}
+
+/* The avail entries not fetched yet, or -1 (queue broken) if the driver's index is garbage. */
+static int
+avail_count(struct vh_vq *vq)
+{
+	uint16_t avail_idx = VH_LOAD_ACQ(vq->avail->idx); /* pairs with the driver's wmb */
+	uint16_t n = (uint16_t)(avail_idx - vq->last_avail);
+
+	if (VH_UNLIKELY(n > vq->size)) {
+		vh_vq_broken(vq, "guest violated the ring protocol: "
+		                 "avail index moved by more than the queue size");
+		return -1;
+	}
+	return n;
+}
+
+struct vh_req *
+vh_vq_fetch_one(struct vh_vq *vq)
+{
+	struct vh_req *req;
+
+	if (!vq->running || vq->stopping || vq->broken || vq->nfree == 0 || avail_count(vq) <= 0) {
+		return NULL;
+	}
+	req = take_head(vq, VH_READ_ONCE(vq->avail->ring[vq->last_avail & vq->mask]));
+	if (req != NULL) {
+		vq->last_avail++;
+	}
+	return req;
+}
+
+void
+vh_vq_defer_retry(struct vh_vq *vq, struct vh_req *req)
+{
+	req->next_retry = NULL;
+	*vq->retry_tail = req;
+	vq->retry_tail = &req->next_retry;
+}
+
+/* Resubmit what the device deferred, in order, until it asks to wait again. */
+static void
+run_retries(struct vh_vq *vq)
+{
+	while (vq->retry_head != NULL) {
+		struct vh_req *req = vq->retry_head;
+
+		if (vq->ops->resubmit(vq, req) == -EAGAIN) {
+			return;
+		}
+		vq->retry_head = req->next_retry;
+		if (vq->retry_head == NULL) {
+			vq->retry_tail = &vq->retry_head;
+		}
+	}
 }
 
 static void
 vq_fetch(struct vh_vq *vq)
 {
-	uint16_t avail_idx = VH_LOAD_ACQ(vq->avail->idx); /* pairs with the driver's wmb */
-	uint16_t n = (uint16_t)(avail_idx - vq->last_avail);
+	int avail = avail_count(vq);
+	uint16_t n;
 
-	if (n == 0) {
+	if (avail <= 0) {
 		return;
 	}
-	if (VH_UNLIKELY(n > vq->size)) {
-		vh_vq_broken(vq, "guest violated the ring protocol: "
-		                 "avail index moved by more than the queue size");
-		return;
-	}
-	n = VH_MIN(n, VH_MIN((uint32_t)VH_VQ_BATCH, vq->nfree));
+	n = (uint16_t)VH_MIN((uint32_t)avail, VH_MIN((uint32_t)VH_VQ_BATCH, vq->nfree));
 	for (uint16_t i = 0; i < n; i++) {
 		uint16_t head = VH_READ_ONCE(vq->avail->ring[vq->last_avail & vq->mask]);
 
@@ -326,12 +397,12 @@ vq_poll(void *arg)
 	uint16_t before = vq->last_avail;
 
 	if (vq->retry_head != NULL) {
-		vh_blk_retry(vq);
+		run_retries(vq);
 		if (vq->retry_head != NULL) {
 			return VH_POLL_BUSY;
 		}
 	}
-	if (VH_UNLIKELY(vq->stopping || vq->broken || !vq->running)) {
+	if (VH_UNLIKELY(vq->stopping || vq->broken || !vq->running || vq->no_fetch)) {
 		if (vq->stopping) {
 			vq_check_stopped(vq);
 		}
@@ -434,9 +505,10 @@ start_msg(void *arg)
 {
 	struct vh_vq *vq = arg;
 
-	vq->ch = vh_bdev_channel_get(vq->s->c->bdev);
+	vq->dq = NULL;
+	vq->dq_started = vq->ops->queue_start(vq) == 0;
 	vq->poller = vh_poller_register(&vq_ops, vq, vq->cur_kickfd, vq->prefix);
-	if (vq->ch == NULL || vq->poller == NULL) {
+	if (!vq->dq_started || vq->poller == NULL) {
 		VH_LOG_RL(VH_LOG_ERROR, vq->prefix, "cannot start queue: out of memory");
 		/* The stop that follows the session close releases what we got. */
 		vh_vq_broken(vq, "queue start failed");
@@ -489,9 +561,9 @@ vq_check_stopped(struct vh_vq *vq)
 	}
 	vq->stop_reported = true;
 	vh_poller_unregister(&vq->poller);
-	if (vq->ch != NULL) {
-		vh_bdev_channel_put(vq->ch);
-		vq->ch = NULL;
+	if (vq->dq_started) {
+		vq->ops->queue_stop(vq);
+		vq->dq_started = false;
 	}
 	/* What the control thread sent last is what it will own from now on. */
 	apply_updates(vq);
@@ -534,12 +606,16 @@ static int
 alloc_reqs(struct vh_vq *vq)
 {
 	uint32_t nslots = VH_MIN(vq->size, (uint32_t)VH_VQ_MAX_SLOTS);
+	/* Slots stay aligned for the device's request type (it holds pointers and u64s). */
+	uint32_t req_size = (uint32_t)((vq->ops->req_size + 15) & ~(size_t)15);
 
-	if (vq->reqs != NULL && vq->nslots == nslots && vq->head_busy != NULL) {
+	if (vq->reqs != NULL && vq->nslots == nslots && vq->req_size == req_size &&
+	    vq->head_busy != NULL) {
 		goto reset;
 	}
 	vh_vq_free_reqs(vq);
-	vq->reqs = calloc(nslots, sizeof(*vq->reqs));
+	vq->req_size = req_size;
+	vq->reqs = calloc(nslots, req_size);
 	vq->free_slots = calloc(nslots, sizeof(*vq->free_slots));
 	vq->head_busy = calloc((VH_MAX_QUEUE_SIZE + 63) / 64, sizeof(uint64_t));
 	vq->scratch = calloc(VH_VQ_SCRATCH_DESC, sizeof(struct vring_desc));
@@ -554,9 +630,11 @@ alloc_reqs(struct vh_vq *vq)
 reset:
 	memset(vq->head_busy, 0, (VH_MAX_QUEUE_SIZE + 63) / 64 * sizeof(uint64_t));
 	for (uint32_t i = 0; i < nslots; i++) {
-		vq->reqs[i].vq = vq;
-		vq->reqs[i].slot = (uint16_t)i;
-		vq->reqs[i].inflight = false;
+		struct vh_req *req = vh_vq_req(vq, i);
+
+		req->vq = vq;
+		req->slot = (uint16_t)i;
+		req->inflight = false;
 		vq->free_slots[i] = (uint16_t)(nslots - 1 - i);
 	}
 	vq->nfree = nslots;
@@ -713,7 +791,7 @@ vh_vq_set_enable_running(struct vh_vq *vq, bool enable)
 }
 
 void
-vh_vq_drop(struct vh_vq *vq, struct vh_blk_req *req)
+vh_vq_drop(struct vh_vq *vq, struct vh_req *req)
 {
 	/* A request we will never answer (the session is closing): just release its slot. */
 	head_clear(vq, req->head);

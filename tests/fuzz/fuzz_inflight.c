@@ -20,7 +20,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "vhost/vhost_internal.h"
+#include "vhost/device.h"
+#include "vhost/session.h"
 
 #define F_MAP  0x01
 #define F_SEAL 0x02

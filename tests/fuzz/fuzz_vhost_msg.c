@@ -38,7 +38,8 @@
 #include "core/evloop.h"
 #include "core/log.h"
 #include "core/reactor.h"
-#include "vhost/vhost_internal.h"
+#include "vhost/device.h"
+#include "vhost/session.h"
 
 #define GUEST_SIZE  (256u * 1024)
 #define MAX_HFDS    256

@@ -10,7 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vhost/vhost_internal.h"
+#include "vhost/device.h"
+#include "vhost/session.h"
 
 /* A memfd of @size bytes (sealed to nothing; the caller closes it). */
 int guest_memfd(uint64_t size);

@@ -18,6 +18,7 @@
 
 #include "bdev/bdev_module.h"
 #include "guest.h"
+#include "vhost/blk.h"
 
 #define A_GPA 0x10000ull
 #define B_GPA 0x20000ull
@@ -53,6 +54,7 @@
 struct ctx {
 	struct vh_mem mem;
 	struct vh_vhost_ctrlr *c;
+	struct vh_blk_ctrlr *b; /* c->dev */
 	struct vh_session *s;
 	struct vh_vq *vq;
 	uint16_t used_seen;
@@ -92,7 +94,7 @@ get_channel(void *arg)
 {
 	struct ctx *x = arg;
 
-	x->vq->ch = vh_bdev_channel_get(x->c->bdev);
+	assert_int_equal(vh_blk_ops.queue_start(x->vq), 0);
 }
 
 static void
@@ -100,24 +102,23 @@ put_channel(void *arg)
 {
 	struct ctx *x = arg;
 
-	vh_bdev_channel_put(x->vq->ch);
-	x->vq->ch = NULL;
+	vh_blk_ops.queue_stop(x->vq);
 }
 
 static uint16_t g_head;
 
-/* What vq_fetch() does for one head, then vh_blk_handle(). */
+/* What vq_fetch() does for one head, then the device's handle(). */
 static void
 handle_msg(void *arg)
 {
 	struct ctx *x = arg;
 	struct vh_vq *vq = x->vq;
-	struct vh_blk_req *req = &vq->reqs[vq->free_slots[--vq->nfree]];
+	struct vh_req *req = vh_vq_req(vq, vq->free_slots[--vq->nfree]);
 
 	req->head = g_head;
 	req->inflight = true;
 	vq->inflight++;
-	vh_blk_handle(vq, req);
+	vh_blk_ops.handle(vq, req);
 }
 
 /* ---- fixtures ---- */
@@ -160,11 +161,15 @@ ctx_new(const char *bdev, bool ro)
 	guest_add_region(&x->mem, B_GPA, RSIZE, B_QVA);
 	x->c = calloc(1, sizeof(*x->c));
 	snprintf(x->c->name, sizeof(x->c->name), "%s", CTRLR_NAME);
-	memcpy(x->c->serial, CTRLR_NAME, VIRTIO_BLK_ID_BYTES);
-	x->c->bdev = vh_bdev_find(bdev);
-	assert_non_null(x->c->bdev);
-	assert_int_equal(vh_bdev_claim(x->c->bdev, CTRLR_NAME), 0);
-	x->c->readonly = ro;
+	x->b = calloc(1, sizeof(*x->b));
+	assert_non_null(x->b);
+	x->c->dev = x->b;
+	x->c->ops = &vh_blk_ops;
+	memcpy(x->b->serial, CTRLR_NAME, VIRTIO_BLK_ID_BYTES);
+	x->b->bdev = vh_bdev_find(bdev);
+	assert_non_null(x->b->bdev);
+	assert_int_equal(vh_bdev_claim(x->b->bdev, CTRLR_NAME), 0);
+	x->b->readonly = ro;
 	x->c->num_queues = 4;
 	x->c->cpumask = 1;
 	x->c->listen_fd = -1;
@@ -174,10 +179,13 @@ ctx_new(const char *bdev, bool ro)
 	x->s->backend_fd = -1;
 	x->s->mem = &x->mem;
 	x->s->nvqs = 4;
-	x->s->features = vh_blk_features(x->c) | (1ull << VIRTIO_BLK_F_DISCARD) |
-	                 (1ull << VIRTIO_BLK_F_WRITE_ZEROES);
+	assert_int_equal(vh_blk_ops.session_init(x->s), 0);
+	x->s->features = vh_blk_ops.features(x->c) | (1ull << VIRTIO_RING_F_INDIRECT_DESC) |
+	                 (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_F_VERSION_1) |
+	                 (1ull << VIRTIO_BLK_F_DISCARD) | (1ull << VIRTIO_BLK_F_WRITE_ZEROES);
 	vq = x->vq = &x->s->vqs[0];
 	vq->s = x->s;
+	vq->ops = &vh_blk_ops;
 	vq->kickfd = vq->callfd = vq->errfd = -1;
 	snprintf(vq->prefix, sizeof(vq->prefix), "test/q0");
 	vq->size = QSIZE;
@@ -191,7 +199,7 @@ ctx_new(const char *bdev, bool ro)
 	vq->reactor = g_r;
 	x->used = vq->used;
 	on_reactor(get_channel, x);
-	assert_non_null(vq->ch);
+	assert_non_null(vq->dq);
 	return x;
 }
 
@@ -201,10 +209,12 @@ ctx_free(void **state)
 	struct ctx *x = *state;
 
 	on_reactor(put_channel, x);
-	vh_bdev_release(x->c->bdev);
+	vh_bdev_release(x->b->bdev);
+	vh_blk_ops.session_fini(x->s);
 	vh_vq_free_reqs(x->vq);
 	vh_mem_unmap_all(&x->mem);
 	free(x->s);
+	free(x->b);
 	free(x->c);
 	free(x);
 	return 0;
@@ -830,11 +840,14 @@ test_config_layout(void **state)
 static void
 check_config(struct ctx *x, uint64_t capacity, uint32_t bs)
 {
+	struct vh_blk_session *bsess = x->s->dev;
+	uint8_t raw[VHOST_USER_MAX_CONFIG_SIZE];
 	struct virtio_blk_config cfg;
 
-	memset(&cfg, 0xff, sizeof(cfg));
-	x->s->wce = 1;
-	vh_blk_fill_config(x->s, &cfg);
+	memset(raw, 0xff, sizeof(raw));
+	bsess->wce = 1;
+	vh_blk_ops.get_config(x->s, raw);
+	memcpy(&cfg, raw, sizeof(cfg));
 	assert_int_equal(cfg.capacity, capacity);
 	assert_int_equal(cfg.size_max, 128 * 1024);
 	assert_int_equal(cfg.seg_max, 126);
@@ -856,8 +869,9 @@ check_config(struct ctx *x, uint64_t capacity, uint32_t bs)
 	assert_int_equal(cfg.max_write_zeroes_seg, 1);
 	assert_int_equal(cfg.write_zeroes_may_unmap, 1);
 	assert_int_equal(cfg.unused1[0] | cfg.unused1[1] | cfg.unused1[2], 0);
-	x->s->wce = 0;
-	vh_blk_fill_config(x->s, &cfg);
+	bsess->wce = 0;
+	vh_blk_ops.get_config(x->s, raw);
+	memcpy(&cfg, raw, sizeof(cfg));
 	assert_int_equal(cfg.wce, 0);
 }
 
@@ -877,33 +891,33 @@ test_config_ram4k(void **state)
 	((1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX) |                        \
 	 (1ull << VIRTIO_BLK_F_BLK_SIZE) | (1ull << VIRTIO_BLK_F_FLUSH) |                          \
 	 (1ull << VIRTIO_BLK_F_TOPOLOGY) | (1ull << VIRTIO_BLK_F_CONFIG_WCE) |                     \
-	 (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_RING_F_INDIRECT_DESC) |                       \
-	 (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_F_VERSION_1) |                        \
-	 (1ull << VHOST_USER_F_PROTOCOL_FEATURES))
+	 (1ull << VIRTIO_BLK_F_MQ))
 
 static void
 test_features(void **state)
 {
 	struct vh_bdev fake = {.name = "fake", .block_size = 512, .num_blocks = 8};
-	struct vh_vhost_ctrlr c = {.bdev = vh_bdev_find("ram512")};
+	struct vh_blk_ctrlr b = {.bdev = vh_bdev_find("ram512")};
+	struct vh_vhost_ctrlr c = {.dev = &b, .ops = &vh_blk_ops};
 
 	(void)state;
-	assert_int_equal(vh_blk_features(&c), BASE_FEATURES | (1ull << VIRTIO_BLK_F_DISCARD) |
-	                                              (1ull << VIRTIO_BLK_F_WRITE_ZEROES));
-	c.readonly = true;
-	assert_int_equal(vh_blk_features(&c), BASE_FEATURES | (1ull << VIRTIO_BLK_F_RO));
+	assert_int_equal(vh_blk_ops.features(&c), BASE_FEATURES | (1ull << VIRTIO_BLK_F_DISCARD) |
+	                                                  (1ull << VIRTIO_BLK_F_WRITE_ZEROES));
+	b.readonly = true;
+	assert_int_equal(vh_blk_ops.features(&c), BASE_FEATURES | (1ull << VIRTIO_BLK_F_RO));
 
 	/* Only what the bdev supports is offered. */
-	c.bdev = &fake;
-	c.readonly = false;
+	b.bdev = &fake;
+	b.readonly = false;
 	fake.io_types = (1u << VH_BDEV_IO_READ) | (1u << VH_BDEV_IO_WRITE);
-	assert_int_equal(vh_blk_features(&c), BASE_FEATURES);
+	assert_int_equal(vh_blk_ops.features(&c), BASE_FEATURES);
 	fake.io_types |= 1u << VH_BDEV_IO_WRITE_ZEROES;
-	assert_int_equal(vh_blk_features(&c), BASE_FEATURES | (1ull << VIRTIO_BLK_F_WRITE_ZEROES));
+	assert_int_equal(vh_blk_ops.features(&c),
+	                 BASE_FEATURES | (1ull << VIRTIO_BLK_F_WRITE_ZEROES));
 	fake.io_types = (1u << VH_BDEV_IO_READ) | (1u << VH_BDEV_IO_DISCARD);
-	assert_int_equal(vh_blk_features(&c), BASE_FEATURES | (1ull << VIRTIO_BLK_F_DISCARD));
-	c.readonly = true;
-	assert_int_equal(vh_blk_features(&c), BASE_FEATURES | (1ull << VIRTIO_BLK_F_RO));
+	assert_int_equal(vh_blk_ops.features(&c), BASE_FEATURES | (1ull << VIRTIO_BLK_F_DISCARD));
+	b.readonly = true;
+	assert_int_equal(vh_blk_ops.features(&c), BASE_FEATURES | (1ull << VIRTIO_BLK_F_RO));
 }
 
 #define T(fn, s) cmocka_unit_test_setup_teardown(fn, s, ctx_free)

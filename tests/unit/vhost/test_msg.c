@@ -24,11 +24,13 @@
 
 #include "bdev/bdev_module.h"
 #include "guest.h"
+#include "vhost/blk.h"
 
 #define NQUEUES 2
 
 struct fix {
 	struct vh_vhost_ctrlr *c;
+	struct vh_blk_ctrlr *b; /* c->dev */
 	struct vh_session *s;
 	int peer;
 	bool freed;
@@ -82,8 +84,11 @@ setup(void **state)
 	}
 	f->c = calloc(1, sizeof(*f->c));
 	snprintf(f->c->name, sizeof(f->c->name), "ctl0");
-	memcpy(f->c->serial, "ctl0", 4);
-	f->c->bdev = vh_bdev_find("null0");
+	f->b = calloc(1, sizeof(*f->b));
+	memcpy(f->b->serial, "ctl0", 4);
+	f->b->bdev = vh_bdev_find("null0");
+	f->c->dev = f->b;
+	f->c->ops = &vh_blk_ops;
 	f->c->num_queues = NQUEUES;
 	f->c->cpumask = 1;
 	f->c->listen_fd = -1;
@@ -106,6 +111,7 @@ teardown(void **state)
 		pump();
 	}
 	close(f->peer);
+	free(f->b);
 	free(f->c);
 	free(f);
 	return 0;
@@ -247,6 +253,25 @@ set_owner(struct fix *f)
 	assert_true(f->s->owner_set);
 }
 
+/* What GET_FEATURES answers: the device's bits plus the ring and transport bits. */
+static uint64_t
+offered_features(struct fix *f)
+{
+	return vh_blk_ops.features(f->c) | (1ull << VIRTIO_RING_F_INDIRECT_DESC) |
+	       (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_F_VERSION_1) |
+	       (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
+}
+
+/* The device's config space as a front-end reads it. */
+static void
+blk_config(struct fix *f, struct virtio_blk_config *cfg)
+{
+	uint8_t raw[VHOST_USER_MAX_CONFIG_SIZE] = {0};
+
+	vh_blk_ops.get_config(f->s, raw);
+	memcpy(cfg, raw, sizeof(*cfg));
+}
+
 /* ---- replies ---- */
 
 static void
@@ -256,7 +281,7 @@ test_get_replies(void **state)
 	uint64_t pf;
 
 	dispatch(f, VHOST_USER_GET_FEATURES, V, NULL, 0);
-	assert_int_equal(expect_u64_reply(f, VHOST_USER_GET_FEATURES), vh_blk_features(f->c));
+	assert_int_equal(expect_u64_reply(f, VHOST_USER_GET_FEATURES), offered_features(f));
 	dispatch(f, VHOST_USER_GET_PROTOCOL_FEATURES, V, NULL, 0);
 	pf = expect_u64_reply(f, VHOST_USER_GET_PROTOCOL_FEATURES);
 	/* What QEMU 7.2 needs (CONFIG is mandatory, MEM_SLOTS and REPLY_ACK are relied on)... */
@@ -304,7 +329,7 @@ test_reply_ack_only_with_need_reply(void **state)
 	expect_open(f);
 	/* A GET_* message answers with its payload only, never an extra ack. */
 	dispatch(f, VHOST_USER_GET_FEATURES, V | NR, NULL, 0);
-	assert_int_equal(expect_u64_reply(f, VHOST_USER_GET_FEATURES), vh_blk_features(f->c));
+	assert_int_equal(expect_u64_reply(f, VHOST_USER_GET_FEATURES), offered_features(f));
 	/* The same failure without NEED_REPLY closes the session. */
 	dispatch_state(f, VHOST_USER_SET_VRING_NUM, V, 0, 3);
 	expect_closed(f);
@@ -688,7 +713,7 @@ static void
 test_features_negotiation(void **state)
 {
 	struct fix *f = *state;
-	uint64_t offered = vh_blk_features(f->c);
+	uint64_t offered = offered_features(f);
 
 	enable_reply_ack(f);
 	dispatch_u64(f, VHOST_USER_SET_FEATURES, V | NR, offered);
@@ -727,7 +752,7 @@ test_get_config_sizes(void **state)
 	struct reply r;
 	uint32_t hdr[3];
 
-	vh_blk_fill_config(f->s, &cfg);
+	blk_config(f, &cfg);
 	memcpy(full, &cfg, sizeof(cfg));
 
 	/* QEMU asks for the size it knows of (e.g. 57 bytes up to write_zeroes_may_unmap). */
@@ -798,8 +823,25 @@ test_get_config_size_mismatch(void **state)
 {
 	struct fix *f = *state;
 
-	/* config.size says 57, the message carries 60. */
-	get_config(f, 0, 57, 12 + 60);
+	struct reply r;
+
+	/* SPDK pads to the whole window: config.size 57 in a 268-byte payload is answered. */
+	get_config(f, 0, 57, 12 + 256);
+	assert_true(get_reply(f, &r));
+	assert_int_equal(r.size, 12 + 57);
+	expect_open(f);
+	/* A payload shorter than config.size says is refused. */
+	get_config(f, 0, 57, 12 + 56);
+	expect_closed(f);
+}
+
+static void
+test_get_config_padding_past_window(void **state)
+{
+	struct fix *f = *state;
+
+	/* Padding past the 256-byte window is not a config message any more. */
+	get_config(f, 0, 57, 12 + 260);
 	expect_closed(f);
 }
 
@@ -815,11 +857,11 @@ test_set_config_wce(void **state)
 	c.region[0] = 1;
 	dispatch(f, VHOST_USER_SET_CONFIG, V | NR, &c, 13);
 	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_CONFIG), 1);
-	f->s->features = vh_blk_features(f->c);
+	f->s->features = offered_features(f);
 	dispatch(f, VHOST_USER_SET_CONFIG, V | NR, &c, 13);
 	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_CONFIG), 0);
-	assert_int_equal(f->s->wce, 1);
-	vh_blk_fill_config(f->s, &cfg);
+	assert_int_equal(((struct vh_blk_session *)f->s->dev)->wce, 1);
+	blk_config(f, &cfg);
 	assert_int_equal(cfg.wce, 1);
 	c.region[0] = 2;
 	dispatch(f, VHOST_USER_SET_CONFIG, V | NR, &c, 13);
@@ -827,7 +869,7 @@ test_set_config_wce(void **state)
 	c.region[0] = 0;
 	dispatch(f, VHOST_USER_SET_CONFIG, V | NR, &c, 13);
 	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_CONFIG), 0);
-	assert_int_equal(f->s->wce, 0);
+	assert_int_equal(((struct vh_blk_session *)f->s->dev)->wce, 0);
 	/* Any other field is read-only. */
 	c.offset = 0;
 	dispatch(f, VHOST_USER_SET_CONFIG, V | NR, &c, 13);
@@ -980,6 +1022,7 @@ main(void)
 	        T(test_get_config_size_257),
 	        T(test_get_config_past_256),
 	        T(test_get_config_size_mismatch),
+	        T(test_get_config_padding_past_window),
 	        T(test_set_config_wce),
 	        T(test_set_mem_table),
 	        T(test_mem_table_too_many_regions),

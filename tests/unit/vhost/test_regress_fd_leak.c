@@ -32,7 +32,8 @@
 #include "bdev/bdev_module.h"
 #include "core/evloop.h"
 #include "core/reactor.h"
-#include "vhost/vhost_internal.h"
+#include "vhost/device.h"
+#include "vhost/session.h"
 
 static struct vh_evloop *g_loop;
 static struct vh_vhost_ctrlr *g_c;

@@ -18,7 +18,8 @@
 
 #include <cmocka.h>
 
-#include "vhost/vhost_internal.h"
+#include "vhost/device.h"
+#include "vhost/session.h"
 
 static int
 sealed_memfd(uint64_t size)

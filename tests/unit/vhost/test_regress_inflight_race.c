@@ -23,7 +23,8 @@
 
 #include <cmocka.h>
 
-#include "vhost/vhost_internal.h"
+#include "vhost/device.h"
+#include "vhost/session.h"
 
 #define QSIZE 128u
 

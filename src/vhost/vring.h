@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Split virtqueues (vring.c): the control side (prepare, start, stop, fd and enable updates)
+ * and the reactor side (fetch, descriptor walk, used-ring publication, guest notification).
+ * The ring code knows no device type: each fetched head becomes a request slot handed to the
+ * controller's device (device.h), which answers it with vh_vq_push_used().
+ *
+ * Ownership (docs/design.md rules 7-9):
+ * - The configuration fields are written by the control thread while the queue is stopped.
+ * - The reactor-owned fields belong to the queue's reactor from the start message until the
+ *   reactor reports the queue stopped; the control thread touches them only through the
+ *   message nodes and the pend_* / enable_req atomics.
+ */
+#ifndef VH_VHOST_VRING_H
+#define VH_VHOST_VRING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "core/log.h"
+#include "core/msg.h"
+#include "core/reactor.h"
+#include "vhost/protocol.h"
+#include "vhost/vhost.h"
+
+#define VH_MAX_QUEUE_SIZE 32768
+#define VH_VQ_BATCH       64 /* requests fetched per queue per poll */
+/*
+ * Request slots per queue: in-flight requests are bounded by this, not by the queue size, so a
+ * front-end asking for 64 queues of 32768 entries cannot make us allocate gigabytes. When all
+ * slots are busy the queue simply stops fetching until completions free some.
+ */
+#define VH_VQ_MAX_SLOTS    512
+#define VH_VQ_SCRATCH_DESC 128 /* indirect tables copied out when not contiguous */
+#define VH_VQ_FD_KEEP      (-2)
+
+struct vh_session;
+struct vh_vq;
+struct vh_mem;
+struct vh_dev_ops;
+struct inflight_split_queue;
+
+/*
+ * One request slot. A device's request type starts with this (device.h: req_size); the ring
+ * code fills the generic part, the device the rest.
+ */
+struct vh_req {
+	struct vh_vq *vq;
+	uint16_t head;
+	uint16_t slot;
+	bool inflight;
+	uint32_t used_len; /* len of the used element: bytes written to device-writable buffers */
+	struct vh_req *next_retry;
+};
+
+struct vh_vq {
+	struct vh_session *s;
+	const struct vh_dev_ops *ops; /* the controller's device */
+	uint16_t idx;
+
+	/* Configuration: written by the control thread while the queue is stopped. */
+	uint32_t size;
+	bool addr_set;
+	struct vhost_vring_addr addr;
+	uint16_t base; /* SET_VRING_BASE: next avail index to fetch */
+	int kickfd;
+	int callfd;
+	int errfd;
+	bool kick_set; /* SET_VRING_KICK seen (kickfd may be -1 with NOFD) */
+	bool enabled;  /* SET_VRING_ENABLE (mirrored to the reactor when started) */
+	bool started;  /* control's view: a start was sent and no stop completed */
+	struct vh_reactor *reactor;
+
+	/*
+	 * Lifecycle messages carry their own queue link, so sending one cannot fail and nobody
+	 * spins on a full queue (a wedged reactor must not wedge the control thread).
+	 */
+	struct vh_msg_node start_node;   /* control -> reactor */
+	struct vh_msg_node stop_node;    /* control -> reactor */
+	struct vh_msg_node update_node;  /* control -> reactor: pend_* or enable_req changed */
+	struct vh_msg_node stopped_node; /* reactor -> control */
+	struct vh_msg_node broken_node;  /* reactor -> control */
+	/*
+	 * New call/kick fds for a started queue: VH_VQ_FD_KEEP (no change), -1 (none) or an fd.
+	 * Exchanged atomically: the control thread closes an fd the reactor never took, the
+	 * reactor closes the one it replaces.
+	 */
+	int pend_callfd;
+	int pend_kickfd;
+	int enable_req; /* atomic: the latest SET_VRING_ENABLE for a started queue */
+
+	/* Reactor-owned while started. */
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
+	uint16_t mask;
+	uint16_t last_avail; /* next avail entry to fetch */
+	uint16_t last_used;  /* next used entry to fill (shadow of used->idx) */
+	uint16_t signalled_used;
+	bool signalled_used_valid;
+	bool event_idx;
+	bool running; /* reactor's view of enabled */
+	bool stopping;
+	bool stop_reported; /* the stopped message went out */
+	bool broken;
+	bool no_fetch; /* the device fetches on demand (vh_vq_fetch_one), not the poller */
+	uint32_t inflight;
+	uint32_t nslots;
+	uint32_t req_size;    /* bytes per request slot (the device's request type) */
+	uint8_t *reqs;        /* nslots slots of req_size bytes */
+	uint16_t *free_slots; /* stack of free slot numbers */
+	uint32_t nfree;
+	uint64_t *head_busy;        /* bitmap: head is in flight (a reused head is a violation) */
+	struct vring_desc *scratch; /* VH_VQ_SCRATCH_DESC entries */
+	void (*stop_done)(struct vh_vq *vq);
+	/* Inflight tracking (NULL when the front-end gave no region). */
+	struct inflight_split_queue *ifl;
+	uint64_t ifl_counter;
+	/*
+	 * With an inflight region: heads completed since the last publish, at most nslots (a full
+	 * batch is published at once). They stay busy in head_busy until published, so a head
+	 * cannot be in one batch twice (its desc.next link would be overwritten).
+	 */
+	uint16_t *batch;
+	uint32_t nbatch;
+	uint16_t *resubmit; /* heads to resubmit at start, oldest first (nslots) */
+	uint32_t nresubmit;
+	struct vh_req *retry_head; /* requests the device asked to retry next poll, in order */
+	struct vh_req **retry_tail;
+	struct vh_poller *poller;
+	void *dq;        /* the device's per-queue state on its reactor (queue_start/queue_stop) */
+	bool dq_started; /* queue_start succeeded: queue_stop is owed */
+	struct vh_deferred flush;
+	int cur_callfd; /* reactor's copy of callfd */
+	int cur_kickfd; /* reactor's copy of kickfd */
+	uint64_t stat_requests;
+	uint64_t stat_kicks_sent;
+	struct vh_log_burst io_errors; /* reactor's: failed requests, logged once per burst */
+	char prefix[VH_NAME_MAX + 16];
+};
+
+/* ---- control thread ---- */
+
+/* Set up a queue's message nodes (once, when its session is created). */
+void vh_vq_init_nodes(struct vh_vq *vq);
+/* Translate ring addresses and allocate per-request state. 0 or -errno. */
+int vh_vq_prepare(struct vh_vq *vq);
+/* Reset a stopped queue's configuration and close its fds. */
+void vh_vq_reset(struct vh_vq *vq);
+void vh_vq_free_reqs(struct vh_vq *vq);
+/* Send the start message (cannot fail). */
+void vh_vq_start(struct vh_vq *vq);
+/*
+ * Ask the reactor to stop fetching, finish in-flight requests and release the queue; then
+ * done(vq) runs on the control thread with vq->base = the next avail index.
+ */
+void vh_vq_stop(struct vh_vq *vq, void (*done)(struct vh_vq *vq));
+/*
+ * Hand a new call/kick fd to a started queue. The reactor closes the old one (it may be using
+ * it right now); the control thread just records the new one in vq->callfd or vq->kickfd.
+ */
+void vh_vq_set_callfd_running(struct vh_vq *vq, int fd);
+void vh_vq_set_kickfd_running(struct vh_vq *vq, int fd);
+void vh_vq_set_enable_running(struct vh_vq *vq, bool enable);
+
+/* ---- reactor ---- */
+
+/* Request slot @i of the queue. */
+static inline struct vh_req *
+vh_vq_req(const struct vh_vq *vq, uint32_t i)
+{
+	return (struct vh_req *)(vq->reqs + (size_t)i * vq->req_size);
+}
+
+/* Answer @req: its used element (req->used_len) goes out with the next publish. */
+void vh_vq_push_used(struct vh_vq *vq, struct vh_req *req);
+/* Release a request that gets no used entry (its session is being closed). */
+void vh_vq_drop(struct vh_vq *vq, struct vh_req *req);
+/* Retry @req on the next poll (the device's resubmit() runs then), after earlier retries. */
+void vh_vq_defer_retry(struct vh_vq *vq, struct vh_req *req);
+/* The guest or front-end broke the queue's rules: log once, stop the queue, close the session. */
+void vh_vq_broken(struct vh_vq *vq, const char *why);
+/*
+ * For a no_fetch queue (the device takes buffers only when it has something to put in them,
+ * like virtio-scsi's event queue): fetch the next available head into a request slot, or NULL
+ * if none is available (or the queue is not running). The request is then the device's, like
+ * any fetched one.
+ */
+struct vh_req *vh_vq_fetch_one(struct vh_vq *vq);
+
+/*
+ * Walk the descriptor chain at @head into iov[0..max): device-readable buffers first (*nr of
+ * them), then device-writable ones (*nw). Returns 0; -EBADMSG for a malformed chain (loop,
+ * index out of range, bad indirect table: the session must be closed); -EFAULT for an unmapped
+ * buffer; -ENOBUFS for too many segments. *last_w points at the last device-writable byte if
+ * there is one (also on -EFAULT/-ENOBUFS, so the request can still fail cleanly), else NULL.
+ */
+int vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, struct iovec *iov,
+                     int max, int *nr, int *nw, uint8_t **last_w);
+
+#endif
