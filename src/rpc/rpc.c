@@ -174,30 +174,36 @@ out_type:
 	return -EINVAL;
 }
 
-/* An unsupported SPDK feature: only its neutral value passes. */
+/*
+ * An unsupported SPDK feature: only its neutral value passes. Anything else is refused with the
+ * reason, never ignored: a caller who asked for metadata or packed rings must not get a device
+ * without them.
+ */
 static int
 check_unsupported(const struct vh_rpc_param *p, const json_t *v, struct vh_rpc_error *err)
 {
-	if (p->type == VH_RPC_T_BOOL) {
+	const char *why = p->why != NULL ? p->why : "vhostd does not have this feature";
+	char only[32];
+
+	switch (p->type) {
+	case VH_RPC_T_BOOL:
 		if (json_is_false(v)) {
 			return 0;
 		}
-		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-		                 "parameter '%s' is not supported by vhostd (only false)", p->name);
-		return -EINVAL;
+		snprintf(only, sizeof(only), " (only false)");
+		break;
+	case VH_RPC_T_STRING:
+		only[0] = '\0'; /* no string is neutral: the key is refused whatever it says */
+		break;
+	default:
+		if (json_is_integer(v) && json_integer_value(v) == p->neutral) {
+			return 0;
+		}
+		snprintf(only, sizeof(only), " (only %lld)", p->neutral);
+		break;
 	}
-	if (p->type != VH_RPC_T_STRING && json_is_integer(v) &&
-	    json_integer_value(v) == p->neutral) {
-		return 0;
-	}
-	if (p->type == VH_RPC_T_STRING) {
-		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-		                 "parameter '%s' is not supported by vhostd", p->name);
-	} else {
-		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-		                 "parameter '%s' is not supported by vhostd (only %lld)", p->name,
-		                 p->neutral);
-	}
+	vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "parameter '%s' is not supported: %s%s",
+	                 p->name, why, only);
 	return -EINVAL;
 }
 

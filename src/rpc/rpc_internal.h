@@ -132,8 +132,8 @@ enum vh_rpc_type {
 /*
  * An SPDK parameter for a feature vhostd does not have. SPDK's clients send some of these with
  * their default value on every call, so the key is accepted when its value is the neutral one
- * (false for booleans, @neutral for integers) and refused with a clear message otherwise. Nothing
- * is stored; @offset is unused.
+ * (false for booleans, @neutral for integers; no string is neutral) and refused otherwise with
+ * "parameter 'K' is not supported: <why> (only <neutral>)". Nothing is stored; @offset is unused.
  */
 #define VH_RPC_P_UNSUPPORTED 0x2u
 
@@ -143,7 +143,22 @@ struct vh_rpc_param {
 	uint32_t flags;    /* VH_RPC_P_* */
 	size_t offset;     /* of the destination in the output struct */
 	long long neutral; /* VH_RPC_P_UNSUPPORTED integers: the only accepted value */
+	const char *why;   /* VH_RPC_P_UNSUPPORTED: why a non-neutral value cannot be honoured */
 };
+
+/* A VH_RPC_P_UNSUPPORTED entry: SPDK's @key, accepted only at its neutral value. */
+#define VH_RPC_UNSUP_BOOL(key, reason)                                                             \
+	{                                                                                          \
+		key, VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0, reason                             \
+	}
+#define VH_RPC_UNSUP_INT(key, neutral_value, reason)                                               \
+	{                                                                                          \
+		key, VH_RPC_T_U32, VH_RPC_P_UNSUPPORTED, 0, neutral_value, reason                  \
+	}
+#define VH_RPC_UNSUP_STRING(key, reason)                                                           \
+	{                                                                                          \
+		key, VH_RPC_T_STRING, VH_RPC_P_UNSUPPORTED, 0, 0, reason                           \
+	}
 
 /*
  * Decode @params (NULL, or an object) into @out following @spec[0..n). Fails with -32602 and a
