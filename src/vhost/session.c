@@ -455,9 +455,16 @@ vh_vhost_ctrlr_info_json(const struct vh_vhost_ctrlr *c)
 json_t *
 vh_vhost_ctrlr_config_json(const struct vh_vhost_ctrlr *c)
 {
-	return json_pack("{s:s, s:{s:s, s:s, s:o, s:b}}", "method", "vhost_create_blk_controller",
-	                 "params", "ctrlr", c->name, "dev_name", vh_bdev_name(c->bdev), "cpumask",
-	                 mask_json(c->cpumask), "readonly", c->readonly);
+	/*
+	 * Every creation parameter, so a restart brings back the same device: num_queues above all,
+	 * since a front-end started with num-queues=N cannot reconnect to fewer queues. SPDK reads
+	 * these params relaxed, so the vhostd-only num_queues does not stop it loading the file.
+	 */
+	return json_pack("{s:s, s:{s:s, s:s, s:o, s:b, s:s, s:i}}", "method",
+	                 "vhost_create_blk_controller", "params", "ctrlr", c->name, "dev_name",
+	                 vh_bdev_name(c->bdev), "cpumask", mask_json(c->cpumask), "readonly",
+	                 c->readonly, "transport", "vhost_user_blk", "num_queues",
+	                 (int)c->num_queues);
 }
 
 int
