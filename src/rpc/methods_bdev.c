@@ -394,7 +394,7 @@ struct get_bdevs_params {
 
 static const struct vh_rpc_param get_bdevs_spec[] = {
         {"name", VH_RPC_T_STRING, 0, offsetof(struct get_bdevs_params, name)},
-        /* rpc.py's -t: wait for the bdev to appear. Creation here is synchronous, so no wait. */
+        /* rpc.py's -t: milliseconds to wait for the named bdev to appear. */
         {"timeout", VH_RPC_T_U32, 0, offsetof(struct get_bdevs_params, timeout)},
 };
 
@@ -417,9 +417,13 @@ bdev_get_bdevs(const json_t *params, struct vh_rpc_error *err)
 		struct vh_bdev *b = vh_bdev_find(p.name);
 
 		if (b == NULL) {
+			json_decref(arr);
+			/* Another client may create it: run again after its requests. */
+			if (vh_rpc_wait(p.timeout, err)) {
+				return NULL;
+			}
 			vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "bdev '%.64s' not found",
 			                 p.name);
-			json_decref(arr);
 			return NULL;
 		}
 		rc = append_bdev(b, arr);

@@ -343,6 +343,32 @@ check_envelope(const json_t *req, const json_t **id, struct vh_rpc_error *err)
 	return 0;
 }
 
+/*
+ * The request being handled may wait (vh_rpc_wait) until g_wait_until_ns; 0 = it may not. Set
+ * only around vh_rpc_handle_wait(), so config replay and batches never wait.
+ */
+static uint64_t g_wait_since_ns;
+static uint64_t g_wait_until_ns;
+static bool g_waited;
+
+bool
+vh_rpc_wait(uint64_t timeout_ms, struct vh_rpc_error *err)
+{
+	uint64_t until;
+
+	if (g_wait_since_ns == 0 || timeout_ms == 0) {
+		return false;
+	}
+	until = g_wait_since_ns + timeout_ms * 1000000ull;
+	if (until < g_wait_since_ns || vh_now_ns() >= until) {
+		return false;
+	}
+	g_wait_until_ns = until;
+	g_waited = true;
+	err->code = 0;
+	return true;
+}
+
 static json_t *
 handle_one(const json_t *req)
 {
@@ -363,6 +389,9 @@ handle_one(const json_t *req)
 	}
 	VH_DEBUG("rpc", "call %s", method);
 	result = vh_rpc_call(method, params, &err);
+	if (result == NULL && g_waited) {
+		return NULL; /* run again later: vh_rpc_handle_wait() tells the caller */
+	}
 	if (id == NULL) {
 		/* A notification: the client asked for no reply, even on error. */
 		if (result == NULL) {
@@ -421,6 +450,25 @@ vh_rpc_handle(const json_t *msg)
 		return handle_batch(msg);
 	}
 	return handle_one(msg);
+}
+
+json_t *
+vh_rpc_handle_wait(const json_t *msg, uint64_t since_ns, bool *waiting, uint64_t *deadline_ns)
+{
+	json_t *reply;
+
+	if (json_is_array(msg)) {
+		*waiting = false;
+		return handle_batch(msg);
+	}
+	g_wait_since_ns = since_ns != 0 ? since_ns : 1;
+	g_waited = false;
+	reply = handle_one(msg);
+	*waiting = g_waited;
+	*deadline_ns = g_wait_until_ns;
+	g_wait_since_ns = 0;
+	g_waited = false;
+	return reply;
 }
 
 /* ---- config replay ---- */
