@@ -123,15 +123,11 @@ struct create_params {
 	{                                                                                          \
 		key, type, flags, offsetof(struct create_params, member), 0                        \
 	}
-/* SPDK options for features we lack (metadata, DIF, NUMA, hints): accepted only as defaults. */
-#define UNSUP_BOOL(key)                                                                            \
-	{                                                                                          \
-		key, VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0                                     \
-	}
-#define UNSUP_INT(key, neutral)                                                                    \
-	{                                                                                          \
-		key, VH_RPC_T_U32, VH_RPC_P_UNSUPPORTED, 0, neutral                                \
-	}
+/* Why SPDK's options for features we lack are accepted only at their defaults. */
+#define WHY_MD  "vhostd bdevs have no per-block metadata (virtio-blk carries none)"
+#define WHY_DIF "protection information (DIF/DIX) needs per-block metadata, which vhostd bdevs lack"
+#define WHY_HINT                                                                                   \
+	"vhostd reports no write or unmap alignment hints; the guest sees only the block size"
 
 static const struct vh_rpc_param malloc_create_spec[] = {
         CREATE_PARAM("name", VH_RPC_T_STRING, 0, name),
@@ -139,13 +135,13 @@ static const struct vh_rpc_param malloc_create_spec[] = {
         CREATE_PARAM("block_size", VH_RPC_T_U32, VH_RPC_P_REQUIRED, block_size),
         CREATE_PARAM("physical_block_size", VH_RPC_T_U32, 0, physical_block_size),
         CREATE_PARAM("uuid", VH_RPC_T_STRING, 0, uuid),
-        UNSUP_INT("optimal_io_boundary", 0),
-        UNSUP_INT("md_size", 0),
-        UNSUP_BOOL("md_interleave"),
-        UNSUP_INT("dif_type", 0),
-        UNSUP_BOOL("dif_is_head_of_md"),
-        UNSUP_INT("dif_pi_format", 0),
-        UNSUP_INT("numa_id", -1),
+        VH_RPC_UNSUP_INT("optimal_io_boundary", 0, "vhostd does not split I/O at a boundary"),
+        VH_RPC_UNSUP_INT("md_size", 0, WHY_MD),
+        VH_RPC_UNSUP_BOOL("md_interleave", WHY_MD),
+        VH_RPC_UNSUP_INT("dif_type", 0, WHY_DIF),
+        VH_RPC_UNSUP_BOOL("dif_is_head_of_md", WHY_DIF),
+        VH_RPC_UNSUP_INT("dif_pi_format", 0, WHY_DIF),
+        VH_RPC_UNSUP_INT("numa_id", -1, "vhostd does not place bdev memory on a NUMA node"),
 };
 
 static const struct vh_rpc_param null_create_spec[] = {
@@ -154,15 +150,15 @@ static const struct vh_rpc_param null_create_spec[] = {
         CREATE_PARAM("block_size", VH_RPC_T_U32, VH_RPC_P_REQUIRED, block_size),
         CREATE_PARAM("physical_block_size", VH_RPC_T_U32, 0, physical_block_size),
         CREATE_PARAM("uuid", VH_RPC_T_STRING, 0, uuid),
-        UNSUP_INT("md_size", 0),
-        UNSUP_INT("dif_type", 0),
-        UNSUP_BOOL("dif_is_head_of_md"),
-        UNSUP_INT("dif_pi_format", 0),
-        UNSUP_INT("preferred_write_alignment", 0),
-        UNSUP_INT("preferred_write_granularity", 0),
-        UNSUP_INT("optimal_write_size", 0),
-        UNSUP_INT("preferred_unmap_alignment", 0),
-        UNSUP_INT("preferred_unmap_granularity", 0),
+        VH_RPC_UNSUP_INT("md_size", 0, WHY_MD),
+        VH_RPC_UNSUP_INT("dif_type", 0, WHY_DIF),
+        VH_RPC_UNSUP_BOOL("dif_is_head_of_md", WHY_DIF),
+        VH_RPC_UNSUP_INT("dif_pi_format", 0, WHY_DIF),
+        VH_RPC_UNSUP_INT("preferred_write_alignment", 0, WHY_HINT),
+        VH_RPC_UNSUP_INT("preferred_write_granularity", 0, WHY_HINT),
+        VH_RPC_UNSUP_INT("optimal_write_size", 0, WHY_HINT),
+        VH_RPC_UNSUP_INT("preferred_unmap_alignment", 0, WHY_HINT),
+        VH_RPC_UNSUP_INT("preferred_unmap_granularity", 0, WHY_HINT),
 };
 
 /* SPDK names unnamed malloc bdevs Malloc0, Malloc1, ...: take the first free one. */
@@ -206,9 +202,11 @@ create_common(const json_t *params, const struct vh_rpc_param *spec, size_t n,
 		return NULL;
 	}
 	if (p.physical_block_size != 0 && p.physical_block_size != p.block_size) {
+		/* The guest is told one block size; a larger physical block has no carrier. */
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-		                 "physical_block_size %u is not supported (must equal block_size)",
-		                 p.physical_block_size);
+		                 "physical_block_size %u is not supported: vhostd reports no "
+		                 "physical block size to the guest, so it must equal block_size %u",
+		                 p.physical_block_size, p.block_size);
 		return NULL;
 	}
 	rc = create_fn(p.name, p.num_blocks, p.block_size);
@@ -396,7 +394,7 @@ struct get_bdevs_params {
 
 static const struct vh_rpc_param get_bdevs_spec[] = {
         {"name", VH_RPC_T_STRING, 0, offsetof(struct get_bdevs_params, name)},
-        /* rpc.py's -t: wait for the bdev to appear. Creation here is synchronous, so no wait. */
+        /* rpc.py's -t: milliseconds to wait for the named bdev to appear. */
         {"timeout", VH_RPC_T_U32, 0, offsetof(struct get_bdevs_params, timeout)},
 };
 
@@ -419,9 +417,13 @@ bdev_get_bdevs(const json_t *params, struct vh_rpc_error *err)
 		struct vh_bdev *b = vh_bdev_find(p.name);
 
 		if (b == NULL) {
+			json_decref(arr);
+			/* Another client may create it: run again after its requests. */
+			if (vh_rpc_wait(p.timeout, err)) {
+				return NULL;
+			}
 			vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "bdev '%.64s' not found",
 			                 p.name);
-			json_decref(arr);
 			return NULL;
 		}
 		rc = append_bdev(b, arr);

@@ -50,9 +50,11 @@ static const struct vh_rpc_param aio_create_spec[] = {
         FC_PARAM("block_size", VH_RPC_T_U32, 0, block_size),
         FC_PARAM("uuid", VH_RPC_T_STRING, 0, uuid),
         FC_PARAM("inline_io", VH_RPC_T_BOOL, 0, inline_io),
-        /* SPDK v23+ options, accepted at their defaults only. */
-        {"readonly", VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0},
-        {"fallocate", VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0},
+        /* SPDK options, accepted at their defaults only (rpc.py sends them only when set). */
+        VH_RPC_UNSUP_BOOL("readonly",
+                          "file bdevs are always opened read-write; export it read-only with "
+                          "vhost_create_blk_controller's readonly instead"),
+        VH_RPC_UNSUP_BOOL("fallocate", "vhostd does not preallocate files"),
 };
 
 typedef int (*file_create_fn)(const char *name, const char *filename,

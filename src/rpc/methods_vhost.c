@@ -20,7 +20,6 @@ struct create_blk_params {
 	const char *cpumask;
 	const char *transport;
 	bool readonly;
-	bool packed_ring;
 	uint16_t num_queues;
 };
 
@@ -31,7 +30,10 @@ static const struct vh_rpc_param create_blk_spec[] = {
         {"cpumask", VH_RPC_T_STRING, 0, offsetof(struct create_blk_params, cpumask)},
         {"transport", VH_RPC_T_STRING, 0, offsetof(struct create_blk_params, transport)},
         {"readonly", VH_RPC_T_BOOL, 0, offsetof(struct create_blk_params, readonly)},
-        {"packed_ring", VH_RPC_T_BOOL, 0, offsetof(struct create_blk_params, packed_ring)},
+        /* SPDK v23.05's rpc.py sends both on every call, false unless -p / -l is given. */
+        VH_RPC_UNSUP_BOOL("packed_ring", "packed rings are not supported yet"),
+        VH_RPC_UNSUP_BOOL("packed_ring_recovery",
+                          "packed ring recovery needs packed rings, which are not supported yet"),
         /* vhostd extension: the queue count advertised to the front-end. */
         {"num_queues", VH_RPC_T_U16, 0, offsetof(struct create_blk_params, num_queues)},
 };
@@ -133,9 +135,8 @@ create_error(int rc, const struct create_blk_params *p, struct vh_rpc_error *err
 		                 "socket path for controller '%s' is too long", p->ctrlr);
 		break;
 	case -EINVAL:
-		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-		                 "invalid options for controller '%s'%s", p->ctrlr,
-		                 p->packed_ring ? " (packed_ring is not supported)" : "");
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "invalid options for controller '%s'",
+		                 p->ctrlr);
 		break;
 	default:
 		vh_rpc_error_errno(err, rc, "cannot create controller");
@@ -160,7 +161,6 @@ vhost_create_blk_controller(const json_t *params, struct vh_rpc_error *err)
 	opts.name = p.ctrlr;
 	opts.bdev_name = p.dev_name;
 	opts.readonly = p.readonly;
-	opts.packed_ring = p.packed_ring;
 	opts.num_queues = p.num_queues;
 	rc = vh_vhost_blk_create(&opts);
 	if (rc < 0) {

@@ -174,30 +174,36 @@ out_type:
 	return -EINVAL;
 }
 
-/* An unsupported SPDK feature: only its neutral value passes. */
+/*
+ * An unsupported SPDK feature: only its neutral value passes. Anything else is refused with the
+ * reason, never ignored: a caller who asked for metadata or packed rings must not get a device
+ * without them.
+ */
 static int
 check_unsupported(const struct vh_rpc_param *p, const json_t *v, struct vh_rpc_error *err)
 {
-	if (p->type == VH_RPC_T_BOOL) {
+	const char *why = p->why != NULL ? p->why : "vhostd does not have this feature";
+	char only[32];
+
+	switch (p->type) {
+	case VH_RPC_T_BOOL:
 		if (json_is_false(v)) {
 			return 0;
 		}
-		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-		                 "parameter '%s' is not supported by vhostd (only false)", p->name);
-		return -EINVAL;
+		snprintf(only, sizeof(only), " (only false)");
+		break;
+	case VH_RPC_T_STRING:
+		only[0] = '\0'; /* no string is neutral: the key is refused whatever it says */
+		break;
+	default:
+		if (json_is_integer(v) && json_integer_value(v) == p->neutral) {
+			return 0;
+		}
+		snprintf(only, sizeof(only), " (only %lld)", p->neutral);
+		break;
 	}
-	if (p->type != VH_RPC_T_STRING && json_is_integer(v) &&
-	    json_integer_value(v) == p->neutral) {
-		return 0;
-	}
-	if (p->type == VH_RPC_T_STRING) {
-		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-		                 "parameter '%s' is not supported by vhostd", p->name);
-	} else {
-		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-		                 "parameter '%s' is not supported by vhostd (only %lld)", p->name,
-		                 p->neutral);
-	}
+	vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "parameter '%s' is not supported: %s%s",
+	                 p->name, why, only);
 	return -EINVAL;
 }
 
@@ -337,6 +343,32 @@ check_envelope(const json_t *req, const json_t **id, struct vh_rpc_error *err)
 	return 0;
 }
 
+/*
+ * The request being handled may wait (vh_rpc_wait) until g_wait_until_ns; 0 = it may not. Set
+ * only around vh_rpc_handle_wait(), so config replay and batches never wait.
+ */
+static uint64_t g_wait_since_ns;
+static uint64_t g_wait_until_ns;
+static bool g_waited;
+
+bool
+vh_rpc_wait(uint64_t timeout_ms, struct vh_rpc_error *err)
+{
+	uint64_t until;
+
+	if (g_wait_since_ns == 0 || timeout_ms == 0) {
+		return false;
+	}
+	until = g_wait_since_ns + timeout_ms * 1000000ull;
+	if (until < g_wait_since_ns || vh_now_ns() >= until) {
+		return false;
+	}
+	g_wait_until_ns = until;
+	g_waited = true;
+	err->code = 0;
+	return true;
+}
+
 static json_t *
 handle_one(const json_t *req)
 {
@@ -357,6 +389,9 @@ handle_one(const json_t *req)
 	}
 	VH_DEBUG("rpc", "call %s", method);
 	result = vh_rpc_call(method, params, &err);
+	if (result == NULL && g_waited) {
+		return NULL; /* run again later: vh_rpc_handle_wait() tells the caller */
+	}
 	if (id == NULL) {
 		/* A notification: the client asked for no reply, even on error. */
 		if (result == NULL) {
@@ -415,6 +450,25 @@ vh_rpc_handle(const json_t *msg)
 		return handle_batch(msg);
 	}
 	return handle_one(msg);
+}
+
+json_t *
+vh_rpc_handle_wait(const json_t *msg, uint64_t since_ns, bool *waiting, uint64_t *deadline_ns)
+{
+	json_t *reply;
+
+	if (json_is_array(msg)) {
+		*waiting = false;
+		return handle_batch(msg);
+	}
+	g_wait_since_ns = since_ns != 0 ? since_ns : 1;
+	g_waited = false;
+	reply = handle_one(msg);
+	*waiting = g_waited;
+	*deadline_ns = g_wait_until_ns;
+	g_wait_since_ns = 0;
+	g_waited = false;
+	return reply;
 }
 
 /* ---- config replay ---- */

@@ -116,9 +116,27 @@ json_t *vh_rpc_call(const char *method, const json_t *params, struct vh_rpc_erro
 /*
  * Handle one decoded JSON-RPC message: a request object or a batch array. Returns the reply to
  * send (new reference: an object, or an array for a batch), or NULL when nothing is to be sent
- * (notifications only). Never fails: malformed messages get error replies.
+ * (notifications only). Never fails: malformed messages get error replies. Never waits.
  */
 json_t *vh_rpc_handle(const json_t *msg);
+
+/*
+ * Waiting (SPDK's bdev_get_bdevs "timeout": wait for a bdev to appear). Handlers never block;
+ * a handler that would wait calls vh_rpc_wait(), and the stream keeps the request and runs it
+ * again after other clients' requests and at the deadline.
+ *
+ * vh_rpc_handle_wait(): like vh_rpc_handle(), for a request first run at @since_ns
+ * (vh_now_ns()). When its handler waits, returns NULL with *@waiting true and *@deadline_ns the
+ * time to run it again at the latest; the caller keeps @msg. Batches never wait.
+ *
+ * vh_rpc_wait(): in a handler, ask to be run again within @timeout_ms of the request's first
+ * run. Returns true (the handler then returns NULL at once) if the request may still wait, false
+ * when it may not (its time is up, or it came from a batch or a config file): then the handler
+ * gives its final answer.
+ */
+json_t *vh_rpc_handle_wait(const json_t *msg, uint64_t since_ns, bool *waiting,
+                           uint64_t *deadline_ns);
+bool vh_rpc_wait(uint64_t timeout_ms, struct vh_rpc_error *err);
 
 /* Build {"jsonrpc": "2.0", "id": id|null, "error": {...}}. New reference, NULL on ENOMEM. */
 json_t *vh_rpc_error_reply(const json_t *id, const struct vh_rpc_error *err);
@@ -140,8 +158,8 @@ enum vh_rpc_type {
 /*
  * An SPDK parameter for a feature vhostd does not have. SPDK's clients send some of these with
  * their default value on every call, so the key is accepted when its value is the neutral one
- * (false for booleans, @neutral for integers) and refused with a clear message otherwise. Nothing
- * is stored; @offset is unused.
+ * (false for booleans, @neutral for integers; no string is neutral) and refused otherwise with
+ * "parameter 'K' is not supported: <why> (only <neutral>)". Nothing is stored; @offset is unused.
  */
 #define VH_RPC_P_UNSUPPORTED 0x2u
 
@@ -151,7 +169,22 @@ struct vh_rpc_param {
 	uint32_t flags;    /* VH_RPC_P_* */
 	size_t offset;     /* of the destination in the output struct */
 	long long neutral; /* VH_RPC_P_UNSUPPORTED integers: the only accepted value */
+	const char *why;   /* VH_RPC_P_UNSUPPORTED: why a non-neutral value cannot be honoured */
 };
+
+/* A VH_RPC_P_UNSUPPORTED entry: SPDK's @key, accepted only at its neutral value. */
+#define VH_RPC_UNSUP_BOOL(key, reason)                                                             \
+	{                                                                                          \
+		key, VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0, reason                             \
+	}
+#define VH_RPC_UNSUP_INT(key, neutral_value, reason)                                               \
+	{                                                                                          \
+		key, VH_RPC_T_U32, VH_RPC_P_UNSUPPORTED, 0, neutral_value, reason                  \
+	}
+#define VH_RPC_UNSUP_STRING(key, reason)                                                           \
+	{                                                                                          \
+		key, VH_RPC_T_STRING, VH_RPC_P_UNSUPPORTED, 0, 0, reason                           \
+	}
 
 /*
  * Decode @params (NULL, or an object) into @out following @spec[0..n). Fails with -32602 and a
@@ -215,6 +248,9 @@ struct vh_rpc_stream {
 	struct vh_rpc_framer fr;
 	bool close_after_flush; /* a fatal framing error: send what is queued, then close */
 	uint64_t requests;      /* messages handled (for tests and debug logs) */
+	json_t *waiting;        /* a request whose handler waits (vh_rpc_wait), or NULL */
+	uint64_t wait_since_ns; /* when it first ran */
+	uint64_t wait_until_ns; /* when to run it again at the latest */
 };
 
 void vh_rpc_stream_init(struct vh_rpc_stream *s);
@@ -228,9 +264,10 @@ int vh_rpc_stream_feed(struct vh_rpc_stream *s, const void *data, size_t len);
 
 /*
  * Handle every complete request in the input, appending replies to the output, until the input
- * runs out, a fatal framing error (which queues an error reply and sets close_after_flush), or
- * more than VH_RPC_OUT_HIGH_WATER bytes of replies are waiting. Returns the number of messages
- * handled.
+ * runs out, a fatal framing error (which queues an error reply and sets close_after_flush), more
+ * than VH_RPC_OUT_HIGH_WATER bytes of replies are waiting, or a request waits (s->waiting; the
+ * requests after it wait behind it, so replies stay in order). A waiting request is run again
+ * first. Returns the number of messages answered.
  */
 unsigned vh_rpc_stream_process(struct vh_rpc_stream *s);
 

@@ -161,6 +161,7 @@ vh_rpc_stream_init(struct vh_rpc_stream *s)
 void
 vh_rpc_stream_fini(struct vh_rpc_stream *s)
 {
+	json_decref(s->waiting);
 	free(s->in.data);
 	free(s->out.data);
 	memset(s, 0, sizeof(*s));
@@ -253,25 +254,9 @@ framing_error(struct vh_rpc_stream *s, int rc)
 	s->close_after_flush = true;
 }
 
-/* Parse and answer one framed message. */
 static void
-handle_text(struct vh_rpc_stream *s, const char *text, size_t len)
+queue_reply(struct vh_rpc_stream *s, json_t *reply)
 {
-	json_error_t jerr;
-	json_t *msg, *reply;
-
-	msg = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-	s->requests++;
-	if (msg == NULL) {
-		char m[200];
-
-		/* The framer found its end, so the stream stays in sync: answer and go on. */
-		snprintf(m, sizeof(m), "parse error: %s (column %d)", jerr.text, jerr.column);
-		vh_rpc_stream_queue_error(s, VH_RPC_PARSE_ERROR, m);
-		return;
-	}
-	reply = vh_rpc_handle(msg);
-	json_decref(msg);
 	if (reply != NULL) {
 		if (queue_json(s, reply) < 0) {
 			VH_ERR("rpc", "out of memory queueing a reply; closing the client");
@@ -281,13 +266,68 @@ handle_text(struct vh_rpc_stream *s, const char *text, size_t len)
 	}
 }
 
+/* Run @msg (first run at @since_ns). Returns false if it waits: then s->waiting holds it. */
+static bool
+run_msg(struct vh_rpc_stream *s, json_t *msg, uint64_t since_ns)
+{
+	bool waiting = false;
+	uint64_t until = 0;
+	json_t *reply = vh_rpc_handle_wait(msg, since_ns, &waiting, &until);
+
+	if (waiting) {
+		if (s->waiting != msg) {
+			s->waiting = json_incref(msg);
+			s->wait_since_ns = since_ns;
+		}
+		s->wait_until_ns = until;
+		return false;
+	}
+	if (s->waiting == msg) {
+		s->waiting = NULL;
+		json_decref(msg);
+	}
+	queue_reply(s, reply);
+	return true;
+}
+
+/* Parse and answer one framed message. Returns false if it waits. */
+static bool
+handle_text(struct vh_rpc_stream *s, const char *text, size_t len)
+{
+	json_error_t jerr;
+	json_t *msg;
+	bool done;
+
+	msg = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	s->requests++;
+	if (msg == NULL) {
+		char m[200];
+
+		/* The framer found its end, so the stream stays in sync: answer and go on. */
+		snprintf(m, sizeof(m), "parse error: %s (column %d)", jerr.text, jerr.column);
+		vh_rpc_stream_queue_error(s, VH_RPC_PARSE_ERROR, m);
+		return true;
+	}
+	done = run_msg(s, msg, vh_now_ns());
+	json_decref(msg);
+	return done;
+}
+
 unsigned
 vh_rpc_stream_process(struct vh_rpc_stream *s)
 {
 	unsigned handled = 0;
 	size_t consumed;
 
-	while (!s->close_after_flush && vh_rpc_stream_out_pending(s) <= VH_RPC_OUT_HIGH_WATER) {
+	/* A waiting request goes first: the requests behind it must not overtake it. */
+	if (s->waiting != NULL) {
+		if (s->close_after_flush || !run_msg(s, s->waiting, s->wait_since_ns)) {
+			return 0;
+		}
+		handled++;
+	}
+	while (!s->close_after_flush && s->waiting == NULL &&
+	       vh_rpc_stream_out_pending(s) <= VH_RPC_OUT_HIGH_WATER) {
 		size_t start, end;
 		int rc = vh_rpc_framer_next(&s->fr, s->in.data, s->in.len, &start, &end);
 
@@ -298,8 +338,9 @@ vh_rpc_stream_process(struct vh_rpc_stream *s)
 			framing_error(s, rc);
 			break;
 		}
-		handle_text(s, s->in.data + start, end - start);
-		handled++;
+		if (handle_text(s, s->in.data + start, end - start)) {
+			handled++;
+		}
 	}
 	consumed = vh_rpc_framer_consumed(&s->fr);
 	if (consumed > 0) {
@@ -317,10 +358,12 @@ struct client {
 	struct vh_evsource *src;
 	uint32_t events; /* currently watched */
 	struct vh_rpc_stream st;
-	bool eof;            /* peer shut down its write side */
-	uint64_t last_io_ns; /* last byte received or sent */
-	uint64_t partial_ns; /* when the current partial request started, 0 if none */
-	uint64_t blocked_ns; /* when output started waiting on the peer, 0 if not */
+	bool eof;                       /* peer shut down its write side */
+	uint64_t last_io_ns;            /* last byte received or sent */
+	uint64_t partial_ns;            /* when the current partial request started, 0 if none */
+	uint64_t blocked_ns;            /* when output started waiting on the peer, 0 if not */
+	struct vh_evsource *wait_timer; /* runs a waiting request again at its deadline */
+	uint64_t wait_timer_ns;         /* the deadline it is armed for */
 	struct client *prev, *next;
 };
 
@@ -341,6 +384,9 @@ static void
 client_close(struct client *c, const char *why)
 {
 	VH_DEBUG("rpc", "client fd %d closed: %s", c->fd, why);
+	if (c->wait_timer != NULL) {
+		vh_evloop_del(c->wait_timer);
+	}
 	vh_evloop_del(c->src);
 	close(c->fd);
 	if (c->prev != NULL) {
@@ -384,6 +430,30 @@ client_flush(struct client *c)
 	return 0;
 }
 
+static void wait_timer_cb(void *arg, uint32_t events);
+
+/* Keep a timer at the deadline of the client's waiting request, and none without one. */
+static void
+client_arm_wait(struct client *c)
+{
+	uint64_t now = vh_now_ns(), until = c->st.wait_until_ns;
+
+	if (c->wait_timer != NULL && (c->st.waiting == NULL || c->wait_timer_ns != until)) {
+		vh_evloop_del(c->wait_timer);
+		c->wait_timer = NULL;
+	}
+	if (c->st.waiting == NULL || c->wait_timer != NULL) {
+		return;
+	}
+	c->wait_timer =
+	        vh_evloop_timer(vh_evloop_main(), until > now ? until - now : 1, wait_timer_cb, c);
+	c->wait_timer_ns = until;
+	if (c->wait_timer == NULL) {
+		/* The sweep runs it again within a second instead. */
+		VH_WARN("rpc", "cannot arm a wait timer: %s", strerror(errno));
+	}
+}
+
 /*
  * Decide what to wait for: input while we are willing to parse more, output while replies wait.
  * Returns false if the client was closed.
@@ -411,6 +481,7 @@ client_update(struct client *c)
 		}
 		c->events = ev;
 	}
+	client_arm_wait(c);
 	return true;
 }
 
@@ -469,10 +540,47 @@ client_pump(struct client *c)
 	return 0;
 }
 
+/* Run @c's waiting request again (and what queued behind it); false if @c was closed. */
+static bool
+client_retry(struct client *c)
+{
+	if (client_pump(c) < 0) {
+		client_close(c, "write failed");
+		return false;
+	}
+	return client_update(c);
+}
+
+/*
+ * Another client's request may have made what a waiting request waits for (a new bdev): run
+ * the waiting requests again. Their own requests wake nobody here, so this never recurses; what
+ * they make is seen by the others at the next request or deadline.
+ */
+static void
+wake_waiters(const struct client *except)
+{
+	for (struct client *c = g_srv.clients, *next; c != NULL; c = next) {
+		next = c->next;
+		if (c != except && c->st.waiting != NULL) {
+			client_retry(c);
+		}
+	}
+}
+
+static void
+wait_timer_cb(void *arg, uint32_t events)
+{
+	struct client *c = arg;
+
+	c->wait_timer = NULL; /* the loop retired the one-shot timer */
+	client_retry(c);
+}
+
 static void
 client_event(void *arg, uint32_t events)
 {
 	struct client *c = arg;
+	uint64_t before = c->st.requests;
 
 	if (events & EPOLLIN) {
 		client_read(c);
@@ -482,9 +590,13 @@ client_event(void *arg, uint32_t events)
 	}
 	if (client_pump(c) < 0) {
 		client_close(c, "write failed");
-		return;
+		c = NULL;
+	} else if (!client_update(c)) {
+		c = NULL;
 	}
-	client_update(c);
+	if (g_srv.clients != NULL && (c == NULL || c->st.requests != before)) {
+		wake_waiters(c);
+	}
 }
 
 static void sweep_cb(void *arg, uint32_t events);
@@ -521,6 +633,8 @@ sweep_cb(void *arg, uint32_t events)
 			} else {
 				client_update(c);
 			}
+		} else if (c->st.waiting != NULL) {
+			client_retry(c); /* a waiting request is not idle */
 		} else if (vh_rpc_stream_out_pending(&c->st) == 0 && c->partial_ns == 0 &&
 		           now - c->last_io_ns > VH_RPC_IDLE_TIMEOUT_NS) {
 			client_close(c, "idle");

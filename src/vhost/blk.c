@@ -464,9 +464,16 @@ blk_config_json(const struct vh_vhost_ctrlr *c)
 {
 	const struct vh_blk_ctrlr *b = ctrlr_of(c);
 
-	return json_pack("{s:s, s:{s:s, s:s, s:o, s:b}}", "method", "vhost_create_blk_controller",
-	                 "params", "ctrlr", c->name, "dev_name", vh_bdev_name(b->bdev), "cpumask",
-	                 vh_vhost_cpumask_json(c->cpumask), "readonly", b->readonly);
+	/*
+	 * Every creation parameter, so a restart brings back the same device: num_queues above all,
+	 * since a front-end started with num-queues=N cannot reconnect to fewer queues. SPDK reads
+	 * these params relaxed, so the vhostd-only num_queues does not stop it loading the file.
+	 */
+	return json_pack("{s:s, s:{s:s, s:s, s:o, s:b, s:s, s:i}}", "method",
+	                 "vhost_create_blk_controller", "params", "ctrlr", c->name, "dev_name",
+	                 vh_bdev_name(b->bdev), "cpumask", vh_vhost_cpumask_json(c->cpumask),
+	                 "readonly", b->readonly, "transport", "vhost_user_blk", "num_queues",
+	                 (int)c->num_queues);
 }
 
 static void

@@ -22,7 +22,7 @@ fail() {
 ctl() { "$VHOSTCTL" -s "$tmp/rpc.sock" -t 5 "$@"; }
 start() {
 	rm -f "$tmp/rpc.sock"
-	"$VHOSTD" -m 0x1 -S "$tmp" -r "$tmp/rpc.sock" -c "$tmp/config.json" >>"$tmp/log" 2>&1 &
+	"$VHOSTD" -m 0x1 -S "$tmp" -r "$tmp/rpc.sock" -c "${1:-$tmp/config.json}" >>"$tmp/log" 2>&1 &
 	pid=$!
 	for _ in $(seq 100); do
 		ctl spdk_get_version >/dev/null 2>&1 && return 0
@@ -62,6 +62,50 @@ wait "$pid"
 rc=$?
 pid=
 [ "$rc" -eq 0 ] || fail "SIGTERM exit status $rc, expected 0"
+
+# Every creation parameter survives save_config and a restart from the saved file: each object
+# is made with non-default values, and save_config must read the same after the restart.
+all="$tmp/all.json"
+start "$all"
+truncate -s 8M "$tmp/u.img" "$tmp/a.img"
+ctl call bdev_malloc_create '{"name": "M4k", "num_blocks": 2048, "block_size": 4096,
+	"physical_block_size": 4096, "uuid": "6b1c4c39-2d8a-4b5e-9e0c-1a2b3c4d5e6f"}' >/dev/null ||
+	fail "malloc with every parameter"
+ctl call bdev_null_create '{"name": "N4k", "num_blocks": 100, "block_size": 4096,
+	"uuid": "0f3ad5a6-7b59-4e21-8c3d-5a6b7c8d9e0f"}' >/dev/null || fail "null with every parameter"
+ctl call bdev_uring_create "{\"name\": \"U4k\", \"filename\": \"$tmp/u.img\", \"block_size\": 4096,
+	\"uuid\": \"11111111-2222-4333-8444-555555555555\", \"inline_io\": false}" >/dev/null ||
+	fail "uring with every parameter"
+ctl call bdev_aio_create "{\"name\": \"A4k\", \"filename\": \"$tmp/a.img\", \"block_size\": 4096,
+	\"uuid\": \"66666666-7777-4888-8999-aaaaaaaaaaaa\", \"inline_io\": false}" >/dev/null ||
+	fail "aio with every parameter"
+ctl call vhost_create_blk_controller '{"ctrlr": "q64", "dev_name": "M4k", "cpumask": "0x1",
+	"readonly": true, "transport": "vhost_user_blk", "num_queues": 64, "packed_ring": false,
+	"packed_ring_recovery": false}' >/dev/null || fail "controller with every parameter"
+ctl call vhost_create_blk_controller '{"ctrlr": "q7", "dev_name": "U4k", "num_queues": 7}' \
+	>/dev/null || fail "controller with 7 queues"
+before=$(ctl save_config)
+for want in '"num_queues": 64' '"num_queues": 7' '"readonly": true' '"inline_io": false' \
+	'"block_size": 4096' '6b1c4c39-2d8a-4b5e-9e0c-1a2b3c4d5e6f' '0f3ad5a6-7b59-4e21-8c3d-5a6b7c8d9e0f' \
+	'11111111-2222-4333-8444-555555555555' '66666666-7777-4888-8999-aaaaaaaaaaaa'; do
+	grep -qF -- "$want" <<<"$before" || fail "save_config lacks $want:
+$before"
+done
+cmp -s <(echo "$before") <(ctl save_config) || fail "save_config is not stable"
+kill "$pid"
+wait "$pid" 2>/dev/null
+pid=
+start "$all"
+after=$(ctl save_config)
+[ "$before" = "$after" ] || fail "parameters lost in the restart:
+$before
+---
+$after"
+ctl vhost_get_controllers -n q64 | grep -q '"num_queues": 64' || fail "q64 back without 64 queues"
+echo "ok: every parameter survives save_config and a restart"
+kill "$pid"
+wait "$pid" 2>/dev/null
+pid=
 
 # Corrupt files: exit 1 and name the file; never a half-started daemon.
 good=$(cat "$tmp/config.json")

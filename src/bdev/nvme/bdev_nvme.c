@@ -53,6 +53,8 @@ struct ctrlr_ent {
 	char traddr[16];
 	uint64_t id; /* messages carry this, not the pointer */
 	enum vh_nvme_access mode;
+	bool force;                  /* attach options, for save_config */
+	char hugepage_dir[PATH_MAX]; /* "" = the default */
 	struct vh_nvme_dev *dev;
 	struct vh_nvme_ctrlr *c;
 	struct qp_slot *slots;
@@ -566,13 +568,23 @@ static json_t *
 nvme_config_json(struct vh_bdev *b)
 {
 	struct nvme_bdev *nb = b->ctx;
+	json_t *c, *params;
 
 	if (!nb->first) {
 		return NULL; /* the controller is re-created once, by its first namespace */
 	}
-	return json_pack("{s:s, s:{s:s, s:s, s:s, s:s}}", "method", "bdev_nvme_attach_controller",
-	                 "params", "name", nb->ce->name, "trtype", "PCIe", "traddr", nb->ce->traddr,
-	                 "mode", vh_nvme_access_name(nb->ce->mode));
+	c = json_pack("{s:s, s:{s:s, s:s, s:s, s:s}}", "method", "bdev_nvme_attach_controller",
+	              "params", "name", nb->ce->name, "trtype", "PCIe", "traddr", nb->ce->traddr,
+	              "mode", vh_nvme_access_name(nb->ce->mode));
+	/* Every attach option, or a restart would attach differently (or not at all). */
+	params = json_object_get(c, "params");
+	if (params != NULL && nb->ce->force) {
+		json_object_set_new(params, "force", json_true());
+	}
+	if (params != NULL && nb->ce->hugepage_dir[0] != '\0') {
+		json_object_set_new(params, "hugepage_dir", json_string(nb->ce->hugepage_dir));
+	}
+	return c;
 }
 
 static const struct vh_bdev_module nvme_module = {
@@ -837,6 +849,13 @@ vh_bdev_nvme_attach(const char *name, const char *traddr, enum vh_nvme_access mo
 	}
 	memcpy(ce->name, name, strlen(name) + 1);
 	ce->mode = mode;
+	ce->force = opts != NULL && opts->force;
+	if (opts != NULL && opts->hugepage_dir != NULL &&
+	    vh_strlcpy_checked(ce->hugepage_dir, opts->hugepage_dir, sizeof(ce->hugepage_dir)) <
+	            0) {
+		ret = -ENAMETOOLONG;
+		goto out_free;
+	}
 	ce->id = next_id++;
 	if (mode != VH_NVME_ACCESS_MOCK &&
 	    vh_nvme_pci_parse_bdf(traddr, ce->traddr, sizeof(ce->traddr)) < 0) {

@@ -256,6 +256,32 @@ test_attach_detach(void **state)
 	assert_null(vh_bdev_find("Nvme0n1"));
 }
 
+/* save_config keeps the attach options, so a restart attaches the same way. */
+static void
+test_config_keeps_options(void **state)
+{
+	struct mock_ctrlr *m = mock_create();
+	struct vh_bdev_nvme_opts o = {
+	        .mock_ops = &mock_ops, .force = true, .hugepage_dir = "/mnt/huge"};
+	json_t *cfg, *params;
+	struct vh_bdev *b;
+
+	mock_add_ns(m, 1, 8192, 9);
+	o.mock_ctx = m;
+	on_reactor = false;
+	assert_int_equal(vh_bdev_nvme_attach("Nvme5", "mock", VH_NVME_ACCESS_MOCK, &o, NULL), 0);
+	b = vh_bdev_find("Nvme5n1");
+	assert_non_null(b);
+	cfg = b->module->config_json(b);
+	params = json_object_get(cfg, "params");
+	assert_true(json_is_true(json_object_get(params, "force")));
+	assert_string_equal(json_string_value(json_object_get(params, "hugepage_dir")),
+	                    "/mnt/huge");
+	json_decref(cfg);
+	on_reactor = true;
+	detach("Nvme5", m);
+}
+
 static void
 test_split_and_pressure(void **state)
 {
@@ -378,6 +404,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_attach_detach),
+	        cmocka_unit_test(test_config_keeps_options),
 	        cmocka_unit_test(test_split_and_pressure),
 	        cmocka_unit_test(test_reset_via_messages),
 	};

@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "bdev/bdev_file.h"
+#include "bdev/nvme/pci.h"
 #include "vhost/vhost.h"
 
 int
@@ -72,4 +73,17 @@ enum vh_nvme_access
 vh_nvme_access_auto(const char *traddr)
 {
 	return (enum vh_nvme_access)0;
+}
+
+int
+vh_nvme_pci_parse_bdf(const char *in, char *out, size_t size)
+{
+	unsigned dom = 0, bus, dev, fn;
+
+	if (sscanf(in, "%x:%x:%x.%x", &dom, &bus, &dev, &fn) != 4 &&
+	    sscanf(in, "%x:%x.%x", &bus, &dev, &fn) != 3) {
+		return -EINVAL;
+	}
+	snprintf(out, size, "%04x:%02x:%02x.%x", dom, bus, dev, fn);
+	return 0;
 }

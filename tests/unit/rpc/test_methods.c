@@ -213,7 +213,11 @@ test_vhost_create(void **state)
 	         VH_RPC_INVALID_PARAMS, "parameter 'readonly' must be a boolean");
 	call_err("vhost_create_blk_controller",
 	         "{\"ctrlr\":\"c0\",\"dev_name\":\"M\",\"packed_ring\":true}",
-	         VH_RPC_INVALID_PARAMS, "packed_ring is not supported");
+	         VH_RPC_INVALID_PARAMS,
+	         "parameter 'packed_ring' is not supported: packed rings are not supported yet");
+	call_err("vhost_create_blk_controller",
+	         "{\"ctrlr\":\"c0\",\"dev_name\":\"M\",\"packed_ring_recovery\":true}",
+	         VH_RPC_INVALID_PARAMS, "parameter 'packed_ring_recovery' is not supported");
 	stub_fail_next_vhost_create(-ENAMETOOLONG);
 	call_err("vhost_create_blk_controller", "{\"ctrlr\":\"c0\",\"dev_name\":\"M\"}",
 	         VH_RPC_INVALID_PARAMS, "socket path for controller 'c0' is too long");
@@ -241,6 +245,52 @@ test_vhost_create(void **state)
 	         "controller 'c9' not found");
 	call_ok_drop("vhost_delete_controller", "{\"ctrlr\":\"c0\"}");
 	assert_int_equal(stub_ctrlr_count(), 0);
+}
+
+/* SPDK's attach/detach options: PCIe ones are checked, NVMe-oF ones refused with the reason. */
+static void
+test_nvme_params(void **state)
+{
+	const char *base = "\"name\":\"Nvme0\",\"trtype\":\"PCIe\",\"traddr\":\"0000:00:04.0\"";
+	char buf[256];
+
+	/* Accepted: the stub then has no device, so the error comes from the attach itself. */
+	snprintf(buf, sizeof(buf),
+	         "{%s,\"multipath\":\"failover\",\"max_bdevs\":4,"
+	         "\"ctrlr_loss_timeout_sec\":0,\"prchk_guard\":false}",
+	         base);
+	call_err("bdev_nvme_attach_controller", buf, VH_RPC_INVALID_PARAMS, "attach: ");
+	snprintf(buf, sizeof(buf), "{%s,\"subnqn\":\"nqn.2016-06.io.spdk:cnode1\"}", base);
+	call_err("bdev_nvme_attach_controller", buf, VH_RPC_INVALID_PARAMS,
+	         "parameter 'subnqn' is not supported: it applies to NVMe-oF transports");
+	snprintf(buf, sizeof(buf), "{%s,\"priority\":\"1\"}", base);
+	call_err("bdev_nvme_attach_controller", buf, VH_RPC_INVALID_PARAMS,
+	         "parameter 'priority' is not supported");
+	snprintf(buf, sizeof(buf), "{%s,\"hdgst\":true}", base);
+	call_err("bdev_nvme_attach_controller", buf, VH_RPC_INVALID_PARAMS,
+	         "parameter 'hdgst' is not supported");
+	snprintf(buf, sizeof(buf), "{%s,\"prchk_reftag\":true}", base);
+	call_err("bdev_nvme_attach_controller", buf, VH_RPC_INVALID_PARAMS,
+	         "parameter 'prchk_reftag' is not supported: end-to-end protection");
+	snprintf(buf, sizeof(buf), "{%s,\"ctrlr_loss_timeout_sec\":-1}", base);
+	call_err("bdev_nvme_attach_controller", buf, VH_RPC_INVALID_PARAMS,
+	         "parameter 'ctrlr_loss_timeout_sec' is not supported: the reconnect policy");
+	snprintf(buf, sizeof(buf), "{%s,\"multipath\":\"sometimes\"}", base);
+	call_err("bdev_nvme_attach_controller", buf, VH_RPC_INVALID_PARAMS,
+	         "multipath 'sometimes': expected disable, failover or multipath");
+	snprintf(buf, sizeof(buf), "{%s,\"max_bdevs\":0}", base);
+	call_err("bdev_nvme_attach_controller", buf, VH_RPC_INVALID_PARAMS,
+	         "max_bdevs cannot be zero");
+	call_err("bdev_nvme_attach_controller",
+	         "{\"name\":\"N\",\"trtype\":\"tcp\",\"traddr\":\"127.0.0.1\"}",
+	         VH_RPC_INVALID_PARAMS, "trtype 'tcp' is not supported (only PCIe)");
+	call_err("bdev_nvme_detach_controller", "{\"name\":\"Nvme0\",\"trtype\":\"RDMA\"}",
+	         VH_RPC_INVALID_PARAMS, "NVMe controller 'Nvme0' has no RDMA path (it is PCIe)");
+	call_err("bdev_nvme_detach_controller",
+	         "{\"name\":\"Nvme0\",\"trtype\":\"pcie\",\"traddr\":\"00:04.0\"}",
+	         VH_RPC_INVALID_PARAMS, "NVMe controller 'Nvme0' not found");
+	call_err("bdev_nvme_detach_controller", "{\"name\":\"Nvme0\",\"trsvcid\":\"4420\"}",
+	         VH_RPC_INVALID_PARAMS, "parameter 'trsvcid' is not supported");
 }
 
 static bool
@@ -341,6 +391,7 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_delete, reset, reset),
 	        cmocka_unit_test_setup_teardown(test_get_bdevs, reset, reset),
 	        cmocka_unit_test_setup_teardown(test_vhost_create, reset, reset),
+	        cmocka_unit_test_setup_teardown(test_nvme_params, reset, reset),
 	        cmocka_unit_test_setup_teardown(test_app_methods, reset, reset),
 	        cmocka_unit_test_setup_teardown(test_save_config_roundtrip, reset, reset),
 	};

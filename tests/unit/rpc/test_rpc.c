@@ -259,6 +259,8 @@ static const struct vh_rpc_param unsup_spec[] = {
         {"md_size", VH_RPC_T_U32, VH_RPC_P_UNSUPPORTED, 0, 0},
         {"numa_id", VH_RPC_T_U32, VH_RPC_P_UNSUPPORTED, 0, -1},
         {"dif", VH_RPC_T_BOOL, VH_RPC_P_UNSUPPORTED, 0, 0},
+        VH_RPC_UNSUP_BOOL("packed", "packed rings are not supported yet"),
+        VH_RPC_UNSUP_STRING("subnqn", "NVMe-oF only"),
 };
 
 static int
@@ -282,11 +284,20 @@ test_decode_unsupported(void **state)
 
 	assert_int_equal(decode_unsup("{\"md_size\":0,\"numa_id\":-1,\"dif\":false}", &err), 0);
 	assert_int_equal(decode_unsup("{\"md_size\":8}", &err), -EINVAL);
-	assert_non_null(strstr(err.msg, "'md_size' is not supported by vhostd (only 0)"));
+	assert_string_equal(err.msg, "parameter 'md_size' is not supported: vhostd does not have "
+	                             "this feature (only 0)");
 	assert_int_equal(decode_unsup("{\"numa_id\":0}", &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "(only -1)"));
 	assert_int_equal(decode_unsup("{\"dif\":true}", &err), -EINVAL);
 	assert_int_equal(decode_unsup("{\"dif\":0}", &err), -EINVAL);
+	/* The reason is in the message, so the caller knows what to change. */
+	assert_int_equal(decode_unsup("{\"packed\":false}", &err), 0);
+	assert_int_equal(decode_unsup("{\"packed\":true}", &err), -EINVAL);
+	assert_string_equal(err.msg, "parameter 'packed' is not supported: packed rings are not "
+	                             "supported yet (only false)");
+	/* No string is neutral: the key is refused whatever it says. */
+	assert_int_equal(decode_unsup("{\"subnqn\":\"\"}", &err), -EINVAL);
+	assert_string_equal(err.msg, "parameter 'subnqn' is not supported: NVMe-oF only");
 }
 
 static void

@@ -353,6 +353,88 @@ test_stream_depth(void **state)
 	vh_rpc_stream_fini(&s);
 }
 
+#define WAIT_REQ(id, ms)                                                                           \
+	"{\"jsonrpc\":\"2.0\",\"method\":\"bdev_get_bdevs\",\"id\":" #id                           \
+	",\"params\":{\"name\":\"Late\",\"timeout\":" #ms "}}"
+
+static void
+create_late(void)
+{
+	struct vh_rpc_error err = {0};
+	json_t *p =
+	        json_pack("{s:s, s:i, s:i}", "name", "Late", "num_blocks", 8, "block_size", 512);
+	json_t *r = vh_rpc_call("bdev_malloc_create", p, &err);
+
+	assert_non_null(r);
+	json_decref(r);
+	json_decref(p);
+}
+
+/*
+ * bdev_get_bdevs with a timeout waits for the bdev (SPDK's rpc.py -t): the request and the ones
+ * behind it stay queued, in order, until the bdev appears or the time is up.
+ */
+static void
+test_stream_wait(void **state)
+{
+	struct vh_rpc_stream s;
+	json_t *r;
+
+	stub_reset();
+	vh_rpc_stream_init(&s);
+	feed_str(&s, WAIT_REQ(1, 60000) VERSION_REQ);
+	assert_int_equal(vh_rpc_stream_process(&s), 0);
+	assert_non_null(s.waiting);
+	assert_int_equal(vh_rpc_stream_out_pending(&s), 0);
+	assert_int_equal(vh_rpc_stream_process(&s), 0); /* still nothing to answer */
+	create_late();
+	assert_int_equal(vh_rpc_stream_process(&s), 2);
+	assert_null(s.waiting);
+	r = take_reply(&s);
+	assert_int_equal(json_integer_value(json_object_get(r, "id")), 1);
+	assert_string_equal(json_string_value(json_object_get(
+	                            json_array_get(json_object_get(r, "result"), 0), "name")),
+	                    "Late");
+	json_decref(r);
+	r = take_reply(&s);
+	assert_int_equal(json_integer_value(json_object_get(r, "id")), 1); /* VERSION_REQ's id */
+	assert_non_null(json_object_get(r, "result"));
+	json_decref(r);
+	vh_rpc_stream_fini(&s);
+
+	/* The time runs out: the usual error. */
+	stub_reset();
+	vh_rpc_stream_init(&s);
+	feed_str(&s, WAIT_REQ(2, 1));
+	assert_int_equal(vh_rpc_stream_process(&s), 0);
+	assert_non_null(s.waiting);
+	while (vh_now_ns() < s.wait_until_ns) {
+		/* a 1 ms deadline: poll it */
+	}
+	assert_int_equal(vh_rpc_stream_process(&s), 1);
+	r = take_reply(&s);
+	assert_int_equal(reply_code(r), VH_RPC_INVALID_PARAMS);
+	assert_non_null(
+	        strstr(json_string_value(json_object_get(json_object_get(r, "error"), "message")),
+	               "bdev 'Late' not found"));
+	json_decref(r);
+
+	/* In a batch nothing waits: the answer comes at once. */
+	feed_str(&s, "[" WAIT_REQ(3, 60000) "]");
+	assert_int_equal(vh_rpc_stream_process(&s), 1);
+	assert_null(s.waiting);
+	r = take_reply(&s);
+	assert_int_equal(reply_code(json_array_get(r, 0)), VH_RPC_INVALID_PARAMS);
+	json_decref(r);
+
+	/* A client that goes away while waiting leaks nothing. */
+	feed_str(&s, WAIT_REQ(4, 60000));
+	assert_int_equal(vh_rpc_stream_process(&s), 0);
+	assert_non_null(s.waiting);
+	vh_rpc_stream_fini(&s);
+	stub_reset();
+}
+
 static void
 test_stream_backpressure(void **state)
 {
@@ -722,6 +804,42 @@ test_server_pipelined(void **state)
 	free(all);
 }
 
+/* One client waits for a bdev (rpc.py bdev_get_bdevs -b Late -t 5000); another creates it. */
+static void
+test_server_wait_other_client(void **state)
+{
+	struct srv_fixture *fx = *state;
+	struct peer a, b;
+	uint64_t t0;
+	json_t *r;
+
+	stub_reset();
+	peer_connect(&a, fx->path);
+	peer_connect(&b, fx->path);
+	peer_send(&a, WAIT_REQ(7, 5000));
+	assert_false(run_until(fx->loop, peer_has_line, &a, 50));
+	peer_send(&b, "{\"jsonrpc\":\"2.0\",\"method\":\"bdev_malloc_create\",\"id\":1,"
+	              "\"params\":{\"name\":\"Late\",\"num_blocks\":8,\"block_size\":512}}");
+	assert_true(run_until(fx->loop, peer_has_line, &b, 2000));
+	assert_true(run_until(fx->loop, peer_has_line, &a, 2000));
+	r = peer_reply(&a);
+	assert_int_equal(json_integer_value(json_object_get(r, "id")), 7);
+	assert_int_equal(json_array_size(json_object_get(r, "result")), 1);
+	json_decref(r);
+	/* A bdev that never comes: the error arrives at the deadline, not before. */
+	t0 = vh_now_ns();
+	peer_send(&a, "{\"jsonrpc\":\"2.0\",\"method\":\"bdev_get_bdevs\",\"id\":8,"
+	              "\"params\":{\"name\":\"Never\",\"timeout\":100}}");
+	assert_true(run_until(fx->loop, peer_has_line, &a, 3000));
+	assert_true(vh_now_ns() - t0 >= 100000000ull);
+	r = peer_reply(&a);
+	assert_int_equal(reply_code(r), VH_RPC_INVALID_PARAMS);
+	json_decref(r);
+	close(a.fd);
+	close(b.fd);
+	stub_reset();
+}
+
 static void
 test_server_stale_and_busy(void **state)
 {
@@ -769,12 +887,15 @@ main(void)
 	        cmocka_unit_test(test_stream_feed_cap),
 	        cmocka_unit_test(test_stream_depth),
 	        cmocka_unit_test(test_stream_backpressure),
+	        cmocka_unit_test(test_stream_wait),
 	        cmocka_unit_test_setup_teardown(test_server_socket_mode, srv_setup, srv_teardown),
 	        cmocka_unit_test_setup_teardown(test_server_request_reply, srv_setup, srv_teardown),
 	        cmocka_unit_test_setup_teardown(test_server_slow_client, srv_setup, srv_teardown),
 	        cmocka_unit_test_setup_teardown(test_server_oversize, srv_setup, srv_teardown),
 	        cmocka_unit_test_setup_teardown(test_server_client_limit, srv_setup, srv_teardown),
 	        cmocka_unit_test_setup_teardown(test_server_pipelined, srv_setup, srv_teardown),
+	        cmocka_unit_test_setup_teardown(test_server_wait_other_client, srv_setup,
+	                                        srv_teardown),
 	        cmocka_unit_test_setup_teardown(test_server_stale_and_busy, srv_setup,
 	                                        srv_teardown),
 	};
