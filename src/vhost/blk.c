@@ -34,6 +34,8 @@
 struct blk_req {
 	struct vh_req r; /* first: the ring code's part */
 	uint8_t *status; /* the status byte in guest memory */
+	/* The device-writable data buffers, iov[wdata, wdata + nwdata): logged at completion. */
+	int wdata, nwdata;
 	struct vh_bdev_io io;
 	struct iovec iov[BLK_MAX_IOV];
 };
@@ -88,6 +90,11 @@ static void
 finish(struct vh_vq *vq, struct blk_req *req, uint8_t status)
 {
 	VH_WRITE_ONCE(*req->status, status);
+	/* Live migration: what we (or the back-end) wrote into guest memory is dirty. */
+	if (VH_UNLIKELY(vh_vq_logging(vq))) {
+		vh_vq_log_iov_slow(vq, &req->iov[req->wdata], req->nwdata);
+		vh_vq_log_hva_slow(vq, req->status, 1);
+	}
 	if (status != VIRTIO_BLK_S_OK) {
 		req->r.used_len = 1;
 	}
@@ -278,6 +285,8 @@ blk_handle(struct vh_vq *vq, struct vh_req *r)
 		return;
 	}
 	req->status = status;
+	req->wdata = 0;
+	req->nwdata = 0;
 	r->used_len = 1;
 	req->io.cb = io_done;
 	req->io.flags = 0;
@@ -291,6 +300,8 @@ blk_handle(struct vh_vq *vq, struct vh_req *r)
 	if (--req->iov[nr + nw - 1].iov_len == 0) {
 		nw--;
 	}
+	req->wdata = nr;
+	req->nwdata = nw;
 	first = iov_pull(req->iov, nr, &hdr, sizeof(hdr));
 	if (VH_UNLIKELY(first < 0)) {
 		finish(vq, req, VIRTIO_BLK_S_IOERR); /* header missing or in a writable buffer */
@@ -441,10 +452,17 @@ blk_set_config(struct vh_session *s, uint32_t offset, const uint8_t *data, uint3
 static int
 blk_bdev_resized(struct vh_vhost_ctrlr *c, struct vh_bdev *b)
 {
-	if (ctrlr_of(c)->bdev != b || c->session == NULL) {
+	int told = 0;
+
+	if (ctrlr_of(c)->bdev != b) {
 		return 0;
 	}
-	return vh_session_config_changed(c->session) == 0;
+	for (unsigned i = 0; i < VH_VHOST_MAX_SESSIONS; i++) {
+		if (c->sessions[i] != NULL) {
+			told += vh_session_config_changed(c->sessions[i]) == 0;
+		}
+	}
+	return told;
 }
 
 static json_t *

@@ -30,12 +30,13 @@
 	 (1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE) |                                            \
 	 (1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) |                                          \
 	 (1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |                                     \
-	 (1ull << VHOST_USER_PROTOCOL_F_STATUS))
+	 (1ull << VHOST_USER_PROTOCOL_F_STATUS) | (1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD))
 
 /* Ring and transport features every device offers on top of its own. */
 #define RING_FEATURES                                                                              \
 	((1ull << VIRTIO_RING_F_INDIRECT_DESC) | (1ull << VIRTIO_RING_F_EVENT_IDX) |               \
-	 (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES))
+	 (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES) |                 \
+	 (1ull << VHOST_F_LOG_ALL))
 
 static uint64_t
 offered_features(const struct vh_session *s)
@@ -109,6 +110,12 @@ h_get_features(struct vh_session *s, struct vhost_user_msg *m)
 	return reply_u64(s, m, offered_features(s));
 }
 
+static void
+synced(struct vh_session *s)
+{
+	vh_msg_complete(s, 0);
+}
+
 static int
 h_set_features(struct vh_session *s, struct vhost_user_msg *m)
 {
@@ -125,14 +132,33 @@ h_set_features(struct vh_session *s, struct vhost_user_msg *m)
 		          "legacy (non VERSION_1) drivers are not supported");
 		return -EINVAL;
 	}
-	/* Running queues read the features (INDIRECT, EVENT_IDX): no changes under them. */
-	if (vh_session_any_started(s) && f != s->features) {
+	/*
+	 * Running queues read the features (INDIRECT, EVENT_IDX): no changes under them, except
+	 * LOG_ALL, which QEMU turns on and off around a live migration with the rings running.
+	 */
+	if (vh_session_any_started(s) && ((f ^ s->features) & ~(1ull << VHOST_F_LOG_ALL)) != 0) {
 		return -EBUSY;
 	}
+	if ((f ^ s->features) & (1ull << VHOST_F_LOG_ALL)) {
+		VH_LOG_RL(VH_LOG_NOTICE, s->prefix, "dirty logging %s",
+		          f & (1ull << VHOST_F_LOG_ALL) ? "on (live migration)" : "off");
+	}
+	bool log_on = (f & ~s->features) & (1ull << VHOST_F_LOG_ALL);
+
 	s->features = f;
 	s->features_set = true;
+	__atomic_store_n(&s->log_all, (f & (1ull << VHOST_F_LOG_ALL)) != 0, __ATOMIC_RELEASE);
 	if (s->c->ops->features_set != NULL) {
 		s->c->ops->features_set(s);
+	}
+	if (log_on && vh_session_any_started(s)) {
+		/*
+		 * QEMU waits for this reply, then copies all of RAM once: every reactor must log
+		 * from before that copy on. The round trip also orders what the reactors wrote
+		 * before (unlogged) ahead of our reply, so the copy sees it.
+		 */
+		vh_session_sync(s, NULL, synced);
+		return VH_MSG_PENDING;
 	}
 	return 0;
 }
@@ -290,6 +316,23 @@ mem_commit(struct vh_session *s)
 	return VH_MSG_PENDING;
 }
 
+/*
+ * While a migration logs, memory the log does not cover could be written and never copied:
+ * refuse it. QEMU grows the log (SET_LOG_BASE) before it adds memory.
+ */
+static bool
+log_covers(struct vh_session *s, const struct vh_mem *m)
+{
+	if (!__atomic_load_n(&s->log_all, __ATOMIC_RELAXED) || s->log.bits == NULL ||
+	    vh_dlog_covers(&s->log, m)) {
+		return true;
+	}
+	VH_LOG_RL(VH_LOG_ERROR, s->prefix,
+	          "memory change refused: the dirty log (%" PRIu64 " bytes) would not cover it",
+	          s->log.bytes);
+	return false;
+}
+
 static struct vh_mem *
 mem_clone(const struct vh_mem *m)
 {
@@ -331,6 +374,11 @@ h_set_mem_table(struct vh_session *s, struct vhost_user_msg *m)
 		}
 		n->regions[n->nregions++] = r;
 	}
+	if (!log_covers(s, n)) {
+		vh_mem_unmap_all(n);
+		free(n);
+		return -EINVAL;
+	}
 	/* A whole new table: every old mapping goes once the queues are quiet. */
 	s->pending_mem = n;
 	return mem_commit(s);
@@ -364,6 +412,11 @@ h_add_mem_reg(struct vh_session *s, struct vhost_user_msg *m)
 		return -ENOMEM;
 	}
 	n->regions[n->nregions++] = r;
+	if (!log_covers(s, n)) {
+		vh_mem_region_unmap(&r);
+		free(n);
+		return -EINVAL;
+	}
 	s->pending_mem = n;
 	return mem_commit(s);
 }
@@ -418,15 +471,41 @@ h_set_vring_num(struct vh_session *s, struct vhost_user_msg *m)
 static int
 h_set_vring_addr(struct vh_session *s, struct vhost_user_msg *m)
 {
-	struct vh_vq *vq = get_vq(s, m->payload.addr.index);
+	const struct vhost_vring_addr *a = &m->payload.addr;
+	struct vh_vq *vq = get_vq(s, a->index);
 
-	if (vq == NULL || vq->started) {
-		return vq ? -EBUSY : -EINVAL;
+	if (vq == NULL) {
+		return -EINVAL;
 	}
-	if (m->payload.addr.flags != 0) {
-		return -EINVAL; /* VHOST_VRING_F_LOG: we did not offer LOG_ALL */
+	if (a->flags & ~(uint32_t)VHOST_VRING_F_LOG) {
+		return -EINVAL;
 	}
-	vq->addr = m->payload.addr;
+	if (vq->started) {
+		/*
+		 * QEMU turns used-ring logging on and off on running rings (live migration); the
+		 * ring itself cannot move while it runs.
+		 */
+		if (a->desc_user_addr != vq->addr.desc_user_addr ||
+		    a->avail_user_addr != vq->addr.avail_user_addr ||
+		    a->used_user_addr != vq->addr.used_user_addr) {
+			return -EBUSY;
+		}
+		bool log_on =
+		        (a->flags & VHOST_VRING_F_LOG) && !(vq->addr.flags & VHOST_VRING_F_LOG);
+
+		vq->addr.flags = a->flags;
+		vq->addr.log_guest_addr = a->log_guest_addr;
+		__atomic_store_n(&vq->used_log_gpa, a->log_guest_addr, __ATOMIC_RELAXED);
+		/* Pairs with the acquire in vring.c log_used(): address before flag. */
+		__atomic_store_n(&vq->used_log_on, (a->flags & VHOST_VRING_F_LOG) != 0,
+		                 __ATOMIC_RELEASE);
+		if (log_on) {
+			vh_session_sync(s, vq, synced); /* as for LOG_ALL: log from our reply on */
+			return VH_MSG_PENDING;
+		}
+		return 0;
+	}
+	vq->addr = *a;
 	vq->addr_set = true;
 	/* Some front-ends (not QEMU) send the kick before the addresses. */
 	return vh_session_try_start(s, vq);
@@ -638,6 +717,84 @@ h_set_inflight_fd(struct vh_session *s, struct vhost_user_msg *m)
 	return rc;
 }
 
+/* ---- dirty logging (live migration) ---- */
+
+/* The new log replaces the old one while no queue runs (reactors mark it without locks). */
+static void
+log_swap(struct vh_session *s, struct vh_dlog *next)
+{
+	vh_dlog_unmap(&s->log);
+	s->log = *next;
+}
+
+static void
+log_base_done(struct vh_session *s)
+{
+	struct vh_dlog *next = s->pending_log;
+	uint64_t zero = 0;
+	int rc;
+
+	s->pending_log = NULL;
+	log_swap(s, next);
+	free(next);
+	rc = vh_session_start_ready(s);
+	if (rc < 0) {
+		vh_session_close(s, "cannot restart the rings after a log change");
+		return;
+	}
+	/* QEMU 7.2 waits for a reply to SET_LOG_BASE with LOG_SHMFD and checks its type only. */
+	rc = vh_sock_reply(s, &s->op_msg, &zero, sizeof(zero));
+	vh_msg_complete(s, rc);
+}
+
+static int
+h_set_log_base(struct vh_session *s, struct vhost_user_msg *m)
+{
+	const struct vhost_user_log *w = &m->payload.log;
+	struct vh_dlog next;
+	uint64_t zero = 0;
+	int rc;
+
+	if (!has_proto(s, VHOST_USER_PROTOCOL_F_LOG_SHMFD)) {
+		return -EINVAL;
+	}
+	rc = vh_dlog_map(&next, w->mmap_size, w->mmap_offset, s->fds[0]);
+	if (rc < 0) {
+		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "SET_LOG_BASE refused: %s",
+		          rc == -EPERM ? "the log is not a memfd sealed against shrinking"
+		                       : strerror(-rc));
+		return rc;
+	}
+	if (!vh_dlog_covers(&next, s->mem)) {
+		VH_LOG_RL(VH_LOG_ERROR, s->prefix,
+		          "SET_LOG_BASE refused: a %" PRIu64
+		          "-byte log does not cover guest memory",
+		          w->mmap_size);
+		vh_dlog_unmap(&next);
+		return -EINVAL;
+	}
+	if (!vh_session_any_started(s)) {
+		log_swap(s, &next);
+		return vh_sock_reply(s, m, &zero, sizeof(zero));
+	}
+	/* Rings run (a migration starting, or memory growing during one): quiesce, swap. */
+	s->pending_log = malloc(sizeof(*s->pending_log));
+	if (s->pending_log == NULL) {
+		vh_dlog_unmap(&next);
+		return -ENOMEM;
+	}
+	*s->pending_log = next;
+	vh_session_quiesce(s, log_base_done);
+	return VH_MSG_PENDING;
+}
+
+static int
+h_set_log_fd(struct vh_session *s, struct vhost_user_msg *m)
+{
+	/* The log-update notifier of the non-shared-memory log: we never need it (closed). */
+	return 0;
+}
+
 static void
 reset_done(struct vh_session *s)
 {
@@ -647,6 +804,8 @@ reset_done(struct vh_session *s)
 	s->features = 0;
 	s->features_set = false;
 	s->status = 0;
+	__atomic_store_n(&s->log_all, 0, __ATOMIC_RELEASE);
+	vh_dlog_unmap(&s->log);
 	if (s->c->ops->session_reset != NULL) {
 		s->c->ops->session_reset(s);
 	}
@@ -671,8 +830,8 @@ static const struct msg_desc msg_table[VHOST_USER_MAX_REQUEST] = {
         E(RESET_OWNER, "RESET_OWNER", SZ_EXACT, 0, 0, 0, F_OWNER, h_reset_device),
         E(SET_MEM_TABLE, "SET_MEM_TABLE", SZ_MEM_TABLE, 0, 0, VHOST_MEMORY_MAX_REGIONS, F_OWNER,
           h_set_mem_table),
-        E(SET_LOG_BASE, "SET_LOG_BASE", SZ_EXACT, 16, 1, 1, 0, NULL),
-        E(SET_LOG_FD, "SET_LOG_FD", SZ_EXACT, 0, 1, 1, 0, NULL),
+        E(SET_LOG_BASE, "SET_LOG_BASE", SZ_EXACT, 16, 1, 1, F_OWNER | F_REPLY, h_set_log_base),
+        E(SET_LOG_FD, "SET_LOG_FD", SZ_EXACT, 0, 1, 1, F_OWNER, h_set_log_fd),
         E(SET_VRING_NUM, "SET_VRING_NUM", SZ_EXACT, 8, 0, 0, F_OWNER, h_set_vring_num),
         E(SET_VRING_ADDR, "SET_VRING_ADDR", SZ_EXACT, 40, 0, 0, F_OWNER, h_set_vring_addr),
         E(SET_VRING_BASE, "SET_VRING_BASE", SZ_EXACT, 8, 0, 0, F_OWNER, h_set_vring_base),

@@ -95,6 +95,7 @@ enum vhost_user_backend_request {
 #define VIRTIO_BLK_F_DISCARD           13
 #define VIRTIO_BLK_F_WRITE_ZEROES      14
 #define VIRTIO_F_NOTIFY_ON_EMPTY       24
+#define VHOST_F_LOG_ALL                26 /* dirty logging of every device write (migration) */
 #define VIRTIO_RING_F_INDIRECT_DESC    28
 #define VIRTIO_RING_F_EVENT_IDX        29
 #define VHOST_USER_F_PROTOCOL_FEATURES 30
@@ -104,6 +105,8 @@ struct vhost_vring_state {
 	uint32_t index;
 	uint32_t num;
 };
+
+#define VHOST_VRING_F_LOG 0x1 /* SET_VRING_ADDR: log used-ring writes at log_guest_addr */
 
 struct vhost_vring_addr {
 	uint32_t index;
@@ -137,6 +140,12 @@ struct vhost_user_config {
 	uint32_t size;
 	uint32_t flags;
 	uint8_t region[VHOST_USER_MAX_CONFIG_SIZE];
+};
+
+/* SET_LOG_BASE (with LOG_SHMFD): the dirty log's size and offset in the attached fd. */
+struct vhost_user_log {
+	uint64_t mmap_size;
+	uint64_t mmap_offset;
 };
 
 struct vhost_user_inflight {
@@ -174,6 +183,7 @@ union vhost_user_payload {
 	struct vhost_user_mem_reg mem_reg;
 	struct vhost_user_config config;
 	struct vhost_user_inflight inflight;
+	struct vhost_user_log log;
 };
 
 /*

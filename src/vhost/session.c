@@ -49,16 +49,30 @@ static void session_free(void *arg);
 struct vh_session *
 vh_session_new(struct vh_vhost_ctrlr *c, int fd)
 {
-	struct vh_session *s = calloc(1, sizeof(*s));
+	struct vh_session *s;
+	unsigned id = 0;
 
+	while (id < VH_VHOST_MAX_SESSIONS && c->sessions[id] != NULL) {
+		id++;
+	}
+	if (id == VH_VHOST_MAX_SESSIONS) {
+		return NULL; /* callers stop accepting before this */
+	}
+	s = calloc(1, sizeof(*s));
 	if (s == NULL) {
 		return NULL;
 	}
 	s->c = c;
+	s->id = id;
 	s->fd = fd;
 	s->backend_fd = -1;
 	s->nvqs = c->num_queues;
-	snprintf(s->prefix, sizeof(s->prefix), "%s", c->name);
+	/* The first front-end logs as the controller; a second one (a migration) as <name>sN. */
+	if (id == 0) {
+		snprintf(s->prefix, sizeof(s->prefix), "%s", c->name);
+	} else {
+		snprintf(s->prefix, sizeof(s->prefix), "%ss%u", c->name, id);
+	}
 	for (unsigned i = 0; i < VHOST_USER_MAX_FDS; i++) {
 		s->fds[i] = -1;
 	}
@@ -67,10 +81,11 @@ vh_session_new(struct vh_vhost_ctrlr *c, int fd)
 
 		vq->s = s;
 		vq->ops = c->ops;
+		vq->log_all = &s->log_all;
 		vq->idx = (uint16_t)i;
 		vq->kickfd = vq->callfd = vq->errfd = -1;
 		vq->cur_kickfd = vq->cur_callfd = -1;
-		snprintf(vq->prefix, sizeof(vq->prefix), "%s/q%u", c->name, i);
+		snprintf(vq->prefix, sizeof(vq->prefix), "%s/q%u", s->prefix, i);
 		vh_vq_init_nodes(vq);
 	}
 	vh_msg_node_init(&s->free_node, session_free, s);
@@ -78,7 +93,8 @@ vh_session_new(struct vh_vhost_ctrlr *c, int fd)
 		free(s);
 		return NULL;
 	}
-	c->session = s;
+	c->sessions[id] = s;
+	c->nsessions++;
 	g_live_sessions++;
 	return s;
 }
@@ -149,17 +165,46 @@ vh_session_start_ready(struct vh_session *s)
 	return 0;
 }
 
+/* The pending operation's continuation runs once every stop and every sync came back. */
 static void
-stop_done(struct vh_vq *vq)
+op_check(struct vh_session *s)
 {
-	struct vh_session *s = vq->s;
-
-	if (--s->pending_stops == 0 && s->op_done != NULL) {
+	if (s->pending_stops == 0 && s->pending_syncs == 0 && s->op_done != NULL) {
 		void (*done)(struct vh_session *) = s->op_done;
 
 		s->op_done = NULL;
 		done(s);
 	}
+}
+
+static void
+stop_done(struct vh_vq *vq)
+{
+	vq->s->pending_stops--;
+	op_check(vq->s);
+}
+
+static void
+sync_done(struct vh_vq *vq)
+{
+	vq->s->pending_syncs--;
+	op_check(vq->s);
+}
+
+void
+vh_session_sync(struct vh_session *s, struct vh_vq *only, void (*done)(struct vh_session *s))
+{
+	vh_sock_pause(s);
+	s->op_done = done;
+	for (uint32_t i = 0; i < s->nvqs; i++) {
+		struct vh_vq *vq = &s->vqs[i];
+
+		if (vq->started && (only == NULL || only == vq)) {
+			s->pending_syncs++;
+			vh_vq_sync(vq, sync_done);
+		}
+	}
+	op_check(s);
 }
 
 static void
@@ -178,10 +223,7 @@ vh_session_stop_one(struct vh_session *s, struct vh_vq *vq, void (*done)(struct 
 	vh_sock_pause(s);
 	s->op_done = done;
 	stop_vq(s, vq);
-	if (s->pending_stops == 0) {
-		s->op_done = NULL;
-		done(s);
-	}
+	op_check(s);
 }
 
 void
@@ -192,10 +234,7 @@ vh_session_quiesce(struct vh_session *s, void (*done)(struct vh_session *s))
 	for (uint32_t i = 0; i < s->nvqs; i++) {
 		stop_vq(s, &s->vqs[i]);
 	}
-	if (s->pending_stops == 0) {
-		s->op_done = NULL;
-		done(s);
-	}
+	op_check(s);
 }
 
 static void ctrlr_free(struct vh_vhost_ctrlr *c);
@@ -231,6 +270,11 @@ session_free(void *arg)
 	}
 	vh_sock_close_fds(s);
 	vh_inflight_unmap(&s->inflight);
+	vh_dlog_unmap(&s->log);
+	if (s->pending_log != NULL) {
+		vh_dlog_unmap(s->pending_log);
+		free(s->pending_log);
+	}
 	if (s->backend_fd >= 0) {
 		close(s->backend_fd);
 	}
@@ -238,11 +282,14 @@ session_free(void *arg)
 	if (c->ops->session_fini != NULL) {
 		c->ops->session_fini(s);
 	}
-	c->session = NULL;
+	c->sessions[s->id] = NULL;
+	c->nsessions--;
 	free(s);
 	g_live_sessions--;
 	if (c->deleting) {
-		ctrlr_free(c);
+		if (c->nsessions == 0) {
+			ctrlr_free(c);
+		}
 	} else {
 		vh_sock_resume_listening(c);
 	}
@@ -412,9 +459,13 @@ vh_vhost_delete(const char *name)
 		snprintf(key, sizeof(key), "sock:%s", c->sock_path);
 		vh_handover_drop(key);
 	}
-	if (c->session != NULL) {
-		/* The front-end sees a disconnect once its in-flight I/O has completed. */
-		vh_session_close(c->session, "controller deleted");
+	if (c->nsessions > 0) {
+		/* Each front-end sees a disconnect once its in-flight I/O has completed. */
+		for (unsigned i = 0; i < VH_VHOST_MAX_SESSIONS; i++) {
+			if (c->sessions[i] != NULL) {
+				vh_session_close(c->sessions[i], "controller deleted");
+			}
+		}
 		return 0;
 	}
 	ctrlr_free(c);
@@ -430,6 +481,32 @@ mask_json(uint64_t mask)
 	return json_string(buf);
 }
 
+/* SPDK's "sessions" array (vid, id, name, started, max_queues), plus what vhostd adds. */
+static json_t *
+sessions_json(const struct vh_vhost_ctrlr *c)
+{
+	json_t *arr = json_array();
+
+	for (unsigned i = 0; arr != NULL && i < VH_VHOST_MAX_SESSIONS; i++) {
+		const struct vh_session *s = c->sessions[i];
+		char name[VH_NAME_MAX + 16];
+		unsigned started = 0;
+
+		if (s == NULL) {
+			continue;
+		}
+		for (uint32_t q = 0; q < s->nvqs; q++) {
+			started += s->vqs[q].started;
+		}
+		snprintf(name, sizeof(name), "%ss%u", c->name, s->id);
+		json_array_append_new(arr, json_pack("{s:i, s:i, s:s, s:b, s:i, s:b}", "vid",
+		                                     (int)s->id, "id", (int)s->id, "name", name,
+		                                     "started", started > 0, "max_queues",
+		                                     (int)started, "dirty_logging", s->log_all));
+	}
+	return arr;
+}
+
 json_t *
 vh_vhost_ctrlr_info_json(const struct vh_vhost_ctrlr *c)
 {
@@ -438,10 +515,11 @@ vh_vhost_ctrlr_info_json(const struct vh_vhost_ctrlr *c)
 	if (dev == NULL) {
 		return NULL;
 	}
-	return json_pack("{s:s, s:o, s:i, s:i, s:s, s:b, s:I, s:o}", "ctrlr", c->name, "cpumask",
-	                 mask_json(c->cpumask), "delay_base_us", 0, "iops_threshold", 0, "socket",
-	                 c->sock_path, "connected", c->session != NULL, "connections",
-	                 (json_int_t)c->stat_connections, "backend_specific", dev);
+	return json_pack("{s:s, s:o, s:i, s:i, s:s, s:b, s:I, s:o, s:o}", "ctrlr", c->name,
+	                 "cpumask", mask_json(c->cpumask), "delay_base_us", 0, "iops_threshold", 0,
+	                 "socket", c->sock_path, "connected", c->nsessions > 0, "connections",
+	                 (json_int_t)c->stat_connections, "sessions", sessions_json(c),
+	                 "backend_specific", dev);
 }
 
 json_t *
@@ -508,11 +586,13 @@ vh_vhost_close_faulted(void)
 {
 	/* Controllers being deleted are off the list, but their sessions are closing already. */
 	for (struct vh_vhost_ctrlr *c = g_ctrlrs; c; c = c->next) {
-		struct vh_session *s = c->session;
+		for (unsigned i = 0; i < VH_VHOST_MAX_SESSIONS; i++) {
+			struct vh_session *s = c->sessions[i];
 
-		if (s != NULL && !s->closing &&
-		    (vh_mem_faulted(s->mem) || vh_mem_faulted(s->pending_mem))) {
-			vh_session_close(s, "guest memory became inaccessible (SIGBUS)");
+			if (s != NULL && !s->closing &&
+			    (vh_mem_faulted(s->mem) || vh_mem_faulted(s->pending_mem))) {
+				vh_session_close(s, "guest memory became inaccessible (SIGBUS)");
+			}
 		}
 	}
 }

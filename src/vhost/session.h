@@ -18,6 +18,7 @@
 
 #include "core/evloop.h"
 #include "core/msg.h"
+#include "vhost/dirtylog.h"
 #include "vhost/inflight.h"
 #include "vhost/mem.h"
 #include "vhost/protocol.h"
@@ -35,7 +36,13 @@ struct vh_vhost_ctrlr {
 	uint16_t num_queues;
 	int listen_fd;
 	struct vh_evsource *listen_src;
-	struct vh_session *session;
+	/*
+	 * Front-ends served at once: QEMU's live migration connects the destination while the
+	 * source still runs. At VH_VHOST_MAX_SESSIONS the listening socket is not polled, so the
+	 * next front-end waits in the backlog (never accepted and dropped: QEMU 7.2 wedges).
+	 */
+	struct vh_session *sessions[VH_VHOST_MAX_SESSIONS];
+	unsigned nsessions;
 	bool deleting;
 	struct vh_vhost_ctrlr *next;
 	uint64_t stat_connections;
@@ -46,6 +53,7 @@ struct vh_vhost_ctrlr {
 
 struct vh_session {
 	struct vh_vhost_ctrlr *c;
+	unsigned id; /* its slot in c->sessions[] */
 	int fd;
 	struct vh_evsource *src;
 	int backend_fd; /* BACKEND_REQ channel, or -1 */
@@ -56,7 +64,14 @@ struct vh_session {
 	bool features_set;
 	uint64_t protocol_features; /* acked protocol features */
 	uint8_t status;             /* SET_STATUS */
-	void *dev;                  /* the device's per-session state (ops->session_init) */
+	/*
+	 * Live migration: the dirty log (SET_LOG_BASE; replaced only while no queue runs) and
+	 * whether VHOST_F_LOG_ALL is acked (atomic: SET_FEATURES toggles it under running queues).
+	 */
+	struct vh_dlog log;
+	int log_all;
+	struct vh_dlog *pending_log; /* SET_LOG_BASE waiting for a quiesce */
+	void *dev;                   /* the device's per-session state (ops->session_init) */
 	struct vh_mem *mem;
 	uint32_t nvqs; /* queues we accept indices for */
 	struct vh_vq vqs[VH_VHOST_MAX_QUEUES];
@@ -75,6 +90,7 @@ struct vh_session {
 
 	/* Asynchronous operation in progress (quiesce for GET_VRING_BASE or memory changes). */
 	unsigned pending_stops;
+	unsigned pending_syncs;
 	void (*op_done)(struct vh_session *s);
 	struct vhost_user_msg op_msg;
 	char prefix[VH_NAME_MAX + 8];
@@ -123,6 +139,13 @@ struct vh_session *vh_session_new(struct vh_vhost_ctrlr *c, int fd);
 void vh_session_close(struct vh_session *s, const char *why);
 /* Stop every started queue, then run done(s). Input is paused meanwhile. */
 void vh_session_quiesce(struct vh_session *s, void (*done)(struct vh_session *s));
+/*
+ * Run done(s) once every started queue's reactor (or only @only's) has passed a point after
+ * this call: what the control thread changed before is visible to all their later work, and
+ * what they did before is visible to done(). Input is paused meanwhile. Used when dirty
+ * logging starts: QEMU's bulk RAM copy must not begin before every reactor logs.
+ */
+void vh_session_sync(struct vh_session *s, struct vh_vq *only, void (*done)(struct vh_session *s));
 /* Stop one started queue, then run done(s). Input is paused meanwhile. */
 void vh_session_stop_one(struct vh_session *s, struct vh_vq *vq,
                          void (*done)(struct vh_session *s));

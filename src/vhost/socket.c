@@ -30,7 +30,7 @@ listen_ready(void *arg, uint32_t events)
 	struct vh_session *s;
 	int fd;
 
-	if (c->session != NULL || c->deleting) {
+	if (c->nsessions >= VH_VHOST_MAX_SESSIONS || c->deleting) {
 		vh_sock_stop_listening(c);
 		return;
 	}
@@ -57,7 +57,9 @@ listen_ready(void *arg, uint32_t events)
 		return;
 	}
 	c->stat_connections++;
-	vh_sock_stop_listening(c);
+	if (c->nsessions >= VH_VHOST_MAX_SESSIONS) {
+		vh_sock_stop_listening(c); /* the next one waits in the backlog */
+	}
 	/* A peer can connect and hang up in a loop: rate limited like every line it triggers. */
 	VH_LOG_RL(VH_LOG_NOTICE, c->name, "front-end connected");
 }

@@ -22,6 +22,7 @@
 #include "bdev/bdev.h"
 
 #define VH_VHOST_MAX_QUEUES     64
+#define VH_VHOST_MAX_SESSIONS   4 /* front-ends per controller at once (live migration: 2) */
 #define VH_VHOST_DEFAULT_QUEUES 32
 /* Guest memory one session may map (sum of its regions' mappings): 1 TiB. */
 #define VH_VHOST_DEFAULT_MAX_GUEST_MEM (1ull << 40)

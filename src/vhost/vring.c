@@ -18,6 +18,7 @@
 
 #include "core/log.h"
 #include "vhost/device.h"
+#include "vhost/dirtylog.h"
 #include "vhost/inflight.h"
 #include "vhost/mem.h"
 #include "vhost/session.h"
@@ -87,6 +88,54 @@ signal_guest(struct vh_vq *vq, uint16_t new_used)
 
 static void vq_check_stopped(struct vh_vq *vq);
 
+/* ---- dirty logging (live migration) ---- */
+
+void
+vh_vq_log_iov_slow(struct vh_vq *vq, const struct iovec *iov, int n)
+{
+	vh_dlog_mark_iov(&vq->s->log, vq->s->mem, iov, n);
+}
+
+void
+vh_vq_log_hva_slow(struct vh_vq *vq, const void *hva, uint64_t len)
+{
+	vh_dlog_mark_hva(&vq->s->log, vq->s->mem, hva, len);
+}
+
+/* Our write to bytes [off, off + len) of the used ring, logged if the front-end asked. */
+static inline void
+log_used(struct vh_vq *vq, uint64_t off, uint64_t len)
+{
+	if (VH_UNLIKELY(__atomic_load_n(vq->log_all, __ATOMIC_RELAXED)) &&
+	    __atomic_load_n(&vq->used_log_on, __ATOMIC_ACQUIRE)) {
+		vh_dlog_mark(&vq->s->log,
+		             __atomic_load_n(&vq->used_log_gpa, __ATOMIC_RELAXED) + off, len);
+	}
+}
+
+#define USED_RING_OFF        4 /* flags, idx */
+#define USED_ELEM_SIZE       8
+#define USED_AVAIL_EVENT(vq) (USED_RING_OFF + USED_ELEM_SIZE * (uint64_t)(vq)->size)
+
+/* Log the used elements written since the last publish, and the index. */
+static void
+log_used_published(struct vh_vq *vq)
+{
+	uint16_t count = (uint16_t)(vq->last_used - vq->published);
+	uint32_t start = vq->published & vq->mask, first;
+
+	if (count >= vq->size) {
+		log_used(vq, 0, USED_AVAIL_EVENT(vq));
+		return;
+	}
+	first = VH_MIN((uint32_t)count, vq->size - start);
+	log_used(vq, 0, USED_RING_OFF);
+	log_used(vq, USED_RING_OFF + USED_ELEM_SIZE * (uint64_t)start, USED_ELEM_SIZE * first);
+	if (count > first) {
+		log_used(vq, USED_RING_OFF, USED_ELEM_SIZE * (uint64_t)(count - first));
+	}
+}
+
 /* Make the used entries written so far visible to the guest, and release their heads. */
 static void
 publish_used(struct vh_vq *vq)
@@ -99,6 +148,8 @@ publish_used(struct vh_vq *vq)
 	}
 	/* Pairs with the driver's read barrier after it reads used->idx: entries first. */
 	VH_STORE_REL(vq->used->idx, vq->last_used);
+	log_used_published(vq);
+	vq->published = vq->last_used;
 	if (ifl == NULL) {
 		return;
 	}
@@ -430,8 +481,10 @@ vq_arm(void *arg)
 	if (vq->event_idx) {
 		/* avail_event sits right after the used ring (validated in vh_vq_prepare). */
 		VH_WRITE_ONCE(*(uint16_t *)&vq->used->ring[vq->size], vq->last_avail);
+		log_used(vq, USED_AVAIL_EVENT(vq), 2);
 	} else {
 		VH_WRITE_ONCE(vq->used->flags, 0);
+		log_used(vq, 0, 2);
 	}
 	/* Order the flag/avail_event store before re-reading avail->idx (store-load). */
 	VH_SMP_MB();
@@ -449,6 +502,7 @@ vq_disarm(void *arg)
 	 */
 	if (!vq->event_idx) {
 		VH_WRITE_ONCE(vq->used->flags, VRING_USED_F_NO_NOTIFY);
+		log_used(vq, 0, 2);
 	}
 }
 
@@ -515,9 +569,11 @@ start_msg(void *arg)
 		return;
 	}
 	vq->last_used = VH_READ_ONCE(vq->used->idx);
+	vq->published = vq->last_used;
 	vq->signalled_used_valid = false;
 	if (!vq->event_idx) {
 		VH_WRITE_ONCE(vq->used->flags, VRING_USED_F_NO_NOTIFY);
+		log_used(vq, 0, 2);
 	}
 	/*
 	 * One interrupt at every start: a completion published by a previous instance just
@@ -715,6 +771,8 @@ vh_vq_prepare(struct vh_vq *vq)
 		return rc;
 	}
 	vq->event_idx = (vq->s->features & (1ull << VIRTIO_RING_F_EVENT_IDX)) != 0;
+	vq->used_log_gpa = vq->addr.log_guest_addr;
+	vq->used_log_on = (vq->addr.flags & VHOST_VRING_F_LOG) != 0;
 	vq->running = vq->enabled;
 	vq->enable_req = vq->enabled;
 	vq->pend_callfd = VH_VQ_FD_KEEP;
@@ -732,6 +790,29 @@ vh_vq_prepare(struct vh_vq *vq)
 	return 0;
 }
 
+/* The same node goes there and back: the reactor re-posts it to the control thread. */
+static void
+sync_msg(void *arg)
+{
+	struct vh_vq *vq = arg;
+
+	if (vh_reactor_self() != NULL) {
+		vh_control_post(&vq->sync_node);
+		return;
+	}
+	void (*done)(struct vh_vq *) = vq->sync_done;
+
+	vq->sync_done = NULL;
+	done(vq);
+}
+
+void
+vh_vq_sync(struct vh_vq *vq, void (*done)(struct vh_vq *vq))
+{
+	vq->sync_done = done;
+	vh_reactor_post(vq->reactor, &vq->sync_node);
+}
+
 void
 vh_vq_init_nodes(struct vh_vq *vq)
 {
@@ -740,6 +821,7 @@ vh_vq_init_nodes(struct vh_vq *vq)
 	vh_msg_node_init(&vq->update_node, update_msg, vq);
 	vh_msg_node_init(&vq->stopped_node, stopped_msg, vq);
 	vh_msg_node_init(&vq->broken_node, broken_msg, vq);
+	vh_msg_node_init(&vq->sync_node, sync_msg, vq);
 	vq->pend_callfd = VH_VQ_FD_KEEP;
 	vq->pend_kickfd = VH_VQ_FD_KEEP;
 }

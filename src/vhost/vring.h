@@ -57,6 +57,7 @@ struct vh_req {
 struct vh_vq {
 	struct vh_session *s;
 	const struct vh_dev_ops *ops; /* the controller's device */
+	const int *log_all;           /* &s->log_all: dirty logging on (atomic) */
 	uint16_t idx;
 
 	/* Configuration: written by the control thread while the queue is stopped. */
@@ -81,6 +82,8 @@ struct vh_vq {
 	struct vh_msg_node update_node;  /* control -> reactor: pend_* or enable_req changed */
 	struct vh_msg_node stopped_node; /* reactor -> control */
 	struct vh_msg_node broken_node;  /* reactor -> control */
+	struct vh_msg_node sync_node;    /* control -> reactor -> control (vh_vq_sync) */
+	void (*sync_done)(struct vh_vq *vq);
 	/*
 	 * New call/kick fds for a started queue: VH_VQ_FD_KEEP (no change), -1 (none) or an fd.
 	 * Exchanged atomically: the control thread closes an fd the reactor never took, the
@@ -89,6 +92,13 @@ struct vh_vq {
 	int pend_callfd;
 	int pend_kickfd;
 	int enable_req; /* atomic: the latest SET_VRING_ENABLE for a started queue */
+	/*
+	 * VHOST_VRING_F_LOG: our used-ring writes are logged at used_log_gpa (SET_VRING_ADDR's
+	 * log_guest_addr). Changed under a running queue: the address is stored before the flag
+	 * (release), the reactor loads the flag with acquire.
+	 */
+	int used_log_on;
+	uint64_t used_log_gpa;
 
 	/* Reactor-owned while started. */
 	struct vring_desc *desc;
@@ -97,6 +107,7 @@ struct vh_vq {
 	uint16_t mask;
 	uint16_t last_avail; /* next avail entry to fetch */
 	uint16_t last_used;  /* next used entry to fill (shadow of used->idx) */
+	uint16_t published;  /* the used->idx value last stored */
 	uint16_t signalled_used;
 	bool signalled_used_valid;
 	bool event_idx;
@@ -157,6 +168,11 @@ void vh_vq_start(struct vh_vq *vq);
  */
 void vh_vq_stop(struct vh_vq *vq, void (*done)(struct vh_vq *vq));
 /*
+ * A round trip through the queue's reactor: done(vq) runs on the control thread after the
+ * reactor processed everything sent before (a barrier, not a stop). One at a time per queue.
+ */
+void vh_vq_sync(struct vh_vq *vq, void (*done)(struct vh_vq *vq));
+/*
  * Hand a new call/kick fd to a started queue. The reactor closes the old one (it may be using
  * it right now); the control thread just records the new one in vq->callfd or vq->kickfd.
  */
@@ -179,6 +195,36 @@ void vh_vq_push_used(struct vh_vq *vq, struct vh_req *req);
 void vh_vq_drop(struct vh_vq *vq, struct vh_req *req);
 /* Retry @req on the next poll (the device's resubmit() runs then), after earlier retries. */
 void vh_vq_defer_retry(struct vh_vq *vq, struct vh_req *req);
+/* True while the front-end has dirty logging on (one relaxed load). */
+static inline bool
+vh_vq_logging(const struct vh_vq *vq)
+{
+	return __atomic_load_n(vq->log_all, __ATOMIC_RELAXED) != 0;
+}
+
+void vh_vq_log_iov_slow(struct vh_vq *vq, const struct iovec *iov, int n);
+void vh_vq_log_hva_slow(struct vh_vq *vq, const void *hva, uint64_t len);
+
+/*
+ * Live migration: while the front-end has dirty logging on, mark the guest pages behind what
+ * the device wrote (host iovecs into guest memory, or one byte range). Call after the write,
+ * before answering the request. One relaxed load when logging is off.
+ */
+static inline void
+vh_vq_log_iov(struct vh_vq *vq, const struct iovec *iov, int n)
+{
+	if (VH_UNLIKELY(__atomic_load_n(vq->log_all, __ATOMIC_RELAXED))) {
+		vh_vq_log_iov_slow(vq, iov, n);
+	}
+}
+
+static inline void
+vh_vq_log_hva(struct vh_vq *vq, const void *hva, uint64_t len)
+{
+	if (VH_UNLIKELY(__atomic_load_n(vq->log_all, __ATOMIC_RELAXED))) {
+		vh_vq_log_hva_slow(vq, hva, len);
+	}
+}
 /* The guest or front-end broke the queue's rules: log once, stop the queue, close the session. */
 void vh_vq_broken(struct vh_vq *vq, const char *why);
 /*

@@ -208,12 +208,12 @@ settle(int sock)
 	uint64_t deadline = vh_now_ns() + DEADLINE_NS;
 
 	for (;;) {
-		struct vh_session *s = g_c->session;
+		struct vh_session *s = g_c->sessions[0];
 		int pending = 0;
 
 		pump();
 		drain_replies(sock);
-		s = g_c->session;
+		s = g_c->sessions[0];
 		if (s == NULL || s->closing) {
 			return;
 		}
@@ -253,7 +253,7 @@ static void
 wait_rings(void)
 {
 	uint64_t deadline = vh_now_ns() + 50000000ull;
-	struct vh_session *s = g_c->session;
+	struct vh_session *s = g_c->sessions[0];
 
 	if (s == NULL || s->closing) {
 		return;
@@ -333,7 +333,7 @@ send_all(int sock, const uint8_t *buf, size_t len, const int *fds, unsigned nfds
 		}
 		n = sendmsg(sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n < 0 && errno == EAGAIN) {
-			if (g_c->session == NULL || g_c->session->closing ||
+			if (g_c->sessions[0] == NULL || g_c->sessions[0]->closing ||
 			    vh_now_ns() > deadline) {
 				return false;
 			}
@@ -412,7 +412,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	}
 	deadline = vh_now_ns() + DEADLINE_NS;
-	while (g_c->session == NULL) {
+	while (g_c->sessions[0] == NULL) {
 		pump();
 		if (vh_now_ns() > deadline) {
 			fprintf(stderr, "connection not accepted\n");
@@ -504,7 +504,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	close(sock);
 	deadline = vh_now_ns() + DEADLINE_NS;
-	while (g_c->session != NULL || g_c->listen_src == NULL) {
+	while (g_c->sessions[0] != NULL || g_c->listen_src == NULL) {
 		pump();
 		if (vh_now_ns() > deadline) {
 			fprintf(stderr, "session not freed 5 s after the front-end hung up\n");

@@ -116,6 +116,12 @@ vh_reactor_send(struct vh_reactor *r, vh_msg_fn fn, void *arg)
 	return 0;
 }
 
+struct vh_reactor *
+vh_reactor_self(void)
+{
+	return NULL; /* the harness runs everything on one thread */
+}
+
 unsigned
 vh_reactor_index(const struct vh_reactor *r)
 {
@@ -634,6 +640,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	vq = &s->vqs[0];
 	vq->s = s;
 	vq->ops = &g_ops;
+	vq->log_all = &s->log_all;
 	vq->kickfd = vq->callfd = vq->errfd = -1;
 	snprintf(vq->prefix, sizeof(vq->prefix), "fuzz/q0");
 	vq->size = qsize;

@@ -173,6 +173,8 @@ vh_fe_create(struct vh_fe **out, struct vh_fe_mem *mem, const struct vh_fe_opts 
 	fe->sock = -1;
 	fe->backend_fd = -1;
 	fe->inflight_fd = -1;
+	fe->log_fd = -1;
+	fe->next_sock = fe->next_backend = -1;
 	if (!fe->opts.timeout_ms) {
 		fe->opts.timeout_ms = DEFAULT_TIMEOUT_MS;
 	}
@@ -205,6 +207,9 @@ vh_fe_create(struct vh_fe **out, struct vh_fe_mem *mem, const struct vh_fe_opts 
 	                : personality_defaults[fe->opts.personality].protocol;
 	if (fe->opts.inflight) {
 		fe->opts.protocol_features |= 1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD;
+	}
+	if (fe->opts.log) {
+		fe->opts.protocol_features |= 1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD;
 	}
 	if (!fe->opts.config_size) {
 		fe->opts.config_size = personality_defaults[fe->opts.personality].config_size;
@@ -251,6 +256,13 @@ vh_fe_destroy(struct vh_fe *fe)
 	}
 	vh_fe_disconnect(fe);
 	vh_fe_inflight_free(fe);
+	fe_log_free(fe);
+	if (fe->next_sock >= 0) {
+		close(fe->next_sock);
+	}
+	if (fe->next_backend >= 0) {
+		close(fe->next_backend);
+	}
 	for (i = 0; i < fe->opts.num_queues; i++) {
 		fe_vq_teardown(&fe->vqs[i]);
 	}

@@ -57,6 +57,13 @@ struct vh_fe {
 	unsigned int nstarted;
 	/* Inflight buffer (opts.inflight): QEMU's s->inflight, kept across reconnects. */
 	int inflight_fd;
+	/* Dirty log (opts.log): QEMU's vhost log, a sealed memfd. */
+	int log_fd;
+	uint8_t *log_map;
+	uint64_t log_bytes;
+	/* A migration's destination connection (vh_fe_migrate_prepare), or -1. */
+	int next_sock, next_backend;
+	struct vh_fe_info next_info;
 	void *inflight_addr;
 	struct vhost_user_inflight inflight;
 	struct vh_fe_info info;
@@ -97,6 +104,8 @@ int fe_dpdk_mem_event(struct vh_fe *fe);
 int fe_persona_reconnect(struct vh_fe *fe, int timeout_ms);
 
 /* fe_vq.c */
+void fe_log_free(struct vh_fe *fe);
+
 int fe_vq_setup(struct vh_fe *fe, struct vh_fe_vq *vq, unsigned int idx);
 void fe_vq_teardown(struct vh_fe_vq *vq);
 void fe_vq_reset(struct vh_fe_vq *vq);

@@ -346,6 +346,11 @@ struct vh_fe_opts {
 	 * v23.05 nor DPDK 22.11 virtio-user implements inflight tracking): -EINVAL otherwise.
 	 */
 	bool inflight;
+	/*
+	 * Also offer VHOST_USER_PROTOCOL_F_LOG_SHMFD, so the device can be migrated with
+	 * vh_fe_log_start() (QEMU personality). Default off.
+	 */
+	bool log;
 };
 
 /*
@@ -431,6 +436,33 @@ int vh_fe_inflight_fd(const struct vh_fe *fe);
 void *vh_fe_inflight_map(const struct vh_fe *fe, uint64_t *size);
 /* Drop the buffer (as QEMU does on a VM reset): the next start asks GET_INFLIGHT_FD again. */
 void vh_fe_inflight_free(struct vh_fe *fe);
+
+/*
+ * Live migration, as QEMU 7.2 starts and stops it (vhost_migration_log): a sealed memfd log of
+ * one bit per 4 KiB page covering guest RAM, SET_LOG_BASE (QEMU waits for its reply),
+ * SET_FEATURES with VHOST_F_LOG_ALL, then SET_VRING_ADDR with VHOST_VRING_F_LOG and the used
+ * ring's GPA for every started queue. Needs opts.log. Returns 0, -ENOTSUP (no LOG_SHMFD or
+ * LOG_ALL from the back-end), or a transport error / -EREMOTEIO.
+ */
+int vh_fe_log_start(struct vh_fe *fe);
+/* Logging off: SET_FEATURES without LOG_ALL, SET_VRING_ADDR without the flag. The log stays. */
+int vh_fe_log_stop(struct vh_fe *fe);
+/*
+ * QEMU's log sync: take every byte of the log and clear it, atomically, into out[0..cap).
+ * Returns the log's size in bytes (0 without a log).
+ */
+uint64_t vh_fe_log_sync(struct vh_fe *fe, uint8_t *out, uint64_t cap);
+
+/*
+ * A live migration to a second connection of the same device, sharing this object's guest RAM
+ * and rings (QEMU's destination with x-ignore-shared, or RAM already copied):
+ * vh_fe_migrate_prepare() connects the destination and runs sequence A on it while this
+ * connection keeps running; after vh_fe_stop() (GET_VRING_BASE on the source),
+ * vh_fe_migrate_finish() drops the source connection and starts the rings on the destination
+ * at the source's bases (without dirty logging, with a fresh inflight region).
+ */
+int vh_fe_migrate_prepare(struct vh_fe *fe, int timeout_ms);
+int vh_fe_migrate_finish(struct vh_fe *fe);
 
 /*
  * Memory table changes while the device runs (rings keep going). DPDK sends its table

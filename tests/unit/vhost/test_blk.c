@@ -186,6 +186,7 @@ ctx_new(const char *bdev, bool ro)
 	vq = x->vq = &x->s->vqs[0];
 	vq->s = x->s;
 	vq->ops = &vh_blk_ops;
+	vq->log_all = &x->s->log_all;
 	vq->kickfd = vq->callfd = vq->errfd = -1;
 	snprintf(vq->prefix, sizeof(vq->prefix), "test/q0");
 	vq->size = QSIZE;

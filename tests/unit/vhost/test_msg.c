@@ -93,7 +93,7 @@ setup(void **state)
 	f->c->cpumask = 1;
 	f->c->listen_fd = -1;
 	f->s = vh_session_new(f->c, sv[0]);
-	if (f->s == NULL || f->c->session != f->s || f->s->nvqs != NQUEUES) {
+	if (f->s == NULL || f->c->sessions[0] != f->s || f->s->nvqs != NQUEUES) {
 		return -1;
 	}
 	f->peer = sv[1];
@@ -106,7 +106,7 @@ teardown(void **state)
 {
 	struct fix *f = *state;
 
-	if (f->c->session != NULL) {
+	if (f->c->sessions[0] != NULL) {
 		vh_session_close(f->s, "test over");
 		pump();
 	}
@@ -229,7 +229,7 @@ expect_closed(struct fix *f)
 	assert_true(f->s->closing);
 	expect_no_reply(f);
 	pump();
-	assert_null(f->c->session);
+	assert_null(f->c->sessions[0]);
 	assert_int_equal(recv(f->peer, &b, 1, MSG_DONTWAIT), 0);
 }
 
@@ -259,7 +259,7 @@ offered_features(struct fix *f)
 {
 	return vh_blk_ops.features(f->c) | (1ull << VIRTIO_RING_F_INDIRECT_DESC) |
 	       (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_F_VERSION_1) |
-	       (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
+	       (1ull << VHOST_USER_F_PROTOCOL_FEATURES) | (1ull << VHOST_F_LOG_ALL);
 }
 
 /* The device's config space as a front-end reads it. */
@@ -293,11 +293,13 @@ test_get_replies(void **state)
 		                      (1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
 		                      (1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
 		                      (1ull << VHOST_USER_PROTOCOL_F_STATUS);
-		const uint64_t may = need | (1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD);
+		const uint64_t may = need | (1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) |
+		                     (1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD);
 
 		assert_int_equal(pf & need, need);
-		/* ...and nothing we have no handler for (LOG_SHMFD: SET_LOG_BASE is refused). */
+		/* ...and nothing we have no handler for. Live migration needs LOG_SHMFD. */
 		assert_int_equal(pf & ~may, 0);
+		assert_true(pf & (1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD));
 	}
 	dispatch(f, VHOST_USER_GET_QUEUE_NUM, V, NULL, 0);
 	assert_int_equal(expect_u64_reply(f, VHOST_USER_GET_QUEUE_NUM), NQUEUES);
@@ -461,7 +463,7 @@ test_fd_on_message_without_fds(void **state)
 
 	dispatch_fds(f, VHOST_USER_SET_FEATURES, V, &feat, 8, &efd, 1);
 	expect_closed(f);
-	assert_false(f->c->session != NULL);
+	assert_false(f->c->sessions[0] != NULL);
 }
 
 static void
@@ -620,7 +622,10 @@ test_vring_state_messages(void **state)
 	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_VRING_ADDR), 0);
 	assert_true(f->s->vqs[1].addr_set);
 	assert_int_equal(f->s->vqs[1].addr.avail_user_addr, 0x3000);
-	a.flags = 1; /* VHOST_VRING_F_LOG */
+	a.flags = 1; /* VHOST_VRING_F_LOG: live migration logs the used ring */
+	dispatch(f, VHOST_USER_SET_VRING_ADDR, V | NR, &a, sizeof(a));
+	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_VRING_ADDR), 0);
+	a.flags = 1u << 31; /* no other flag exists */
 	dispatch(f, VHOST_USER_SET_VRING_ADDR, V | NR, &a, sizeof(a));
 	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_VRING_ADDR), 1);
 
@@ -726,7 +731,7 @@ test_features_negotiation(void **state)
 	assert_int_equal(f->s->features, offered);
 	dispatch_u64(f, VHOST_USER_SET_PROTOCOL_FEATURES, V | NR,
 	             (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |
-	                     (1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD));
+	                     (1ull << 11 /* HOST_NOTIFIER: not offered */));
 	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_PROTOCOL_FEATURES), 1);
 	dispatch_u64(f, VHOST_USER_SET_STATUS, V | NR, 0x100);
 	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_STATUS), 1);
@@ -987,6 +992,125 @@ test_mem_table_size_mismatch(void **state)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
+/* ---- live migration: SET_LOG_BASE, LOG_ALL, VHOST_VRING_F_LOG ---- */
+
+static int
+log_memfd(uint64_t size, bool seal)
+{
+	int fd = memfd_create("vhost-log", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)size), 0);
+	if (seal) {
+		assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+	}
+	return fd;
+}
+
+static void
+enable_log_shmfd(struct fix *f)
+{
+	dispatch_u64(f, VHOST_USER_SET_PROTOCOL_FEATURES, V,
+	             (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |
+	                     (1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD));
+	expect_no_reply(f);
+	set_owner(f);
+}
+
+static void
+test_log_base(void **state)
+{
+	struct fix *f = *state;
+	uint64_t p[2] = {4096, 0};
+	int fd = log_memfd(4096, true);
+
+	enable_log_shmfd(f);
+	/* QEMU 7.2 waits for a reply (checking only its type), NEED_REPLY or not. */
+	dispatch_fds(f, VHOST_USER_SET_LOG_BASE, V, p, sizeof(p), &fd, 1);
+	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_LOG_BASE), 0);
+	assert_non_null(f->s->log.bits);
+	assert_int_equal(f->s->log.bytes, 4096);
+	/* A new log replaces the old one. */
+	fd = log_memfd(8192, true);
+	p[0] = 8192;
+	dispatch_fds(f, VHOST_USER_SET_LOG_BASE, V, p, sizeof(p), &fd, 1);
+	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_LOG_BASE), 0);
+	assert_int_equal(f->s->log.bytes, 8192);
+	/* SET_LOG_FD: accepted, its fd closed. */
+	fd = eventfd(0, EFD_CLOEXEC);
+	dispatch_fds(f, VHOST_USER_SET_LOG_FD, V | NR, NULL, 0, &fd, 1);
+	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_LOG_FD), 0);
+	assert_int_equal(fcntl(fd, F_GETFD), -1);
+	expect_open(f);
+}
+
+/* A log that can be truncated under us (SIGBUS) is refused: the session closes. */
+static void
+test_log_base_unsealed(void **state)
+{
+	struct fix *f = *state;
+	uint64_t p[2] = {4096, 0};
+	int fd = log_memfd(4096, false);
+
+	enable_log_shmfd(f);
+	dispatch_fds(f, VHOST_USER_SET_LOG_BASE, V, p, sizeof(p), &fd, 1);
+	expect_closed(f);
+	assert_int_equal(fcntl(fd, F_GETFD), -1);
+}
+
+static void
+test_log_base_bad_sizes(void **state)
+{
+	struct fix *f = *state;
+	uint64_t p[2] = {8192, 0};
+	int fd = log_memfd(4096, true);
+
+	enable_log_shmfd(f);
+	dispatch_fds(f, VHOST_USER_SET_LOG_BASE, V, p, sizeof(p), &fd, 1); /* past the file */
+	expect_closed(f);
+}
+
+static void
+test_log_base_not_negotiated(void **state)
+{
+	struct fix *f = *state;
+	uint64_t p[2] = {4096, 0};
+	int fd = log_memfd(4096, true);
+
+	enable_reply_ack(f);
+	set_owner(f);
+	dispatch_fds(f, VHOST_USER_SET_LOG_BASE, V, p, sizeof(p), &fd, 1);
+	expect_closed(f);
+}
+
+/* VHOST_VRING_F_LOG is the only flag; LOG_ALL comes and goes through SET_FEATURES. */
+static void
+test_log_vring_flags(void **state)
+{
+	struct fix *f = *state;
+	struct vhost_vring_addr a = {.index = 1,
+	                             .flags = VHOST_VRING_F_LOG,
+	                             .desc_user_addr = 0x1000,
+	                             .used_user_addr = 0x2000,
+	                             .avail_user_addr = 0x3000,
+	                             .log_guest_addr = 0x2000};
+
+	enable_log_shmfd(f);
+	dispatch(f, VHOST_USER_SET_VRING_ADDR, V | NR, &a, sizeof(a));
+	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_VRING_ADDR), 0);
+	a.flags = 2;
+	dispatch(f, VHOST_USER_SET_VRING_ADDR, V | NR, &a, sizeof(a));
+	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_VRING_ADDR), 1);
+	dispatch_u64(f, VHOST_USER_SET_FEATURES, V | NR, offered_features(f));
+	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_FEATURES), 0);
+	assert_int_equal(f->s->log_all, 1);
+	dispatch_u64(f, VHOST_USER_SET_FEATURES, V | NR,
+	             offered_features(f) & ~(1ull << VHOST_F_LOG_ALL));
+	assert_int_equal(expect_u64_reply(f, VHOST_USER_SET_FEATURES), 0);
+	assert_int_equal(f->s->log_all, 0);
+	expect_open(f);
+}
+
 int
 main(void)
 {
@@ -1008,6 +1132,11 @@ main(void)
 	        T(test_missing_fd),
 	        T(test_fd_overflow),
 	        T(test_backend_fd_taken),
+	        T(test_log_base),
+	        T(test_log_base_unsealed),
+	        T(test_log_base_bad_sizes),
+	        T(test_log_base_not_negotiated),
+	        T(test_log_vring_flags),
 	        T(test_backend_fd_not_a_socket),
 	        T(test_vring_before_owner),
 	        T(test_mem_table_before_owner),

@@ -125,7 +125,7 @@ bad_message(uint32_t req, uint32_t size, uint32_t len, unsigned nfds, bool rdhup
 	sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g_c->sock_path);
 	assert_int_equal(connect(sock, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	PUMP_UNTIL(g_c->session != NULL);
+	PUMP_UNTIL(g_c->sessions[0] != NULL);
 	memcpy(buf, &req, 4);
 	memcpy(buf + 4, &flags, 4);
 	memcpy(buf + 8, &size, 4);
@@ -147,7 +147,7 @@ bad_message(uint32_t req, uint32_t size, uint32_t len, unsigned nfds, bool rdhup
 		shutdown(sock, SHUT_WR);
 	}
 	close(sock);
-	PUMP_UNTIL(g_c->session == NULL && g_c->listen_src != NULL);
+	PUMP_UNTIL(g_c->sessions[0] == NULL && g_c->listen_src != NULL);
 	if (count_fds() != before) {
 		fail_msg("request %u size %u (%u bytes sent) with %u fds: %d fd(s) leaked", req,
 		         size, len, nfds, count_fds() - before);

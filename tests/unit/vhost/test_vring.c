@@ -71,6 +71,7 @@ setup(void **state)
 	f->vq = &f->s->vqs[0];
 	f->vq->s = f->s;
 	f->vq->ops = &vh_blk_ops;
+	f->vq->log_all = &f->s->log_all;
 	f->vq->kickfd = f->vq->callfd = f->vq->errfd = -1;
 	f->s->features = (1ull << VIRTIO_RING_F_INDIRECT_DESC) | (1ull << VIRTIO_F_VERSION_1);
 	f->vq->size = QSIZE;
