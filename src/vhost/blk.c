@@ -175,6 +175,11 @@ prep_rw(struct vh_vq *vq, struct vh_blk_req *req, const struct virtio_blk_outhdr
 	req->io.iov = data;
 	req->io.iovcnt = cnt;
 	req->used_len = write ? 1 : (uint32_t)VH_MIN(len + 1, (uint64_t)UINT32_MAX);
+	/* Write-through (vh_blk_cache_mode_update): durable before it completes. */
+	if (write && __atomic_load_n(&vq->s->write_through, __ATOMIC_RELAXED) &&
+	    vh_bdev_has_write_cache(c->bdev)) {
+		req->io.flags |= VH_BDEV_IO_F_FUA;
+	}
 	return 0xff; /* submit */
 }
 
@@ -231,6 +236,11 @@ prep_discard_wz(struct vh_vq *vq, struct vh_blk_req *req, uint32_t type, struct 
 	req->io.type = wz ? VH_BDEV_IO_WRITE_ZEROES : VH_BDEV_IO_DISCARD;
 	req->io.flags =
 	        (wz && (seg.flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)) ? VH_BDEV_IO_F_UNMAP : 0;
+	/* Written zeroes are data like any write; a discard promises nothing to make durable. */
+	if (wz && __atomic_load_n(&vq->s->write_through, __ATOMIC_RELAXED) &&
+	    vh_bdev_has_write_cache(c->bdev)) {
+		req->io.flags |= VH_BDEV_IO_F_FUA;
+	}
 	req->io.offset = off;
 	req->io.length = (uint64_t)seg.num_sectors << SECTOR_SHIFT;
 	req->io.iov = NULL;
@@ -332,6 +342,28 @@ vh_blk_features(const struct vh_vhost_ctrlr *c)
 		f |= 1ull << VIRTIO_BLK_F_WRITE_ZEROES;
 	}
 	return f;
+}
+
+/*
+ * VIRTIO 1.2 §5.2.6.2: a completed write must already be stable when FLUSH was not negotiated
+ * (the driver has no way to ask later: Linux then assumes no write cache, SPDK's and DPDK's
+ * virtio-user never ack FLUSH), or when CONFIG_WCE was and the driver set writeback to 0
+ * (write-through, as QEMU's own virtio-blk does it). CONFIG_WCE without FLUSH starts at 0
+ * (§5.2.5.2) and stays there: writeback without a flush command could never be made durable.
+ * Relaxed store: reactors read it once per write, and a write racing with SET_CONFIG may be
+ * either (§5.2.6.2 leaves it undefined).
+ */
+void
+vh_blk_cache_mode_update(struct vh_session *s)
+{
+	bool flush = s->features & (1ull << VIRTIO_BLK_F_FLUSH);
+	bool config_wce = s->features & (1ull << VIRTIO_BLK_F_CONFIG_WCE);
+
+	if (config_wce && !flush) {
+		s->wce = 0;
+	}
+	__atomic_store_n(&s->write_through, !flush || (config_wce && s->wce == 0),
+	                 __ATOMIC_RELAXED);
 }
 
 void

@@ -112,6 +112,7 @@ h_set_features(struct vh_session *s, struct vhost_user_msg *m)
 	}
 	s->features = f;
 	s->features_set = true;
+	vh_blk_cache_mode_update(s);
 	return 0;
 }
 
@@ -219,6 +220,7 @@ h_set_config(struct vh_session *s, struct vhost_user_msg *m)
 		return -EINVAL;
 	}
 	s->wce = req->region[0];
+	vh_blk_cache_mode_update(s);
 	VH_LOG_RL(VH_LOG_INFO, s->prefix, "guest set write cache to %s",
 	          s->wce ? "write back" : "write through");
 	return 0;

@@ -57,6 +57,7 @@ vh_session_new(struct vh_vhost_ctrlr *c, int fd)
 	s->backend_fd = -1;
 	s->nvqs = c->num_queues;
 	s->wce = vh_bdev_has_write_cache(c->bdev) ? 1 : 0;
+	vh_blk_cache_mode_update(s);
 	snprintf(s->prefix, sizeof(s->prefix), "%s", c->name);
 	for (unsigned i = 0; i < VHOST_USER_MAX_FDS; i++) {
 		s->fds[i] = -1;

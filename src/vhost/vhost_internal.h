@@ -268,6 +268,8 @@ void vh_blk_handle(struct vh_vq *vq, struct vh_blk_req *req);
 void vh_blk_retry(struct vh_vq *vq);
 /* Fill the config space (control thread). */
 void vh_blk_fill_config(const struct vh_session *s, struct virtio_blk_config *cfg);
+/* Recompute s->write_through from the acked features and wce (after either changes). Control. */
+void vh_blk_cache_mode_update(struct vh_session *s);
 uint64_t vh_blk_features(const struct vh_vhost_ctrlr *c);
 
 /* ---- controller and session (session.c, socket.c, msg.c) ---- */
@@ -304,6 +306,7 @@ struct vh_session {
 	uint64_t protocol_features; /* acked protocol features */
 	uint8_t status;             /* SET_STATUS */
 	uint8_t wce;                /* config-space writeback byte */
+	bool write_through;         /* writes durable at completion; relaxed atomics (blk.c) */
 	struct vh_mem *mem;
 	uint32_t nvqs; /* queues we accept indices for */
 	struct vh_vq vqs[VH_VHOST_MAX_QUEUES];
