@@ -59,6 +59,7 @@ struct vb_opts {
 	unsigned int ncpus; /* CPUs in --cpumask; 0 = no pinning */
 	bool huge;
 	bool interrupt;
+	bool no_flush; /* do not ack FLUSH/CONFIG_WCE: writes must be durable at completion */
 	bool verify;
 	bool json;
 	uint64_t seed;

@@ -30,6 +30,8 @@ static const char usage[] =
         "                      queue). Default: one unpinned thread\n"
         "  --huge              guest RAM on hugetlbfs (/dev/hugepages or any hugetlbfs mount)\n"
         "  --interrupt         sleep on the call eventfds instead of polling the used rings\n"
+        "  --no-flush          do not ack VIRTIO_BLK_F_FLUSH or CONFIG_WCE, as SPDK's and\n"
+        "                      DPDK's virtio-user: the target must make every write durable\n"
         "  --verify            write blocks with a {LBA, generation, crc32c} header, check\n"
         "                      every read, read back every written block at the end\n"
         "  --seed N            PRNG seed (default 0x5eed)\n"
@@ -57,6 +59,7 @@ enum {
 	OPT_CPUMASK,
 	OPT_HUGE,
 	OPT_INTERRUPT,
+	OPT_NO_FLUSH,
 	OPT_VERIFY,
 	OPT_SEED,
 	OPT_IDLE,
@@ -84,6 +87,7 @@ static const struct option long_opts[] = {
         {"cpumask", required_argument, NULL, OPT_CPUMASK},
         {"huge", no_argument, NULL, OPT_HUGE},
         {"interrupt", no_argument, NULL, OPT_INTERRUPT},
+        {"no-flush", no_argument, NULL, OPT_NO_FLUSH},
         {"verify", no_argument, NULL, OPT_VERIFY},
         {"seed", required_argument, NULL, OPT_SEED},
         {"idle", required_argument, NULL, OPT_IDLE},
@@ -406,9 +410,11 @@ vb_parse_opts(struct vb_opts *o, int argc, char **argv)
 			fputs(usage, stdout);
 			return 1;
 		}
-		if (c == OPT_HUGE || c == OPT_INTERRUPT || c == OPT_VERIFY || c == OPT_JSON) {
+		if (c == OPT_HUGE || c == OPT_INTERRUPT || c == OPT_VERIFY || c == OPT_JSON ||
+		    c == OPT_NO_FLUSH) {
 			o->huge |= c == OPT_HUGE;
 			o->interrupt |= c == OPT_INTERRUPT;
+			o->no_flush |= c == OPT_NO_FLUSH;
 			o->verify |= c == OPT_VERIFY;
 			o->json |= c == OPT_JSON;
 			continue;

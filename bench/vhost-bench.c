@@ -283,6 +283,11 @@ connect_target(struct bench *b)
 	        .num_queues = b->o.queues,
 	        .queue_size = b->qsize,
 	        .max_chain = MAX_CHAIN,
+	        /* 0: a Linux guest's set, FLUSH and CONFIG_WCE included. */
+	        .driver_features =
+	                b->o.no_flush ? VH_FE_LINUX_FEATURES & ~((1ull << VIRTIO_BLK_F_FLUSH) |
+	                                                         (1ull << VIRTIO_BLK_F_CONFIG_WCE))
+	                              : 0,
 	};
 	int rc;
 

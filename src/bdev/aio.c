@@ -90,6 +90,13 @@ aio_issue(struct vh_file_ch *ch, struct vh_bdev_io *io, const struct vh_file_op 
 		io_prep_preadv(cb, op->fd, op->iov, op->iovcnt, (long long)op->off);
 	} else if (op->kind == VH_FOP_WRITEV) {
 		io_prep_pwritev(cb, op->fd, op->iov, op->iovcnt, (long long)op->off);
+		if (op->dsync) {
+			/* Linux >= 4.13; older ones refuse the iocb (EINVAL): file_common.c. */
+			cb->aio_rw_flags = RWF_DSYNC;
+		}
+		if (cb->aio_rw_flags & RWF_DSYNC) {
+			vh_file_count_dsync(ch->f); /* what the iocb carries (bdev_get_bdevs) */
+		}
 	} else {
 		io_prep_fdsync(cb, op->fd);
 	}

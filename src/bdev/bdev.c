@@ -26,6 +26,9 @@ struct vh_bdev_channel {
 	/* Test delay mode: completions held until their due time (unordered list). */
 	struct vh_bdev_io *delayed;
 	uint64_t rng;
+	/* FUA emulation: written requests whose FLUSH the back-end could not take yet (FIFO). */
+	struct vh_bdev_io *fua_head;
+	struct vh_bdev_io **fua_tail;
 };
 
 static struct vh_bdev *g_bdevs;
@@ -89,6 +92,10 @@ vh_bdev_register(struct vh_bdev *b)
 		return -EINVAL;
 	}
 	if (b->num_blocks == 0 || VH_MUL_OVERFLOW(b->num_blocks, (uint64_t)b->block_size, &size)) {
+		return -EINVAL;
+	}
+	/* A volatile cache nothing can flush: neither FLUSH nor FUA could make a write durable. */
+	if (b->write_cache && !(b->io_types & (1u << VH_BDEV_IO_FLUSH))) {
 		return -EINVAL;
 	}
 	if (vh_bdev_find(b->name) != NULL) {
@@ -397,6 +404,8 @@ release_delayed(struct vh_bdev_channel *ch)
 	return VH_POLL_BUSY;
 }
 
+static int fua_retry(struct vh_bdev_channel *ch);
+
 static int
 channel_poll(void *arg)
 {
@@ -406,6 +415,10 @@ channel_poll(void *arg)
 
 	if (VH_UNLIKELY(ch->delayed != NULL)) {
 		busy = release_delayed(ch);
+		io = ch->done_head;
+	}
+	if (VH_UNLIKELY(ch->fua_head != NULL) && fua_retry(ch) == VH_POLL_BUSY) {
+		busy = VH_POLL_BUSY;
 		io = ch->done_head;
 	}
 
@@ -430,8 +443,8 @@ channel_arm(void *arg)
 {
 	struct vh_bdev_channel *ch = arg;
 
-	if (ch->done_head != NULL || ch->delayed != NULL) {
-		return 1; /* delayed completions: keep polling until they are released */
+	if (ch->done_head != NULL || ch->delayed != NULL || ch->fua_head != NULL) {
+		return 1; /* delayed completions or flushes: keep polling until they are out */
 	}
 	if (ch->bdev->module->arm) {
 		return ch->bdev->module->arm(ch->mctx);
@@ -468,6 +481,7 @@ vh_bdev_channel_get(struct vh_bdev *b)
 	ch->bdev = b;
 	ch->reactor_idx = idx;
 	ch->done_tail = &ch->done_head;
+	ch->fua_tail = &ch->fua_head;
 	ch->mctx = b->module->channel_create(b);
 	if (ch->mctx == NULL) {
 		goto out_free;
@@ -519,11 +533,10 @@ delayed_cb(struct vh_bdev_io *io, int status)
 	ch->delayed = io;
 }
 
-int
-vh_bdev_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
+/* Submit to the back-end, through the test delay mode when it is on. */
+static int
+submit_now(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
 {
-	io->ch = ch;
-	io->next = NULL;
 	if (VH_UNLIKELY(ch->bdev->test_delay_us != 0)) {
 		int rc;
 
@@ -539,6 +552,119 @@ vh_bdev_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
 		return rc;
 	}
 	return ch->bdev->module->submit(ch->mctx, io);
+}
+
+/*
+ * FUA emulation for back-ends with a write cache that cannot force unit access themselves:
+ * the write, then a FLUSH of the same io (the back-end is done with it), then the consumer's
+ * callback with the first error. What the write left in the cache, the FLUSH makes durable.
+ */
+static void
+fua_finish(struct vh_bdev_io *io, int status)
+{
+	io->type = io->fua_type;
+	io->cb = io->fua_cb;
+	io->cb(io, status);
+}
+
+static void
+fua_flush_done(struct vh_bdev_io *io, int status)
+{
+	fua_finish(io, status);
+}
+
+/* Submit the FLUSH of a written @io. True unless the back-end asked to retry later. */
+static bool
+fua_flush(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
+{
+	int rc;
+
+	io->type = VH_BDEV_IO_FLUSH;
+	io->cb = fua_flush_done;
+	rc = submit_now(ch, io);
+	if (rc == -EAGAIN || rc == -ENOMEM) {
+		return false;
+	}
+	if (rc < 0) {
+		fua_finish(io, rc);
+	}
+	return true;
+}
+
+static void
+fua_write_done(struct vh_bdev_io *io, int status)
+{
+	struct vh_bdev_channel *ch = io->ch;
+
+	if (status != 0) {
+		fua_finish(io, status);
+		return;
+	}
+	/* Behind FLUSHes already waiting, so completions keep their order. */
+	if (ch->fua_head == NULL && fua_flush(ch, io)) {
+		return;
+	}
+	io->next = NULL;
+	*ch->fua_tail = io;
+	ch->fua_tail = &io->next;
+}
+
+/* Poll: submit the FLUSHes the back-end refused with -EAGAIN/-ENOMEM. */
+static int
+fua_retry(struct vh_bdev_channel *ch)
+{
+	int busy = VH_POLL_IDLE;
+
+	while (ch->fua_head != NULL) {
+		struct vh_bdev_io *io = ch->fua_head;
+
+		ch->fua_head = io->next;
+		if (ch->fua_head == NULL) {
+			ch->fua_tail = &ch->fua_head;
+		}
+		if (!fua_flush(ch, io)) {
+			io->next = ch->fua_head;
+			ch->fua_head = io;
+			if (io->next == NULL) {
+				ch->fua_tail = &io->next;
+			}
+			break;
+		}
+		busy = VH_POLL_BUSY;
+	}
+	return busy;
+}
+
+static int
+fua_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
+{
+	const struct vh_bdev *b = ch->bdev;
+	int rc;
+
+	if (!b->write_cache ||
+	    (io->type != VH_BDEV_IO_WRITE && io->type != VH_BDEV_IO_WRITE_ZEROES)) {
+		io->flags &= (uint8_t)~VH_BDEV_IO_F_FUA; /* durable anyway, or nothing to keep */
+		return submit_now(ch, io);
+	}
+	io->fua_cb = io->cb;
+	io->fua_type = io->type;
+	io->cb = fua_write_done;
+	rc = submit_now(ch, io);
+	if (rc < 0) {
+		io->cb = io->fua_cb;
+	}
+	return rc;
+}
+
+int
+vh_bdev_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
+{
+	io->ch = ch;
+	io->next = NULL;
+	if (VH_UNLIKELY(io->flags & VH_BDEV_IO_F_FUA) && !ch->bdev->fua) {
+		return fua_submit(ch, io);
+	}
+	return submit_now(ch, io);
 }
 
 void

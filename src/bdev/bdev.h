@@ -12,6 +12,9 @@
  * - A claimed bdev (used by a controller) cannot be deleted. Channels exist only while claimed.
  * - Offsets and lengths are in bytes and are multiples of the block size; the consumer checks
  *   the range against vh_bdev_size() before submitting.
+ * - Durability: a completed WRITE or WRITE_ZEROES may sit in a volatile cache until a FLUSH
+ *   completes, unless it carried VH_BDEV_IO_F_FUA (then it is durable when its callback runs).
+ *   Bdevs without a write cache (vh_bdev_has_write_cache() false) are durable either way.
  */
 #ifndef VH_BDEV_BDEV_H
 #define VH_BDEV_BDEV_H
@@ -33,6 +36,13 @@ enum vh_bdev_io_type {
 };
 
 #define VH_BDEV_IO_F_UNMAP 0x1 /* WRITE_ZEROES may deallocate */
+/*
+ * WRITE and WRITE_ZEROES: complete only once the data is durable, where a FLUSH would have put
+ * it (forced unit access). Back-ends with a write cache honour it themselves (RWF_DSYNC, the
+ * NVMe FUA bit) or the layer emulates it with a FLUSH after the write. No effect on other
+ * types: a DISCARD promises no contents, so there is nothing to make durable.
+ */
+#define VH_BDEV_IO_F_FUA 0x2
 
 struct vh_bdev;
 struct vh_bdev_channel;
@@ -52,6 +62,8 @@ struct vh_bdev_io {
 	int status;
 	void (*user_cb)(struct vh_bdev_io *io, int status); /* test delay mode */
 	uint64_t due_ns;                                    /* test delay mode */
+	void (*fua_cb)(struct vh_bdev_io *io, int status);  /* FUA emulation: consumer's cb */
+	uint8_t fua_type;                                   /* FUA emulation: the write's type */
 	uint64_t module_ctx[4];
 };
 

@@ -7,6 +7,9 @@
  * - channel_create/channel_destroy/submit/poll/arm run on the reactor owning the channel.
  * - submit follows the contract in bdev.h; a back-end that finishes inside submit() must still
  *   call the callback later (use vh_bdev_io_complete_deferred()).
+ * - A back-end with a volatile write cache (write_cache) must support FLUSH, and either honour
+ *   VH_BDEV_IO_F_FUA itself (set fua) or let the layer emulate it: the write, then a FLUSH,
+ *   then the callback. Back-ends without a write cache never see the flag.
  */
 #ifndef VH_BDEV_MODULE_H
 #define VH_BDEV_MODULE_H
@@ -45,7 +48,8 @@ struct vh_bdev {
 	uint32_t block_size;
 	uint64_t num_blocks;
 	uint32_t io_types; /* bit (1 << enum vh_bdev_io_type) per supported type */
-	bool write_cache;
+	bool write_cache;  /* completed writes may be volatile until FLUSH */
+	bool fua;          /* submit() honours VH_BDEV_IO_F_FUA (else the layer emulates it) */
 
 	/* Private to bdev.c. */
 	char claimed_by[VH_NAME_MAX];
@@ -55,9 +59,10 @@ struct vh_bdev {
 };
 
 /*
- * Register a filled-in bdev (name, module, ctx, block_size, num_blocks, io_types). The layer
- * takes ownership of @b (allocated with calloc). Returns 0, -EEXIST for a duplicate name or
- * -EINVAL for a bad name or geometry. Control thread.
+ * Register a filled-in bdev (name, module, ctx, block_size, num_blocks, io_types, write_cache,
+ * fua). The layer takes ownership of @b (allocated with calloc). Returns 0, -EEXIST for a
+ * duplicate name or -EINVAL for a bad name or geometry, or a write cache without FLUSH (nothing
+ * could make its writes durable). Control thread.
  */
 int vh_bdev_register(struct vh_bdev *b);
 

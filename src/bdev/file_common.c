@@ -15,6 +15,11 @@
  *   back first.
  * - DISCARD and WRITE_ZEROES walk a list of strategies (punch hole, zero range, written zeroes)
  *   and remember, per bdev, which ones the kernel refused.
+ * - Durable requests (VH_BDEV_IO_F_FUA on a WRITE or WRITE_ZEROES, and any write a write-through
+ *   block device takes through the page cache) complete only once fdatasync would have nothing
+ *   left to do for them: a write carries RWF_DSYNC; what cannot carry it (fallocate, written
+ *   zeroes, a kernel that refuses the flag) is followed by an fdatasync stage. A DISCARD is a
+ *   hint whose result the guest may not rely on, so it is never made durable.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -48,7 +53,10 @@ enum {
 	ST_NOP,          /* nothing to do (empty request, unsupported discard hint) */
 };
 
-#define RS_BUFFERED 0x1u /* use the buffered fd */
+#define RS_BUFFERED   0x1u /* use the buffered fd */
+#define RS_FUA        0x2u /* the consumer asked for durability (VH_BDEV_IO_F_FUA) */
+#define RS_SYNC_AFTER 0x4u /* an fdatasync stage follows the current one */
+#define RS_DSYNC_OP   0x8u /* the last operation carried RWF_DSYNC */
 
 /* Per-request state, kept in io->module_ctx (no allocation per I/O). */
 struct req_state {
@@ -445,6 +453,8 @@ vh_file_open(struct vh_file *f, const char *name, const char *filename,
 		          f->name, f->size % f->block_size, f->path);
 	}
 	probe_caps(f, st.st_rdev);
+	/* Linux >= 4.7 (pwritev2), 4.13 (AIO): older kernels refuse it once, then we fdatasync. */
+	f->caps |= VH_FILE_CAP_DSYNC;
 	probe_write_cache(f, st.st_rdev);
 	return 0;
 
@@ -477,6 +487,7 @@ file_register(struct vh_bdev *b, struct vh_file *f, const struct vh_bdev_module 
 	b->block_size = f->block_size;
 	b->num_blocks = f->size / f->block_size;
 	b->write_cache = f->write_cache;
+	b->fua = true; /* RWF_DSYNC, or an fdatasync stage (vh_file_req_*) */
 	b->io_types = (1u << VH_BDEV_IO_READ) | (1u << VH_BDEV_IO_WRITE) |
 	              (1u << VH_BDEV_IO_FLUSH) | (1u << VH_BDEV_IO_WRITE_ZEROES);
 	/*
@@ -557,12 +568,15 @@ vh_file_bdev_info_json(struct vh_bdev *b, json_t *driver_specific)
 {
 	const struct vh_file *f = b->ctx;
 	json_t *o = json_pack(
-	        "{s:s, s:s, s:s, s:b, s:I, s:b, s:b, s:I, s:I}", "filename", f->path, "io_mode",
-	        f->direct ? "direct" : "buffered", "engine", f->engine, "block_device",
+	        "{s:s, s:s, s:s, s:b, s:I, s:b, s:b, s:I, s:I, s:I, s:I, s:I}", "filename", f->path,
+	        "io_mode", f->direct ? "direct" : "buffered", "engine", f->engine, "block_device",
 	        f->is_blkdev, "device_block_size", (json_int_t)f->dev_block, "memory_backed",
 	        f->mem_backed, "inline_io", f->inline_io, "inline_stalls",
 	        (json_int_t)__atomic_load_n(&f->inline_stalls, __ATOMIC_RELAXED), "inline_suspends",
-	        (json_int_t)__atomic_load_n(&f->inline_suspends, __ATOMIC_RELAXED));
+	        (json_int_t)__atomic_load_n(&f->inline_suspends, __ATOMIC_RELAXED), "fua_writes",
+	        (json_int_t)__atomic_load_n(&f->fua_writes, __ATOMIC_RELAXED), "dsync_ops",
+	        (json_int_t)__atomic_load_n(&f->dsync_ops, __ATOMIC_RELAXED), "fua_syncs",
+	        (json_int_t)__atomic_load_n(&f->fua_syncs, __ATOMIC_RELAXED));
 
 	if (o != NULL) {
 		json_object_set_new(driver_specific, b->module->name, o);
@@ -767,7 +781,42 @@ vh_file_req_init(struct vh_file *f, struct vh_bdev_io *io)
 	if (!f->direct || !direct_ok(f, io)) {
 		st->flags |= RS_BUFFERED;
 	}
+	if ((io->flags & VH_BDEV_IO_F_FUA) &&
+	    (io->type == VH_BDEV_IO_WRITE || io->type == VH_BDEV_IO_WRITE_ZEROES)) {
+		st->flags |= RS_FUA;
+	}
 	return 0;
+}
+
+/*
+ * Whether @io must be durable when it completes: the consumer asked, or the bdev promised a
+ * write-through device (no write cache) and this write goes through the page cache instead.
+ */
+static bool
+req_durable(const struct vh_file *f, const struct vh_bdev_io *io, const struct req_state *st)
+{
+	if (st->flags & RS_FUA) {
+		return true;
+	}
+	return !f->write_cache && (st->flags & RS_BUFFERED) &&
+	       (io->type == VH_BDEV_IO_WRITE || io->type == VH_BDEV_IO_WRITE_ZEROES);
+}
+
+/*
+ * Make @op of a durable request durable: a readv/writev of the caller's data carries RWF_DSYNC;
+ * anything else (fallocate, written zeroes: one fdatasync for all the chunks) or a kernel that
+ * refused the flag gets an fdatasync stage after it.
+ */
+static void
+make_durable(struct vh_file *f, struct req_state *st, struct vh_file_op *op)
+{
+	if (st->stage == ST_RW &&
+	    (__atomic_load_n(&f->caps, __ATOMIC_RELAXED) & VH_FILE_CAP_DSYNC)) {
+		op->dsync = true;
+		st->flags |= RS_DSYNC_OP;
+		return;
+	}
+	st->flags |= RS_SYNC_AFTER;
 }
 
 void
@@ -819,6 +868,10 @@ vh_file_req_next(struct vh_file *f, struct vh_bdev_io *io, struct vh_file_op *op
 	default:
 		op->kind = VH_FOP_NOP;
 		break;
+	}
+	st->flags &= (uint8_t)~RS_DSYNC_OP;
+	if ((op->kind == VH_FOP_WRITEV || op->kind == VH_FOP_FALLOC) && req_durable(f, io, st)) {
+		make_durable(f, st, op);
 	}
 }
 
@@ -897,6 +950,26 @@ fall_back(struct vh_file *f, struct vh_bdev_io *io, struct req_state *st, long r
 	}
 }
 
+/*
+ * The current stage succeeded. A durable request that still owes an fdatasync goes on to it;
+ * otherwise it is done.
+ */
+static int
+succeed(struct vh_file *f, struct vh_bdev_io *io, struct req_state *st, int *status)
+{
+	if (st->flags & RS_SYNC_AFTER) {
+		st->flags &= (uint8_t)~RS_SYNC_AFTER;
+		st->stage = ST_FSYNC;
+		__atomic_fetch_add(&f->fua_syncs, 1, __ATOMIC_RELAXED);
+		return VH_FILE_REQ_NEXT;
+	}
+	if (req_durable(f, io, st)) {
+		__atomic_fetch_add(&f->fua_writes, 1, __ATOMIC_RELAXED);
+	}
+	*status = 0;
+	return VH_FILE_REQ_DONE;
+}
+
 /* Finish with error @res. The channel logs it, once per burst (vh_file_log_error). */
 static int
 fail(long res, int *status)
@@ -939,6 +1012,18 @@ vh_file_req_update(struct vh_file *f, struct vh_bdev_io *io, long res, int *stat
 		st->flags |= RS_BUFFERED;
 		return VH_FILE_REQ_NEXT;
 	}
+	if ((res == -EOPNOTSUPP || res == -EINVAL) && (st->flags & RS_DSYNC_OP)) {
+		/*
+		 * Past the O_DIRECT fallback above, the buffered fd takes any buffer: what it
+		 * refuses is RWF_DSYNC (an old kernel). Write plainly, then fdatasync, from now on.
+		 */
+		VH_LOG_RL(VH_LOG_NOTICE, f->engine,
+		          "'%s': the kernel refused RWF_DSYNC (%s): durable writes use fdatasync",
+		          f->name, strerror((int)-res));
+		clear_cap(f, VH_FILE_CAP_DSYNC);
+		st->flags |= RS_SYNC_AFTER;
+		return VH_FILE_REQ_NEXT;
+	}
 	if (res < 0 && !rw && st->stage != ST_FSYNC && unsupported(res)) {
 		fall_back(f, io, st, res);
 		return VH_FILE_REQ_NEXT;
@@ -947,8 +1032,7 @@ vh_file_req_update(struct vh_file *f, struct vh_bdev_io *io, long res, int *stat
 		return fail(res, status);
 	}
 	if (!rw) {
-		*status = 0;
-		return VH_FILE_REQ_DONE;
+		return succeed(f, io, st, status);
 	}
 	if (res == 0) {
 		/* End of file inside the disk: the file was truncated under us. */
@@ -958,23 +1042,27 @@ vh_file_req_update(struct vh_file *f, struct vh_bdev_io *io, long res, int *stat
 		return fail(-EIO, status);
 	}
 	if (st->done == io->length) {
-		*status = 0;
-		return VH_FILE_REQ_DONE;
+		return succeed(f, io, st, status);
 	}
 	return VH_FILE_REQ_NEXT;
 }
 
 long
-vh_file_sync_op(const struct vh_file *f, const struct vh_file_op *op)
+vh_file_sync_op(struct vh_file *f, const struct vh_file_op *op)
 {
 	ssize_t n;
 
-	(void)f;
 	switch (op->kind) {
 	case VH_FOP_READV:
 		n = preadv(op->fd, op->iov, op->iovcnt, (off_t)op->off);
 		return n < 0 ? -errno : (long)n;
 	case VH_FOP_WRITEV:
+		if (op->dsync) {
+			vh_file_count_dsync(f);
+			n = pwritev2(op->fd, op->iov, op->iovcnt, (off_t)op->off, RWF_DSYNC);
+			/* No pwritev2 (Linux < 4.6): the request falls back to fdatasync. */
+			return n >= 0 ? (long)n : errno == ENOSYS ? -EOPNOTSUPP : -errno;
+		}
 		n = pwritev(op->fd, op->iov, op->iovcnt, (off_t)op->off);
 		return n < 0 ? -errno : (long)n;
 	case VH_FOP_FSYNC:

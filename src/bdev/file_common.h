@@ -28,10 +28,11 @@
 #include "core/log.h"
 
 /* Capabilities, cleared at run time when the kernel answers EOPNOTSUPP. */
-#define VH_FILE_CAP_PUNCH      0x1u /* fallocate(PUNCH_HOLE|KEEP_SIZE) */
-#define VH_FILE_CAP_ZERO_RANGE 0x2u /* fallocate(ZERO_RANGE|KEEP_SIZE) */
-#define VH_FILE_CAP_NOHIDE     0x4u /* block device: discard by fallocate(...|NO_HIDE_STALE) */
-#define VH_FILE_CAP_DISCARD    0x8u /* block device: BLKDISCARD */
+#define VH_FILE_CAP_PUNCH      0x1u  /* fallocate(PUNCH_HOLE|KEEP_SIZE) */
+#define VH_FILE_CAP_ZERO_RANGE 0x2u  /* fallocate(ZERO_RANGE|KEEP_SIZE) */
+#define VH_FILE_CAP_NOHIDE     0x4u  /* block device: discard by fallocate(...|NO_HIDE_STALE) */
+#define VH_FILE_CAP_DISCARD    0x8u  /* block device: BLKDISCARD */
+#define VH_FILE_CAP_DSYNC      0x10u /* per-write RWF_DSYNC (else write, then fdatasync) */
 
 /* Give up on a request that keeps getting -EAGAIN/-EINTR (a wedged device, not back-pressure). */
 #define VH_FILE_MAX_RETRIES 100000u
@@ -60,6 +61,10 @@ struct vh_file {
 	struct vh_bdev *bdev;      /* set when registered */
 	char name[VH_NAME_MAX];
 	char path[PATH_MAX];
+	/* Durability (VH_BDEV_IO_F_FUA), relaxed atomics: see docs/bdev-file.md. */
+	uint64_t fua_writes; /* durable WRITE/WRITE_ZEROES requests completed */
+	uint64_t dsync_ops;  /* writes handed to the kernel with RWF_DSYNC */
+	uint64_t fua_syncs;  /* fdatasync run to complete a durable request */
 };
 
 /*
@@ -149,6 +154,7 @@ struct vh_file_op {
 	uint64_t off;
 	uint64_t len; /* FALLOC/BLKDISCARD */
 	int mode;     /* FALLOC */
+	bool dsync;   /* WRITEV: RWF_DSYNC (durable when it completes) */
 };
 
 enum {
@@ -175,8 +181,19 @@ int vh_file_req_update(struct vh_file *f, struct vh_bdev_io *io, long res, int *
 void vh_file_log_error(const struct vh_file *f, const struct vh_bdev_io *io, int status,
                        uint32_t suppressed);
 
-/* Run @op synchronously (BLKDISCARD, FALLOC, FSYNC, READV, WRITEV). Returns like the kernel. */
-long vh_file_sync_op(const struct vh_file *f, const struct vh_file_op *op);
+/*
+ * Run @op synchronously (BLKDISCARD, FALLOC, FSYNC, READV, WRITEV; a dsync WRITEV is pwritev2
+ * with RWF_DSYNC, counted in f->dsync_ops). Returns like the kernel (-EOPNOTSUPP when it has no
+ * pwritev2).
+ */
+long vh_file_sync_op(struct vh_file *f, const struct vh_file_op *op);
+
+/* An engine handed a write with RWF_DSYNC to the kernel: count it. Any thread. */
+static inline void
+vh_file_count_dsync(struct vh_file *f)
+{
+	__atomic_fetch_add(&f->dsync_ops, 1, __ATOMIC_RELAXED);
+}
 
 /* A singly linked FIFO of requests through io->next (pending and finished lists). */
 struct vh_file_ioq {

@@ -463,6 +463,13 @@ prep_sqe(struct uring_ch *uc, struct io_uring_sqe *sqe, const struct vh_file_op 
 		} else {
 			io_uring_prep_writev(sqe, fd, op->iov, (unsigned)op->iovcnt, op->off);
 		}
+		if (op->dsync) {
+			/* Durable at completion: the kernel writes through (REQ_FUA) or syncs. */
+			sqe->rw_flags |= RWF_DSYNC;
+		}
+		if (sqe->rw_flags & RWF_DSYNC) {
+			vh_file_count_dsync(uc->base.f); /* what the SQE carries (bdev_get_bdevs) */
+		}
 		break;
 	case VH_FOP_FSYNC:
 		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);

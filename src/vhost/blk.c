@@ -181,6 +181,16 @@ range_ok(const struct vh_bdev *b, uint64_t sector, uint64_t bytes, uint64_t *off
 	return true;
 }
 
+/* Writes must be durable at completion: the driver cannot flush, or chose write-through. */
+static inline bool
+write_through(const struct vh_vq *vq, const struct vh_blk_ctrlr *b)
+{
+	const struct vh_blk_session *bs = vq->s->dev;
+
+	return __atomic_load_n(&bs->write_through, __ATOMIC_RELAXED) &&
+	       vh_bdev_has_write_cache(b->bdev);
+}
+
 static uint8_t
 prep_rw(struct vh_vq *vq, const struct vh_blk_ctrlr *b, struct blk_req *req,
         const struct virtio_blk_outhdr *hdr, struct iovec *data, int cnt, bool write)
@@ -202,6 +212,10 @@ prep_rw(struct vh_vq *vq, const struct vh_blk_ctrlr *b, struct blk_req *req,
 	req->io.iov = data;
 	req->io.iovcnt = cnt;
 	req->r.used_len = write ? 1 : (uint32_t)VH_MIN(len + 1, (uint64_t)UINT32_MAX);
+	/* Write-through (vh_blk_cache_mode_update): durable before it completes. */
+	if (write && write_through(vq, b)) {
+		req->io.flags |= VH_BDEV_IO_F_FUA;
+	}
 	return 0xff; /* submit */
 }
 
@@ -257,6 +271,10 @@ prep_discard_wz(struct vh_vq *vq, struct blk_req *req, uint32_t type, struct iov
 	req->io.type = wz ? VH_BDEV_IO_WRITE_ZEROES : VH_BDEV_IO_DISCARD;
 	req->io.flags =
 	        (wz && (seg.flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)) ? VH_BDEV_IO_F_UNMAP : 0;
+	/* Written zeroes are data like any write; a discard promises nothing to make durable. */
+	if (wz && write_through(vq, b)) {
+		req->io.flags |= VH_BDEV_IO_F_FUA;
+	}
 	req->io.offset = off;
 	req->io.length = (uint64_t)seg.num_sectors << SECTOR_SHIFT;
 	req->io.iov = NULL;
@@ -391,7 +409,31 @@ blk_session_init(struct vh_session *s)
 	}
 	bs->wce = vh_bdev_has_write_cache(ctrlr_of(s->c)->bdev) ? 1 : 0;
 	s->dev = bs;
+	vh_blk_cache_mode_update(s);
 	return 0;
+}
+
+/*
+ * VIRTIO 1.2 §5.2.6.2: a completed write must already be stable when FLUSH was not negotiated
+ * (the driver has no way to ask later: Linux then assumes no write cache, SPDK's and DPDK's
+ * virtio-user never ack FLUSH), or when CONFIG_WCE was and the driver set writeback to 0
+ * (write-through, as QEMU's own virtio-blk does it). CONFIG_WCE without FLUSH starts at 0
+ * (§5.2.5.2) and stays there: writeback without a flush command could never be made durable.
+ * Relaxed store: reactors read it once per write, and a write racing with SET_CONFIG may be
+ * either (§5.2.6.2 leaves it undefined).
+ */
+void
+vh_blk_cache_mode_update(struct vh_session *s)
+{
+	struct vh_blk_session *bs = s->dev;
+	bool flush = s->features & (1ull << VIRTIO_BLK_F_FLUSH);
+	bool config_wce = s->features & (1ull << VIRTIO_BLK_F_CONFIG_WCE);
+
+	if (config_wce && !flush) {
+		bs->wce = 0;
+	}
+	__atomic_store_n(&bs->write_through, !flush || (config_wce && bs->wce == 0),
+	                 __ATOMIC_RELAXED);
 }
 
 static void
@@ -442,6 +484,7 @@ blk_set_config(struct vh_session *s, uint32_t offset, const uint8_t *data, uint3
 		return -EINVAL;
 	}
 	bs->wce = data[0];
+	vh_blk_cache_mode_update(s);
 	VH_LOG_RL(VH_LOG_INFO, s->prefix, "guest set write cache to %s",
 	          bs->wce ? "write back" : "write through");
 	return 0;
@@ -510,6 +553,8 @@ const struct vh_dev_ops vh_blk_ops = {
         .protocol_features = 1ull << VHOST_USER_PROTOCOL_F_CONFIG,
         .session_init = blk_session_init,
         .session_fini = blk_session_fini,
+        .features_set = vh_blk_cache_mode_update,
+        .session_reset = vh_blk_cache_mode_update,
         .get_config = blk_get_config,
         .set_config = blk_set_config,
         .req_size = sizeof(struct blk_req),

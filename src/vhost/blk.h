@@ -14,6 +14,8 @@
 #include "bdev/bdev.h"
 #include "vhost/protocol.h"
 
+struct vh_session;
+
 /* The controller's device state (c->dev). */
 struct vh_blk_ctrlr {
 	struct vh_bdev *bdev;
@@ -23,7 +25,11 @@ struct vh_blk_ctrlr {
 
 /* The session's device state (s->dev). */
 struct vh_blk_session {
-	uint8_t wce; /* config-space writeback byte */
+	uint8_t wce;        /* config-space writeback byte */
+	bool write_through; /* writes durable at completion; relaxed atomics (reactors read it) */
 };
+
+/* Recompute write_through from the acked features and wce (after either changes). Control. */
+void vh_blk_cache_mode_update(struct vh_session *s);
 
 #endif

@@ -250,6 +250,13 @@ vh_bdev_io_type_supported(const struct vh_bdev *b, enum vh_bdev_io_type t)
 	return t < VH_BDEV_IO_NTYPES;
 }
 
+/* A cached bdev: write-through sessions then flag their writes (VH_BDEV_IO_F_FUA) too. */
+bool
+vh_bdev_has_write_cache(const struct vh_bdev *b)
+{
+	return true;
+}
+
 struct vh_bdev_channel *
 vh_bdev_channel_get(struct vh_bdev *b)
 {
@@ -290,12 +297,6 @@ vh_bdev_release(struct vh_bdev *b)
 
 const char *
 vh_bdev_name(const struct vh_bdev *b)
-{
-	abort();
-}
-
-bool
-vh_bdev_has_write_cache(const struct vh_bdev *b)
 {
 	abort();
 }

@@ -153,6 +153,8 @@ submit_piece(struct vh_nvme_qpair *qp, struct vh_bdev_io *io, uint64_t *len)
 	struct nvme_bdev *nb = ioctx(io)->chan->nb;
 	uint64_t off = io->offset + ioctx(io)->done, left = io_total(io) - ioctx(io)->done;
 	uint32_t shift = nb->lba_shift;
+	/* Every piece of a durable request is FUA: the request completes with its last piece. */
+	unsigned fua = io->flags & VH_BDEV_IO_F_FUA ? VH_NVME_CMD_FUA : 0;
 	struct vh_nvme_dsm_range r;
 
 	switch (io->type) {
@@ -160,17 +162,19 @@ submit_piece(struct vh_nvme_qpair *qp, struct vh_bdev_io *io, uint64_t *len)
 	case VH_BDEV_IO_WRITE:
 		*len = VH_MIN(left, (uint64_t)vh_nvme_qpair_max_xfer(qp));
 		*len &= ~((1ull << shift) - 1);
-		return vh_nvme_qpair_rw(qp, io->type == VH_BDEV_IO_WRITE, nb->nsid, off >> shift,
-		                        (uint32_t)(*len >> shift), io->iov, io->iovcnt,
-		                        ioctx(io)->done, *len, piece_done, io);
+		return vh_nvme_qpair_rw_opts(
+		        qp, io->type == VH_BDEV_IO_WRITE, nb->nsid, off >> shift,
+		        (uint32_t)(*len >> shift), io->iov, io->iovcnt, ioctx(io)->done, *len,
+		        io->type == VH_BDEV_IO_WRITE ? fua : 0, piece_done, io);
 	case VH_BDEV_IO_FLUSH:
 		*len = 1;
 		return vh_nvme_qpair_flush(qp, nb->nsid, piece_done, io);
 	case VH_BDEV_IO_WRITE_ZEROES:
 		*len = VH_MIN(left, (uint64_t)VH_NVME_WZ_MAX_NLB << shift);
-		return vh_nvme_qpair_write_zeroes(qp, nb->nsid, off >> shift,
-		                                  (uint32_t)(*len >> shift),
-		                                  io->flags & VH_BDEV_IO_F_UNMAP, piece_done, io);
+		return vh_nvme_qpair_write_zeroes(
+		        qp, nb->nsid, off >> shift, (uint32_t)(*len >> shift),
+		        (io->flags & VH_BDEV_IO_F_UNMAP ? VH_NVME_CMD_DEAC : 0) | fua, piece_done,
+		        io);
 	case VH_BDEV_IO_DISCARD:
 		*len = VH_MIN(left, (uint64_t)DISCARD_MAX_NLB << shift);
 		r = (struct vh_nvme_dsm_range){.nlb = (uint32_t)(*len >> shift),
@@ -655,6 +659,7 @@ fill_bdev(struct vh_bdev *b, struct nvme_bdev *nb, const struct vh_nvme_ctrlr *c
 		b->io_types |= 1u << VH_BDEV_IO_WRITE_ZEROES;
 	}
 	b->write_cache = c->cdata.vwc & VH_NVME_VWC_PRESENT;
+	b->fua = true; /* the FUA bit of Write and Write Zeroes (mandatory, spec.h) */
 }
 
 /* The namespace's NGUID (or EUI-64) as the bdev UUID, so it is stable across attaches. */

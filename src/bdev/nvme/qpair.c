@@ -464,6 +464,15 @@ vh_nvme_qpair_rw(struct vh_nvme_qpair *qp, bool write, uint32_t nsid, uint64_t s
                  const struct iovec *iov, int iovcnt, size_t skip, size_t len, vh_nvme_cmd_cb cb,
                  void *arg)
 {
+	return vh_nvme_qpair_rw_opts(qp, write, nsid, slba, nlb, iov, iovcnt, skip, len, 0, cb,
+	                             arg);
+}
+
+int
+vh_nvme_qpair_rw_opts(struct vh_nvme_qpair *qp, bool write, uint32_t nsid, uint64_t slba,
+                      uint32_t nlb, const struct iovec *iov, int iovcnt, size_t skip, size_t len,
+                      unsigned opts, vh_nvme_cmd_cb cb, void *arg)
+{
 	struct req *r;
 	int ret;
 
@@ -481,6 +490,9 @@ vh_nvme_qpair_rw(struct vh_nvme_qpair *qp, bool write, uint32_t nsid, uint64_t s
 	r->sqe.cdw10 = (uint32_t)slba;
 	r->sqe.cdw11 = (uint32_t)(slba >> 32);
 	r->sqe.cdw12 = nlb - 1; /* NLB is 0's based */
+	if (opts & VH_NVME_CMD_FUA) {
+		r->sqe.cdw12 |= VH_NVME_RW_FUA;
+	}
 	r->iov = iov;
 	r->iovcnt = iovcnt;
 	r->skip = skip;
@@ -518,7 +530,7 @@ vh_nvme_qpair_flush(struct vh_nvme_qpair *qp, uint32_t nsid, vh_nvme_cmd_cb cb, 
 
 int
 vh_nvme_qpair_write_zeroes(struct vh_nvme_qpair *qp, uint32_t nsid, uint64_t slba, uint32_t nlb,
-                           bool deallocate, vh_nvme_cmd_cb cb, void *arg)
+                           unsigned opts, vh_nvme_cmd_cb cb, void *arg)
 {
 	struct req *r;
 	int ret;
@@ -536,7 +548,8 @@ vh_nvme_qpair_write_zeroes(struct vh_nvme_qpair *qp, uint32_t nsid, uint64_t slb
 	}
 	r->sqe.cdw10 = (uint32_t)slba;
 	r->sqe.cdw11 = (uint32_t)(slba >> 32);
-	r->sqe.cdw12 = (nlb - 1) | (deallocate ? VH_NVME_WZ_DEAC : 0);
+	r->sqe.cdw12 = (nlb - 1) | (opts & VH_NVME_CMD_DEAC ? VH_NVME_WZ_DEAC : 0) |
+	               (opts & VH_NVME_CMD_FUA ? VH_NVME_RW_FUA : 0);
 	req_go(qp, r);
 	return 0;
 }

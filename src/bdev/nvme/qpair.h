@@ -104,10 +104,20 @@ int vh_nvme_qpair_submit_raw(struct vh_nvme_qpair *qp, const struct vh_nvme_sqe 
 int vh_nvme_qpair_rw(struct vh_nvme_qpair *qp, bool write, uint32_t nsid, uint64_t slba,
                      uint32_t nlb, const struct iovec *iov, int iovcnt, size_t skip, size_t len,
                      vh_nvme_cmd_cb cb, void *arg);
+/*
+ * Command options (VH_NVME_CMD_*), for the _opts variants. FUA: the command completes only
+ * once its data is on non-volatile media (CDW12 FUA). DEAC: Write Zeroes may deallocate.
+ */
+#define VH_NVME_CMD_FUA  0x1u
+#define VH_NVME_CMD_DEAC 0x2u
+/* vh_nvme_qpair_rw() with options (VH_NVME_CMD_FUA); same returns. Owner thread. */
+int vh_nvme_qpair_rw_opts(struct vh_nvme_qpair *qp, bool write, uint32_t nsid, uint64_t slba,
+                          uint32_t nlb, const struct iovec *iov, int iovcnt, size_t skip,
+                          size_t len, unsigned opts, vh_nvme_cmd_cb cb, void *arg);
 int vh_nvme_qpair_flush(struct vh_nvme_qpair *qp, uint32_t nsid, vh_nvme_cmd_cb cb, void *arg);
-/* Write Zeroes of 1..65536 blocks; @deallocate sets DEAC. */
+/* Write Zeroes of 1..65536 blocks; @opts VH_NVME_CMD_DEAC and/or VH_NVME_CMD_FUA. */
 int vh_nvme_qpair_write_zeroes(struct vh_nvme_qpair *qp, uint32_t nsid, uint64_t slba, uint32_t nlb,
-                               bool deallocate, vh_nvme_cmd_cb cb, void *arg);
+                               unsigned opts, vh_nvme_cmd_cb cb, void *arg);
 /* Dataset Management, deallocate, for @nr (1..256) ranges (copied). */
 int vh_nvme_qpair_deallocate(struct vh_nvme_qpair *qp, uint32_t nsid,
                              const struct vh_nvme_dsm_range *ranges, unsigned nr, vh_nvme_cmd_cb cb,

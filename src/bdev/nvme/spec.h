@@ -186,6 +186,13 @@ struct vh_nvme_dsm_range {
 _Static_assert(sizeof(struct vh_nvme_dsm_range) == 16, "DSM range is 16 bytes");
 #define VH_NVME_DSM_MAX_RANGES 256
 
+/*
+ * §6.15 Write and §6.16 Write Zeroes, CDW12: Force Unit Access. Part of the base command (no
+ * capability bit): the controller completes the command only once its data is on non-volatile
+ * media, whatever its volatile write cache (VWC) holds.
+ */
+#define VH_NVME_RW_FUA (1u << 30)
+
 /* §6.16 Write Zeroes: CDW12 bits. */
 #define VH_NVME_WZ_DEAC    (1u << 25)
 #define VH_NVME_WZ_MAX_NLB 65536u /* NLB is a 16-bit 0's based count */

@@ -2,7 +2,9 @@
 /*
  * src/bdev/bdev.c: name validation, the registry (register, find, foreach, claim, release,
  * delete), properties, per-reactor channels and the completion contract ("returns 0 and calls
- * cb exactly once, later, on the submitting reactor; or returns -errno and never calls cb").
+ * cb exactly once, later, on the submitting reactor; or returns -errno and never calls cb"),
+ * and VH_BDEV_IO_F_FUA: emulated with a FLUSH for back-ends that cannot, dropped where there is
+ * no write cache or nothing to make durable, passed through to back-ends that can.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -352,6 +354,293 @@ test_submit_from_callback(void **state)
 	assert_int_equal(g_chain.max_depth, 1);
 }
 
+/* ---- FUA: a spy back-end with a write cache ---- */
+
+#define SPY_LOG 16
+
+struct spy {
+	uint8_t types[SPY_LOG]; /* what submit() saw, in order */
+	uint8_t flags[SPY_LOG];
+	unsigned n;
+	unsigned flush_eagain; /* refuse this many FLUSH submits with -EAGAIN */
+	unsigned write_eagain; /* refuse this many WRITE submits with -EAGAIN */
+	int write_status;      /* complete writes with this */
+	int flush_status;      /* complete flushes with this */
+};
+
+static void *
+spy_channel_create(struct vh_bdev *b)
+{
+	return b->ctx;
+}
+
+static void
+spy_channel_destroy(void *ch)
+{
+	(void)ch;
+}
+
+static int
+spy_submit(void *ch, struct vh_bdev_io *io)
+{
+	struct spy *s = ch;
+
+	if (io->type == VH_BDEV_IO_FLUSH && s->flush_eagain > 0) {
+		s->flush_eagain--;
+		return -EAGAIN;
+	}
+	if (io->type == VH_BDEV_IO_WRITE && s->write_eagain > 0) {
+		s->write_eagain--;
+		return -EAGAIN;
+	}
+	if (s->n < SPY_LOG) {
+		s->types[s->n] = io->type;
+		s->flags[s->n] = io->flags;
+		s->n++;
+	}
+	if (io->type == VH_BDEV_IO_FLUSH) {
+		vh_bdev_io_complete_deferred(io, s->flush_status);
+		return 0;
+	}
+	vh_bdev_io_complete_deferred(io, io->type == VH_BDEV_IO_WRITE ? s->write_status : 0);
+	return 0;
+}
+
+static void
+spy_destruct(struct vh_bdev *b)
+{
+	free(b->ctx);
+}
+
+static const struct vh_bdev_module spy_module = {
+        .name = "spy",
+        .channel_create = spy_channel_create,
+        .channel_destroy = spy_channel_destroy,
+        .submit = spy_submit,
+        .destruct = spy_destruct,
+};
+
+static struct vh_bdev *
+spy_create(const char *name, bool write_cache, bool fua, bool flush)
+{
+	struct vh_bdev *b = calloc(1, sizeof(*b));
+	struct spy *s = calloc(1, sizeof(*s));
+
+	assert_non_null(b);
+	assert_non_null(s);
+	snprintf(b->name, sizeof(b->name), "%s", name);
+	b->module = &spy_module;
+	b->ctx = s;
+	b->block_size = 512;
+	b->num_blocks = 1024;
+	b->io_types = (1u << VH_BDEV_IO_READ) | (1u << VH_BDEV_IO_WRITE) |
+	              (1u << VH_BDEV_IO_WRITE_ZEROES) | (1u << VH_BDEV_IO_DISCARD) |
+	              (flush ? 1u << VH_BDEV_IO_FLUSH : 0);
+	b->write_cache = write_cache;
+	b->fua = fua;
+	if (vh_bdev_register(b) != 0) {
+		free(s);
+		free(b);
+		return NULL;
+	}
+	return b;
+}
+
+struct fua_run {
+	struct vh_bdev *b;
+	struct vh_bdev_channel *ch;
+	struct bt_io io;
+	uint8_t type_in_cb;
+	unsigned spy_n_in_cb; /* requests the spy had taken when the callback ran */
+	uint8_t buf[512];
+	struct iovec iov;
+};
+
+static void
+fua_cb(struct vh_bdev_io *io, int status)
+{
+	struct fua_run *r = VH_CONTAINER_OF(io, struct fua_run, io.io);
+	struct spy *s = r->b->ctx;
+
+	r->type_in_cb = io->type;
+	r->spy_n_in_cb = s->n;
+	bt_io_cb(io, status);
+}
+
+static void
+fua_submit_msg(void *arg)
+{
+	struct fua_run *r = arg;
+
+	r->ch = vh_bdev_channel_get(r->b);
+	if (r->ch == NULL) {
+		return;
+	}
+	r->io.submitter = vh_reactor_self();
+	r->io.io.cb = fua_cb;
+	g_bt_in_submit = true;
+	r->io.submit_rc = vh_bdev_submit(r->ch, &r->io.io);
+	g_bt_in_submit = false;
+}
+
+static void
+fua_put_msg(void *arg)
+{
+	struct fua_run *r = arg;
+
+	vh_bdev_channel_put(r->ch);
+}
+
+/* Submit one request of @type with @flags to @b; wait for its callback (unless refused). */
+static struct fua_run *
+fua_run(struct vh_bdev *b, uint8_t type, uint8_t flags)
+{
+	struct fua_run *r = calloc(1, sizeof(*r));
+
+	assert_non_null(r);
+	r->b = b;
+	r->iov = (struct iovec){r->buf, sizeof(r->buf)};
+	r->io.io.type = type;
+	r->io.io.flags = flags;
+	r->io.io.offset = 4096;
+	r->io.io.length = 512;
+	if (type == VH_BDEV_IO_WRITE) {
+		r->io.io.iov = &r->iov;
+		r->io.io.iovcnt = 1;
+	}
+	assert_true(bt_on_reactor(fua_submit_msg, r));
+	assert_non_null(r->ch);
+	if (r->io.submit_rc == 0) {
+		assert_true(WAIT_UNTIL(LOAD(r->io.cb_count) == 1, 5000));
+	}
+	/* More reactor iterations: nothing completes twice. */
+	assert_true(bt_on_reactor(fua_put_msg, r));
+	assert_int_equal(r->io.cb_count, r->io.submit_rc == 0 ? 1 : 0);
+	assert_false(r->io.cb_inside_submit);
+	assert_false(r->io.cb_on_other_thread);
+	return r;
+}
+
+/* Emulation: the write, then a FLUSH, then the callback, which sees its own request again. */
+static void
+test_fua_emulated(void **state)
+{
+	struct vh_bdev *b = spy_create("spy0", true, false, true);
+	struct spy *s;
+	struct fua_run *r;
+
+	(void)state;
+	assert_non_null(b);
+	s = b->ctx;
+	r = fua_run(b, VH_BDEV_IO_WRITE, VH_BDEV_IO_F_FUA);
+	assert_int_equal(r->io.status, 0);
+	assert_int_equal(s->n, 2);
+	assert_int_equal(s->types[0], VH_BDEV_IO_WRITE);
+	assert_int_equal(s->types[1], VH_BDEV_IO_FLUSH);
+	assert_int_equal(r->spy_n_in_cb, 2); /* the FLUSH had completed */
+	assert_int_equal(r->type_in_cb, VH_BDEV_IO_WRITE);
+	assert_ptr_equal(r->io.io.cb, fua_cb);
+	free(r);
+
+	/* Write zeroes are data too. */
+	s->n = 0;
+	r = fua_run(b, VH_BDEV_IO_WRITE_ZEROES, VH_BDEV_IO_F_FUA);
+	assert_int_equal(r->io.status, 0);
+	assert_int_equal(s->n, 2);
+	assert_int_equal(s->types[0], VH_BDEV_IO_WRITE_ZEROES);
+	assert_int_equal(s->types[1], VH_BDEV_IO_FLUSH);
+	assert_int_equal(r->type_in_cb, VH_BDEV_IO_WRITE_ZEROES);
+	free(r);
+
+	/* Without the flag: no FLUSH. A discard has nothing to make durable: no FLUSH, flag gone.
+	 */
+	s->n = 0;
+	free(fua_run(b, VH_BDEV_IO_WRITE, 0));
+	assert_int_equal(s->n, 1);
+	s->n = 0;
+	free(fua_run(b, VH_BDEV_IO_DISCARD, VH_BDEV_IO_F_FUA));
+	assert_int_equal(s->n, 1);
+	assert_int_equal(s->types[0], VH_BDEV_IO_DISCARD);
+	assert_int_equal(s->flags[0] & VH_BDEV_IO_F_FUA, 0);
+
+	/* A FLUSH the back-end refuses for now is retried on later polls; then the callback. */
+	s->n = 0;
+	s->flush_eagain = 3;
+	r = fua_run(b, VH_BDEV_IO_WRITE, VH_BDEV_IO_F_FUA);
+	assert_int_equal(r->io.status, 0);
+	assert_int_equal(s->flush_eagain, 0);
+	assert_int_equal(s->n, 2);
+	assert_int_equal(s->types[1], VH_BDEV_IO_FLUSH);
+	free(r);
+	assert_int_equal(vh_bdev_delete("spy0", "spy"), 0);
+}
+
+/* Errors: a failed write is not flushed; a failed FLUSH fails the write; -EAGAIN goes back. */
+static void
+test_fua_emulated_errors(void **state)
+{
+	struct vh_bdev *b = spy_create("spy1", true, false, true);
+	struct spy *s;
+	struct fua_run *r;
+
+	(void)state;
+	assert_non_null(b);
+	s = b->ctx;
+	s->write_status = -EIO;
+	r = fua_run(b, VH_BDEV_IO_WRITE, VH_BDEV_IO_F_FUA);
+	assert_int_equal(r->io.status, -EIO);
+	assert_int_equal(s->n, 1);
+	assert_ptr_equal(r->io.io.cb, fua_cb);
+	free(r);
+
+	s->n = 0;
+	s->write_status = 0;
+	s->flush_status = -ENOSPC;
+	r = fua_run(b, VH_BDEV_IO_WRITE, VH_BDEV_IO_F_FUA);
+	assert_int_equal(r->io.status, -ENOSPC);
+	assert_int_equal(s->n, 2);
+	assert_int_equal(r->type_in_cb, VH_BDEV_IO_WRITE);
+	free(r);
+
+	/* Refused at submit: the consumer gets -EAGAIN and its callback back, never a call. */
+	s->n = 0;
+	s->flush_status = 0;
+	s->write_eagain = 1;
+	r = fua_run(b, VH_BDEV_IO_WRITE, VH_BDEV_IO_F_FUA);
+	assert_int_equal(r->io.submit_rc, -EAGAIN);
+	assert_ptr_equal(r->io.io.cb, fua_cb);
+	assert_int_equal(s->n, 0);
+	free(r);
+	assert_int_equal(vh_bdev_delete("spy1", "spy"), 0);
+}
+
+/* A back-end that does FUA itself gets the flag; one without a cache never sees it. */
+static void
+test_fua_native_and_no_cache(void **state)
+{
+	struct vh_bdev *native = spy_create("spy2", true, true, true);
+	struct vh_bdev *nocache = spy_create("spy3", false, false, false);
+	struct spy *s;
+
+	(void)state;
+	assert_non_null(native);
+	assert_non_null(nocache);
+	s = native->ctx;
+	free(fua_run(native, VH_BDEV_IO_WRITE, VH_BDEV_IO_F_FUA));
+	assert_int_equal(s->n, 1);
+	assert_int_equal(s->types[0], VH_BDEV_IO_WRITE);
+	assert_int_equal(s->flags[0] & VH_BDEV_IO_F_FUA, VH_BDEV_IO_F_FUA);
+	s = nocache->ctx;
+	free(fua_run(nocache, VH_BDEV_IO_WRITE, VH_BDEV_IO_F_FUA | VH_BDEV_IO_F_UNMAP));
+	assert_int_equal(s->n, 1);
+	assert_int_equal(s->flags[0], VH_BDEV_IO_F_UNMAP);
+	assert_int_equal(vh_bdev_delete("spy2", "spy"), 0);
+	assert_int_equal(vh_bdev_delete("spy3", "spy"), 0);
+	/* A volatile cache nothing can flush is refused. */
+	assert_null(spy_create("spy4", true, true, false));
+	assert_null(vh_bdev_find("spy4"));
+}
+
 static int
 group_setup(void **state)
 {
@@ -378,6 +667,9 @@ main(void)
 	        cmocka_unit_test(test_channels),
 	        cmocka_unit_test(test_completion_contract),
 	        cmocka_unit_test(test_submit_from_callback),
+	        cmocka_unit_test(test_fua_emulated),
+	        cmocka_unit_test(test_fua_emulated_errors),
+	        cmocka_unit_test(test_fua_native_and_no_cache),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -9,7 +9,10 @@
  * and unaligned buffers (the buffered fallback of O_DIRECT), more requests than the ring holds,
  * the completion contract (callback later, on the reactor, exactly once), the short-I/O state
  * machine, a file truncated under us (-EIO, no crash), create errors, rescan, delete while
- * claimed, and a loop block device when one can be set up.
+ * claimed, a loop block device when one can be set up, and durable requests (VH_BDEV_IO_F_FUA):
+ * the write handed to the kernel carries RWF_DSYNC exactly when asked (counted where the SQE or
+ * iocb is filled), written pages are clean in the page cache when the callback runs (cachestat),
+ * and what cannot carry the flag is followed by an fdatasync.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +27,7 @@
 #include <sys/mman.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -1092,6 +1096,355 @@ test_short_io_state(void **state)
 	assert_int_equal(vh_file_req_init(&f, &io), -EINVAL);
 }
 
+/* --- durability (VH_BDEV_IO_F_FUA) --- */
+
+/* One request on @buf[0..len) (one iovec; none for write zeroes and discard). */
+static int
+one_io(struct env *e, uint8_t type, uint8_t flags, uint64_t off, uint32_t len, uint8_t *buf)
+{
+	struct tio t;
+
+	prep(&t, type, off, len);
+	t.io.flags = flags;
+	if (type == VH_BDEV_IO_WRITE || type == VH_BDEV_IO_READ) {
+		t.iov[0] = (struct iovec){buf, len};
+		t.io.iovcnt = 1;
+	}
+	run_batch(e->ch, &t, 1);
+	return t.status;
+}
+
+struct fua_counts {
+	json_int_t fua_writes, dsync_ops, fua_syncs;
+};
+
+static struct fua_counts
+fua_counts(struct env *e)
+{
+	return (struct fua_counts){info_int(e, "fua_writes"), info_int(e, "dsync_ops"),
+	                           info_int(e, "fua_syncs")};
+}
+
+/* The counters moved by exactly (@writes, @dsync, @syncs) since @c0. */
+static void
+assert_fua_delta(struct env *e, struct fua_counts c0, int writes, int dsync, int syncs)
+{
+	struct fua_counts c = fua_counts(e);
+
+	assert_int_equal(c.fua_writes - c0.fua_writes, writes);
+	assert_int_equal(c.dsync_ops - c0.dsync_ops, dsync);
+	assert_int_equal(c.fua_syncs - c0.fua_syncs, syncs);
+}
+
+/*
+ * A FUA write reaches the kernel with RWF_DSYNC (io_uring SQE rw_flags, AIO aio_rw_flags, or
+ * pwritev2 for inline copies), a plain one without; write zeroes (fallocate or written zeroes)
+ * get one fdatasync after them; a discard with the flag is a plain discard. Without RWF_DSYNC
+ * (a kernel that refused it) a FUA write is followed by an fdatasync instead.
+ */
+static void
+test_fua(void **state)
+{
+	struct env *e = *state;
+	uint8_t *buf = abuf(8192 + 4096);
+	struct fua_counts c0;
+
+	memset(buf, 0x3c, 8192 + 4096);
+	c0 = fua_counts(e);
+	assert_int_equal(one_io(e, VH_BDEV_IO_WRITE, 0, 4096, 8192, buf), 0);
+	assert_fua_delta(e, c0, 0, 0, 0);
+	memcpy(e->shadow + 4096, buf, 8192);
+
+	c0 = fua_counts(e);
+	memset(buf, 0x4d, 8192);
+	assert_int_equal(one_io(e, VH_BDEV_IO_WRITE, VH_BDEV_IO_F_FUA, 16384, 8192, buf), 0);
+	assert_fua_delta(e, c0, 1, 1, 0);
+	memcpy(e->shadow + 16384, buf, 8192);
+
+	/* Unaligned memory: the buffered fd, still RWF_DSYNC. */
+	c0 = fua_counts(e);
+	memset(buf + 1, 0x5e, 4096);
+	assert_int_equal(one_io(e, VH_BDEV_IO_WRITE, VH_BDEV_IO_F_FUA, 32768, 4096, buf + 1), 0);
+	assert_fua_delta(e, c0, 1, 1, 0);
+	memcpy(e->shadow + 32768, buf + 1, 4096);
+
+	c0 = fua_counts(e);
+	assert_int_equal(one_io(e, VH_BDEV_IO_WRITE_ZEROES, VH_BDEV_IO_F_FUA, 65536, 65536, NULL),
+	                 0);
+	assert_fua_delta(e, c0, 1, 0, 1);
+	memset(e->shadow + 65536, 0, 65536);
+	c0 = fua_counts(e);
+	assert_int_equal(one_io(e, VH_BDEV_IO_WRITE_ZEROES, VH_BDEV_IO_F_FUA | VH_BDEV_IO_F_UNMAP,
+	                        131072, 65536, NULL),
+	                 0);
+	assert_fua_delta(e, c0, 1, 0, 1);
+	memset(e->shadow + 131072, 0, 65536);
+	c0 = fua_counts(e);
+	assert_int_equal(one_io(e, VH_BDEV_IO_WRITE_ZEROES, 0, 196608, 4096, NULL), 0);
+	assert_fua_delta(e, c0, 0, 0, 0);
+	memset(e->shadow + 196608, 0, 4096);
+	if (vh_bdev_io_type_supported(e->b, VH_BDEV_IO_DISCARD)) {
+		c0 = fua_counts(e);
+		assert_int_equal(
+		        one_io(e, VH_BDEV_IO_DISCARD, VH_BDEV_IO_F_FUA, 262144, 65536, NULL), 0);
+		assert_fua_delta(e, c0, 0, 0, 0);
+		memset(e->shadow + 262144, 0, 65536); /* a punched hole in a file reads zeroes */
+	}
+
+	/* As after a kernel refused RWF_DSYNC: write, then fdatasync. */
+	__atomic_fetch_and(&((struct vh_file *)e->b->ctx)->caps, ~VH_FILE_CAP_DSYNC,
+	                   __ATOMIC_RELAXED);
+	c0 = fua_counts(e);
+	memset(buf, 0x6f, 8192);
+	assert_int_equal(one_io(e, VH_BDEV_IO_WRITE, VH_BDEV_IO_F_FUA, 327680, 8192, buf), 0);
+	assert_fua_delta(e, c0, 1, 0, 1);
+	memcpy(e->shadow + 327680, buf, 8192);
+	check_file(e->path, e->shadow, e->size);
+	free(buf);
+}
+
+#ifndef __NR_cachestat
+#define __NR_cachestat 451 /* Linux 6.5, the same number on every architecture */
+#endif
+struct vh_cachestat_range {
+	uint64_t off;
+	uint64_t len;
+};
+struct vh_cachestat {
+	uint64_t nr_cache;
+	uint64_t nr_dirty;
+	uint64_t nr_writeback;
+	uint64_t nr_evicted;
+	uint64_t nr_recently_evicted;
+};
+
+/* Dirty pages of [off, off + len) of @path, or -errno (-ENOSYS before Linux 6.5). */
+static long
+dirty_pages(const char *path, uint64_t off, uint64_t len)
+{
+	struct vh_cachestat_range r = {off, len};
+	struct vh_cachestat cs;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	long rc;
+
+	if (fd < 0) {
+		return -errno;
+	}
+	rc = syscall(__NR_cachestat, fd, &r, &cs, 0);
+	rc = rc < 0 ? -errno : (long)(cs.nr_dirty + cs.nr_writeback);
+	close(fd);
+	return rc;
+}
+
+/*
+ * The kernel's view: a write through the page cache (unaligned memory takes the buffered fd) is
+ * clean when a FUA request completes, and still dirty after a plain one. Files on a disk
+ * filesystem only (on tmpfs the page cache is the storage: its pages are never clean).
+ */
+static void
+test_fua_page_cache(void **state)
+{
+	struct env *e = *state;
+	uint8_t *buf = abuf(65536 + 4096);
+	long dirty = 0;
+
+	if (dirty_pages(e->path, 0, 4096) == -ENOSYS) {
+		free(buf);
+		skip(); /* no cachestat(2) */
+	}
+	memset(buf + 1, 0x71, 65536);
+	assert_int_equal(one_io(e, VH_BDEV_IO_WRITE, VH_BDEV_IO_F_FUA, 1 << 20, 65536, buf + 1), 0);
+	memcpy(e->shadow + (1 << 20), buf + 1, 65536);
+	assert_int_equal(dirty_pages(e->path, 1 << 20, 65536), 0);
+	{
+		/* The synchronous path (inline copies): pwritev2 with RWF_DSYNC. */
+		struct vh_file *f = e->b->ctx;
+		struct iovec v = {buf + 1, 65536};
+		struct vh_file_op op = {.kind = VH_FOP_WRITEV,
+		                        .fd = f->fd_buffered,
+		                        .buffered = true,
+		                        .iov = &v,
+		                        .iovcnt = 1,
+		                        .off = 3 << 20,
+		                        .dsync = true};
+
+		assert_int_equal(vh_file_sync_op(f, &op), 65536);
+		memcpy(e->shadow + (3 << 20), buf + 1, 65536);
+		assert_int_equal(dirty_pages(e->path, 3 << 20, 65536), 0);
+	}
+	/*
+	 * The control: a plain write leaves dirty pages (the flusher waits 30 s). A sync(2) by
+	 * another process right between the write and the look could clean them: try thrice.
+	 */
+	for (int i = 0; i < 3 && dirty <= 0; i++) {
+		memset(buf + 1, 0x72 + i, 65536);
+		assert_int_equal(one_io(e, VH_BDEV_IO_WRITE, 0, 2 << 20, 65536, buf + 1), 0);
+		memcpy(e->shadow + (2 << 20), buf + 1, 65536);
+		dirty = dirty_pages(e->path, 2 << 20, 65536);
+	}
+	assert_true(dirty > 0);
+	check_file(e->path, e->shadow, e->size);
+	free(buf);
+}
+
+/* A disk filesystem: skipped where TMPDIR is tmpfs (nothing is ever clean there). */
+static int
+env_setup_disk(void **state)
+{
+	struct statfs sfs;
+
+	if (statfs(g_dir, &sfs) != 0 || sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC) {
+		skip();
+	}
+	return env_setup_in(state, g_dir, true);
+}
+
+/* The request state machine: which operations a durable request issues, and the fallbacks. */
+static void
+test_fua_state(void **state)
+{
+	static uint8_t buf[8192 + 4096] __attribute__((aligned(4096)));
+	struct iovec iov = {buf, 8192};
+	struct vh_file f;
+	struct vh_bdev b;
+	struct vh_bdev_io io;
+	struct vh_file_op op;
+	int status = 1;
+
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	memset(&b, 0, sizeof(b));
+	f.fd = 10;
+	f.fd_buffered = 11;
+	f.direct = true;
+	f.write_cache = true;
+	f.mem_align = 512;
+	f.off_align = 512;
+	f.engine = "test";
+	f.bdev = &b;
+	f.caps = VH_FILE_CAP_DSYNC | VH_FILE_CAP_ZERO_RANGE;
+	b.block_size = 512;
+	b.num_blocks = 1024;
+	memset(&io, 0, sizeof(io));
+	io.type = VH_BDEV_IO_WRITE;
+	io.flags = VH_BDEV_IO_F_FUA;
+	io.offset = 4096;
+	io.length = 8192;
+	io.iov = &iov;
+	io.iovcnt = 1;
+
+	/* A short write: both pieces carry the flag; no fdatasync. */
+	assert_int_equal(vh_file_req_init(&f, &io), 0);
+	vh_file_req_next(&f, &io, &op);
+	assert_int_equal(op.kind, VH_FOP_WRITEV);
+	assert_true(op.dsync);
+	assert_int_equal(vh_file_req_update(&f, &io, 4096, &status), VH_FILE_REQ_NEXT);
+	vh_file_req_next(&f, &io, &op);
+	assert_true(op.dsync);
+	assert_int_equal(vh_file_req_update(&f, &io, 4096, &status), VH_FILE_REQ_DONE);
+	assert_int_equal(status, 0);
+	assert_int_equal(f.fua_writes, 1);
+
+	/* Reads, plain writes and flushes never carry it. */
+	io.flags = 0;
+	assert_int_equal(vh_file_req_init(&f, &io), 0);
+	vh_file_req_next(&f, &io, &op);
+	assert_false(op.dsync);
+	io.type = VH_BDEV_IO_READ;
+	io.flags = VH_BDEV_IO_F_FUA;
+	assert_int_equal(vh_file_req_init(&f, &io), 0);
+	vh_file_req_next(&f, &io, &op);
+	assert_false(op.dsync);
+	assert_int_equal(vh_file_req_update(&f, &io, 8192, &status), VH_FILE_REQ_DONE);
+	io.type = VH_BDEV_IO_WRITE;
+
+	/*
+	 * The kernel refuses the flag: O_DIRECT's -EINVAL first means "try the buffered fd"; the
+	 * buffered fd's -EINVAL (or -EOPNOTSUPP) means "no RWF_DSYNC": plain write, then fdatasync,
+	 * and later requests do the same without asking again.
+	 */
+	assert_int_equal(vh_file_req_init(&f, &io), 0);
+	vh_file_req_next(&f, &io, &op);
+	assert_true(op.dsync);
+	assert_int_equal(vh_file_req_update(&f, &io, -EINVAL, &status), VH_FILE_REQ_NEXT);
+	vh_file_req_next(&f, &io, &op);
+	assert_true(op.buffered);
+	assert_true(op.dsync);
+	assert_int_equal(vh_file_req_update(&f, &io, -EINVAL, &status), VH_FILE_REQ_NEXT);
+	assert_int_equal(f.caps & VH_FILE_CAP_DSYNC, 0);
+	vh_file_req_next(&f, &io, &op);
+	assert_int_equal(op.kind, VH_FOP_WRITEV);
+	assert_false(op.dsync);
+	assert_int_equal(vh_file_req_update(&f, &io, 8192, &status), VH_FILE_REQ_NEXT);
+	vh_file_req_next(&f, &io, &op);
+	assert_int_equal(op.kind, VH_FOP_FSYNC);
+	assert_int_equal(vh_file_req_update(&f, &io, 0, &status), VH_FILE_REQ_DONE);
+	assert_int_equal(status, 0);
+	assert_int_equal(f.fua_syncs, 1);
+	assert_int_equal(vh_file_req_init(&f, &io), 0);
+	vh_file_req_next(&f, &io, &op);
+	assert_false(op.dsync);
+	assert_int_equal(vh_file_req_update(&f, &io, 8192, &status), VH_FILE_REQ_NEXT);
+	vh_file_req_next(&f, &io, &op);
+	assert_int_equal(op.kind, VH_FOP_FSYNC);
+	/* A failed fdatasync fails the write: it is not durable. */
+	assert_int_equal(vh_file_req_update(&f, &io, -EIO, &status), VH_FILE_REQ_DONE);
+	assert_int_equal(status, -EIO);
+	assert_int_equal(f.fua_writes, 2);
+
+	/* Write zeroes: fallocate, then fdatasync; the zero range refused: written zeroes, same. */
+	memset(&io, 0, sizeof(io));
+	io.type = VH_BDEV_IO_WRITE_ZEROES;
+	io.flags = VH_BDEV_IO_F_FUA;
+	io.offset = 0;
+	io.length = 4096;
+	f.caps = VH_FILE_CAP_DSYNC | VH_FILE_CAP_ZERO_RANGE;
+	assert_int_equal(vh_file_req_init(&f, &io), 0);
+	vh_file_req_next(&f, &io, &op);
+	assert_int_equal(op.kind, VH_FOP_FALLOC);
+	assert_int_equal(vh_file_req_update(&f, &io, -EOPNOTSUPP, &status), VH_FILE_REQ_NEXT);
+	vh_file_req_next(&f, &io, &op);
+	assert_int_equal(op.kind, VH_FOP_WRITEV);
+	assert_false(op.dsync); /* one fdatasync after all the chunks instead */
+	assert_int_equal(vh_file_req_update(&f, &io, 4096, &status), VH_FILE_REQ_NEXT);
+	vh_file_req_next(&f, &io, &op);
+	assert_int_equal(op.kind, VH_FOP_FSYNC);
+	assert_int_equal(vh_file_req_update(&f, &io, 0, &status), VH_FILE_REQ_DONE);
+	assert_int_equal(status, 0);
+	assert_int_equal(f.fua_writes, 3);
+
+	/* A discard is a hint: no fdatasync, flag or not. */
+	io.type = VH_BDEV_IO_DISCARD;
+	f.caps = VH_FILE_CAP_PUNCH;
+	assert_int_equal(vh_file_req_init(&f, &io), 0);
+	vh_file_req_next(&f, &io, &op);
+	assert_int_equal(op.kind, VH_FOP_FALLOC);
+	assert_int_equal(vh_file_req_update(&f, &io, 0, &status), VH_FILE_REQ_DONE);
+	assert_int_equal(f.fua_writes, 3);
+
+	/*
+	 * A write-through device (no write cache) is durable under O_DIRECT without asking; a
+	 * write it takes through the page cache (unaligned memory) is made durable all the same.
+	 */
+	f.write_cache = false;
+	f.caps = VH_FILE_CAP_DSYNC;
+	memset(&io, 0, sizeof(io));
+	io.type = VH_BDEV_IO_WRITE;
+	io.offset = 4096;
+	io.length = 8192;
+	io.iov = &iov;
+	io.iovcnt = 1;
+	assert_int_equal(vh_file_req_init(&f, &io), 0);
+	vh_file_req_next(&f, &io, &op);
+	assert_false(op.buffered);
+	assert_false(op.dsync);
+	iov.iov_base = buf + 1;
+	assert_int_equal(vh_file_req_init(&f, &io), 0);
+	vh_file_req_next(&f, &io, &op);
+	assert_true(op.buffered);
+	assert_true(op.dsync);
+}
+
 /* A loop device: block-device geometry, I/O, discard, then the file behind it. */
 static void
 test_loop_device(void **state)
@@ -1200,6 +1553,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_short_io_state),
+	        cmocka_unit_test(test_fua_state),
 	        cmocka_unit_test(test_create_errors),
 	        cmocka_unit_test_setup_teardown(test_rw_verify, env_setup, env_teardown),
 	        cmocka_unit_test_setup_teardown(test_discard_write_zeroes, env_setup, env_teardown),
@@ -1208,6 +1562,8 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_rescan_claimed, env_setup, env_teardown),
 	        cmocka_unit_test_setup_teardown(test_info_config, env_setup, env_teardown),
 	        cmocka_unit_test(test_loop_device),
+	        cmocka_unit_test_setup_teardown(test_fua, env_setup, env_teardown),
+	        cmocka_unit_test_setup_teardown(test_fua_page_cache, env_setup_disk, env_teardown),
 #ifndef VH_TEST_ENGINE_AIO
 	        cmocka_unit_test_setup_teardown(test_fixed_buffers, env_setup, env_teardown),
 	        cmocka_unit_test_setup_teardown(test_fixed_owner_share, env_setup, env_teardown),
@@ -1222,12 +1578,14 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_info_config, env_setup_shm, env_teardown),
 	        cmocka_unit_test_setup_teardown(test_inline_suspend, env_setup_shm, env_teardown),
 	        cmocka_unit_test_setup_teardown(test_inline_large, env_setup_shm, env_teardown),
+	        cmocka_unit_test_setup_teardown(test_fua, env_setup_shm, env_teardown),
 	        cmocka_unit_test_setup_teardown(test_rw_verify, env_setup_shm_engine, env_teardown),
 	        cmocka_unit_test_setup_teardown(test_discard_write_zeroes, env_setup_shm_engine,
 	                                        env_teardown),
 	        cmocka_unit_test_setup_teardown(test_overflow, env_setup_shm_engine, env_teardown),
 	        cmocka_unit_test_setup_teardown(test_info_config, env_setup_shm_engine,
 	                                        env_teardown),
+	        cmocka_unit_test_setup_teardown(test_fua, env_setup_shm_engine, env_teardown),
 	};
 	/* A short idle time: the reactor sleeps between batches, so wake-ups are exercised. */
 	struct vh_reactor_opts ro = {.cpumask = 0x1, .idle_ns = 20000, .pin = false};

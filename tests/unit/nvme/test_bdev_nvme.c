@@ -2,7 +2,8 @@
 /*
  * The NVMe bdev back-end against the mock controller, with the bdev registry, reactors and the
  * control queue replaced by stubs in this file: attach/detach, bdev properties, I/O splitting,
- * back-pressure, and the message-driven reset with a channel owned by a (simulated) reactor.
+ * back-pressure, durable writes (the FUA bit), and the message-driven reset with a channel owned
+ * by a (simulated) reactor.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -352,6 +353,99 @@ test_split_and_pressure(void **state)
 	free(dst);
 }
 
+/* What the device saw: CDW12 of every I/O Write and Write Zeroes, in order. */
+static uint32_t g_cdw12[16];
+static uint8_t g_opc[16];
+static unsigned g_ncmd;
+
+static enum mock_verdict
+record_hook(struct mock_ctrlr *m, uint16_t qid, const struct vh_nvme_sqe *sqe, uint16_t *status)
+{
+	(void)m;
+	(void)status;
+	if (qid != 0 && g_ncmd < 16 &&
+	    (sqe->opc == VH_NVME_OPC_WRITE || sqe->opc == VH_NVME_OPC_WRITE_ZEROES)) {
+		g_opc[g_ncmd] = sqe->opc;
+		g_cdw12[g_ncmd++] = sqe->cdw12;
+	}
+	return MOCK_EXEC;
+}
+
+/*
+ * VH_BDEV_IO_F_FUA sets the FUA bit of every command of a write or write zeroes (no FLUSH: the
+ * bdev says it does FUA itself); without the flag no command has it.
+ */
+static void
+test_fua(void **state)
+{
+	struct mock_ctrlr *m = attach("Nvme3", 0);
+	struct vh_bdev *b = vh_bdev_find("Nvme3n3");
+	const struct vh_bdev_module *mod = b->module;
+	size_t len = 256 * 1024; /* two commands (MDTS 128 KiB) */
+	uint8_t *buf = aligned_alloc(4096, len);
+	struct iovec iov = {buf, len};
+	struct tio t;
+	void *ch = mod->channel_create(b);
+
+	assert_true(b->fua);
+	assert_true(b->write_cache);
+	memset(buf, 0x5c, len);
+	m->hook = record_hook;
+	g_ncmd = 0;
+	t = (struct tio){.io = {.type = VH_BDEV_IO_WRITE,
+	                        .flags = VH_BDEV_IO_F_FUA,
+	                        .offset = 8192,
+	                        .length = len,
+	                        .iov = &iov,
+	                        .iovcnt = 1,
+	                        .cb = tio_cb}};
+	assert_int_equal(mod->submit(ch, &t.io), 0);
+	run(ch, mod, &t);
+	assert_int_equal(t.status, 0);
+	t = (struct tio){.io = {.type = VH_BDEV_IO_WRITE,
+	                        .offset = 8192,
+	                        .length = 4096,
+	                        .iov = &iov,
+	                        .iovcnt = 1,
+	                        .cb = tio_cb}};
+	assert_int_equal(mod->submit(ch, &t.io), 0);
+	run(ch, mod, &t);
+	t = (struct tio){.io = {.type = VH_BDEV_IO_WRITE_ZEROES,
+	                        .flags = VH_BDEV_IO_F_FUA | VH_BDEV_IO_F_UNMAP,
+	                        .offset = 0,
+	                        .length = 4096,
+	                        .cb = tio_cb}};
+	assert_int_equal(mod->submit(ch, &t.io), 0);
+	run(ch, mod, &t);
+	t = (struct tio){.io = {.type = VH_BDEV_IO_WRITE_ZEROES,
+	                        .flags = VH_BDEV_IO_F_FUA,
+	                        .offset = 0,
+	                        .length = 4096,
+	                        .cb = tio_cb}};
+	assert_int_equal(mod->submit(ch, &t.io), 0);
+	run(ch, mod, &t);
+	t = (struct tio){
+	        .io = {.type = VH_BDEV_IO_WRITE_ZEROES, .offset = 0, .length = 4096, .cb = tio_cb}};
+	assert_int_equal(mod->submit(ch, &t.io), 0);
+	run(ch, mod, &t);
+	m->hook = NULL;
+
+	assert_int_equal(g_ncmd, 6);
+	assert_int_equal(g_opc[0], VH_NVME_OPC_WRITE);
+	assert_int_equal(g_cdw12[0], VH_NVME_RW_FUA | 255); /* 128 KiB of 512-byte blocks */
+	assert_int_equal(g_cdw12[1], VH_NVME_RW_FUA | 255);
+	assert_int_equal(g_cdw12[2], 7);
+	assert_int_equal(g_opc[3], VH_NVME_OPC_WRITE_ZEROES);
+	assert_int_equal(g_cdw12[3], VH_NVME_RW_FUA | VH_NVME_WZ_DEAC | 7);
+	assert_int_equal(g_cdw12[4], VH_NVME_RW_FUA | 7);
+	assert_int_equal(g_cdw12[5], 7);
+	assert_int_equal(m->opc_count[1][VH_NVME_OPC_FLUSH], 0);
+	assert_memory_equal(mock_ns_data(m, 3, 8192 + 4096), buf, len - 4096);
+	mod->channel_destroy(ch);
+	detach("Nvme3", m);
+	free(buf);
+}
+
 static void
 test_reset_via_messages(void **state)
 {
@@ -406,6 +500,7 @@ main(void)
 	        cmocka_unit_test(test_attach_detach),
 	        cmocka_unit_test(test_config_keeps_options),
 	        cmocka_unit_test(test_split_and_pressure),
+	        cmocka_unit_test(test_fua),
 	        cmocka_unit_test(test_reset_via_messages),
 	};
 

@@ -476,7 +476,7 @@ test_flush_wz_dsm(void **state)
 	assert_int_equal(fixture_up(&f, NULL), 0);
 	memset(buf, 0xee, 4 * PG);
 	rw_sync(&f, true, 1, 0, 32, &iov, 1, 4 * PG, 0);
-	assert_int_equal(vh_nvme_qpair_write_zeroes(f.qp, 1, 0, 4, false, done_cb, &d), 0);
+	assert_int_equal(vh_nvme_qpair_write_zeroes(f.qp, 1, 0, 4, 0, done_cb, &d), 0);
 	poll_until(f.qp, &d);
 	assert_int_equal(d.status, 0);
 	assert_memory_equal(mock_ns_data(f.m, 1, 0), zero, 4 * 512);
@@ -494,13 +494,13 @@ test_flush_wz_dsm(void **state)
 	poll_until(f.qp, &d);
 	assert_int_equal(d.status, 0);
 	assert_int_equal(f.m->opc_count[1][VH_NVME_OPC_FLUSH], 1);
-	assert_int_equal(vh_nvme_qpair_write_zeroes(f.qp, 1, 0, 65537, false, done_cb, &d),
-	                 -EINVAL);
+	assert_int_equal(vh_nvme_qpair_write_zeroes(f.qp, 1, 0, 65537, 0, done_cb, &d), -EINVAL);
 	assert_int_equal(vh_nvme_qpair_deallocate(f.qp, 1, r, 0, done_cb, &d), -EINVAL);
 	/* A controller without the optional command says Invalid Opcode. */
 	f.m->oncs = 0;
 	d.calls = 0;
-	assert_int_equal(vh_nvme_qpair_write_zeroes(f.qp, 1, 0, 4, true, done_cb, &d), 0);
+	assert_int_equal(vh_nvme_qpair_write_zeroes(f.qp, 1, 0, 4, VH_NVME_CMD_DEAC, done_cb, &d),
+	                 0);
 	poll_until(f.qp, &d);
 	assert_int_equal(d.status, -EOPNOTSUPP);
 	fixture_down(&f);

@@ -4,6 +4,10 @@
  * memfd "guest RAM" and handed to vh_blk_handle() on a real reactor (one thread, core 0), with
  * real ram/null bdevs underneath. The test thread plays the guest driver: it writes descriptors,
  * sends the head to the reactor, then waits (with a deadline) for used->idx to move.
+ *
+ * Write-through: a spy bdev with a write cache records the flags of what reaches it, and
+ * SET_FEATURES / SET_CONFIG go through the real message handlers, so the test checks which
+ * writes are asked to be durable (VH_BDEV_IO_F_FUA) for every negotiation a driver can make.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -62,6 +66,62 @@ struct ctx {
 };
 
 static struct vh_reactor *g_r;
+
+/* ---- a bdev with a write cache that records what reaches it ---- */
+
+static uint8_t g_spy_type, g_spy_flags; /* of the last request; written on the reactor */
+static unsigned g_spy_count;
+
+static void *
+spy_channel_create(struct vh_bdev *b)
+{
+	return b;
+}
+
+static void
+spy_channel_destroy(void *ch)
+{
+	(void)ch;
+}
+
+static int
+spy_submit(void *ch, struct vh_bdev_io *io)
+{
+	(void)ch;
+	STORE(g_spy_type, io->type);
+	STORE(g_spy_flags, io->flags);
+	STORE(g_spy_count, LOAD(g_spy_count) + 1);
+	vh_bdev_io_complete_deferred(io, 0);
+	return 0;
+}
+
+static const struct vh_bdev_module spy_module = {
+        .name = "spy",
+        .channel_create = spy_channel_create,
+        .channel_destroy = spy_channel_destroy,
+        .submit = spy_submit,
+};
+
+/* @write_cache: completed writes are volatile until FLUSH; the spy does FUA itself. */
+static int
+spy_create(const char *name, bool write_cache)
+{
+	struct vh_bdev *b = calloc(1, sizeof(*b));
+
+	if (b == NULL) {
+		return -ENOMEM;
+	}
+	snprintf(b->name, sizeof(b->name), "%s", name);
+	b->module = &spy_module;
+	b->block_size = 512;
+	b->num_blocks = 2048;
+	b->io_types = (1u << VH_BDEV_IO_READ) | (1u << VH_BDEV_IO_WRITE) |
+	              (1u << VH_BDEV_IO_FLUSH) | (1u << VH_BDEV_IO_DISCARD) |
+	              (1u << VH_BDEV_IO_WRITE_ZEROES);
+	b->write_cache = write_cache;
+	b->fua = true;
+	return vh_bdev_register(b);
+}
 
 /* ---- running things on the reactor ---- */
 
@@ -135,7 +195,8 @@ group_setup(void **state)
 	g_r = vh_reactor_get(0);
 	if (vh_bdev_ram_create("ram512", RAM_BLOCKS, 512) != 0 ||
 	    vh_bdev_ram_create("ram4k", 256, 4096) != 0 ||
-	    vh_bdev_null_create("null0", 1024, 512) != 0) {
+	    vh_bdev_null_create("null0", 1024, 512) != 0 || spy_create("wc0", true) != 0 ||
+	    spy_create("wt0", false) != 0) {
 		return -1;
 	}
 	return 0;
@@ -246,6 +307,20 @@ static int
 setup_null(void **state)
 {
 	*state = ctx_new("null0", false);
+	return 0;
+}
+
+static int
+setup_wc(void **state)
+{
+	*state = ctx_new("wc0", false);
+	return 0;
+}
+
+static int
+setup_wt(void **state)
+{
+	*state = ctx_new("wt0", false);
 	return 0;
 }
 
@@ -813,6 +888,175 @@ test_null_bdev_reads_zeroes(void **state)
 	assert_int_equal(req3(x, VIRTIO_BLK_T_IN, 1024, DATA2, 512, true, &len), IOERR);
 }
 
+/* ---- write-through: which writes must be durable (VIRTIO 1.2 §5.2.6.2) ---- */
+
+/* Run one message through the real handlers, as the control thread does; it must succeed. */
+static void
+send_msg(struct ctx *x, uint32_t request, const void *payload, uint32_t size)
+{
+	struct vh_session *s = x->s;
+
+	memset(&s->msg, 0, sizeof(s->msg));
+	s->msg.request = request;
+	s->msg.flags = VHOST_USER_VERSION;
+	s->msg.size = size;
+	memcpy(&s->msg.payload, payload, size);
+	s->nfds = 0;
+	vh_msg_dispatch(s);
+	assert_false(s->closing);
+}
+
+static void
+set_features(struct ctx *x, uint64_t features)
+{
+	send_msg(x, VHOST_USER_SET_FEATURES, &features, sizeof(features));
+}
+
+/* The driver writes the writeback byte (QEMU forwards it as SET_CONFIG of offset 32, size 1). */
+static void
+set_wce(struct ctx *x, uint8_t wce)
+{
+	struct vhost_user_config c = {.offset = offsetof(struct virtio_blk_config, wce), .size = 1};
+
+	c.region[0] = wce;
+	send_msg(x, VHOST_USER_SET_CONFIG, &c, VHOST_USER_CONFIG_HDR_SIZE + 1);
+}
+
+static uint8_t
+config_wce(struct ctx *x)
+{
+	uint8_t raw[VHOST_USER_MAX_CONFIG_SIZE] = {0};
+	struct virtio_blk_config cfg;
+
+	vh_blk_ops.get_config(x->s, raw);
+	memcpy(&cfg, raw, sizeof(cfg));
+	return cfg.wce;
+}
+
+/* The flags the bdev saw for a request of virtio type @type (OUT, IN, WRITE_ZEROES, ...). */
+static uint8_t
+flags_of(struct ctx *x, uint32_t type)
+{
+	unsigned n = LOAD(g_spy_count);
+	uint32_t len;
+
+	fill(P(x, DATA), 4096, 9);
+	if (type == VIRTIO_BLK_T_DISCARD || type == VIRTIO_BLK_T_WRITE_ZEROES) {
+		set_seg(x, SEG, 8, 8, 0);
+		assert_int_equal(req3(x, type, 0, SEG, 16, false, &len), OK);
+	} else if (type == VIRTIO_BLK_T_FLUSH) {
+		assert_int_equal(req2(x, type, 0, &len), OK);
+	} else {
+		assert_int_equal(req3(x, type, 8, DATA, 4096, type == VIRTIO_BLK_T_IN, &len), OK);
+	}
+	assert_int_equal(LOAD(g_spy_count), n + 1);
+	return LOAD(g_spy_flags) & VH_BDEV_IO_F_FUA;
+}
+
+static bool
+durable_writes(struct ctx *x)
+{
+	return flags_of(x, VIRTIO_BLK_T_OUT) != 0;
+}
+
+#define FUA             VH_BDEV_IO_F_FUA
+#define F_FLUSH         (1ull << VIRTIO_BLK_F_FLUSH)
+#define F_CONFIG_WCE    (1ull << VIRTIO_BLK_F_CONFIG_WCE)
+#define BLK_FEATURES(x) (vh_blk_ops.features((x)->c) | (1ull << VIRTIO_F_VERSION_1))
+#define WT_FEATURES(x)  (BLK_FEATURES(x) & ~(F_FLUSH | F_CONFIG_WCE))
+#define BLK_SESSION(x)  ((struct vh_blk_session *)(x)->s->dev)
+
+/*
+ * QEMU with a Linux guest: FLUSH and CONFIG_WCE, writeback 1 (the bdev has a cache): plain
+ * writes. The guest switches to write-through at run time (echo "write through" >
+ * /sys/block/vda/queue/write_cache): every write and write-zeroes is durable, discards, reads
+ * and flushes are not flagged; and back to writeback.
+ */
+static void
+test_write_through_config_wce(void **state)
+{
+	struct ctx *x = *state;
+
+	BLK_SESSION(x)->wce = 1; /* as vh_session_new() starts it for a bdev with a write cache */
+	set_features(x, BLK_FEATURES(x));
+	assert_int_equal(config_wce(x), 1);
+	assert_false(durable_writes(x));
+	assert_int_equal(flags_of(x, VIRTIO_BLK_T_WRITE_ZEROES), 0);
+	set_wce(x, 0);
+	assert_int_equal(config_wce(x), 0);
+	assert_true(durable_writes(x));
+	assert_int_equal(flags_of(x, VIRTIO_BLK_T_WRITE_ZEROES), FUA);
+	assert_int_equal(flags_of(x, VIRTIO_BLK_T_DISCARD), 0);
+	assert_int_equal(flags_of(x, VIRTIO_BLK_T_IN), 0);
+	assert_int_equal(flags_of(x, VIRTIO_BLK_T_FLUSH), 0);
+	set_wce(x, 1);
+	assert_false(durable_writes(x));
+	assert_int_equal(flags_of(x, VIRTIO_BLK_T_WRITE_ZEROES), 0);
+}
+
+/*
+ * A driver that cannot flush: SPDK's and DPDK's virtio-user (neither FLUSH nor CONFIG_WCE), or
+ * one that acks CONFIG_WCE without FLUSH (writeback starts at 0 and stays there: writing 1 is
+ * refused by keeping 0, since nothing could make such writes durable). FLUSH alone: writeback.
+ */
+static void
+test_write_through_no_flush(void **state)
+{
+	struct ctx *x = *state;
+
+	BLK_SESSION(x)->wce = 1; /* as vh_session_new() starts it for a bdev with a write cache */
+	set_features(x, WT_FEATURES(x));
+	assert_true(durable_writes(x));
+	assert_int_equal(flags_of(x, VIRTIO_BLK_T_WRITE_ZEROES), FUA);
+	assert_int_equal(flags_of(x, VIRTIO_BLK_T_DISCARD), 0);
+
+	set_features(x, WT_FEATURES(x) | F_FLUSH);
+	assert_false(durable_writes(x));
+
+	assert_int_equal(config_wce(x), 1);
+	set_features(x, WT_FEATURES(x) | F_CONFIG_WCE);
+	assert_int_equal(config_wce(x), 0);
+	assert_true(durable_writes(x));
+	set_wce(x, 1);
+	assert_int_equal(config_wce(x), 0);
+	assert_true(durable_writes(x));
+
+	/* Renegotiated with FLUSH (a new driver): writeback is the driver's again. */
+	set_features(x, BLK_FEATURES(x));
+	assert_true(durable_writes(x)); /* still 0 from before, as the driver reads it */
+	set_wce(x, 1);
+	assert_false(durable_writes(x));
+}
+
+/* A bdev without a write cache is durable anyway: nothing is flagged, whatever the driver. */
+static void
+test_write_through_no_cache(void **state)
+{
+	struct ctx *x = *state;
+
+	set_features(x, WT_FEATURES(x));
+	assert_false(durable_writes(x));
+	assert_int_equal(flags_of(x, VIRTIO_BLK_T_WRITE_ZEROES), 0);
+	set_features(x, BLK_FEATURES(x));
+	set_wce(x, 0);
+	assert_false(durable_writes(x));
+}
+
+/* A session before any SET_FEATURES (acked nothing, so no FLUSH): write-through. */
+static void
+test_write_through_initial(void **state)
+{
+	struct ctx *x = *state;
+
+	x->s->features = 0;
+	BLK_SESSION(x)->wce = 1;
+	vh_blk_cache_mode_update(x->s);
+	assert_true(LOAD(BLK_SESSION(x)->write_through));
+	x->s->features = BLK_FEATURES(x);
+	vh_blk_cache_mode_update(x->s);
+	assert_false(LOAD(BLK_SESSION(x)->write_through));
+}
+
 /* ---- config space and features (control thread, no I/O) ---- */
 
 static void
@@ -943,6 +1187,10 @@ main(void)
 	        T(test_discard_errors, setup_ram),
 	        T(test_readonly, setup_ro),
 	        T(test_null_bdev_reads_zeroes, setup_null),
+	        T(test_write_through_config_wce, setup_wc),
+	        T(test_write_through_no_flush, setup_wc),
+	        T(test_write_through_no_cache, setup_wt),
+	        T(test_write_through_initial, setup_wc),
 	        cmocka_unit_test(test_config_layout),
 	        T(test_config_ram512, setup_ram),
 	        T(test_config_ram4k, setup_ram4k),
