@@ -9,6 +9,7 @@ pkgs=(
   qemu-system-x86 qemu-utils
   busybox-static fio kmod cpio e2fsprogs util-linux
   python3 procps psmisc
+  librbd-dev ceph-mon ceph-osd ceph-common qemu-block-extra
 )
 missing=()
 for p in "${pkgs[@]}"; do
