@@ -100,8 +100,6 @@ static void (*g_resize_cb)(struct vh_bdev *b);
 static struct rbd_disk *g_open;
 static unsigned g_name_seq;
 
-void rbd_disks_close_all(void);
-
 /* ---- image lifetime ---- */
 
 static void

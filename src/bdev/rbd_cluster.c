@@ -69,8 +69,6 @@ static struct {
 	bool exiting; /* atexit: close and shut down inline */
 } g_rt = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
-void rbd_disks_close_all(void); /* rbd.c: exit path without vh_bdev_fini */
-
 /* ---- config lists ---- */
 
 void

@@ -114,6 +114,12 @@ int rbd_job_wait(struct rbd_job *j, bool *gave_up);
  */
 bool rbd_control_post(struct vh_msg_node *n);
 
+/*
+ * rbd.c: close every image still open for a bdev, waiting for the cluster. Only for the exit
+ * path that never ran vh_bdev_fini() (a failed start). Main thread, at exit.
+ */
+void rbd_disks_close_all(void);
+
 /* First use of the module (hooks, exit handler). Control thread. */
 void rbd_module_init(void);
 /* From vh_bdev_fini(): no more control posts. */
