@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Private to the rbd back-end (rbd.c: bdevs and I/O; rbd_cluster.c: clusters, helper threads).
+ * Private to the rbd back-end (rbd.c: bdevs and images; rbd_io.c: the data path; rbd_cluster.c:
+ * clusters, helper threads).
  *
  * Threads (docs/rbd.md):
  * - control thread: the registries, RPC entry points, size changes, and every refcount's first
  *   and last user in normal operation;
- * - reactors: rbd_aio_* submissions and completions through their channel (rbd.c);
+ * - reactors: rbd_aio_* submissions and completions through their channel (rbd_io.c);
  * - librbd's threads: completion and header-watch callbacks, which only post messages;
  * - helper threads (rbd_spawn): everything that waits for the cluster (connect, open, close,
  *   get size, resize, shutdown), so the control thread never does.
@@ -19,6 +20,7 @@
 #include <stdint.h>
 
 #include <rados/librados.h>
+#include <rbd/librbd.h>
 
 #include "bdev/bdev.h"
 #include "bdev/bdev_rbd.h"
@@ -42,6 +44,50 @@ struct rbd_cluster {
 	unsigned bdevs; /* control thread: bdevs on it */
 	struct rbd_cluster *next;
 };
+
+/* An open image (rbd.c), what its channels (rbd_io.c) use of it included. */
+struct rbd_disk {
+	struct vh_bdev *bdev;   /* control thread; NULL once destructed */
+	struct rbd_cluster *cl; /* one reference */
+	char *pool_name;
+	char *rbd_name;
+	char *cluster_name; /* as given (NULL: a private handle) */
+	char *user_id;      /* as given, for save_config */
+	char **config;      /* as given, for save_config */
+	bool read_only;
+	rados_ioctx_t ioctx;
+	bool has_ioctx;
+	rbd_image_t image;
+	bool has_image;
+	uint64_t watch_handle;
+	bool watching;
+	uint64_t size; /* bytes; control thread (the last size applied) */
+	int refs;      /* atomic */
+	/* The header watch posts update_node; update_posted is set until it ran. */
+	struct vh_msg_node update_node;
+	int update_posted;
+	/* A size read on a helper; control thread, except the result fields (helper, then post). */
+	struct vh_msg_node refresh_node;
+	bool refreshing;
+	bool refresh_again;
+	int refresh_rc;
+	uint64_t refresh_size;
+	/* Reactors, relaxed atomics. */
+	uint64_t io_errors;
+	uint64_t io_timeouts;
+	struct rbd_disk *next_open; /* control thread: images open for a registered bdev */
+};
+
+/*
+ * The data path (rbd_io.c), the module's channel callbacks: create/destroy/submit/poll/arm/
+ * wake_fd with the contracts of bdev_module.h (reactor thread owning the channel).
+ */
+void *rbd_channel_create(struct vh_bdev *b);
+void rbd_channel_destroy(void *ch);
+int rbd_submit(void *ch, struct vh_bdev_io *io);
+int rbd_poll(void *ch);
+int rbd_arm(void *ch);
+int rbd_wake_fd(void *ch);
 
 /* A NULL-terminated key, value list, copied. NULL in, NULL out; *ok false on ENOMEM. */
 char **rbd_config_dup(const char *const *config, bool *ok);
