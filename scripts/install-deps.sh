@@ -30,11 +30,15 @@ demo=(
 )
 # scripts/test.sh on top: clang 14 for the tsan build and the fuzz targets (libclang-rt: the
 # sanitizer and libFuzzer runtimes), clang-format and git for the format check, pgrep
-# (procps) in tests/qemu/test-supervise.sh, debootstrap and zstd for tests/fresh/run.sh.
+# (procps) in tests/qemu/test-supervise.sh, debootstrap and zstd for tests/fresh/run.sh; the rbd
+# bdev (librbd-dev: -Drbd=auto builds it when present) and the single-node Ceph cluster its
+# tests start (tests/ceph/ceph-cluster.sh), qemu-block-extra for qemu-storage-daemon's rbd driver
+# in bench/compare.
 test=(
   clang-14 libclang-rt-14-dev clang-format git
   procps
   debootstrap
+  librbd-dev ceph-mon ceph-osd ceph-common qemu-block-extra
 )
 
 check=0 list=0 mode=all

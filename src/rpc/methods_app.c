@@ -118,6 +118,12 @@ append_ctrlr_config(struct vh_vhost_ctrlr *c, void *arg)
 static int
 bdev_config(json_t *config)
 {
+	/* Ceph clusters before the rbd bdevs that name them. */
+	int rc = vh_rpc_rbd_config(config);
+
+	if (rc < 0) {
+		return rc;
+	}
 	/* Creation order: a bdev stacked on another comes after it, as replay needs. */
 	return vh_bdev_foreach(append_bdev_config, config);
 }

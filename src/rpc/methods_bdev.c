@@ -320,7 +320,7 @@ product_name(const struct vh_bdev *b)
 	} names[] = {
 	        {MALLOC_MODULE, "Malloc disk"}, {NULL_MODULE, "Null disk"},
 	        {"uring", "URING bdev"},        {"aio", "AIO disk"},
-	        {"nvme", "NVMe disk"},
+	        {"nvme", "NVMe disk"},          {"rbd", "Ceph Rbd Disk"},
 	};
 	const char *m = vh_bdev_module_name(b);
 

@@ -28,6 +28,7 @@ static const struct {
 } g_tables[] = {
         {vh_rpc_bdev_methods, &vh_rpc_bdev_methods_count},
         {vh_rpc_file_methods, &vh_rpc_file_methods_count},
+        {vh_rpc_rbd_methods, &vh_rpc_rbd_methods_count},
         {vh_rpc_nvme_methods, &vh_rpc_nvme_methods_count},
         {vh_rpc_vhost_methods, &vh_rpc_vhost_methods_count},
         {vh_rpc_app_methods, &vh_rpc_app_methods_count},

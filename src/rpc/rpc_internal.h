@@ -86,6 +86,10 @@ extern const struct vh_rpc_method vh_rpc_vhost_methods[];
 extern const size_t vh_rpc_vhost_methods_count;
 extern const struct vh_rpc_method vh_rpc_app_methods[];
 extern const size_t vh_rpc_app_methods_count;
+extern const struct vh_rpc_method vh_rpc_rbd_methods[];
+extern const size_t vh_rpc_rbd_methods_count;
+/* methods_rbd.c: append the Ceph cluster registrations to save_config's bdev list (first). */
+int vh_rpc_rbd_config(json_t *config);
 
 /* persist.c: while suspended (config replay), state changes do not rewrite the config file. */
 void vh_rpc_persist_suspend(bool suspend);
