@@ -5,7 +5,7 @@
  * Threat model: the front-end process controls every byte of every message and the fds attached.
  * Before any handler runs, the table checks the version bits, that the payload size matches the
  * request type exactly (variable-size messages are checked against their own count fields), the
- * number of fds, and that per-queue messages were preceded by SET_OWNER. Handlers then check
+ * number of fds. Handlers then check
  * queue indices against the number of queues, sizes against the limits, and addresses against
  * the memory table. A message that cannot be honoured gets an error ack when the front-end asked
  * for one (REPLY_ACK), and otherwise closes the session: silently ignoring it would leave the
@@ -57,7 +57,6 @@ enum size_rule {
 };
 
 #define F_REPLY 0x1 /* always answers with a payload (GET_*) */
-#define F_OWNER 0x2 /* only after SET_OWNER */
 
 struct msg_desc {
 	const char *name;
@@ -145,6 +144,21 @@ h_set_features(struct vh_session *s, struct vhost_user_msg *m)
 	}
 	bool log_on = (f & ~s->features) & (1ull << VHOST_F_LOG_ALL);
 
+	/*
+	 * A front-end that acks PROTOCOL_FEATURES without ever negotiating them on this
+	 * connection believes in an earlier connection's negotiation: QEMU 7.2 does this when its
+	 * reconnect races with the close of the previous connection. It can only have acked what
+	 * we offer, so we take the whole offer rather than fail messages it believes valid.
+	 */
+	if ((f & (1ull << VHOST_USER_F_PROTOCOL_FEATURES)) && !s->protocol_features_set) {
+		VH_LOG_RL(VH_LOG_INFO, s->prefix,
+		          "protocol features acked but not negotiated on this connection: "
+		          "assuming our offer 0x%" PRIx64 " until SET_PROTOCOL_FEATURES",
+		          offered_protocol(s));
+		s->protocol_features = offered_protocol(s);
+		s->protocol_features_set = true;
+	}
+
 	s->features = f;
 	s->features_set = true;
 	__atomic_store_n(&s->log_all, (f & (1ull << VHOST_F_LOG_ALL)) != 0, __ATOMIC_RELEASE);
@@ -176,13 +190,19 @@ h_set_protocol_features(struct vh_session *s, struct vhost_user_msg *m)
 		return -EINVAL;
 	}
 	s->protocol_features = m->payload.u64;
+	s->protocol_features_set = true;
 	return 0;
 }
 
+/*
+ * SET_OWNER guards nothing here: the connection is the owner. We accept it and do not require
+ * it, because QEMU 7.2 skips it (and the rest of the handshake) when its reconnect races with
+ * the close of the previous connection, for instance when we restart during a live migration
+ * (docs/design.md, "A crash during live migration").
+ */
 static int
 h_set_owner(struct vh_session *s, struct vhost_user_msg *m)
 {
-	s->owner_set = true;
 	return 0;
 }
 
@@ -523,6 +543,7 @@ h_set_vring_base(struct vh_session *s, struct vhost_user_msg *m)
 		return -EINVAL; /* split rings: a 16-bit free-running index */
 	}
 	vq->base = (uint16_t)m->payload.state.num;
+	vq->base_set = true;
 	return 0;
 }
 
@@ -552,6 +573,20 @@ h_get_vring_base(struct vh_session *s, struct vhost_user_msg *m)
 		/* Reply only when the reactor stopped fetching and every request completed. */
 		vh_session_stop_one(s, vq, vring_base_done);
 		return VH_MSG_PENDING;
+	}
+	if (!vq->addr_set && !vq->base_set) {
+		/*
+		 * No ring was set up on this connection, so we have no base to give, and a made-up
+		 * 0 would become the queue's state in QEMU (and in a migration stream). A front-end
+		 * asks only because it lost track of the connection: QEMU 7.2 misses a back-end
+		 * restart that happens while its device is stopped. Closing makes QEMU take the
+		 * base from the used ring instead.
+		 */
+		VH_LOG_RL(VH_LOG_ERROR, s->prefix,
+		          "GET_VRING_BASE for queue %u, which was never set up on this connection: "
+		          "the front-end has lost track of the connection",
+		          vq->idx);
+		return -EPROTO;
 	}
 	st.index = vq->idx;
 	st.num = vq->base;
@@ -827,24 +862,24 @@ static const struct msg_desc msg_table[VHOST_USER_MAX_REQUEST] = {
         E(GET_FEATURES, "GET_FEATURES", SZ_EXACT, 0, 0, 0, F_REPLY, h_get_features),
         E(SET_FEATURES, "SET_FEATURES", SZ_EXACT, 8, 0, 0, 0, h_set_features),
         E(SET_OWNER, "SET_OWNER", SZ_EXACT, 0, 0, 0, 0, h_set_owner),
-        E(RESET_OWNER, "RESET_OWNER", SZ_EXACT, 0, 0, 0, F_OWNER, h_reset_device),
-        E(SET_MEM_TABLE, "SET_MEM_TABLE", SZ_MEM_TABLE, 0, 0, VHOST_MEMORY_MAX_REGIONS, F_OWNER,
+        E(RESET_OWNER, "RESET_OWNER", SZ_EXACT, 0, 0, 0, 0, h_reset_device),
+        E(SET_MEM_TABLE, "SET_MEM_TABLE", SZ_MEM_TABLE, 0, 0, VHOST_MEMORY_MAX_REGIONS, 0,
           h_set_mem_table),
-        E(SET_LOG_BASE, "SET_LOG_BASE", SZ_EXACT, 16, 1, 1, F_OWNER | F_REPLY, h_set_log_base),
-        E(SET_LOG_FD, "SET_LOG_FD", SZ_EXACT, 0, 1, 1, F_OWNER, h_set_log_fd),
-        E(SET_VRING_NUM, "SET_VRING_NUM", SZ_EXACT, 8, 0, 0, F_OWNER, h_set_vring_num),
-        E(SET_VRING_ADDR, "SET_VRING_ADDR", SZ_EXACT, 40, 0, 0, F_OWNER, h_set_vring_addr),
-        E(SET_VRING_BASE, "SET_VRING_BASE", SZ_EXACT, 8, 0, 0, F_OWNER, h_set_vring_base),
-        E(GET_VRING_BASE, "GET_VRING_BASE", SZ_EXACT, 8, 0, 0, F_OWNER | F_REPLY, h_get_vring_base),
-        E(SET_VRING_KICK, "SET_VRING_KICK", SZ_EXACT, 8, 0, 1, F_OWNER, h_set_vring_kick),
-        E(SET_VRING_CALL, "SET_VRING_CALL", SZ_EXACT, 8, 0, 1, F_OWNER, h_set_vring_call),
-        E(SET_VRING_ERR, "SET_VRING_ERR", SZ_EXACT, 8, 0, 1, F_OWNER, h_set_vring_err),
+        E(SET_LOG_BASE, "SET_LOG_BASE", SZ_EXACT, 16, 1, 1, F_REPLY, h_set_log_base),
+        E(SET_LOG_FD, "SET_LOG_FD", SZ_EXACT, 0, 1, 1, 0, h_set_log_fd),
+        E(SET_VRING_NUM, "SET_VRING_NUM", SZ_EXACT, 8, 0, 0, 0, h_set_vring_num),
+        E(SET_VRING_ADDR, "SET_VRING_ADDR", SZ_EXACT, 40, 0, 0, 0, h_set_vring_addr),
+        E(SET_VRING_BASE, "SET_VRING_BASE", SZ_EXACT, 8, 0, 0, 0, h_set_vring_base),
+        E(GET_VRING_BASE, "GET_VRING_BASE", SZ_EXACT, 8, 0, 0, F_REPLY, h_get_vring_base),
+        E(SET_VRING_KICK, "SET_VRING_KICK", SZ_EXACT, 8, 0, 1, 0, h_set_vring_kick),
+        E(SET_VRING_CALL, "SET_VRING_CALL", SZ_EXACT, 8, 0, 1, 0, h_set_vring_call),
+        E(SET_VRING_ERR, "SET_VRING_ERR", SZ_EXACT, 8, 0, 1, 0, h_set_vring_err),
         E(GET_PROTOCOL_FEATURES, "GET_PROTOCOL_FEATURES", SZ_EXACT, 0, 0, 0, F_REPLY,
           h_get_protocol_features),
         E(SET_PROTOCOL_FEATURES, "SET_PROTOCOL_FEATURES", SZ_EXACT, 8, 0, 0, 0,
           h_set_protocol_features),
         E(GET_QUEUE_NUM, "GET_QUEUE_NUM", SZ_EXACT, 0, 0, 0, F_REPLY, h_get_queue_num),
-        E(SET_VRING_ENABLE, "SET_VRING_ENABLE", SZ_EXACT, 8, 0, 0, F_OWNER, h_set_vring_enable),
+        E(SET_VRING_ENABLE, "SET_VRING_ENABLE", SZ_EXACT, 8, 0, 0, 0, h_set_vring_enable),
         E(SEND_RARP, "SEND_RARP", SZ_EXACT, 8, 0, 0, 0, NULL),
         E(NET_SET_MTU, "NET_SET_MTU", SZ_EXACT, 8, 0, 0, 0, NULL),
         E(SET_BACKEND_REQ_FD, "SET_BACKEND_REQ_FD", SZ_EXACT, 0, 1, 1, 0, h_set_backend_req_fd),
@@ -857,16 +892,15 @@ static const struct msg_desc msg_table[VHOST_USER_MAX_REQUEST] = {
         E(POSTCOPY_ADVISE, "POSTCOPY_ADVISE", SZ_EXACT, 0, 0, 0, 0, NULL),
         E(POSTCOPY_LISTEN, "POSTCOPY_LISTEN", SZ_EXACT, 0, 0, 0, 0, NULL),
         E(POSTCOPY_END, "POSTCOPY_END", SZ_EXACT, 0, 0, 0, 0, NULL),
-        E(GET_INFLIGHT_FD, "GET_INFLIGHT_FD", SZ_EXACT, 24, 0, 0, F_OWNER | F_REPLY,
-          h_get_inflight_fd),
-        E(SET_INFLIGHT_FD, "SET_INFLIGHT_FD", SZ_EXACT, 24, 1, 1, F_OWNER, h_set_inflight_fd),
+        E(GET_INFLIGHT_FD, "GET_INFLIGHT_FD", SZ_EXACT, 24, 0, 0, F_REPLY, h_get_inflight_fd),
+        E(SET_INFLIGHT_FD, "SET_INFLIGHT_FD", SZ_EXACT, 24, 1, 1, 0, h_set_inflight_fd),
         E(GPU_SET_SOCKET, "GPU_SET_SOCKET", SZ_EXACT, 0, 1, 1, 0, NULL),
         E(RESET_DEVICE, "RESET_DEVICE", SZ_EXACT, 0, 0, 0, 0, h_reset_device),
         E(VRING_KICK, "VRING_KICK", SZ_EXACT, 8, 0, 0, 0, NULL),
         E(GET_MAX_MEM_SLOTS, "GET_MAX_MEM_SLOTS", SZ_EXACT, 0, 0, 0, F_REPLY, h_get_max_mem_slots),
-        E(ADD_MEM_REG, "ADD_MEM_REG", SZ_EXACT, 40, 1, 1, F_OWNER, h_add_mem_reg),
+        E(ADD_MEM_REG, "ADD_MEM_REG", SZ_EXACT, 40, 1, 1, 0, h_add_mem_reg),
         /* QEMU may attach the region's fd to REM_MEM_REG; we do not need it (closed). */
-        E(REM_MEM_REG, "REM_MEM_REG", SZ_EXACT, 40, 0, 1, F_OWNER, h_rem_mem_reg),
+        E(REM_MEM_REG, "REM_MEM_REG", SZ_EXACT, 40, 0, 1, 0, h_rem_mem_reg),
         E(SET_STATUS, "SET_STATUS", SZ_EXACT, 8, 0, 0, 0, h_set_status),
         E(GET_STATUS, "GET_STATUS", SZ_EXACT, 0, 0, 0, F_REPLY, h_get_status),
 };
@@ -929,9 +963,6 @@ precheck(struct vh_session *s, const struct vhost_user_msg *m, const struct msg_
 	}
 	if (s->fd_overflow || s->nfds < d->min_fds || s->nfds > d->max_fds) {
 		return "wrong number of file descriptors";
-	}
-	if ((d->flags & F_OWNER) && !s->owner_set) {
-		return "sent before SET_OWNER";
 	}
 	return NULL;
 }

@@ -56,8 +56,8 @@ struct vh_session {
 	unsigned id; /* its slot in c->sessions[] */
 	int fd;
 	struct vh_evsource *src;
-	int backend_fd; /* BACKEND_REQ channel, or -1 */
-	bool owner_set;
+	int backend_fd;             /* BACKEND_REQ channel, or -1 */
+	bool protocol_features_set; /* SET_PROTOCOL_FEATURES seen on this connection */
 	bool closing;
 	bool broken_reported;
 	uint64_t features; /* acked virtio features */

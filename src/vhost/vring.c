@@ -898,4 +898,5 @@ vh_vq_reset(struct vh_vq *vq)
 	vq->kick_set = false;
 	vq->enabled = false;
 	vq->base = 0;
+	vq->base_set = false;
 }

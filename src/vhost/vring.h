@@ -65,6 +65,7 @@ struct vh_vq {
 	bool addr_set;
 	struct vhost_vring_addr addr;
 	uint16_t base; /* SET_VRING_BASE: next avail index to fetch */
+	bool base_set; /* SET_VRING_BASE seen on this connection */
 	int kickfd;
 	int callfd;
 	int errfd;

@@ -965,16 +965,13 @@ vh_fe_reset_rings(struct vh_fe *fe)
 	return 0;
 }
 
-int
-vh_fe_reconnect(struct vh_fe *fe, int timeout_ms)
+static int
+qemu_reconnect(struct vh_fe *fe, int timeout_ms, bool handshake)
 {
 	bool was_running = fe->running, restore[256] = {false};
 	unsigned int q;
 	int rc;
 
-	if (fe->opts.personality != VH_FE_QEMU72) {
-		return fe_persona_reconnect(fe, timeout_ms);
-	}
 	vh_fe_disconnect(fe);
 	for (q = 0; q < fe->opts.num_queues; q++) {
 		restore[q] = fe->vqs[q].started;
@@ -982,7 +979,7 @@ vh_fe_reconnect(struct vh_fe *fe, int timeout_ms)
 	}
 	fe->running = false;
 	rc = vh_fe_connect(fe, timeout_ms);
-	if (rc == 0) {
+	if (rc == 0 && handshake) {
 		rc = vh_fe_init(fe, false);
 	}
 	/*
@@ -1001,6 +998,24 @@ vh_fe_reconnect(struct vh_fe *fe, int timeout_ms)
 		rc = vh_fe_start(fe, fe->info.features, fe->nstarted);
 	}
 	return rc;
+}
+
+int
+vh_fe_reconnect(struct vh_fe *fe, int timeout_ms)
+{
+	if (fe->opts.personality != VH_FE_QEMU72) {
+		return fe_persona_reconnect(fe, timeout_ms);
+	}
+	return qemu_reconnect(fe, timeout_ms, true);
+}
+
+int
+vh_fe_reconnect_raced(struct vh_fe *fe, int timeout_ms)
+{
+	if (fe->opts.personality != VH_FE_QEMU72) {
+		return -EINVAL;
+	}
+	return qemu_reconnect(fe, timeout_ms, false);
 }
 
 int

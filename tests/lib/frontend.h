@@ -427,6 +427,15 @@ int vh_fe_reset_rings(struct vh_fe *fe);
  * a request is still in flight (they would lose it).
  */
 int vh_fe_reconnect(struct vh_fe *fe, int timeout_ms);
+/*
+ * QEMU 7.2's reconnect when it races with the handling of the previous connection's close
+ * (seen when the back-end restarts during a live migration): QEMU still believes the old
+ * connection's handshake, so it connects and goes straight to sequence B: SET_FEATURES with
+ * PROTOCOL_FEATURES acked, but no GET_FEATURES, protocol negotiation, SET_OWNER, back-end
+ * channel or A's SET_VRING_CALL/ERR; NEED_REPLY and inflight as negotiated before. Otherwise as
+ * vh_fe_reconnect(). QEMU personality only (-EINVAL).
+ */
+int vh_fe_reconnect_raced(struct vh_fe *fe, int timeout_ms);
 
 /*
  * The inflight buffer (vh_fe_opts.inflight): its fd (-1 if we hold none), and our mapping of
