@@ -10,12 +10,20 @@
 # session). Passes when every migration completes, fio exits 0 and the guest logged no I/O
 # error. Reports the total time and the downtime of each migration.
 # Env: VQ_MIGRATE_BDEV = ram (default) | file (an io_uring bdev on a file in the temp dir),
-#      VQ_MIGRATIONS (3), VQ_MIGRATE_QEMU_DST (the destination QEMU binary, default the same).
+#      VQ_MIGRATIONS (3), VQ_MIGRATE_QEMU_DST (the destination QEMU binary, default the same),
+#      VQ_MIGRATE_KILL=1: vhostd runs under --supervise and its worker is killed with SIGKILL
+#      during every migration (QEMU reconnect=1): the migration may fail (then it is retried)
+#      or complete, but the guest's data must stay intact either way.
 . "$(dirname "$0")/lib.sh"
 vq_init "migrate-${VQ_MIGRATE_BDEV:-ram}"
 kind=${VQ_MIGRATE_BDEV:-ram}
 migrations=${VQ_MIGRATIONS:-3}
 VQ_MEM=${VQ_MEM:-256M}
+kill_worker=${VQ_MIGRATE_KILL:-0}
+if [[ "$kill_worker" == 1 ]]; then
+	VQ_VHOSTD_ARGS="--supervise"
+	VQ_RECONNECT=1
+fi
 vq_backend_start
 [[ "$VQ_BACKEND" == vhostd ]] || vq_skip "vhostd-only (qemu-storage-daemon migrates too; not this test)"
 if [[ "$kind" == file ]]; then
@@ -104,6 +112,7 @@ vq_wait_for "fio in the guest" 120 grep -q fio-starting "$src_log" || vq_fail "t
 sleep 3 # let fio get going: the migrations run under I/O
 
 dst_bin=${VQ_MIGRATE_QEMU_DST:-}
+retries=0
 for ((i = 1; i <= migrations; i++)); do
 	VQ_QMP="$VQ_TMP/qmp$i.sock"
 	uri="unix:$VQ_TMP/mig$i.sock"
@@ -118,8 +127,14 @@ for ((i = 1; i <= migrations; i++)); do
 	[[ -n "$dst_bin" ]] && PATH=$orig_path
 	dst_pid=$VQ_QEMU_PID
 	qmp "$VQ_QMP" --wait-ready --timeout 30 >/dev/null || vq_fail "destination $i: no QMP"
-	t0=$(date +%s.%N)
 	qmp "$src_qmp" migrate "{\"uri\": \"$uri\"}" >/dev/null || vq_fail "migrate $i refused"
+	if [[ "$kill_worker" == 1 ]]; then
+		sleep "0.$((RANDOM % 9 + 1))"
+		worker=$(pgrep -P "$VQ_DAEMON_PID" | head -n1)
+		[[ -n "$worker" ]] || vq_fail "no vhostd worker to kill"
+		kill -KILL "$worker"
+		vq_log "migration $i: killed the vhostd worker (pid $worker)"
+	fi
 	status=""
 	for ((w = 0; w < 1800; w++)); do
 		info=$(qmp "$src_qmp" query-migrate) || vq_fail "query-migrate $i"
@@ -127,6 +142,18 @@ for ((i = 1; i <= migrations; i++)); do
 		[[ "$status" == completed || "$status" == failed || "$status" == cancelled ]] && break
 		sleep 0.1
 	done
+	if [[ "$status" != completed && "$kill_worker" == 1 ]]; then
+		# The worker died under the migration: QEMU may give up. A failed migration leaves the
+		# source running (its disk reconnects); try again to a new destination.
+		vq_log "migration $i ended '$status' after the kill: retrying"
+		echo "MIGRATION $i $status (worker killed), retried" >>"$VQ_TMP/migrations.txt"
+		VQ_QEMU_PID=$dst_pid
+		kill "$dst_pid" 2>/dev/null
+		vq_qemu_wait 30 >/dev/null
+		((i--))
+		((retries++ < 5)) || vq_fail "too many failed migrations"
+		continue
+	fi
 	[[ "$status" == completed ]] || { echo "$info" >&2; vq_fail "migration $i ended '$status'"; }
 	read -r total down <<<"$(python3 -c '
 import json, sys
