@@ -52,6 +52,7 @@ struct vh_bdev_io {
 	int status;
 	void (*user_cb)(struct vh_bdev_io *io, int status); /* test delay mode */
 	uint64_t due_ns;                                    /* test delay mode */
+	uint64_t submit_ticks;                              /* statistics: latency start */
 	uint64_t module_ctx[4];
 };
 

@@ -119,7 +119,9 @@ static int
 bdev_config(json_t *config)
 {
 	/* Creation order: a bdev stacked on another comes after it, as replay needs. */
-	return vh_bdev_foreach(append_bdev_config, config);
+	int rc = vh_bdev_foreach(append_bdev_config, config);
+
+	return rc < 0 ? rc : vh_rpc_bdev_qos_config(config);
 }
 
 static int
