@@ -7,7 +7,8 @@
  * - removing the limit restores full speed (at least 5x the old limit), and a change applies to
  *   a running queue at once;
  * - bdev_get_iostat counts exactly what the front-end did, per type, in ops and bytes (and
- *   per_channel sums to the same), and bdev_reset_iostat starts the counters over.
+ *   per_channel sums to the same), and bdev_reset_iostat starts the counters over; so do
+ *   vhost_get_controllers' per-controller and per-queue counters.
  *
  * The rate assertions are functional: a limiter that does not limit is a bug. They are not
  * performance assertions: the limits (5000 IOPS, 20 MiB/s) are far below what this machine does
@@ -20,6 +21,10 @@
 
 #include "io_engine.h"
 #include "vh_test.h"
+
+#ifndef VH_MAX
+#define VH_MAX(a, b) ((a) > (b) ? (a) : (b))
+#endif
 
 #define TIMEOUT_MS 20000
 #define MAX_QD     128
@@ -206,10 +211,19 @@ rate_limits(struct vh_target *t, struct load *l)
 	    limited_window(t, l, "w_mbytes_per_sec", 20, 32, 65536, true) < 0) {
 		return -1;
 	}
-	/* Removing the limit restores full speed (limited_window() removed the last one). */
-	r = run(l, MAX_QD, 4096, false, 1.0);
+	/*
+	 * Removing the limit restores full speed (limited_window() removed the last one): well
+	 * above every limit this test set, and of the order of the first unthrottled run. Best of
+	 * three 1 s runs, because another job may hold a core for a second.
+	 */
+	r = 0;
+	for (int i = 0; i < 3 && r < 0.5 * base; i++) {
+		double x = run(l, MAX_QD, 4096, false, 1.0);
+
+		r = VH_MAX(r, x);
+	}
 	fprintf(stderr, "  %-36s %10.1f /s\n", "no limit again, 4k read QD128", r);
-	T_CHECK(r > 25000 && r > 0.3 * base,
+	T_CHECK(r > 30000 && r > 0.2 * base,
 	        "after removing the limits: %.0f IOPS (unthrottled before: %.0f)", r, base);
 	return 0;
 }
@@ -292,6 +306,23 @@ exact_counts(struct vh_target *t, struct load *l)
 	        "read latencies: sum %" PRIu64 " min %" PRIu64 " max %" PRIu64,
 	        stat_u64(st, "read_latency_ticks"), stat_u64(st, "min_read_latency_ticks"),
 	        stat_u64(st, "max_read_latency_ticks"));
+	json_decref(res);
+
+	/* The controller counted the same requests, per queue and in total. */
+	T_OK(vh_target_rpc(t, "vhost_get_controllers", json_pack("{s:s}", "name", t->name), &res));
+	st = json_object_get(json_array_get(res, 0), "stats");
+	T_CHECK(stat_u64(st, "requests") == rd + wr + un + wz + fl,
+	        "controller requests %" PRIu64 ", front-end sent %" PRIu64,
+	        stat_u64(st, "requests"), rd + wr + un + wz + fl);
+	T_CHECK(stat_u64(st, "bytes") == rb + wb, "controller bytes %" PRIu64 ", want %" PRIu64,
+	        stat_u64(st, "bytes"), rb + wb);
+	T_CHECK(stat_u64(st, "errors") == 0 && stat_u64(st, "queue_depth") == 0,
+	        "errors %" PRIu64 " depth %" PRIu64, stat_u64(st, "errors"),
+	        stat_u64(st, "queue_depth"));
+	chans = json_object_get(st, "queues");
+	T_CHECK(json_array_size(chans) == 1 &&
+	                stat_u64(json_array_get(chans, 0), "requests") == rd + wr + un + wz + fl,
+	        "per-queue requests");
 	json_decref(res);
 
 	/* per_channel: one entry per reactor that served the bdev, summing to the same. */
