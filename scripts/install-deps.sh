@@ -15,10 +15,12 @@
 set -euo pipefail
 
 # Build: meson.build and src/bdev/meson.build (liburing >= 2.0, libaio.h, jansson >= 2.12,
-# libsystemd and cmocka are 'auto' features: installed so that every build has them).
+# libmicrohttpd for --metrics; libsystemd and cmocka are 'auto' features: installed so that
+# every build has them).
 build=(
   gcc meson ninja-build pkg-config
   liburing-dev libaio-dev libjansson-dev libcmocka-dev libsystemd-dev
+  libmicrohttpd-dev
 )
 # The guest demo (tests/qemu/lib.sh, tests/qemu/guest-image.sh): QEMU, python3 (lib.sh reads
 # vhostctl's JSON), the guest's busybox (static), fio, mke2fs/e2fsck (e2fsprogs), blkdiscard
@@ -30,11 +32,15 @@ demo=(
 )
 # scripts/test.sh on top: clang 14 for the tsan build and the fuzz targets (libclang-rt: the
 # sanitizer and libFuzzer runtimes), clang-format and git for the format check, pgrep
-# (procps) in tests/qemu/test-supervise.sh, debootstrap and zstd for tests/fresh/run.sh.
+# (procps) in tests/qemu/test-supervise.sh, debootstrap and zstd for tests/fresh/run.sh;
+# prometheus (promtool, and a real scrape: tests/func/test_metrics.c, test_prometheus.sh);
+# libvirt 9.0's daemon, QEMU driver and virsh, and apparmor_parser (tests/qemu/test-libvirt.sh).
 test=(
   clang-14 libclang-rt-14-dev clang-format git
   procps
   debootstrap
+  prometheus
+  libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients apparmor
 )
 
 check=0 list=0 mode=all

@@ -23,6 +23,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "app/metrics.h"
 #include "app/supervise.h"
 #include "bdev/bdev.h"
 #include "core/handover.h"
@@ -43,6 +44,7 @@ struct opts {
 	gid_t group;
 	uint64_t idle_us;
 	uint64_t max_guest_mem;
+	const char *metrics; /* ADDR:PORT, or NULL */
 };
 
 static void
@@ -63,6 +65,8 @@ usage(FILE *f)
 	        "only)\n"
 	        "      --max-guest-mem SIZE guest memory one front-end may map, bytes or with a\n"
 	        "                           K/M/G/T suffix (powers of 1024); default 1T\n"
+	        "      --metrics ADDR:PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+	        "                           (\":9100\" = loopback; 0.0.0.0:9100 exposes them)\n"
 	        "      --supervise          run as a supervisor that restarts the daemon if it "
 	        "dies,\n"
 	        "                           keeping its sockets bound and RAM disks alive "
@@ -133,6 +137,7 @@ parse_args(int argc, char **argv, struct opts *o)
 	        {"socket-group", required_argument, NULL, 'g'},
 	        {"idle-us", required_argument, NULL, 'I'},
 	        {"max-guest-mem", required_argument, NULL, 'G'},
+	        {"metrics", required_argument, NULL, 'M'},
 	        {"supervise", no_argument, NULL, 'U'},
 	        {"help", no_argument, NULL, 'h'},
 	        {"version", no_argument, NULL, 'v'},
@@ -185,6 +190,9 @@ parse_args(int argc, char **argv, struct opts *o)
 				fprintf(stderr, "vhostd: bad --max-guest-mem '%s'\n", optarg);
 				return -1;
 			}
+			break;
+		case 'M':
+			o->metrics = optarg;
 			break;
 		case 'U':
 			break; /* handled before parsing */
@@ -423,6 +431,18 @@ main(int argc, char **argv)
 		vh_reactors_stop();
 		return 1;
 	}
+	if (o.metrics != NULL) {
+		rc = vh_metrics_start(o.metrics);
+		if (rc < 0) {
+			VH_ERR("app", "--metrics %s: %s", o.metrics,
+			       rc == -EINVAL    ? "expected ADDR:PORT with a numeric address"
+			       : rc == -ENOTSUP ? "built without libmicrohttpd"
+			                        : strerror(-rc));
+			vh_rpc_server_stop();
+			vh_reactors_stop();
+			return 1;
+		}
+	}
 	vh_handover_close_unclaimed();
 	VH_NOTICE("app", "vhostd %s ready: %u reactor(s), RPC at %s", VH_VERSION,
 	          vh_reactor_count(), o.rpc_socket);
@@ -436,6 +456,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	rc = vh_evloop_run(loop);
+	vh_metrics_stop();
 	vh_rpc_server_stop();
 	vh_reactors_stop();
 	vh_bdev_fini();
