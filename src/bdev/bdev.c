@@ -401,6 +401,7 @@ channel_poll(void *arg)
 	ch->done_head = NULL;
 	ch->done_tail = &ch->done_head;
 	ch->poll_now = 0; /* completions of this poll share one timestamp */
+	vh_bdev_stat_sync_gen(ch);
 	while (io) {
 		struct vh_bdev_io *next = io->next;
 
@@ -521,26 +522,8 @@ delayed_cb(struct vh_bdev_io *io, int status)
 	ch->delayed = io;
 }
 
-int
-vh_bdev_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
-{
-	io->ch = ch;
-	io->next = NULL;
-	/* The reactor iteration's timestamp: latency starts when its work started, for free. */
-	io->submit_ticks = vh_reactor_now_ticks();
-	if (VH_UNLIKELY(__atomic_load_n(&ch->bdev->qos_on, __ATOMIC_RELAXED) ||
-	                ch->qos_head != NULL)) {
-		int rc = vh_bdev_qos_admit(ch, io);
-
-		if (rc != 0) {
-			return rc > 0 ? 0 : rc;
-		}
-	}
-	return vh_bdev_backend_submit(ch, io);
-}
-
-int
-vh_bdev_backend_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
+static inline int
+backend_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
 {
 	if (VH_UNLIKELY(ch->bdev->test_delay_us != 0)) {
 		int rc;
@@ -557,6 +540,30 @@ vh_bdev_backend_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
 		return rc;
 	}
 	return ch->bdev->module->submit(ch->mctx, io);
+}
+
+int
+vh_bdev_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
+{
+	io->ch = ch;
+	io->next = NULL;
+	/* The reactor iteration's timestamp: latency starts when its work started, for free. */
+	io->submit_ticks = vh_reactor_now_ticks();
+	if (VH_UNLIKELY(__atomic_load_n(&ch->bdev->qos_on, __ATOMIC_RELAXED) ||
+	                ch->qos_head != NULL)) {
+		int rc = vh_bdev_qos_admit(ch, io);
+
+		if (rc != 0) {
+			return rc > 0 ? 0 : rc;
+		}
+	}
+	return backend_submit(ch, io);
+}
+
+int
+vh_bdev_backend_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
+{
+	return backend_submit(ch, io);
 }
 
 void

@@ -60,23 +60,33 @@ struct vh_bdev_rstat *vh_bdev_rstat_get(struct vh_bdev *b, unsigned reactor_idx)
 /* Control: free the blocks (the bdev is being freed: no channel is left). */
 void vh_bdev_rstat_free(struct vh_bdev *b);
 
-static inline int
-stat_op_of(uint8_t type)
+/* enum vh_bdev_io_type -> enum vh_bdev_stat_op (a table: this runs per I/O). */
+static const int8_t vh_bdev_stat_op_of[VH_BDEV_IO_NTYPES] = {
+        [VH_BDEV_IO_READ] = VH_BDEV_STAT_READ,
+        [VH_BDEV_IO_WRITE] = VH_BDEV_STAT_WRITE,
+        [VH_BDEV_IO_FLUSH] = VH_BDEV_STAT_FLUSH,
+        [VH_BDEV_IO_DISCARD] = VH_BDEV_STAT_UNMAP,
+        [VH_BDEV_IO_WRITE_ZEROES] = VH_BDEV_STAT_WRITE_ZEROES,
+};
+
+/*
+ * Reactor, once per channel poll: a min/max reset asked by the control thread (a new
+ * stat_gen) starts this reactor's min/max over. Kept out of the per-I/O path.
+ */
+static inline void
+vh_bdev_stat_sync_gen(struct vh_bdev_channel *ch)
 {
-	switch (type) {
-	case VH_BDEV_IO_READ:
-		return VH_BDEV_STAT_READ;
-	case VH_BDEV_IO_WRITE:
-		return VH_BDEV_STAT_WRITE;
-	case VH_BDEV_IO_DISCARD:
-		return VH_BDEV_STAT_UNMAP;
-	case VH_BDEV_IO_FLUSH:
-		return VH_BDEV_STAT_FLUSH;
-	case VH_BDEV_IO_WRITE_ZEROES:
-		return VH_BDEV_STAT_WRITE_ZEROES;
-	default:
-		return -1;
+	struct vh_bdev_rstat *rs = ch->rs;
+	uint32_t gen = __atomic_load_n(&ch->bdev->stat_gen, __ATOMIC_RELAXED);
+
+	if (VH_LIKELY(rs == NULL || rs->gen == gen)) {
+		return;
 	}
+	for (int i = 0; i < VH_BDEV_STAT_NOPS; i++) {
+		__atomic_store_n(&rs->op[i].lat_min_ns, UINT64_MAX, __ATOMIC_RELAXED);
+		__atomic_store_n(&rs->op[i].lat_max_ns, 0, __ATOMIC_RELAXED);
+	}
+	__atomic_store_n(&rs->gen, gen, __ATOMIC_RELAXED);
 }
 
 /* Reactor: the timestamp for completions of this channel poll (one vh_ticks() per poll). */
@@ -105,19 +115,10 @@ vh_bdev_account(struct vh_bdev_channel *ch, const struct vh_bdev_io *io, int sta
 		VH_STAT_ADD(rs->errors, 1);
 		return;
 	}
-	op = stat_op_of(io->type);
-	if (VH_UNLIKELY(op < 0)) {
+	if (VH_UNLIKELY(io->type >= VH_BDEV_IO_NTYPES)) {
 		return;
 	}
-	/* A min/max reset asked by the control thread: start this reactor's over. */
-	if (VH_UNLIKELY(rs->gen != __atomic_load_n(&ch->bdev->stat_gen, __ATOMIC_RELAXED))) {
-		__atomic_store_n(&rs->gen, __atomic_load_n(&ch->bdev->stat_gen, __ATOMIC_RELAXED),
-		                 __ATOMIC_RELAXED);
-		for (int i = 0; i < VH_BDEV_STAT_NOPS; i++) {
-			__atomic_store_n(&rs->op[i].lat_min_ns, UINT64_MAX, __ATOMIC_RELAXED);
-			__atomic_store_n(&rs->op[i].lat_max_ns, 0, __ATOMIC_RELAXED);
-		}
-	}
+	op = vh_bdev_stat_op_of[io->type];
 	ns = vh_ticks_to_ns(vh_bdev_ch_now(ch) - io->submit_ticks, ch->ns_mult);
 	/* A timestamp from another core's TSC may be a hair ahead: never a huge latency. */
 	if (VH_UNLIKELY((int64_t)ns < 0)) {
