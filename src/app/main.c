@@ -42,6 +42,7 @@ struct opts {
 	const char *rpc_socket;
 	const char *config;
 	gid_t group;
+	gid_t rpc_group; /* --rpc-group; (gid_t)-2 = follow -g */
 	uint64_t idle_us;
 	uint64_t max_guest_mem;
 	const char *metrics; /* ADDR:PORT, or NULL */
@@ -61,6 +62,9 @@ usage(FILE *f)
 	        "  -c, --config FILE        JSON config (save_config format) replayed at start\n"
 	        "  -L, --log-level LEVEL    error, warn, notice (default), info, debug\n"
 	        "  -g, --socket-group GROUP group that may use the sockets (they become 0660)\n"
+	        "      --rpc-group GROUP    the RPC socket's group instead of -g's; \"-\" keeps "
+	        "it\n"
+	        "                           0600 (QEMU may connect to disks, not administer)\n"
 	        "      --idle-us N          sleep after N us without work (default 100; 0 = poll "
 	        "only)\n"
 	        "      --max-guest-mem SIZE guest memory one front-end may map, bytes or with a\n"
@@ -138,6 +142,7 @@ parse_args(int argc, char **argv, struct opts *o)
 	        {"idle-us", required_argument, NULL, 'I'},
 	        {"max-guest-mem", required_argument, NULL, 'G'},
 	        {"metrics", required_argument, NULL, 'M'},
+	        {"rpc-group", required_argument, NULL, 'R'},
 	        {"supervise", no_argument, NULL, 'U'},
 	        {"help", no_argument, NULL, 'h'},
 	        {"version", no_argument, NULL, 'v'},
@@ -193,6 +198,14 @@ parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case 'M':
 			o->metrics = optarg;
+			break;
+		case 'R':
+			if (strcmp(optarg, "-") == 0) {
+				o->rpc_group = (gid_t)-1;
+			} else if (parse_group(optarg, &o->rpc_group) < 0) {
+				fprintf(stderr, "vhostd: unknown group '%s'\n", optarg);
+				return -1;
+			}
 			break;
 		case 'U':
 			break; /* handled before parsing */
@@ -373,6 +386,7 @@ main(int argc, char **argv)
 	        .socket_dir = ".",
 	        .rpc_socket = DEFAULT_RPC_SOCKET,
 	        .group = (gid_t)-1,
+	        .rpc_group = (gid_t)-2,
 	        .idle_us = 100,
 	        .max_guest_mem = VH_VHOST_DEFAULT_MAX_GUEST_MEM,
 	};
@@ -425,7 +439,7 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
-	rc = vh_rpc_server_start(o.rpc_socket, o.group);
+	rc = vh_rpc_server_start(o.rpc_socket, o.rpc_group == (gid_t)-2 ? o.group : o.rpc_group);
 	if (rc < 0) {
 		VH_ERR("app", "RPC socket %s: %s", o.rpc_socket, strerror(-rc));
 		vh_reactors_stop();
