@@ -16,7 +16,9 @@
 # temp dir. Its QEMU driver reads /etc/libvirt/qemu.conf whatever -f says, so two settings are
 # appended there for the test and the file is restored afterwards: stdio_handler = "file" (no
 # virtlogd runs) and cgroup_controllers = [ ] (leave the host's cgroups alone). The vhostd group
-# is created and libvirt-qemu added to it if needed; /etc/group and /etc/gshadow are restored.
+# is created and libvirt-qemu added to it if needed; /etc/group and /etc/gshadow are restored,
+# and the files a first libvirtd start writes under /etc/libvirt (default network, nwfilters)
+# are removed again.
 # Skipped (77) when not root, without libvirt, or when a libvirtd is already running.
 . "$(dirname "$0")/lib.sh"
 vq_init libvirt
@@ -47,6 +49,14 @@ lv_cleanup() {
 	for f in /etc/libvirt/qemu.conf /etc/group /etc/gshadow; do
 		[[ -f "$etc_saved/$(basename "$f")" ]] && cp -p "$etc_saved/$(basename "$f")" "$f"
 	done
+	# A first libvirtd start writes its defaults (default network, nwfilters) to /etc/libvirt:
+	# remove what was not there before, so the host is as the test found it.
+	if [[ -f "$etc_saved/libvirt.files" ]]; then
+		find /etc/libvirt -type f | sort >"$etc_saved/libvirt.after"
+		comm -13 "$etc_saved/libvirt.files" "$etc_saved/libvirt.after" | while read -r f; do
+			rm -f -- "$f"
+		done
+	fi
 }
 trap 'vq_rc=$?; lv_cleanup; (exit $vq_rc); vq_cleanup' EXIT
 lvirsh() { virsh -q -c "qemu:///system?socket=$VQ_TMP/lv/libvirt-sock" "$@"; }
@@ -82,6 +92,7 @@ vq_backend_add_disk vhost.0 64 512
 [[ $(stat -c '%a' "$VQ_RPC") == 600 ]] || vq_fail "RPC socket is $(stat -c '%a' "$VQ_RPC")"
 
 # ---- libvirtd, without systemd ----
+find /etc/libvirt -type f | sort >"$etc_saved/libvirt.files"
 cat >>/etc/libvirt/qemu.conf <<CONF
 
 # Added by vhostd's tests/qemu/test-libvirt.sh (restored when it ends)
