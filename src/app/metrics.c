@@ -485,8 +485,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	return rc;
 }
 
-static void
-mhd_log(void *cls, const char *fmt, va_list ap)
+static void VH_PRINTF(2, 0) mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[256];
 

@@ -183,7 +183,9 @@ rate_limits(struct vh_target *t, struct load *l)
 	base = run(l, MAX_QD, 4096, false, 1.0);
 	T_CHECK(base > 0, "unthrottled run");
 	fprintf(stderr, "  %-36s %10.1f /s\n", "unthrottled 4k read QD128", base);
-	T_CHECK(base > 50000, "unthrottled only %.0f IOPS: a 5000 IOPS limit would not show", base);
+	/* Sanitizer builds run at a fraction of release speed: enough if well above 10000. */
+	T_CHECK(base > 20000, "unthrottled only %.0f IOPS: a 10000 IOPS limit would not show",
+	        base);
 	/* SPDK's smallest IOPS limit at QD1, where each I/O is a round trip between processes. */
 	if (limited_window(t, l, "rw_ios_per_sec", 1000, 1, 4096, false) < 0 ||
 	    limited_window(t, l, "rw_ios_per_sec", 5000, MAX_QD, 4096, false) < 0 ||
@@ -195,12 +197,9 @@ rate_limits(struct vh_target *t, struct load *l)
 	T_OK(set_qos(t, "rw_ios_per_sec", 5000));
 	r = run(l, MAX_QD, 4096, true, 1.0);
 	T_CHECK(r > 0 && r <= 5000 * 1.2, "5000 IOPS limit: %.0f", r);
-	T_OK(set_qos(t, "rw_ios_per_sec", 10000));
-	r = run(l, MAX_QD, 4096, true, 2.0);
-	if (r < 0 || check_rate("raised to 10000, 4k write QD128", r, 10000) < 0) {
+	if (limited_window(t, l, "rw_ios_per_sec", 10000, MAX_QD, 4096, true) < 0) {
 		return -1;
 	}
-	T_OK(set_qos(t, "rw_ios_per_sec", 0));
 	/* r_mbytes_per_sec limits reads only. */
 	T_OK(set_qos(t, "r_mbytes_per_sec", 20));
 	r = run(l, 32, 65536, true, 1.0) * 65536 / 1048576;
@@ -223,7 +222,7 @@ rate_limits(struct vh_target *t, struct load *l)
 		r = VH_MAX(r, x);
 	}
 	fprintf(stderr, "  %-36s %10.1f /s\n", "no limit again, 4k read QD128", r);
-	T_CHECK(r > 30000 && r > 0.2 * base,
+	T_CHECK(r > 15000 && r > 0.3 * base,
 	        "after removing the limits: %.0f IOPS (unthrottled before: %.0f)", r, base);
 	return 0;
 }
