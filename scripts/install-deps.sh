@@ -15,10 +15,12 @@
 set -euo pipefail
 
 # Build: meson.build and src/bdev/meson.build (liburing >= 2.0, libaio.h, jansson >= 2.12,
-# libsystemd and cmocka are 'auto' features: installed so that every build has them).
+# libmicrohttpd for --metrics; libsystemd and cmocka are 'auto' features: installed so that
+# every build has them).
 build=(
   gcc meson ninja-build pkg-config
   liburing-dev libaio-dev libjansson-dev libcmocka-dev libsystemd-dev
+  libmicrohttpd-dev
 )
 # The guest demo (tests/qemu/lib.sh, tests/qemu/guest-image.sh): QEMU, python3 (lib.sh reads
 # vhostctl's JSON), the guest's busybox (static), fio, mke2fs/e2fsck (e2fsprogs), blkdiscard
@@ -33,11 +35,15 @@ demo=(
 # (procps) in tests/qemu/test-supervise.sh, debootstrap and zstd for tests/fresh/run.sh; the rbd
 # bdev (librbd-dev: -Drbd=auto builds it when present) and the single-node Ceph cluster its
 # tests start (tests/ceph/ceph-cluster.sh), qemu-block-extra for qemu-storage-daemon's rbd driver
-# in bench/compare.
+# in bench/compare; prometheus (promtool, and a real scrape: tests/func/test_metrics.c,
+# test_prometheus.sh); libvirt 9.0's daemon, QEMU driver and virsh, and apparmor_parser
+# (tests/qemu/test-libvirt.sh).
 test=(
   clang-14 libclang-rt-14-dev clang-format git
   procps
   debootstrap
+  prometheus
+  libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients apparmor
   librbd-dev ceph-mon ceph-osd ceph-common qemu-block-extra
 )
 

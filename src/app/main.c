@@ -23,6 +23,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "app/metrics.h"
 #include "app/supervise.h"
 #include "bdev/bdev.h"
 #include "core/handover.h"
@@ -41,8 +42,10 @@ struct opts {
 	const char *rpc_socket;
 	const char *config;
 	gid_t group;
+	gid_t rpc_group; /* --rpc-group; (gid_t)-2 = follow -g */
 	uint64_t idle_us;
 	uint64_t max_guest_mem;
+	const char *metrics; /* ADDR:PORT, or NULL */
 };
 
 static void
@@ -59,10 +62,15 @@ usage(FILE *f)
 	        "  -c, --config FILE        JSON config (save_config format) replayed at start\n"
 	        "  -L, --log-level LEVEL    error, warn, notice (default), info, debug\n"
 	        "  -g, --socket-group GROUP group that may use the sockets (they become 0660)\n"
+	        "      --rpc-group GROUP    the RPC socket's group instead of -g's; \"-\" keeps "
+	        "it\n"
+	        "                           0600 (QEMU may connect to disks, not administer)\n"
 	        "      --idle-us N          sleep after N us without work (default 100; 0 = poll "
 	        "only)\n"
 	        "      --max-guest-mem SIZE guest memory one front-end may map, bytes or with a\n"
 	        "                           K/M/G/T suffix (powers of 1024); default 1T\n"
+	        "      --metrics ADDR:PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+	        "                           (\":9100\" = loopback; 0.0.0.0:9100 exposes them)\n"
 	        "      --supervise          run as a supervisor that restarts the daemon if it "
 	        "dies,\n"
 	        "                           keeping its sockets bound and RAM disks alive "
@@ -133,6 +141,8 @@ parse_args(int argc, char **argv, struct opts *o)
 	        {"socket-group", required_argument, NULL, 'g'},
 	        {"idle-us", required_argument, NULL, 'I'},
 	        {"max-guest-mem", required_argument, NULL, 'G'},
+	        {"metrics", required_argument, NULL, 'M'},
+	        {"rpc-group", required_argument, NULL, 'R'},
 	        {"supervise", no_argument, NULL, 'U'},
 	        {"help", no_argument, NULL, 'h'},
 	        {"version", no_argument, NULL, 'v'},
@@ -183,6 +193,17 @@ parse_args(int argc, char **argv, struct opts *o)
 		case 'G':
 			if (parse_size(optarg, &o->max_guest_mem) < 0) {
 				fprintf(stderr, "vhostd: bad --max-guest-mem '%s'\n", optarg);
+				return -1;
+			}
+			break;
+		case 'M':
+			o->metrics = optarg;
+			break;
+		case 'R':
+			if (strcmp(optarg, "-") == 0) {
+				o->rpc_group = (gid_t)-1;
+			} else if (parse_group(optarg, &o->rpc_group) < 0) {
+				fprintf(stderr, "vhostd: unknown group '%s'\n", optarg);
 				return -1;
 			}
 			break;
@@ -365,6 +386,7 @@ main(int argc, char **argv)
 	        .socket_dir = ".",
 	        .rpc_socket = DEFAULT_RPC_SOCKET,
 	        .group = (gid_t)-1,
+	        .rpc_group = (gid_t)-2,
 	        .idle_us = 100,
 	        .max_guest_mem = VH_VHOST_DEFAULT_MAX_GUEST_MEM,
 	};
@@ -417,11 +439,23 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
-	rc = vh_rpc_server_start(o.rpc_socket, o.group);
+	rc = vh_rpc_server_start(o.rpc_socket, o.rpc_group == (gid_t)-2 ? o.group : o.rpc_group);
 	if (rc < 0) {
 		VH_ERR("app", "RPC socket %s: %s", o.rpc_socket, strerror(-rc));
 		vh_reactors_stop();
 		return 1;
+	}
+	if (o.metrics != NULL) {
+		rc = vh_metrics_start(o.metrics);
+		if (rc < 0) {
+			VH_ERR("app", "--metrics %s: %s", o.metrics,
+			       rc == -EINVAL    ? "expected ADDR:PORT with a numeric address"
+			       : rc == -ENOTSUP ? "built without libmicrohttpd"
+			                        : strerror(-rc));
+			vh_rpc_server_stop();
+			vh_reactors_stop();
+			return 1;
+		}
 	}
 	vh_handover_close_unclaimed();
 	VH_NOTICE("app", "vhostd %s ready: %u reactor(s), RPC at %s", VH_VERSION,
@@ -436,6 +470,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	rc = vh_evloop_run(loop);
+	vh_metrics_stop();
 	vh_rpc_server_stop();
 	vh_reactors_stop();
 	vh_bdev_fini();

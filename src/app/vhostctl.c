@@ -419,6 +419,37 @@ build_save_config(struct ctl *ctl, int argc, char **argv, json_t **params)
 	return 0;
 }
 
+/* rpc.py's bdev_set_qos_limit: NAME and the limits to change (0 removes one). */
+static int
+build_qos(struct ctl *ctl, int argc, char **argv, json_t **params)
+{
+	static const struct option opts[] = {
+	        {"rw-ios-per-sec", required_argument, NULL, 0},
+	        {"rw-mbytes-per-sec", required_argument, NULL, 1},
+	        {"r-mbytes-per-sec", required_argument, NULL, 2},
+	        {"w-mbytes-per-sec", required_argument, NULL, 3},
+	        {NULL, 0, NULL, 0},
+	};
+	static const char *const keys[] = {"rw_ios_per_sec", "rw_mbytes_per_sec",
+	                                   "r_mbytes_per_sec", "w_mbytes_per_sec"};
+	uint64_t v;
+	int c;
+
+	*params = json_object();
+	getopt_reset();
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c < 0 || c > 3 || parse_u64(optarg, &v) < 0 || v > INT64_MAX) {
+			return usage_error(argv[0], "limits are integers (0 removes one)");
+		}
+		json_object_set_new(*params, keys[c], json_integer((json_int_t)v));
+	}
+	if (optind + 1 != argc) {
+		return usage_error(argv[0], "expected the bdev name");
+	}
+	json_object_set_new(*params, "name", json_string(argv[optind]));
+	return 0;
+}
+
 static const struct cmd g_cmds[] = {
         {"bdev_malloc_create", "[-b NAME] [-u UUID] TOTAL_SIZE_MIB BLOCK_SIZE",
          "create a RAM bdev; prints its name", build_malloc_create},
@@ -442,6 +473,12 @@ static const struct cmd g_cmds[] = {
         {"bdev_set_test_delay", "NAME MAX_DELAY_US",
          "testing: hold completions 0..MAX_DELAY_US (out of order)", build_test_delay},
         {"bdev_get_bdevs", "[-b NAME]", "list bdevs", build_get_bdevs},
+        {"bdev_set_qos_limit",
+         "[--rw-ios-per-sec N] [--rw-mbytes-per-sec N] [--r-mbytes-per-sec N] "
+         "[--w-mbytes-per-sec N] NAME",
+         "rate-limit a bdev (0 removes a limit)", build_qos},
+        {"bdev_get_iostat", "[-b NAME]", "I/O statistics (latencies in ns)", build_get_bdevs},
+        {"bdev_reset_iostat", "[-b NAME]", "start the I/O statistics over", build_get_bdevs},
         {"vhost_create_blk_controller",
          "[--cpumask MASK] [-r|--readonly] [-p|--packed_ring] "
          "CTRLR DEV_NAME",

@@ -11,25 +11,8 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "bdev/bdev_module.h"
+#include "bdev/bdev_internal.h"
 #include "core/log.h"
-
-struct vh_bdev_channel {
-	struct vh_bdev *bdev;
-	void *mctx; /* the back-end's channel */
-	unsigned refs;
-	unsigned reactor_idx;
-	struct vh_poller *poller;
-	/* Inline completions waiting for the next poll (FIFO). */
-	struct vh_bdev_io *done_head;
-	struct vh_bdev_io **done_tail;
-	/* Test delay mode: completions held until their due time (unordered list). */
-	struct vh_bdev_io *delayed;
-	uint64_t rng;
-	/* FUA emulation: written requests whose FLUSH the back-end could not take yet (FIFO). */
-	struct vh_bdev_io *fua_head;
-	struct vh_bdev_io **fua_tail;
-};
 
 static struct vh_bdev *g_bdevs;
 
@@ -165,6 +148,8 @@ bdev_free(struct vh_bdev *b)
 	if (b->module->destruct) {
 		b->module->destruct(b);
 	}
+	vh_bdev_rstat_free(b);
+	vh_bdev_qos_free(b);
 	free(b);
 }
 
@@ -425,14 +410,21 @@ channel_poll(void *arg)
 	/* Detach the list first: callbacks may submit and complete new I/O inline. */
 	ch->done_head = NULL;
 	ch->done_tail = &ch->done_head;
+	ch->poll_now = 0; /* completions of this poll share one timestamp */
+	vh_bdev_stat_sync_gen(ch);
 	while (io) {
 		struct vh_bdev_io *next = io->next;
 
+		vh_bdev_account(ch, io, io->status);
 		io->cb(io, io->status);
 		io = next;
 		busy = VH_POLL_BUSY;
 	}
 	if (ch->bdev->module->poll && ch->bdev->module->poll(ch->mctx) == VH_POLL_BUSY) {
+		busy = VH_POLL_BUSY;
+	}
+	ch->poll_now = 0;
+	if (VH_UNLIKELY(ch->qos_head != NULL) && vh_bdev_qos_dispatch(ch) == VH_POLL_BUSY) {
 		busy = VH_POLL_BUSY;
 	}
 	return busy;
@@ -445,6 +437,9 @@ channel_arm(void *arg)
 
 	if (ch->done_head != NULL || ch->delayed != NULL || ch->fua_head != NULL) {
 		return 1; /* delayed completions or flushes: keep polling until they are out */
+	}
+	if (ch->qos_head != NULL && vh_bdev_qos_arm(ch) > 0) {
+		return 1; /* a request's turn has come, or there is no timer to wake us */
 	}
 	if (ch->bdev->module->arm) {
 		return ch->bdev->module->arm(ch->mctx);
@@ -481,6 +476,10 @@ vh_bdev_channel_get(struct vh_bdev *b)
 	ch->bdev = b;
 	ch->reactor_idx = idx;
 	ch->done_tail = &ch->done_head;
+	/* Without its block the channel still works; its I/O is just not counted. */
+	ch->rs = vh_bdev_rstat_get(b, idx);
+	ch->ns_mult = vh_ticks_ns_mult();
+	vh_bdev_qos_channel_init(ch);
 	ch->fua_tail = &ch->fua_head;
 	ch->mctx = b->module->channel_create(b);
 	if (ch->mctx == NULL) {
@@ -512,6 +511,7 @@ vh_bdev_channel_put(struct vh_bdev_channel *ch)
 	}
 	/* Consumers put their channel only after all their I/O completed. */
 	ch->bdev->channels[ch->reactor_idx] = NULL;
+	vh_bdev_qos_channel_fini(ch);
 	vh_poller_unregister(&ch->poller);
 	ch->bdev->module->channel_destroy(ch->mctx);
 	free(ch);
@@ -564,6 +564,9 @@ fua_finish(struct vh_bdev_io *io, int status)
 {
 	io->type = io->fua_type;
 	io->cb = io->fua_cb;
+	/* Counted once, as the write it is, with the FLUSH's time in its latency. */
+	io->flags &= (uint8_t)~VH_BDEV_IO_F_NOSTAT;
+	vh_bdev_account(io->ch, io, status);
 	io->cb(io, status);
 }
 
@@ -649,11 +652,23 @@ fua_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
 	io->fua_cb = io->cb;
 	io->fua_type = io->type;
 	io->cb = fua_write_done;
+	io->flags |= VH_BDEV_IO_F_NOSTAT; /* its two stages are not counted: fua_finish() counts */
 	rc = submit_now(ch, io);
 	if (rc < 0) {
 		io->cb = io->fua_cb;
+		io->flags &= (uint8_t)~VH_BDEV_IO_F_NOSTAT;
 	}
 	return rc;
+}
+
+/* What a request admitted by QoS goes through: FUA emulation, then the back-end. */
+static inline int
+backend_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
+{
+	if (VH_UNLIKELY(io->flags & VH_BDEV_IO_F_FUA) && !ch->bdev->fua) {
+		return fua_submit(ch, io);
+	}
+	return submit_now(ch, io);
 }
 
 int
@@ -661,10 +676,23 @@ vh_bdev_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
 {
 	io->ch = ch;
 	io->next = NULL;
-	if (VH_UNLIKELY(io->flags & VH_BDEV_IO_F_FUA) && !ch->bdev->fua) {
-		return fua_submit(ch, io);
+	/* The reactor iteration's timestamp: latency starts when its work started, for free. */
+	io->submit_ticks = vh_reactor_now_ticks();
+	if (VH_UNLIKELY(__atomic_load_n(&ch->bdev->qos_on, __ATOMIC_RELAXED) ||
+	                ch->qos_head != NULL)) {
+		int rc = vh_bdev_qos_admit(ch, io);
+
+		if (rc != 0) {
+			return rc > 0 ? 0 : rc;
+		}
 	}
-	return submit_now(ch, io);
+	return backend_submit(ch, io);
+}
+
+int
+vh_bdev_backend_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
+{
+	return backend_submit(ch, io);
 }
 
 void
@@ -682,6 +710,7 @@ vh_bdev_test_delay(const struct vh_bdev *b)
 void
 vh_bdev_io_done(struct vh_bdev_io *io, int status)
 {
+	vh_bdev_account(io->ch, io, status);
 	io->cb(io, status);
 }
 

@@ -62,6 +62,7 @@ struct vh_bdev_io {
 	int status;
 	void (*user_cb)(struct vh_bdev_io *io, int status); /* test delay mode */
 	uint64_t due_ns;                                    /* test delay mode */
+	uint64_t submit_ticks;                              /* statistics: latency start */
 	void (*fua_cb)(struct vh_bdev_io *io, int status);  /* FUA emulation: consumer's cb */
 	uint8_t fua_type;                                   /* FUA emulation: the write's type */
 	uint64_t module_ctx[4];

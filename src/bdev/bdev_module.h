@@ -56,6 +56,12 @@ struct vh_bdev {
 	uint32_t test_delay_us;
 	struct vh_bdev_channel *channels[VH_MAX_REACTORS];
 	struct vh_bdev *next;
+	/* Private to the statistics and QoS code (bdev_internal.h). */
+	struct vh_bdev_rstat *rstat[VH_MAX_REACTORS]; /* per reactor, kept after its channel */
+	struct vh_bdev_iostat *stat_base;             /* bdev_reset_iostat's baseline */
+	uint32_t stat_gen;                            /* bumped by a min/max reset */
+	bool qos_on;                                  /* any QoS limit (reactors read it) */
+	struct vh_bdev_qos *qos;                      /* NULL until a limit was first set */
 };
 
 /*

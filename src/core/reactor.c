@@ -46,6 +46,7 @@ static struct vh_reactor *g_reactors[VH_MAX_REACTORS];
 static unsigned g_count;
 static uint64_t g_mask;
 static __thread struct vh_reactor *t_self;
+__thread uint64_t vh_reactor_iter_ticks;
 
 unsigned
 vh_reactor_count(void)
@@ -124,6 +125,8 @@ vh_reactor_get_stats(const struct vh_reactor *r, struct vh_reactor_stats *st)
 	st->busy_polls = __atomic_load_n(&r->stats.busy_polls, __ATOMIC_RELAXED);
 	st->idle_polls = __atomic_load_n(&r->stats.idle_polls, __ATOMIC_RELAXED);
 	st->sleeps = __atomic_load_n(&r->stats.sleeps, __ATOMIC_RELAXED);
+	st->busy_ticks = __atomic_load_n(&r->stats.busy_ticks, __ATOMIC_RELAXED);
+	st->idle_ticks = __atomic_load_n(&r->stats.idle_ticks, __ATOMIC_RELAXED);
 }
 
 /*
@@ -416,6 +419,7 @@ reactor_main(void *arg)
 {
 	struct vh_reactor *r = arg;
 	uint64_t idle_since = 0;
+	bool was_busy = false;
 	char name[16];
 
 	t_self = r;
@@ -431,9 +435,21 @@ reactor_main(void *arg)
 		}
 	}
 	VH_INFO("reactor", "reactor %u running on core %u", r->idx, r->core);
+	vh_reactor_iter_ticks = vh_ticks();
 	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		uint64_t t = vh_ticks();
+
+		/* One timestamp per iteration: busy/idle time, and the I/O timestamps of its work.
+		 */
+		if (was_busy) {
+			VH_STAT_ADD(r->stats.busy_ticks, t - vh_reactor_iter_ticks);
+		} else {
+			VH_STAT_ADD(r->stats.idle_ticks, t - vh_reactor_iter_ticks);
+		}
+		vh_reactor_iter_ticks = t;
 		__atomic_store_n(&r->heartbeat, r->heartbeat + 1, __ATOMIC_RELAXED);
-		if (poll_once(r) == VH_POLL_BUSY) {
+		was_busy = poll_once(r) == VH_POLL_BUSY;
+		if (was_busy) {
 			/* Single writer; relaxed atomics so other threads may read the counters. */
 			__atomic_store_n(&r->stats.busy_polls, r->stats.busy_polls + 1,
 			                 __ATOMIC_RELAXED);
@@ -508,6 +524,8 @@ vh_reactors_start(const struct vh_reactor_opts *opts)
 	if (rc < 0) {
 		return rc;
 	}
+	/* Calibrate the tick rate here, so no reactor ever waits for it (vh_ticks_hz()). */
+	vh_ticks_hz();
 	for (unsigned core = 0; core < 64; core++) {
 		if (!(opts->cpumask & (1ull << core))) {
 			continue;

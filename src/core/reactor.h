@@ -126,7 +126,24 @@ struct vh_reactor_stats {
 	uint64_t busy_polls;
 	uint64_t idle_polls;
 	uint64_t sleeps;
+	uint64_t busy_ticks; /* vh_ticks() spent in iterations that found work */
+	uint64_t idle_ticks; /* ... that found none, sleeping included */
 };
 void vh_reactor_get_stats(const struct vh_reactor *r, struct vh_reactor_stats *st);
+
+/*
+ * vh_ticks() at the start of the calling reactor's current loop iteration: a timestamp that
+ * costs nothing per I/O (bdev statistics and QoS read it). 0 on other threads.
+ */
+extern __thread uint64_t vh_reactor_iter_ticks;
+
+/* The iteration's timestamp on a reactor, a fresh vh_ticks() elsewhere. Any thread. */
+static inline uint64_t
+vh_reactor_now_ticks(void)
+{
+	uint64_t t = vh_reactor_iter_ticks;
+
+	return t != 0 ? t : vh_ticks();
+}
 
 #endif

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/util.h"
@@ -179,4 +180,52 @@ vh_unix_unlink_stale(const char *path)
 		return errno == ENOENT ? 0 : -errno;
 	}
 	return 1;
+}
+
+/* The calibration's start, taken before main() so the first vh_ticks_hz() rarely waits. */
+static uint64_t g_cal_ticks, g_cal_ns;
+static uint64_t g_ticks_hz, g_ticks_mult;
+
+__attribute__((constructor)) static void
+ticks_cal_start(void)
+{
+	g_cal_ns = vh_now_ns();
+	g_cal_ticks = vh_ticks();
+}
+
+#define TICKS_CAL_NS (20ull * 1000000ull)
+
+uint64_t
+vh_ticks_hz(void)
+{
+	uint64_t hz = __atomic_load_n(&g_ticks_hz, __ATOMIC_ACQUIRE);
+	uint64_t ns, ticks;
+
+	if (hz != 0) {
+		return hz;
+	}
+	ns = vh_now_ns() - g_cal_ns;
+	if (ns < TICKS_CAL_NS) {
+		struct timespec ts = {0, (long)(TICKS_CAL_NS - ns)};
+
+		nanosleep(&ts, NULL);
+	}
+	ticks = vh_ticks() - g_cal_ticks;
+	ns = vh_now_ns() - g_cal_ns;
+	hz = (uint64_t)((unsigned __int128)ticks * 1000000000u / (ns ? ns : 1));
+	if (hz == 0) {
+		hz = 1000000000u;
+	}
+	/* Several threads may race here: they compute nearly the same value, any one will do. */
+	__atomic_store_n(&g_ticks_mult, (uint64_t)((1000000000ull << 32) / hz), __ATOMIC_RELAXED);
+	/* Pairs with the acquire load above: the multiplier is set before the rate is seen. */
+	__atomic_store_n(&g_ticks_hz, hz, __ATOMIC_RELEASE);
+	return hz;
+}
+
+uint64_t
+vh_ticks_ns_mult(void)
+{
+	vh_ticks_hz();
+	return __atomic_load_n(&g_ticks_mult, __ATOMIC_RELAXED);
 }

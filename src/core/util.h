@@ -48,6 +48,43 @@ vh_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/*
+ * Cheap timestamps for per-I/O accounting: the TSC on x86 (invariant on every CPU we run on;
+ * clock_gettime() costs twice as much in a VM), CLOCK_MONOTONIC nanoseconds elsewhere. Only
+ * differences mean anything; vh_ticks_hz() converts. Any thread.
+ */
+static inline uint64_t
+vh_ticks(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	return __builtin_ia32_rdtsc();
+#else
+	return vh_now_ns();
+#endif
+}
+
+/*
+ * Ticks per second, measured against CLOCK_MONOTONIC over at least 20 ms since the process
+ * started (the first call may sleep for what is missing). Any thread.
+ */
+uint64_t vh_ticks_hz(void);
+/* Multiplier for vh_ticks_to_ns(): ns = ticks * mult / 2^32. Any thread. */
+uint64_t vh_ticks_ns_mult(void);
+
+static inline uint64_t
+vh_ticks_to_ns(uint64_t ticks, uint64_t mult)
+{
+	return (uint64_t)(((unsigned __int128)ticks * mult) >> 32);
+}
+
+/*
+ * A counter with one writer (a reactor) that other threads read with relaxed loads: a plain
+ * read-modify-write by its only writer, published with a relaxed store so readers never see a
+ * torn value. No lock prefix, no shared cache line written by two threads.
+ */
+#define VH_STAT_ADD(x, v) __atomic_store_n(&(x), (x) + (v), __ATOMIC_RELAXED)
+#define VH_STAT_GET(x)    __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
 static inline void
 vh_cpu_relax(void)
 {

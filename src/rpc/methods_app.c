@@ -125,7 +125,8 @@ bdev_config(json_t *config)
 		return rc;
 	}
 	/* Creation order: a bdev stacked on another comes after it, as replay needs. */
-	return vh_bdev_foreach(append_bdev_config, config);
+	rc = vh_bdev_foreach(append_bdev_config, config);
+	return rc < 0 ? rc : vh_rpc_bdev_qos_config(config);
 }
 
 static int

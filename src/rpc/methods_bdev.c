@@ -358,14 +358,13 @@ bdev_info_json(struct vh_bdev *b)
 	if (b->module != NULL && b->module->info_json != NULL) {
 		b->module->info_json(b, driver);
 	}
-	o = json_pack("{s:s, s:[], s:s, s:I, s:I, s:s, s:{s:I, s:I, s:I, s:I}, s:b, s:b, s:o, s:o}",
-	              "name", vh_bdev_name(b), "aliases", "product_name", product_name(b),
-	              "block_size", (json_int_t)vh_bdev_block_size(b), "num_blocks",
+	o = json_pack("{s:s, s:[], s:s, s:I, s:I, s:s, s:o, s:b, s:b, s:o, s:o}", "name",
+	              vh_bdev_name(b), "aliases", "product_name", product_name(b), "block_size",
+	              (json_int_t)vh_bdev_block_size(b), "num_blocks",
 	              (json_int_t)vh_bdev_num_blocks(b), "uuid", vh_bdev_uuid(b),
-	              "assigned_rate_limits", "rw_ios_per_sec", (json_int_t)0, "rw_mbytes_per_sec",
-	              (json_int_t)0, "r_mbytes_per_sec", (json_int_t)0, "w_mbytes_per_sec",
-	              (json_int_t)0, "claimed", owner != NULL, "zoned", 0, "supported_io_types",
-	              io_types_json(b), "driver_specific", driver);
+	              "assigned_rate_limits", vh_rpc_bdev_rate_limits_json(b), "claimed",
+	              owner != NULL, "zoned", 0, "supported_io_types", io_types_json(b),
+	              "driver_specific", driver);
 	if (o != NULL && owner != NULL) {
 		/* vhostd extension: who holds the claim (SPDK only says "claimed"). */
 		json_object_set_new(o, "claimed_by", json_string(owner));

@@ -27,6 +27,7 @@ static const struct {
 	const size_t *count;
 } g_tables[] = {
         {vh_rpc_bdev_methods, &vh_rpc_bdev_methods_count},
+        {vh_rpc_iostat_methods, &vh_rpc_iostat_methods_count},
         {vh_rpc_file_methods, &vh_rpc_file_methods_count},
         {vh_rpc_rbd_methods, &vh_rpc_rbd_methods_count},
         {vh_rpc_nvme_methods, &vh_rpc_nvme_methods_count},

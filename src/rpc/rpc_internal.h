@@ -78,6 +78,8 @@ struct vh_rpc_method {
 /* The per-file tables, concatenated by rpc.c in this order. */
 extern const struct vh_rpc_method vh_rpc_bdev_methods[];
 extern const size_t vh_rpc_bdev_methods_count;
+extern const struct vh_rpc_method vh_rpc_iostat_methods[];
+extern const size_t vh_rpc_iostat_methods_count;
 extern const struct vh_rpc_method vh_rpc_file_methods[];
 extern const size_t vh_rpc_file_methods_count;
 extern const struct vh_rpc_method vh_rpc_nvme_methods[];
@@ -90,6 +92,15 @@ extern const struct vh_rpc_method vh_rpc_rbd_methods[];
 extern const size_t vh_rpc_rbd_methods_count;
 /* methods_rbd.c: append the Ceph cluster registrations to save_config's bdev list (first). */
 int vh_rpc_rbd_config(json_t *config);
+
+/*
+ * methods_iostat.c: append a bdev_set_qos_limit entry per rate-limited bdev to @config (the
+ * bdev subsystem's save_config array), and bdev_get_bdevs' "assigned_rate_limits" of @b.
+ * Control thread. Returns 0 or -ENOMEM; the object is a new reference or NULL.
+ */
+struct vh_bdev;
+int vh_rpc_bdev_qos_config(json_t *config);
+json_t *vh_rpc_bdev_rate_limits_json(const struct vh_bdev *b);
 
 /* persist.c: while suspended (config replay), state changes do not rewrite the config file. */
 void vh_rpc_persist_suspend(bool suspend);

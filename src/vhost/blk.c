@@ -97,6 +97,7 @@ finish(struct vh_vq *vq, struct blk_req *req, uint8_t status)
 	}
 	if (status != VIRTIO_BLK_S_OK) {
 		req->r.used_len = 1;
+		VH_STAT_ADD(vq->stat_errors, 1);
 	}
 	vh_vq_push_used(vq, &req->r);
 }
@@ -124,6 +125,9 @@ io_done(struct vh_bdev_io *io, int rc)
 		}
 		finish(vq, req, VIRTIO_BLK_S_IOERR);
 		return;
+	}
+	if (io->type == VH_BDEV_IO_READ || io->type == VH_BDEV_IO_WRITE) {
+		VH_STAT_ADD(vq->stat_bytes, io->length);
 	}
 	finish(vq, req, VIRTIO_BLK_S_OK);
 }

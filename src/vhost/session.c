@@ -245,6 +245,7 @@ session_free(void *arg)
 	struct vh_session *s = arg;
 	struct vh_vhost_ctrlr *c = s->c;
 
+	vh_vhost_stats_absorb(s);
 	for (uint32_t i = 0; i < VH_VHOST_MAX_QUEUES; i++) {
 		vh_vq_reset(&s->vqs[i]);
 		vh_vq_free_reqs(&s->vqs[i]);
@@ -515,11 +516,11 @@ vh_vhost_ctrlr_info_json(const struct vh_vhost_ctrlr *c)
 	if (dev == NULL) {
 		return NULL;
 	}
-	return json_pack("{s:s, s:o, s:i, s:i, s:s, s:b, s:I, s:o, s:o}", "ctrlr", c->name,
+	return json_pack("{s:s, s:o, s:i, s:i, s:s, s:b, s:I, s:o, s:o, s:o}", "ctrlr", c->name,
 	                 "cpumask", mask_json(c->cpumask), "delay_base_us", 0, "iops_threshold", 0,
 	                 "socket", c->sock_path, "connected", c->nsessions > 0, "connections",
 	                 (json_int_t)c->stat_connections, "sessions", sessions_json(c),
-	                 "backend_specific", dev);
+	                 "backend_specific", dev, "stats", vh_vhost_ctrlr_stats_json(c));
 }
 
 json_t *

@@ -22,6 +22,7 @@
 #include "vhost/inflight.h"
 #include "vhost/mem.h"
 #include "vhost/protocol.h"
+#include "vhost/stats.h"
 #include "vhost/vhost.h"
 #include "vhost/vring.h"
 
@@ -46,6 +47,7 @@ struct vh_vhost_ctrlr {
 	bool deleting;
 	struct vh_vhost_ctrlr *next;
 	uint64_t stat_connections;
+	struct vh_vhost_qstats stat_closed; /* vhost/stats.c: sessions that are gone */
 };
 
 /* A handler returns 0, -errno, or VH_MSG_PENDING (it finishes later via vh_msg_complete). */

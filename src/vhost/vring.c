@@ -82,7 +82,7 @@ signal_guest(struct vh_vq *vq, uint16_t new_used)
 	} else if (VH_READ_ONCE(vq->avail->flags) & VRING_AVAIL_F_NO_INTERRUPT) {
 		return;
 	}
-	vq->stat_kicks_sent++;
+	VH_STAT_ADD(vq->stat_kicks_sent, 1);
 	kick_call(vq);
 }
 
@@ -205,7 +205,7 @@ vh_vq_push_used(struct vh_vq *vq, struct vh_req *req)
 	vq->last_used++;
 	req->inflight = false;
 	vq->free_slots[vq->nfree++] = req->slot;
-	vq->inflight--;
+	VH_STAT_ADD(vq->inflight, -1);
 	vh_reactor_defer(&vq->flush);
 }
 
@@ -348,8 +348,8 @@ take_head(struct vh_vq *vq, uint16_t head)
 	req = vh_vq_req(vq, vq->free_slots[--vq->nfree]);
 	req->head = head;
 	req->inflight = true;
-	vq->inflight++;
-	vq->stat_requests++;
+	VH_STAT_ADD(vq->inflight, 1);
+	VH_STAT_ADD(vq->stat_requests, 1);
 	return req;
 }
 
@@ -503,6 +503,10 @@ vq_disarm(void *arg)
 	if (!vq->event_idx) {
 		VH_WRITE_ONCE(vq->used->flags, VRING_USED_F_NO_NOTIFY);
 		log_used(vq, 0, 2);
+	}
+	/* Work that arrived while we slept with notifications on came with a kick. */
+	if (vq->running && !vq->broken && VH_READ_ONCE(vq->avail->idx) != vq->last_avail) {
+		VH_STAT_ADD(vq->stat_kicks_recv, 1);
 	}
 }
 
@@ -879,7 +883,7 @@ vh_vq_drop(struct vh_vq *vq, struct vh_req *req)
 	head_clear(vq, req->head);
 	req->inflight = false;
 	vq->free_slots[vq->nfree++] = req->slot;
-	vq->inflight--;
+	VH_STAT_ADD(vq->inflight, -1);
 }
 
 void

@@ -148,6 +148,10 @@ struct vh_vq {
 	int cur_kickfd; /* reactor's copy of kickfd */
 	uint64_t stat_requests;
 	uint64_t stat_kicks_sent;
+	/* More counters (vhost/stats.c): one writer, the reactor (VH_STAT_ADD). */
+	uint64_t stat_bytes;      /* data read or written by answered requests */
+	uint64_t stat_errors;     /* requests answered with an error status */
+	uint64_t stat_kicks_recv; /* times a guest notification woke the reactor for this queue */
 	struct vh_log_burst io_errors; /* reactor's: failed requests, logged once per burst */
 	char prefix[VH_NAME_MAX + 16];
 };

@@ -39,6 +39,8 @@ ctl bdev_malloc_create -b Malloc0 16 512 >/dev/null || fail "bdev_malloc_create"
 ctl bdev_null_create Null0 8 4096 >/dev/null || fail "bdev_null_create"
 ctl vhost_create_blk_controller --cpumask 0x1 vhost.0 Malloc0 >/dev/null || fail "ctrlr 0"
 ctl vhost_create_blk_controller -r vhost.ro Null0 >/dev/null || fail "ctrlr ro"
+ctl call bdev_set_qos_limit '{"name": "Malloc0", "rw_ios_per_sec": 3000, "w_mbytes_per_sec": 7}' \
+	>/dev/null || fail "bdev_set_qos_limit"
 [ -s "$tmp/config.json" ] || fail "config file not written after changes"
 before=$(ctl save_config)
 
@@ -53,6 +55,7 @@ $before
 $after"
 [ -S "$tmp/vhost.0" ] && [ -S "$tmp/vhost.ro" ] || fail "controller sockets not back at the same paths"
 ctl vhost_get_controllers -n vhost.ro | grep -q '"readonly": true' || fail "read-only flag lost"
+ctl bdev_get_bdevs -b Malloc0 | grep -q '"rw_ios_per_sec": 3000' || fail "QoS limit lost"
 
 # A deletion is persisted too.
 ctl vhost_delete_controller vhost.ro >/dev/null || fail "delete"

@@ -40,13 +40,13 @@ for f in $rpc_src; do rpc="$rpc src/rpc/$f"; done
 
 core="src/core/msg.c src/core/evloop.c src/core/reactor.c src/core/util.c src/core/handover.c \
  src/core/sigbus.c src/core/peerfd.c tests/fuzz/fuzz_log.c"
-bdev="src/bdev/bdev.c src/bdev/null.c src/bdev/ram.c"
+bdev="src/bdev/bdev.c src/bdev/iostat.c src/bdev/qos.c src/bdev/null.c src/bdev/ram.c"
 vhost="src/vhost/socket.c src/vhost/msg.c src/vhost/mem.c src/vhost/vring.c src/vhost/blk.c \
- src/vhost/session.c src/vhost/inflight.c src/vhost/dirtylog.c"
+ src/vhost/session.c src/vhost/inflight.c src/vhost/stats.c src/vhost/dirtylog.c"
 
 # Compile each source once (fuzzer-no-link: coverage instrumentation without libFuzzer's main).
 all=$(printf "%s\n" $core $bdev $vhost $rpc tests/unit/rpc/stubs.c tests/unit/rpc/stubs_file.c \
-	tests/fuzz/fuzz_*.c | sort -u)
+	tests/unit/rpc/stubs_iostat.c tests/fuzz/fuzz_*.c | sort -u)
 echo "$all" | $NICE xargs -P "$JOBS" -I{} sh -c '
 	src="$1"; obj="$2/obj/$(echo "$1" | tr / _).o"
 	if [ ! -f "$obj" ] || [ "$3/$src" -nt "$obj" ] || [ -n "$(find "$3/src" "$3/tests/fuzz" \
@@ -84,9 +84,9 @@ link fuzz_inflight tests/fuzz/fuzz_inflight.c src/vhost/inflight.c src/core/util
 	tests/fuzz/fuzz_log.c
 link fuzz_vhost_msg tests/fuzz/fuzz_vhost_msg.c $core $bdev $vhost
 link fuzz_rpc tests/fuzz/fuzz_rpc.c tests/fuzz/fuzz_rpc_weak.c $rpc tests/unit/rpc/stubs.c \
-	tests/unit/rpc/stubs_file.c \
+	tests/unit/rpc/stubs_file.c tests/unit/rpc/stubs_iostat.c \
 	$core
 link fuzz_config tests/fuzz/fuzz_config.c tests/fuzz/fuzz_rpc_weak.c $rpc tests/unit/rpc/stubs.c \
-	tests/unit/rpc/stubs_file.c \
+	tests/unit/rpc/stubs_file.c tests/unit/rpc/stubs_iostat.c \
 	$core
 echo "fuzz targets in $out"

@@ -54,6 +54,7 @@ static const struct vh_bdev_module g_null_mod = {
 void
 stub_reset(void)
 {
+	stub_iostat_reset();
 	for (unsigned i = 0; i < g_nbdevs; i++) {
 		free(g_bdevs[i]);
 	}

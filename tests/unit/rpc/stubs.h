@@ -10,6 +10,8 @@
 
 /* Drop every fake bdev and controller; clear injected failures. */
 void stub_reset(void);
+/* stubs_iostat.c: forget every QoS limit (stub_reset() calls it). */
+void stub_iostat_reset(void);
 
 /* The next vh_vhost_blk_create() returns @rc (0 = behave normally). */
 void stub_fail_next_vhost_create(int rc);
