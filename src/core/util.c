@@ -229,3 +229,17 @@ vh_ticks_ns_mult(void)
 	vh_ticks_hz();
 	return __atomic_load_n(&g_ticks_mult, __ATOMIC_RELAXED);
 }
+
+static const char *g_version = "0.0.0";
+
+const char *
+vh_version(void)
+{
+	return g_version;
+}
+
+void
+vh_version_set(const char *v)
+{
+	g_version = v;
+}

@@ -122,4 +122,11 @@ int vh_fd_set_nonblock(int fd);
 /* Set FD_CLOEXEC on @fd. Returns 0 or -errno. */
 int vh_fd_set_cloexec(int fd);
 
+/*
+ * The running binary's version ("0.1.0"), as main() set it: libraries built once serve several
+ * binaries (a live upgrade's test pairs two builds). Any thread after start-up.
+ */
+const char *vh_version(void);
+void vh_version_set(const char *v);
+
 #endif

@@ -494,6 +494,29 @@ blk_set_config(struct vh_session *s, uint32_t offset, const uint8_t *data, uint3
 	return 0;
 }
 
+/* Live upgrade: the writeback byte is the only session state the config space does not derive. */
+static json_t *
+blk_session_save(const struct vh_session *s)
+{
+	const struct vh_blk_session *bs = s->dev;
+
+	return json_pack("{s:i}", "wce", (int)bs->wce);
+}
+
+static int
+blk_session_load(struct vh_session *s, const json_t *state)
+{
+	struct vh_blk_session *bs = s->dev;
+	const json_t *wce = json_object_get(state, "wce");
+
+	if (!json_is_integer(wce) || json_integer_value(wce) < 0 || json_integer_value(wce) > 1) {
+		return -EINVAL;
+	}
+	bs->wce = (uint8_t)json_integer_value(wce);
+	vh_blk_cache_mode_update(s);
+	return 0;
+}
+
 /* ---- controllers (control) ---- */
 
 static int
@@ -559,6 +582,8 @@ const struct vh_dev_ops vh_blk_ops = {
         .session_fini = blk_session_fini,
         .features_set = vh_blk_cache_mode_update,
         .session_reset = vh_blk_cache_mode_update,
+        .session_save = blk_session_save,
+        .session_load = blk_session_load,
         .get_config = blk_get_config,
         .set_config = blk_set_config,
         .req_size = sizeof(struct blk_req),

@@ -69,6 +69,15 @@ struct vh_dev_ops {
 	 */
 	int (*resubmit)(struct vh_vq *vq, struct vh_req *req);
 
+	/*
+	 * Control, live upgrade (upgrade.c): the device's per-session state as JSON (new
+	 * reference), and the same given back to a new process's session, after its features were
+	 * set (0 or -EINVAL). Optional: without them the state is what session_init and
+	 * features_set make.
+	 */
+	json_t *(*session_save)(const struct vh_session *s);
+	int (*session_load)(struct vh_session *s, const json_t *state);
+
 	/* Control: a bdev changed size; tell the front-ends of @c if it uses it. Returns how many.
 	 */
 	int (*bdev_resized)(struct vh_vhost_ctrlr *c, struct vh_bdev *b);

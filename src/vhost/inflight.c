@@ -78,7 +78,7 @@ vh_inflight_map(struct vh_inflight *ifl, const struct vhost_user_inflight *w, in
 {
 	uint64_t need, end, start;
 	struct stat st;
-	int seals;
+	int seals, dup_fd;
 	void *p;
 
 	if (!geometry_ok(w->num_queues, w->queue_size)) {
@@ -111,7 +111,16 @@ vh_inflight_map(struct vh_inflight *ifl, const struct vhost_user_inflight *w, in
 	if (p == MAP_FAILED) {
 		return -errno;
 	}
+	dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (dup_fd < 0) {
+		int rc = -errno;
+
+		munmap(p, end - start);
+		return rc;
+	}
 	vh_inflight_unmap(ifl);
+	ifl->fd = dup_fd;
+	ifl->wire = *w;
 	ifl->map = p;
 	ifl->map_size = end - start;
 	ifl->base = (uint8_t *)p + (w->mmap_offset - start);
@@ -125,6 +134,7 @@ vh_inflight_unmap(struct vh_inflight *ifl)
 {
 	if (ifl->map != NULL) {
 		munmap(ifl->map, ifl->map_size);
+		close(ifl->fd);
 	}
 	memset(ifl, 0, sizeof(*ifl));
 }

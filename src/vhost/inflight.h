@@ -17,13 +17,16 @@ struct vh_inflight {
 	uint8_t *base; /* map + mmap_offset */
 	uint16_t num_queues;
 	uint16_t queue_size;
+	int fd; /* our duplicate of the region's fd (valid while mapped) */
+	struct vhost_user_inflight
+	        wire; /* what SET_INFLIGHT_FD said (a live upgrade maps it again) */
 };
 
 /* Bytes per queue in our layout: header + one entry per descriptor, cache-line aligned. */
 uint64_t vh_inflight_queue_stride(uint16_t queue_size);
 /* GET_INFLIGHT_FD: a sealed, zeroed memfd for @nq queues of @qs. Returns the fd or -errno. */
 int vh_inflight_create(uint16_t nq, uint16_t qs, uint64_t *size);
-/* SET_INFLIGHT_FD: validate and map. 0 or -errno. */
+/* SET_INFLIGHT_FD: validate and map; keeps a duplicate of @fd (not closed). 0 or -errno. */
 int vh_inflight_map(struct vh_inflight *ifl, const struct vhost_user_inflight *w, int fd);
 void vh_inflight_unmap(struct vh_inflight *ifl);
 /*

@@ -23,6 +23,7 @@
  *   disk filesystems are accepted (fs_allowed, docs/security.md section 2.3).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -158,6 +159,7 @@ vh_mem_region_map(struct vh_mem_region *r, const struct vhost_user_memory_region
 
 	memset(r, 0, sizeof(*r));
 	r->sigbus_area = -1;
+	r->fd = -1;
 	if (wire->memory_size == 0 ||
 	    VH_ADD_OVERFLOW(wire->guest_phys_addr, wire->memory_size - 1, &end) ||
 	    VH_ADD_OVERFLOW(wire->userspace_addr, wire->memory_size - 1, &end) ||
@@ -205,8 +207,16 @@ vh_mem_region_map(struct vh_mem_region *r, const struct vhost_user_memory_region
 		}
 		return rc;
 	}
+	r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (r->fd < 0) {
+		rc = -errno;
+		munmap(p, map_size);
+		return rc;
+	}
 	area = vh_sigbus_register(p, map_size, page);
 	if (area < 0) {
+		close(r->fd);
+		r->fd = -1;
 		VH_LOG_RL(VH_LOG_ERROR, "vhost",
 		          "guest memory region refused: %u guest mappings exist already",
 		          VH_SIGBUS_MAX_AREAS);
@@ -236,6 +246,8 @@ vh_mem_region_unmap(struct vh_mem_region *r)
 		r->sigbus_area = -1;
 		munmap(r->map_base, r->map_size);
 		r->map_base = NULL;
+		close(r->fd);
+		r->fd = -1;
 	}
 }
 

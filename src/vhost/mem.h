@@ -26,6 +26,7 @@ struct vh_mem_region {
 	uint64_t map_size;
 	uint8_t *hva;    /* host address of gpa: map_base + mmap_offset % page size */
 	int sigbus_area; /* handle of map_base in the SIGBUS registry (core/sigbus.h), or -1 */
+	int fd;          /* our duplicate of the region's fd (valid while map_base is set) */
 };
 
 struct vh_mem {
@@ -36,7 +37,8 @@ struct vh_mem {
 /*
  * Map one region from @fd. Validates size, overflow of gpa/qva + size, that the fd is a
  * regular file on an accepted filesystem and large enough, and maps only the region (at most
- * the per-session limit), registered for SIGBUS recovery. Does not close @fd. Returns 0,
+ * the per-session limit), registered for SIGBUS recovery. Keeps a duplicate of @fd (a live
+ * upgrade hands it to the next process) and does not close @fd itself. Returns 0,
  * -EINVAL, -EBADF, -EOPNOTSUPP (filesystem refused), -E2BIG (over the limit), -ENOMEM (e.g. no
  * free huge pages), -ENOSPC (SIGBUS registry full) or another -errno from mmap. @owner (the
  * session, or NULL) is charged for the region in the bdev layer's shared tables. Control thread.

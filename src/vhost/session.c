@@ -21,6 +21,7 @@
 #include "core/reactor.h"
 #include "vhost/device.h"
 #include "vhost/session.h"
+#include "vhost/upgrade.h"
 
 static struct vh_vhost_ctrlr *g_ctrlrs;
 static char g_sock_dir[108] = ".";
@@ -294,6 +295,7 @@ session_free(void *arg)
 	} else {
 		vh_sock_resume_listening(c);
 	}
+	vh_upgrade_poke(); /* a freeze may have been waiting for this session to go */
 	if (g_live_sessions == 0 && g_shutdown_done != NULL) {
 		void (*done)(void *) = g_shutdown_done;
 

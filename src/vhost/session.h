@@ -121,6 +121,8 @@ int vh_sock_reply_fd(struct vh_session *s, const struct vhost_user_msg *req, con
 int vh_sock_send_backend(struct vh_session *s, uint32_t request, const void *payload,
                          uint32_t size);
 void vh_sock_pause(struct vh_session *s);
+/* Start reading the connection (after accept, or at a live upgrade's commit). 0 or -errno. */
+int vh_sock_watch(struct vh_session *s);
 /* Close fds received with the current (partial) message. */
 void vh_sock_close_fds(struct vh_session *s);
 void vh_sock_resume(struct vh_session *s);

@@ -20,6 +20,7 @@
 #include "core/handover.h"
 #include "core/log.h"
 #include "vhost/session.h"
+#include "vhost/upgrade.h"
 
 static void session_input(void *arg, uint32_t events);
 
@@ -30,8 +31,8 @@ listen_ready(void *arg, uint32_t events)
 	struct vh_session *s;
 	int fd;
 
-	if (c->nsessions >= VH_VHOST_MAX_SESSIONS || c->deleting) {
-		vh_sock_stop_listening(c);
+	if (c->nsessions >= VH_VHOST_MAX_SESSIONS || c->deleting || vh_vhost_frozen()) {
+		vh_sock_stop_listening(c); /* the next one waits in the backlog */
 		return;
 	}
 	fd = accept4(c->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -49,8 +50,7 @@ listen_ready(void *arg, uint32_t events)
 		close(fd);
 		return;
 	}
-	s->src = vh_evloop_add(vh_evloop_main(), fd, EPOLLIN, session_input, s);
-	if (s->src == NULL) {
+	if (vh_sock_watch(s) < 0) {
 		VH_LOG_RL(VH_LOG_ERROR, c->name, "cannot watch the connection: %s",
 		          strerror(errno));
 		vh_session_close(s, "epoll failure");
@@ -118,6 +118,9 @@ vh_sock_listen(struct vh_vhost_ctrlr *c)
 	}
 listening:
 	c->listen_fd = fd;
+	if (vh_vhost_frozen()) {
+		return 0; /* a live upgrade's new process polls it once it serves */
+	}
 	c->listen_src = vh_evloop_add(vh_evloop_main(), fd, EPOLLIN, listen_ready, c);
 	if (c->listen_src == NULL) {
 		rc = -errno;
@@ -127,6 +130,13 @@ listening:
 		return rc;
 	}
 	return 0;
+}
+
+int
+vh_sock_watch(struct vh_session *s)
+{
+	s->src = vh_evloop_add(vh_evloop_main(), s->fd, EPOLLIN, session_input, s);
+	return s->src != NULL ? 0 : -errno;
 }
 
 void
@@ -141,7 +151,7 @@ vh_sock_stop_listening(struct vh_vhost_ctrlr *c)
 void
 vh_sock_resume_listening(struct vh_vhost_ctrlr *c)
 {
-	if (c->listen_src == NULL && c->listen_fd >= 0 && !c->deleting) {
+	if (c->listen_src == NULL && c->listen_fd >= 0 && !c->deleting && !vh_vhost_frozen()) {
 		c->listen_src =
 		        vh_evloop_add(vh_evloop_main(), c->listen_fd, EPOLLIN, listen_ready, c);
 		if (c->listen_src == NULL) {
@@ -163,6 +173,11 @@ vh_sock_pause(struct vh_session *s)
 void
 vh_sock_resume(struct vh_session *s)
 {
+	if (vh_vhost_frozen()) {
+		/* A live upgrade is taking over: the next message is the new process's. */
+		vh_upgrade_poke();
+		return;
+	}
 	s->paused = false;
 	if (s->src) {
 		vh_evloop_mod(s->src, EPOLLIN);

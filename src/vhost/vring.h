@@ -72,6 +72,9 @@ struct vh_vq {
 	bool kick_set; /* SET_VRING_KICK seen (kickfd may be -1 with NOFD) */
 	bool enabled;  /* SET_VRING_ENABLE (mirrored to the reactor when started) */
 	bool started;  /* control's view: a start was sent and no stop completed */
+	/* Live upgrade (upgrade.c): running when the freeze stopped it, and when. */
+	bool upgrade_restart;
+	uint64_t upgrade_stop_ns;
 	struct vh_reactor *reactor;
 
 	/*

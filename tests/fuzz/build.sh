@@ -42,7 +42,7 @@ core="src/core/msg.c src/core/evloop.c src/core/reactor.c src/core/util.c src/co
  src/core/sigbus.c src/core/peerfd.c tests/fuzz/fuzz_log.c"
 bdev="src/bdev/bdev.c src/bdev/iostat.c src/bdev/qos.c src/bdev/null.c src/bdev/ram.c"
 vhost="src/vhost/socket.c src/vhost/msg.c src/vhost/mem.c src/vhost/vring.c src/vhost/blk.c \
- src/vhost/session.c src/vhost/inflight.c src/vhost/stats.c src/vhost/dirtylog.c"
+ src/vhost/session.c src/vhost/inflight.c src/vhost/stats.c src/vhost/dirtylog.c src/vhost/upgrade.c"
 
 # Compile each source once (fuzzer-no-link: coverage instrumentation without libFuzzer's main).
 all=$(printf "%s\n" $core $bdev $vhost $rpc tests/unit/rpc/stubs.c tests/unit/rpc/stubs_file.c \
