@@ -24,6 +24,8 @@
 #endif
 
 #include "app/metrics.h"
+#include "app/upgrade.h"
+#include "vhost/upgrade.h"
 #include "app/supervise.h"
 #include "bdev/bdev.h"
 #include "core/handover.h"
@@ -32,6 +34,12 @@
 #include "core/reactor.h"
 #include "core/sigbus.h"
 #include "rpc/rpc.h"
+
+#ifndef VH_VERSION_SUFFIX
+#define VH_VERSION_SUFFIX ""
+#endif
+/* A test build (tests/func/meson.build) adds a suffix, so two builds of one tree differ. */
+#define VHOSTD_VERSION VH_VERSION VH_VERSION_SUFFIX
 #include "vhost/vhost.h"
 
 #define DEFAULT_RPC_SOCKET "/var/tmp/vhostd.sock"
@@ -213,7 +221,7 @@ parse_args(int argc, char **argv, struct opts *o)
 			usage(stdout);
 			exit(0);
 		case 'v':
-			printf("vhostd %s\n", VH_VERSION);
+			printf("vhostd %s\n", VHOSTD_VERSION);
 			exit(0);
 		default:
 			usage(stderr);
@@ -297,6 +305,35 @@ peer_watchdog_tick(void *arg, uint32_t events)
 	vh_reactors_peer_watchdog();
 	if (vh_evloop_timer(vh_evloop_main(), PEER_WATCHDOG_NS, peer_watchdog_tick, NULL) == NULL) {
 		VH_ERR("app", "cannot re-arm the peer-call watchdog");
+	}
+}
+
+/* Live upgrade, new worker: every adopted queue runs. */
+static void
+upgrade_started(void *arg, uint64_t stop_ns, uint64_t start_ns)
+{
+	vh_upgrade_new_started(stop_ns, start_ns);
+}
+
+/* Live upgrade, new worker: --metrics binds once the old worker released the port. */
+static const char *g_metrics_addr;
+static uint64_t g_metrics_since;
+
+static void
+metrics_retry(void *arg, uint32_t events)
+{
+	int rc = vh_metrics_start(g_metrics_addr);
+
+	if (g_metrics_since == 0) {
+		g_metrics_since = vh_now_ns();
+	}
+	if (rc == -EADDRINUSE && vh_now_ns() - g_metrics_since < 30000000000ull) {
+		vh_evloop_timer(vh_evloop_main(), 50000000ull, metrics_retry, NULL);
+		return;
+	}
+	if (rc < 0) {
+		VH_ERR("app", "--metrics %s: %s (metrics unavailable)", g_metrics_addr,
+		       strerror(-rc));
 	}
 }
 
@@ -391,6 +428,8 @@ main(int argc, char **argv)
 	        .max_guest_mem = VH_VHOST_DEFAULT_MAX_GUEST_MEM,
 	};
 	static struct watchdog wd;
+	const char *up_env;
+	int upgrade_fd = -1;
 	struct vh_reactor_opts ro;
 	struct vh_evloop *loop;
 	int sfd = -1, rc;
@@ -403,10 +442,20 @@ main(int argc, char **argv)
 			return vh_supervise(argc, argv, o.config != NULL);
 		}
 	}
+	vh_version_set(VHOSTD_VERSION);
 	rc = vh_handover_init();
 	if (rc < 0) {
 		VH_ERR("app", "bad supervisor hand-over: %s", strerror(-rc));
 		return 1;
+	}
+	up_env = getenv(VH_UPGRADE_ENV_FD);
+	if (up_env != NULL) {
+		upgrade_fd = atoi(up_env);
+		unsetenv(VH_UPGRADE_ENV_FD);
+		if (upgrade_fd <= 2) {
+			VH_ERR("app", "bad %s", VH_UPGRADE_ENV_FD);
+			return 1;
+		}
 	}
 	loop = vh_evloop_create();
 	if (loop == NULL || setup_signals(loop, &sfd) < 0) {
@@ -428,6 +477,17 @@ main(int argc, char **argv)
 		       (unsigned long long)o.cpumask, strerror(-rc));
 		return 1;
 	}
+	if (upgrade_fd >= 0) {
+		/*
+		 * A live upgrade's candidate: until COMMIT nothing here may touch what the running
+		 * worker serves, so every failure path below is _exit() (no teardown: that would
+		 * unlink its sockets).
+		 */
+		if (vh_upgrade_new_begin(upgrade_fd) < 0) {
+			_exit(1);
+		}
+		vh_vhost_hold();
+	}
 	if (o.config != NULL) {
 		vh_rpc_set_config_path(o.config);
 		rc = vh_rpc_load_config(o.config);
@@ -435,17 +495,37 @@ main(int argc, char **argv)
 			VH_NOTICE("app", "config %s does not exist yet: starting empty", o.config);
 		} else if (rc < 0) {
 			/* Never run half-configured: the error above named the entry. */
+			if (upgrade_fd >= 0) {
+				vh_upgrade_new_fail(
+				        "the new binary cannot replay the configuration");
+				_exit(1);
+			}
 			vh_reactors_stop();
 			return 1;
 		}
 	}
+	if (upgrade_fd >= 0) {
+		if (vh_upgrade_new_adopt() < 0) {
+			_exit(1);
+		}
+		vh_vhost_commit(upgrade_started, NULL);
+	}
 	rc = vh_rpc_server_start(o.rpc_socket, o.rpc_group == (gid_t)-2 ? o.group : o.rpc_group);
 	if (rc < 0) {
 		VH_ERR("app", "RPC socket %s: %s", o.rpc_socket, strerror(-rc));
+		if (upgrade_fd >= 0) {
+			/* Committed: the old worker is gone. Exit so the supervisor restarts one.
+			 */
+			_exit(1);
+		}
 		vh_reactors_stop();
 		return 1;
 	}
-	if (o.metrics != NULL) {
+	if (upgrade_fd >= 0 && o.metrics != NULL) {
+		/* The old worker holds the port until it exits: bind as soon as it is free. */
+		g_metrics_addr = o.metrics;
+		metrics_retry(NULL, 0);
+	} else if (o.metrics != NULL) {
 		rc = vh_metrics_start(o.metrics);
 		if (rc < 0) {
 			VH_ERR("app", "--metrics %s: %s", o.metrics,
@@ -458,12 +538,15 @@ main(int argc, char **argv)
 		}
 	}
 	vh_handover_close_unclaimed();
-	VH_NOTICE("app", "vhostd %s ready: %u reactor(s), RPC at %s", VH_VERSION,
+	VH_NOTICE("app", "vhostd %s ready: %u reactor(s), RPC at %s", vh_version(),
 	          vh_reactor_count(), o.rpc_socket);
 #if VH_HAVE_SYSTEMD
 	sd_notify(0, "READY=1");
 #endif
 	vh_handover_notify("READY");
+	if (vh_upgrade_old_init() < 0) {
+		VH_WARN("app", "cannot listen to the supervisor: live upgrade unavailable");
+	}
 	watchdog_start(&wd);
 	if (vh_evloop_timer(loop, PEER_WATCHDOG_NS, peer_watchdog_tick, NULL) == NULL) {
 		VH_ERR("app", "cannot start the peer-call watchdog: %s", strerror(errno));

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/evloop.h"
 #include "core/handover.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -152,4 +153,61 @@ vh_handover_close_unclaimed(void)
 			g_inh[i].fd = -1;
 		}
 	}
+}
+
+static void (*g_watch_cb)(const char *text, int fd);
+static struct vh_evsource *g_watch_src;
+
+static void
+chan_input(void *arg, uint32_t events)
+{
+	char buf[512];
+	char cbuf[CMSG_SPACE(sizeof(int))];
+
+	/* Bounded: the supervisor says little, and a stuck loop must not hold the control thread.
+	 */
+	for (int n = 0; n < 16; n++) {
+		struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf) - 1};
+		struct msghdr mh = {
+		        .msg_iov = &iov,
+		        .msg_iovlen = 1,
+		        .msg_control = cbuf,
+		        .msg_controllen = sizeof(cbuf),
+		};
+		ssize_t len = recvmsg(g_chan, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		int fd = -1;
+
+		if (len <= 0) {
+			if (len == 0 || (errno != EAGAIN && errno != EINTR)) {
+				/* The supervisor is gone: PR_SET_PDEATHSIG ends us; stop watching.
+				 */
+				vh_evloop_del(g_watch_src);
+				g_watch_src = NULL;
+			}
+			return;
+		}
+		buf[len] = '\0';
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+			    cm->cmsg_len == CMSG_LEN(sizeof(int))) {
+				memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+			}
+		}
+		if (g_watch_cb != NULL) {
+			g_watch_cb(buf, fd);
+		} else if (fd >= 0) {
+			close(fd);
+		}
+	}
+}
+
+int
+vh_handover_watch(void (*cb)(const char *text, int fd))
+{
+	if (g_chan < 0 || g_watch_src != NULL) {
+		return 0;
+	}
+	g_watch_cb = cb;
+	g_watch_src = vh_evloop_add(vh_evloop_main(), g_chan, EPOLLIN, chan_input, NULL);
+	return g_watch_src != NULL ? 0 : -errno;
 }

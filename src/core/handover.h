@@ -17,6 +17,8 @@
 
 #define VH_HANDOVER_ENV_FD  "VHOSTD_SUPERVISOR_FD"
 #define VH_HANDOVER_ENV_FDS "VHOSTD_HANDOVER_FDS"
+/* Set for a live upgrade's candidate worker: its end of the channel to the old worker. */
+#define VH_UPGRADE_ENV_FD   "VHOSTD_UPGRADE_FD"
 #define VH_HANDOVER_KEY_MAX 200
 
 /* Read the inherited descriptors from the environment. Returns 0 or -errno. */
@@ -35,5 +37,11 @@ void vh_handover_drop(const char *key);
 void vh_handover_notify(const char *what);
 /* Close inherited fds nobody took (after the config was replayed). */
 void vh_handover_close_unclaimed(void);
+/*
+ * Listen to what the supervisor tells us (live upgrade: "UPGRADE" with an fd, "UPGRADE-REFUSED
+ * <why>"): cb(text, fd) runs on the control thread for each message; @fd (or -1) becomes the
+ * callback's. Needs the control loop. Returns 0 (also when not supervised) or -errno.
+ */
+int vh_handover_watch(void (*cb)(const char *text, int fd));
 
 #endif

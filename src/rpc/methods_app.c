@@ -14,12 +14,9 @@
 #include "bdev/bdev.h"
 #include "bdev/bdev_module.h"
 #include "core/log.h"
+#include "rpc/rpc.h"
 #include "rpc/rpc_internal.h"
 #include "vhost/vhost.h"
-
-#ifndef VH_VERSION
-#define VH_VERSION "0.0.0"
-#endif
 
 struct get_methods_params {
 	bool current;
@@ -77,12 +74,14 @@ spdk_get_version(const json_t *params, struct vh_rpc_error *err)
 		return NULL;
 	}
 	/* "1.2.3" or "1.2.3-rc1": the suffix keeps its dash, like SPDK's "-pre". */
-	if (sscanf(VH_VERSION, "%u.%u.%u%31s", &major, &minor, &patch, suffix) < 3) {
+	char version[64];
+
+	if (sscanf(vh_version(), "%u.%u.%u%31s", &major, &minor, &patch, suffix) < 3) {
 		suffix[0] = '\0';
 	}
-	return json_pack("{s:s, s:{s:i, s:i, s:i, s:s}}", "version", "vhostd " VH_VERSION, "fields",
-	                 "major", (int)major, "minor", (int)minor, "patch", (int)patch, "suffix",
-	                 suffix);
+	snprintf(version, sizeof(version), "vhostd %s", vh_version());
+	return json_pack("{s:s, s:{s:i, s:i, s:i, s:s}}", "version", version, "fields", "major",
+	                 (int)major, "minor", (int)minor, "patch", (int)patch, "suffix", suffix);
 }
 
 static int
@@ -296,7 +295,87 @@ framework_wait_init(const json_t *params, struct vh_rpc_error *err)
 	return json_true();
 }
 
+/* ---- vhostd_upgrade ---- */
+
+static const struct vh_rpc_upgrade_ops *g_upgrade;
+static uint64_t g_upgrade_origin; /* the waiting request that started it (its first run) */
+
+void
+vh_rpc_set_upgrade_ops(const struct vh_rpc_upgrade_ops *ops)
+{
+	g_upgrade = ops;
+}
+
+/*
+ * Replace the running vhostd by the binary installed now, keeping every connection (docs:
+ * README "Live upgrade"). The request waits until the new process serves (or the upgrade
+ * failed and the old one serves on) and answers with both pids and versions and the longest
+ * time a queue stood still.
+ */
+static json_t *
+vhostd_upgrade(const json_t *params, struct vh_rpc_error *err)
+{
+	uint64_t origin = vh_rpc_wait_origin();
+	json_t *result = NULL;
+	char why[256] = "";
+	int rc;
+
+	if (vh_rpc_decode_params(params, NULL, 0, NULL, err) < 0) {
+		return NULL;
+	}
+	if (g_upgrade == NULL) {
+		vh_rpc_error_errno(err, -ENOTSUP, "live upgrade needs vhostd --supervise");
+		return NULL;
+	}
+	if (origin == 0) {
+		vh_rpc_error_set(err, VH_RPC_INVALID_REQUEST,
+		                 "vhostd_upgrade waits for the new process: not in a batch");
+		return NULL;
+	}
+	if (origin != g_upgrade_origin) {
+		rc = g_upgrade->start();
+		if (rc < 0) {
+			vh_rpc_error_errno(err, rc,
+			                   rc == -ENOTSUP ? "live upgrade needs vhostd --supervise"
+			                   : rc == -EALREADY ? "an upgrade is already in progress"
+			                                     : "cannot start the upgrade");
+			return NULL;
+		}
+		g_upgrade_origin = origin;
+	}
+	rc = g_upgrade->poll(&result, why, sizeof(why));
+	if (rc > 0) {
+		if (vh_rpc_wait(300000, err)) {
+			return NULL;
+		}
+		vh_rpc_error_errno(err, -ETIMEDOUT, "the upgrade did not finish in 300 s");
+		return NULL;
+	}
+	g_upgrade_origin = 0;
+	if (rc < 0) {
+		vh_rpc_error_set(err, -rc == EBUSY ? VH_RPC_INVALID_REQUEST : VH_RPC_INTERNAL_ERROR,
+		                 "upgrade failed: %s", why);
+		return NULL;
+	}
+	return result;
+}
+
+/* Whether this process was started by a live upgrade, from what, and the pause it caused. */
+static json_t *
+vhostd_get_upgrade_info(const json_t *params, struct vh_rpc_error *err)
+{
+	if (vh_rpc_decode_params(params, NULL, 0, NULL, err) < 0) {
+		return NULL;
+	}
+	if (g_upgrade == NULL || g_upgrade->info == NULL) {
+		return json_pack("{s:n, s:s}", "upgraded_from", "version", vh_version());
+	}
+	return g_upgrade->info();
+}
+
 const struct vh_rpc_method vh_rpc_app_methods[] = {
+        {"vhostd_upgrade", vhostd_upgrade, 0},
+        {"vhostd_get_upgrade_info", vhostd_get_upgrade_info, 0},
         {"rpc_get_methods", rpc_get_methods, 0},
         {"spdk_get_version", spdk_get_version, 0},
         {"save_config", save_config, 0},

@@ -263,6 +263,20 @@ vh_rpc_decode_params(const json_t *params, const struct vh_rpc_param *spec, size
 
 /* ---- dispatch ---- */
 
+static bool g_frozen;
+
+void
+vh_rpc_freeze(bool frozen)
+{
+	g_frozen = frozen;
+}
+
+void
+vh_rpc_wake(void)
+{
+	vh_rpc_server_wake();
+}
+
 json_t *
 vh_rpc_call(const char *method, const json_t *params, struct vh_rpc_error *err)
 {
@@ -271,6 +285,12 @@ vh_rpc_call(const char *method, const json_t *params, struct vh_rpc_error *err)
 
 	if (m == NULL) {
 		vh_rpc_error_set(err, VH_RPC_METHOD_NOT_FOUND, "method '%.64s' not found", method);
+		return NULL;
+	}
+	if (g_frozen && (m->flags & VH_RPC_F_PERSIST)) {
+		vh_rpc_error_errno(
+		        err, -EBUSY,
+		        "a live upgrade of vhostd is in progress; try again in a moment");
 		return NULL;
 	}
 	err->code = 0;
@@ -352,6 +372,12 @@ check_envelope(const json_t *req, const json_t **id, struct vh_rpc_error *err)
 static uint64_t g_wait_since_ns;
 static uint64_t g_wait_until_ns;
 static bool g_waited;
+
+uint64_t
+vh_rpc_wait_origin(void)
+{
+	return g_wait_since_ns;
+}
 
 bool
 vh_rpc_wait(uint64_t timeout_ms, struct vh_rpc_error *err)

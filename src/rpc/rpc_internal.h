@@ -152,6 +152,10 @@ json_t *vh_rpc_handle(const json_t *msg);
 json_t *vh_rpc_handle_wait(const json_t *msg, uint64_t since_ns, bool *waiting,
                            uint64_t *deadline_ns);
 bool vh_rpc_wait(uint64_t timeout_ms, struct vh_rpc_error *err);
+/* When the request being handled first ran (vh_now_ns()), or 0 if it may not wait. */
+uint64_t vh_rpc_wait_origin(void);
+/* server.c: run every waiting request again now. */
+void vh_rpc_server_wake(void);
 
 /* Build {"jsonrpc": "2.0", "id": id|null, "error": {...}}. New reference, NULL on ENOMEM. */
 json_t *vh_rpc_error_reply(const json_t *id, const struct vh_rpc_error *err);

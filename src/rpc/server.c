@@ -567,6 +567,12 @@ wake_waiters(const struct client *except)
 	}
 }
 
+void
+vh_rpc_server_wake(void)
+{
+	wake_waiters(NULL);
+}
+
 static void
 wait_timer_cb(void *arg, uint32_t events)
 {
@@ -853,6 +859,18 @@ out_unlink:
 out_close:
 	close(fd);
 	return rc;
+}
+
+void
+vh_rpc_server_pause_accept(void)
+{
+	/* The socket stays bound: the supervisor and the new worker hold it too. */
+	vh_evloop_del(g_srv.backoff);
+	g_srv.backoff = NULL;
+	if (g_srv.src != NULL) {
+		vh_evloop_del(g_srv.src);
+		g_srv.src = NULL;
+	}
 }
 
 void

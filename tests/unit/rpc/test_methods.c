@@ -324,8 +324,13 @@ test_app_methods(void **state)
 	json_decref(r);
 	call_err("rpc_get_methods", "{\"x\":1}", VH_RPC_INVALID_PARAMS, "unknown parameter 'x'");
 
+	vh_version_set("1.2.3-rc4");
 	r = call_ok("spdk_get_version", NULL);
-	assert_string_equal(json_string_value(json_object_get(r, "version")), "vhostd " VH_VERSION);
+	assert_string_equal(json_string_value(json_object_get(r, "version")), "vhostd 1.2.3-rc4");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "fields"), "patch")),
+	                 3);
+	assert_string_equal(
+	        json_string_value(json_object_get(json_object_get(r, "fields"), "suffix")), "-rc4");
 	assert_true(json_is_integer(json_object_get(json_object_get(r, "fields"), "major")));
 	assert_true(json_is_string(json_object_get(json_object_get(r, "fields"), "suffix")));
 	json_decref(r);
