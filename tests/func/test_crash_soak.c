@@ -25,12 +25,26 @@
  * Recovery time = from kill(2) to the first completion of the new worker; p50/p99/max printed
  * (and as JSON on stdout with --json, for bench/crash-soak.sh).
  *
+ * --upgrade: the same I/O, but each cycle is a live upgrade instead of a kill (docs/design.md,
+ * "Live upgrade by hand-over"): the supervisor runs the binary installed at <dir>/bin/vhostd,
+ * and every cycle installs the other of two builds there ($VHOSTD and $VHOSTD_ALT, which
+ * reports a "+alt" version) and upgrades to it: by SIGHUP to the supervisor on even cycles, by
+ * the vhostd_upgrade RPC (from a thread, while the I/O goes on) on odd ones. Pass when, on top
+ * of the checks above: the front-end's connection never closes (the same socket serves all
+ * along, no reconnect), every cycle ends with one new worker running the file just installed
+ * and reporting its version, no session was closed and no worker restarted. Three bad
+ * candidates are tried half-way (--bad-binaries): one that exits at once, one that crashes
+ * after reading the state, one that hangs; each upgrade must fail and the old worker must go
+ * on serving. The I/O pause per upgrade (the longest gap between two completions while it
+ * ran) is printed as p50/p99/max, with vhostd's own figure (the RPC's max_pause_ms).
+ *
  * Usage: test_crash_soak [--cycles N] [--window-ms MS] [--max-delay-us US] [--qd N]
  *                        [--queues N] [--blocks N] [--seed S] [--json] [--verbose]
  *                        [--keep-log FILE]   (copy of the daemon's log, kept after the run)
  *                        [--log-level LEVEL] (vhostd -L, default info)
  *                        [--no-inflight]     negative control: the front-end does not
  *                                            negotiate INFLIGHT_SHMFD; the run must FAIL
+ *                        [--upgrade] [--bad-binaries]  (needs $VHOSTD_ALT)
  * $VHOSTD names the binary (77 = skip when missing). VH_TEST_SEED replays a seed.
  */
 #include <endian.h>
@@ -38,8 +52,10 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -80,6 +96,20 @@ struct soak {
 	const char *keep_log;
 	bool no_inflight; /* negative control: a front-end without INFLIGHT_SHMFD must fail */
 	const char *log_level;
+	bool upgrade;            /* live upgrades instead of kills */
+	bool bad_binaries;       /* with --upgrade: three broken candidates half-way */
+	const char *builds[2];   /* $VHOSTD, $VHOSTD_ALT */
+	char install[160];       /* <dir>/bin/vhostd: what the supervisor runs */
+	char build_copy[2][160]; /* <dir>/bin/build-{0,1}: copies we link into place */
+	const char *versions[2]; /* what each build reports */
+	unsigned int installed;  /* which build is installed now */
+	int fe_sock;             /* the front-end's socket at the start (must never change) */
+	bool in_upgrade;         /* an upgrade runs: completion times are recorded */
+	uint64_t *tl;            /* completion times during this upgrade */
+	size_t ntl, tl_cap;
+	unsigned int closed_before_end; /* "closing session" lines before our final disconnect */
+	unsigned int bad_done;          /* bad candidates refused as they should be */
+	struct lat pause, vh_pause;
 
 	struct vh_daemon d;
 	char conf[128], log[128], sock[128];
@@ -344,6 +374,32 @@ start_daemon(struct soak *s, const char *bin)
 	argv[5] = s->d.sock_dir;
 	argv[7] = s->d.rpc_path;
 	argv[11] = s->log_level;
+	if (s->upgrade) {
+		/* The supervisor runs <dir>/bin/vhostd, which each upgrade replaces. */
+		char dir[128];
+
+		snprintf(dir, sizeof(dir), "%s/bin", s->d.dir);
+		if (mkdir(dir, 0700) < 0) {
+			return -errno;
+		}
+		for (int i = 0; i < 2; i++) {
+			char cmd[512];
+
+			snprintf(s->build_copy[i], sizeof(s->build_copy[i]), "%s/build-%d", dir, i);
+			snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", s->builds[i], s->build_copy[i]);
+			if (system(cmd) != 0) {
+				return -EIO;
+			}
+		}
+		snprintf(s->install, sizeof(s->install), "%s/vhostd", dir);
+		if (link(s->build_copy[0], s->install) < 0) {
+			return -errno;
+		}
+		s->installed = 0;
+		argv[0] = s->install;
+		/* Bad candidates must fail fast: phases wait 3 s instead of up to 2 min. */
+		setenv("VHOSTD_UPGRADE_TIMEOUT_MS", "3000", 1);
+	}
 	snprintf(s->conf, sizeof(s->conf), "%s/vhostd.json", s->d.dir);
 	snprintf(s->log, sizeof(s->log), "%s/vhostd.log", s->d.dir);
 	snprintf(s->sock, sizeof(s->sock), "%s/vhost.0", s->d.dir);
@@ -403,6 +459,20 @@ done_cb(struct vh_fe_req *req, void *arg)
 	}
 	c->busy = false;
 	s->last_done_ns = now_ns();
+	if (s->in_upgrade) {
+		if (s->ntl == s->tl_cap) {
+			size_t cap = s->tl_cap ? s->tl_cap * 2 : 65536;
+			uint64_t *tl = realloc(s->tl, cap * sizeof(*tl));
+
+			if (tl != NULL) {
+				s->tl = tl;
+				s->tl_cap = cap;
+			}
+		}
+		if (s->ntl < s->tl_cap) {
+			s->tl[s->ntl++] = s->last_done_ns;
+		}
+	}
 	/* Out of order: an older request of the same queue is still in flight. */
 	for (unsigned int i = c->q; i < s->qd; i += s->nq) {
 		if (s->ctx[i].busy && s->ctx[i].seq < c->seq) {
@@ -773,6 +843,337 @@ kill_and_recover(struct soak *s, unsigned int cycle, uint64_t ms)
 	return 0;
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* Live upgrade                                                                              */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Replace the installed binary as a package manager does: a new file renamed over the path. */
+static int
+install(struct soak *s, const char *from)
+{
+	char tmp[200];
+
+	snprintf(tmp, sizeof(tmp), "%s.new", s->install);
+	unlink(tmp);
+	if (link(from, tmp) < 0 || rename(tmp, s->install) < 0) {
+		return -errno;
+	}
+	return 0;
+}
+
+/* Install a shell script as the binary (a bad candidate). */
+static int
+install_script(struct soak *s, const char *body)
+{
+	char tmp[200];
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s.new", s->install);
+	unlink(tmp);
+	f = fopen(tmp, "w");
+	if (f == NULL) {
+		return -errno;
+	}
+	fprintf(f, "#!/bin/sh\n%s\n", body);
+	fclose(f);
+	if (chmod(tmp, 0755) < 0 || rename(tmp, s->install) < 0) {
+		return -errno;
+	}
+	return 0;
+}
+
+/* The supervisor's children right now (at most @max). */
+static unsigned int
+children(const struct soak *s, pid_t *out, unsigned int max)
+{
+	char path[64], buf[256];
+	unsigned int n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)s->d.pid, (int)s->d.pid);
+	f = fopen(path, "r");
+	if (f == NULL) {
+		return 0;
+	}
+	if (fgets(buf, sizeof(buf), f) != NULL) {
+		char *p = buf, *end;
+
+		for (long v = strtol(p, &end, 10); end != p && n < max; v = strtol(p, &end, 10)) {
+			out[n++] = (pid_t)v;
+			p = end;
+		}
+	}
+	fclose(f);
+	return n;
+}
+
+/* Does @pid run the file installed now (same inode as <dir>/bin/vhostd)? */
+static bool
+runs_installed(const struct soak *s, pid_t pid)
+{
+	char exe[64];
+	struct stat a, b;
+
+	snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)pid);
+	return stat(exe, &a) == 0 && stat(s->install, &b) == 0 && a.st_ino == b.st_ino &&
+	       a.st_dev == b.st_dev;
+}
+
+struct rpc_job {
+	struct soak *s;
+	int rc;
+	json_t *result;
+	char msg[256];
+	int done; /* atomic */
+};
+
+static void *
+rpc_thread(void *arg)
+{
+	struct rpc_job *j = arg;
+	int code = 0;
+
+	j->rc = vh_rpc_call(j->s->d.rpc_path, "vhostd_upgrade", NULL, &j->result, &code, j->msg,
+	                    sizeof(j->msg), 60000);
+	__atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Keep the I/O going until @job is done (or, without one, @until_ns). */
+static int
+io_until(struct soak *s, struct rpc_job *job, uint64_t until_ns)
+{
+	while (job != NULL ? !__atomic_load_n(&job->done, __ATOMIC_ACQUIRE) : now_ns() < until_ns) {
+		reap(s);
+		if (fill(s) < 0) {
+			return -1;
+		}
+		wait_calls(s, 1);
+	}
+	return 0;
+}
+
+/* The front-end's connection must be the one it opened, and open. */
+static int
+check_connected(struct soak *s, unsigned int cycle)
+{
+	struct pollfd p = {.fd = vh_fe_sock(s->fe), .events = POLLIN};
+	char b;
+
+	T_CHECK(vh_fe_sock(s->fe) == s->fe_sock, "cycle %u: the front-end reconnected", cycle);
+	if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLIN))) {
+		T_CHECK(recv(p.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) != 0,
+		        "cycle %u: the front-end saw its connection close", cycle);
+	}
+	return 0;
+}
+
+/* One upgrade to the other build, under I/O. */
+static int
+upgrade_cycle(struct soak *s, unsigned int cycle, uint64_t ms)
+{
+	unsigned int next = s->installed ^ 1;
+	struct rpc_job job = {.s = s};
+	pid_t old, kids[4], now_kid = 0;
+	uint64_t t0, deadline;
+	pthread_t th;
+	bool by_rpc = cycle % 2 == 1;
+	unsigned int n;
+
+	T_CHECK(children(s, kids, 4) == 1, "cycle %u: not exactly one worker before", cycle);
+	old = kids[0];
+	T_OK(write_conf(s));
+	if (io_for(s, ms) < 0) {
+		return -1;
+	}
+	T_OK(install(s, s->build_copy[next]));
+	s->ntl = 0;
+	s->in_upgrade = true;
+	t0 = now_ns();
+	if (by_rpc) {
+		T_CHECK(pthread_create(&th, NULL, rpc_thread, &job) == 0, "pthread_create");
+		if (io_until(s, &job, 0) < 0) {
+			pthread_join(th, NULL);
+			return -1;
+		}
+		pthread_join(th, NULL);
+		if (job.rc < 0) {
+			fprintf(stderr, "FAIL cycle %u: vhostd_upgrade: %s (%s)\n", cycle,
+			        strerror(-job.rc), job.msg);
+			log_tail(s, 30);
+			return -1;
+		}
+	} else {
+		T_CHECK(kill(s->d.pid, SIGHUP) == 0, "SIGHUP: %s", strerror(errno));
+	}
+	/* Done when the old worker is gone and one new worker runs. */
+	deadline = t0 + 30000000000ull;
+	for (;;) {
+		n = children(s, kids, 4);
+		if (n == 1 && kids[0] != old) {
+			now_kid = kids[0];
+			break;
+		}
+		if (now_ns() > deadline) {
+			fprintf(stderr, "FAIL cycle %u: after 30 s the supervisor's children are",
+			        cycle);
+			for (unsigned int i = 0; i < n; i++) {
+				fprintf(stderr, " %d", (int)kids[i]);
+			}
+			fprintf(stderr, " (old worker %d)\n", (int)old);
+			log_tail(s, 30);
+			json_decref(job.result);
+			return -1;
+		}
+		if (io_until(s, NULL, now_ns() + 2000000ull) < 0) {
+			json_decref(job.result);
+			return -1;
+		}
+	}
+	/* A few more milliseconds of I/O: the first completions of the new worker. */
+	if (io_until(s, NULL, now_ns() + 20000000ull) < 0) {
+		json_decref(job.result);
+		return -1;
+	}
+	s->in_upgrade = false;
+	/*
+	 * The I/O pause: from the last completion before the new worker's queues ran to the
+	 * first after (the new worker reports when that was, on the same CLOCK_MONOTONIC).
+	 */
+	{
+		json_t *info = NULL;
+		const json_t *st;
+		uint64_t start_ns, before = 0, after = 0;
+
+		T_OK(vh_rpc_call(s->d.rpc_path, "vhostd_get_upgrade_info", NULL, &info, NULL, NULL,
+		                 0, 10000));
+		st = json_object_get(info, "start_ns");
+		T_CHECK(json_is_integer(st) &&
+		                json_is_object(json_object_get(info, "upgraded_from")),
+		        "cycle %u: the new worker does not say it was upgraded", cycle);
+		start_ns = (uint64_t)json_integer_value(st);
+		json_decref(info);
+		for (size_t i = 0; i < s->ntl; i++) {
+			if (s->tl[i] <= start_ns && s->tl[i] > before) {
+				before = s->tl[i];
+			}
+			if (s->tl[i] > start_ns && (after == 0 || s->tl[i] < after)) {
+				after = s->tl[i];
+			}
+		}
+		T_CHECK(before != 0 && after != 0,
+		        "cycle %u: no completions on both sides of the switch (%zu recorded)",
+		        cycle, s->ntl);
+		record(&s->pause, after - before);
+		if (s->verbose) {
+			fprintf(stderr, "cycle %u: I/O pause %.2f ms\n", cycle,
+			        (after - before) / 1e6);
+		}
+	}
+	T_CHECK(runs_installed(s, now_kid),
+	        "cycle %u: worker %d does not run the binary installed at %s", cycle, (int)now_kid,
+	        s->install);
+	if (by_rpc) {
+		const json_t *v = json_object_get(job.result, "new_version");
+		const json_t *p = json_object_get(job.result, "max_pause_ms");
+		const json_t *np = json_object_get(job.result, "new_pid");
+
+		T_CHECK(json_is_string(v) && strcmp(json_string_value(v), s->versions[next]) == 0,
+		        "cycle %u: new version %s, expected %s", cycle,
+		        json_is_string(v) ? json_string_value(v) : "?", s->versions[next]);
+		T_CHECK(json_is_integer(np) && json_integer_value(np) == now_kid,
+		        "cycle %u: RPC says new pid %d, the worker is %d", cycle,
+		        (int)json_integer_value(np), (int)now_kid);
+		if (json_is_number(p)) {
+			record(&s->vh_pause, (uint64_t)(json_number_value(p) * 1e6));
+		}
+		json_decref(job.result);
+	} else {
+		json_t *r = NULL;
+		const char *v;
+
+		T_OK(vh_rpc_call(s->d.rpc_path, "spdk_get_version", NULL, &r, NULL, NULL, 0,
+		                 10000));
+		v = json_string_value(json_object_get(r, "version"));
+		T_CHECK(v != NULL && strncmp(v, "vhostd ", 7) == 0 &&
+		                strcmp(v + 7, s->versions[next]) == 0,
+		        "cycle %u: the new worker reports %s, expected vhostd %s", cycle,
+		        v != NULL ? v : "?", s->versions[next]);
+		json_decref(r);
+	}
+	s->installed = next;
+	if (check_connected(s, cycle) < 0) {
+		return -1;
+	}
+	if (s->verbose) {
+		fprintf(stderr, "cycle %u: %s upgrade %d -> %d (%s)\n", cycle,
+		        by_rpc ? "RPC" : "SIGHUP", (int)old, (int)now_kid, s->versions[next]);
+	}
+	return 0;
+}
+
+/* A broken candidate: the upgrade fails, the same worker serves on, I/O goes on. */
+static int
+bad_candidate(struct soak *s, const char *what, const char *script)
+{
+	struct rpc_job job = {.s = s};
+	pid_t kids[4], old;
+	uint64_t done0;
+	pthread_t th;
+
+	T_CHECK(children(s, kids, 4) == 1, "%s: not exactly one worker before", what);
+	old = kids[0];
+	T_OK(write_conf(s));
+	T_OK(install_script(s, script));
+	T_CHECK(pthread_create(&th, NULL, rpc_thread, &job) == 0, "pthread_create");
+	if (io_until(s, &job, 0) < 0) {
+		pthread_join(th, NULL);
+		return -1;
+	}
+	pthread_join(th, NULL);
+	json_decref(job.result);
+	T_CHECK(job.rc == -EREMOTEIO, "%s: vhostd_upgrade should fail, got %s", what,
+	        job.rc == 0 ? "success" : strerror(-job.rc));
+	fprintf(stderr, "  bad candidate (%s): refused: %s\n", what, job.msg);
+	/* The candidate is killed; the old worker alone serves on, and the I/O continues. */
+	for (uint64_t end = now_ns() + 10000000000ull;;) {
+		if (children(s, kids, 4) == 1 && kids[0] == old) {
+			break;
+		}
+		T_CHECK(now_ns() < end, "%s: the candidate is still around 10 s later", what);
+		if (io_until(s, NULL, now_ns() + 2000000ull) < 0) {
+			return -1;
+		}
+	}
+	done0 = s->completed;
+	if (io_until(s, NULL, now_ns() + 200000000ull) < 0) {
+		return -1;
+	}
+	T_CHECK(s->completed > done0, "%s: no I/O completed after the failed upgrade", what);
+	T_OK(check_connected(s, 0));
+	/* Put a good binary back for the next cycle. */
+	T_OK(install(s, s->build_copy[s->installed]));
+	s->bad_done++;
+	return 0;
+}
+
+static int
+bad_binaries(struct soak *s)
+{
+	char crash[512], hang[512];
+
+	snprintf(crash, sizeof(crash), "VHOSTD_TEST_UPGRADE_FAULT=state:crash exec '%s' \"$@\"",
+	         s->build_copy[1]);
+	snprintf(hang, sizeof(hang), "VHOSTD_TEST_UPGRADE_FAULT=state:hang exec '%s' \"$@\"",
+	         s->build_copy[1]);
+	if (bad_candidate(s, "exits at once", "exit 1") < 0 ||
+	    bad_candidate(s, "crashes after reading the state", crash) < 0 ||
+	    bad_candidate(s, "hangs after reading the state", hang) < 0) {
+		return -1;
+	}
+	return 0;
+}
+
 /* After the cycles: everything in flight must complete, exactly once. */
 static int
 drain(struct soak *s, int timeout_ms)
@@ -1004,6 +1405,8 @@ parse(struct soak *s, int argc, char **argv)
 	        {"keep-log", required_argument, NULL, 'k'},
 	        {"no-inflight", no_argument, NULL, 'N'},
 	        {"log-level", required_argument, NULL, 'L'},
+	        {"upgrade", no_argument, NULL, 'U'},
+	        {"bad-binaries", no_argument, NULL, 'B'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -1054,6 +1457,12 @@ parse(struct soak *s, int argc, char **argv)
 		case 'L':
 			s->log_level = optarg;
 			break;
+		case 'U':
+			s->upgrade = true;
+			break;
+		case 'B':
+			s->bad_binaries = true;
+			break;
 		default:
 			usage();
 			return -1;
@@ -1081,13 +1490,17 @@ soak(struct soak *s)
 	for (unsigned int c = 1; c <= s->cycles; c++) {
 		uint64_t ms = rnd(&s->rng) % (s->window_ms + 1);
 
-		if (kill_and_recover(s, c, ms) < 0) {
+		if (s->upgrade ? upgrade_cycle(s, c, ms) < 0 : kill_and_recover(s, c, ms) < 0) {
 			return -1;
 		}
 		s->cycles_done = c;
 		if (!s->verbose && (c % 20 == 0 || c == s->cycles)) {
-			fprintf(stderr, "  %u/%u kills, %" PRIu64 " writes completed\n", c,
-			        s->cycles, s->completed);
+			fprintf(stderr, "  %u/%u %s, %" PRIu64 " writes completed\n", c, s->cycles,
+			        s->upgrade ? "upgrades" : "kills", s->completed);
+		}
+		if (s->upgrade && s->bad_binaries && c == (s->cycles + 1) / 2 &&
+		    bad_binaries(s) < 0) {
+			return -1;
 		}
 	}
 	return 0;
@@ -1109,6 +1522,21 @@ main(int argc, char **argv)
 	if (!bin || access(bin, X_OK) != 0) {
 		fprintf(stderr, "SKIP: $VHOSTD not set or not executable\n");
 		return VH_TEST_SKIP;
+	}
+	if (s.upgrade) {
+		s.builds[0] = bin;
+		s.builds[1] = getenv("VHOSTD_ALT");
+		if (s.builds[1] == NULL || access(s.builds[1], X_OK) != 0) {
+			fprintf(stderr, "SKIP: --upgrade needs $VHOSTD_ALT (the +alt build)\n");
+			return VH_TEST_SKIP;
+		}
+		s.versions[0] = getenv("VHOSTD_VERSION") ?: "0.1.0";
+		s.versions[1] = getenv("VHOSTD_ALT_VERSION") ?: "0.1.0+alt";
+		s.pause.ns = calloc(s.cycles, sizeof(uint64_t));
+		s.vh_pause.ns = calloc(s.cycles, sizeof(uint64_t));
+		if (!s.pause.ns || !s.vh_pause.ns) {
+			return VH_TEST_FAIL;
+		}
 	}
 	s.rng = s.seed | 1;
 	s.last_gen = calloc(s.nblocks, sizeof(uint64_t));
@@ -1132,10 +1560,12 @@ main(int argc, char **argv)
 		return VH_TEST_FAIL;
 	}
 	fprintf(stderr,
-	        "crash soak: %u kills, QD%u random 4 KiB writes over %u queues, %" PRIu64
-	        " blocks, completions delayed 0..%u us, kill after 0..%u ms of I/O\n",
-	        s.cycles, s.qd, s.nq, s.nblocks, s.max_delay_us, s.window_ms);
+	        "crash soak: %u %s, QD%u random 4 KiB writes over %u queues, %" PRIu64
+	        " blocks, completions delayed 0..%u us, %s after 0..%u ms of I/O\n",
+	        s.cycles, s.upgrade ? "live upgrades" : "kills", s.qd, s.nq, s.nblocks,
+	        s.max_delay_us, s.upgrade ? "upgrade" : "kill", s.window_ms);
 	rc = setup_fe(&s);
+	s.fe_sock = s.fe ? vh_fe_sock(s.fe) : -1;
 	if (rc == 0) {
 		rc = soak(&s);
 	}
@@ -1166,22 +1596,78 @@ main(int argc, char **argv)
 			rc = -1;
 		}
 	}
+	s.closed_before_end = log_count(&s, "closing session");
 	if (s.fe) {
 		vh_fe_disconnect(s.fe);
 	}
 	restarts = log_count(&s, "restarting in");
 	resub = log_count(&s, "resubmitting");
-	pass = rc == 0 && s.lost == 0 && s.bad_used == 0 && s.bad_cb == 0 && s.bad_status == 0 &&
-	       s.bad_len == 0 && s.verify_err == 0 && s.cycles_no_ooo == 0 &&
-	       s.cycles_done == s.cycles && restarts == s.cycles;
-	if (rc == 0 && restarts != s.cycles) {
-		fprintf(stderr, "FAIL: %u kills but the supervisor logged %u restarts\n", s.cycles,
-		        restarts);
+	if (s.upgrade) {
+		unsigned int handed = log_count(&s, "handed over to worker");
+		unsigned int closed = s.closed_before_end;
+
+		pass = rc == 0 && s.lost == 0 && s.bad_used == 0 && s.bad_cb == 0 &&
+		       s.bad_status == 0 && s.bad_len == 0 && s.verify_err == 0 &&
+		       s.cycles_no_ooo == 0 && s.cycles_done == s.cycles && restarts == 0 &&
+		       handed == s.cycles && closed == 0 && resub == 0 &&
+		       s.bad_done == (s.bad_binaries ? 3u : 0u);
+		if (rc == 0 && (restarts != 0 || handed != s.cycles || closed != 0 || resub != 0)) {
+			fprintf(stderr,
+			        "FAIL: %u upgrades: the supervisor logged %u hand-overs and %u "
+			        "restarts; %u sessions closed, %u resubmissions\n",
+			        s.cycles, handed, restarts, closed, resub);
+		}
+		if (!pass) {
+			log_tail(&s, 40);
+		}
+		fprintf(stderr,
+		        "live upgrade soak: %s\n"
+		        "  upgrades: %u/%u (builds alternating %s / %s), bad candidates refused: "
+		        "%u\n"
+		        "  writes: %" PRIu64 " submitted, %" PRIu64 " completed, %" PRIu64
+		        " lost, %" PRIu64 " duplicate/bogus used, %" PRIu64 " bad status\n"
+		        "  verify: %" PRIu64 " blocks read back, %" PRIu64 " errors; out-of-order "
+		        "completions %" PRIu64 "\n"
+		        "  I/O pause per upgrade (front-end: last completion before the new worker "
+		        "ran "
+		        "to the first after): p50 "
+		        "%.2f ms, p99 %.2f ms, max %.2f ms\n"
+		        "  vhostd's own figure (RPC cycles, longest queue stop->start): p50 %.2f "
+		        "ms, p99 %.2f ms, max %.2f ms\n",
+		        pass ? "PASS" : "FAIL", s.cycles_done, s.cycles, s.versions[0],
+		        s.versions[1], s.bad_done, s.submitted, s.completed, s.lost,
+		        s.bad_used + s.bad_cb, s.bad_status, s.verified, s.verify_err, s.ooo,
+		        pct_ms(&s.pause, 50), pct_ms(&s.pause, 99), pct_ms(&s.pause, 100),
+		        pct_ms(&s.vh_pause, 50), pct_ms(&s.vh_pause, 99), pct_ms(&s.vh_pause, 100));
+		if (s.json) {
+			printf("{\"test\": \"upgrade_soak\", \"pass\": %s, \"seed\": %" PRIu64
+			       ", \"upgrades\": %u, \"bad_candidates_refused\": %u, \"qd\": %u, "
+			       "\"queues\": %u, \"writes_completed\": %" PRIu64
+			       ", \"lost\": %" PRIu64 ", \"duplicates\": %" PRIu64
+			       ", \"verify_errors\": %" PRIu64
+			       ", \"pause_ms\": {\"p50\": %.2f, \"p99\": %.2f, \"max\": %.2f}"
+			       ", \"vhostd_pause_ms\": {\"p50\": %.2f, \"p99\": %.2f, \"max\": "
+			       "%.2f}}\n",
+			       pass ? "true" : "false", s.seed, s.cycles_done, s.bad_done, s.qd,
+			       s.nq, s.completed, s.lost, s.bad_used + s.bad_cb, s.verify_err,
+			       pct_ms(&s.pause, 50), pct_ms(&s.pause, 99), pct_ms(&s.pause, 100),
+			       pct_ms(&s.vh_pause, 50), pct_ms(&s.vh_pause, 99),
+			       pct_ms(&s.vh_pause, 100));
+			fflush(stdout);
+		}
+	} else {
+		pass = rc == 0 && s.lost == 0 && s.bad_used == 0 && s.bad_cb == 0 &&
+		       s.bad_status == 0 && s.bad_len == 0 && s.verify_err == 0 &&
+		       s.cycles_no_ooo == 0 && s.cycles_done == s.cycles && restarts == s.cycles;
+		if (rc == 0 && restarts != s.cycles) {
+			fprintf(stderr, "FAIL: %u kills but the supervisor logged %u restarts\n",
+			        s.cycles, restarts);
+		}
+		if (!pass) {
+			log_tail(&s, 40);
+		}
+		report(&s, pass, restarts, resub);
 	}
-	if (!pass) {
-		log_tail(&s, 40);
-	}
-	report(&s, pass, restarts, resub);
 	vh_fe_destroy(s.fe);
 	vh_fe_mem_destroy(s.mem);
 	if (s.keep_log) {
@@ -1205,6 +1691,9 @@ main(int argc, char **argv)
 	free(s.hs.ns);
 	free(s.eof.ns);
 	free(s.recov_order.ns);
+	free(s.pause.ns);
+	free(s.tl);
+	free(s.vh_pause.ns);
 	free(s.conf_text);
 	return pass ? VH_TEST_PASS : VH_TEST_FAIL;
 }
