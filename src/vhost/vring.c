@@ -390,6 +390,16 @@ vq_fetch(struct vh_vq *vq)
 	}
 }
 
+/* A no_fetch queue: the device takes buffers itself, when it has something to put in them. */
+static int
+vq_poll_nofetch(struct vh_vq *vq)
+{
+	uint16_t before = vq->last_avail;
+
+	vq->nofetch_waiting = vq->ops->nofetch_poll != NULL && vq->ops->nofetch_poll(vq);
+	return vq->last_avail != before ? VH_POLL_BUSY : VH_POLL_IDLE;
+}
+
 static int
 vq_poll(void *arg)
 {
@@ -405,6 +415,8 @@ vq_poll(void *arg)
 	if (VH_UNLIKELY(vq->stopping || vq->broken || !vq->running || vq->no_fetch)) {
 		if (vq->stopping) {
 			vq_check_stopped(vq);
+		} else if (vq->no_fetch && vq->running && !vq->broken) {
+			return vq_poll_nofetch(vq);
 		}
 		return VH_POLL_IDLE;
 	}
@@ -435,6 +447,9 @@ vq_arm(void *arg)
 	}
 	/* Order the flag/avail_event store before re-reading avail->idx (store-load). */
 	VH_SMP_MB();
+	if (vq->no_fetch && !vq->nofetch_waiting) {
+		return 0; /* buffers the device does not want yet are no reason to stay awake */
+	}
 	return VH_READ_ONCE(vq->avail->idx) != vq->last_avail;
 }
 
