@@ -353,16 +353,14 @@ target_error(int rc, const char *ctrlr, int target, const char *bdev, struct vh_
 		                 ctrlr, target);
 		break;
 	case -EBUSY:
-		if (b != NULL && owner != NULL) {
-			vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
-			                 "bdev '%s' is in use by controller '%s'", bdev, owner);
-		} else {
-			vh_rpc_error_set(
-			        err, VH_RPC_INVALID_PARAMS,
-			        "%s: target %d is still being removed (I/O in flight): try "
-			        "again",
-			        ctrlr, target);
-		}
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
+		                 "bdev '%s' is in use by controller '%s'",
+		                 bdev != NULL ? bdev : "?", owner != NULL ? owner : "?");
+		break;
+	case -EAGAIN:
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
+		                 "%s: target %d is still being removed (I/O in flight): try again",
+		                 ctrlr, target);
 		break;
 	case -ENOSPC:
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "%s: all %d targets are in use", ctrlr,

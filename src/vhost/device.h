@@ -76,6 +76,12 @@ struct vh_dev_ops {
 	 * the driver adds keep the reactor awake (and a kick wake it).
 	 */
 	bool (*nofetch_poll)(struct vh_vq *vq);
+	/*
+	 * Reactor, optional: the used entries pushed so far are now visible to the driver (once
+	 * per poll that completed something). For state that must change only after the guest
+	 * can see a completion, e.g. virtio-scsi's task management waiting for commands.
+	 */
+	void (*published)(struct vh_vq *vq);
 
 	/* Control: a bdev changed size; tell the front-ends of @c if it uses it. Returns how many.
 	 */

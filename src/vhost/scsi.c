@@ -124,6 +124,13 @@ struct scsi_dq {
 	struct scsi_session *ss;
 	struct scsi_sq *sq;
 	uint32_t nopen; /* channels open */
+	/*
+	 * Commands answered but not yet published to the driver, per target: they leave
+	 * sq->inflight only once the driver can see them (scsi_published()).
+	 */
+	uint16_t ndone_tids;
+	uint8_t done_tids[VH_SCSI_MAX_TARGETS];
+	uint32_t done[VH_SCSI_MAX_TARGETS];
 	uint8_t scratch[VH_SCSI_BUF_SIZE];
 	struct scsi_qtgt t[VH_SCSI_MAX_TARGETS];
 };
@@ -398,18 +405,38 @@ count_start(struct scsi_req *req, struct scsi_qtgt *qt)
 }
 
 static void
-count_end(struct vh_vq *vq, struct scsi_req *req)
+count_end(struct vh_vq *vq, uint16_t tid)
 {
 	struct scsi_dq *dq = vq->dq;
-	uint32_t *n = inflight_of(req);
-	uint32_t left = *n - 1;
 
-	/* Release: the command's completion is visible before a TMF sees the count drop. */
-	__atomic_store_n(n, left, __ATOMIC_RELEASE);
-	if (left == 0 && req->qt->stale) {
-		qtgt_close(dq, req->tid);
+	if (dq->done[tid]++ == 0) {
+		dq->done_tids[dq->ndone_tids++] = (uint8_t)tid;
 	}
-	req->qt = NULL;
+}
+
+/* Reactor: the answered commands are visible to the driver; only now do they stop counting. */
+static void
+scsi_published(struct vh_vq *vq)
+{
+	struct scsi_dq *dq = vq->dq;
+
+	if (dq == NULL) {
+		return;
+	}
+	for (uint16_t i = 0; i < dq->ndone_tids; i++) {
+		unsigned tid = dq->done_tids[i];
+		uint32_t *n = &dq->sq->inflight[tid];
+		uint32_t left = *n - dq->done[tid];
+
+		dq->done[tid] = 0;
+		/* Release, pairs with target_busy(): the publish happened before the count drops.
+		 */
+		__atomic_store_n(n, left, __ATOMIC_RELEASE);
+		if (left == 0 && dq->t[tid].stale) {
+			qtgt_close(dq, tid);
+		}
+	}
+	dq->ndone_tids = 0;
 }
 
 /* Reactor: the target table changed; close channels to targets that went. */
@@ -462,7 +489,8 @@ respond(struct vh_vq *vq, struct scsi_req *req, uint8_t response)
 	iov_put(req->resp, req->nresp, &resp, req->resp_len);
 	req->r.used_len = (uint32_t)VH_MIN(req->resp_len + req->din_len, (uint64_t)UINT32_MAX);
 	if (req->qt != NULL) {
-		count_end(vq, req);
+		req->qt = NULL;
+		count_end(vq, req->tid);
 	}
 	vh_vq_push_used(vq, &req->r);
 }
@@ -1546,6 +1574,7 @@ const struct vh_dev_ops vh_scsi_ops = {
         .handle = scsi_handle,
         .resubmit = scsi_resubmit,
         .nofetch_poll = scsi_nofetch_poll,
+        .published = scsi_published,
         .bdev_resized = scsi_bdev_resized,
         .info_json = scsi_info_json,
         .config_json = scsi_config_json,

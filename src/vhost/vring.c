@@ -120,6 +120,9 @@ vq_flush(struct vh_deferred *d)
 
 	publish_used(vq);
 	signal_guest(vq, vq->last_used);
+	if (vq->ops->published != NULL) {
+		vq->ops->published(vq);
+	}
 	if (VH_UNLIKELY(vq->stopping)) {
 		vq_check_stopped(vq);
 	}

@@ -546,6 +546,12 @@ enum vh_fe_dir {
 	VH_FE_DIR_AUTO = 0, /* from the type: IN and GET_ID write, the rest read */
 	VH_FE_DIR_OUT,      /* device-readable */
 	VH_FE_DIR_IN,       /* device-writable */
+	/*
+	 * Any device type: no header and no status byte are added; iov[0..nout) are
+	 * device-readable and iov[nout..niov) device-writable, as given (type and sector are
+	 * ignored, status stays 0xff). tests/lib/fe_scsi.h builds virtio-scsi requests this way.
+	 */
+	VH_FE_DIR_RAW,
 };
 
 struct vh_fe_iov {
@@ -562,6 +568,7 @@ struct vh_fe_req {
 	unsigned int niov;
 	unsigned int layout; /* VH_FE_L_* */
 	enum vh_fe_dir dir;
+	unsigned int nout;     /* VH_FE_DIR_RAW: how many of iov are device-readable (first) */
 	uint32_t max_desc_len; /* cut descriptors to at most this many bytes; 0 = no limit */
 	void (*cb)(struct vh_fe_req *req, void *arg); /* optional, called from vh_fe_vq_poll() */
 	void *cb_arg;
