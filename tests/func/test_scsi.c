@@ -232,6 +232,27 @@ add_malloc_target(struct ctx *x, const char *bdev, uint64_t blocks, uint32_t bs,
 	return 0;
 }
 
+/*
+ * Wait until request queue @q has fetched everything submitted so far: a TEST UNIT READY
+ * queued behind it completes at once, and only after the queue took what came before.
+ */
+static int
+queue_fetched(struct ctx *x, unsigned q, struct vh_fe_scsi_cmd *tur)
+{
+	struct vh_fe_vq *vq = vh_fe_vq(x->fe, q);
+	int64_t deadline = vh_fe_now_ms() + TIMEOUT_MS;
+
+	T_OK(vh_fe_scsi_cmd_prep(tur, 0, 0, 99, (uint8_t[]){0, 0, 0, 0, 0, 0}, 6, NULL, 0, NULL,
+	                         0));
+	T_OK(vh_fe_req_submit(vq, &tur->req));
+	while (tur->req.inflight) {
+		T_CHECK(vh_fe_vq_poll(vq, NULL, 0) >= 0 && vh_fe_now_ms() < deadline,
+		        "TEST UNIT READY on q%u", q);
+		vh_fe_vq_wait(vq, 10);
+	}
+	return 0;
+}
+
 /* ---- identity ---- */
 
 static int
@@ -547,7 +568,7 @@ static int
 check_remove_under_io(struct ctx *x)
 {
 	enum { N = 16 };
-	static struct vh_fe_scsi_cmd cs[2][N];
+	static struct vh_fe_scsi_cmd cs[2][N], tur[2];
 	bool present, removing;
 	uint8_t st;
 
@@ -570,6 +591,10 @@ check_remove_under_io(struct ctx *x)
 			T_OK(vh_fe_req_queue(vq, &cs[q][k].req));
 		}
 		vh_fe_vq_flush(vq);
+	}
+	for (unsigned q = 0; q < 2; q++) {
+		T_OK(vh_fe_scsi_cmd_init(&tur[q], x->mem));
+		T_OK(queue_fetched(x, VH_FE_SCSI_REQQ0 + q, &tur[q]));
 	}
 	T_OK(rpc(x, "vhost_scsi_controller_remove_target",
 	         json_pack("{s:s, s:i}", "ctrlr", "scsi0", "scsi_target_num", 7), NULL));
@@ -612,6 +637,7 @@ check_tmf(struct ctx *x)
 {
 	static struct vh_fe_scsi_cmd io, tmf, tur;
 	int was_running = 0;
+	bool running;
 	struct vh_fe_vq *ioq = vh_fe_vq(x->fe, 3), *cq = vh_fe_vq(x->fe, VH_FE_SCSI_CTRLQ);
 	struct vh_fe_iov iov = {x->din, 4096};
 	uint8_t cdb[16];
@@ -648,23 +674,11 @@ check_tmf(struct ctx *x)
 	         json_pack("{s:s, s:i}", "name", "M0", "max_delay_us", 500000), NULL));
 	T_OK(vh_fe_scsi_cmd_init(&tur, x->mem));
 	for (int round = 0; round < 3; round++) {
-		int64_t deadline = vh_fe_now_ms() + TIMEOUT_MS;
-
 		len = rw_cdb(cdb, false, 10, 0, 8);
 		T_OK(vh_fe_scsi_cmd_prep(&io, 0, 0, 77, cdb, len, NULL, 0, &iov, 1));
 		T_OK(vh_fe_req_submit(ioq, &io.req));
-		/*
-		 * As when Linux aborts a command that timed out, the device must have it: a TEST
-		 * UNIT READY queued behind it completes once the queue fetched both.
-		 */
-		T_OK(vh_fe_scsi_cmd_prep(&tur, 0, 0, 78, (uint8_t[]){0, 0, 0, 0, 0, 0}, 6, NULL, 0,
-		                         NULL, 0));
-		T_OK(vh_fe_req_submit(ioq, &tur.req));
-		while (tur.req.inflight) {
-			T_CHECK(vh_fe_vq_poll(ioq, NULL, 0) >= 0 && vh_fe_now_ms() < deadline,
-			        "TEST UNIT READY");
-			vh_fe_vq_wait(ioq, 10);
-		}
+		/* As when Linux aborts a command that timed out: the device has it. */
+		T_OK(queue_fetched(x, 3, &tur));
 		was_running += io.req.inflight;
 		T_OK(vh_fe_scsi_tmf_prep(&tmf,
 		                         round == 1 ? VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET
@@ -684,11 +698,13 @@ check_tmf(struct ctx *x)
 	len = rw_cdb(cdb, false, 10, 0, 8);
 	T_OK(vh_fe_scsi_cmd_prep(&io, 0, 0, 78, cdb, len, NULL, 0, &iov, 1));
 	T_OK(vh_fe_req_submit(ioq, &io.req));
-	usleep(50000); /* let it reach the back-end; a miss only weakens the next check */
+	T_OK(queue_fetched(x, 3, &tur));
+	running = io.req.inflight;
 	T_OK(vh_fe_scsi_tmf_prep(&tmf, VIRTIO_SCSI_T_TMF_QUERY_TASK_SET, 0, 0, 0));
 	T_OK(vh_fe_scsi_sync(x->fe, VH_FE_SCSI_CTRLQ, &tmf, TIMEOUT_MS));
-	T_CHECK(vh_fe_scsi_tmf_response(&tmf) == VIRTIO_SCSI_S_FUNCTION_SUCCEEDED ||
-	                vh_fe_vq_pending(ioq) == 0,
+	/* (the command may have finished between the two looks: then either answer is right) */
+	T_CHECK(!running || vh_fe_scsi_tmf_response(&tmf) == VIRTIO_SCSI_S_FUNCTION_SUCCEEDED ||
+	                !io.req.inflight || vh_fe_vq_pending(ioq) == 0,
 	        "QUERY TASK SET with a command running: %u", vh_fe_scsi_tmf_response(&tmf));
 	T_OK(vh_fe_vq_drain(ioq, TIMEOUT_MS));
 	T_OK(vh_fe_scsi_sync(x->fe, VH_FE_SCSI_CTRLQ, &tmf, TIMEOUT_MS));
