@@ -1563,7 +1563,12 @@ scsi_ctrlr_free(struct vh_vhost_ctrlr *c)
 const struct vh_dev_ops vh_scsi_ops = {
         .name = "scsi",
         .features = scsi_features,
-        .protocol_features = 1ull << VHOST_USER_PROTOCOL_F_CONFIG,
+        /*
+         * No PROTOCOL_F_CONFIG: QEMU takes a vhost-user-scsi device's config space from its
+         * own properties (and warns about a back-end offering it); SPDK's target does not offer
+         * it either. GET_CONFIG is still answered for front-ends that ask anyway.
+         */
+        .protocol_features = 0,
         .session_init = scsi_session_init,
         .session_fini = scsi_session_fini,
         .session_reset = scsi_session_reset,
@@ -1637,7 +1642,7 @@ vh_vhost_scsi_add_target(const char *ctrlr, int target, const char *bdev_name)
 	struct vh_scsi_ctrlr *sc;
 	struct vh_bdev *b;
 	struct scsi_tgt *t;
-	int rc;
+	int rc = 0;
 
 	sc = find_scsi(ctrlr, &rc);
 	if (sc == NULL) {
@@ -1687,7 +1692,7 @@ vh_vhost_scsi_remove_target(const char *ctrlr, unsigned target)
 {
 	struct vh_scsi_ctrlr *sc;
 	struct scsi_tgt *t;
-	int rc;
+	int rc = 0;
 
 	sc = find_scsi(ctrlr, &rc);
 	if (sc == NULL) {

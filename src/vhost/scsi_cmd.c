@@ -7,7 +7,7 @@
  * Threat model: the CDB and the parameter data are the guest's. Each field is read from our
  * copy once; lengths and LBA ranges are checked with overflow-safe arithmetic against the
  * logical unit and the limits we advertise (block limits VPD page). Builders write fixed-size
- * pages that fit VH_SCSI_BUF_SIZE (the longest, VPD 83h, is 92 bytes), and what is returned is
+ * pages that fit VH_SCSI_BUF_SIZE (the longest, VPD 80h, is 68 bytes), and what is returned is
  * cut at the allocation length. Anything not understood is CHECK CONDITION, never an error of
  * the device.
  */
@@ -125,7 +125,11 @@ vh_scsi_lun_encode(uint8_t target, uint8_t lun[8])
 	memset(lun, 0, 8);
 	lun[0] = 1;
 	lun[1] = target;
-	lun[2] = 0x40; /* flat space addressing, LUN 0: what QEMU and Linux put there */
+	/*
+	 * LUN 0 in peripheral device addressing (byte 2 zero), as QEMU encodes LUNs below 256 in
+	 * events: Linux reads an event's LUN as (lun[2] << 8) | lun[3] without masking the
+	 * address method, so flat addressing (0x40) would name LUN 16384.
+	 */
 }
 
 /* [lba, lba + n) within the logical unit? A zero-length range still needs a valid LBA. */
@@ -166,28 +170,23 @@ std_inquiry(const struct vh_scsi_lu *lu, uint8_t *buf)
 	return len;
 }
 
-/* Device identification (83h): an NAA designator and a T10 vendor ID designator. */
+/*
+ * Device identification (83h): one NAA designator, locally assigned (NAA 3: we own no IEEE
+ * company id). Linux takes the highest-priority designator for the disk's wwid and, between
+ * equals, the longest: a T10 vendor ID designator here would win over NAA 3 and make the wwid
+ * the serial, so there is none.
+ */
 static uint32_t
 vpd_devid(const struct vh_scsi_lu *lu, uint8_t *buf)
 {
-	size_t slen = strnlen(lu->serial, 64);
 	uint8_t *d = buf + 4;
 
-	/* NAA (type 3), binary, associated with the logical unit. */
-	d[0] = 0x01;
-	d[1] = 0x03;
+	d[0] = 0x01; /* protocol identifier 0, code set: binary */
+	d[1] = 0x03; /* PIV 0, associated with the logical unit, designator type: NAA */
 	d[2] = 0;
 	d[3] = 8;
 	vh_scsi_put_be64(&d[4], lu->naa);
-	d += 12;
-	/* T10 vendor ID (type 1), ASCII: vendor identification followed by the serial. */
-	d[0] = 0x02;
-	d[1] = 0x01;
-	d[2] = 0;
-	d[3] = (uint8_t)(8 + slen);
-	memcpy(&d[4], VENDOR, 8);
-	memcpy(&d[12], lu->serial, slen);
-	return (uint32_t)(4 + 12 + 12 + slen);
+	return 4 + 12;
 }
 
 static uint32_t

@@ -156,7 +156,7 @@ unsigned vh_scsi_cdb_len(uint8_t opcode);
  * Returns 0 with *target and *lun set, or -EINVAL.
  */
 int vh_scsi_lun_decode(const uint8_t lun[8], uint8_t *target, uint16_t *lun_id);
-/* The LUN field of target @target, LUN 0 (events). */
+/* The LUN field of target @target, LUN 0, for events (peripheral addressing: bytes 2-3 zero). */
 void vh_scsi_lun_encode(uint8_t target, uint8_t lun[8]);
 
 /*

@@ -81,6 +81,7 @@ open_session(struct ctx *x, struct vh_fe_mem **mem, struct vh_fe **fe, bool even
 	/* No indirect tables: the cases below rewrite direct descriptors. */
 	struct vh_fe_opts fo = {.path = x->sock,
 	                        .num_queues = NQ,
+	                        .scsi = true,
 	                        .driver_features = VH_FE_SCSI_FEATURES &
 	                                           ~(1ull << VIRTIO_RING_F_INDIRECT_DESC)};
 

@@ -164,8 +164,10 @@ expect_event(struct ctx *x, uint32_t event, uint32_t reason, uint8_t target)
 			vh_fe_vq_wait(vh_fe_vq(x->fe, VH_FE_SCSI_EVTQ), 100);
 		}
 	}
+	/* LUN 0 as Linux decodes events: (lun[2] << 8) | lun[3] must be 0. */
 	T_CHECK(x->got[0].event == event && x->got[0].reason == reason && x->got[0].lun[0] == 1 &&
-	                x->got[0].lun[1] == target,
+	                x->got[0].lun[1] == target && x->got[0].lun[2] == 0 &&
+	                x->got[0].lun[3] == 0,
 	        "event %#x reason %u lun %u/%u, expected %u/%u for target %u", x->got[0].event,
 	        x->got[0].reason, x->got[0].lun[0], x->got[0].lun[1], event, reason, target);
 	memmove(&x->got[0], &x->got[1], --x->ngot * sizeof(x->got[0]));
@@ -754,7 +756,8 @@ setup(struct ctx *x)
 {
 	const char *extra[] = {"-m", "0x3", NULL};
 	struct vh_fe_mem_opts mo = {.size = 64 << 20, .nregions = 2};
-	struct vh_fe_opts fo = {.num_queues = NQ, .driver_features = VH_FE_SCSI_FEATURES};
+	struct vh_fe_opts fo = {
+	        .num_queues = NQ, .driver_features = VH_FE_SCSI_FEATURES, .scsi = true};
 	struct virtio_scsi_config cfg;
 	int rc;
 

@@ -346,6 +346,12 @@ struct vh_fe_opts {
 	 * v23.05 nor DPDK 22.11 virtio-user implements inflight tracking): -EINVAL otherwise.
 	 */
 	bool inflight;
+	/*
+	 * The device is vhost-user-scsi-pci (fe_scsi.h), not -blk: as QEMU 7.2 does, do not
+	 * negotiate PROTOCOL_F_CONFIG (QEMU keeps that config space itself) nor require it.
+	 * QEMU personality only.
+	 */
+	bool scsi;
 };
 
 /*
@@ -582,6 +588,12 @@ struct vh_fe_req {
 	uint16_t ndesc;
 	uint8_t *status_ptr;
 	bool inflight;
+	/*
+	 * The device is vhost-user-scsi-pci (fe_scsi.h), not -blk: as QEMU 7.2 does, do not
+	 * negotiate PROTOCOL_F_CONFIG (QEMU keeps that config space itself) nor require it.
+	 * QEMU personality only.
+	 */
+	bool scsi;
 };
 
 /* Queue i of the device (i < opts.num_queues), or NULL. */

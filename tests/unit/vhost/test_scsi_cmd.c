@@ -155,6 +155,8 @@ test_lun_decode(void **state)
 
 	(void)state;
 	vh_scsi_lun_encode(7, lun);
+	/* Linux reads an event's LUN as lun[2] << 8 | lun[3]: both must be 0 for LUN 0. */
+	assert_memory_equal(lun, ((uint8_t[]){1, 7, 0, 0, 0, 0, 0, 0}), 8);
 	assert_int_equal(vh_scsi_lun_decode(lun, &tgt, &id), 0);
 	assert_int_equal(tgt, 7);
 	assert_int_equal(id, 0);
@@ -295,28 +297,26 @@ test_vpd_serial_devid(void **state)
 
 	t = RUN(VH_SCSI_INQUIRY, 1, 0x83, 0, 255, 0);
 	assert_good(&t);
-	assert_int_equal(vh_scsi_be16(&g_buf[2]), 12 + 12 + 4);
-	/* NAA designator, binary, LU association, 8 bytes, NAA 3 (locally assigned). */
+	/* One designator: NAA, binary, LU association, 8 bytes, NAA 3 (locally assigned). */
+	assert_int_equal(vh_scsi_be16(&g_buf[2]), 12);
+	assert_int_equal(t.data_len, 16);
 	assert_int_equal(g_buf[4], 0x01);
 	assert_int_equal(g_buf[5], 0x03);
 	assert_int_equal(g_buf[7], 8);
 	assert_int_equal(g_buf[8] >> 4, 3);
 	assert_int_equal(vh_scsi_be64(&g_buf[8]), g_lu.naa);
 	memcpy(naa1, &g_buf[8], 8);
-	/* T10 vendor ID designator: ASCII, "VHOSTD  " + serial. */
-	assert_int_equal(g_buf[16], 0x02);
-	assert_int_equal(g_buf[17], 0x01);
-	assert_int_equal(g_buf[19], 12);
-	assert_memory_equal(&g_buf[20], "VHOSTD  ram0", 12);
 
-	/* Another unit: another identifier (the device computes it from the bdev's uuid). */
+	/* Another unit: another identifier (the device computes it from the bdev's uuid), and a
+	 * 64-byte serial fits VPD 80h. */
 	lu2.naa = 0x3fedcba987654321ull;
 	lu2.serial = "a-much-longer-serial-number-that-fills-many-bytes-of-the-page-64";
 	t = run_lu(&lu2, (uint8_t[]){VH_SCSI_INQUIRY, 1, 0x83, 0, 255, 0}, 6);
 	assert_good(&t);
 	assert_memory_not_equal(&g_buf[8], naa1, 8);
-	assert_int_equal(g_buf[19], 8 + 64);
-	assert_int_equal(t.data_len, 4 + 12 + 12 + 64);
+	t = run_lu(&lu2, (uint8_t[]){VH_SCSI_INQUIRY, 1, 0x80, 0, 255, 0}, 6);
+	assert_int_equal(vh_scsi_be16(&g_buf[2]), 64);
+	assert_int_equal(t.data_len, 68);
 }
 
 static void
