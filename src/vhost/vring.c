@@ -511,10 +511,22 @@ static void
 update_msg(void *arg)
 {
 	struct vh_vq *vq = arg;
+	int callfd = vq->cur_callfd;
 
 	/* Stopped in between: vh_vq_prepare() takes the control thread's values directly. */
 	if (!vq->stop_reported) {
 		apply_updates(vq);
+		/*
+		 * A new call fd: a signal sent on the old one may be lost (QEMU starts a device
+		 * with its masked notifiers as call fds and, when it unmasks them right after,
+		 * drops what they caught), and with EVENT_IDX no later completion would signal
+		 * again until the driver moves used_event. Signal once on the new fd; a spurious
+		 * interrupt costs the driver one look at the used ring.
+		 */
+		if (vq->cur_callfd != callfd && vq->cur_callfd >= 0 && vq->running) {
+			vq->signalled_used_valid = false;
+			kick_call(vq);
+		}
 	}
 }
 
