@@ -257,7 +257,7 @@ answered_cases(struct ctx *x)
 	vh_fe_scsi_cmd_relayout(&x->c, 0, 0);
 	T_OK(vh_fe_scsi_sync(x->fe, VH_FE_SCSI_CTRLQ, &x->c, TIMEOUT_MS));
 	T_CHECK(x->c.req.used_len == 1, "AN with 1 byte: used %u", x->c.req.used_len);
-	return witness(x, 3, 1);
+	return witness(x, 2, 1);
 }
 
 /* Random CDBs, targets, LUNs and buffer sizes: each one answered as virtio-scsi allows. */
@@ -290,7 +290,12 @@ random_commands(struct ctx *x)
 		T_OK(vh_fe_scsi_cmd_prep(&x->c, targets[r1 % 4], (r1 >> 2) % 8 == 0 ? 1 : 0, n, cdb,
 		                         32, olen ? &out : NULL, olen ? 1 : 0, ilen ? &in : NULL,
 		                         ilen ? 1 : 0));
-		r = run(x, 2 + (n & 1));
+		/*
+		 * One queue: its commands hit target 0 anywhere, and a second reactor writing the
+		 * same RAM-disk blocks would be a race only the guest's ordering explains (TSan
+		 * cannot see it). The storm below covers two reactors with disjoint blocks.
+		 */
+		r = run(x, 2);
 		T_CHECK(r != NULL, "command %u: no answer", n);
 		T_CHECK(r->response == VIRTIO_SCSI_S_OK || r->response == VIRTIO_SCSI_S_OVERRUN ||
 		                r->response == VIRTIO_SCSI_S_BAD_TARGET,
@@ -302,7 +307,7 @@ random_commands(struct ctx *x)
 		T_CHECK(x->c.req.used_len >= 108 && x->c.req.used_len <= 108 + ilen,
 		        "command %u: used len %u", n, x->c.req.used_len);
 		if (n % 2000 == 0) {
-			T_OK(witness(x, 3, n / 2000 + 2));
+			T_OK(witness(x, 2, n / 2000 + 2));
 		}
 	}
 	return 0;
@@ -490,15 +495,17 @@ storm(struct ctx *x)
 	}
 	/* Target 0's blocks hold what the last write of each slot put there. */
 	for (unsigned slot = 0; slot < 2 * STORM_DEPTH; slot += 2) {
-		struct vh_fe_iov iov = {x->buf, 4096};
+		/* Read back on the slot's own queue (reactor), into the slot's own buffer. */
+		unsigned q = slot / STORM_DEPTH;
+		struct vh_fe_iov iov = {x->buf + 0x10000 + slot * 4096ull, 4096};
 		uint8_t cdb[10] = {0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0};
 		const struct virtio_scsi_cmd_resp *r;
 
 		vh_fe_put_be32(&cdb[2], 64 + slot * 8);
-		T_OK(vh_fe_scsi_cmd_prep(&x->c, 0, 0, 1, cdb, 10, NULL, 0, &iov, 1));
-		r = run(x, 2);
-		T_CHECK(r && r->response == 0 &&
-		                memcmp(ptr(x, x->buf, 4096), shadow[slot], 4096) == 0,
+		T_OK(vh_fe_scsi_cmd_prep(&cs[q][0], 0, 0, 1, cdb, 10, NULL, 0, &iov, 1));
+		T_OK(vh_fe_scsi_sync(x->fe, 2 + q, &cs[q][0], TIMEOUT_MS));
+		r = vh_fe_scsi_cmd_resp(&cs[q][0]);
+		T_CHECK(r->response == 0 && memcmp(ptr(x, iov.gpa, 4096), shadow[slot], 4096) == 0,
 		        "target 0 slot %u: data lost in the storm", slot);
 	}
 	/* Remove what is left and make sure every bdev is released (deletable). */
