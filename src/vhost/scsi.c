@@ -301,6 +301,20 @@ iov_carve(struct iovec *iov, int *first, int end, uint64_t len, struct iovec *ou
 	return n;
 }
 
+/*
+ * Every buffer of guest memory the device wrote for a request (response, data-in, event),
+ * reported before the request is answered. This is where a live migration's dirty log learns
+ * about them: with dirty logging, mark the guest pages behind @iov[0..n) here (whole buffers:
+ * marking more than was written is harmless). Without it there is nothing to do.
+ */
+static inline void
+guest_written(struct vh_vq *vq, const struct iovec *iov, int n)
+{
+	(void)vq;
+	(void)iov;
+	(void)n;
+}
+
 /* ---- targets as the request queues see them (reactor) ---- */
 
 static void
@@ -488,6 +502,10 @@ respond(struct vh_vq *vq, struct scsi_req *req, uint8_t response)
 	}
 	iov_put(req->resp, req->nresp, &resp, req->resp_len);
 	req->r.used_len = (uint32_t)VH_MIN(req->resp_len + req->din_len, (uint64_t)UINT32_MAX);
+	guest_written(vq, req->resp, req->nresp);
+	if (req->din_len > 0) {
+		guest_written(vq, &req->iov[req->din], req->ndin);
+	}
 	if (req->qt != NULL) {
 		req->qt = NULL;
 		count_end(vq, req->tid);
@@ -990,6 +1008,7 @@ ctrl_respond(struct vh_vq *vq, struct scsi_req *req, const void *resp, uint32_t 
 
 	req->r.used_len = (uint32_t)put;
 	req->step = STEP_NONE;
+	guest_written(vq, req->resp, req->nresp);
 	vh_vq_push_used(vq, &req->r);
 }
 
@@ -1142,6 +1161,7 @@ evt_write(struct vh_vq *vq, struct scsi_req *req, uint32_t event, uint32_t reaso
 		vh_scsi_lun_encode(tid, ev.lun);
 	}
 	req->r.used_len = (uint32_t)iov_put(&req->iov[nr], nw, &ev, sizeof(ev));
+	guest_written(vq, &req->iov[nr], nw);
 	vh_vq_push_used(vq, &req->r);
 }
 
@@ -1329,41 +1349,67 @@ evt_push(struct scsi_session *ss, uint32_t event, uint32_t reason, uint8_t tid)
 	}
 }
 
-/* Tell the controller's front-end about target @tid (if it negotiated what the event needs). */
+/*
+ * The controller's sessions with device state: @fn for each. The one place that knows how a
+ * controller holds its sessions (one at a time here; with several, as during a migration,
+ * every one of them is told).
+ */
 static int
-notify(struct vh_scsi_ctrlr *sc, uint32_t event, uint32_t reason, uint8_t tid)
+foreach_session(struct vh_scsi_ctrlr *sc, int (*fn)(struct scsi_session *ss, void *arg), void *arg)
 {
 	struct vh_session *s = sc->c->session;
-	struct scsi_session *ss;
 
 	if (s == NULL || s->closing || s->dev == NULL) {
 		return 0;
 	}
-	ss = s->dev;
+	return fn(s->dev, arg);
+}
+
+struct notice {
+	uint32_t event;
+	uint32_t reason;
+	uint8_t tid;
+};
+
+static int
+notify_one(struct scsi_session *ss, void *arg)
+{
+	const struct notice *n = arg;
+
 	/* TRANSPORT_RESET needs HOTPLUG; QEMU 7.2 never passes CHANGE on, so PARAM_CHANGE goes
 	 * regardless (Linux handles it whatever it negotiated). */
-	if (event == VIRTIO_SCSI_T_TRANSPORT_RESET &&
-	    !(s->features & (1ull << VIRTIO_SCSI_F_HOTPLUG))) {
+	if (n->event == VIRTIO_SCSI_T_TRANSPORT_RESET &&
+	    !(ss->s->features & (1ull << VIRTIO_SCSI_F_HOTPLUG))) {
 		return 0;
 	}
-	evt_push(ss, event, reason, tid);
+	evt_push(ss, n->event, n->reason, n->tid);
 	return 1;
+}
+
+/* Tell the controller's front-ends about target @tid. Returns how many were told. */
+static int
+notify(struct vh_scsi_ctrlr *sc, uint32_t event, uint32_t reason, uint8_t tid)
+{
+	struct notice n = {event, reason, tid};
+
+	return foreach_session(sc, notify_one, &n);
+}
+
+static int
+poke_one(struct scsi_session *ss, void *arg)
+{
+	(void)arg;
+	for (uint32_t q = VH_SCSI_REQQ0; q < ss->nq; q++) {
+		poke_queue(ss, q);
+	}
+	return 0;
 }
 
 /* The target table changed: every running request queue looks at it again. */
 static void
 poke_request_queues(struct vh_scsi_ctrlr *sc)
 {
-	struct vh_session *s = sc->c->session;
-	struct scsi_session *ss;
-
-	if (s == NULL || s->dev == NULL) {
-		return;
-	}
-	ss = s->dev;
-	for (uint32_t q = VH_SCSI_REQQ0; q < ss->nq; q++) {
-		poke_queue(ss, q);
-	}
+	foreach_session(sc, poke_one, NULL);
 }
 
 /* ---- features and configuration space (control) ---- */
