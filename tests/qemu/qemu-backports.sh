@@ -36,7 +36,9 @@ for a in "$@"; do
 done
 export LC_ALL=C
 
-command -v dpkg-deb >/dev/null && command -v apt-get >/dev/null || die "needs Debian (apt, dpkg)" 77
+if ! command -v dpkg-deb >/dev/null || ! command -v apt-get >/dev/null; then
+	die "needs Debian (apt, dpkg)" 77
+fi
 cache=${VHOSTD_QEMU_CACHE:-/var/cache/vhostd-qemu}
 mkdir -p "$cache" 2>/dev/null || die "cannot create $cache" 77
 exec 9>"$cache/.lock-backports"
@@ -63,8 +65,11 @@ APT_OPTS=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourcePa
 
 # The newest cached tree that passed its check, if any.
 newest_cached() {
-	ls -d "$cache"/bpo-*/ 2>/dev/null | while read -r d; do
-		[[ -f "$d/.done" ]] && echo "${d%/}"
+	local d
+	for d in "$cache"/bpo-*/; do
+		if [[ -f "$d/.done" ]]; then
+			echo "${d%/}"
+		fi
 	done | sort -V | tail -n1
 }
 
@@ -79,8 +84,8 @@ refresh() {
 # The backports version of $1 (a private list knows only backports; dpkg's status may add the
 # installed 7.2, so take the highest version that came from backports).
 bpo_version() {
-	apt-cache "${APT_OPTS[@]}" show "$1" 2>/dev/null | awk '/^Version:/ {print $2}' |
-		grep -F '~bpo12' | sort -V | tail -n1
+	{ apt-cache "${APT_OPTS[@]}" show "$1" 2>/dev/null || true; } |
+		awk '/^Version:/ {print $2}' | { grep -F '~bpo12' || true; } | sort -V | tail -n1
 }
 
 unpack() {
