@@ -388,6 +388,67 @@ build_create_blk(struct ctl *ctl, int argc, char **argv, json_t **params)
 }
 
 static int
+build_create_scsi(struct ctl *ctl, int argc, char **argv, json_t **params)
+{
+	static const struct option opts[] = {
+	        {"cpumask", required_argument, NULL, 'm'},
+	        {NULL, 0, NULL, 0},
+	};
+	json_t *p = json_object();
+	int c;
+
+	*params = p;
+	getopt_reset();
+	while ((c = getopt_long(argc, argv, "m:", opts, NULL)) != -1) {
+		if (c != 'm') {
+			return usage_error(argv[0], "bad option");
+		}
+		json_object_set_new(p, "cpumask", json_string(optarg));
+	}
+	if (argc - optind != 1) {
+		return usage_error(argv[0], "expected CTRLR");
+	}
+	json_object_set_new(p, "ctrlr", json_string(argv[optind]));
+	return 0;
+}
+
+/* A target number: 0..255, or -1 (add: the lowest free one), as rpc.py's int argument. */
+static int
+parse_target(const char *s, long long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	return errno != 0 || end == s || *end != '\0' || *out < -1 || *out > INT32_MAX ? -1 : 0;
+}
+
+static int
+build_scsi_add_target(struct ctl *ctl, int argc, char **argv, json_t **params)
+{
+	long long t;
+
+	if (argc != 4 || parse_target(argv[2], &t) < 0) {
+		return usage_error(argv[0], "expected CTRLR SCSI_TARGET_NUM BDEV_NAME");
+	}
+	*params = json_pack("{s:s, s:I, s:s}", "ctrlr", argv[1], "scsi_target_num", (json_int_t)t,
+	                    "bdev_name", argv[3]);
+	return 0;
+}
+
+static int
+build_scsi_remove_target(struct ctl *ctl, int argc, char **argv, json_t **params)
+{
+	long long t;
+
+	if (argc != 3 || parse_target(argv[2], &t) < 0 || t < 0) {
+		return usage_error(argv[0], "expected CTRLR SCSI_TARGET_NUM");
+	}
+	*params = json_pack("{s:s, s:I}", "ctrlr", argv[1], "scsi_target_num", (json_int_t)t);
+	return 0;
+}
+
+static int
 build_none(struct ctl *ctl, int argc, char **argv, json_t **params)
 {
 	if (argc != 1) {
@@ -483,6 +544,13 @@ static const struct cmd g_cmds[] = {
          "[--cpumask MASK] [-r|--readonly] [-p|--packed_ring] "
          "CTRLR DEV_NAME",
          "create a vhost-user-blk controller", build_create_blk},
+        {"vhost_create_scsi_controller", "[--cpumask MASK] CTRLR",
+         "create a vhost-user-scsi controller (no targets yet)", build_create_scsi},
+        {"vhost_scsi_controller_add_target", "CTRLR SCSI_TARGET_NUM BDEV_NAME",
+         "attach a bdev as LUN 0 of a target (-1: the lowest free number); prints the number",
+         build_scsi_add_target},
+        {"vhost_scsi_controller_remove_target", "CTRLR SCSI_TARGET_NUM",
+         "detach a target (hot-unplug)", build_scsi_remove_target},
         {"vhost_delete_controller", "CTRLR", "delete a controller", build_ctrlr},
         {"vhost_get_controllers", "[-n NAME]", "list controllers", build_get_ctrlrs},
         {"rpc_get_methods", "", "list the methods the daemon serves", build_none},

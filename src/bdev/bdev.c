@@ -521,7 +521,7 @@ static void
 delayed_cb(struct vh_bdev_io *io, int status)
 {
 	struct vh_bdev_channel *ch = io->ch;
-	uint32_t max = ch->bdev->test_delay_us;
+	uint32_t max = __atomic_load_n(&ch->bdev->test_delay_us, __ATOMIC_RELAXED);
 
 	/* xorshift64: cheap, and good enough to scramble completion order. */
 	ch->rng ^= ch->rng << 13;
@@ -537,7 +537,8 @@ delayed_cb(struct vh_bdev_io *io, int status)
 static int
 submit_now(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
 {
-	if (VH_UNLIKELY(ch->bdev->test_delay_us != 0)) {
+	/* Relaxed: the control thread may change it under running I/O (bdev_set_test_delay). */
+	if (VH_UNLIKELY(__atomic_load_n(&ch->bdev->test_delay_us, __ATOMIC_RELAXED) != 0)) {
 		int rc;
 
 		if (ch->rng == 0) {

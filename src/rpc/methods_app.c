@@ -103,15 +103,32 @@ append_bdev_config(struct vh_bdev *b, void *arg)
 	return json_array_append_new(arg, entry) < 0 ? -ENOMEM : 0;
 }
 
+struct ctrlr_config_arg {
+	json_t *config;
+	const char *type; /* vh_vhost_ctrlr_type() of the controllers wanted */
+};
+
 static int
 append_ctrlr_config(struct vh_vhost_ctrlr *c, void *arg)
 {
-	json_t *entry = vh_vhost_ctrlr_config_json(c);
+	struct ctrlr_config_arg *a = arg;
+	json_t *entry;
+	int rc;
 
+	if (strcmp(vh_vhost_ctrlr_type(c), a->type) != 0) {
+		return 0;
+	}
+	entry = vh_vhost_ctrlr_config_json(c);
 	if (entry == NULL) {
 		return -ENOMEM;
 	}
-	return json_array_append_new(arg, entry) < 0 ? -ENOMEM : 0;
+	/* A scsi controller is several entries: create, then one per target. */
+	if (json_is_array(entry)) {
+		rc = json_array_extend(a->config, entry);
+		json_decref(entry);
+		return rc < 0 ? -ENOMEM : 0;
+	}
+	return json_array_append_new(a->config, entry) < 0 ? -ENOMEM : 0;
 }
 
 static int
@@ -131,7 +148,17 @@ bdev_config(json_t *config)
 static int
 vhost_blk_config(json_t *config)
 {
-	return vh_vhost_foreach(append_ctrlr_config, config);
+	struct ctrlr_config_arg a = {config, "blk"};
+
+	return vh_vhost_foreach(append_ctrlr_config, &a);
+}
+
+static int
+vhost_scsi_config(json_t *config)
+{
+	struct ctrlr_config_arg a = {config, "scsi"};
+
+	return vh_vhost_foreach(append_ctrlr_config, &a);
 }
 
 /* The subsystems save_config reports, in replay order, with what each depends on. */
@@ -142,6 +169,8 @@ static const struct {
 } g_subsystems[] = {
         {"bdev", NULL, bdev_config},
         {"vhost_blk", "bdev", vhost_blk_config},
+        /* SPDK's vhost_scsi depends on its scsi subsystem, which we do not have: on bdev. */
+        {"vhost_scsi", "bdev", vhost_scsi_config},
 };
 
 /* The config array of subsystem @i. New reference or NULL with @err set. */

@@ -110,6 +110,8 @@ type_name(enum vh_rpc_type t)
 	case VH_RPC_T_U32:
 	case VH_RPC_T_U16:
 		return "a non-negative integer";
+	case VH_RPC_T_I32:
+		return "an integer";
 	}
 	return "?";
 }
@@ -168,6 +170,19 @@ decode_one(const struct vh_rpc_param *p, const json_t *v, void *out, struct vh_r
 		} else {
 			*(uint16_t *)(void *)dst = (uint16_t)i;
 		}
+		return 0;
+	case VH_RPC_T_I32:
+		if (!json_is_integer(v)) {
+			goto out_type;
+		}
+		i = json_integer_value(v);
+		if (i < INT32_MIN || i > INT32_MAX) {
+			vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
+			                 "parameter '%s' is out of range (32-bit integer)",
+			                 p->name);
+			return -EINVAL;
+		}
+		*(int32_t *)(void *)dst = (int32_t)i;
 		return 0;
 	}
 out_type:

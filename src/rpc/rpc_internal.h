@@ -171,6 +171,7 @@ enum vh_rpc_type {
 	VH_RPC_T_U64,    /* uint64_t, 0..INT64_MAX (jansson's integer range) */
 	VH_RPC_T_U32,    /* uint32_t */
 	VH_RPC_T_U16,    /* uint16_t */
+	VH_RPC_T_I32,    /* int32_t (SPDK's "-1 = pick one" numbers) */
 };
 
 #define VH_RPC_P_REQUIRED 0x1u

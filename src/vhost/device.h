@@ -13,6 +13,7 @@
 #ifndef VH_VHOST_DEVICE_H
 #define VH_VHOST_DEVICE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,6 +69,19 @@ struct vh_dev_ops {
 	 * Returns -EAGAIN to stay first on the list, 0 once the device has taken it over.
 	 */
 	int (*resubmit)(struct vh_vq *vq, struct vh_req *req);
+	/*
+	 * Reactor, optional: the poll of a no_fetch queue (vring.h), every time the queue is
+	 * polled while it runs. Take buffers with vh_vq_fetch_one() if there is something to put
+	 * in them. Returns true while something still waits for a buffer: only then does a buffer
+	 * the driver adds keep the reactor awake (and a kick wake it).
+	 */
+	bool (*nofetch_poll)(struct vh_vq *vq);
+	/*
+	 * Reactor, optional: the used entries pushed so far are now visible to the driver (once
+	 * per poll that completed something). For state that must change only after the guest
+	 * can see a completion, e.g. virtio-scsi's task management waiting for commands.
+	 */
+	void (*published)(struct vh_vq *vq);
 
 	/*
 	 * Control, live upgrade (upgrade.c): the device's per-session state as JSON (new
@@ -89,5 +103,7 @@ struct vh_dev_ops {
 };
 
 extern const struct vh_dev_ops vh_blk_ops;
+/* virtio-scsi (scsi.c): queue 0 control, 1 event (no_fetch), 2.. requests. */
+extern const struct vh_dev_ops vh_scsi_ops;
 
 #endif

@@ -436,6 +436,12 @@ vh_vhost_ctrlr_name(const struct vh_vhost_ctrlr *c)
 	return c->name;
 }
 
+const char *
+vh_vhost_ctrlr_type(const struct vh_vhost_ctrlr *c)
+{
+	return c->ops->name;
+}
+
 int
 vh_vhost_delete(const char *name)
 {

@@ -171,6 +171,9 @@ vq_flush(struct vh_deferred *d)
 
 	publish_used(vq);
 	signal_guest(vq, vq->last_used);
+	if (vq->ops->published != NULL) {
+		vq->ops->published(vq);
+	}
 	if (VH_UNLIKELY(vq->stopping)) {
 		vq_check_stopped(vq);
 	}
@@ -441,6 +444,16 @@ vq_fetch(struct vh_vq *vq)
 	}
 }
 
+/* A no_fetch queue: the device takes buffers itself, when it has something to put in them. */
+static int
+vq_poll_nofetch(struct vh_vq *vq)
+{
+	uint16_t before = vq->last_avail;
+
+	vq->nofetch_waiting = vq->ops->nofetch_poll != NULL && vq->ops->nofetch_poll(vq);
+	return vq->last_avail != before ? VH_POLL_BUSY : VH_POLL_IDLE;
+}
+
 static int
 vq_poll(void *arg)
 {
@@ -456,6 +469,8 @@ vq_poll(void *arg)
 	if (VH_UNLIKELY(vq->stopping || vq->broken || !vq->running || vq->no_fetch)) {
 		if (vq->stopping) {
 			vq_check_stopped(vq);
+		} else if (vq->no_fetch && vq->running && !vq->broken) {
+			return vq_poll_nofetch(vq);
 		}
 		return VH_POLL_IDLE;
 	}
@@ -488,6 +503,9 @@ vq_arm(void *arg)
 	}
 	/* Order the flag/avail_event store before re-reading avail->idx (store-load). */
 	VH_SMP_MB();
+	if (vq->no_fetch && !vq->nofetch_waiting) {
+		return 0; /* buffers the device does not want yet are no reason to stay awake */
+	}
 	return VH_READ_ONCE(vq->avail->idx) != vq->last_avail;
 }
 
@@ -551,10 +569,22 @@ static void
 update_msg(void *arg)
 {
 	struct vh_vq *vq = arg;
+	int callfd = vq->cur_callfd;
 
 	/* Stopped in between: vh_vq_prepare() takes the control thread's values directly. */
 	if (!vq->stop_reported) {
 		apply_updates(vq);
+		/*
+		 * A new call fd: a signal sent on the old one may be lost (QEMU starts a device
+		 * with its masked notifiers as call fds and, when it unmasks them right after,
+		 * drops what they caught), and with EVENT_IDX no later completion would signal
+		 * again until the driver moves used_event. Signal once on the new fd; a spurious
+		 * interrupt costs the driver one look at the used ring.
+		 */
+		if (vq->cur_callfd != callfd && vq->cur_callfd >= 0 && vq->running) {
+			vq->signalled_used_valid = false;
+			kick_call(vq);
+		}
 	}
 }
 

@@ -119,7 +119,8 @@ struct vh_vq {
 	bool stopping;
 	bool stop_reported; /* the stopped message went out */
 	bool broken;
-	bool no_fetch; /* the device fetches on demand (vh_vq_fetch_one), not the poller */
+	bool no_fetch;        /* the device fetches on demand (vh_vq_fetch_one), not the poller */
+	bool nofetch_waiting; /* no_fetch: the device has something waiting for a buffer */
 	uint32_t inflight;
 	uint32_t nslots;
 	uint32_t req_size;    /* bytes per request slot (the device's request type) */

@@ -87,8 +87,19 @@ ctl call vhost_create_blk_controller '{"ctrlr": "q64", "dev_name": "M4k", "cpuma
 	"packed_ring_recovery": false}' >/dev/null || fail "controller with every parameter"
 ctl call vhost_create_blk_controller '{"ctrlr": "q7", "dev_name": "U4k", "num_queues": 7}' \
 	>/dev/null || fail "controller with 7 queues"
+# A scsi controller with two targets (one picked with -1) and one removed again.
+ctl call vhost_create_scsi_controller '{"ctrlr": "s0", "cpumask": "0x1", "num_queues": 6}' \
+	>/dev/null || fail "scsi controller with every parameter"
+ctl bdev_malloc_create -b MS3 4 512 >/dev/null && ctl bdev_malloc_create -b MS9 4 512 >/dev/null &&
+	ctl bdev_malloc_create -b MSx 4 512 >/dev/null || fail "scsi bdevs"
+ctl vhost_scsi_controller_add_target s0 3 MS3 >/dev/null || fail "scsi target 3"
+ctl vhost_scsi_controller_add_target s0 9 MSx >/dev/null || fail "scsi target 9"
+[ "$(ctl vhost_scsi_controller_add_target s0 -1 N4k)" = 0 ] || fail "scsi target -1 is not 0"
+ctl vhost_scsi_controller_remove_target s0 9 >/dev/null || fail "remove scsi target 9"
+ctl vhost_scsi_controller_add_target s0 9 MS9 >/dev/null || fail "scsi target 9 again"
 before=$(ctl save_config)
 for want in '"num_queues": 64' '"num_queues": 7' '"readonly": true' '"inline_io": false' \
+	'"subsystem": "vhost_scsi"' '"num_queues": 6' '"scsi_target_num": 3' '"bdev_name": "MS9"' \
 	'"block_size": 4096' '6b1c4c39-2d8a-4b5e-9e0c-1a2b3c4d5e6f' '0f3ad5a6-7b59-4e21-8c3d-5a6b7c8d9e0f' \
 	'11111111-2222-4333-8444-555555555555' '66666666-7777-4888-8999-aaaaaaaaaaaa'; do
 	grep -qF -- "$want" <<<"$before" || fail "save_config lacks $want:
@@ -105,6 +116,9 @@ $before
 ---
 $after"
 ctl vhost_get_controllers -n q64 | grep -q '"num_queues": 64' || fail "q64 back without 64 queues"
+ctl vhost_get_controllers -n s0 | tr -d ' \n' | grep -q '"scsi_dev_num":9,"id":9,"target_name":"Target9","luns":\[{"id":0,"bdev_name":"MS9"}\]' ||
+	fail "scsi target 9 not back on MS9: $(ctl vhost_get_controllers -n s0)"
+grep -qF '"bdev_name": "MSx"' <<<"$after" && fail "removed scsi target back after the restart"
 echo "ok: every parameter survives save_config and a restart"
 kill "$pid"
 wait "$pid" 2>/dev/null

@@ -42,7 +42,8 @@ core="src/core/msg.c src/core/evloop.c src/core/reactor.c src/core/util.c src/co
  src/core/sigbus.c src/core/peerfd.c tests/fuzz/fuzz_log.c"
 bdev="src/bdev/bdev.c src/bdev/iostat.c src/bdev/qos.c src/bdev/null.c src/bdev/ram.c"
 vhost="src/vhost/socket.c src/vhost/msg.c src/vhost/mem.c src/vhost/vring.c src/vhost/blk.c \
- src/vhost/session.c src/vhost/inflight.c src/vhost/stats.c src/vhost/dirtylog.c src/vhost/upgrade.c"
+ src/vhost/session.c src/vhost/inflight.c src/vhost/stats.c src/vhost/dirtylog.c src/vhost/upgrade.c \
+ src/vhost/scsi.c src/vhost/scsi_cmd.c"
 
 # Compile each source once (fuzzer-no-link: coverage instrumentation without libFuzzer's main).
 all=$(printf "%s\n" $core $bdev $vhost $rpc tests/unit/rpc/stubs.c tests/unit/rpc/stubs_file.c \
@@ -65,6 +66,9 @@ variant() {
 	fi
 }
 variant src/vhost/blk.c -Dvh_vq_push_used=fuzz_hook_push_used -Dvh_vq_drop=fuzz_hook_drop
+# fuzz_scsi: the same for scsi.c, whose event queue also takes buffers with vh_vq_fetch_one().
+variant src/vhost/scsi.c -Dvh_vq_push_used=fuzz_hook_push_used -Dvh_vq_drop=fuzz_hook_drop \
+	-Dvh_vq_fetch_one=fuzz_hook_fetch_one
 
 o() { for f in "$@"; do printf '%s/obj/%s.o ' "$out" "$(echo "$f" | tr / _)"; done; }
 link() {
@@ -80,6 +84,10 @@ HOOKED="$out/obj/src_vhost_blk.c.hooked.o $out/obj/src_vhost_vring.c.o"
 link fuzz_vring tests/fuzz/fuzz_vring.c src/vhost/mem.c src/vhost/inflight.c src/vhost/dirtylog.c \
 	src/core/util.c \
 	src/core/sigbus.c src/core/peerfd.c tests/fuzz/fuzz_log.c
+HOOKED="$out/obj/src_vhost_scsi.c.hooked.o $out/obj/src_vhost_vring.c.o"
+link fuzz_scsi tests/fuzz/fuzz_scsi.c src/vhost/scsi_cmd.c src/vhost/mem.c src/vhost/inflight.c \
+	src/vhost/dirtylog.c \
+	src/core/util.c src/core/sigbus.c src/core/peerfd.c tests/fuzz/fuzz_log.c
 link fuzz_inflight tests/fuzz/fuzz_inflight.c src/vhost/inflight.c src/core/util.c \
 	tests/fuzz/fuzz_log.c
 link fuzz_vhost_msg tests/fuzz/fuzz_vhost_msg.c $core $bdev $vhost

@@ -77,6 +77,68 @@ save("fuzz_vring", "batch-evidx", vring(0x02 | 0x08, 4, batch, [0, 3, 6],
                                         used=65534))
 save("fuzz_vring", "loop", vring(0, 2, [desc(HDR, 16, NEXT, 1), desc(DATA, 16, NEXT, 0)], [0], []))
 
+# ---- fuzz_scsi: hdr (9 bytes: fuzz_vring's + queue), desc[size], avail[size], blob --------
+S_REQ, S_RESP, S_DATA, S_OUT = 0x13000, 0x13100, 0x14000, 0x16000
+F_IND, F_EVIDX, F_REMOVE, F_EAGAIN, F_EIO, F_PLAIN, F_HOTPLUG = 1, 2, 4, 8, 16, 32, 64
+
+
+def scsi(flags, qlog, queue, descs, heads, parts, base=0, used=0):
+    size = 1 << qlog
+    table = b"".join(descs).ljust(16 * size, b"\0")
+    ring = b"".join(struct.pack("<H", h) for h in heads).ljust(2 * size, b"\0")
+    blob = bytearray(0x5000)
+    for gpa, data in parts:
+        blob[gpa - BLOB:gpa - BLOB + len(data)] = data
+    hdr = struct.pack("<BBHHHB", flags, qlog, (base + len(heads)) & 0xffff, base, used, queue)
+    return hdr + table + ring + bytes(blob).rstrip(b"\0")
+
+
+def cmdreq(target, cdb, lun=0):
+    lunf = bytes([1, target, 0x40 | (lun >> 8), lun & 0xff, 0, 0, 0, 0])
+    return lunf + struct.pack("<QBBB", 7, 0, 0, 0) + bytes(cdb).ljust(32, b"\0")
+
+
+def data_in(n):
+    return [desc(S_REQ, 51, NEXT, 1), desc(S_RESP, 108, WRITE | NEXT, 2),
+            desc(S_DATA, n, WRITE)]
+
+
+def data_out(n):
+    return [desc(S_REQ, 51, NEXT, 1), desc(S_OUT, n, NEXT, 2), desc(S_RESP, 108, WRITE)]
+
+
+def rq(name, target, cdb, descs, flags=0, extra=(), lun=0):
+    save("fuzz_scsi", name, scsi(flags, 3, 2, descs, [0], [(S_REQ, cmdreq(target, cdb, lun))]
+                                 + list(extra)))
+
+
+rq("inquiry", 0, [0x12, 0, 0, 0, 255, 0], data_in(255))
+rq("vpd-83", 3, [0x12, 1, 0x83, 0, 255, 0], data_in(255))
+rq("mode-sense-all", 0, [0x5a, 0x10, 0x3f, 0, 0, 0, 0, 1, 0, 0], data_in(256))
+rq("read-cap-16", 3, [0x9e, 0x10] + [0] * 11 + [32, 0, 0], data_in(32))
+rq("report-luns", 0, [0xa0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0], data_in(256))
+rq("read-6", 0, [0x08, 0, 0, 8, 0, 0], data_in(0x2000))  # 0 = 256 blocks: an overrun
+rq("read-10", 0, [0x28, 0, 0, 0, 0, 8, 0, 0, 8, 0], data_in(4096))
+rq("write-16-fua", 3, [0x8a, 0x08] + [0] * 7 + [4, 0, 0, 0, 1, 0, 0], data_out(4096))
+rq("read-removed", 0, [0x28, 0, 0, 0, 0, 8, 0, 0, 8, 0], data_in(4096), flags=F_REMOVE | F_EAGAIN)
+rq("missing-target", 1, [0x00] * 6, data_in(16))
+rq("missing-lun", 0, [0x00] * 6, data_in(16), lun=9)
+unmap = struct.pack(">HH4xQI4x", 22, 16, 8, 16)
+rq("unmap", 0, [0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], data_out(24), extra=[(S_OUT, unmap)])
+rq("write-same-pattern", 0, [0x41, 0, 0, 0, 0, 16, 0, 0, 40, 0], data_out(512),
+   extra=[(S_OUT, bytes(range(256)) * 2)])
+rq("write-same-unmap", 0, [0x93, 0x08] + [0] * 7 + [16, 0, 0, 0, 8, 0, 0], data_out(512))
+rq("write-same-plain", 0, [0x93, 0x01] + [0] * 7 + [16, 0, 0, 0, 200, 0, 0], data_in(1),
+   flags=F_PLAIN)
+tmf = struct.pack("<II", 0, 5) + bytes([1, 0, 0x40, 0, 0, 0, 0, 0]) + struct.pack("<Q", 0)
+save("fuzz_scsi", "tmf-lun-reset", scsi(0, 2, 0, [desc(S_REQ, 24, NEXT, 1),
+                                                  desc(S_RESP, 1, WRITE)], [0], [(S_REQ, tmf)]))
+an = struct.pack("<I", 1) + bytes([1, 0, 0x40, 0, 0, 0, 0, 0]) + struct.pack("<I", 0xff)
+save("fuzz_scsi", "an-query", scsi(0, 2, 0, [desc(S_REQ, 16, NEXT, 1), desc(S_RESP, 5, WRITE)],
+                                   [0], [(S_REQ, an)]))
+evts = [desc(S_DATA + 16 * i, 16, WRITE) for i in range(4)]
+save("fuzz_scsi", "events", scsi(F_HOTPLUG | F_REMOVE | F_EVIDX, 3, 1, evts, [0, 1, 2, 3], []))
+
 # ---- fuzz_inflight: hdr (24 bytes), then one queue's region ------------------------------
 
 

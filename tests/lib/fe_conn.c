@@ -418,13 +418,14 @@ static int
 negotiate(struct vh_fe *fe)
 {
 	struct vh_fe_info *in = &fe->info;
+	uint64_t want;
 	int rc;
 
 	rc = fe_get_u64(fe, VHOST_USER_GET_FEATURES, &in->backend_features);
 	if (rc < 0) {
 		return rc;
 	}
-	/* vhost-user-blk-pci cannot work without PROTOCOL_F_CONFIG, hence without bit 30. */
+	/* Neither device works without protocol features (bit 30): blk needs CONFIG, scsi MQ. */
 	if (!fe_has(in->backend_features, VHOST_USER_F_PROTOCOL_FEATURES)) {
 		return -ENOTSUP;
 	}
@@ -433,14 +434,18 @@ negotiate(struct vh_fe *fe)
 		return rc;
 	}
 	in->protocol = 0;
-	rc = fe_set_u64(fe, VHOST_USER_SET_PROTOCOL_FEATURES,
-	                in->backend_protocol & fe->opts.protocol_features, false);
+	/* QEMU 7.2 masks CONFIG for vhost-user-scsi (the config space is its own). */
+	want = fe->opts.protocol_features;
+	if (fe->opts.scsi) {
+		want &= ~(1ull << VHOST_USER_PROTOCOL_F_CONFIG);
+	}
+	rc = fe_set_u64(fe, VHOST_USER_SET_PROTOCOL_FEATURES, in->backend_protocol & want, false);
 	if (rc < 0) {
 		return rc;
 	}
 	/* Only now may we use REPLY_ACK ourselves. */
-	in->protocol = in->backend_protocol & fe->opts.protocol_features;
-	if (!fe_proto(fe, VHOST_USER_PROTOCOL_F_CONFIG)) {
+	in->protocol = in->backend_protocol & want;
+	if (!fe->opts.scsi && !fe_proto(fe, VHOST_USER_PROTOCOL_F_CONFIG)) {
 		return -ENOTSUP;
 	}
 	in->queue_num = 1;

@@ -234,6 +234,22 @@ build_extents(struct vh_fe_vq *vq, struct vh_fe_req *req, struct extent *ex, uns
 	if (req->niov + 2 > max) {
 		return -E2BIG;
 	}
+	if (req->dir == VH_FE_DIR_RAW) {
+		/* Any device: the caller's buffers, in its directions, and nothing else. */
+		if ((req->layout & (VH_FE_L_INLINE_HDR | VH_FE_L_INLINE_STATUS)) ||
+		    req->nout > req->niov || req->niov == 0) {
+			return -EINVAL;
+		}
+		req->status_ptr = NULL;
+		for (i = 0; i < req->niov; i++) {
+			if (req->iov[i].len == 0 ||
+			    !gpa_ptr(vq, req->iov[i].gpa, req->iov[i].len)) {
+				return -EINVAL;
+			}
+			ex[n++] = (struct extent){req->iov[i].gpa, req->iov[i].len, i >= req->nout};
+		}
+		return (int)n;
+	}
 	if ((req->layout & (VH_FE_L_INLINE_HDR | VH_FE_L_INLINE_STATUS)) && req->niov == 0) {
 		return -EINVAL;
 	}
@@ -531,7 +547,7 @@ vh_fe_vq_poll(struct vh_fe_vq *vq, struct vh_fe_req **done, unsigned int max)
 		vq->ninflight--;
 		free_chain(vq, (uint16_t)id, req->ndesc);
 		req->used_len = len;
-		req->status = *req->status_ptr;
+		req->status = req->status_ptr != NULL ? *req->status_ptr : 0xff;
 		req->inflight = false;
 		vq->st.completed++;
 		if (done) {

@@ -351,6 +351,12 @@ struct vh_fe_opts {
 	 * vh_fe_log_start() (QEMU personality). Default off.
 	 */
 	bool log;
+	/*
+	 * The device is vhost-user-scsi-pci (fe_scsi.h), not -blk: as QEMU 7.2 does, do not
+	 * negotiate PROTOCOL_F_CONFIG (QEMU keeps that config space itself) nor require it.
+	 * QEMU personality only.
+	 */
+	bool scsi;
 };
 
 /*
@@ -587,6 +593,12 @@ enum vh_fe_dir {
 	VH_FE_DIR_AUTO = 0, /* from the type: IN and GET_ID write, the rest read */
 	VH_FE_DIR_OUT,      /* device-readable */
 	VH_FE_DIR_IN,       /* device-writable */
+	/*
+	 * Any device type: no header and no status byte are added; iov[0..nout) are
+	 * device-readable and iov[nout..niov) device-writable, as given (type and sector are
+	 * ignored, status stays 0xff). tests/lib/fe_scsi.h builds virtio-scsi requests this way.
+	 */
+	VH_FE_DIR_RAW,
 };
 
 struct vh_fe_iov {
@@ -603,6 +615,7 @@ struct vh_fe_req {
 	unsigned int niov;
 	unsigned int layout; /* VH_FE_L_* */
 	enum vh_fe_dir dir;
+	unsigned int nout;     /* VH_FE_DIR_RAW: how many of iov are device-readable (first) */
 	uint32_t max_desc_len; /* cut descriptors to at most this many bytes; 0 = no limit */
 	void (*cb)(struct vh_fe_req *req, void *arg); /* optional, called from vh_fe_vq_poll() */
 	void *cb_arg;
@@ -616,6 +629,12 @@ struct vh_fe_req {
 	uint16_t ndesc;
 	uint8_t *status_ptr;
 	bool inflight;
+	/*
+	 * The device is vhost-user-scsi-pci (fe_scsi.h), not -blk: as QEMU 7.2 does, do not
+	 * negotiate PROTOCOL_F_CONFIG (QEMU keeps that config space itself) nor require it.
+	 * QEMU personality only.
+	 */
+	bool scsi;
 };
 
 /* Queue i of the device (i < opts.num_queues), or NULL. */

@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 #
 # guest-image.sh: build (once) and cache the test guest: a Debian 6.1 kernel and a base
-# initramfs holding busybox-static, fio, mke2fs/e2fsck, blkdiscard, their libraries and the
-# virtio-blk + ext4 modules.  Per-test scripts are appended later as a second cpio archive
+# initramfs holding busybox-static, fio, mke2fs/e2fsck, blkdiscard, sg3_utils (sg_inq, sg_vpd,
+# sg_readcap, sg_luns), their libraries and the virtio-blk, virtio-scsi + sd and ext4 modules.  Per-test scripts are appended later as a second cpio archive
 # (tests/qemu/lib.sh: vq_make_initrd), so this base image is built once per kernel version.
 #
 # Usage: guest-image.sh [--env] [--force]
@@ -28,9 +28,9 @@ set -euo pipefail
 RECIPE_VERSION=3
 
 # Modules the guest needs; dependencies are added from `modinfo -F depends`.
-WANT_MODULES=(virtio_blk virtio_pci ext4 crc32c_generic)
+WANT_MODULES=(virtio_blk virtio_scsi sd_mod virtio_pci ext4 crc32c_generic)
 # Programs copied with their ldd libraries (first match on PATH wins).
-WANT_PROGRAMS=(fio mke2fs e2fsck blkdiscard)
+WANT_PROGRAMS=(fio mke2fs e2fsck blkdiscard sg_inq sg_vpd sg_readcap sg_luns)
 
 log() { echo "guest-image: $*" >&2; }
 die() { log "error: $*"; exit "${2:-1}"; }
@@ -96,13 +96,15 @@ ensure_deps() {
 	command -v gzip >/dev/null || missing+=(gzip)
 	command -v mke2fs >/dev/null || missing+=(e2fsprogs)
 	command -v blkdiscard >/dev/null || missing+=(util-linux)
+	command -v sg_inq >/dev/null || missing+=(sg3-utils)
 	command -v xz >/dev/null || missing+=(xz-utils)
 	command -v zstd >/dev/null || missing+=(zstd)
 	command -v dpkg-deb >/dev/null || die "dpkg-deb not found: this script needs Debian" 77
 	if [[ ${#missing[@]} -gt 0 ]]; then
 		apt_install "${missing[@]}"
 	fi
-	for p in busybox fio modinfo cpio gzip mke2fs e2fsck blkdiscard; do
+	for p in busybox fio modinfo cpio gzip mke2fs e2fsck blkdiscard sg_inq sg_vpd sg_readcap \
+		sg_luns; do
 		command -v "$p" >/dev/null || die "$p still missing after install"
 	done
 }

@@ -19,6 +19,8 @@
 #   VQ_GUEST_TIMEOUT (hard limit per boot, s, default 300)  VQ_KEEP_TMP=1 (keep the temp dir)
 #   VQ_VERBOSE=1 (copy the serial console to stderr when the guest ends)
 #   VQ_NO_REBOOT=0 (a guest reboot resets the VM instead of ending QEMU)
+#   VQ_QEMU_BIN (another QEMU binary, e.g. tests/qemu/qemu-backports.sh's 10.0; default the
+#   system's qemu-system-x86_64)
 #
 # Every process started here is killed by the EXIT trap, in reverse start order.
 
@@ -187,7 +189,7 @@ vq_qemu_argv() {
 	local memobj="memory-backend-memfd,id=mem,size=$VQ_MEM,share=on"
 	[[ -n "${VQ_MEM_PATH:-}" ]] &&
 		memobj="memory-backend-file,id=mem,size=$VQ_MEM,mem-path=$VQ_MEM_PATH,share=on,prealloc=on"
-	VQ_ARGV=(qemu-system-x86_64 -accel tcg -cpu max -smp "$VQ_SMP" -m "$VQ_MEM"
+	VQ_ARGV=("${VQ_QEMU_BIN:-qemu-system-x86_64}" -accel tcg -cpu max -smp "$VQ_SMP" -m "$VQ_MEM"
 		-object "$memobj" -machine "memory-backend=mem"
 		-nographic -serial "file:$log" -monitor none -vga none -net none
 		-kernel "$VQ_KERNEL" -initrd "$initrd"

@@ -17,6 +17,8 @@ struct vh_vhost_ctrlr {
 	char bdev[VH_NAME_MAX];
 	uint64_t cpumask;
 	bool readonly;
+	bool scsi;
+	char tgt[VH_VHOST_SCSI_MAX_TARGETS][VH_NAME_MAX]; /* scsi: bdev per target, "" = none */
 };
 
 static struct vh_bdev *g_bdevs[MAX_FAKES];
@@ -287,19 +289,117 @@ vh_vhost_blk_create(const struct vh_vhost_blk_opts *opts)
 	return 0;
 }
 
+static void
+unclaim(const char *bdev)
+{
+	struct vh_bdev *b = vh_bdev_find(bdev);
+
+	if (b != NULL) {
+		b->claimed_by[0] = '\0';
+	}
+}
+
+int
+vh_vhost_scsi_create(const struct vh_vhost_scsi_opts *opts)
+{
+	struct vh_vhost_ctrlr *c;
+
+	if (vh_vhost_find(opts->name) != NULL) {
+		return -EEXIST;
+	}
+	if (g_nctrlrs == MAX_FAKES) {
+		return -EINVAL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		return -ENOMEM;
+	}
+	snprintf(c->name, sizeof(c->name), "%s", opts->name);
+	c->cpumask = opts->cpumask;
+	c->scsi = true;
+	g_ctrlrs[g_nctrlrs++] = c;
+	return 0;
+}
+
+int
+vh_vhost_scsi_add_target(const char *ctrlr, int target, const char *bdev_name)
+{
+	struct vh_vhost_ctrlr *c = vh_vhost_find(ctrlr);
+	struct vh_bdev *b;
+
+	if (c == NULL) {
+		return -ENODEV;
+	}
+	if (!c->scsi) {
+		return -ENOTTY;
+	}
+	if (target < -1 || target >= VH_VHOST_SCSI_MAX_TARGETS) {
+		return -EINVAL;
+	}
+	if (target == -1) {
+		for (target = 0; target < VH_VHOST_SCSI_MAX_TARGETS && c->tgt[target][0];
+		     target++) {
+		}
+		if (target == VH_VHOST_SCSI_MAX_TARGETS) {
+			return -ENOSPC;
+		}
+	} else if (c->tgt[target][0] != '\0') {
+		return -EEXIST;
+	}
+	b = vh_bdev_find(bdev_name);
+	if (b == NULL) {
+		return -ENOENT;
+	}
+	if (b->claimed_by[0] != '\0') {
+		return -EBUSY;
+	}
+	snprintf(b->claimed_by, sizeof(b->claimed_by), "%s", ctrlr);
+	snprintf(c->tgt[target], sizeof(c->tgt[target]), "%s", bdev_name);
+	return target;
+}
+
+int
+vh_vhost_scsi_remove_target(const char *ctrlr, unsigned target)
+{
+	struct vh_vhost_ctrlr *c = vh_vhost_find(ctrlr);
+
+	if (c == NULL) {
+		return -ENODEV;
+	}
+	if (!c->scsi) {
+		return -ENOTTY;
+	}
+	if (target >= VH_VHOST_SCSI_MAX_TARGETS) {
+		return -EINVAL;
+	}
+	if (c->tgt[target][0] == '\0') {
+		return -ENOENT;
+	}
+	unclaim(c->tgt[target]);
+	c->tgt[target][0] = '\0';
+	return 0;
+}
+
+const char *
+vh_vhost_ctrlr_type(const struct vh_vhost_ctrlr *c)
+{
+	return c->scsi ? "scsi" : "blk";
+}
+
 int
 vh_vhost_delete(const char *name)
 {
 	for (unsigned i = 0; i < g_nctrlrs; i++) {
 		struct vh_vhost_ctrlr *c = g_ctrlrs[i];
-		struct vh_bdev *b;
 
 		if (strcmp(c->name, name) != 0) {
 			continue;
 		}
-		b = vh_bdev_find(c->bdev);
-		if (b != NULL) {
-			b->claimed_by[0] = '\0';
+		unclaim(c->bdev);
+		for (unsigned t = 0; c->scsi && t < VH_VHOST_SCSI_MAX_TARGETS; t++) {
+			if (c->tgt[t][0] != '\0') {
+				unclaim(c->tgt[t]);
+			}
 		}
 		free(c);
 		memmove(&g_ctrlrs[i], &g_ctrlrs[i + 1], (g_nctrlrs - i - 1) * sizeof(g_ctrlrs[0]));
@@ -331,6 +431,20 @@ vh_vhost_ctrlr_name(const struct vh_vhost_ctrlr *c)
 json_t *
 vh_vhost_ctrlr_info_json(const struct vh_vhost_ctrlr *c)
 {
+	if (c->scsi) {
+		json_t *arr = json_array();
+
+		for (unsigned t = 0; t < VH_VHOST_SCSI_MAX_TARGETS; t++) {
+			if (c->tgt[t][0] != '\0') {
+				json_array_append_new(arr,
+				                      json_pack("{s:i, s:[{s:i, s:s}]}",
+				                                "scsi_dev_num", (int)t, "luns",
+				                                "id", 0, "bdev_name", c->tgt[t]));
+			}
+		}
+		return json_pack("{s:s, s:s, s:{s:o}}", "ctrlr", c->name, "cpumask", "0x1",
+		                 "backend_specific", "scsi", arr);
+	}
 	return json_pack("{s:s, s:s, s:{s:s, s:b}}", "ctrlr", c->name, "cpumask", "0x1",
 	                 "backend_specific", "bdev", c->bdev, "readonly", c->readonly);
 }
@@ -338,6 +452,23 @@ vh_vhost_ctrlr_info_json(const struct vh_vhost_ctrlr *c)
 json_t *
 vh_vhost_ctrlr_config_json(const struct vh_vhost_ctrlr *c)
 {
+	if (c->scsi) {
+		json_t *arr = json_array();
+
+		json_array_append_new(arr, json_pack("{s:s, s:{s:s}}", "method",
+		                                     "vhost_create_scsi_controller", "params",
+		                                     "ctrlr", c->name));
+		for (unsigned t = 0; t < VH_VHOST_SCSI_MAX_TARGETS; t++) {
+			if (c->tgt[t][0] != '\0') {
+				json_array_append_new(
+				        arr, json_pack("{s:s, s:{s:s, s:i, s:s}}", "method",
+				                       "vhost_scsi_controller_add_target", "params",
+				                       "ctrlr", c->name, "scsi_target_num", (int)t,
+				                       "bdev_name", c->tgt[t]));
+			}
+		}
+		return arr;
+	}
 	return json_pack("{s:s, s:{s:s, s:s, s:b}}", "method", "vhost_create_blk_controller",
 	                 "params", "ctrlr", c->name, "dev_name", c->bdev, "readonly", c->readonly);
 }

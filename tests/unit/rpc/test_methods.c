@@ -336,7 +336,7 @@ test_app_methods(void **state)
 	json_decref(r);
 
 	r = call_ok("framework_get_subsystems", NULL);
-	assert_int_equal(json_array_size(r), 2);
+	assert_int_equal(json_array_size(r), 3); /* bdev, vhost_blk, vhost_scsi */
 	json_decref(r);
 	r = call_ok("framework_get_config", "{\"name\":\"vhost_blk\",\"with_batches\":false}");
 	assert_true(json_is_array(r));
@@ -356,6 +356,103 @@ test_app_methods(void **state)
 	vh_log_set_level(VH_LOG_ERROR);
 }
 
+/* The scsi controller methods: SPDK's parameters, -1 picks a number, errors say what. */
+static void
+test_scsi_methods(void **state)
+{
+	json_t *r;
+
+	call_ok_drop("bdev_malloc_create", "{\"name\":\"M0\",\"num_blocks\":8,\"block_size\":512}");
+	call_ok_drop("bdev_malloc_create", "{\"name\":\"M1\",\"num_blocks\":8,\"block_size\":512}");
+	call_ok_drop("bdev_malloc_create", "{\"name\":\"M2\",\"num_blocks\":8,\"block_size\":512}");
+	call_ok_drop("vhost_create_blk_controller", "{\"ctrlr\":\"b0\",\"dev_name\":\"M2\"}");
+	r = call_ok("vhost_create_scsi_controller", "{\"ctrlr\":\"s0\",\"cpumask\":\"0x1\"}");
+	assert_true(json_is_true(r));
+	json_decref(r);
+	call_err("vhost_create_scsi_controller", "{\"ctrlr\":\"s0\"}", VH_RPC_INVALID_PARAMS,
+	         "already exists");
+	call_err("vhost_create_scsi_controller", "{\"ctrlr\":\"s/1\"}", VH_RPC_INVALID_PARAMS,
+	         "invalid ctrlr");
+	call_err("vhost_create_scsi_controller", "{\"ctrlr\":\"s1\",\"num_queues\":2}",
+	         VH_RPC_INVALID_PARAMS, "num_queues 2 out of range");
+	call_err("vhost_create_scsi_controller", "{\"ctrlr\":\"s1\",\"cpumask\":\"zz\"}",
+	         VH_RPC_INVALID_PARAMS, "invalid cpumask");
+
+	/* -1 picks the lowest free number; the result is the number. */
+	r = call_ok("vhost_scsi_controller_add_target",
+	            "{\"ctrlr\":\"s0\",\"scsi_target_num\":-1,\"bdev_name\":\"M0\"}");
+	assert_int_equal(json_integer_value(r), 0);
+	json_decref(r);
+	r = call_ok("vhost_scsi_controller_add_target",
+	            "{\"ctrlr\":\"s0\",\"scsi_target_num\":5,\"bdev_name\":\"M1\"}");
+	assert_int_equal(json_integer_value(r), 5);
+	json_decref(r);
+	call_err("vhost_scsi_controller_add_target",
+	         "{\"ctrlr\":\"s0\",\"scsi_target_num\":5,\"bdev_name\":\"M9\"}",
+	         VH_RPC_INVALID_PARAMS, "target 5 is already in use");
+	call_err("vhost_scsi_controller_add_target",
+	         "{\"ctrlr\":\"s0\",\"scsi_target_num\":1,\"bdev_name\":\"M9\"}",
+	         VH_RPC_INVALID_PARAMS, "bdev 'M9' not found");
+	call_err("vhost_scsi_controller_add_target",
+	         "{\"ctrlr\":\"s0\",\"scsi_target_num\":1,\"bdev_name\":\"M2\"}",
+	         VH_RPC_INVALID_PARAMS, "in use by controller 'b0'");
+	call_err("vhost_scsi_controller_add_target",
+	         "{\"ctrlr\":\"s0\",\"scsi_target_num\":256,\"bdev_name\":\"M2\"}",
+	         VH_RPC_INVALID_PARAMS, "out of range (0..255, or -1 for any)");
+	call_err("vhost_scsi_controller_add_target",
+	         "{\"ctrlr\":\"s0\",\"scsi_target_num\":-2,\"bdev_name\":\"M2\"}",
+	         VH_RPC_INVALID_PARAMS, "out of range");
+	call_err("vhost_scsi_controller_add_target",
+	         "{\"ctrlr\":\"s0\",\"scsi_target_num\":4294967296,\"bdev_name\":\"M2\"}",
+	         VH_RPC_INVALID_PARAMS, "out of range (32-bit integer)");
+	call_err("vhost_scsi_controller_add_target",
+	         "{\"ctrlr\":\"s0\",\"scsi_target_num\":\"1\",\"bdev_name\":\"M2\"}",
+	         VH_RPC_INVALID_PARAMS, "must be an integer");
+	call_err("vhost_scsi_controller_add_target",
+	         "{\"ctrlr\":\"b0\",\"scsi_target_num\":1,\"bdev_name\":\"M9\"}",
+	         VH_RPC_INVALID_PARAMS, "'b0' is not a scsi controller");
+	call_err("vhost_scsi_controller_add_target",
+	         "{\"ctrlr\":\"zz\",\"scsi_target_num\":1,\"bdev_name\":\"M9\"}",
+	         VH_RPC_INVALID_PARAMS, "controller 'zz' not found");
+	call_err("vhost_scsi_controller_add_target", "{\"ctrlr\":\"s0\",\"bdev_name\":\"M2\"}",
+	         VH_RPC_INVALID_PARAMS, "scsi_target_num");
+
+	/* vhost_get_controllers in SPDK's shape. */
+	r = call_ok("vhost_get_controllers", "{\"name\":\"s0\"}");
+	{
+		json_t *scsi = json_object_get(
+		        json_object_get(json_array_get(r, 0), "backend_specific"), "scsi");
+
+		assert_int_equal(json_array_size(scsi), 2);
+		assert_int_equal(json_integer_value(
+		                         json_object_get(json_array_get(scsi, 1), "scsi_dev_num")),
+		                 5);
+	}
+	json_decref(r);
+
+	call_err("vhost_scsi_controller_remove_target", "{\"ctrlr\":\"s0\",\"scsi_target_num\":3}",
+	         VH_RPC_INVALID_PARAMS, "no target 3");
+	call_err("vhost_scsi_controller_remove_target", "{\"ctrlr\":\"s0\",\"scsi_target_num\":-1}",
+	         VH_RPC_INVALID_PARAMS, "out of range");
+	call_err("vhost_scsi_controller_remove_target",
+	         "{\"ctrlr\":\"s0\",\"scsi_target_num\":300}", VH_RPC_INVALID_PARAMS,
+	         "300 out of range (0..255)");
+	call_err("vhost_scsi_controller_remove_target", "{\"ctrlr\":\"b0\",\"scsi_target_num\":0}",
+	         VH_RPC_INVALID_PARAMS, "not a scsi controller");
+	r = call_ok("vhost_scsi_controller_remove_target",
+	            "{\"ctrlr\":\"s0\",\"scsi_target_num\":0}");
+	assert_true(json_is_true(r));
+	json_decref(r);
+	/* The number is free again, and the old SPDK names still work. */
+	r = call_ok("add_vhost_scsi_lun",
+	            "{\"ctrlr\":\"s0\",\"scsi_target_num\":-1,\"bdev_name\":\"M0\"}");
+	assert_int_equal(json_integer_value(r), 0);
+	json_decref(r);
+	call_ok_drop("remove_vhost_scsi_target", "{\"ctrlr\":\"s0\",\"scsi_target_num\":0}");
+	call_ok_drop("construct_vhost_scsi_controller", "{\"ctrlr\":\"s2\"}");
+	call_ok_drop("vhost_delete_controller", "{\"ctrlr\":\"s2\"}");
+}
+
 /* save_config, then replay it into an empty daemon: the same objects come back. */
 static void
 test_save_config_roundtrip(void **state)
@@ -367,11 +464,22 @@ test_save_config_roundtrip(void **state)
 	call_ok_drop("bdev_malloc_create", "{\"name\":\"M\",\"num_blocks\":8,\"block_size\":512}");
 	call_ok_drop("bdev_null_create", "{\"name\":\"N\",\"num_blocks\":9,\"block_size\":4096}");
 	call_ok_drop("vhost_create_blk_controller", "{\"ctrlr\":\"c0\",\"dev_name\":\"N\"}");
+	call_ok_drop("vhost_create_scsi_controller", "{\"ctrlr\":\"s0\"}");
+	call_ok_drop("vhost_scsi_controller_add_target",
+	             "{\"ctrlr\":\"s0\",\"scsi_target_num\":7,\"bdev_name\":\"M\"}");
 	cfg = call_ok("save_config", NULL);
 	assert_string_equal(
 	        json_string_value(json_object_get(
 	                json_array_get(json_object_get(cfg, "subsystems"), 1), "subsystem")),
 	        "vhost_blk");
+	{
+		json_t *scsi = json_array_get(json_object_get(cfg, "subsystems"), 2);
+
+		assert_string_equal(json_string_value(json_object_get(scsi, "subsystem")),
+		                    "vhost_scsi");
+		/* Create, then the target: flattened into the subsystem's list. */
+		assert_int_equal(json_array_size(json_object_get(scsi, "config")), 2);
+	}
 	fd = mkstemp(path);
 	assert_true(fd >= 0);
 	close(fd);
@@ -380,7 +488,7 @@ test_save_config_roundtrip(void **state)
 	assert_int_equal(vh_rpc_load_config(path), 0);
 	unlink(path);
 	assert_int_equal(stub_bdev_count(), 2);
-	assert_int_equal(stub_ctrlr_count(), 1);
+	assert_int_equal(stub_ctrlr_count(), 2);
 	again = call_ok("save_config", NULL);
 	assert_true(json_equal(cfg, again));
 	json_decref(cfg);
@@ -398,6 +506,7 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_vhost_create, reset, reset),
 	        cmocka_unit_test_setup_teardown(test_nvme_params, reset, reset),
 	        cmocka_unit_test_setup_teardown(test_app_methods, reset, reset),
+	        cmocka_unit_test_setup_teardown(test_scsi_methods, reset, reset),
 	        cmocka_unit_test_setup_teardown(test_save_config_roundtrip, reset, reset),
 	};
 
