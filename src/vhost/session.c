@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -130,12 +131,72 @@ pick_reactor(const struct vh_vhost_ctrlr *c, uint16_t qidx)
 	return vh_reactor_get(0);
 }
 
+/*
+ * Another session of the controller is being closed and its queues are still completing
+ * requests: they write the same rings (the front-end reconnected to the same guest).
+ */
+static bool
+sibling_draining(const struct vh_session *s)
+{
+	for (unsigned i = 0; i < VH_VHOST_MAX_SESSIONS; i++) {
+		const struct vh_session *o = s->c->sessions[i];
+
+		if (o != NULL && o != s && o->closing && o->pending_stops > 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+void
+vh_session_accepted(struct vh_session *s)
+{
+	struct vh_vhost_ctrlr *c = s->c;
+
+	/*
+	 * A front-end that reconnects has closed its previous connection first, but we may not
+	 * have seen that EOF yet: look now (poll() with no wait), so the old session starts
+	 * closing before the new one is read.
+	 */
+	for (unsigned i = 0; i < VH_VHOST_MAX_SESSIONS; i++) {
+		struct vh_session *o = c->sessions[i];
+		struct pollfd p;
+
+		if (o == NULL || o == s || o->closing) {
+			continue;
+		}
+		p = (struct pollfd){.fd = o->fd, .events = POLLRDHUP};
+		if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+			vh_session_close(o, "front-end hung up");
+		}
+	}
+	/*
+	 * While the old connection's requests still complete, the new one waits before its
+	 * first message, as it did in the backlog when a controller had one session: a
+	 * front-end restarts its rings from used->idx (QEMU does without an inflight region),
+	 * which only holds still once they are done.
+	 */
+	if (sibling_draining(s)) {
+		s->wait_sibling = true;
+		vh_sock_pause(s);
+	}
+}
+
 int
 vh_session_try_start(struct vh_session *s, struct vh_vq *vq)
 {
 	int rc;
 
 	if (vq->started || s->mem == NULL || !vq->addr_set || vq->size == 0 || !vq->kick_set) {
+		return 0;
+	}
+	if (sibling_draining(s)) {
+		/*
+		 * A front-end that reconnects while its previous connection's requests still
+		 * complete: starting now would fetch from a used index (and recover an inflight
+		 * region) that the old session is still moving. Start when it has stopped.
+		 */
+		s->start_deferred = true;
 		return 0;
 	}
 	/* Without PROTOCOL_FEATURES a ring is enabled as soon as it starts ("Ring states"). */
@@ -288,6 +349,24 @@ session_free(void *arg)
 	c->nsessions--;
 	free(s);
 	g_live_sessions--;
+	for (unsigned i = 0; i < VH_VHOST_MAX_SESSIONS; i++) {
+		struct vh_session *o = c->sessions[i];
+
+		if (o == NULL || o->closing || sibling_draining(o)) {
+			continue;
+		}
+		if (o->start_deferred) {
+			o->start_deferred = false;
+			if (vh_session_start_ready(o) < 0) {
+				vh_session_close(o, "cannot start the rings");
+				continue;
+			}
+		}
+		if (o->wait_sibling) {
+			o->wait_sibling = false;
+			vh_sock_resume(o);
+		}
+	}
 	if (c->deleting) {
 		if (c->nsessions == 0) {
 			ctrlr_free(c);

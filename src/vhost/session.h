@@ -62,7 +62,9 @@ struct vh_session {
 	bool protocol_features_set; /* SET_PROTOCOL_FEATURES seen on this connection */
 	bool closing;
 	bool broken_reported;
-	uint64_t features; /* acked virtio features */
+	bool start_deferred; /* queue starts wait for a closing sibling session to drain */
+	bool wait_sibling;   /* input waits for a closing sibling session to drain */
+	uint64_t features;   /* acked virtio features */
 	bool features_set;
 	uint64_t protocol_features; /* acked protocol features */
 	uint8_t status;             /* SET_STATUS */
@@ -139,6 +141,11 @@ void vh_sock_resume(struct vh_session *s);
 int vh_ctrlr_create(const char *name, uint64_t cpumask, uint16_t num_queues,
                     const struct vh_dev_ops *ops, void *dev, struct vh_vhost_ctrlr **out);
 struct vh_session *vh_session_new(struct vh_vhost_ctrlr *c, int fd);
+/*
+ * A front-end was just accepted as @s: close siblings whose front-end already hung up, and
+ * hold @s's input while a closing sibling's requests still complete (resumed when it is freed).
+ */
+void vh_session_accepted(struct vh_session *s);
 /* Begin closing: stop rings (async), then free and let the controller listen again. */
 void vh_session_close(struct vh_session *s, const char *why);
 /* Stop every started queue, then run done(s). Input is paused meanwhile. */

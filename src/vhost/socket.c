@@ -57,6 +57,7 @@ listen_ready(void *arg, uint32_t events)
 		return;
 	}
 	c->stat_connections++;
+	vh_session_accepted(s);
 	if (c->nsessions >= VH_VHOST_MAX_SESSIONS) {
 		vh_sock_stop_listening(c); /* the next one waits in the backlog */
 	}
@@ -173,6 +174,9 @@ vh_sock_pause(struct vh_session *s)
 void
 vh_sock_resume(struct vh_session *s)
 {
+	if (s->wait_sibling) {
+		return; /* resumed when the closing sibling is freed (session.c) */
+	}
 	if (vh_vhost_frozen()) {
 		/* A live upgrade is taking over: the next message is the new process's. */
 		vh_upgrade_poke();

@@ -8,6 +8,8 @@
  * once more as QEMU 7.2 reconnects when that races with its handling of the close: straight to
  * the ring start, without the handshake (no SET_OWNER, no protocol negotiation).
  */
+#include <unistd.h>
+
 #include "io_engine.h"
 #include "vh_test.h"
 
@@ -93,6 +95,28 @@ out:
 	return rc;
 }
 
+/* Until the controller has no session left (its queues drained and the session was freed). */
+static int
+wait_no_session(struct vh_target *t)
+{
+	for (int i = 0; i < 1000; i++) {
+		json_t *r = NULL;
+		bool connected = true;
+
+		if (vh_target_rpc(t, "vhost_get_controllers", NULL, &r) == 0) {
+			connected =
+			        json_is_true(json_object_get(json_array_get(r, 0), "connected"));
+		}
+		json_decref(r);
+		if (!connected) {
+			return 0;
+		}
+		usleep(2000);
+	}
+	fprintf(stderr, "FAIL: the old session is still there 2 s after the disconnect\n");
+	return -1;
+}
+
 static int
 reconnect(struct vh_target *t, uint64_t seed, bool raced)
 {
@@ -113,6 +137,16 @@ reconnect(struct vh_target *t, uint64_t seed, bool raced)
 		if (io_engine_run(&e, 300, false, 10000) < 0 ||
 		    io_engine_submit(&e, NQ * DEPTH) < 0) {
 			goto out_engine;
+		}
+		if (raced) {
+			/*
+			 * QEMU takes that path after the back-end restarted: the old session is
+			 * gone by then (QEMU reconnects 1 s later at the earliest).
+			 */
+			vh_fe_disconnect(fe);
+			if (wait_no_session(t) < 0) {
+				goto out_engine;
+			}
 		}
 		r = raced ? vh_fe_reconnect_raced(fe, 10000) : vh_fe_reconnect(fe, 10000);
 		if (r < 0) {
