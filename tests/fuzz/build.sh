@@ -60,7 +60,8 @@ echo "$all" | $NICE xargs -P "$JOBS" -I{} sh -c '
 # vh_vq_drop() go through hooks in fuzz_vring.c (which also wraps the device's handle()).
 variant() {
 	obj="$out/obj/$(echo "$1" | tr / _).hooked.o"; src=$1; shift
-	if [ ! -f "$obj" ] || [ "$top/$src" -nt "$obj" ]; then
+	if [ ! -f "$obj" ] || [ "$top/$src" -nt "$obj" ] || [ -n "$(find "$top/src" \
+		"$top/tests/fuzz" -name "*.h" -newer "$obj" 2>/dev/null | head -1)" ]; then
 		echo "  CC $src (hooked)"
 		$NICE $CC $CFLAGS $SAN -fsanitize=fuzzer-no-link "$@" -c "$top/$src" -o "$obj"
 	fi

@@ -681,6 +681,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (unsigned i = 0; i < 3; i++) {
 		s->vqs[i].s = s;
 		s->vqs[i].ops = &g_ops;
+		s->vqs[i].log_all = &s->log_all; /* as vh_session_new() sets it */
 		s->vqs[i].idx = (uint16_t)i;
 	}
 	if (vh_scsi_ops.session_init(s) != 0) {
