@@ -31,6 +31,7 @@
 #include "core/reactor.h"
 #include "core/sigbus.h"
 #include "rpc/rpc.h"
+#include "vfu/vfu.h"
 #include "vhost/vhost.h"
 
 #define DEFAULT_RPC_SOCKET "/var/tmp/vhostd.sock"
@@ -285,6 +286,13 @@ shutdown_done(void *arg)
 	vh_evloop_stop(arg);
 }
 
+/* vhost-user sessions are down; then the vfio-user ones (each drains its in-flight I/O). */
+static void
+vhost_down(void *arg)
+{
+	vh_vfu_shutdown(shutdown_done, arg);
+}
+
 static void
 on_signal(void *arg, uint32_t events)
 {
@@ -307,7 +315,7 @@ on_signal(void *arg, uint32_t events)
 	sd_notify(0, "STOPPING=1");
 #endif
 	vh_rpc_server_stop();
-	vh_vhost_shutdown(shutdown_done, vh_evloop_main());
+	vh_vhost_shutdown(vhost_down, vh_evloop_main());
 }
 
 /* A SIGBUS hit guest memory (core/sigbus.h): close the sessions it belongs to. */
@@ -324,6 +332,7 @@ on_guest_sigbus(void *arg, uint32_t events)
 		        "the sessions concerned",
 		        n);
 		vh_vhost_close_faulted();
+		vh_vfu_close_faulted();
 	}
 }
 
@@ -393,6 +402,9 @@ main(int argc, char **argv)
 	}
 	vh_vhost_set_max_guest_mem(o.max_guest_mem);
 	rc = vh_vhost_init(o.socket_dir, o.group);
+	if (rc == 0) {
+		rc = vh_vfu_init(o.socket_dir, o.group, o.max_guest_mem);
+	}
 	if (rc < 0) {
 		VH_ERR("app", "socket directory '%s': %s", o.socket_dir, strerror(-rc));
 		return 1;

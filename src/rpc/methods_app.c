@@ -136,6 +136,7 @@ static const struct {
 } g_subsystems[] = {
         {"bdev", NULL, bdev_config},
         {"vhost_blk", "bdev", vhost_blk_config},
+        {"vfio_user", "bdev", vh_rpc_vfu_config},
 };
 
 /* The config array of subsystem @i. New reference or NULL with @err set. */

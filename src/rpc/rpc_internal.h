@@ -86,6 +86,10 @@ extern const struct vh_rpc_method vh_rpc_vhost_methods[];
 extern const size_t vh_rpc_vhost_methods_count;
 extern const struct vh_rpc_method vh_rpc_app_methods[];
 extern const size_t vh_rpc_app_methods_count;
+extern const struct vh_rpc_method vh_rpc_vfu_methods[];
+extern const size_t vh_rpc_vfu_methods_count;
+/* methods_vfu.c: save_config's "vfio_user" subsystem entries. Returns 0 or -ENOMEM. */
+int vh_rpc_vfu_config(json_t *config);
 
 /* persist.c: while suspended (config replay), state changes do not rewrite the config file. */
 void vh_rpc_persist_suspend(bool suspend);
