@@ -135,6 +135,9 @@ dma_apply(struct vfu_session *s)
 {
 	int rc = 0;
 
+	VH_DEBUG(s->prefix, "DMA %s [0x%" PRIx64 ", +0x%" PRIx64 ") flags 0x%x fd %d",
+	         s->dma_op == DMA_OP_MAP ? "map" : "unmap", s->dma_map.addr, s->dma_map.size,
+	         s->dma_map.flags, s->dma_fd);
 	switch (s->dma_op) {
 	case DMA_OP_MAP:
 		rc = vfu_dma_map(&s->dma, &s->dma_map, s->dma_fd);
@@ -307,9 +310,16 @@ h_get_region_info(struct vfu_session *s, const struct vfio_user_header *h, uint8
 		}
 	}
 	out.info.argsz = full;
-	/* Too small for the capabilities: the client asks again with argsz = full (spec). */
-	if (in.argsz >= full && full > sizeof(out.info)) {
+	/*
+	 * cap_offset points after the structure even when argsz is too small for the
+	 * capabilities (then they are left out and the client asks again with argsz = full, as
+	 * the spec says): QEMU 10.2's client refuses a CAPS reply whose cap_offset is 0, which is
+	 * what the kernel's VFIO answers in that case.
+	 */
+	if (full > sizeof(out.info)) {
 		out.info.cap_offset = sizeof(out.info);
+	}
+	if (in.argsz >= full && full > sizeof(out.info)) {
 		out.cap.header.id = VFIO_REGION_INFO_CAP_SPARSE_MMAP;
 		out.cap.header.version = 1;
 		out.cap.nr_areas = d.nr_sparse;

@@ -184,6 +184,7 @@ struct vfu_nvme {
 	bool enabled;  /* CSTS.RDY as set by us */
 	bool fatal;    /* CSTS.CFS */
 	bool shutdown; /* a shutdown notification completed */
+	bool dma_lost; /* a queue's memory is unmapped: nothing runs until it is back */
 	int broken;    /* reactors stop fetching (any thread: relaxed atomics) */
 
 	/* interrupts: eventfds from SET_IRQS (read by reactors, N4) */

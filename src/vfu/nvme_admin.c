@@ -82,7 +82,7 @@ deliver_aen(struct vfu_nvme *n)
 	               ((uint32_t)NVME_LOG_CHANGED_NS << 16);
 
 	if (!n->aen_ns_pending || n->aen_ns_masked || !(n->feat_aec & NVME_AEC_NS_ATTR) ||
-	    n->adm.naer == 0 || !n->enabled || n->fatal || admin_cq_room(n) == 0) {
+	    n->adm.naer == 0 || !n->enabled || n->fatal || n->dma_lost || admin_cq_room(n) == 0) {
 		return;
 	}
 	admin_post(n, n->adm.aer_cid[0], NVME_ST_OK, dw0);
@@ -780,7 +780,7 @@ vfu_nvme_admin_kick(void *arg)
 		uint16_t st;
 
 		if (!n->enabled || n->fatal || n->shutdown || n->adm.waiting || n->busy ||
-		    n->adm.sq == NULL) {
+		    n->dma_lost || n->adm.sq == NULL) {
 			return;
 		}
 		tail = vfu_nvme_db_read(n, 0, false);

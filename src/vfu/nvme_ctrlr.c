@@ -144,6 +144,7 @@ reset_state(struct vfu_nvme *n)
 	n->csts = 0;
 	n->enabled = false;
 	n->fatal = false;
+	n->dma_lost = false;
 	VH_WRITE_ONCE(n->broken, 0);
 	n->shutdown = false;
 	n->nsqr = n->ncqr = 0xffff;
@@ -462,10 +463,30 @@ vfu_nvme_dma_changed(void *dev)
 {
 	struct vfu_nvme *n = dev;
 
+	/*
+	 * QEMU changes its memory map in transactions (SeaBIOS's PAM writes replace the RAM
+	 * section the queues live in with smaller ones: an unmap, then maps). Queues whose memory
+	 * is gone wait, fetching nothing, until a later change brings it back; only a reset or
+	 * enable with the memory still missing is an error.
+	 */
 	if (!vfu_nvme_retranslate(n)) {
-		set_fatal(n, "a queue's memory was unmapped by the client");
+		if (!n->dma_lost) {
+			VH_LOG_RL(VH_LOG_INFO, n->prefix,
+			          "queue memory unmapped by the client: queues wait until it is "
+			          "mapped again");
+		}
+		n->dma_lost = true;
+		VH_WRITE_ONCE(n->broken, 1);
+	} else if (n->dma_lost) {
+		n->dma_lost = false;
+		VH_WRITE_ONCE(n->broken, n->fatal ? 1 : 0);
+		n->admin_pending = true; /* commands may have been queued meanwhile */
 	}
 	if (n->nqueues == 0) {
+		if (n->admin_pending && !n->busy) {
+			n->admin_pending = false;
+			vfu_nvme_admin_kick(n);
+		}
 		return 0;
 	}
 	vfu_nvme_op(n, UINT32_MAX, vfu_rctx_resume, dma_resumed);
