@@ -364,9 +364,10 @@ get_log_page(struct vfu_nvme *n, const struct vh_nvme_sqe *c)
 	st = vfu_nvme_copy_to_guest(vfu_nvme_dma(n), c, buf, len);
 	free(buf);
 	if (st == NVME_ST_OK && lid == NVME_LOG_CHANGED_NS && !rae) {
+		/* The host has read every change so far: nothing is pending, events unmasked. */
 		n->nns_changed = 0;
 		n->aen_ns_masked = false;
-		deliver_aen(n);
+		n->aen_ns_pending = false;
 	}
 	return st;
 }
