@@ -674,6 +674,14 @@ vfu_rctx_attach_sq(struct vfu_rctx *x)
 	}
 	sq->next = NULL;
 	*pp = sq;
+	/* Channels now rather than on the first command (namespaces added later: on first use). */
+	for (unsigned i = 1; i <= VFU_NVME_MAX_NS; i++) {
+		struct vfu_ns *ns = VH_LOAD_ACQ(x->n->ns[i]);
+
+		if (ns != NULL && !VH_READ_ONCE(ns->removing)) {
+			channel(x, ns);
+		}
+	}
 	return true;
 }
 

@@ -418,7 +418,8 @@ main(void)
 	struct vfu_target t;
 	int rc, fail;
 
-	rc = vfu_target_start(&t, "0x1", 8, g_ns, 2);
+	rc = vfu_target_start(&t, getenv("VH_TEST_CPUMASK") ? getenv("VH_TEST_CPUMASK") : "0x1", 8,
+	                      g_ns, 2);
 	if (rc != 0) {
 		return rc == 77 ? VH_TEST_SKIP : VH_TEST_FAIL;
 	}

@@ -744,8 +744,9 @@ vc_create_io_queue(struct vfu_client *c, uint16_t qid, uint16_t size, uint16_t i
 	cmd.opc = VH_NVME_ADM_CREATE_CQ;
 	cmd.prp1 = c->q[qid].cq_iova;
 	cmd.cdw10 = ((uint32_t)(size - 1) << 16) | qid;
-	cmd.cdw11 = ((uint32_t)iv << 16) | VH_NVME_CQ_IEN | VH_NVME_QUEUE_PC;
-	st = vc_cmd(c, 0, &cmd, NULL, 5000);
+	cmd.cdw11 = iv == VC_NO_IRQ ? VH_NVME_QUEUE_PC
+	                            : ((uint32_t)iv << 16) | VH_NVME_CQ_IEN | VH_NVME_QUEUE_PC;
+	st = vc_cmd(c, 0, &cmd, NULL, 30000);
 	if (st != 0) {
 		c->q[qid].size = 0;
 		return st;
@@ -755,7 +756,7 @@ vc_create_io_queue(struct vfu_client *c, uint16_t qid, uint16_t size, uint16_t i
 	cmd.prp1 = c->q[qid].sq_iova;
 	cmd.cdw10 = ((uint32_t)(size - 1) << 16) | qid;
 	cmd.cdw11 = ((uint32_t)qid << 16) | VH_NVME_QUEUE_PC;
-	st = vc_cmd(c, 0, &cmd, NULL, 5000);
+	st = vc_cmd(c, 0, &cmd, NULL, 30000);
 	if (st != 0) {
 		c->q[qid].size = 0;
 	}

@@ -137,6 +137,8 @@ int vc_cmd(struct vfu_client *c, uint16_t qid, struct vh_nvme_sqe *cmd, uint32_t
 /* Admin helpers. */
 int vc_identify(struct vfu_client *c, uint8_t cns, uint32_t nsid, void *buf4k);
 int vc_set_num_queues(struct vfu_client *c, uint16_t n, uint32_t *dw0);
+/* Create I/O queue pair @qid; @iv VC_NO_IRQ creates the CQ without interrupts (polled). */
+#define VC_NO_IRQ 0xffff
 int vc_create_io_queue(struct vfu_client *c, uint16_t qid, uint16_t size, uint16_t iv);
 int vc_delete_io_queue(struct vfu_client *c, uint16_t qid);
 /*
