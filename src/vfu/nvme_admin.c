@@ -496,6 +496,17 @@ get_features(struct vfu_nvme *n, const struct vh_nvme_sqe *c, uint32_t *dw0)
 
 /* ---- queue creation and deletion (completed from the reactor operation) ---- */
 
+/*
+ * Queues the host may create: what Number of Queues granted, or everything we offer when it
+ * never asked (the spec leaves that default to the controller; SeaBIOS creates its I/O queue
+ * without asking).
+ */
+static unsigned
+granted(const struct vfu_nvme *n, uint16_t nr)
+{
+	return nr == 0xffff ? n->num_ioq : nr + 1u;
+}
+
 static void admin_finish(struct vfu_nvme *n, uint16_t status, uint32_t dw0);
 
 static void
@@ -515,8 +526,7 @@ create_cq(struct vfu_nvme *n, const struct vh_nvme_sqe *c)
 	uint16_t iv = c->cdw11 >> 16;
 	struct vfu_cq *cq;
 
-	if (qid == 0 || qid > VFU_NVME_MAX_IOQ || n->ncqr == 0xffff || qid > n->ncqr + 1u ||
-	    n->cqs[qid] != NULL) {
+	if (qid == 0 || qid > granted(n, n->ncqr) || n->cqs[qid] != NULL) {
 		return NVME_ST_CMD(NVME_SC_QID_INVALID);
 	}
 	if ((c->cdw10 >> 16) == 0 || (c->cdw10 >> 16) > VFU_NVME_MQES) {
@@ -570,8 +580,7 @@ create_sq(struct vfu_nvme *n, const struct vh_nvme_sqe *c)
 	struct vfu_sq *sq;
 	struct vfu_cq *cq;
 
-	if (qid == 0 || qid > VFU_NVME_MAX_IOQ || n->nsqr == 0xffff || qid > n->nsqr + 1u ||
-	    n->sqs[qid] != NULL) {
+	if (qid == 0 || qid > granted(n, n->nsqr) || n->sqs[qid] != NULL) {
 		return NVME_ST_CMD(NVME_SC_QID_INVALID);
 	}
 	if ((c->cdw10 >> 16) == 0 || (c->cdw10 >> 16) > VFU_NVME_MQES) {
