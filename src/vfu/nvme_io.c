@@ -584,9 +584,10 @@ rctx_arm(void *arg)
 			return 1;
 		}
 	}
-	if (x->timerfd >= 0 && timerfd_settime(x->timerfd, 0, &its, NULL) == 0) {
-		x->timer_armed = true;
+	if (x->timerfd < 0 || timerfd_settime(x->timerfd, 0, &its, NULL) < 0) {
+		return 1; /* nothing could wake us: do not sleep */
 	}
+	x->timer_armed = true;
 	return 0;
 }
 
