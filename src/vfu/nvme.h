@@ -38,20 +38,31 @@
 #include "vfu/nvme_spec.h"
 #include "vfu/session.h"
 
-#define VFU_NVME_MAX_NS       32 /* namespace IDs 1..32 */
-#define VFU_NVME_MAX_IOQ      64 /* I/O queue pairs */
-#define VFU_NVME_DEFAULT_IOQ  32
-#define VFU_NVME_MAX_VECTORS  (VFU_NVME_MAX_IOQ + 1)
-#define VFU_NVME_MQES         1023 /* CAP.MQES: 1024 entries per I/O queue (0's based) */
-#define VFU_NVME_ADMIN_MAX    4096 /* entries of an admin queue */
-#define VFU_NVME_MDTS         5    /* 2^5 pages: 128 KiB per command */
-#define VFU_NVME_PAGE         4096u
-#define VFU_NVME_MAX_XFER     (VFU_NVME_PAGE << VFU_NVME_MDTS)
-#define VFU_NVME_MAX_IOV      64         /* data segments per command (PRP: 33 at most) */
-#define VFU_NVME_SLOTS        256        /* requests in flight per SQ at most */
-#define VFU_NVME_AERL         4          /* Asynchronous Event Requests outstanding */
-#define VFU_NVME_FETCH_BATCH  32         /* SQ entries fetched per queue per poll */
-#define VFU_NVME_IDLE_POLL_NS 1000000ull /* doorbell poll period while the reactor sleeps */
+#define VFU_NVME_MAX_NS      32 /* namespace IDs 1..32 */
+#define VFU_NVME_MAX_IOQ     64 /* I/O queue pairs */
+#define VFU_NVME_DEFAULT_IOQ 32
+#define VFU_NVME_MAX_VECTORS (VFU_NVME_MAX_IOQ + 1)
+#define VFU_NVME_MQES        1023 /* CAP.MQES: 1024 entries per I/O queue (0's based) */
+#define VFU_NVME_ADMIN_MAX   4096 /* entries of an admin queue */
+#define VFU_NVME_MDTS        5    /* 2^5 pages: 128 KiB per command */
+#define VFU_NVME_PAGE        4096u
+#define VFU_NVME_MAX_XFER    (VFU_NVME_PAGE << VFU_NVME_MDTS)
+#define VFU_NVME_MAX_IOV     64  /* data segments per command (PRP: 33 at most) */
+#define VFU_NVME_SLOTS       256 /* requests in flight per SQ at most */
+#define VFU_NVME_AERL        4   /* Asynchronous Event Requests outstanding */
+#define VFU_NVME_FETCH_BATCH 32  /* SQ entries fetched per queue per poll */
+/*
+ * Doorbell poll period while the reactor sleeps: 1 ms after work, doubling while the wake-ups
+ * find nothing, up to 8 ms (an idle controller then costs ~1 % of a core).
+ */
+#define VFU_NVME_IDLE_POLL_NS     1000000ull
+#define VFU_NVME_IDLE_POLL_MAX_NS 8000000ull
+/*
+ * The reactor does not sleep until this long after the last command was fetched: a guest
+ * that pauses for a moment (preempted, between two batches) finds it still polling, as a
+ * vhost-user guest would find it woken by its kick.
+ */
+#define VFU_NVME_BUSY_GRACE_NS 2000000ull
 
 /* Regions (VFIO PCI indices) and their layout. */
 #define VFU_NVME_BAR0_SIZE  0x2000u /* registers page + doorbell page */
@@ -142,6 +153,9 @@ struct vfu_rctx {
 	struct vh_poller *poller;
 	int timerfd; /* wakes a sleeping reactor to look at the doorbells (no trap to wake on) */
 	bool timer_armed;
+	bool did_work;         /* a command was fetched since the last sleep */
+	uint64_t last_work_ns; /* when one was last fetched */
+	uint64_t idle_period;  /* current timer period (ns) */
 	struct vfu_cq *cqs;
 	struct vfu_sq *sqs;
 	unsigned inflight;

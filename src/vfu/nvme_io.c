@@ -554,21 +554,23 @@ rctx_poll(void *arg)
 			busy |= sq_fetch(n, sq);
 		}
 	}
+	if (busy) {
+		x->did_work = true;
+		x->last_work_ns = vh_now_ns();
+	}
 	return busy ? VH_POLL_BUSY : VH_POLL_IDLE;
 }
 
 /*
  * Before the reactor sleeps. Doorbell writes never trap, so nothing would wake it: while this
- * controller has queues here, a timer wakes it every VFU_NVME_IDLE_POLL_NS to look again.
+ * controller has queues here, a timer wakes it to look again, every VFU_NVME_IDLE_POLL_NS after
+ * work and less often while the wake-ups find nothing (up to VFU_NVME_IDLE_POLL_MAX_NS).
  */
 static int
 rctx_arm(void *arg)
 {
 	struct vfu_rctx *x = arg;
-	struct itimerspec its = {
-	        .it_interval = {.tv_nsec = (long)VFU_NVME_IDLE_POLL_NS},
-	        .it_value = {.tv_nsec = (long)VFU_NVME_IDLE_POLL_NS},
-	};
+	struct itimerspec its;
 
 	if (x->sqs == NULL && !x->watch_admin) {
 		return 0;
@@ -584,6 +586,19 @@ rctx_arm(void *arg)
 			return 1;
 		}
 	}
+	if (vh_now_ns() - x->last_work_ns < VFU_NVME_BUSY_GRACE_NS) {
+		return 1;
+	}
+	if (x->did_work || x->idle_period == 0) {
+		x->idle_period = VFU_NVME_IDLE_POLL_NS;
+	} else {
+		x->idle_period = VH_MIN(x->idle_period * 2, VFU_NVME_IDLE_POLL_MAX_NS);
+	}
+	x->did_work = false;
+	memset(&its, 0, sizeof(its));
+	its.it_value.tv_sec = (time_t)(x->idle_period / 1000000000ull);
+	its.it_value.tv_nsec = (long)(x->idle_period % 1000000000ull);
+	its.it_interval = its.it_value;
 	if (x->timerfd < 0 || timerfd_settime(x->timerfd, 0, &its, NULL) < 0) {
 		return 1; /* nothing could wake us: do not sleep */
 	}
