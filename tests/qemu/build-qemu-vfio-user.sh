@@ -106,7 +106,8 @@ rm -rf "$work" "$PREFIX"
 mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial" "$work/dl" || exit 1
 log "building QEMU $SERIES into $PREFIX (log: $blog); the first run takes 15-30 min"
 t0=$SECONDS
-exec 3>&2 2>"$blog" 1>&2
+# Everything into the log; fds 3 and 4 keep our stderr and stdout for the messages and result.
+exec 3>&2 4>&1 2>"$blog" 1>&2
 
 fail() {
 	echo "FAILED: $*"
@@ -192,6 +193,6 @@ qemu $pick (Debian source package), x86_64-softmmu
 built $(date -u +%FT%TZ) in $((SECONDS - t0)) s with -j$JOBS
 EOF
 cd / && rm -rf "$work"
-exec 2>&3 1>&2
+exec 2>&3 1>&4 3>&- 4>&-
 log "done in $((SECONDS - t0)) s"
 print_result
