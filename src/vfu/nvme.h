@@ -298,11 +298,30 @@ void vfu_nvme_admin_reset(struct vfu_nvme *n);
 /* A namespace was attached or detached: log it and raise the event (if enabled). */
 void vfu_nvme_ns_changed(struct vfu_nvme *n, uint32_t nsid);
 
-/* ---- nvme_io.c: the reactor side ---- */
-/* Create a reactor context's poller (on its reactor) and free it; see nvme_ctrlr.c. */
+/*
+ * ---- nvme_io.c: the reactor side ----
+ *
+ * Reactor operations (vfu_op_fn, run by vfu_nvme_op on the context's reactor). Each returns
+ * true when it is done, or false when it waits for the context's (or the queue's) in-flight
+ * commands: it is then called again after completions until it returns true. The queue an
+ * attach/detach is about is n->op_sq / n->op_cq, set by the control thread before the op.
+ *   start / stop          create / remove the context's poller and timerfd (stop also puts
+ *                         every bdev channel)
+ *   attach_cq / attach_sq link the queue into the context (attach_sq takes the channels of
+ *                         the namespaces there are)
+ *   detach_sq             stop fetching, wait for the SQ's commands, unlink (the last SQ of the
+ *                         context puts its channels)
+ *   detach_cq             unlink
+ *   detach_all            stop every queue, wait for every command, unlink all, stop watching
+ *                         the admin doorbells, put the channels (reset, shutdown, disconnect)
+ *   pause / resume        stop fetching and wait for every command (then put the channels of
+ *                         namespaces being removed) / fetch again
+ *   barrier               nothing: running it proves no poll is in progress there
+ *   drop_channels         put every channel
+ *   watch_admin / unwatch_admin  the first context's admin doorbell watch (N2)
+ */
 bool vfu_rctx_start(struct vfu_rctx *x);
 bool vfu_rctx_stop(struct vfu_rctx *x);
-/* Attach/detach queues (reactor side of the admin commands). */
 bool vfu_rctx_attach_cq(struct vfu_rctx *x);
 bool vfu_rctx_attach_sq(struct vfu_rctx *x);
 bool vfu_rctx_detach_sq(struct vfu_rctx *x);
