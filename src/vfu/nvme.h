@@ -317,8 +317,8 @@ void vfu_nvme_ns_changed(struct vfu_nvme *n, uint32_t nsid);
  *   pause / resume        stop fetching and wait for every command (then put the channels of
  *                         namespaces being removed) / fetch again
  *   barrier               nothing: running it proves no poll is in progress there
- *   drop_channels         put every channel
- *   watch_admin / unwatch_admin  the first context's admin doorbell watch (N2)
+ *   watch_admin           the first context watches the admin doorbells (N2); detach_all
+ *                         stops it
  */
 bool vfu_rctx_start(struct vfu_rctx *x);
 bool vfu_rctx_stop(struct vfu_rctx *x);
@@ -330,9 +330,7 @@ bool vfu_rctx_detach_all(struct vfu_rctx *x);
 bool vfu_rctx_pause(struct vfu_rctx *x);
 bool vfu_rctx_resume(struct vfu_rctx *x);
 bool vfu_rctx_barrier(struct vfu_rctx *x);
-bool vfu_rctx_drop_channels(struct vfu_rctx *x);
 bool vfu_rctx_watch_admin(struct vfu_rctx *x);
-bool vfu_rctx_unwatch_admin(struct vfu_rctx *x);
 /* Reactor: an operation that waited for in-flight I/O may now finish. */
 void vfu_rctx_check_drained(struct vfu_rctx *x);
 /* Allocate an SQ's request slots and DSM buffer; free them. Control thread. */

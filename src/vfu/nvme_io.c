@@ -778,25 +778,11 @@ vfu_rctx_barrier(struct vfu_rctx *x)
 }
 
 bool
-vfu_rctx_drop_channels(struct vfu_rctx *x)
-{
-	put_channels(x, false);
-	return true;
-}
-
-bool
 vfu_rctx_watch_admin(struct vfu_rctx *x)
 {
 	x->seen_sq0 = 0;
 	x->seen_cq0 = 0;
 	x->watch_admin = true;
-	return true;
-}
-
-bool
-vfu_rctx_unwatch_admin(struct vfu_rctx *x)
-{
-	x->watch_admin = false;
 	return true;
 }
 
