@@ -21,7 +21,14 @@
 # of the measured run that did not end in a used-ring publish (vq_flush) is an empty one. What is
 # left is deterministic: it changes only when the code does.
 #
-# usage: bench/callgrind.sh [-n IOS] [-q DEPTH] [-B BUILDDIR] [-a] [-k]
+# With -f vfu the same is measured for the vfio-user NVMe front-end (vfu-bench as the initiator,
+# polled CQs): the counted functions are the controller's queue poller (rctx_poll: doorbells, SQ
+# entry fetch, NVMe parsing, PRP walk, bdev submit), the bdev channel poller (channel_poll:
+# completions, CQ entries) and the deferred per-CQ interrupt decision (irq_flush), and the
+# calibration window has the queues created and idle.
+#
+# usage: bench/callgrind.sh [-f vhost|vfu] [-n IOS] [-q DEPTH] [-B BUILDDIR] [-a] [-k]
+#   -f FRONT    vhost (vhost-user-blk, default) or vfu (vfio-user NVMe)
 #   -n IOS      I/Os to run (default 200000)
 #   -q DEPTH    queue depth (default 32)
 #   -B DIR      build directory (default build-bench; configured as release if missing)
@@ -37,23 +44,36 @@ depth=32
 builddir=$root/build-bench
 annotate=0
 keep=0
-# The reactor's virtqueue poller, bdev channel poller and deferred used-ring publish.
-POLL_FN=vq_poll
-CHAN_FN=channel_poll
-FLUSH_FN=vq_flush
-fns=("$POLL_FN" "$CHAN_FN" "$FLUSH_FN")
+front=vhost
 
-while getopts "n:q:B:akh" opt; do
+while getopts "f:n:q:B:akh" opt; do
 	case $opt in
+	f) front=$OPTARG ;;
 	n) ios=$OPTARG ;;
 	q) depth=$OPTARG ;;
 	B) builddir=$OPTARG ;;
 	a) annotate=1 ;;
 	k) keep=1 ;;
 	h) sed -n '3,/^set -e/p' "$0" | sed 's/^# \{0,1\}//' | head -n -1; exit 0 ;;
-	*) echo "usage: $0 [-n IOS] [-q DEPTH] [-B BUILDDIR] [-a] [-k]" >&2; exit 2 ;;
+	*) echo "usage: $0 [-f vhost|vfu] [-n IOS] [-q DEPTH] [-B BUILDDIR] [-a] [-k]" >&2; exit 2 ;;
 	esac
 done
+case $front in
+vhost)
+	# The reactor's virtqueue poller, bdev channel poller and deferred used-ring publish.
+	POLL_FN=vq_poll
+	CHAN_FN=channel_poll
+	FLUSH_FN=vq_flush
+	;;
+vfu)
+	# The NVMe queue poller, bdev channel poller and deferred per-CQ interrupt decision.
+	POLL_FN=rctx_poll
+	CHAN_FN=channel_poll
+	FLUSH_FN=irq_flush
+	;;
+*) echo "callgrind.sh: -f vhost or vfu" >&2; exit 2 ;;
+esac
+fns=("$POLL_FN" "$CHAN_FN" "$FLUSH_FN")
 [[ $ios =~ ^[1-9][0-9]*$ && $depth =~ ^[1-9][0-9]*$ ]] || { echo "callgrind.sh: bad -n/-q" >&2; exit 2; }
 
 command -v valgrind >/dev/null || { echo "callgrind.sh: valgrind not installed (apt-get install valgrind)" >&2; exit 1; }
@@ -64,6 +84,7 @@ ninja -C "$builddir" >/dev/null
 vhostd=$builddir/src/app/vhostd
 vhostctl=$builddir/src/app/vhostctl
 bench=$builddir/bench/vhost-bench
+[[ $front == vfu ]] && bench=$builddir/bench/vfu-bench
 for f in "$vhostd" "$vhostctl" "$bench"; do
 	[[ -x $f ]] || { echo "callgrind.sh: $f not built" >&2; exit 1; }
 done
@@ -100,11 +121,23 @@ for _ in $(seq 600); do
 	sleep 0.1
 done
 "$vhostctl" -s "$dir/rpc.sock" -t 30 bdev_null_create Null0 1024 512 >/dev/null
-"$vhostctl" -s "$dir/rpc.sock" -t 30 vhost_create_blk_controller --cpumask 0x2 vhost.0 Null0 >/dev/null
+if [[ $front == vhost ]]; then
+	"$vhostctl" -s "$dir/rpc.sock" -t 30 vhost_create_blk_controller --cpumask 0x2 vhost.0 Null0 \
+		>/dev/null
+else
+	"$vhostctl" -s "$dir/rpc.sock" -t 30 call vfu_create_nvme_controller \
+		'{"ctrlr":"nvme0","cpumask":"0x2","num_io_queues":1}' >/dev/null
+	"$vhostctl" -s "$dir/rpc.sock" -t 30 call vfu_controller_add_ns \
+		'{"ctrlr":"nvme0","bdev_name":"Null0"}' >/dev/null
+fi
 
 # 1. Calibration: a started device with no I/O, so every poll is an empty one.
-"$bench" --socket "$dir/vhost.0" --rw randread --number_ios 1 --runtime 1000 --timeout 120 \
-	--cpumask 0x1 --idle 4 >/dev/null &
+if [[ $front == vhost ]]; then
+	"$bench" --socket "$dir/vhost.0" --rw randread --number_ios 1 --runtime 1000 --timeout 120 \
+		--cpumask 0x1 --idle 4 >/dev/null &
+else
+	"$bench" --socket "$dir/nvme0" --idle 4 --cpu 0 --iodepth "$depth" >/dev/null &
+fi
 bpid=$!
 sleep 2.5
 callgrind_control -z "$pid" >/dev/null 2>&1
@@ -114,8 +147,13 @@ wait "$bpid" || { echo "callgrind.sh: calibration run failed" >&2; exit 1; }
 
 # 2. The measured run, between a zero and a dump.
 callgrind_control -z "$pid" >/dev/null 2>&1
-json=$("$bench" --socket "$dir/vhost.0" --rw randread --bs 4k --iodepth "$depth" \
-	--number_ios "$ios" --runtime 1000 --timeout 120 --cpumask 0x1 --json)
+if [[ $front == vhost ]]; then
+	json=$("$bench" --socket "$dir/vhost.0" --rw randread --bs 4k --iodepth "$depth" \
+		--number_ios "$ios" --runtime 1000 --timeout 120 --cpumask 0x1 --json)
+else
+	json=$("$bench" --socket "$dir/nvme0" --rw randread --bs 4k --iodepth "$depth" \
+		--number_ios "$ios" --cpu 0 --json)
+fi
 callgrind_control -d measure "$pid" >/dev/null 2>&1
 kill -TERM "$pid"
 wait "$pid" || true
@@ -123,7 +161,7 @@ pid=
 
 rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 python3 - "$dir/callgrind.out.1" "$dir/callgrind.out.2" "$ios" "$depth" "$rev" "$json" \
-	"$POLL_FN" "$CHAN_FN" "$FLUSH_FN" <<'EOF'
+	"$POLL_FN" "$CHAN_FN" "$FLUSH_FN" "$front" <<'EOF'
 import json, re, sys
 from collections import Counter
 
@@ -152,15 +190,16 @@ def parse(path):
     return total, calls, incl
 
 
-cal_path, run_path, ios, depth, rev, res, POLL, CHAN, FLUSH = sys.argv[1:10]
+cal_path, run_path, ios, depth, rev, res, POLL, CHAN, FLUSH, FRONT = sys.argv[1:11]
 ios = int(ios)
 res = json.loads(res)
 if res["ios"] != ios or res["errors"]:
-    sys.exit(f"callgrind.sh: vhost-bench did {res['ios']} I/Os ({res['errors']} errors), "
+    sys.exit(f"callgrind.sh: the initiator did {res['ios']} I/Os ({res['errors']} errors), "
              f"wanted {ios}")
 _, ccal, ical = parse(cal_path)
 if ccal[FLUSH] or ccal[POLL] < 1000 or ccal[CHAN] < 1000:
-    sys.exit("callgrind.sh: the calibration window saw I/O or too few polls; rerun")
+    sys.exit(f"callgrind.sh: the calibration window saw I/O or too few polls "
+             f"({FLUSH} {ccal[FLUSH]}, {POLL} {ccal[POLL]}, {CHAN} {ccal[CHAN]}); rerun")
 e_vq = ical[POLL] / ccal[POLL]
 e_ch = ical[CHAN] / ccal[CHAN]
 total, c, incl = parse(run_path)
@@ -170,7 +209,8 @@ work = total - empty
 # valgrind counts `rep stosb` once per byte: the null bdev's zero-fill of each read buffer is
 # ~4100 of the total. Shown apart so a data-path change is visible next to it.
 fill = sum(v for k, v in incl.items() if "memset" in k)
-print(f"vhostd {rev}: {work / ios:.1f} instructions per I/O "
+front = "vhost-user-blk" if FRONT == "vhost" else "vfio-user NVMe"
+print(f"vhostd {rev} ({front}): {work / ios:.1f} instructions per I/O "
       f"(4k randread QD{depth}, null bdev, {ios} I/Os in {batches} batches)")
 print(f"  of which zero-filling read buffers (memset): {fill / ios:.1f}; "
       f"the rest: {(work - fill) / ios:.1f}")

@@ -24,11 +24,11 @@ build=(
 )
 # The guest demo (tests/qemu/lib.sh, tests/qemu/guest-image.sh): QEMU, python3 (lib.sh reads
 # vhostctl's JSON), the guest's busybox (static), fio, mke2fs/e2fsck (e2fsprogs), blkdiscard
-# (util-linux), sg_inq/sg_vpd/sg_readcap/sg_luns (sg3-utils); modinfo (kmod), cpio and gzip to
+# (util-linux), sg_inq/sg_vpd/sg_readcap/sg_luns (sg3-utils), nvme (nvme-cli); modinfo (kmod), cpio and gzip to
 # build the initramfs; xz and zstd to unpack the kernel's compressed modules.
 demo=(
   qemu-system-x86 python3
-  busybox-static fio e2fsprogs util-linux sg3-utils kmod cpio gzip xz-utils zstd
+  busybox-static fio e2fsprogs util-linux sg3-utils nvme-cli kmod cpio gzip xz-utils zstd
 )
 # scripts/test.sh on top: clang 14 for the tsan build and the fuzz targets (libclang-rt: the
 # sanitizer and libFuzzer runtimes), clang-format and git for the format check, pgrep

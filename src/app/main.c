@@ -34,13 +34,14 @@
 #include "core/reactor.h"
 #include "core/sigbus.h"
 #include "rpc/rpc.h"
+#include "vfu/vfu.h"
+#include "vhost/vhost.h"
 
 #ifndef VH_VERSION_SUFFIX
 #define VH_VERSION_SUFFIX ""
 #endif
 /* A test build (tests/func/meson.build) adds a suffix, so two builds of one tree differ. */
 #define VHOSTD_VERSION VH_VERSION VH_VERSION_SUFFIX
-#include "vhost/vhost.h"
 
 #define DEFAULT_RPC_SOCKET "/var/tmp/vhostd.sock"
 
@@ -343,6 +344,13 @@ shutdown_done(void *arg)
 	vh_evloop_stop(arg);
 }
 
+/* vhost-user sessions are down; then the vfio-user ones (each drains its in-flight I/O). */
+static void
+vhost_down(void *arg)
+{
+	vh_vfu_shutdown(shutdown_done, arg);
+}
+
 static void
 on_signal(void *arg, uint32_t events)
 {
@@ -365,7 +373,7 @@ on_signal(void *arg, uint32_t events)
 	sd_notify(0, "STOPPING=1");
 #endif
 	vh_rpc_server_stop();
-	vh_vhost_shutdown(shutdown_done, vh_evloop_main());
+	vh_vhost_shutdown(vhost_down, vh_evloop_main());
 }
 
 /* A SIGBUS hit guest memory (core/sigbus.h): close the sessions it belongs to. */
@@ -382,6 +390,7 @@ on_guest_sigbus(void *arg, uint32_t events)
 		        "the sessions concerned",
 		        n);
 		vh_vhost_close_faulted();
+		vh_vfu_close_faulted();
 	}
 }
 
@@ -464,6 +473,9 @@ main(int argc, char **argv)
 	}
 	vh_vhost_set_max_guest_mem(o.max_guest_mem);
 	rc = vh_vhost_init(o.socket_dir, o.group);
+	if (rc == 0) {
+		rc = vh_vfu_init(o.socket_dir, o.group, o.max_guest_mem);
+	}
 	if (rc < 0) {
 		VH_ERR("app", "socket directory '%s': %s", o.socket_dir, strerror(-rc));
 		return 1;
@@ -487,6 +499,7 @@ main(int argc, char **argv)
 			_exit(1);
 		}
 		vh_vhost_hold();
+		vh_vfu_accept_pause(true); /* the old worker still accepts on the shared sockets */
 	}
 	if (o.config != NULL) {
 		vh_rpc_set_config_path(o.config);
@@ -509,6 +522,7 @@ main(int argc, char **argv)
 			_exit(1);
 		}
 		vh_vhost_commit(upgrade_started, NULL);
+		vh_vfu_accept_pause(false);
 	}
 	rc = vh_rpc_server_start(o.rpc_socket, o.rpc_group == (gid_t)-2 ? o.group : o.rpc_group);
 	if (rc < 0) {

@@ -40,6 +40,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "rpc/rpc.h"
+#include "vfu/vfu.h"
 #include "vhost/upgrade.h"
 
 #define UP_MAGIC     0x50554856u /* "VHUP" */
@@ -364,6 +365,7 @@ static void VH_PRINTF(2, 3) old_fail(int rc, const char *fmt, ...)
 		vh_vhost_thaw();
 	}
 	vh_rpc_freeze(false);
+	vh_vfu_accept_pause(false);
 	if (was >= P_HELLO || was == P_ASKED) {
 		vh_handover_notify("UPGRADE-FAILED");
 	}
@@ -473,6 +475,7 @@ static void
 old_frame(struct frame *f)
 {
 	json_t *j = f->len ? json_loads(f->data, 0, NULL) : NULL;
+	char busy[64];
 	const char *s;
 
 	if (f->nfds > 0) {
@@ -502,6 +505,15 @@ old_frame(struct frame *f)
 		snprintf(g_old.new_version, sizeof(g_old.new_version), "%s", s);
 		g_old.new_pid = (pid_t)json_integer_value(json_object_get(j, "pid"));
 		json_decref(j);
+		if (vh_vfu_upgrade_blocker(busy, sizeof(busy)) < 0) {
+			old_fail(-EBUSY,
+			         "vfio-user controller '%s' has a connected client, which cannot "
+			         "be handed over (QEMU's vfio-user client does not reconnect)",
+			         busy);
+			return;
+		}
+		/* No new vfio-user client until the end, in this process or the new one. */
+		vh_vfu_accept_pause(true);
 		VH_NOTICE("upgrade", "upgrading vhostd %s to vhostd %s (pid %d)", vh_version(),
 		          g_old.new_version, (int)g_old.new_pid);
 		/* From here until the end the config file stays as the candidate replays it. */

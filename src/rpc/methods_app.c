@@ -171,6 +171,7 @@ static const struct {
         {"vhost_blk", "bdev", vhost_blk_config},
         /* SPDK's vhost_scsi depends on its scsi subsystem, which we do not have: on bdev. */
         {"vhost_scsi", "bdev", vhost_scsi_config},
+        {"vfio_user", "bdev", vh_rpc_vfu_config},
 };
 
 /* The config array of subsystem @i. New reference or NULL with @err set. */

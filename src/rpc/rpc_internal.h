@@ -102,6 +102,11 @@ struct vh_bdev;
 int vh_rpc_bdev_qos_config(json_t *config);
 json_t *vh_rpc_bdev_rate_limits_json(const struct vh_bdev *b);
 
+extern const struct vh_rpc_method vh_rpc_vfu_methods[];
+extern const size_t vh_rpc_vfu_methods_count;
+/* methods_vfu.c: save_config's "vfio_user" subsystem entries. Returns 0 or -ENOMEM. */
+int vh_rpc_vfu_config(json_t *config);
+
 /* persist.c: while suspended (config replay), state changes do not rewrite the config file. */
 void vh_rpc_persist_suspend(bool suspend);
 /* After a successful VH_RPC_F_PERSIST method: save, or turn *result into an error. */

@@ -44,10 +44,15 @@ bdev="src/bdev/bdev.c src/bdev/iostat.c src/bdev/qos.c src/bdev/null.c src/bdev/
 vhost="src/vhost/socket.c src/vhost/msg.c src/vhost/mem.c src/vhost/vring.c src/vhost/blk.c \
  src/vhost/session.c src/vhost/inflight.c src/vhost/stats.c src/vhost/dirtylog.c src/vhost/upgrade.c \
  src/vhost/scsi.c src/vhost/scsi_cmd.c"
+# The vfio-user NVMe controller without its registry and sockets (src/vfu/meson.build's
+# vh_vfu_ctrlr_sources), on the deterministic doubles of tests/unit/vfu/nvme_stubs.c.
+vfu="src/vfu/session.c src/vfu/msg.c src/vfu/dma.c src/vfu/nvme_pci.c src/vfu/nvme_ctrlr.c \
+ src/vfu/nvme_admin.c src/vfu/nvme_io.c src/vfu/nvme_prp.c tests/unit/vfu/nvme_stubs.c"
 
 # Compile each source once (fuzzer-no-link: coverage instrumentation without libFuzzer's main).
-all=$(printf "%s\n" $core $bdev $vhost $rpc tests/unit/rpc/stubs.c tests/unit/rpc/stubs_file.c \
-	tests/unit/rpc/stubs_iostat.c tests/fuzz/fuzz_*.c | sort -u)
+all=$(printf "%s\n" $core $bdev $vhost $vfu $rpc tests/unit/rpc/stubs.c \
+	tests/unit/rpc/stubs_file.c tests/unit/rpc/stubs_iostat.c tests/unit/rpc/stubs_vfu.c \
+	tests/fuzz/fuzz_*.c | sort -u)
 echo "$all" | $NICE xargs -P "$JOBS" -I{} sh -c '
 	src="$1"; obj="$2/obj/$(echo "$1" | tr / _).o"
 	if [ ! -f "$obj" ] || [ "$3/$src" -nt "$obj" ] || [ -n "$(find "$3/src" "$3/tests/fuzz" \
@@ -93,9 +98,11 @@ link fuzz_inflight tests/fuzz/fuzz_inflight.c src/vhost/inflight.c src/core/util
 	tests/fuzz/fuzz_log.c
 link fuzz_vhost_msg tests/fuzz/fuzz_vhost_msg.c $core $bdev $vhost
 link fuzz_rpc tests/fuzz/fuzz_rpc.c tests/fuzz/fuzz_rpc_weak.c $rpc tests/unit/rpc/stubs.c \
-	tests/unit/rpc/stubs_file.c tests/unit/rpc/stubs_iostat.c \
+	tests/unit/rpc/stubs_file.c tests/unit/rpc/stubs_iostat.c tests/unit/rpc/stubs_vfu.c \
 	$core
 link fuzz_config tests/fuzz/fuzz_config.c tests/fuzz/fuzz_rpc_weak.c $rpc tests/unit/rpc/stubs.c \
-	tests/unit/rpc/stubs_file.c tests/unit/rpc/stubs_iostat.c \
+	tests/unit/rpc/stubs_file.c tests/unit/rpc/stubs_iostat.c tests/unit/rpc/stubs_vfu.c \
 	$core
+link fuzz_vfu_msg tests/fuzz/fuzz_vfu_msg.c $vfu src/core/util.c src/core/sigbus.c \
+	src/core/peerfd.c tests/fuzz/fuzz_log.c
 echo "fuzz targets in $out"

@@ -259,4 +259,60 @@ cfg = {"subsystems": [
 save("fuzz_config", "full", json.dumps(cfg, indent=1).encode())
 save("fuzz_config", "empty", b'{"subsystems": []}')
 save("fuzz_config", "bad-entry", b'{"subsystems": [{"subsystem": "bdev", "config": [{"method": 1}]}]}')
+
+# ---- fuzz_vfu_msg: records after VERSION + DMA_MAP (see the harness's header) --------------
+V_MSG, V_GUEST, V_DB, V_ENABLE, V_ADMIN, V_IO, V_HOLD, V_PUMP = range(8)
+V_MEM = 0x100000
+
+
+def v_msg(cmd, payload=b"", flags=0, kinds=0):
+    return bytes([V_MSG, cmd, flags]) + struct.pack("<H", len(payload)) + bytes([kinds]) + payload
+
+
+def v_sqe(opc, nsid=0, prp1=0, prp2=0, cdw10=0, cdw11=0, cdw12=0, psdt=0):
+    return struct.pack("<BBHIIIQQQIIIIII", opc, psdt << 6, 0, nsid, 0, 0, 0, prp1, prp2, cdw10, cdw11,
+                       cdw12, 0, 0, 0)
+
+
+def v_admin(sqe, fix=0):
+    return bytes([V_ADMIN]) + sqe + bytes([fix])
+
+
+def v_io(q, sqe, fix=1):
+    return bytes([V_IO, q]) + sqe + bytes([fix])
+
+
+def v_region(rw, region, off, data=b"", count=None):
+    hdr = struct.pack("<QII", off, region, len(data) if count is None else count)
+    return v_msg(10 if rw else 9, hdr + data)
+
+
+v_setup = (bytes([V_ENABLE]) + v_admin(v_sqe(0x09, cdw10=0x07, cdw11=0x00030003)) +
+           b"".join(v_admin(v_sqe(0x05, cdw10=(31 << 16) | q, cdw11=(q << 16) | 3), fix=4) +
+                    v_admin(v_sqe(0x01, cdw10=(31 << 16) | q, cdw11=(q << 16) | 1), fix=4)
+                    for q in (1, 2)))
+save("fuzz_vfu_msg", "identify", bytes([V_ENABLE]) +
+     b"".join(v_admin(v_sqe(0x06, nsid=n, prp1=V_MEM + 0x40000, cdw10=c)) for c, n in
+              ((1, 0), (0, 1), (2, 0), (3, 1), (6, 0), (0x1f, 0))) + bytes([V_PUMP]))
+save("fuzz_vfu_msg", "io", v_setup +
+     v_io(1, v_sqe(0x01, nsid=1, prp1=V_MEM + 0x80000, cdw12=7)) +
+     v_io(2, v_sqe(0x02, nsid=2, prp1=V_MEM + 0x81000, prp2=V_MEM + 0x90000, cdw12=3)) +
+     v_io(1, v_sqe(0x08, nsid=1, cdw10=8, cdw12=15 | (1 << 25)), fix=0) +
+     v_io(2, v_sqe(0x09, nsid=1, prp1=V_MEM + 0x82000, cdw11=4), fix=1) +
+     v_io(1, v_sqe(0x00, nsid=1), fix=0) + bytes([V_PUMP]))
+save("fuzz_vfu_msg", "sgl", v_setup +
+     bytes([V_GUEST]) + struct.pack("<HB", 0x8300 // 16, 32) +
+     struct.pack("<QIxxxB", V_MEM + 0x84000, 1024, 0) + struct.pack("<QIxxxB", V_MEM + 0x86000, 1024, 0) +
+     v_io(1, v_sqe(0x02, nsid=1, prp1=V_MEM + 0x8300, prp2=(0x30 << 56) | 32, cdw12=3, psdt=1), fix=0))
+save("fuzz_vfu_msg", "reset-held", v_setup + bytes([V_HOLD, 1]) +
+     v_io(1, v_sqe(0x01, nsid=1, prp1=V_MEM + 0x80000)) + v_io(2, v_sqe(0x02, nsid=1, prp1=V_MEM + 0x80000)) +
+     v_region(1, 0, 0x14, struct.pack("<I", 0)) + bytes([V_HOLD, 0, V_PUMP]))
+save("fuzz_vfu_msg", "messages",
+     v_msg(4, struct.pack("<IIII", 16, 0, 0, 0)) + v_msg(5, struct.pack("<IIIIQQ", 32, 0, 0, 0, 0, 0)) +
+     v_msg(7, struct.pack("<IIII", 16, 0, 2, 0)) + v_region(0, 7, 0, count=64) +
+     v_msg(8, struct.pack("<IIIII", 20, 0x24, 2, 0, 2), kinds=0x85) +
+     v_msg(3, struct.pack("<IIQQ", 24, 0, V_MEM, 0x100000)) +
+     v_msg(2, struct.pack("<IIQQQ", 32, 3, 0, 0x400000, 0x1000), kinds=0x40) + v_msg(13))
+save("fuzz_vfu_msg", "doorbells", v_setup + bytes([V_DB, 1, 0]) + struct.pack("<H", 500) +
+     bytes([V_ENABLE, V_DB, 0, 1]) + struct.pack("<H", 99))
 print("corpus written to", OUT)

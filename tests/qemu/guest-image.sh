@@ -3,7 +3,8 @@
 #
 # guest-image.sh: build (once) and cache the test guest: a Debian 6.1 kernel and a base
 # initramfs holding busybox-static, fio, mke2fs/e2fsck, blkdiscard, sg3_utils (sg_inq, sg_vpd,
-# sg_readcap, sg_luns), their libraries and the virtio-blk, virtio-scsi + sd and ext4 modules.  Per-test scripts are appended later as a second cpio archive
+# sg_readcap, sg_luns), nvme-cli, their libraries and the virtio-blk, virtio-scsi + sd and ext4
+# modules (and the nvme modules, loaded on demand: vt_load_nvme).  Per-test scripts are appended later as a second cpio archive
 # (tests/qemu/lib.sh: vq_make_initrd), so this base image is built once per kernel version.
 #
 # Usage: guest-image.sh [--env] [--force]
@@ -25,12 +26,15 @@
 set -euo pipefail
 
 # Bump when the image layout or /init changes, so that stale caches are rebuilt.
-RECIPE_VERSION=3
+RECIPE_VERSION=4
 
 # Modules the guest needs; dependencies are added from `modinfo -F depends`.
 WANT_MODULES=(virtio_blk virtio_scsi sd_mod virtio_pci ext4 crc32c_generic)
-# Programs copied with their ldd libraries (first match on PATH wins).
-WANT_PROGRAMS=(fio mke2fs e2fsck blkdiscard sg_inq sg_vpd sg_readcap sg_luns)
+# In the image but not loaded by /init (the NVMe driver tests bind QEMU's emulated NVMe to
+# uio/vfio first): a test loads them with vt_load_nvme (the vfio-user NVMe guest tests).
+LATER_MODULES=(nvme)
+# Programs copied with their ldd libraries (first match on PATH wins). nvme: nvme-cli.
+WANT_PROGRAMS=(fio mke2fs e2fsck blkdiscard sg_inq sg_vpd sg_readcap sg_luns nvme)
 
 log() { echo "guest-image: $*" >&2; }
 die() { log "error: $*"; exit "${2:-1}"; }
@@ -97,6 +101,7 @@ ensure_deps() {
 	command -v mke2fs >/dev/null || missing+=(e2fsprogs)
 	command -v blkdiscard >/dev/null || missing+=(util-linux)
 	command -v sg_inq >/dev/null || missing+=(sg3-utils)
+	command -v nvme >/dev/null || missing+=(nvme-cli)
 	command -v xz >/dev/null || missing+=(xz-utils)
 	command -v zstd >/dev/null || missing+=(zstd)
 	command -v dpkg-deb >/dev/null || die "dpkg-deb not found: this script needs Debian" 77
@@ -104,7 +109,7 @@ ensure_deps() {
 		apt_install "${missing[@]}"
 	fi
 	for p in busybox fio modinfo cpio gzip mke2fs e2fsck blkdiscard sg_inq sg_vpd sg_readcap \
-		sg_luns; do
+		sg_luns nvme; do
 		command -v "$p" >/dev/null || die "$p still missing after install"
 	done
 }
@@ -311,6 +316,14 @@ vt_is_zero() {
 	rm -f /tmp/vt.zchk /tmp/vt.zref
 	return $rc
 }
+# vt_load_nvme: load the kernel NVMe driver and what it needs (skipping loaded modules).
+vt_load_nvme() {
+	local m
+	while read -r m; do
+		grep -q "^$m " /proc/modules && continue
+		insmod "/lib/modules/vtest/$m.ko" || return 1
+	done </etc/vtest-modules-nvme
+}
 # vt_sum DEV OFFSET_MIB LEN_MIB: sha256 of a range (O_DIRECT).
 vt_sum() {
 	dd if="$1" bs=1M skip="$2" count="$3" iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1
@@ -359,6 +372,17 @@ build_image() {
 		echo "$name" >>"$root/etc/vtest-modules"
 	done
 	log "modules (load order): ${MODORDER[*]}"
+	# Modules loaded later (vt_load_nvme), with the dependencies /init did not load.
+	local base=${#MODORDER[@]}
+	for name in "${LATER_MODULES[@]}"; do
+		add_module "$name"
+	done
+	: >"$root/etc/vtest-modules-nvme"
+	for name in "${MODORDER[@]:$base}"; do
+		copy_module "$name" "$root/lib/modules/vtest"
+		echo "$name" >>"$root/etc/vtest-modules-nvme"
+	done
+	log "nvme modules (vt_load_nvme): ${MODORDER[*]:$base}"
 
 	# Debian's mke2fs defaults (ext4 features); mke2fs falls back to built-ins without it.
 	[[ -f /etc/mke2fs.conf ]] && cp /etc/mke2fs.conf "$root/etc/mke2fs.conf"

@@ -336,7 +336,7 @@ test_app_methods(void **state)
 	json_decref(r);
 
 	r = call_ok("framework_get_subsystems", NULL);
-	assert_int_equal(json_array_size(r), 3); /* bdev, vhost_blk, vhost_scsi */
+	assert_int_equal(json_array_size(r), 4); /* bdev, vhost_blk, vhost_scsi, vfio_user */
 	json_decref(r);
 	r = call_ok("framework_get_config", "{\"name\":\"vhost_blk\",\"with_batches\":false}");
 	assert_true(json_is_array(r));
