@@ -42,7 +42,7 @@ core="src/core/msg.c src/core/evloop.c src/core/reactor.c src/core/util.c src/co
  src/core/sigbus.c src/core/peerfd.c tests/fuzz/fuzz_log.c"
 bdev="src/bdev/bdev.c src/bdev/null.c src/bdev/ram.c"
 vhost="src/vhost/socket.c src/vhost/msg.c src/vhost/mem.c src/vhost/vring.c src/vhost/blk.c \
- src/vhost/session.c src/vhost/inflight.c src/vhost/dirtylog.c"
+ src/vhost/session.c src/vhost/inflight.c src/vhost/dirtylog.c src/vhost/vring_packed.c"
 
 # Compile each source once (fuzzer-no-link: coverage instrumentation without libFuzzer's main).
 all=$(printf "%s\n" $core $bdev $vhost $rpc tests/unit/rpc/stubs.c tests/unit/rpc/stubs_file.c \
@@ -78,6 +78,7 @@ HOOKED=
 
 HOOKED="$out/obj/src_vhost_blk.c.hooked.o $out/obj/src_vhost_vring.c.o"
 link fuzz_vring tests/fuzz/fuzz_vring.c src/vhost/mem.c src/vhost/inflight.c src/vhost/dirtylog.c \
+	src/vhost/vring_packed.c \
 	src/core/util.c \
 	src/core/sigbus.c src/core/peerfd.c tests/fuzz/fuzz_log.c
 link fuzz_inflight tests/fuzz/fuzz_inflight.c src/vhost/inflight.c src/core/util.c \
