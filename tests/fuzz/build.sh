@@ -81,6 +81,10 @@ link fuzz_vring tests/fuzz/fuzz_vring.c src/vhost/mem.c src/vhost/inflight.c src
 	src/vhost/vring_packed.c \
 	src/core/util.c \
 	src/core/sigbus.c src/core/peerfd.c tests/fuzz/fuzz_log.c
+HOOKED="$out/obj/src_vhost_blk.c.hooked.o $out/obj/src_vhost_vring.c.o"
+link fuzz_vring_packed tests/fuzz/fuzz_vring_packed.c src/vhost/mem.c src/vhost/inflight.c \
+	src/vhost/dirtylog.c src/vhost/vring_packed.c src/core/util.c src/core/sigbus.c \
+	src/core/peerfd.c tests/fuzz/fuzz_log.c
 link fuzz_inflight tests/fuzz/fuzz_inflight.c src/vhost/inflight.c src/core/util.c \
 	tests/fuzz/fuzz_log.c
 link fuzz_vhost_msg tests/fuzz/fuzz_vhost_msg.c $core $bdev $vhost
