@@ -38,7 +38,13 @@ struct vh_fe_vq {
 	bool fresh;         /* reset since the last start: the base is the layout's initial one */
 	uint16_t free_head;
 	uint16_t num_free;
-	uint16_t *next;              /* free list / chain links, mirrors desc[].next */
+	uint16_t *next; /* free list / chain links, mirrors desc[].next */
+	/*
+	 * Packed: first descriptors queued but not yet made available (their flags are stored by
+	 * the next flush, in ring order, as the split layout publishes avail->idx then).
+	 */
+	uint16_t *p_hold_idx, *p_hold_flags;
+	unsigned int p_nhold;
 	struct vh_fe_req **inflight; /* by head */
 	unsigned int ninflight;
 

@@ -87,7 +87,9 @@ fe_vq_setup(struct vh_fe *fe, struct vh_fe_vq *vq, unsigned int idx)
 	vq->ind = gpa_ptr(vq, vq->ind_gpa, 16ull * n * vq->max_chain);
 	vq->next = calloc(n, sizeof(*vq->next));
 	vq->inflight = calloc(n, sizeof(*vq->inflight));
-	if (!vq->next || !vq->inflight) {
+	vq->p_hold_idx = calloc(n, sizeof(*vq->p_hold_idx));
+	vq->p_hold_flags = calloc(n, sizeof(*vq->p_hold_flags));
+	if (!vq->next || !vq->inflight || !vq->p_hold_idx || !vq->p_hold_flags) {
 		return -ENOMEM;
 	}
 	vq->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -105,6 +107,8 @@ fe_vq_teardown(struct vh_fe_vq *vq)
 {
 	free(vq->next);
 	free(vq->inflight);
+	free(vq->p_hold_idx);
+	free(vq->p_hold_flags);
 	if (vq->kick_fd >= 0) {
 		close(vq->kick_fd);
 	}

@@ -2,11 +2,12 @@
 /*
  * Driver side of a packed virtqueue (VIRTIO 1.2 §2.8), as Linux's virtio_ring drives one: buffer
  * ids from a free list, descriptors written in ring order with the first one's flags stored last
- * (release), used descriptors reaped in order with the ring advanced by each buffer's descriptor
- * count, event suppression both ways. fe_vq.c hands a queue here when VIRTIO_F_RING_PACKED was
- * negotiated; the ring uses the same guest memory as the split layout (the descriptor table is
- * the descriptor ring, the first 4 bytes of the avail and used areas the driver and device event
- * suppression structures).
+ * (release; vh_fe_vq_flush() stores them, so a queued request is not visible before, as on a
+ * split ring), used descriptors reaped in order with the ring advanced by each buffer's
+ * descriptor count, event suppression both ways. fe_vq.c hands a queue here when
+ * VIRTIO_F_RING_PACKED was negotiated; the ring uses the same guest memory as the split layout (the
+ * descriptor table is the descriptor ring, the first 4 bytes of the avail and used areas the driver
+ * and device event suppression structures).
  *
  * Positions are free-running 16-bit counts, as in the back-end (src/vhost/vring_packed.h): count
  * p is index p & (size - 1) with wrap counter !(p & size), so 0 is index 0 with wrap 1.
@@ -76,6 +77,7 @@ fe_vq_packed_reset(struct vh_fe_vq *vq)
 	vq->free_head = 0;
 	vq->num_free = vq->size;
 	vq->avail_idx = vq->avail_pub = vq->used_seen = 0;
+	vq->p_nhold = 0;
 }
 
 void
@@ -176,8 +178,9 @@ fe_vq_packed_queue(struct vh_fe_vq *vq, struct vh_fe_req *req)
 	req->used_len = 0;
 	vq->avail_idx = (uint16_t)(pos + req->ndesc);
 	vq->st.submitted++;
-	/* Release: the whole list before the first descriptor's flags make it available. */
-	__atomic_store_n(&ring[p_idx(vq, pos)].flags, htole16(first_flags), __ATOMIC_RELEASE);
+	/* The first descriptor's flags make the list available: at the next flush. */
+	vq->p_hold_idx[vq->p_nhold] = p_idx(vq, pos);
+	vq->p_hold_flags[vq->p_nhold++] = first_flags;
 	if (vq->ring.kick_per_request) {
 		int rc = fe_vq_packed_flush(vq);
 
@@ -197,6 +200,12 @@ fe_vq_packed_flush(struct vh_fe_vq *vq)
 	if (old == cur) {
 		return 0;
 	}
+	/* Release: each whole list before the first descriptor's flags, lists in ring order. */
+	for (unsigned int i = 0; i < vq->p_nhold; i++) {
+		__atomic_store_n(&p_ring(vq)[vq->p_hold_idx[i]].flags, htole16(vq->p_hold_flags[i]),
+		                 __ATOMIC_RELEASE);
+	}
+	vq->p_nhold = 0;
 	vq->avail_pub = cur;
 	/* The descriptors' flags before the device's suppression (store-load, lost-kick race). */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
