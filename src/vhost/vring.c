@@ -276,7 +276,7 @@ vh_vq_indirect_table(struct vh_vq *vq, const struct vh_mem *mem, uint64_t gpa, u
 }
 
 int
-vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, struct iovec *iov,
+vh_vq_split_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, struct iovec *iov,
                  int max, int *nr, int *nw, uint8_t **last_w)
 {
 	const struct vring_desc *table = vq->desc;
@@ -286,9 +286,6 @@ vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, stru
 	uint64_t last_w_end = 0;
 	int n = 0, n_read = 0, err = 0;
 
-	if (VH_UNLIKELY(vq->packed)) {
-		return vh_vq_packed_walk(vq, mem, head, iov, max, nr, nw, last_w);
-	}
 	*last_w = NULL;
 	for (;;) {
 		struct vring_desc d;

@@ -270,7 +270,23 @@ struct vh_req *vh_vq_fetch_one(struct vh_vq *vq);
  * A packed ring keeps a request's chain only while it is handed over: call this from
  * ops->handle(), or right after vh_vq_fetch_one() (@head is req->head); -EINVAL otherwise.
  */
-int vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, struct iovec *iov,
+static inline int vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head,
+                                   struct iovec *iov, int max, int *nr, int *nw, uint8_t **last_w);
+/* The two layouts' walkers behind vh_vq_walk_chain(). */
+int vh_vq_split_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, struct iovec *iov,
                      int max, int *nr, int *nw, uint8_t **last_w);
+int vh_vq_packed_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, struct iovec *iov,
+                      int max, int *nr, int *nw, uint8_t **last_w);
+
+/* Inline: the split ring's hot path pays one test for the packed one's existence. */
+static inline int
+vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, struct iovec *iov,
+                 int max, int *nr, int *nw, uint8_t **last_w)
+{
+	if (VH_UNLIKELY(vq->packed)) {
+		return vh_vq_packed_walk(vq, mem, head, iov, max, nr, nw, last_w);
+	}
+	return vh_vq_split_walk(vq, mem, head, iov, max, nr, nw, last_w);
+}
 
 #endif

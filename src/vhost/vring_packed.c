@@ -31,13 +31,6 @@
 
 #define AVAIL_USED (VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED)
 
-/* Made available by a driver whose wrap counter is @wrap: AVAIL == wrap, USED != wrap. */
-static inline bool
-is_avail(uint16_t flags, bool wrap)
-{
-	return (flags & AVAIL_USED) == (wrap ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED);
-}
-
 /* ---- request slots and buffer ids (vring.c's split-ring counterparts, inlined here) ---- */
 
 static inline bool
@@ -91,7 +84,7 @@ ifl_fetch(struct vh_vq_packed *pk, struct vh_req *req, const struct pvirtq_desc 
 		VH_WRITE_ONCE(r->addr, c[k].addr);
 		VH_WRITE_ONCE(r->len, c[k].len);
 		VH_WRITE_ONCE(r->flags, c[k].flags);
-		VH_WRITE_ONCE(r->id, c[k].id);
+		VH_WRITE_ONCE(r->id, k + 1 == n ? c[k].id : 0);
 		last = e;
 		e = pk->ifl_next[e];
 	}
@@ -107,8 +100,11 @@ ifl_fetch(struct vh_vq_packed *pk, struct vh_req *req, const struct pvirtq_desc 
 	req->ifl_last = last;
 }
 
-/* Before the used descriptor goes out: the chain back on the free list, the new used position. */
-static void
+/*
+ * Before the used descriptor goes out: the chain back on the free list, the new used position.
+ * Out of line, as ifl_used_commit(): the path without a region stays small.
+ */
+static __attribute__((noinline)) void
 ifl_used_begin(struct vh_vq_packed *pk, const struct vh_req *req, uint16_t pos, uint16_t next,
                uint32_t size)
 {
@@ -123,7 +119,7 @@ ifl_used_begin(struct vh_vq_packed *pk, const struct vh_req *req, uint16_t pos, 
 }
 
 /* After it went out: the head's mark cleared, then the commit. */
-static void
+static __attribute__((noinline)) void
 ifl_used_commit(struct vh_vq_packed *pk, const struct vh_req *req, uint16_t next, uint32_t size)
 {
 	struct inflight_packed_queue *q = pk->ifl;
@@ -136,63 +132,86 @@ ifl_used_commit(struct vh_vq_packed *pk, const struct vh_req *req, uint16_t next
 
 /* ---- fetch (reactor) ---- */
 
-/*
- * Copy the chain at vq->last_avail out of the ring, every field read once. Returns its length
- * (*id: the buffer id, from its last descriptor), 0 if the driver made nothing available, or -1
- * after breaking the queue.
- */
-static int
-read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, struct pvirtq_desc *out, uint16_t *id)
+/* The AVAIL/USED bits of a descriptor the driver made available at position @pos. */
+static inline uint16_t
+avail_bits(uint16_t pos, uint32_t size)
 {
-	uint32_t size = vq->size, n = 0;
-	uint16_t pos = vq->last_avail;
-	const struct pvirtq_desc *d = &pk->ring[vh_pk_idx(pos, size)];
-	/* Acquire: pairs with the driver's barrier before it flips the first descriptor's flags. */
-	uint16_t flags = VH_LOAD_ACQ(d->flags);
+	return (pos & size) ? VIRTQ_DESC_F_USED : VIRTQ_DESC_F_AVAIL;
+}
 
-	if (!is_avail(flags, vh_pk_wrap(pos, size))) {
-		return 0;
-	}
+/*
+ * The first descriptor's flags if the driver made the one at vq->last_avail available, else
+ * -1. Acquire: pairs with the driver's barrier before it flips those flags.
+ */
+static inline int
+next_avail_flags(const struct vh_vq *vq, const struct vh_vq_packed *pk)
+{
+	uint16_t pos = vq->last_avail;
+	uint16_t flags = VH_LOAD_ACQ(pk->ring[pos & vq->mask].flags);
+
+	return (flags & AVAIL_USED) == avail_bits(pos, vq->size) ? flags : -1;
+}
+
+/*
+ * Copy the chain at vq->last_avail (its first descriptor available with @flags) out of the
+ * ring, every field read once. Returns its length (*id: the buffer id, from its last
+ * descriptor), or 0 after breaking the queue.
+ */
+static inline uint32_t
+read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint16_t flags, uint16_t *id)
+{
+	const struct pvirtq_desc *ring = pk->ring;
+	struct pvirtq_desc *out = pk->chain_buf;
+	uint32_t size = vq->size, n = 0;
+	uint16_t idx = vq->last_avail & vq->mask, want = avail_bits(vq->last_avail, size);
+
 	for (;;) {
+		const struct pvirtq_desc *d = &ring[idx];
+
 		out[n].addr = VH_READ_ONCE(d->addr);
 		out[n].len = VH_READ_ONCE(d->len);
 		out[n].flags = flags;
-		out[n].id = 0;
 		n++;
 		if (!(flags & VRING_DESC_F_NEXT)) {
 			/* VIRTIO 1.2 §2.8.6: the buffer id is in the last descriptor of the list.
 			 */
 			*id = VH_READ_ONCE(d->id);
 			out[n - 1].id = *id;
-			return (int)n;
+			return n;
 		}
 		if (VH_UNLIKELY(n == size)) {
 			vh_vq_broken(vq, "guest violated the ring protocol: "
 			                 "descriptor chain longer than the ring");
-			return -1;
+			return 0;
 		}
-		pos++;
-		d = &pk->ring[vh_pk_idx(pos, size)];
-		flags = VH_READ_ONCE(d->flags);
+		/* The next position; past the end of the ring the driver's wrap counter flips. */
+		if (++idx == size) {
+			idx = 0;
+			want ^= AVAIL_USED;
+		}
+		flags = VH_READ_ONCE(ring[idx].flags);
 		/* §2.8.6: AVAIL and USED must be right in every descriptor of a list. */
-		if (VH_UNLIKELY(!is_avail(flags, vh_pk_wrap(pos, size)))) {
+		if (VH_UNLIKELY((flags & AVAIL_USED) != want)) {
 			vh_vq_broken(vq,
 			             "guest violated the ring protocol: "
 			             "descriptor chain runs into a descriptor not made available");
-			return -1;
+			return 0;
 		}
 	}
 }
 
-/* Take the next available chain into a request slot. NULL if none, or the queue broke. */
-static struct vh_req *
-take_chain(struct vh_vq *vq, struct vh_vq_packed *pk)
+/*
+ * Take the chain at vq->last_avail (its first descriptor available with @flags) into a request
+ * slot. NULL if the queue broke.
+ */
+static inline struct vh_req *
+take_chain(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t flags)
 {
 	struct vh_req *req;
 	uint16_t id = 0;
-	int n = read_chain(vq, pk, pk->chain_buf, &id);
+	uint32_t n = read_chain(vq, pk, flags, &id);
 
-	if (n <= 0) {
+	if (VH_UNLIKELY(n == 0)) {
 		return NULL;
 	}
 	if (VH_UNLIKELY(id >= vq->size)) {
@@ -223,16 +242,21 @@ take_chain(struct vh_vq *vq, struct vh_vq_packed *pk)
 	return req;
 }
 
-void
-vh_vq_packed_fetch(struct vh_vq *vq)
+/* The fetch loop, out of line: an empty poll (most of them) stays a few instructions. */
+static __attribute__((noinline)) void
+fetch_loop(struct vh_vq *vq, int flags)
 {
 	struct vh_vq_packed *pk = vq->pk;
 	uint32_t n = VH_MIN((uint32_t)VH_VQ_BATCH, vq->nfree);
 
 	for (uint32_t i = 0; i < n; i++) {
-		struct vh_req *req = take_chain(vq, pk);
+		struct vh_req *req;
 
-		if (req == NULL) {
+		if (i > 0 && (flags = next_avail_flags(vq, pk)) < 0) {
+			return;
+		}
+		req = take_chain(vq, pk, (uint16_t)flags);
+		if (VH_UNLIKELY(req == NULL)) {
 			return;
 		}
 		vq->ops->handle(vq, req);
@@ -243,11 +267,23 @@ vh_vq_packed_fetch(struct vh_vq *vq)
 	}
 }
 
+void
+vh_vq_packed_fetch(struct vh_vq *vq)
+{
+	int flags = next_avail_flags(vq, vq->pk);
+
+	if (flags >= 0 && vq->nfree > 0) {
+		fetch_loop(vq, flags);
+	}
+}
+
 struct vh_req *
 vh_vq_packed_fetch_one(struct vh_vq *vq)
 {
+	int flags = next_avail_flags(vq, vq->pk);
+
 	/* The chain stays valid for the device's walk until the next fetch. */
-	return take_chain(vq, vq->pk);
+	return flags < 0 ? NULL : take_chain(vq, vq->pk, (uint16_t)flags);
 }
 
 /* ---- descriptor walk (reactor, from ops->handle) ---- */
@@ -451,10 +487,7 @@ vh_vq_packed_disable_kicks(struct vh_vq *vq)
 bool
 vh_vq_packed_avail(struct vh_vq *vq)
 {
-	uint16_t pos = vq->last_avail;
-	uint16_t flags = VH_READ_ONCE(vq->pk->ring[vh_pk_idx(pos, vq->size)].flags);
-
-	return is_avail(flags, vh_pk_wrap(pos, vq->size));
+	return next_avail_flags(vq, vq->pk) >= 0;
 }
 
 uint32_t

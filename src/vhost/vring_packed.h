@@ -120,9 +120,6 @@ void vh_vq_packed_enable_kicks(struct vh_vq *vq);
 void vh_vq_packed_disable_kicks(struct vh_vq *vq);
 /* Reactor: whether the next descriptor is available (one read of its flags). */
 bool vh_vq_packed_avail(struct vh_vq *vq);
-/* vh_vq_walk_chain() of a packed ring. */
-int vh_vq_packed_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, struct iovec *iov,
-                      int max, int *nr, int *nw, uint8_t **last_w);
 /* Reactor: the ring's position (vh_vq_position()'s format), taken when it stops. */
 uint32_t vh_vq_packed_position(const struct vh_vq *vq);
 
