@@ -21,10 +21,11 @@
 # of the measured run that did not end in a used-ring publish (vq_flush) is an empty one. What is
 # left is deterministic: it changes only when the code does.
 #
-# usage: bench/callgrind.sh [-n IOS] [-q DEPTH] [-B BUILDDIR] [-a] [-k]
+# usage: bench/callgrind.sh [-n IOS] [-q DEPTH] [-B BUILDDIR] [-p] [-a] [-k]
 #   -n IOS      I/Os to run (default 200000)
 #   -q DEPTH    queue depth (default 32)
 #   -B DIR      build directory (default build-bench; configured as release if missing)
+#   -p          packed virtqueues (controller with --packed-ring, vhost-bench --packed)
 #   -a          also print the call tree below the reactor (callgrind_annotate)
 #   -k          keep the callgrind output files (path printed)
 # If the data path's functions are renamed, update POLL_FN, CHAN_FN and FLUSH_FN below.
@@ -37,21 +38,23 @@ depth=32
 builddir=$root/build-bench
 annotate=0
 keep=0
+packed=0
 # The reactor's virtqueue poller, bdev channel poller and deferred used-ring publish.
 POLL_FN=vq_poll
 CHAN_FN=channel_poll
 FLUSH_FN=vq_flush
 fns=("$POLL_FN" "$CHAN_FN" "$FLUSH_FN")
 
-while getopts "n:q:B:akh" opt; do
+while getopts "n:q:B:pakh" opt; do
 	case $opt in
 	n) ios=$OPTARG ;;
 	q) depth=$OPTARG ;;
 	B) builddir=$OPTARG ;;
+	p) packed=1 ;;
 	a) annotate=1 ;;
 	k) keep=1 ;;
 	h) sed -n '3,/^set -e/p' "$0" | sed 's/^# \{0,1\}//' | head -n -1; exit 0 ;;
-	*) echo "usage: $0 [-n IOS] [-q DEPTH] [-B BUILDDIR] [-a] [-k]" >&2; exit 2 ;;
+	*) echo "usage: $0 [-n IOS] [-q DEPTH] [-B BUILDDIR] [-p] [-a] [-k]" >&2; exit 2 ;;
 	esac
 done
 [[ $ios =~ ^[1-9][0-9]*$ && $depth =~ ^[1-9][0-9]*$ ]] || { echo "callgrind.sh: bad -n/-q" >&2; exit 2; }
@@ -100,11 +103,20 @@ for _ in $(seq 600); do
 	sleep 0.1
 done
 "$vhostctl" -s "$dir/rpc.sock" -t 30 bdev_null_create Null0 1024 512 >/dev/null
-"$vhostctl" -s "$dir/rpc.sock" -t 30 vhost_create_blk_controller --cpumask 0x2 vhost.0 Null0 >/dev/null
+ring_ctl=()
+ring_bench=()
+ring=split
+if ((packed)); then
+	ring_ctl=(--packed-ring)
+	ring_bench=(--packed)
+	ring=packed
+fi
+"$vhostctl" -s "$dir/rpc.sock" -t 30 vhost_create_blk_controller --cpumask 0x2 "${ring_ctl[@]}" \
+	vhost.0 Null0 >/dev/null
 
 # 1. Calibration: a started device with no I/O, so every poll is an empty one.
 "$bench" --socket "$dir/vhost.0" --rw randread --number_ios 1 --runtime 1000 --timeout 120 \
-	--cpumask 0x1 --idle 4 >/dev/null &
+	--cpumask 0x1 --idle 4 "${ring_bench[@]}" >/dev/null &
 bpid=$!
 sleep 2.5
 callgrind_control -z "$pid" >/dev/null 2>&1
@@ -115,7 +127,7 @@ wait "$bpid" || { echo "callgrind.sh: calibration run failed" >&2; exit 1; }
 # 2. The measured run, between a zero and a dump.
 callgrind_control -z "$pid" >/dev/null 2>&1
 json=$("$bench" --socket "$dir/vhost.0" --rw randread --bs 4k --iodepth "$depth" \
-	--number_ios "$ios" --runtime 1000 --timeout 120 --cpumask 0x1 --json)
+	--number_ios "$ios" --runtime 1000 --timeout 120 --cpumask 0x1 --json "${ring_bench[@]}")
 callgrind_control -d measure "$pid" >/dev/null 2>&1
 kill -TERM "$pid"
 wait "$pid" || true
@@ -123,7 +135,7 @@ pid=
 
 rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 python3 - "$dir/callgrind.out.1" "$dir/callgrind.out.2" "$ios" "$depth" "$rev" "$json" \
-	"$POLL_FN" "$CHAN_FN" "$FLUSH_FN" <<'EOF'
+	"$POLL_FN" "$CHAN_FN" "$FLUSH_FN" "$ring" <<'EOF'
 import json, re, sys
 from collections import Counter
 
@@ -152,7 +164,7 @@ def parse(path):
     return total, calls, incl
 
 
-cal_path, run_path, ios, depth, rev, res, POLL, CHAN, FLUSH = sys.argv[1:10]
+cal_path, run_path, ios, depth, rev, res, POLL, CHAN, FLUSH, RING = sys.argv[1:11]
 ios = int(ios)
 res = json.loads(res)
 if res["ios"] != ios or res["errors"]:
@@ -171,7 +183,7 @@ work = total - empty
 # ~4100 of the total. Shown apart so a data-path change is visible next to it.
 fill = sum(v for k, v in incl.items() if "memset" in k)
 print(f"vhostd {rev}: {work / ios:.1f} instructions per I/O "
-      f"(4k randread QD{depth}, null bdev, {ios} I/Os in {batches} batches)")
+      f"(4k randread QD{depth}, {RING} rings, null bdev, {ios} I/Os in {batches} batches)")
 print(f"  of which zero-filling read buffers (memset): {fill / ios:.1f}; "
       f"the rest: {(work - fill) / ios:.1f}")
 print(f"  {total} Ir counted, minus {c[POLL] - batches} empty {POLL} x {e_vq:.1f} "
