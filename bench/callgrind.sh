@@ -27,11 +27,12 @@
 # completions, CQ entries) and the deferred per-CQ interrupt decision (irq_flush), and the
 # calibration window has the queues created and idle.
 #
-# usage: bench/callgrind.sh [-f vhost|vfu] [-n IOS] [-q DEPTH] [-B BUILDDIR] [-a] [-k]
+# usage: bench/callgrind.sh [-f vhost|vfu] [-n IOS] [-q DEPTH] [-B BUILDDIR] [-p] [-a] [-k]
 #   -f FRONT    vhost (vhost-user-blk, default) or vfu (vfio-user NVMe)
 #   -n IOS      I/Os to run (default 200000)
 #   -q DEPTH    queue depth (default 32)
 #   -B DIR      build directory (default build-bench; configured as release if missing)
+#   -p          packed virtqueues (controller with --packed-ring, vhost-bench --packed)
 #   -a          also print the call tree below the reactor (callgrind_annotate)
 #   -k          keep the callgrind output files (path printed)
 # If the data path's functions are renamed, update POLL_FN, CHAN_FN and FLUSH_FN below.
@@ -45,17 +46,19 @@ builddir=$root/build-bench
 annotate=0
 keep=0
 front=vhost
+packed=0
 
-while getopts "f:n:q:B:akh" opt; do
+while getopts "f:n:q:B:pakh" opt; do
 	case $opt in
 	f) front=$OPTARG ;;
 	n) ios=$OPTARG ;;
 	q) depth=$OPTARG ;;
 	B) builddir=$OPTARG ;;
+	p) packed=1 ;;
 	a) annotate=1 ;;
 	k) keep=1 ;;
 	h) sed -n '3,/^set -e/p' "$0" | sed 's/^# \{0,1\}//' | head -n -1; exit 0 ;;
-	*) echo "usage: $0 [-f vhost|vfu] [-n IOS] [-q DEPTH] [-B BUILDDIR] [-a] [-k]" >&2; exit 2 ;;
+	*) echo "usage: $0 [-f vhost|vfu] [-n IOS] [-q DEPTH] [-B BUILDDIR] [-p] [-a] [-k]" >&2; exit 2 ;;
 	esac
 done
 case $front in
@@ -121,9 +124,18 @@ for _ in $(seq 600); do
 	sleep 0.1
 done
 "$vhostctl" -s "$dir/rpc.sock" -t 30 bdev_null_create Null0 1024 512 >/dev/null
+ring_ctl=()
+ring_bench=()
+ring=split
+if ((packed)); then
+	[[ $front == vhost ]] || { echo "callgrind.sh: -p is for -f vhost" >&2; exit 2; }
+	ring_ctl=(--packed-ring)
+	ring_bench=(--packed)
+	ring=packed
+fi
 if [[ $front == vhost ]]; then
-	"$vhostctl" -s "$dir/rpc.sock" -t 30 vhost_create_blk_controller --cpumask 0x2 vhost.0 Null0 \
-		>/dev/null
+	"$vhostctl" -s "$dir/rpc.sock" -t 30 vhost_create_blk_controller --cpumask 0x2 \
+		"${ring_ctl[@]}" vhost.0 Null0 >/dev/null
 else
 	"$vhostctl" -s "$dir/rpc.sock" -t 30 call vfu_create_nvme_controller \
 		'{"ctrlr":"nvme0","cpumask":"0x2","num_io_queues":1}' >/dev/null
@@ -134,7 +146,7 @@ fi
 # 1. Calibration: a started device with no I/O, so every poll is an empty one.
 if [[ $front == vhost ]]; then
 	"$bench" --socket "$dir/vhost.0" --rw randread --number_ios 1 --runtime 1000 --timeout 120 \
-		--cpumask 0x1 --idle 4 >/dev/null &
+		--cpumask 0x1 --idle 4 "${ring_bench[@]}" >/dev/null &
 else
 	"$bench" --socket "$dir/nvme0" --idle 4 --cpu 0 --iodepth "$depth" >/dev/null &
 fi
@@ -149,7 +161,7 @@ wait "$bpid" || { echo "callgrind.sh: calibration run failed" >&2; exit 1; }
 callgrind_control -z "$pid" >/dev/null 2>&1
 if [[ $front == vhost ]]; then
 	json=$("$bench" --socket "$dir/vhost.0" --rw randread --bs 4k --iodepth "$depth" \
-		--number_ios "$ios" --runtime 1000 --timeout 120 --cpumask 0x1 --json)
+		--number_ios "$ios" --runtime 1000 --timeout 120 --cpumask 0x1 --json "${ring_bench[@]}")
 else
 	json=$("$bench" --socket "$dir/nvme0" --rw randread --bs 4k --iodepth "$depth" \
 		--number_ios "$ios" --cpu 0 --json)
@@ -161,7 +173,7 @@ pid=
 
 rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 python3 - "$dir/callgrind.out.1" "$dir/callgrind.out.2" "$ios" "$depth" "$rev" "$json" \
-	"$POLL_FN" "$CHAN_FN" "$FLUSH_FN" "$front" <<'EOF'
+	"$POLL_FN" "$CHAN_FN" "$FLUSH_FN" "$front" "$ring" <<'EOF'
 import json, re, sys
 from collections import Counter
 
@@ -190,7 +202,7 @@ def parse(path):
     return total, calls, incl
 
 
-cal_path, run_path, ios, depth, rev, res, POLL, CHAN, FLUSH, FRONT = sys.argv[1:11]
+cal_path, run_path, ios, depth, rev, res, POLL, CHAN, FLUSH, FRONT, RING = sys.argv[1:12]
 ios = int(ios)
 res = json.loads(res)
 if res["ios"] != ios or res["errors"]:
@@ -210,8 +222,9 @@ work = total - empty
 # ~4100 of the total. Shown apart so a data-path change is visible next to it.
 fill = sum(v for k, v in incl.items() if "memset" in k)
 front = "vhost-user-blk" if FRONT == "vhost" else "vfio-user NVMe"
+rings = f", {RING} rings" if FRONT == "vhost" else ""
 print(f"vhostd {rev} ({front}): {work / ios:.1f} instructions per I/O "
-      f"(4k randread QD{depth}, null bdev, {ios} I/Os in {batches} batches)")
+      f"(4k randread QD{depth}{rings}, null bdev, {ios} I/Os in {batches} batches)")
 print(f"  of which zero-filling read buffers (memset): {fill / ios:.1f}; "
       f"the rest: {(work - fill) / ios:.1f}")
 print(f"  {total} Ir counted, minus {c[POLL] - batches} empty {POLL} x {e_vq:.1f} "

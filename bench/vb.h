@@ -60,6 +60,7 @@ struct vb_opts {
 	bool huge;
 	bool interrupt;
 	bool no_flush; /* do not ack FLUSH/CONFIG_WCE: writes must be durable at completion */
+	bool packed;   /* packed virtqueues (VIRTIO_F_RING_PACKED) */
 	bool verify;
 	bool json;
 	uint64_t seed;
@@ -78,10 +79,15 @@ const char *vb_rw_name(enum vb_rw rw);
 
 /* ---- ring driver ------------------------------------------------------------------------ */
 
-/* One request slot: a fixed descriptor chain [header][data x nseg][status]. */
+/*
+ * One request slot: a fixed descriptor chain [header][data x nseg][status]. Split rings keep it
+ * in the descriptor table (head = its first index); packed rings write it into the ring at every
+ * submission (head = its buffer id, the slot index).
+ */
 struct vb_slot {
 	uint8_t *hdr; /* 16-byte virtio_blk_outhdr; the status byte follows at +16 */
 	uint8_t *buf; /* bs bytes of data */
+	uint64_t hdr_gpa, buf_gpa;
 	uint64_t t_submit;
 	uint64_t block; /* index in the queue's slice */
 	uint32_t gen;   /* verify: generation written or expected */
@@ -122,6 +128,17 @@ struct vb_queue {
 	uint16_t used_event_val;
 	uint16_t nseg; /* data descriptors per request */
 	bool event_idx;
+	/*
+	 * Packed rings: the descriptor ring (desc's memory), the driver's and the device's event
+	 * suppression words (avail's and used's), and free-running positions (index p & mask,
+	 * wrap counter !(p & size)).
+	 */
+	bool packed;
+	struct vring_packed_desc *pring;
+	uint32_t *driver_evt;
+	const uint32_t *device_evt;
+	uint16_t p_avail, p_pub, p_used;
+	uint32_t seg_len, bs;
 	int kick_fd;
 	int call_fd;
 	unsigned int nslots;

@@ -32,6 +32,8 @@ static const char usage[] =
         "  --interrupt         sleep on the call eventfds instead of polling the used rings\n"
         "  --no-flush          do not ack VIRTIO_BLK_F_FLUSH or CONFIG_WCE, as SPDK's and\n"
         "                      DPDK's virtio-user: the target must make every write durable\n"
+        "  --packed            packed virtqueues (VIRTIO_F_RING_PACKED; the target must offer\n"
+        "                      it): the same chains, written into the descriptor ring\n"
         "  --verify            write blocks with a {LBA, generation, crc32c} header, check\n"
         "                      every read, read back every written block at the end\n"
         "  --seed N            PRNG seed (default 0x5eed)\n"
@@ -60,6 +62,7 @@ enum {
 	OPT_HUGE,
 	OPT_INTERRUPT,
 	OPT_NO_FLUSH,
+	OPT_PACKED,
 	OPT_VERIFY,
 	OPT_SEED,
 	OPT_IDLE,
@@ -88,6 +91,7 @@ static const struct option long_opts[] = {
         {"huge", no_argument, NULL, OPT_HUGE},
         {"interrupt", no_argument, NULL, OPT_INTERRUPT},
         {"no-flush", no_argument, NULL, OPT_NO_FLUSH},
+        {"packed", no_argument, NULL, OPT_PACKED},
         {"verify", no_argument, NULL, OPT_VERIFY},
         {"seed", required_argument, NULL, OPT_SEED},
         {"idle", required_argument, NULL, OPT_IDLE},
@@ -411,10 +415,11 @@ vb_parse_opts(struct vb_opts *o, int argc, char **argv)
 			return 1;
 		}
 		if (c == OPT_HUGE || c == OPT_INTERRUPT || c == OPT_VERIFY || c == OPT_JSON ||
-		    c == OPT_NO_FLUSH) {
+		    c == OPT_NO_FLUSH || c == OPT_PACKED) {
 			o->huge |= c == OPT_HUGE;
 			o->interrupt |= c == OPT_INTERRUPT;
 			o->no_flush |= c == OPT_NO_FLUSH;
+			o->packed |= c == OPT_PACKED;
 			o->verify |= c == OPT_VERIFY;
 			o->json |= c == OPT_JSON;
 			continue;

@@ -16,6 +16,10 @@
  * - Timestamps: one TSC read when a poll finds completions (their end time), one before the
  *   resubmissions (their start time), one at the end (busy-time accounting). At QD1 that is a
  *   per-I/O timestamp; at QD128 it is per batch.
+ * - Packed rings (--packed) get the same chains, written into the descriptor ring at every
+ *   submission (addresses fixed per slot, the first descriptor's flags stored last, release),
+ *   used descriptors reaped in ring order, and event suppression words instead of flags and
+ *   event indices: the same work a Linux guest does for each layout.
  */
 #include <endian.h>
 #include <errno.h>
@@ -160,10 +164,36 @@ rng_next(uint64_t *s)
 	return *s * 0x2545f4914f6cdd1dull;
 }
 
+#define P_AVAIL      (1u << VRING_PACKED_DESC_F_AVAIL)
+#define P_USED       (1u << VRING_PACKED_DESC_F_USED)
+#define P_EVT(f, ow) (htole32((uint32_t)(f) << 16 | (ow)))
+
+/* A packed position as the event suppression structures name it: index | wrap << 15. */
+static inline uint16_t
+p_off_wrap(const struct vb_queue *q, uint16_t pos)
+{
+	return (uint16_t)((pos & q->mask) | ((pos & q->size) ? 0 : 0x8000u));
+}
+
+/* The used descriptor at packed position @pos, if the target wrote it (AVAIL == USED == wrap). */
+static inline bool
+p_used_at(const struct vb_queue *q, uint16_t pos, uint16_t *flags_out)
+{
+	uint16_t f = le16toh(__atomic_load_n(&q->pring[pos & q->mask].flags, __ATOMIC_ACQUIRE));
+
+	*flags_out = f;
+	return (f & (P_AVAIL | P_USED)) == ((pos & q->size) ? 0 : (P_AVAIL | P_USED));
+}
+
 /* Ask the target for no interrupts (polling) or for one at the next completion. */
 static void
 irq_off(struct vb_queue *q)
 {
+	if (q->packed) {
+		__atomic_store_n(q->driver_evt, P_EVT(VRING_PACKED_EVENT_FLAG_DISABLE, 0),
+		                 __ATOMIC_RELAXED);
+		return;
+	}
 	if (q->event_idx) {
 		/* used_seen - 1: the target crosses it only after 65535 more completions. */
 		q->used_event_val = (uint16_t)(q->used_seen - 1);
@@ -177,6 +207,15 @@ irq_off(struct vb_queue *q)
 static void
 irq_on(struct vb_queue *q)
 {
+	if (q->packed) {
+		/* With EVENT_IDX: a call when the target uses the descriptor we wait for. */
+		__atomic_store_n(
+		        q->driver_evt,
+		        q->event_idx ? P_EVT(VRING_PACKED_EVENT_FLAG_DESC, p_off_wrap(q, q->p_used))
+		                     : P_EVT(VRING_PACKED_EVENT_FLAG_ENABLE, 0),
+		        __ATOMIC_RELAXED);
+		return;
+	}
 	if (q->event_idx) {
 		q->used_event_val = q->used_seen;
 		__atomic_store_n(q->used_event, htole16(q->used_seen), __ATOMIC_RELAXED);
@@ -193,11 +232,39 @@ vb_queue_init_ring(struct vb_queue *q, bool event_idx, bool interrupt)
 	q->avail_event = (uint16_t *)&q->used->ring[q->size];
 	q->event_idx = event_idx;
 	q->avail_idx = q->avail_pub = q->used_seen = 0;
+	if (q->packed) {
+		q->pring = (struct vring_packed_desc *)(void *)q->desc;
+		q->driver_evt = (uint32_t *)(void *)q->avail;
+		q->device_evt = (const uint32_t *)(const void *)q->used;
+		q->p_avail = q->p_pub = q->p_used = 0; /* index 0, both wrap counters 1 */
+		irq_off(q);
+		return;
+	}
 	if (event_idx) {
 		q->avail->flags = 0;
 	}
 	(void)interrupt; /* interrupt mode arms only before it sleeps */
 	irq_off(q);
+}
+
+/* Packed: the lists went out at submission; decide on the kick (Linux's kick_prepare). */
+static bool
+publish_packed(struct vb_queue *q)
+{
+	uint16_t old = q->p_pub, cur = q->p_avail, flags;
+	uint32_t ev, m = 2u * q->size - 1;
+
+	q->p_pub = cur;
+	/* Store-load fence, paired with the target's between arming and re-checking the ring. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	ev = le32toh(__atomic_load_n(q->device_evt, __ATOMIC_RELAXED));
+	flags = (uint16_t)(ev >> 16) & 3;
+	if (flags == VRING_PACKED_EVENT_FLAG_DESC && q->event_idx) {
+		uint16_t e = (uint16_t)((ev & 0x7fff) + ((ev & 0x8000) ? 0 : q->size));
+
+		return ((uint16_t)(cur - e - 1) & m) < ((uint16_t)(cur - old) & m);
+	}
+	return flags != VRING_PACKED_EVENT_FLAG_DISABLE;
 }
 
 /* Publish what was queued since the last call; kick if the target asked for it. */
@@ -208,6 +275,12 @@ publish(struct vb_thread *t, struct vb_queue *q)
 	uint64_t one = 1;
 	bool kick;
 
+	if (q->packed) {
+		if (q->p_pub == q->p_avail || !publish_packed(q)) {
+			return;
+		}
+		goto kick;
+	}
 	if (old == new_idx) {
 		return;
 	}
@@ -231,6 +304,7 @@ publish(struct vb_thread *t, struct vb_queue *q)
 	if (!kick) {
 		return;
 	}
+kick:
 	if (write(q->kick_fd, &one, sizeof(one)) != sizeof(one) && errno != EAGAIN) {
 		t->err = -errno;
 	}
@@ -318,6 +392,50 @@ pick_written_block(struct vb_queue *q, struct vb_slot *s)
 	return false;
 }
 
+/*
+ * Packed: write the slot's chain at the next ring positions, the first descriptor's flags last
+ * (release: the list is complete when the target sees it available).
+ */
+static inline void
+put_packed(struct vb_queue *q, struct vb_slot *s, bool w)
+{
+	uint16_t pos = q->p_avail, n = (uint16_t)(q->nseg + 2), first = 0;
+
+	for (uint16_t i = 0; i < n; i++) {
+		uint16_t p = (uint16_t)(pos + i);
+		struct vring_packed_desc *d = &q->pring[p & q->mask];
+		uint16_t f = (p & q->size) ? P_USED : P_AVAIL;
+		uint64_t addr;
+		uint32_t len;
+
+		if (i == 0) {
+			addr = s->hdr_gpa;
+			len = 16;
+			f |= VRING_DESC_F_NEXT;
+		} else if (i == n - 1) {
+			addr = s->hdr_gpa + 16;
+			len = 1;
+			f |= VRING_DESC_F_WRITE;
+		} else {
+			uint32_t off = (uint32_t)(i - 1) * q->seg_len;
+
+			addr = s->buf_gpa + off;
+			len = q->bs - off < q->seg_len ? q->bs - off : q->seg_len;
+			f |= VRING_DESC_F_NEXT | (w ? 0 : VRING_DESC_F_WRITE);
+		}
+		d->addr = htole64(addr);
+		d->len = htole32(len);
+		d->id = htole16(s->head);
+		if (i == 0) {
+			first = f;
+		} else {
+			d->flags = htole16(f);
+		}
+	}
+	__atomic_store_n(&q->pring[pos & q->mask].flags, htole16(first), __ATOMIC_RELEASE);
+	q->p_avail = (uint16_t)(pos + n);
+}
+
 static void
 set_direction(struct vb_queue *q, struct vb_slot *s, bool w)
 {
@@ -368,9 +486,10 @@ submit(struct vb_thread *t, enum phase ph, struct vb_queue *q, struct vb_slot *s
 	h.sector = htole64(lba);
 	memcpy(s->hdr, &h, sizeof(h));
 	s->hdr[16] = 0xff; /* a target that never writes the status is caught */
-	if (w != s->write) {
+	if (!q->packed && w != s->write) {
 		set_direction(q, s, w);
 	}
+	s->write = w;
 	if (verify) {
 		if (w) {
 			vb_verify_fill(s->buf, j->bs, lba, s->gen, j->o->seed);
@@ -382,6 +501,10 @@ submit(struct vb_thread *t, enum phase ph, struct vb_queue *q, struct vb_slot *s
 	s->busy = 1;
 	s->t_submit = now;
 	q->inflight++;
+	if (q->packed) {
+		put_packed(q, s, w);
+		return true;
+	}
 	q->avail->ring[q->avail_idx & q->mask] = htole16(s->head);
 	q->avail_idx++;
 	return true;
@@ -496,14 +619,71 @@ unpark(struct vb_thread *t, enum phase ph, struct vb_queue *q, uint64_t now)
 	publish(t, q);
 }
 
+/* Resubmit (or park) the n slots just reaped, publish, account the busy time from t0. */
+static void
+refill(struct vb_thread *t, enum phase ph, struct vb_queue *q, unsigned int n, uint64_t t0)
+{
+	uint64_t t1 = ticks();
+	unsigned int i;
+
+	if (t->job->think_ticks) {
+		park(t, q, n, t1);
+	} else {
+		for (i = 0; i < n; i++) {
+			if (!submit(t, ph, q, q->done[i], t1)) {
+				break;
+			}
+		}
+	}
+	publish(t, q);
+	t->now = t1;
+	t->st.busy_ticks += ticks() - t0;
+}
+
+/* Packed: reap the used descriptors in ring order, each skipping its chain's descriptors. */
+static unsigned int
+service_packed(struct vb_thread *t, enum phase ph, struct vb_queue *q)
+{
+	unsigned int n = 0;
+	uint16_t flags;
+	uint64_t t0;
+
+	t->st.polls++;
+	if (q->inflight == 0 || !p_used_at(q, q->p_used, &flags)) {
+		t->st.empty_polls++;
+		return 0;
+	}
+	t0 = ticks();
+	do {
+		const struct vring_packed_desc *d = &q->pring[q->p_used & q->mask];
+		uint16_t id = le16toh(d->id);
+		struct vb_slot *s;
+
+		if (id >= q->size || q->slot_of[id] == 0 || !q->slots[q->slot_of[id] - 1].busy) {
+			protocol_error(t, q, "used id is not a request in flight", id);
+			return n;
+		}
+		s = &q->slots[q->slot_of[id] - 1];
+		q->p_used = (uint16_t)(q->p_used + q->nseg + 2);
+		complete(t, q, s, t0, ph == PH_RUN);
+		q->done[n++] = s;
+	} while (q->inflight > 0 && p_used_at(q, q->p_used, &flags));
+	refill(t, ph, q, n, t0);
+	return n;
+}
+
 /* Reap q's completions, resubmit, publish. Returns the number reaped. */
 static unsigned int
 service(struct vb_thread *t, enum phase ph, struct vb_queue *q)
 {
-	uint16_t used_idx = le16toh(__atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE));
-	unsigned int n = 0, i;
-	uint64_t t0, t1;
+	uint16_t used_idx;
+	unsigned int n = 0;
+	uint64_t t0;
 
+	if (q->packed) {
+		return service_packed(t, ph, q);
+	}
+	used_idx = le16toh(__atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE));
 	t->st.polls++;
 	if (used_idx == q->used_seen) {
 		t->st.empty_polls++;
@@ -531,19 +711,7 @@ service(struct vb_thread *t, enum phase ph, struct vb_queue *q)
 	if (q->event_idx && (uint16_t)(q->used_seen - q->used_event_val) >= 0x4000) {
 		irq_off(q); /* keep used_event out of reach (polling mode) */
 	}
-	t1 = ticks();
-	if (t->job->think_ticks) {
-		park(t, q, n, t1);
-	} else {
-		for (i = 0; i < n; i++) {
-			if (!submit(t, ph, q, q->done[i], t1)) {
-				break;
-			}
-		}
-	}
-	publish(t, q);
-	t->now = t1;
-	t->st.busy_ticks += ticks() - t0;
+	refill(t, ph, q, n, t0);
 	return n;
 }
 
@@ -593,8 +761,11 @@ wait_irq(struct vb_thread *t, uint64_t now, uint64_t deadline)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	for (i = 0; i < t->nq; i++) {
 		struct vb_queue *q = t->qs[i];
+		uint16_t f;
 
-		if (le16toh(__atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE)) != q->used_seen) {
+		if (q->packed ? q->inflight > 0 && p_used_at(q, q->p_used, &f)
+		              : le16toh(__atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE)) !=
+		                        q->used_seen) {
 			pending = true;
 		}
 	}

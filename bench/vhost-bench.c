@@ -283,11 +283,12 @@ connect_target(struct bench *b)
 	        .num_queues = b->o.queues,
 	        .queue_size = b->qsize,
 	        .max_chain = MAX_CHAIN,
-	        /* 0: a Linux guest's set, FLUSH and CONFIG_WCE included. */
+	        /* A Linux guest's set, FLUSH and CONFIG_WCE included (unless --no-flush). */
 	        .driver_features =
-	                b->o.no_flush ? VH_FE_LINUX_FEATURES & ~((1ull << VIRTIO_BLK_F_FLUSH) |
-	                                                         (1ull << VIRTIO_BLK_F_CONFIG_WCE))
-	                              : 0,
+	                (b->o.no_flush ? VH_FE_LINUX_FEATURES & ~((1ull << VIRTIO_BLK_F_FLUSH) |
+	                                                          (1ull << VIRTIO_BLK_F_CONFIG_WCE))
+	                               : VH_FE_LINUX_FEATURES) |
+	                (b->o.packed ? 1ull << VIRTIO_F_RING_PACKED : 0),
 	};
 	int rc;
 
@@ -452,8 +453,18 @@ init_slot(struct bench *b, struct vb_queue *q, unsigned int k, uint64_t hdr_gpa,
 
 	s->hdr = vh_fe_gpa_to_ptr(b->mem, hdr_gpa, HDR_STRIDE);
 	s->buf = vh_fe_gpa_to_ptr(b->mem, buf_gpa, b->o.bs);
-	s->head = head;
+	s->hdr_gpa = hdr_gpa;
+	s->buf_gpa = buf_gpa;
 	s->write = 0;
+	/* Writes without --verify carry a fixed non-zero pattern. */
+	memset(s->buf, 0x5a, b->o.bs);
+	if (q->packed) {
+		/* The buffer id; the chain is written into the ring at each submission. */
+		s->head = (uint16_t)k;
+		q->slot_of[k] = (uint16_t)(k + 1);
+		return;
+	}
+	s->head = head;
 	q->slot_of[head] = (uint16_t)(k + 1);
 	/* Like Linux: header (device-readable), data, status (device-writable), all chained. */
 	d[0].addr = htole64(hdr_gpa);
@@ -472,8 +483,6 @@ init_slot(struct bench *b, struct vb_queue *q, unsigned int k, uint64_t hdr_gpa,
 	d[len - 1].len = htole32(1);
 	d[len - 1].flags = htole16(VRING_DESC_F_WRITE);
 	d[len - 1].next = 0;
-	/* Writes without --verify carry a fixed non-zero pattern. */
-	memset(s->buf, 0x5a, b->o.bs);
 }
 
 static int
@@ -493,6 +502,9 @@ setup_queue(struct bench *b, unsigned int i)
 	q->kick_fd = vh_fe_vq_kick_fd(vq);
 	q->call_fd = vh_fe_vq_call_fd(vq);
 	q->nseg = (uint16_t)b->nseg;
+	q->packed = vh_fe_vq_is_packed(vq);
+	q->seg_len = b->seg_len;
+	q->bs = o->bs;
 	q->nslots = o->iodepth;
 	q->slots = calloc(q->nslots, sizeof(*q->slots));
 	q->slot_of = calloc(q->size, sizeof(*q->slot_of));
@@ -576,6 +588,11 @@ start_device(struct bench *b)
 		            b->o.queues, b->qsize, strerror(-rc));
 	}
 	b->features = vh_fe_info(b->fe)->features;
+	if (b->o.packed && !vh_fe_vq_is_packed(vh_fe_vq(b->fe, 0))) {
+		return fail("target refuses needed features: no VIRTIO_F_RING_PACKED (features "
+		            "0x%" PRIx64 "; vhostd: vhost_create_blk_controller --packed-ring)",
+		            b->offered);
+	}
 	rc = setup_region(b);
 	if (rc) {
 		return rc;
@@ -733,9 +750,11 @@ report_json(const struct bench *b, const struct result *r)
 	printf("{\"target\":{\"socket\":");
 	json_str(o->socket);
 	printf(",\"capacity\":%" PRIu64 ",\"block_size\":%u,\"features\":\"0x%" PRIx64
-	       "\",\"negotiated\":\"0x%" PRIx64 "\",\"queue_size\":%u,\"event_idx\":%s},",
+	       "\",\"negotiated\":\"0x%" PRIx64 "\",\"queue_size\":%u,\"event_idx\":%s,"
+	       "\"ring\":\"%s\"},",
 	       b->capacity, b->blk_size, b->offered, b->features, b->qsize,
-	       vh_fe_has(b->features, VIRTIO_RING_F_EVENT_IDX) ? "true" : "false");
+	       vh_fe_has(b->features, VIRTIO_RING_F_EVENT_IDX) ? "true" : "false",
+	       o->packed ? "packed" : "split");
 	printf("\"job\":{\"rw\":\"%s\",\"rwmixread\":%u,\"bs\":%u,\"iodepth\":%u,\"queues\":%u,"
 	       "\"threads\":%u,\"runtime\":%.3f,\"ramp\":%.3f,\"size\":%" PRIu64
 	       ",\"number_ios\":%" PRIu64 ",\"thinktime_us\":%" PRIu64
@@ -784,9 +803,9 @@ report_text(const struct bench *b, const struct result *r)
 	       "%s mode, %s guest RAM\n",
 	       vb_rw_name(o->rw), o->bs, o->iodepth, o->queues, b->job.nthreads, o->runtime,
 	       o->ramp, o->interrupt ? "interrupt" : "poll", o->huge ? "hugetlbfs" : "memfd");
-	printf("target:    %s, %.2f GiB, block size %u, queue size %u, event_idx %s\n", o->socket,
-	       (double)b->capacity / (1ull << 30), b->blk_size, b->qsize,
-	       vh_fe_has(b->features, VIRTIO_RING_F_EVENT_IDX) ? "on" : "off");
+	printf("target:    %s, %.2f GiB, block size %u, %s queues of %u, event_idx %s\n", o->socket,
+	       (double)b->capacity / (1ull << 30), b->blk_size, o->packed ? "packed" : "split",
+	       b->qsize, vh_fe_has(b->features, VIRTIO_RING_F_EVENT_IDX) ? "on" : "off");
 	printf("IOPS:      %.0f (%" PRIu64 " I/Os in %.3f s; %" PRIu64 " reads, %" PRIu64
 	       " writes)\n",
 	       r->iops, s->ios, r->window_s, s->reads, s->writes);

@@ -357,6 +357,8 @@ build_create_blk(struct ctl *ctl, int argc, char **argv, json_t **params)
 	        {"readonly", no_argument, NULL, 'r'},
 	        {"packed_ring", no_argument, NULL, 'p'},
 	        {"packed-ring", no_argument, NULL, 'p'},
+	        {"packed_ring_recovery", no_argument, NULL, 'l'},
+	        {"packed-ring-recovery", no_argument, NULL, 'l'},
 	        {NULL, 0, NULL, 0},
 	};
 	json_t *p = json_object();
@@ -364,7 +366,7 @@ build_create_blk(struct ctl *ctl, int argc, char **argv, json_t **params)
 
 	*params = p;
 	getopt_reset();
-	while ((c = getopt_long(argc, argv, "m:rp", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:rpl", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
 			json_object_set_new(p, "cpumask", json_string(optarg));
@@ -374,6 +376,9 @@ build_create_blk(struct ctl *ctl, int argc, char **argv, json_t **params)
 			break;
 		case 'p':
 			json_object_set_new(p, "packed_ring", json_true());
+			break;
+		case 'l':
+			json_object_set_new(p, "packed_ring_recovery", json_true());
 			break;
 		default:
 			return usage_error(argv[0], "bad option");
@@ -541,7 +546,7 @@ static const struct cmd g_cmds[] = {
         {"bdev_get_iostat", "[-b NAME]", "I/O statistics (latencies in ns)", build_get_bdevs},
         {"bdev_reset_iostat", "[-b NAME]", "start the I/O statistics over", build_get_bdevs},
         {"vhost_create_blk_controller",
-         "[--cpumask MASK] [-r|--readonly] [-p|--packed_ring] "
+         "[--cpumask MASK] [-r|--readonly] [-p|--packed_ring] [-l|--packed_ring_recovery] "
          "CTRLR DEV_NAME",
          "create a vhost-user-blk controller", build_create_blk},
         {"vhost_create_scsi_controller", "[--cpumask MASK] CTRLR",

@@ -20,6 +20,8 @@ struct create_blk_params {
 	const char *cpumask;
 	const char *transport;
 	bool readonly;
+	bool packed_ring;
+	bool packed_ring_recovery;
 	uint16_t num_queues;
 };
 
@@ -31,9 +33,9 @@ static const struct vh_rpc_param create_blk_spec[] = {
         {"transport", VH_RPC_T_STRING, 0, offsetof(struct create_blk_params, transport)},
         {"readonly", VH_RPC_T_BOOL, 0, offsetof(struct create_blk_params, readonly)},
         /* SPDK v23.05's rpc.py sends both on every call, false unless -p / -l is given. */
-        VH_RPC_UNSUP_BOOL("packed_ring", "packed rings are not supported yet"),
-        VH_RPC_UNSUP_BOOL("packed_ring_recovery",
-                          "packed ring recovery needs packed rings, which are not supported yet"),
+        {"packed_ring", VH_RPC_T_BOOL, 0, offsetof(struct create_blk_params, packed_ring)},
+        {"packed_ring_recovery", VH_RPC_T_BOOL, 0,
+         offsetof(struct create_blk_params, packed_ring_recovery)},
         /* vhostd extension: the queue count advertised to the front-end. */
         {"num_queues", VH_RPC_T_U16, 0, offsetof(struct create_blk_params, num_queues)},
 };
@@ -89,6 +91,14 @@ precheck_blk(const struct create_blk_params *p, uint64_t *mask, struct vh_rpc_er
 			                 p->cpumask, (unsigned long long)reactors);
 			return -EINVAL;
 		}
+	}
+	/* SPDK ignores it without packed_ring; a caller asking for it must learn it does nothing.
+	 */
+	if (p->packed_ring_recovery && !p->packed_ring) {
+		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS,
+		                 "packed_ring_recovery needs packed_ring: split rings are always "
+		                 "recovered");
+		return -EINVAL;
 	}
 	if (p->num_queues > VH_VHOST_MAX_QUEUES) {
 		vh_rpc_error_set(err, VH_RPC_INVALID_PARAMS, "num_queues %u exceeds %d",
@@ -162,6 +172,8 @@ vhost_create_blk_controller(const json_t *params, struct vh_rpc_error *err)
 	opts.bdev_name = p.dev_name;
 	opts.readonly = p.readonly;
 	opts.num_queues = p.num_queues;
+	opts.packed_ring = p.packed_ring;
+	opts.packed_ring_recovery = p.packed_ring_recovery;
 	rc = vh_vhost_blk_create(&opts);
 	if (rc < 0) {
 		create_error(rc, &p, err);

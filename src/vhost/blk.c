@@ -393,6 +393,10 @@ blk_features(const struct vh_vhost_ctrlr *c)
 	if (b->readonly) {
 		f |= 1ull << VIRTIO_BLK_F_RO;
 	}
+	/* Packed rings when the controller was created with them (docs/design.md: opt-in). */
+	if (b->packed_ring) {
+		f |= 1ull << VIRTIO_F_RING_PACKED;
+	}
 	/* Offer only what the bdev can honour (a RO disk gets no discard/write-zeroes either). */
 	if (!b->readonly && vh_bdev_io_type_supported(b->bdev, VH_BDEV_IO_DISCARD)) {
 		f |= 1ull << VIRTIO_BLK_F_DISCARD;
@@ -542,9 +546,10 @@ blk_info_json(const struct vh_vhost_ctrlr *c)
 	char serial[VIRTIO_BLK_ID_BYTES + 1] = {0};
 
 	memcpy(serial, b->serial, VIRTIO_BLK_ID_BYTES);
-	return json_pack("{s:{s:b, s:s, s:s, s:s, s:i}}", "block", "readonly", b->readonly, "bdev",
-	                 vh_bdev_name(b->bdev), "transport", "vhost_user_blk", "serial", serial,
-	                 "num_queues", (int)c->num_queues);
+	return json_pack("{s:{s:b, s:s, s:s, s:s, s:i, s:b, s:b}}", "block", "readonly",
+	                 b->readonly, "bdev", vh_bdev_name(b->bdev), "transport", "vhost_user_blk",
+	                 "serial", serial, "num_queues", (int)c->num_queues, "packed_ring",
+	                 b->packed_ring, "packed_ring_recovery", c->packed_recovery);
 }
 
 static json_t *
@@ -557,11 +562,12 @@ blk_config_json(const struct vh_vhost_ctrlr *c)
 	 * since a front-end started with num-queues=N cannot reconnect to fewer queues. SPDK reads
 	 * these params relaxed, so the vhostd-only num_queues does not stop it loading the file.
 	 */
-	return json_pack("{s:s, s:{s:s, s:s, s:o, s:b, s:s, s:i}}", "method",
+	return json_pack("{s:s, s:{s:s, s:s, s:o, s:b, s:s, s:i, s:b, s:b}}", "method",
 	                 "vhost_create_blk_controller", "params", "ctrlr", c->name, "dev_name",
 	                 vh_bdev_name(b->bdev), "cpumask", vh_vhost_cpumask_json(c->cpumask),
 	                 "readonly", b->readonly, "transport", "vhost_user_blk", "num_queues",
-	                 (int)c->num_queues);
+	                 (int)c->num_queues, "packed_ring", b->packed_ring, "packed_ring_recovery",
+	                 c->packed_recovery);
 }
 
 static void
@@ -605,8 +611,8 @@ vh_vhost_blk_create(const struct vh_vhost_blk_opts *o)
 	struct vh_bdev *bdev;
 	int rc;
 
-	if (o->packed_ring) {
-		return -ENOTSUP;
+	if (o->packed_ring_recovery && !o->packed_ring) {
+		return -EINVAL;
 	}
 	if (vh_name_check(o->name) < 0) {
 		return -EINVAL;
@@ -624,6 +630,7 @@ vh_vhost_blk_create(const struct vh_vhost_blk_opts *o)
 	}
 	b->bdev = bdev;
 	b->readonly = o->readonly;
+	b->packed_ring = o->packed_ring;
 	memcpy(b->serial, o->name, VH_MIN(strlen(o->name), sizeof(b->serial)));
 	rc = vh_bdev_claim(bdev, o->name);
 	if (rc < 0) {
@@ -633,9 +640,10 @@ vh_vhost_blk_create(const struct vh_vhost_blk_opts *o)
 	if (rc < 0) {
 		goto out_release;
 	}
-	VH_NOTICE("vhost", "controller '%s' on bdev '%s' listening at %s (%u queues%s)", c->name,
-	          vh_bdev_name(bdev), c->sock_path, c->num_queues,
-	          b->readonly ? ", read-only" : "");
+	c->packed_recovery = o->packed_ring_recovery;
+	VH_NOTICE("vhost", "controller '%s' on bdev '%s' listening at %s (%u queues%s%s)", c->name,
+	          vh_bdev_name(bdev), c->sock_path, c->num_queues, b->readonly ? ", read-only" : "",
+	          b->packed_ring ? ", packed rings" : "");
 	return 0;
 
 out_release:

@@ -21,6 +21,7 @@ struct vh_blk_ctrlr {
 	struct vh_bdev *bdev;
 	char serial[VIRTIO_BLK_ID_BYTES]; /* the name cut at 20 bytes, no NUL if full */
 	bool readonly;
+	bool packed_ring; /* VIRTIO_F_RING_PACKED offered (the controller's packed_recovery too) */
 };
 
 /* The session's device state (s->dev). */

@@ -90,6 +90,13 @@ take_fd(struct vh_session *s, unsigned i)
 	return fd;
 }
 
+/* VIRTIO_F_RING_PACKED acked: rings are packed, inflight regions in the packed layout. */
+static bool
+has_packed(const struct vh_session *s)
+{
+	return (s->features & (1ull << VIRTIO_F_RING_PACKED)) != 0;
+}
+
 static struct vh_vq *
 get_vq(struct vh_session *s, uint32_t idx)
 {
@@ -539,19 +546,14 @@ h_set_vring_base(struct vh_session *s, struct vhost_user_msg *m)
 	if (vq == NULL || vq->started) {
 		return vq ? -EBUSY : -EINVAL;
 	}
-	if (m->payload.state.num > 0xffff) {
-		return -EINVAL; /* split rings: a 16-bit free-running index */
-	}
-	vq->base = (uint16_t)m->payload.state.num;
-	vq->base_set = true;
-	return 0;
+	return vh_vq_set_position(vq, m->payload.state.num, has_packed(s));
 }
 
 static void
 vring_base_done(struct vh_session *s)
 {
 	struct vh_vq *vq = &s->vqs[s->op_msg.payload.state.index];
-	struct vhost_vring_state st = {.index = vq->idx, .num = vq->base};
+	struct vhost_vring_state st = {.index = vq->idx, .num = vh_vq_position(vq)};
 	int rc = vh_sock_reply(s, &s->op_msg, &st, sizeof(st));
 
 	/* "Ring states": stopped now; only a new SET_VRING_KICK starts it again. */
@@ -589,7 +591,7 @@ h_get_vring_base(struct vh_session *s, struct vhost_user_msg *m)
 		return -EPROTO;
 	}
 	st.index = vq->idx;
-	st.num = vq->base;
+	st.num = vh_vq_position(vq);
 	vq->kick_set = false;
 	return vh_sock_reply(s, m, &st, sizeof(st));
 }
@@ -720,7 +722,8 @@ h_get_inflight_fd(struct vh_session *s, struct vhost_user_msg *m)
 	if (rep.num_queues > s->nvqs) {
 		return -EINVAL;
 	}
-	fd = vh_inflight_create(rep.num_queues, rep.queue_size, &size);
+	/* QEMU >= 5.2 acks the features first, so the layout matches the rings. */
+	fd = vh_inflight_create(rep.num_queues, rep.queue_size, has_packed(s), &size);
 	if (fd < 0) {
 		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "GET_INFLIGHT_FD(%u queues of %u): %s",
 		          rep.num_queues, rep.queue_size, strerror(-fd));
@@ -745,7 +748,7 @@ h_set_inflight_fd(struct vh_session *s, struct vhost_user_msg *m)
 	if (m->payload.inflight.num_queues > s->nvqs) {
 		return -EINVAL;
 	}
-	rc = vh_inflight_map(&s->inflight, &m->payload.inflight, s->fds[0]);
+	rc = vh_inflight_map(&s->inflight, &m->payload.inflight, s->fds[0], has_packed(s));
 	if (rc < 0) {
 		VH_LOG_RL(VH_LOG_ERROR, s->prefix, "SET_INFLIGHT_FD refused: %s", strerror(-rc));
 	}

@@ -100,6 +100,7 @@ enum vhost_user_backend_request {
 #define VIRTIO_RING_F_EVENT_IDX        29
 #define VHOST_USER_F_PROTOCOL_FEATURES 30
 #define VIRTIO_F_VERSION_1             32
+#define VIRTIO_F_RING_PACKED           34
 
 struct vhost_vring_state {
 	uint32_t index;
@@ -175,6 +176,38 @@ struct inflight_split_queue {
 	struct inflight_desc_split desc[];
 };
 
+/*
+ * Inflight I/O tracking, packed rings (vhost-user.rst "Inflight I/O tracking"). The region keeps
+ * a copy of every descriptor fetched (the ring itself is overwritten by used descriptors) on a
+ * free list of desc_num entries; inflight.c and vring_packed.c say how it is kept consistent.
+ */
+struct inflight_desc_packed {
+	uint8_t inflight;
+	uint8_t padding;
+	uint16_t next; /* free list, or the next entry of a fetched chain */
+	uint16_t last; /* head entry: the chain's last entry */
+	uint16_t num;  /* head entry: descriptors in the chain */
+	uint64_t counter;
+	uint16_t id;
+	uint16_t flags;
+	uint32_t len;
+	uint64_t addr;
+};
+
+struct inflight_packed_queue {
+	uint64_t features;
+	uint16_t version;
+	uint16_t desc_num;
+	uint16_t free_head;
+	uint16_t old_free_head;
+	uint16_t used_idx;
+	uint16_t old_used_idx;
+	uint8_t used_wrap_counter;
+	uint8_t old_used_wrap_counter;
+	uint8_t padding[7];
+	struct inflight_desc_packed desc[];
+};
+
 union vhost_user_payload {
 	uint64_t u64;
 	struct vhost_vring_state state;
@@ -228,6 +261,29 @@ struct vring_used {
 	uint16_t flags;
 	uint16_t idx;
 	struct vring_used_elem ring[]; /* then avail_event */
+};
+
+/*
+ * Packed virtqueue layout (VIRTIO 1.2 §2.8): one descriptor ring, and the driver's and the
+ * device's event suppression structures (SET_VRING_ADDR's avail and used addresses).
+ */
+#define VIRTQ_DESC_F_AVAIL       (1u << 7)
+#define VIRTQ_DESC_F_USED        (1u << 15)
+#define RING_EVENT_FLAGS_ENABLE  0x0
+#define RING_EVENT_FLAGS_DISABLE 0x1
+#define RING_EVENT_FLAGS_DESC    0x2
+#define RING_EVENT_WRAP_SHIFT    15
+
+struct pvirtq_desc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t id;
+	uint16_t flags;
+};
+
+struct pvirtq_event_suppress {
+	uint16_t off_wrap; /* desc_event_off : 15, desc_event_wrap : 1 */
+	uint16_t flags;    /* desc_event_flags : 2, reserved : 14 */
 };
 
 /* virtio-blk (VIRTIO 1.2 §5.2). */

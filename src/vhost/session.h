@@ -35,6 +35,12 @@ struct vh_vhost_ctrlr {
 	void *dev;                    /* its per-controller state, freed by ops->ctrlr_free */
 	uint64_t cpumask;
 	uint16_t num_queues;
+	/*
+	 * Packed rings must be recoverable (SPDK's packed_ring_recovery): a front-end whose
+	 * inflight region cannot track them fails the ring's start instead of running it
+	 * untracked (vring_packed.c). Set by the device when it creates the controller.
+	 */
+	bool packed_recovery;
 	int listen_fd;
 	struct vh_evsource *listen_src;
 	/*

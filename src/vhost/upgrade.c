@@ -316,16 +316,16 @@ push_fd(struct vh_fdvec *fds, int fd)
 static json_t *
 save_vq(const struct vh_vq *vq, struct vh_fdvec *fds)
 {
-	return json_pack("{s:i, s:i, s:b, s:o, s:o, s:o, s:o, s:i, s:i, s:b, s:i, s:b, s:i, s:i, "
-	                 "s:b, s:b, s:o}",
-	                 "idx", (int)vq->idx, "size", (int)vq->size, "addr_set", vq->addr_set,
-	                 "desc", hex(vq->addr.desc_user_addr), "avail",
-	                 hex(vq->addr.avail_user_addr), "used", hex(vq->addr.used_user_addr), "log",
-	                 hex(vq->addr.log_guest_addr), "flags", (int)vq->addr.flags, "base",
-	                 (int)vq->base, "base_set", vq->base_set, "kick", push_fd(fds, vq->kickfd),
-	                 "kick_set", vq->kick_set, "call", push_fd(fds, vq->callfd), "err",
-	                 push_fd(fds, vq->errfd), "enabled", vq->enabled, "running",
-	                 vq->upgrade_restart, "stop_ns", hex(vq->upgrade_stop_ns));
+	return json_pack(
+	        "{s:i, s:i, s:b, s:o, s:o, s:o, s:o, s:i, s:I, s:b, s:i, s:b, s:i, s:i, "
+	        "s:b, s:b, s:o}",
+	        "idx", (int)vq->idx, "size", (int)vq->size, "addr_set", vq->addr_set, "desc",
+	        hex(vq->addr.desc_user_addr), "avail", hex(vq->addr.avail_user_addr), "used",
+	        hex(vq->addr.used_user_addr), "log", hex(vq->addr.log_guest_addr), "flags",
+	        (int)vq->addr.flags, "base", (json_int_t)vq->base, "base_set", vq->base_set, "kick",
+	        push_fd(fds, vq->kickfd), "kick_set", vq->kick_set, "call",
+	        push_fd(fds, vq->callfd), "err", push_fd(fds, vq->errfd), "enabled", vq->enabled,
+	        "running", vq->upgrade_restart, "stop_ns", hex(vq->upgrade_stop_ns));
 }
 
 static bool
@@ -363,9 +363,11 @@ save_session(const struct vh_session *s, struct vh_fdvec *fds)
 	if (s->inflight.map != NULL) {
 		const struct vhost_user_inflight *w = &s->inflight.wire;
 
-		ifl = json_pack("{s:i, s:o, s:o, s:i, s:i}", "fd", push_fd(fds, s->inflight.fd),
-		                "mmap_size", hex(w->mmap_size), "mmap_offset", hex(w->mmap_offset),
-		                "num_queues", (int)w->num_queues, "queue_size", (int)w->queue_size);
+		ifl = json_pack("{s:i, s:o, s:o, s:i, s:i, s:b}", "fd",
+		                push_fd(fds, s->inflight.fd), "mmap_size", hex(w->mmap_size),
+		                "mmap_offset", hex(w->mmap_offset), "num_queues",
+		                (int)w->num_queues, "queue_size", (int)w->queue_size, "packed",
+		                s->inflight.packed);
 	}
 	if (s->msg_got > 0 || s->nfds > 0) {
 		/* A message the front-end has only partly sent: its bytes and fds come along. */
@@ -610,14 +612,15 @@ load_vq(struct loader *ld, struct vh_session *s, const json_t *j)
 	if (get_int(j, "idx", 0, (int64_t)s->nvqs - 1, &idx) < 0 ||
 	    get_int(j, "size", 0, VH_MAX_QUEUE_SIZE, &size) < 0 ||
 	    get_int(j, "flags", 0, UINT32_MAX, &flags) < 0 ||
-	    get_int(j, "base", 0, 0xffff, &base) || (size != 0 && !VH_IS_POW2((uint64_t)size))) {
+	    get_int(j, "base", 0, UINT32_MAX, &base) ||
+	    (size != 0 && !VH_IS_POW2((uint64_t)size))) {
 		return fail(ld, "%s: bad queue entry", s->prefix);
 	}
 	vq = &s->vqs[idx];
 	vq->size = (uint32_t)size;
 	vq->addr.index = (uint32_t)idx;
 	vq->addr.flags = (uint32_t)flags;
-	vq->base = (uint16_t)base;
+	vq->base = (uint32_t)base; /* a packed ring's position has its wrap counters in it */
 	if (get_bool(j, "addr_set", &vq->addr_set) < 0 || get_bool(j, "base_set", &vq->base_set) ||
 	    get_bool(j, "kick_set", &vq->kick_set) < 0 || get_bool(j, "enabled", &vq->enabled) ||
 	    get_bool(j, "running", &running) < 0 ||
@@ -651,6 +654,7 @@ static int
 load_inflight(struct loader *ld, struct vh_session *s, const json_t *j)
 {
 	struct vhost_user_inflight w = {0};
+	bool packed = false; /* absent: a split region (written before packed rings existed) */
 	int64_t nq, qs;
 	int fd, rc;
 
@@ -661,7 +665,8 @@ load_inflight(struct loader *ld, struct vh_session *s, const json_t *j)
 	if (fd < 0 || get_u64(j, "mmap_size", &w.mmap_size) < 0 ||
 	    get_u64(j, "mmap_offset", &w.mmap_offset) < 0 ||
 	    get_int(j, "num_queues", 1, s->nvqs, &nq) < 0 ||
-	    get_int(j, "queue_size", 1, VH_MAX_QUEUE_SIZE, &qs) < 0) {
+	    get_int(j, "queue_size", 1, VH_MAX_QUEUE_SIZE, &qs) < 0 ||
+	    (json_object_get(j, "packed") != NULL && get_bool(j, "packed", &packed) < 0)) {
 		if (fd >= 0) {
 			close(fd);
 		}
@@ -669,7 +674,9 @@ load_inflight(struct loader *ld, struct vh_session *s, const json_t *j)
 	}
 	w.num_queues = (uint16_t)nq;
 	w.queue_size = (uint16_t)qs;
-	rc = vh_inflight_map(&s->inflight, &w, fd);
+	/* The layout the old process found (a packed ring may use a split region, see inflight.h).
+	 */
+	rc = vh_inflight_map(&s->inflight, &w, fd, packed);
 	close(fd);
 	if (rc < 0) {
 		fail(ld, "%s: inflight region: %s", s->prefix, strerror(-rc));

@@ -37,7 +37,13 @@ struct vh_vhost_blk_opts {
 	uint64_t cpumask; /* reactors serving its queues; 0 = all */
 	bool readonly;
 	uint16_t num_queues; /* max queues advertised (GET_QUEUE_NUM); 0 = default */
-	bool packed_ring;    /* reserved; refused for now */
+	bool packed_ring;    /* offer VIRTIO_F_RING_PACKED (docs/design.md: opt-in) */
+	/*
+	 * Require crash recovery of packed rings: a front-end that cannot give an inflight region
+	 * in the packed layout gets its ring start refused instead of an untracked ring. Packed
+	 * rings are tracked whenever the region allows, with or without it. Needs packed_ring.
+	 */
+	bool packed_ring_recovery;
 };
 
 struct vh_vhost_scsi_opts {
@@ -55,7 +61,8 @@ int vh_vhost_init(const char *socket_dir, gid_t sock_group);
 
 /*
  * Create a vhost-user-blk controller and start listening. Returns 0, or -EEXIST (name taken),
- * -ENODEV (no such bdev), -EBUSY (bdev claimed), -EINVAL (bad name/cpumask/options),
+ * -ENODEV (no such bdev), -EBUSY (bdev claimed), -EINVAL (bad name/cpumask/options, or
+ * packed_ring_recovery without packed_ring),
  * -ENAMETOOLONG (socket path too long), or another -errno from socket setup.
  */
 int vh_vhost_blk_create(const struct vh_vhost_blk_opts *opts);

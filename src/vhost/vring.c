@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Split virtqueues (VIRTIO 1.2 §2.7): start/stop handshakes between the control thread and a
- * queue's reactor, the descriptor walker, used-ring publishing and guest notifications.
+ * queue's reactor, the descriptor walker, used-ring publishing and guest notifications. A packed
+ * ring (VIRTIO_F_RING_PACKED) shares the handshakes, the request slots and the poller; its
+ * fetch, walk, used descriptors and notifications are vring_packed.c's (dispatched on vq->packed).
  *
  * Threat model: the guest driver owns the rings and descriptor tables and may rewrite them while
  * we read. Every value is read exactly once from guest memory into a local copy before it is
@@ -23,6 +25,7 @@
 #include "vhost/mem.h"
 #include "vhost/session.h"
 #include "vhost/vring.h"
+#include "vhost/vring_packed.h"
 
 /* ---- reactor side ---- */
 
@@ -57,6 +60,12 @@ kick_call(struct vh_vq *vq)
 		                 : rc == -EINTR ? "write to the call eventfd blocked"
 		                                : "call eventfd unusable");
 	}
+}
+
+void
+vh_vq_call(struct vh_vq *vq)
+{
+	kick_call(vq);
 }
 
 static void
@@ -169,8 +178,12 @@ vq_flush(struct vh_deferred *d)
 {
 	struct vh_vq *vq = VH_CONTAINER_OF(d, struct vh_vq, flush);
 
-	publish_used(vq);
-	signal_guest(vq, vq->last_used);
+	if (VH_UNLIKELY(vq->packed)) {
+		vh_vq_packed_signal(vq); /* its used descriptors went out as they completed */
+	} else {
+		publish_used(vq);
+		signal_guest(vq, vq->last_used);
+	}
 	if (vq->ops->published != NULL) {
 		vq->ops->published(vq);
 	}
@@ -184,6 +197,10 @@ vh_vq_push_used(struct vh_vq *vq, struct vh_req *req)
 {
 	struct vring_used_elem *e;
 
+	if (VH_UNLIKELY(vq->packed)) {
+		vh_vq_packed_push_used(vq, req);
+		return;
+	}
 	if (vq->ifl != NULL) {
 		/*
 		 * More completions in one reactor iteration than there are slots (slots are reused
@@ -243,27 +260,26 @@ read_desc(const struct vring_desc *src, struct vring_desc *d)
 }
 
 /* Find an indirect table in guest memory; copy it out if it is not contiguous and aligned. */
-static const struct vring_desc *
-indirect_table(struct vh_vq *vq, const struct vh_mem *mem, const struct vring_desc *d)
+const void *
+vh_vq_indirect_table(struct vh_vq *vq, const struct vh_mem *mem, uint64_t gpa, uint32_t len)
 {
-	const struct vring_desc *t = NULL;
+	const void *t = vh_mem_gpa_to_hva(mem, gpa, len);
 
-	t = vh_mem_gpa_to_hva(mem, d->addr, d->len);
 	/* Used in place only if aligned in *our* mapping (mmap_offset is the front-end's). */
 	if (t != NULL && ((uintptr_t)t & 15) == 0) {
 		return t;
 	}
-	if (d->len / sizeof(struct vring_desc) > VH_VQ_SCRATCH_DESC) {
+	if (len / sizeof(struct vring_desc) > VH_VQ_SCRATCH_DESC) {
 		return NULL;
 	}
-	if (vh_mem_copy_from_guest(mem, vq->scratch, d->addr, d->len) < 0) {
+	if (vh_mem_copy_from_guest(mem, vq->scratch, gpa, len) < 0) {
 		return NULL;
 	}
 	return vq->scratch;
 }
 
 int
-vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, struct iovec *iov,
+vh_vq_split_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, struct iovec *iov,
                  int max, int *nr, int *nw, uint8_t **last_w)
 {
 	const struct vring_desc *table = vq->desc;
@@ -290,7 +306,7 @@ vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, stru
 			    d.len / sizeof(struct vring_desc) > VH_MAX_QUEUE_SIZE) {
 				return -EBADMSG;
 			}
-			table = indirect_table(vq, mem, &d);
+			table = vh_vq_indirect_table(vq, mem, d.addr, d.len);
 			if (table == NULL) {
 				return -EBADMSG;
 			}
@@ -389,7 +405,13 @@ vh_vq_fetch_one(struct vh_vq *vq)
 {
 	struct vh_req *req;
 
-	if (!vq->running || vq->stopping || vq->broken || vq->nfree == 0 || avail_count(vq) <= 0) {
+	if (!vq->running || vq->stopping || vq->broken || vq->nfree == 0) {
+		return NULL;
+	}
+	if (vq->packed) {
+		return vh_vq_packed_fetch_one(vq);
+	}
+	if (avail_count(vq) <= 0) {
 		return NULL;
 	}
 	req = take_head(vq, VH_READ_ONCE(vq->avail->ring[vq->last_avail & vq->mask]));
@@ -474,7 +496,11 @@ vq_poll(void *arg)
 		}
 		return VH_POLL_IDLE;
 	}
-	vq_fetch(vq);
+	if (VH_UNLIKELY(vq->packed)) {
+		vh_vq_packed_fetch(vq);
+	} else {
+		vq_fetch(vq);
+	}
 	return vq->last_avail != before ? VH_POLL_BUSY : VH_POLL_IDLE;
 }
 
@@ -492,6 +518,12 @@ vq_arm(void *arg)
 	}
 	if (vq->cur_kickfd < 0) {
 		return 1; /* a front-end that never kicks (NOFD) must be polled: no sleeping */
+	}
+	if (vq->packed) {
+		vh_vq_packed_enable_kicks(vq);
+		/* The event suppression store before the descriptor read (store-load). */
+		VH_SMP_MB();
+		return vh_vq_packed_avail(vq);
 	}
 	if (vq->event_idx) {
 		/* avail_event sits right after the used ring (validated in vh_vq_prepare). */
@@ -518,12 +550,16 @@ vq_disarm(void *arg)
 	 * Polling again: suppress kicks. With EVENT_IDX we leave avail_event behind; the guest
 	 * kicks at most once per 2^16 requests until we arm again.
 	 */
-	if (!vq->event_idx) {
+	if (vq->packed) {
+		vh_vq_packed_disable_kicks(vq);
+	} else if (!vq->event_idx) {
 		VH_WRITE_ONCE(vq->used->flags, VRING_USED_F_NO_NOTIFY);
 		log_used(vq, 0, 2);
 	}
 	/* Work that arrived while we slept with notifications on came with a kick. */
-	if (vq->running && !vq->broken && VH_READ_ONCE(vq->avail->idx) != vq->last_avail) {
+	if (vq->running && !vq->broken &&
+	    (vq->packed ? vh_vq_packed_avail(vq)
+	                : VH_READ_ONCE(vq->avail->idx) != vq->last_avail)) {
 		VH_STAT_ADD(vq->stat_kicks_recv, 1);
 	}
 }
@@ -602,12 +638,16 @@ start_msg(void *arg)
 		vh_vq_broken(vq, "queue start failed");
 		return;
 	}
-	vq->last_used = VH_READ_ONCE(vq->used->idx);
-	vq->published = vq->last_used;
 	vq->signalled_used_valid = false;
-	if (!vq->event_idx) {
-		VH_WRITE_ONCE(vq->used->flags, VRING_USED_F_NO_NOTIFY);
-		log_used(vq, 0, 2);
+	if (vq->packed) {
+		vh_vq_packed_disable_kicks(vq);
+	} else {
+		vq->last_used = VH_READ_ONCE(vq->used->idx);
+		vq->published = vq->last_used;
+		if (!vq->event_idx) {
+			VH_WRITE_ONCE(vq->used->flags, VRING_USED_F_NO_NOTIFY);
+			log_used(vq, 0, 2);
+		}
 	}
 	/*
 	 * One interrupt at every start: a completion published by a previous instance just
@@ -618,6 +658,10 @@ start_msg(void *arg)
 	}
 	VH_DEBUG(vq->prefix, "started: size %u, avail %u, used %u, reactor %u", vq->size,
 	         vq->last_avail, vq->last_used, vh_reactor_index(vq->reactor));
+	if (vq->packed) {
+		vh_vq_packed_start(vq);
+		return;
+	}
 	if (vq->nresubmit > 0) {
 		VH_LOG_RL(VH_LOG_NOTICE, vq->prefix,
 		          "resubmitting %u request(s) left in flight by a previous instance",
@@ -637,7 +681,7 @@ stopped_msg(void *arg)
 
 	vq->started = false;
 	vq->stop_done = NULL;
-	VH_DEBUG(vq->prefix, "stopped at avail %u", vq->base);
+	VH_DEBUG(vq->prefix, "stopped at position 0x%x", vq->base);
 	if (done) {
 		done(vq);
 	}
@@ -658,7 +702,7 @@ vq_check_stopped(struct vh_vq *vq)
 	/* What the control thread sent last is what it will own from now on. */
 	apply_updates(vq);
 	vq->stopping = false;
-	vq->base = vq->last_avail;
+	vq->base = vq->packed ? vh_vq_packed_position(vq) : vq->last_avail;
 	/* The control thread owns the queue again from here (release via the message queue). */
 	vh_control_post(&vq->stopped_node);
 }
@@ -683,6 +727,7 @@ vh_vq_free_reqs(struct vh_vq *vq)
 	free(vq->scratch);
 	free(vq->batch);
 	free(vq->resubmit);
+	vh_vq_packed_free(vq);
 	vq->batch = NULL;
 	vq->resubmit = NULL;
 	vq->reqs = NULL;
@@ -746,7 +791,7 @@ attach_inflight(struct vh_vq *vq)
 		return 0;
 	}
 	/* The driver may use a smaller ring than QEMU's queue-size (SeaBIOS does). */
-	if (vq->idx >= ifl->num_queues || vq->size > ifl->queue_size) {
+	if (vq->idx >= ifl->num_queues || vq->size > ifl->queue_size || ifl->packed) {
 		return -EINVAL;
 	}
 	vq->ifl = (struct inflight_split_queue *)(ifl->base + vq->idx * vh_inflight_queue_stride(
@@ -766,16 +811,15 @@ attach_inflight(struct vh_vq *vq)
 	return 0;
 }
 
-int
-vh_vq_prepare(struct vh_vq *vq)
+/* A split ring's addresses and request state, and where it resumes. 0 or -errno. */
+static int
+prepare_split(struct vh_vq *vq)
 {
 	const struct vh_mem *mem = vq->s->mem;
 	uint64_t n = vq->size;
 	int rc;
 
-	if (mem == NULL || !vq->addr_set || n == 0 || !vq->kick_set) {
-		return -EAGAIN; /* not fully configured yet */
-	}
+	vh_vq_packed_free(vq); /* the driver may have used a packed ring before a reset */
 	/* Alignment from VIRTIO 1.2 §2.7: desc 16, avail 2, used 4. */
 	if ((vq->addr.desc_user_addr & 15) || (vq->addr.avail_user_addr & 1) ||
 	    (vq->addr.used_user_addr & 3)) {
@@ -794,17 +838,39 @@ vh_vq_prepare(struct vh_vq *vq)
 	if (((uintptr_t)vq->desc & 15) || ((uintptr_t)vq->avail & 1) || ((uintptr_t)vq->used & 3)) {
 		return -EINVAL;
 	}
+	if (vq->base > 0xffff) {
+		return -EINVAL; /* a packed ring's position, and the features changed since */
+	}
 	rc = alloc_reqs(vq);
 	if (rc < 0) {
 		return rc;
 	}
 	vq->mask = (uint16_t)(n - 1);
-	vq->last_avail = vq->base;
-	rc = attach_inflight(vq);
+	vq->last_avail = (uint16_t)vq->base;
+	return attach_inflight(vq);
+}
+
+int
+vh_vq_prepare(struct vh_vq *vq)
+{
+	int rc;
+
+	if (vq->s->mem == NULL || !vq->addr_set || vq->size == 0 || !vq->kick_set) {
+		return -EAGAIN; /* not fully configured yet */
+	}
+	vq->event_idx = (vq->s->features & (1ull << VIRTIO_RING_F_EVENT_IDX)) != 0;
+	vq->packed = (vq->s->features & (1ull << VIRTIO_F_RING_PACKED)) != 0;
+	if (vq->packed) {
+		rc = alloc_reqs(vq);
+		if (rc == 0) {
+			rc = vh_vq_packed_prepare(vq);
+		}
+	} else {
+		rc = prepare_split(vq);
+	}
 	if (rc < 0) {
 		return rc;
 	}
-	vq->event_idx = (vq->s->features & (1ull << VIRTIO_RING_F_EVENT_IDX)) != 0;
 	vq->used_log_gpa = vq->addr.log_guest_addr;
 	vq->used_log_on = (vq->addr.flags & VHOST_VRING_F_LOG) != 0;
 	vq->running = vq->enabled;
@@ -933,4 +999,21 @@ vh_vq_reset(struct vh_vq *vq)
 	vq->enabled = false;
 	vq->base = 0;
 	vq->base_set = false;
+}
+
+uint32_t
+vh_vq_position(const struct vh_vq *vq)
+{
+	return vq->base;
+}
+
+int
+vh_vq_set_position(struct vh_vq *vq, uint32_t pos, bool packed)
+{
+	if (!packed && pos > 0xffff) {
+		return -EINVAL; /* split rings: a 16-bit free-running index */
+	}
+	vq->base = pos;
+	vq->base_set = true;
+	return 0;
 }

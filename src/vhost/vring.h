@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Split virtqueues (vring.c): the control side (prepare, start, stop, fd and enable updates)
- * and the reactor side (fetch, descriptor walk, used-ring publication, guest notification).
- * The ring code knows no device type: each fetched head becomes a request slot handed to the
- * controller's device (device.h), which answers it with vh_vq_push_used().
+ * Virtqueues (vring.c): the control side (prepare, start, stop, fd and enable updates) and the
+ * reactor side (fetch, descriptor walk, used-ring publication, guest notification). Split rings
+ * live in vring.c; packed rings (VIRTIO_F_RING_PACKED) in vring_packed.c, which vring.c
+ * dispatches to. The ring code knows no device type: each fetched head (split) or buffer
+ * (packed) becomes a request slot handed to the controller's device (device.h), which answers
+ * it with vh_vq_push_used(), whatever the layout.
  *
  * Ownership (docs/design.md rules 7-9):
  * - The configuration fields are written by the control thread while the queue is stopped.
@@ -40,6 +42,7 @@ struct vh_vq;
 struct vh_mem;
 struct vh_dev_ops;
 struct inflight_split_queue;
+struct vh_vq_packed;
 
 /*
  * One request slot. A device's request type starts with this (device.h: req_size); the ring
@@ -47,10 +50,13 @@ struct inflight_split_queue;
  */
 struct vh_req {
 	struct vh_vq *vq;
-	uint16_t head;
+	uint16_t head; /* split: the chain's head index; packed: the buffer id */
 	uint16_t slot;
 	bool inflight;
+	uint16_t ndesc; /* packed: ring descriptors of the chain (the used position skips them) */
 	uint32_t used_len; /* len of the used element: bytes written to device-writable buffers */
+	uint16_t ifl_entry,
+	        ifl_last; /* packed with inflight tracking: the chain's region entries */
 	struct vh_req *next_retry;
 };
 
@@ -64,7 +70,8 @@ struct vh_vq {
 	uint32_t size;
 	bool addr_set;
 	struct vhost_vring_addr addr;
-	uint16_t base; /* SET_VRING_BASE: next avail index to fetch */
+	uint32_t base; /* the ring's position (vh_vq_position()): where it starts, where it stopped
+	                */
 	bool base_set; /* SET_VRING_BASE seen on this connection */
 	int kickfd;
 	int callfd;
@@ -121,6 +128,7 @@ struct vh_vq {
 	bool broken;
 	bool no_fetch;        /* the device fetches on demand (vh_vq_fetch_one), not the poller */
 	bool nofetch_waiting; /* no_fetch: the device has something waiting for a buffer */
+	bool packed;          /* VIRTIO_F_RING_PACKED: the ring is vring_packed.c's (pk) */
 	uint32_t inflight;
 	uint32_t nslots;
 	uint32_t req_size;    /* bytes per request slot (the device's request type) */
@@ -142,6 +150,7 @@ struct vh_vq {
 	uint32_t nbatch;
 	uint16_t *resubmit; /* heads to resubmit at start, oldest first (nslots) */
 	uint32_t nresubmit;
+	struct vh_vq_packed *pk;   /* packed rings: their state (vring_packed.h) */
 	struct vh_req *retry_head; /* requests the device asked to retry next poll, in order */
 	struct vh_req **retry_tail;
 	struct vh_poller *poller;
@@ -173,9 +182,25 @@ void vh_vq_free_reqs(struct vh_vq *vq);
 void vh_vq_start(struct vh_vq *vq);
 /*
  * Ask the reactor to stop fetching, finish in-flight requests and release the queue; then
- * done(vq) runs on the control thread with vq->base = the next avail index.
+ * done(vq) runs on the control thread with vq->base = the ring's position (vh_vq_position()).
  */
 void vh_vq_stop(struct vh_vq *vq, void (*done)(struct vh_vq *vq));
+/*
+ * The ring's position, in GET_VRING_BASE's format (vhost-user.rst): for a split ring the next
+ * avail index to fetch; for a packed ring bits 0-14 the next descriptor to fetch, bit 15 the
+ * driver's wrap counter there, bits 16-30 the next used descriptor to write, bit 31 the device's
+ * wrap counter. What SET_VRING_BASE set, or where the ring stopped. Control thread, queue
+ * stopped. The live-upgrade hand-over carries rings in this format too.
+ */
+uint32_t vh_vq_position(const struct vh_vq *vq);
+/*
+ * SET_VRING_BASE: where the ring starts. A split ring takes 16 bits (-EINVAL above); a packed
+ * one (@packed: VIRTIO_F_RING_PACKED acked) 32, checked against the size at start. A packed
+ * ring's used half is only a hint: every start resumes with everything completed, so used and
+ * avail positions are equal (what DPDK's initiators send, 16 bits, works too), and after a crash
+ * the inflight region decides. Control thread, queue stopped. 0 or -EINVAL.
+ */
+int vh_vq_set_position(struct vh_vq *vq, uint32_t pos, bool packed);
 /*
  * A round trip through the queue's reactor: done(vq) runs on the control thread after the
  * reactor processed everything sent before (a barrier, not a stop). One at a time per queue.
@@ -250,8 +275,26 @@ struct vh_req *vh_vq_fetch_one(struct vh_vq *vq);
  * index out of range, bad indirect table: the session must be closed); -EFAULT for an unmapped
  * buffer; -ENOBUFS for too many segments. *last_w points at the last device-writable byte if
  * there is one (also on -EFAULT/-ENOBUFS, so the request can still fail cleanly), else NULL.
+ * A packed ring keeps a request's chain only while it is handed over: call this from
+ * ops->handle(), or right after vh_vq_fetch_one() (@head is req->head); -EINVAL otherwise.
  */
-int vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, struct iovec *iov,
+static inline int vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head,
+                                   struct iovec *iov, int max, int *nr, int *nw, uint8_t **last_w);
+/* The two layouts' walkers behind vh_vq_walk_chain(). */
+int vh_vq_split_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, struct iovec *iov,
                      int max, int *nr, int *nw, uint8_t **last_w);
+int vh_vq_packed_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, struct iovec *iov,
+                      int max, int *nr, int *nw, uint8_t **last_w);
+
+/* Inline: the split ring's hot path pays one test for the packed one's existence. */
+static inline int
+vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, struct iovec *iov,
+                 int max, int *nr, int *nw, uint8_t **last_w)
+{
+	if (VH_UNLIKELY(vq->packed)) {
+		return vh_vq_packed_walk(vq, mem, head, iov, max, nr, nw, last_w);
+	}
+	return vh_vq_split_walk(vq, mem, head, iov, max, nr, nw, last_w);
+}
 
 #endif

@@ -45,6 +45,11 @@
  *                        [--no-inflight]     negative control: the front-end does not
  *                                            negotiate INFLIGHT_SHMFD; the run must FAIL
  *                        [--upgrade] [--bad-binaries]  (needs $VHOSTD_ALT)
+ *                        [--packed]          packed rings (packed_ring + packed_ring_recovery
+ *                                            controller, VIRTIO_F_RING_PACKED acked): QEMU
+ *                                            7.2 keeps a packed ring's stale base on
+ *                                            reconnect, so only the inflight region (packed
+ *                                            layout) can say where each ring resumes
  * $VHOSTD names the binary (77 = skip when missing). VH_TEST_SEED replays a seed.
  */
 #include <endian.h>
@@ -95,6 +100,7 @@ struct soak {
 	bool json, verbose;
 	const char *keep_log;
 	bool no_inflight; /* negative control: a front-end without INFLIGHT_SHMFD must fail */
+	bool packed;      /* packed rings and the packed inflight layout */
 	const char *log_level;
 	bool upgrade;            /* live upgrades instead of kills */
 	bool bad_binaries;       /* with --upgrade: three broken candidates half-way */
@@ -254,16 +260,38 @@ write_conf(struct soak *s)
 }
 
 /*
- * The inflight region as the dead worker left it (spec "Inflight I/O tracking", split): per
- * queue a 16-byte header {features u64, version u16, desc_num u16, last_batch_head u16,
- * used_idx u16} and desc_num 16-byte {inflight u8, pad[5], next u16, counter u64}, 64-aligned.
+ * The inflight region's layout (spec "Inflight I/O tracking"), per queue, 64-aligned. Split: a
+ * 16-byte header {features u64, version u16, desc_num u16, last_batch_head u16, used_idx u16}
+ * and desc_num 16-byte {inflight u8, pad[5], next u16, counter u64}. Packed: a 32-byte header
+ * {features u64, version u16, desc_num u16, free_head u16, old_free_head u16, used_idx u16,
+ * old_used_idx u16, used_wrap u8, old_used_wrap u8, pad[7]} and desc_num 32-byte entries
+ * starting with the inflight byte.
  */
+static uint64_t
+region_hdr(const struct soak *s)
+{
+	return s->packed ? 32 : 16;
+}
+
+static uint64_t
+region_entry(const struct soak *s)
+{
+	return s->packed ? 32 : 16;
+}
+
+static uint64_t
+region_stride(const struct soak *s)
+{
+	return (region_hdr(s) + region_entry(s) * 128 + 63) & ~63ull;
+}
+
+/* The inflight region as the dead worker left it. */
 static unsigned int
 count_marked(struct soak *s, unsigned int cycle)
 {
 	uint64_t size;
 	uint8_t *m = vh_fe_inflight_map(s->fe, &size);
-	uint64_t stride = (16 + 16 * 128 + 63) & ~63ull;
+	uint64_t stride = region_stride(s);
 	unsigned int total = 0;
 
 	if (!m) {
@@ -271,19 +299,28 @@ count_marked(struct soak *s, unsigned int cycle)
 	}
 	for (unsigned int q = 0; q < s->nq && (q + 1) * stride <= size; q++) {
 		uint8_t *r = m + q * stride;
-		uint16_t ver, num, lbh, uidx;
+		uint16_t ver, num, f12, f14;
 		struct vh_fe_vq *vq = vh_fe_vq(s->fe, q);
 		unsigned int marked = 0;
 
 		memcpy(&ver, r + 8, 2);
 		memcpy(&num, r + 10, 2);
-		memcpy(&lbh, r + 12, 2);
-		memcpy(&uidx, r + 14, 2);
+		memcpy(&f12, r + 12, 2);
+		memcpy(&f14, r + 14, 2);
 		for (unsigned int h = 0; h < num && h < 128; h++) {
-			marked += r[16 + 16 * h] != 0;
+			marked += r[region_hdr(s) + region_entry(s) * h] != 0;
 		}
 		total += marked;
 		if (!s->verbose) {
+			continue;
+		}
+		if (s->packed) {
+			fprintf(stderr,
+			        "cycle %u q%u after kill: driver at avail %u used %u; region: "
+			        "version %u desc_num %u free_head %u old_free_head %u, %u chains "
+			        "marked in flight\n",
+			        cycle, q, vh_fe_vq_next_avail(vq), vh_fe_vq_next_used(vq), ver, num,
+			        f12, f14, marked);
 			continue;
 		}
 		fprintf(stderr,
@@ -291,7 +328,7 @@ count_marked(struct soak *s, unsigned int cycle)
 		        "desc_num %u used_idx %u last_batch_head %u, %u heads marked in flight\n",
 		        cycle, q, le16toh(vh_fe_vq_avail(vq)->idx),
 		        le16toh(__atomic_load_n(&vh_fe_vq_used(vq)->idx, __ATOMIC_ACQUIRE)), ver,
-		        num, uidx, lbh, marked);
+		        num, f14, f12, marked);
 	}
 	return total;
 }
@@ -412,9 +449,11 @@ start_daemon(struct soak *s, const char *bin)
 	             "\"max_delay_us\": %u}}]},\n"
 	             " {\"subsystem\": \"vhost_blk\", \"config\": [\n"
 	             "  {\"method\": \"vhost_create_blk_controller\", \"params\": {\"ctrlr\": "
-	             "\"vhost.0\", \"dev_name\": \"Malloc0\", \"cpumask\": \"%s\"}}]}\n"
+	             "\"vhost.0\", \"dev_name\": \"Malloc0\", \"cpumask\": \"%s\", "
+	             "\"packed_ring\": %s, \"packed_ring_recovery\": %s}}]}\n"
 	             "]}\n",
-	             s->nblocks * SECT_PER_BLK, s->max_delay_us, mask) < 0) {
+	             s->nblocks * SECT_PER_BLK, s->max_delay_us, mask, s->packed ? "true" : "false",
+	             s->packed ? "true" : "false") < 0) {
 		return -ENOMEM;
 	}
 	rc = write_conf(s);
@@ -691,13 +730,14 @@ busy_count(const struct soak *s)
 static unsigned int
 marked_now(struct soak *s)
 {
-	uint64_t size, stride = (16 + 16 * 128 + 63) & ~63ull;
+	uint64_t size, stride = region_stride(s);
 	const uint8_t *m = vh_fe_inflight_map(s->fe, &size);
 	unsigned int n = 0;
 
 	for (unsigned int q = 0; m && q < s->nq && (q + 1) * stride <= size; q++) {
 		for (unsigned int h = 0; h < 128; h++) {
-			n += __atomic_load_n(&m[q * stride + 16 + 16 * h], __ATOMIC_RELAXED) != 0;
+			n += __atomic_load_n(&m[q * stride + region_hdr(s) + region_entry(s) * h],
+			                     __ATOMIC_RELAXED) != 0;
 		}
 	}
 	return n;
@@ -1243,6 +1283,8 @@ setup_fe(struct soak *s)
 	        .num_queues = s->nq,
 	        .queue_size = 128,
 	        .inflight = !s->no_inflight,
+	        .driver_features =
+	                VH_FE_LINUX_FEATURES | (s->packed ? 1ull << VIRTIO_F_RING_PACKED : 0),
 	};
 	uint64_t cap;
 
@@ -1259,6 +1301,9 @@ setup_fe(struct soak *s)
 	        cap, s->nblocks * SECT_PER_BLK);
 	T_OK(vh_fe_start(s->fe, 0, 0));
 	T_CHECK(s->no_inflight || vh_fe_inflight_fd(s->fe) >= 0, "GET_INFLIGHT_FD gave no buffer");
+	T_CHECK(vh_fe_vq_is_packed(vh_fe_vq(s->fe, 0)) == s->packed, "rings are %s, expected %s",
+	        vh_fe_vq_is_packed(vh_fe_vq(s->fe, 0)) ? "packed" : "split",
+	        s->packed ? "packed" : "split");
 	for (unsigned int q = 0; q < s->nq; q++) {
 		struct vh_fe_vq *vq = vh_fe_vq(s->fe, q);
 
@@ -1295,10 +1340,26 @@ check_rings(struct soak *s)
 	for (unsigned int q = 0; q < s->nq; q++) {
 		struct vh_fe_vq *vq = vh_fe_vq(s->fe, q);
 		struct vh_fe_vq_stats st;
-		uint16_t used = le16toh(__atomic_load_n(&vh_fe_vq_used(vq)->idx, __ATOMIC_ACQUIRE));
-		uint16_t avail = le16toh(vh_fe_vq_avail(vq)->idx);
+		uint16_t used, avail;
 
 		vh_fe_vq_stats(vq, &st);
+		if (s->packed) {
+			/* Every descriptor made available came back in a used descriptor, once. */
+			used = vh_fe_vq_next_used(vq);
+			avail = vh_fe_vq_next_avail(vq);
+			if (st.bad_used || used != avail || st.submitted != st.completed) {
+				fprintf(stderr,
+				        "FAIL q%u: submitted %" PRIu64 ", completed %" PRIu64
+				        ", bad/duplicate used descriptors %" PRIu64
+				        ", driver at used %u, avail %u\n",
+				        q, st.submitted, st.completed, st.bad_used, used, avail);
+				fails++;
+			}
+			s->bad_used += st.bad_used;
+			continue;
+		}
+		used = le16toh(__atomic_load_n(&vh_fe_vq_used(vq)->idx, __ATOMIC_ACQUIRE));
+		avail = le16toh(vh_fe_vq_avail(vq)->idx);
 		s->bad_used += st.bad_used;
 		if (st.bad_used || used != avail || (uint16_t)st.submitted != used ||
 		    st.submitted != st.completed) {
@@ -1352,8 +1413,8 @@ report(struct soak *s, bool pass, unsigned int restarts, unsigned int resub)
 	        s->ooo, s->cycles_no_ooo, s->verified, s->verify_err, r50, r99, rmax,
 	        mean_ms(&s->recov), pct_ms(&s->recov, 0), e50, h50, h99, n50, n99, nmax);
 	if (s->json) {
-		printf("{\"test\": \"crash_soak\", \"pass\": %s, \"seed\": %" PRIu64
-		       ", \"cycles\": %u, \"kills_survived\": %u, \"restarts\": %u, "
+		printf("{\"test\": \"crash_soak\", \"rings\": \"%s\", \"pass\": %s, \"seed\": "
+		       "%" PRIu64 ", \"cycles\": %u, \"kills_survived\": %u, \"restarts\": %u, "
 		       "\"resubmissions\": %u"
 		       ", \"qd\": %u, \"queues\": %u, \"window_ms\": %u, \"max_delay_us\": %u"
 		       ", \"writes_submitted\": %" PRIu64 ", \"writes_completed\": %" PRIu64
@@ -1367,9 +1428,9 @@ report(struct soak *s, bool pass, unsigned int restarts, unsigned int resub)
 		       ", \"min\": %.2f}, \"handshake_ms\": {\"p50\": %.2f, \"p99\": %.2f}"
 		       ", \"recovery_minus_backoff_ms\": {\"p50\": %.2f, \"p99\": %.2f, \"max\": "
 		       "%.2f}}\n",
-		       pass ? "true" : "false", s->seed, s->cycles, s->cycles_done, restarts, resub,
-		       s->qd, s->nq, s->window_ms, s->max_delay_us, s->submitted, s->completed,
-		       s->lost, s->bad_used + s->bad_cb, s->bad_status,
+		       s->packed ? "packed" : "split", pass ? "true" : "false", s->seed, s->cycles,
+		       s->cycles_done, restarts, resub, s->qd, s->nq, s->window_ms, s->max_delay_us,
+		       s->submitted, s->completed, s->lost, s->bad_used + s->bad_cb, s->bad_status,
 		       s->cycles_done ? (double)s->marked_total / s->cycles_done : 0.0,
 		       s->marked_min, s->ooo, s->verified, s->verify_err,
 		       s->lost + s->bad_used + s->bad_cb + s->bad_status + s->bad_len +
@@ -1386,7 +1447,7 @@ usage(void)
 {
 	fprintf(stderr, "usage: test_crash_soak [--cycles N] [--window-ms MS] [--max-delay-us US] "
 	                "[--qd N] [--queues N] [--blocks N] [--seed S] [--json] [--verbose] "
-	                "[--keep-log FILE] [--log-level LEVEL] [--no-inflight]\n");
+	                "[--keep-log FILE] [--log-level LEVEL] [--no-inflight] [--packed]\n");
 }
 
 static int
@@ -1404,6 +1465,7 @@ parse(struct soak *s, int argc, char **argv)
 	        {"verbose", no_argument, NULL, 'v'},
 	        {"keep-log", required_argument, NULL, 'k'},
 	        {"no-inflight", no_argument, NULL, 'N'},
+	        {"packed", no_argument, NULL, 'P'},
 	        {"log-level", required_argument, NULL, 'L'},
 	        {"upgrade", no_argument, NULL, 'U'},
 	        {"bad-binaries", no_argument, NULL, 'B'},
@@ -1453,6 +1515,9 @@ parse(struct soak *s, int argc, char **argv)
 			break;
 		case 'N':
 			s->no_inflight = true;
+			break;
+		case 'P':
+			s->packed = true;
 			break;
 		case 'L':
 			s->log_level = optarg;
@@ -1560,10 +1625,11 @@ main(int argc, char **argv)
 		return VH_TEST_FAIL;
 	}
 	fprintf(stderr,
-	        "crash soak: %u %s, QD%u random 4 KiB writes over %u queues, %" PRIu64
+	        "crash soak: %u %s, QD%u random 4 KiB writes over %u %s queues, %" PRIu64
 	        " blocks, completions delayed 0..%u us, %s after 0..%u ms of I/O\n",
-	        s.cycles, s.upgrade ? "live upgrades" : "kills", s.qd, s.nq, s.nblocks,
-	        s.max_delay_us, s.upgrade ? "upgrade" : "kill", s.window_ms);
+	        s.cycles, s.upgrade ? "live upgrades" : "kills", s.qd, s.nq,
+	        s.packed ? "packed" : "split", s.nblocks, s.max_delay_us,
+	        s.upgrade ? "upgrade" : "kill", s.window_ms);
 	rc = setup_fe(&s);
 	s.fe_sock = s.fe ? vh_fe_sock(s.fe) : -1;
 	if (rc == 0) {

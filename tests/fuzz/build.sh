@@ -43,7 +43,7 @@ core="src/core/msg.c src/core/evloop.c src/core/reactor.c src/core/util.c src/co
 bdev="src/bdev/bdev.c src/bdev/iostat.c src/bdev/qos.c src/bdev/null.c src/bdev/ram.c"
 vhost="src/vhost/socket.c src/vhost/msg.c src/vhost/mem.c src/vhost/vring.c src/vhost/blk.c \
  src/vhost/session.c src/vhost/inflight.c src/vhost/stats.c src/vhost/dirtylog.c src/vhost/upgrade.c \
- src/vhost/scsi.c src/vhost/scsi_cmd.c"
+ src/vhost/scsi.c src/vhost/scsi_cmd.c src/vhost/vring_packed.c"
 # The vfio-user NVMe controller without its registry and sockets (src/vfu/meson.build's
 # vh_vfu_ctrlr_sources), on the deterministic doubles of tests/unit/vfu/nvme_stubs.c.
 vfu="src/vfu/session.c src/vfu/msg.c src/vfu/dma.c src/vfu/nvme_pci.c src/vfu/nvme_ctrlr.c \
@@ -84,16 +84,19 @@ link() {
 	HOOKED=
 }
 HOOKED=
-
-
 HOOKED="$out/obj/src_vhost_blk.c.hooked.o $out/obj/src_vhost_vring.c.o"
 link fuzz_vring tests/fuzz/fuzz_vring.c src/vhost/mem.c src/vhost/inflight.c src/vhost/dirtylog.c \
+	src/vhost/vring_packed.c \
 	src/core/util.c \
 	src/core/sigbus.c src/core/peerfd.c tests/fuzz/fuzz_log.c
 HOOKED="$out/obj/src_vhost_scsi.c.hooked.o $out/obj/src_vhost_vring.c.o"
 link fuzz_scsi tests/fuzz/fuzz_scsi.c src/vhost/scsi_cmd.c src/vhost/mem.c src/vhost/inflight.c \
-	src/vhost/dirtylog.c \
+	src/vhost/dirtylog.c src/vhost/vring_packed.c \
 	src/core/util.c src/core/sigbus.c src/core/peerfd.c tests/fuzz/fuzz_log.c
+HOOKED="$out/obj/src_vhost_blk.c.hooked.o $out/obj/src_vhost_vring.c.o"
+link fuzz_vring_packed tests/fuzz/fuzz_vring_packed.c src/vhost/mem.c src/vhost/inflight.c \
+	src/vhost/dirtylog.c src/vhost/vring_packed.c src/core/util.c src/core/sigbus.c \
+	src/core/peerfd.c tests/fuzz/fuzz_log.c
 link fuzz_inflight tests/fuzz/fuzz_inflight.c src/vhost/inflight.c src/core/util.c \
 	tests/fuzz/fuzz_log.c
 link fuzz_vhost_msg tests/fuzz/fuzz_vhost_msg.c $core $bdev $vhost

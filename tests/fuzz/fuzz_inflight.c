@@ -59,7 +59,7 @@ fuzz_map(const struct hdr *h)
 	if ((h->flags & F_SEAL) && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0) {
 		abort();
 	}
-	if (vh_inflight_map(&ifl, &w, fd) == 0) {
+	if (vh_inflight_map(&ifl, &w, fd, false) == 0) {
 		uint64_t need = (uint64_t)ifl.num_queues * vh_inflight_queue_stride(ifl.queue_size);
 
 		if (ifl.base < (uint8_t *)ifl.map ||

@@ -139,6 +139,103 @@ save("fuzz_scsi", "an-query", scsi(0, 2, 0, [desc(S_REQ, 16, NEXT, 1), desc(S_RE
 evts = [desc(S_DATA + 16 * i, 16, WRITE) for i in range(4)]
 save("fuzz_scsi", "events", scsi(F_HOTPLUG | F_REMOVE | F_EVIDX, 3, 1, evts, [0, 1, 2, 3], []))
 
+
+# ---- fuzz_vring_packed: hdr (8 bytes), ring[size], driver event (4), [region], blob ------------
+P_AVAIL, P_USED = 1 << 7, 1 << 15
+F_PK_INFLIGHT = 0x80
+
+
+def pdesc(addr, ln, flags, pid, wrap=True):
+    return struct.pack("<QIHH", addr, ln, pid, flags | (P_AVAIL if wrap else P_USED))
+
+
+def pk_region(size, chains=()):
+    """A packed inflight region: version 1, chains [(entries, id, counter, descs)] in flight."""
+    held = {e for entries, _, _, _ in chains for e in entries}
+    free = [e for e in range(size) if e not in held]
+    nxt = list(range(1, size + 1))
+    for a, b in zip(free, free[1:]):
+        nxt[a] = b
+    if free:
+        nxt[free[-1]] = size
+    ent = [[0, 0, 0, 0, 0, 0, 0, 0] for _ in range(size)]  # inflight next last num counter id flags len/addr
+    for entries, pid, counter, descs in chains:
+        for i, e in enumerate(entries):
+            if i + 1 < len(entries):
+                nxt[e] = entries[i + 1]
+        h = entries[0]
+        ent[h][0], ent[h][2], ent[h][3], ent[h][4] = 1, entries[-1], len(entries), counter
+        for e, (addr, ln, flags) in zip(entries, descs):
+            ent[e][5], ent[e][6], ent[e][7] = (pid if e == entries[-1] else 0), flags, (ln, addr)
+    head = free[0] if free else size
+    hdr = struct.pack("<QHHHHHHBB10x", 0, 1, size, head, head, 0, 0, 1, 1)
+    body = b"".join(struct.pack("<BxHHHQHHIQ", e[0], nxt[i], e[2], e[3], e[4], e[5], e[6],
+                                e[7][0] if e[7] else 0, e[7][1] if e[7] else 0)
+                    for i, e in enumerate(ent))
+    stride = (32 + 32 * size + 63) & ~63
+    return (hdr + body).ljust(stride, b"\0")
+
+
+def pvring(flags, qlog, ring, blob_parts, base=0, crash=0, recovery=0, region=None,
+           driver=b"\1\0\0\0"):
+    size = 1 << qlog
+    r = bytearray(16 * size)
+    for idx, d in ring:
+        r[16 * idx:16 * idx + 16] = d
+    blob = bytearray(0x5000)
+    for gpa, data in blob_parts:
+        blob[gpa - BLOB:gpa - BLOB + len(data)] = data
+    out = struct.pack("<BBHBBH", flags, qlog, base, crash, recovery, 0) + bytes(r) + driver
+    if flags & F_PK_INFLIGHT:
+        out += region if region is not None else bytes((32 + 32 * size + 63) & ~63)
+    return out + bytes(blob).rstrip(b"\0")
+
+
+def pchain(start, size, parts, pid, wrap=True):
+    """Descriptors of one chain from ring index start: [(idx, desc)], wrapping at the end."""
+    out = []
+    for i, (addr, ln, flags) in enumerate(parts):
+        idx, w = (start + i) % size, wrap if start + i < size else not wrap
+        nxt = NEXT if i + 1 < len(parts) else 0
+        out.append((idx, pdesc(addr, ln, flags | nxt, pid, w)))
+    return out
+
+
+prd = [(HDR, 16, 0), (DATA, 512, WRITE), (STATUS, 1, WRITE)]
+pwr = [(HDR, 16, 0), (DATA, 4096, 0), (STATUS, 1, WRITE)]
+save("fuzz_vring_packed", "read", pvring(0, 4, pchain(0, 16, prd, 0), [(HDR, outhdr(0, 8))]))
+save("fuzz_vring_packed", "write", pvring(0, 4, pchain(0, 16, pwr, 3), [(HDR, outhdr(1, 16))]))
+save("fuzz_vring_packed", "flush", pvring(0, 3, pchain(0, 8, [(HDR, 16, 0), (STATUS, 1, WRITE)], 1),
+                                          [(HDR, outhdr(4))]))
+save("fuzz_vring_packed", "discard",
+     pvring(0x20, 3, pchain(0, 8, [(HDR, 16, 0), (SEG, 16, 0), (STATUS, 1, WRITE)], 2),
+            [(HDR, outhdr(11)), (SEG, struct.pack("<QII", 8, 8, 0))]))
+pitab = (struct.pack("<QIHH", HDR, 16, 0, 0) + struct.pack("<QIHH", DATA, 1024, 0, WRITE) +
+         struct.pack("<QIHH", STATUS, 1, 0, WRITE))
+save("fuzz_vring_packed", "indirect", pvring(0x01, 4, [(0, pdesc(ITAB, 48, INDIRECT, 5))],
+                                             [(HDR, outhdr(0)), (ITAB, pitab)]))
+# A chain across the end of the ring: base at index 7 of an 8-entry ring, wrap 1.
+save("fuzz_vring_packed", "across-wrap", pvring(0, 3, pchain(7, 8, prd, 4), [(HDR, outhdr(0))],
+                                                base=0x8007))
+# Three requests, EVENT_IDX, the driver asking for a call at descriptor 3 (DESC), EAGAIN once.
+pbatch = (pchain(0, 16, prd, 0) + pchain(3, 16, [(HDR + 16, 16, 0), (STATUS + 1, 1, WRITE)], 1) +
+          pchain(5, 16, [(HDR + 32, 16, 0), (DATA + 512, 512, 0), (STATUS + 2, 1, WRITE)], 2))
+save("fuzz_vring_packed", "batch-evidx",
+     pvring(0x02 | 0x08, 4, pbatch, [(HDR, outhdr(0) + outhdr(4) + outhdr(1, 2))],
+            driver=struct.pack("<HH", 0x8003, 2)))
+# Inflight: a fresh region, crash after the first iteration (requests still in flight).
+save("fuzz_vring_packed", "inflight-crash",
+     pvring(F_PK_INFLIGHT | 0x08, 4, pbatch, [(HDR, outhdr(0) + outhdr(4) + outhdr(1, 2))],
+            crash=1))
+# Inflight: a region with a chain left in flight by a previous instance (resubmitted).
+save("fuzz_vring_packed", "inflight-resubmit",
+     pvring(F_PK_INFLIGHT, 4, [], [(HDR, outhdr(0, 8))], recovery=1,
+            region=pk_region(16, [([0, 1, 2], 9, 5, prd)])))
+# Hostile: NEXT on every descriptor; an id past the ring (SPDK #3860).
+save("fuzz_vring_packed", "all-next",
+     pvring(0, 2, [(i, pdesc(DATA, 16, NEXT, 0)) for i in range(4)], []))
+save("fuzz_vring_packed", "id-range", pvring(0, 4, [(0, pdesc(DATA, 16, WRITE, 16))], []))
+
 # ---- fuzz_inflight: hdr (24 bytes), then one queue's region ------------------------------
 
 

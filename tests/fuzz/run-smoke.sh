@@ -14,7 +14,7 @@ set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-30}
 out=${2:-$top/build-fuzz}
-targets=${FUZZ_TARGETS:-"fuzz_vring fuzz_scsi fuzz_inflight fuzz_vhost_msg fuzz_rpc fuzz_config fuzz_vfu_msg"}
+targets=${FUZZ_TARGETS:-"fuzz_vring fuzz_vring_packed fuzz_scsi fuzz_inflight fuzz_vhost_msg fuzz_rpc fuzz_config fuzz_vfu_msg"}
 
 for t in $targets; do
 	if [ ! -x "$out/$t" ]; then

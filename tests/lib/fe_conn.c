@@ -910,7 +910,7 @@ fe_get_vring_base(struct vh_fe *fe, struct vh_fe_vq *vq)
 		rc = rc == sizeof(s) && s.index == vq->idx ? 0 : -EPROTO;
 	}
 	if (rc == 0) {
-		vq->base = (uint16_t)s.num;
+		vq->base = s.num;
 		vq->started = false;
 	}
 	return rc;
@@ -991,10 +991,12 @@ qemu_reconnect(struct vh_fe *fe, int timeout_ms, bool handshake)
 	 * QEMU 7.2 cannot ask a dead back-end for its ring bases, so it restarts every queue at
 	 * used->idx: whatever was available but not used gets processed again. We read used->idx
 	 * only once the new session answers: a back-end that is alive (it closed, or we did) may
-	 * still complete the old session's requests until it accepts the next front-end.
+	 * still complete the old session's requests until it accepts the next front-end. A packed
+	 * ring has no index in memory: QEMU keeps the base of its previous start
+	 * (virtio_queue_packed_restore_last_avail_idx() does nothing), and so do we.
 	 */
 	for (q = 0; q < fe->opts.num_queues; q++) {
-		if (restore[q]) {
+		if (restore[q] && !fe->vqs[q].packed) {
 			fe->vqs[q].base =
 			        le16toh(__atomic_load_n(&fe->vqs[q].used->idx, __ATOMIC_ACQUIRE));
 		}

@@ -26,18 +26,30 @@ struct vh_fe_vq {
 
 	int kick_fd, call_fd, err_fd;
 
-	/* Driver state (private memory: never re-read from guest RAM). */
+	/*
+	 * Driver state (private memory: never re-read from guest RAM). A packed ring
+	 * (fe_vq_packed.c) uses avail_idx, avail_pub and used_seen as free-running ring positions,
+	 * next[] and free_head as its free list of buffer ids, num_free for descriptors.
+	 */
 	uint16_t avail_idx; /* next avail slot to fill */
 	uint16_t avail_pub; /* avail->idx we last published */
 	uint16_t used_seen; /* used entries reaped */
-	uint16_t base;      /* SET_VRING_BASE value for the next start */
+	uint32_t base;      /* SET_VRING_BASE value for the next start (packed: 32 bits) */
+	bool fresh;         /* reset since the last start: the base is the layout's initial one */
 	uint16_t free_head;
 	uint16_t num_free;
-	uint16_t *next;              /* free list / chain links, mirrors desc[].next */
+	uint16_t *next; /* free list / chain links, mirrors desc[].next */
+	/*
+	 * Packed: first descriptors queued but not yet made available (their flags are stored by
+	 * the next flush, in ring order, as the split layout publishes avail->idx then).
+	 */
+	uint16_t *p_hold_idx, *p_hold_flags;
+	unsigned int p_nhold;
 	struct vh_fe_req **inflight; /* by head */
 	unsigned int ninflight;
 
 	bool started;
+	bool packed; /* VIRTIO_F_RING_PACKED negotiated at the last start */
 	bool event_idx;
 	bool indirect;
 	bool always_kick;
@@ -111,6 +123,18 @@ void fe_vq_teardown(struct vh_fe_vq *vq);
 void fe_vq_reset(struct vh_fe_vq *vq);
 /* Called at start with the negotiated features, before the ring is handed to the device. */
 void fe_vq_prepare(struct vh_fe_vq *vq, uint64_t features);
+/* Build req's chain into scratch descriptors d[] (header, data, status). Count or -errno. */
+int fe_build_chain(struct vh_fe_vq *vq, struct vh_fe_req *req, struct vring_desc *d,
+                   unsigned int max);
+
+/* fe_vq_packed.c: the same operations on a packed ring (VIRTIO_F_RING_PACKED). */
+void fe_vq_packed_reset(struct vh_fe_vq *vq);
+void fe_vq_packed_irq(struct vh_fe_vq *vq, bool want_irq);
+int fe_vq_packed_queue(struct vh_fe_vq *vq, struct vh_fe_req *req);
+int fe_vq_packed_flush(struct vh_fe_vq *vq);
+int fe_vq_packed_poll(struct vh_fe_vq *vq, struct vh_fe_req **done, unsigned int max);
+int fe_vq_packed_arm(struct vh_fe_vq *vq);
+unsigned int fe_vq_packed_pending(struct vh_fe_vq *vq);
 
 static inline bool
 fe_has(uint64_t features, unsigned int bit)

@@ -87,7 +87,9 @@ fe_vq_setup(struct vh_fe *fe, struct vh_fe_vq *vq, unsigned int idx)
 	vq->ind = gpa_ptr(vq, vq->ind_gpa, 16ull * n * vq->max_chain);
 	vq->next = calloc(n, sizeof(*vq->next));
 	vq->inflight = calloc(n, sizeof(*vq->inflight));
-	if (!vq->next || !vq->inflight) {
+	vq->p_hold_idx = calloc(n, sizeof(*vq->p_hold_idx));
+	vq->p_hold_flags = calloc(n, sizeof(*vq->p_hold_flags));
+	if (!vq->next || !vq->inflight || !vq->p_hold_idx || !vq->p_hold_flags) {
 		return -ENOMEM;
 	}
 	vq->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -105,6 +107,8 @@ fe_vq_teardown(struct vh_fe_vq *vq)
 {
 	free(vq->next);
 	free(vq->inflight);
+	free(vq->p_hold_idx);
+	free(vq->p_hold_flags);
 	if (vq->kick_fd >= 0) {
 		close(vq->kick_fd);
 	}
@@ -132,6 +136,10 @@ fe_vq_reset(struct vh_fe_vq *vq)
 	vq->num_free = vq->size;
 	vq->avail_idx = vq->avail_pub = vq->used_seen = vq->base = 0;
 	vq->ninflight = 0;
+	vq->fresh = true;
+	if (vq->packed) {
+		fe_vq_packed_reset(vq);
+	}
 }
 
 static bool
@@ -146,6 +154,10 @@ set_irq_suppression(struct vh_fe_vq *vq, bool want_irq)
 {
 	uint16_t *used_event = &vq->avail->ring[vq->size];
 
+	if (vq->packed) {
+		fe_vq_packed_irq(vq, want_irq);
+		return;
+	}
 	if (used_event_far(vq)) {
 		/* SPDK's ring init: the highest index, so the first lap never triggers. */
 		__atomic_store_n(used_event, htole16(0xffff), __ATOMIC_RELAXED);
@@ -168,8 +180,23 @@ set_irq_suppression(struct vh_fe_vq *vq, bool want_irq)
 void
 fe_vq_prepare(struct vh_fe_vq *vq, uint64_t features)
 {
+	bool packed = fe_has(features, VIRTIO_F_RING_PACKED);
+
 	vq->event_idx = fe_has(features, VIRTIO_RING_F_EVENT_IDX);
 	vq->indirect = fe_has(features, VIRTIO_RING_F_INDIRECT_DESC);
+	if (vq->fresh) {
+		/* A fresh packed ring starts with both wrap counters at 1 (VIRTIO 1.2 §2.8.1). */
+		vq->packed = packed;
+		vq->base = packed ? 0x80008000u : 0;
+		if (packed) {
+			fe_vq_packed_reset(vq);
+		}
+		vq->fresh = false;
+	}
+	if (vq->packed) {
+		set_irq_suppression(vq, vq->mode == VH_FE_INTERRUPT);
+		return;
+	}
 	/* Without EVENT_IDX the used_event slot is meaningless; flags carry the wish instead. */
 	if (vq->event_idx) {
 		vq->avail->flags = 0;
@@ -352,8 +379,8 @@ link_chain(struct vring_desc *d, const uint16_t *idx, unsigned int n)
 }
 
 /* Build the chain into scratch descriptors d[]. Returns the count or -errno. */
-static int
-build_chain(struct vh_fe_vq *vq, struct vh_fe_req *req, struct vring_desc *d, unsigned int max)
+int
+fe_build_chain(struct vh_fe_vq *vq, struct vh_fe_req *req, struct vring_desc *d, unsigned int max)
 {
 	struct extent ex[VH_FE_MAX_IOV + 2];
 	unsigned int i, nd = 0, n;
@@ -392,6 +419,9 @@ vh_fe_req_queue(struct vh_fe_vq *vq, struct vh_fe_req *req)
 		return -EINVAL;
 	}
 	req->layout = (req->layout | vq->ring.layout_force) & ~vq->ring.layout_deny;
+	if (vq->packed) {
+		return fe_vq_packed_queue(vq, req);
+	}
 	indirect = (req->layout & VH_FE_L_INDIRECT) && vq->indirect;
 	if (vq->num_free == 0) {
 		return -ENOSPC;
@@ -403,7 +433,7 @@ vh_fe_req_queue(struct vh_fe_vq *vq, struct vh_fe_req *req)
 	if (max > VH_FE_MAX_CHAIN) {
 		max = VH_FE_MAX_CHAIN;
 	}
-	n = build_chain(vq, req, d, max);
+	n = fe_build_chain(vq, req, d, max);
 	if (n < 0) {
 		return n;
 	}
@@ -461,6 +491,9 @@ vh_fe_vq_flush(struct vh_fe_vq *vq)
 	uint64_t one = 1;
 	bool kick;
 
+	if (vq->packed) {
+		return fe_vq_packed_flush(vq);
+	}
 	if (old == new_idx) {
 		return 0;
 	}
@@ -529,6 +562,9 @@ vh_fe_vq_poll(struct vh_fe_vq *vq, struct vh_fe_req **done, unsigned int max)
 	unsigned int n = 0;
 	bool bad = false;
 
+	if (vq->packed) {
+		return fe_vq_packed_poll(vq, done, max);
+	}
 	/* Acquire: used entries are read only after the index that publishes them. */
 	used_idx = le16toh(__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE));
 	while (vq->used_seen != used_idx && (!done || n < max)) {
@@ -573,6 +609,9 @@ vh_fe_vq_mode(const struct vh_fe_vq *vq)
 int
 vh_fe_vq_arm(struct vh_fe_vq *vq)
 {
+	if (vq->packed) {
+		return fe_vq_packed_arm(vq);
+	}
 	if (vq->mode == VH_FE_INTERRUPT) {
 		set_irq_suppression(vq, true);
 	}
@@ -656,7 +695,12 @@ vh_fe_vq_drain(struct vh_fe_vq *vq, int timeout_ms)
 unsigned int
 vh_fe_vq_pending(const struct vh_fe_vq *vq)
 {
-	uint16_t used = le16toh(__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE));
+	uint16_t used;
+
+	if (vq->packed) {
+		return fe_vq_packed_pending((struct vh_fe_vq *)vq);
+	}
+	used = le16toh(__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE));
 
 	return (uint16_t)(vq->avail_pub - used);
 }
@@ -700,7 +744,19 @@ vh_fe_vq_size(const struct vh_fe_vq *vq)
 uint16_t
 vh_fe_vq_base(const struct vh_fe_vq *vq)
 {
+	return (uint16_t)vq->base;
+}
+
+uint32_t
+vh_fe_vq_base32(const struct vh_fe_vq *vq)
+{
 	return vq->base;
+}
+
+bool
+vh_fe_vq_is_packed(const struct vh_fe_vq *vq)
+{
+	return vq->packed;
 }
 
 void

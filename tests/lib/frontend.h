@@ -13,7 +13,8 @@
  *   "QEMU virtual address" space); the virtio-user personalities use GPA == our address and
  *   may have a file per region. Buffers come from a per-region bump allocator or a slab.
  * - struct vh_fe: one vhost-user connection (one device), with its virtqueues.
- * - struct vh_fe_vq: one split virtqueue of the device (driver side).
+ * - struct vh_fe_vq: one virtqueue of the device (driver side): split, or packed when the start
+ *   negotiated VIRTIO_F_RING_PACKED (put it in the driver features; the back-end must offer it).
  * - struct vh_fe_req: one virtio-blk request, owned and preallocated by the caller (embed it in
  *   your own per-I/O context): the library never allocates per I/O.
  *
@@ -37,6 +38,7 @@
 #include <stdint.h>
 
 #include <linux/virtio_blk.h>
+#include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
 
 #include "vu_wire.h"
@@ -717,6 +719,22 @@ struct vring_used *vh_fe_vq_used(struct vh_fe_vq *vq);
 uint16_t vh_fe_vq_size(const struct vh_fe_vq *vq);
 /* Base the queue starts from on its next start (last GET_VRING_BASE answer). */
 uint16_t vh_fe_vq_base(const struct vh_fe_vq *vq);
+/* The same in full: a packed ring's has both positions and wrap counters (32 bits). */
+uint32_t vh_fe_vq_base32(const struct vh_fe_vq *vq);
+
+/*
+ * Packed rings (the queue's last start negotiated VIRTIO_F_RING_PACKED). The descriptor ring
+ * lives where vh_fe_vq_desc() points, the driver and device event suppression structures at
+ * vh_fe_vq_avail() and vh_fe_vq_used(). Positions are free-running 16-bit counts: index
+ * p & (size - 1), wrap counter !(p & size).
+ */
+bool vh_fe_vq_is_packed(const struct vh_fe_vq *vq);
+struct vring_packed_desc *vh_fe_vq_packed_ring(struct vh_fe_vq *vq);
+struct vring_packed_desc_event *vh_fe_vq_driver_event(struct vh_fe_vq *vq);
+struct vring_packed_desc_event *vh_fe_vq_device_event(struct vh_fe_vq *vq);
+/* Where the driver puts its next descriptor, and where it expects the next used one. */
+uint16_t vh_fe_vq_next_avail(const struct vh_fe_vq *vq);
+uint16_t vh_fe_vq_next_used(const struct vh_fe_vq *vq);
 
 /* Whether feature bit `bit` is set in `features`. */
 static inline bool

@@ -117,8 +117,9 @@ vh_target_start(struct vh_target *t, const struct vh_target_opts *o)
 	              "block_size", (int)t->block_size);
 	rc = vh_target_rpc(t, o->null_bdev ? "bdev_null_create" : "bdev_malloc_create", p, NULL);
 	if (rc == 0) {
-		p = json_pack("{s:s, s:s, s:s, s:b}", "ctrlr", t->name, "dev_name", t->bdev,
-		              "cpumask", "0x1", "readonly", o->readonly);
+		p = json_pack("{s:s, s:s, s:s, s:b, s:b, s:b}", "ctrlr", t->name, "dev_name",
+		              t->bdev, "cpumask", "0x1", "readonly", o->readonly, "packed_ring",
+		              o->packed_ring, "packed_ring_recovery", o->packed_recovery);
 		rc = vh_target_rpc(t, "vhost_create_blk_controller", p, NULL);
 	}
 	if (rc < 0) {

@@ -19,6 +19,7 @@ struct vh_vhost_ctrlr {
 	bool readonly;
 	bool scsi;
 	char tgt[VH_VHOST_SCSI_MAX_TARGETS][VH_NAME_MAX]; /* scsi: bdev per target, "" = none */
+	bool packed_ring;
 };
 
 static struct vh_bdev *g_bdevs[MAX_FAKES];
@@ -273,7 +274,7 @@ vh_vhost_blk_create(const struct vh_vhost_blk_opts *opts)
 	if (b->claimed_by[0] != '\0') {
 		return -EBUSY;
 	}
-	if (opts->packed_ring || g_nctrlrs == MAX_FAKES) {
+	if ((opts->packed_ring_recovery && !opts->packed_ring) || g_nctrlrs == MAX_FAKES) {
 		return -EINVAL;
 	}
 	c = calloc(1, sizeof(*c));
@@ -284,6 +285,7 @@ vh_vhost_blk_create(const struct vh_vhost_blk_opts *opts)
 	snprintf(c->bdev, sizeof(c->bdev), "%s", opts->bdev_name);
 	c->cpumask = opts->cpumask;
 	c->readonly = opts->readonly;
+	c->packed_ring = opts->packed_ring;
 	snprintf(b->claimed_by, sizeof(b->claimed_by), "%s", opts->name);
 	g_ctrlrs[g_nctrlrs++] = c;
 	return 0;
@@ -469,8 +471,9 @@ vh_vhost_ctrlr_config_json(const struct vh_vhost_ctrlr *c)
 		}
 		return arr;
 	}
-	return json_pack("{s:s, s:{s:s, s:s, s:b}}", "method", "vhost_create_blk_controller",
-	                 "params", "ctrlr", c->name, "dev_name", c->bdev, "readonly", c->readonly);
+	return json_pack("{s:s, s:{s:s, s:s, s:b, s:b}}", "method", "vhost_create_blk_controller",
+	                 "params", "ctrlr", c->name, "dev_name", c->bdev, "readonly", c->readonly,
+	                 "packed_ring", c->packed_ring);
 }
 
 void

@@ -43,14 +43,14 @@ test_odd_offset_refused(void **state)
 	(void)state;
 	for (uint64_t off = 1; off < 64; off++) {
 		w.mmap_offset = off;
-		if (vh_inflight_map(&ifl, &w, fd) == 0) {
+		if (vh_inflight_map(&ifl, &w, fd, false) == 0) {
 			fail_msg("mmap_offset %llu accepted: region base %p is misaligned",
 			         (unsigned long long)off, (void *)ifl.base);
 		}
 	}
 	/* Aligned offsets still work. */
 	w.mmap_offset = 64;
-	assert_int_equal(vh_inflight_map(&ifl, &w, fd), 0);
+	assert_int_equal(vh_inflight_map(&ifl, &w, fd, false), 0);
 	assert_int_equal((uintptr_t)ifl.base % _Alignof(struct inflight_split_queue), 0);
 	vh_inflight_unmap(&ifl);
 	close(fd);

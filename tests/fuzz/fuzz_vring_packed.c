@@ -1,0 +1,370 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Fuzz target: packed rings (src/vhost/vring_packed.c, the packed half of inflight.c) with
+ * virtio-blk requests (blk.c) and translation (mem.c) against a guest-controlled descriptor
+ * ring and, optionally, a front-end-controlled inflight region; single-threaded and
+ * deterministic on the doubles of fuzz_ring_common.h.
+ *
+ * Input: struct hdr (8 bytes), then size*16 bytes of ring descriptors, 4 bytes of the driver's
+ * event suppression structure, with F_INFLIGHT the queue's inflight region (packed layout: 32 +
+ * 32*size bytes; short input is zero-filled), then the blob (A+0x3000 on, then B, then C).
+ *
+ * Checked after each input, beyond "no ASan/UBSan report":
+ * - a hostile inflight region may be refused (-EINVAL), nothing else fails to start;
+ * - the run settles within a bounded number of reactor iterations, and a broken queue reports
+ *   exactly when it breaks;
+ * - every buffer id handed to blk.c is < size and got exactly one used descriptor, or (only on
+ *   a broken queue) was dropped; the used position moved by exactly the descriptors of the
+ *   requests answered, the avail position by those fetched;
+ * - the queue stops with nothing in flight at the position it reports;
+ * - with an inflight region: a "crash" (the queue abandoned at iteration crash_iter) and a
+ *   restart over the same region resubmit exactly the requests that were in flight, oldest
+ *   first, at the same positions; and after a clean stop a restart resubmits nothing.
+ */
+#include <inttypes.h>
+
+#include "fuzz_ring_common.h"
+#include "vhost/vring_packed.h"
+
+#define F_INFLIGHT 0x80 /* F_INDIRECT .. F_DISABLED as in fuzz_ring_common.h */
+
+struct hdr {
+	uint8_t flags;
+	uint8_t qlog;
+	uint16_t base; /* SET_VRING_BASE's avail half (index | wrap << 15); 0 = not sent */
+	uint8_t crash_iter;
+	uint8_t recovery; /* packed_ring_recovery */
+	uint16_t pad;
+};
+
+static struct vh_session *g_s;
+static struct vh_vhost_ctrlr *g_c_ctrlr;
+static struct vh_blk_ctrlr g_blk;
+static struct vh_blk_session g_blk_session;
+static bool g_stopped;
+
+static void
+stop_done(struct vh_vq *vq)
+{
+	g_stopped = true;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	setup_memory();
+	poison_guards();
+	g_ops = vh_blk_ops;
+	g_ops.handle = fuzz_hook_blk_handle;
+	g_s = calloc(1, sizeof(*g_s));
+	g_c_ctrlr = calloc(1, sizeof(*g_c_ctrlr));
+	if (g_s == NULL || g_c_ctrlr == NULL) {
+		abort();
+	}
+	return 0;
+}
+
+/* Every message, completion and deferred call of the abandoned instance, forgotten. */
+static void
+forget_reactor(void)
+{
+	g_nr = g_nc = 0;
+	g_ndone = 0;
+	g_deferred = NULL;
+	g_poller = NULL;
+	g_channels = 0;
+}
+
+/* A consistent view of the ring to judge the idle state by. */
+static bool
+settled(const struct vh_vq *vq)
+{
+	return g_nr == 0 && g_ndone == 0 && g_deferred == NULL && vq->retry_head == NULL &&
+	       (vq->broken || !vq->running || !vh_vq_packed_avail((struct vh_vq *)vq));
+}
+
+struct inflight_snap {
+	uint32_t n;
+	uint16_t ids[256];
+	uint64_t counters[256];
+	uint16_t used, avail;
+};
+
+/* What a restart must find: the requests in flight right now, by fetch order. */
+static void
+snapshot(struct vh_vq *vq, struct inflight_snap *sn)
+{
+	uint32_t ndesc = 0;
+
+	sn->n = 0;
+	for (uint32_t i = 0; i < vq->nslots; i++) {
+		struct vh_req *req = vh_vq_req(vq, i);
+
+		if (!req->inflight) {
+			continue;
+		}
+		sn->ids[sn->n] = req->head;
+		sn->counters[sn->n] = vq->pk->ifl->desc[req->ifl_entry].counter;
+		ndesc += req->ndesc;
+		sn->n++;
+	}
+	sn->used = vq->last_used;
+	sn->avail = (uint16_t)(vq->last_used + ndesc);
+	if (sn->avail != vq->last_avail) {
+		fprintf(stderr, "in flight %u descriptors, but avail - used = %u\n", ndesc,
+		        (uint16_t)(vq->last_avail - vq->last_used));
+		abort();
+	}
+}
+
+static void
+check_recovered(struct vh_vq *vq, const struct inflight_snap *sn)
+{
+	const struct vh_vq_packed *pk = vq->pk;
+
+	if (pk == NULL || pk->ifl == NULL || pk->nresub != sn->n || vq->last_used != sn->used ||
+	    vq->last_avail != sn->avail) {
+		fprintf(stderr,
+		        "restart: %u resubmissions (expected %u), used %u avail %u (expected %u "
+		        "%u)\n",
+		        pk ? pk->nresub : 0, sn->n, vq->last_used, vq->last_avail, sn->used,
+		        sn->avail);
+		abort();
+	}
+	for (uint32_t i = 0; i < pk->nresub; i++) {
+		bool found = false;
+
+		for (uint32_t j = 0; j < sn->n; j++) {
+			found |= sn->ids[j] == pk->resub[i].id;
+		}
+		if (!found || (i > 0 && pk->resub[i].counter < pk->resub[i - 1].counter)) {
+			fprintf(stderr, "resubmission %u: id %u not in flight, or out of order\n",
+			        i, pk->resub[i].id);
+			abort();
+		}
+	}
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct vh_vhost_ctrlr *c = g_c_ctrlr;
+	struct vh_session *s = g_s;
+	struct inflight_snap sn;
+	uint8_t *ifl_buf = NULL;
+	struct vh_mem mem;
+	struct vh_vq *vq;
+	struct hdr h = {0};
+	uint16_t qsize, used0, avail0;
+	unsigned iters = 0;
+	bool crashed = false;
+	int rc;
+
+	if (size < sizeof(h)) {
+		return -1;
+	}
+	memcpy(&h, data, sizeof(h));
+	data += sizeof(h);
+	size -= sizeof(h);
+	g_flags = h.flags;
+	qsize = (uint16_t)(1u << (h.qlog % 9)); /* 1..256 */
+
+	memset(g_a, 0, A_SIZE);
+	memset(g_b, 0, B_SIZE);
+	memset(g_c, 0, C_SIZE);
+	copy_in(g_a + DESC_OFF, 16u * qsize, &data, &size);
+	copy_in(g_a + AVAIL_OFF, 4, &data, &size);
+	memset(&s->inflight, 0, sizeof(s->inflight));
+	if (h.flags & F_INFLIGHT) {
+		uint64_t stride = vh_inflight_stride(qsize, true);
+
+		/* Exactly the region, so ASan's redzones catch any access past either end. */
+		ifl_buf = calloc(1, stride);
+		if (ifl_buf == NULL) {
+			abort();
+		}
+		copy_in(ifl_buf, stride, &data, &size);
+		s->inflight.map = ifl_buf;
+		s->inflight.base = ifl_buf;
+		s->inflight.map_size = stride;
+		s->inflight.num_queues = 1;
+		s->inflight.queue_size = qsize;
+		s->inflight.packed = true;
+	}
+	copy_in(g_a + BLOB_OFF, A_SIZE - BLOB_OFF, &data, &size);
+	copy_in(g_b, B_SIZE, &data, &size);
+	copy_in(g_c, C_SIZE, &data, &size);
+
+	memset(&mem, 0, sizeof(mem));
+	region(&mem, A_GPA, A_SIZE, A_QVA, g_a);
+	region(&mem, B_GPA, B_SIZE, B_QVA, g_b);
+	region(&mem, C_GPA, C_SIZE, C_QVA, g_c);
+
+	memset(c, 0, sizeof(*c));
+	snprintf(c->name, sizeof(c->name), "fuzz");
+	memset(&g_blk, 0, sizeof(g_blk));
+	memcpy(g_blk.serial, "fuzz-serial-0123456789", VIRTIO_BLK_ID_BYTES);
+	g_blk.bdev = (struct vh_bdev *)&g_ch;
+	g_blk.readonly = (h.flags & F_READONLY) != 0;
+	g_blk.packed_ring = true;
+	c->dev = &g_blk;
+	c->ops = &g_ops;
+	c->num_queues = 1;
+	c->listen_fd = -1;
+	c->packed_recovery = h.recovery & 1;
+
+	struct vh_inflight keep = s->inflight;
+
+	memset(s, 0, sizeof(*s));
+	s->inflight = keep;
+	s->c = c;
+	s->fd = -1;
+	s->backend_fd = -1;
+	s->mem = &mem;
+	s->nvqs = 1;
+	g_blk_session.wce = 1;
+	s->dev = &g_blk_session;
+	s->features = (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES) |
+	              (1ull << VIRTIO_F_RING_PACKED);
+	if (h.flags & F_INDIRECT) {
+		s->features |= 1ull << VIRTIO_RING_F_INDIRECT_DESC;
+	}
+	if (h.flags & F_EVENT_IDX) {
+		s->features |= 1ull << VIRTIO_RING_F_EVENT_IDX;
+	}
+	if (h.flags & F_DISCARD) {
+		s->features |= (1ull << VIRTIO_BLK_F_DISCARD) | (1ull << VIRTIO_BLK_F_WRITE_ZEROES);
+	}
+	vq = &s->vqs[0];
+	vq->s = s;
+	vq->ops = &g_ops;
+	vq->log_all = &s->log_all;
+	vq->kickfd = vq->callfd = vq->errfd = -1;
+	snprintf(vq->prefix, sizeof(vq->prefix), "fuzz/q0");
+	vq->size = qsize;
+	if (h.base != 0) {
+		vh_vq_set_position(vq, (uint32_t)h.base * 0x10001u, true);
+	}
+	vq->addr.desc_user_addr = A_QVA + DESC_OFF;
+	vq->addr.avail_user_addr = A_QVA + AVAIL_OFF;
+	vq->addr.used_user_addr = A_QVA + USED_OFF;
+	vq->addr_set = true;
+	vq->kick_set = true;
+	vq->enabled = !(h.flags & F_DISABLED);
+	vq->reactor = &g_reactor;
+	g_broken_reported = false;
+	g_stopped = false;
+	memset(g_seen, 0, sizeof(g_seen));
+	g_fetched = g_pushed = g_dropped = 0;
+	g_fetched_desc = g_pushed_desc = g_dropped_desc = 0;
+
+	vh_vq_init_nodes(vq);
+	rc = vh_vq_prepare(vq);
+	if (rc != 0) {
+		/* A base past the ring, or a region that cannot be trusted: refused, nothing else.
+		 */
+		if (rc != -EINVAL) {
+			abort();
+		}
+		goto out;
+	}
+	used0 = vq->last_used;
+	avail0 = vq->last_avail;
+	/* Requests a previous "instance" left in the region are resubmitted at start (counted). */
+	vh_vq_start(vq);
+	for (;;) {
+		reactor_iteration();
+		run_queue(g_cmsgs, &g_nc);
+		if (vq->pk != NULL && vq->pk->ifl != NULL && h.crash_iter != 0 &&
+		    iters + 1 == h.crash_iter && !vq->broken) {
+			/* Die here: what is in flight must come back, nothing else. */
+			snapshot(vq, &sn);
+			forget_reactor();
+			vq->started = false;
+			crashed = true;
+			break;
+		}
+		if (settled(vq)) {
+			break;
+		}
+		if (++iters > MAX_ITERS) {
+			fprintf(stderr, "queue did not settle after %u iterations\n", MAX_ITERS);
+			abort();
+		}
+	}
+	if (crashed) {
+		vq->flush.queued = false;
+		if (vh_vq_prepare(vq) != 0) {
+			abort(); /* the region is the one we kept: it must be accepted */
+		}
+		check_recovered(vq, &sn);
+		goto out;
+	}
+	if (vq->inflight != 0) {
+		fprintf(stderr, "%u requests still in flight on an idle queue\n", vq->inflight);
+		abort();
+	}
+	if (vq->broken != g_broken_reported) {
+		abort();
+	}
+	if (g_dropped > 0 && !vq->broken) {
+		abort();
+	}
+	for (uint32_t i = 0; i < qsize; i++) {
+		if (g_seen[i].fetched != g_seen[i].pushed + g_seen[i].dropped) {
+			fprintf(stderr,
+			        "id %u: handled %u times, used %u times, dropped %u times\n", i,
+			        g_seen[i].fetched, g_seen[i].pushed, g_seen[i].dropped);
+			abort();
+		}
+	}
+	/* Positions: used moved by what was answered, avail by what was fetched (resubmissions
+	 * were fetched by the previous instance). */
+	if ((uint16_t)(vq->last_used - used0) != (uint16_t)g_pushed_desc ||
+	    ((uint16_t)(vq->last_avail - avail0) !=
+	             (uint16_t)(g_fetched_desc - (uint16_t)(avail0 - used0)) &&
+	     !vq->broken)) {
+		fprintf(stderr,
+		        "used moved %u for %" PRIu64 " descriptors answered; avail %u for %" PRIu64
+		        " fetched\n",
+		        (uint16_t)(vq->last_used - used0), g_pushed_desc,
+		        (uint16_t)(vq->last_avail - avail0), g_fetched_desc);
+		abort();
+	}
+	vh_vq_stop(vq, stop_done);
+	for (iters = 0; !g_stopped; iters++) {
+		reactor_iteration();
+		run_queue(g_cmsgs, &g_nc);
+		if (iters > MAX_ITERS) {
+			fprintf(stderr, "queue did not stop\n");
+			abort();
+		}
+	}
+	if (g_poller != NULL || g_channels != 0 || vq->started ||
+	    vh_vq_position(vq) != vh_vq_packed_position(vq)) {
+		abort();
+	}
+	/* A restart over our own region after a clean stop: nothing to resubmit, same place. */
+	if (vq->pk->ifl != NULL && !vq->broken) {
+		uint16_t used = vq->last_used, avail = vq->last_avail;
+
+		vq->flush.queued = false;
+		if (vh_vq_prepare(vq) != 0 || vq->pk->nresub != 0 || vq->last_used != used ||
+		    vq->last_avail != avail) {
+			fprintf(stderr,
+			        "clean restart: resubmits %u, used %u -> %u, avail %u -> %u\n",
+			        vq->pk ? vq->pk->nresub : 0, used, vq->last_used, avail,
+			        vq->last_avail);
+			abort();
+		}
+	}
+out:
+	forget_reactor();
+	vh_vq_free_reqs(vq);
+	memset(&s->inflight, 0, sizeof(s->inflight));
+	free(ifl_buf);
+	return 0;
+}
