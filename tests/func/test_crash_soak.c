@@ -965,6 +965,20 @@ check_connected(struct soak *s, unsigned int cycle)
 		T_CHECK(recv(p.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) != 0,
 		        "cycle %u: the front-end saw its connection close", cycle);
 	}
+	/*
+	 * And the worker reads it: a message after the switch gets its answer. (The new worker
+	 * once left the adopted connection paused after its start-up sync: I/O flowed, but QEMU's
+	 * next message, the GET_VRING_BASE of a guest shutdown, waited forever.)
+	 */
+	{
+		uint64_t features = 0;
+		int rc = vh_fe_call(s->fe, VHOST_USER_GET_FEATURES, VHOST_USER_VERSION, NULL, 0,
+		                    NULL, 0, &features, sizeof(features));
+
+		T_CHECK(rc == (int)sizeof(features) && features != 0,
+		        "cycle %u: GET_FEATURES on the connection after the switch: %s", cycle,
+		        rc < 0 ? strerror(-rc) : "bad reply");
+	}
 	return 0;
 }
 
