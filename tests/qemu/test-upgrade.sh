@@ -4,7 +4,7 @@
 # Live upgrade by hand-over under a real guest (docs/design.md, "Live upgrade by hand-over").
 # QEMU 7.2 is started WITHOUT reconnect, so a closed vhost-user socket would cost the guest its
 # disk for good. `vhostd --supervise` runs from a binary installed in the temp dir; a guest runs
-# fio randwrite with crc32c verify at iodepth 32 on two queues against a RAM disk whose
+# fio randwrite with crc32c verify (80 s) at iodepth 32 on two queues against a RAM disk whose
 # completions are delayed at random (requests are in flight, out of order, at every switch),
 # while the test upgrades the worker VQ_UPGRADES times (default 10), alternating SIGHUP to the
 # supervisor and the vhostd_upgrade RPC, and alternating the installed file between vhostd and
@@ -143,7 +143,7 @@ dmesg | grep -iE 'is not a head|blocked for more than|hung task' && vt_fail "gue
 vt_no_io_errors
 GUEST
 # The upgrades are spread over fio's run (about 5 s apart); they must all happen while it runs.
-runtime=${VQ_FIO_RUNTIME:-$((upgrades * 5 + 25))}
+runtime=${VQ_FIO_RUNTIME:-$((upgrades * 5 + 30))}
 initrd="$VQ_TMP/guest.initrd"
 vq_make_initrd "$initrd" "$guest" VT_RUNTIME="$runtime"
 log="$VQ_TMP/guest.log"
