@@ -1315,6 +1315,79 @@ scsi_session_reset(struct vh_session *s)
 	ss->evt_missed = 0;
 }
 
+/*
+ * Live upgrade: the events still waiting for the driver's event buffers (and whether one was
+ * dropped). The target table itself comes back with the config replay; these do not, and a
+ * hot-plug the driver has not heard of yet would otherwise never reach it. Every queue is
+ * stopped (frozen), so the ring holds still.
+ */
+static json_t *
+scsi_session_save(const struct vh_session *s)
+{
+	const struct scsi_session *ss = s->dev;
+	uint32_t tail = __atomic_load_n(&ss->evt_tail, __ATOMIC_ACQUIRE);
+	uint32_t head = ss->evt_head;
+	json_t *evts = json_array();
+
+	for (uint32_t i = tail; evts != NULL && i != head; i++) {
+		const struct scsi_evt *e = &ss->evts[i % SCSI_EVT_RING];
+
+		if (json_array_append_new(evts, json_pack("[I, I, i]", (json_int_t)e->event,
+		                                          (json_int_t)e->reason, (int)e->target)) <
+		    0) {
+			json_decref(evts);
+			return NULL;
+		}
+	}
+	return json_pack("{s:o?, s:b}", "events", evts, "events_missed",
+	                 __atomic_load_n(&ss->evt_missed, __ATOMIC_RELAXED) != 0);
+}
+
+static bool
+get_u32_at(const json_t *a, size_t i, uint32_t max, uint32_t *out)
+{
+	const json_t *v = json_array_get(a, i);
+
+	if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > max) {
+		return false;
+	}
+	*out = (uint32_t)json_integer_value(v);
+	return true;
+}
+
+/* The new process: the waiting events, delivered once the event queue runs. 0 or -EINVAL. */
+static int
+scsi_session_load(struct vh_session *s, const json_t *state)
+{
+	struct scsi_session *ss = s->dev;
+	const json_t *evts = json_object_get(state, "events"), *e;
+	const json_t *missed = json_object_get(state, "events_missed");
+	size_t i;
+
+	if (!json_is_array(evts) || json_array_size(evts) > SCSI_EVT_RING ||
+	    !json_is_boolean(missed)) {
+		return -EINVAL;
+	}
+	ss->evt_head = 0;
+	ss->evt_tail = 0;
+	json_array_foreach(evts, i, e)
+	{
+		uint32_t event, reason, target;
+
+		if (!json_is_array(e) || json_array_size(e) != 3 ||
+		    !get_u32_at(e, 0, UINT32_MAX, &event) ||
+		    !get_u32_at(e, 1, UINT32_MAX, &reason) ||
+		    !get_u32_at(e, 2, VH_SCSI_MAX_TARGETS - 1, &target)) {
+			return -EINVAL;
+		}
+		ss->evts[i] = (struct scsi_evt){event, reason, (uint8_t)target};
+	}
+	/* Nothing runs yet: the event queue's first poll after the commit sees these. */
+	ss->evt_head = (uint32_t)json_array_size(evts);
+	ss->evt_missed = json_is_true(missed) ? 1 : 0;
+	return 0;
+}
+
 /* Post @sq's node to its queue if the queue runs and no stop is on its way. */
 static void
 poke_queue(struct scsi_session *ss, uint32_t q)
@@ -1622,6 +1695,8 @@ const struct vh_dev_ops vh_scsi_ops = {
         .session_init = scsi_session_init,
         .session_fini = scsi_session_fini,
         .session_reset = scsi_session_reset,
+        .session_save = scsi_session_save,
+        .session_load = scsi_session_load,
         .get_config = scsi_get_config,
         .req_size = sizeof(struct scsi_req),
         .queue_start = scsi_queue_start,

@@ -868,6 +868,14 @@ static struct {
 static void
 commit_synced(struct vh_session *s)
 {
+	/*
+	 * The sync paused the connection's input (as every queue operation does); the front-end's
+	 * next message is ours to read now. Without this the rings ran but the session never read
+	 * another message, and QEMU hung in its next GET_VRING_BASE.
+	 */
+	if (s != NULL && !s->closing) {
+		vh_sock_resume(s);
+	}
 	if (--g_commit.pending == 0 && g_commit.started != NULL) {
 		g_commit.started(g_commit.arg, g_commit.oldest_stop_ns, vh_now_ns());
 	}

@@ -1005,6 +1005,20 @@ check_connected(struct soak *s, unsigned int cycle)
 		T_CHECK(recv(p.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) != 0,
 		        "cycle %u: the front-end saw its connection close", cycle);
 	}
+	/*
+	 * And the worker reads it: a message after the switch gets its answer. (The new worker
+	 * once left the adopted connection paused after its start-up sync: I/O flowed, but QEMU's
+	 * next message, the GET_VRING_BASE of a guest shutdown, waited forever.)
+	 */
+	{
+		uint64_t features = 0;
+		int rc = vh_fe_call(s->fe, VHOST_USER_GET_FEATURES, VHOST_USER_VERSION, NULL, 0,
+		                    NULL, 0, &features, sizeof(features));
+
+		T_CHECK(rc == (int)sizeof(features) && features != 0,
+		        "cycle %u: GET_FEATURES on the connection after the switch: %s", cycle,
+		        rc < 0 ? strerror(-rc) : "bad reply");
+	}
 	return 0;
 }
 
@@ -1197,6 +1211,51 @@ bad_candidate(struct soak *s, const char *what, const char *script)
 	return 0;
 }
 
+/*
+ * A live migration in progress (dirty logging on) refuses an upgrade with a clear error, before
+ * anything is frozen: the worker serves on, and upgrades work again once logging is off.
+ */
+static int
+migration_refused(struct soak *s)
+{
+	struct rpc_job job = {.s = s};
+	pid_t kids[4], old;
+	uint64_t done0;
+	pthread_t th;
+
+	T_CHECK(children(s, kids, 4) == 1, "migration: not exactly one worker before");
+	old = kids[0];
+	T_OK(write_conf(s));
+	T_OK(vh_fe_log_start(s->fe));
+	T_CHECK(pthread_create(&th, NULL, rpc_thread, &job) == 0, "pthread_create");
+	if (io_until(s, &job, 0) < 0) {
+		pthread_join(th, NULL);
+		return -1;
+	}
+	pthread_join(th, NULL);
+	json_decref(job.result);
+	T_CHECK(job.rc == -EREMOTEIO && strstr(job.msg, "live migration") != NULL,
+	        "migration: vhostd_upgrade should be refused (live migration), got %s (%s)",
+	        job.rc == 0 ? "success" : strerror(-job.rc), job.msg);
+	fprintf(stderr, "  during a live migration: refused: %s\n", job.msg);
+	for (uint64_t end = now_ns() + 10000000000ull;;) {
+		if (children(s, kids, 4) == 1 && kids[0] == old) {
+			break;
+		}
+		T_CHECK(now_ns() < end, "migration: the candidate is still around 10 s later");
+		if (io_until(s, NULL, now_ns() + 2000000ull) < 0) {
+			return -1;
+		}
+	}
+	T_OK(vh_fe_log_stop(s->fe));
+	done0 = s->completed;
+	if (io_until(s, NULL, now_ns() + 200000000ull) < 0) {
+		return -1;
+	}
+	T_CHECK(s->completed > done0, "migration: no I/O completed after the refused upgrade");
+	return check_connected(s, 0);
+}
+
 static int
 bad_binaries(struct soak *s)
 {
@@ -1208,7 +1267,8 @@ bad_binaries(struct soak *s)
 	         s->build_copy[1]);
 	if (bad_candidate(s, "exits at once", "exit 1") < 0 ||
 	    bad_candidate(s, "crashes after reading the state", crash) < 0 ||
-	    bad_candidate(s, "hangs after reading the state", hang) < 0) {
+	    bad_candidate(s, "hangs after reading the state", hang) < 0 ||
+	    migration_refused(s) < 0) {
 		return -1;
 	}
 	return 0;
@@ -1285,6 +1345,7 @@ setup_fe(struct soak *s)
 	        .inflight = !s->no_inflight,
 	        .driver_features =
 	                VH_FE_LINUX_FEATURES | (s->packed ? 1ull << VIRTIO_F_RING_PACKED : 0),
+	        .log = s->upgrade, /* migration_refused() turns dirty logging on */
 	};
 	uint64_t cap;
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -681,6 +682,36 @@ vh_nvme_dma_free(struct vh_nvme_dev *dev, struct vh_nvme_dma *dma)
 	memset(dma, 0, sizeof(*dma));
 }
 
+/*
+ * One process per device. VFIO refuses a second opener of the group, but uio_pci_generic and
+ * the sysfs resource files do not: a live upgrade's candidate replaying the config would map
+ * BAR0 and reset the controller under the worker that still serves from it. A non-blocking
+ * flock() on the device's sysfs directory, held until vh_nvme_dev_close() (or our death, which
+ * releases it), makes the second opener fail before it touches the device.
+ */
+static int
+lock_device(struct vh_nvme_dev *dev)
+{
+	char path[PATH_MAX];
+
+	dev_path(path, sizeof(path), dev->bdf, "");
+	dev->lock_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dev->lock_fd < 0) {
+		VH_ERR(COMP, "%s: %s: %s", dev->bdf, path, strerror(errno));
+		return errno == ENOENT ? -ENODEV : -errno;
+	}
+	if (flock(dev->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		int err = errno;
+
+		VH_ERR(COMP, "%s: %s", dev->bdf,
+		       err == EWOULDBLOCK ? "in use by another process (another vhostd, or the one "
+		                            "a live upgrade would replace)"
+		                          : strerror(err));
+		return err == EWOULDBLOCK ? -EBUSY : -err;
+	}
+	return 0;
+}
+
 int
 vh_nvme_dev_open(const char *bdf, const struct vh_nvme_dev_opts *opts, struct vh_nvme_dev **out)
 {
@@ -693,7 +724,7 @@ vh_nvme_dev_open(const char *bdf, const struct vh_nvme_dev_opts *opts, struct vh
 	}
 	dev->mode = opts->mode;
 	dev->container_fd = dev->group_fd = dev->device_fd = -1;
-	dev->config_fd = dev->resource_fd = -1;
+	dev->config_fd = dev->resource_fd = dev->lock_fd = -1;
 	if (opts->mode == VH_NVME_ACCESS_MOCK) {
 		if (opts->mock_ops == NULL || opts->mock_ops->read32 == NULL ||
 		    opts->mock_ops->write32 == NULL) {
@@ -708,6 +739,10 @@ vh_nvme_dev_open(const char *bdf, const struct vh_nvme_dev_opts *opts, struct vh
 	ret = vh_nvme_pci_parse_bdf(bdf, dev->bdf, sizeof(dev->bdf));
 	if (ret < 0) {
 		goto out_free;
+	}
+	ret = lock_device(dev);
+	if (ret < 0) {
+		goto out_close;
 	}
 	ret = opts->mode == VH_NVME_ACCESS_VFIO ? vfio_open(dev, opts) : uio_open(dev, opts);
 	if (ret < 0) {
@@ -771,6 +806,10 @@ vh_nvme_dev_close(struct vh_nvme_dev *dev)
 	}
 	if (dev->resource_fd >= 0) {
 		close(dev->resource_fd);
+	}
+	/* Last: the next owner may start the moment this closes. */
+	if (dev->lock_fd >= 0) {
+		close(dev->lock_fd);
 	}
 	free(dev);
 }

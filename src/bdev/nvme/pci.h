@@ -85,6 +85,8 @@ struct vh_nvme_dev {
 	/* UIO */
 	int config_fd;
 	int resource_fd;
+	/* VFIO and UIO: the sysfs device directory, flock()ed while we own the device */
+	int lock_fd;
 	char hugepage_dir[PATH_MAX];
 	struct vh_nvme_uio_chunk *chunks; /* huge pages carved for DMA memory */
 	struct vh_nvme_dev *next;         /* all open devices (VFIO registration fan-out) */
@@ -168,9 +170,12 @@ vh_nvme_mmio_write64(const struct vh_nvme_dev *dev, uint32_t off, uint64_t val)
 /*
  * Open the device at PCI address @bdf ("0000:00:04.0"; ignored for MOCK) with @opts.
  * VFIO/UIO: binds the device to vfio-pci or uio_pci_generic if needed, maps BAR0 and enables bus
- * mastering. Returns 0 and *out, or -ENODEV (no such device), -EBUSY (bound to the kernel nvme
- * driver and !opts->force), -EACCES, -ENOTSUP (no IOMMU group), -EINVAL, -ENOMEM or another
- * -errno from the kernel. Control thread.
+ * mastering. The device is ours alone until vh_nvme_dev_close(): another process (a live
+ * upgrade's candidate, a second vhostd) that opens it meanwhile gets -EBUSY before it touches
+ * anything, so it cannot reset a controller we drive (uio_pci_generic does not stop it).
+ * Returns 0 and *out, or -ENODEV (no such device), -EBUSY (bound to the kernel nvme driver and
+ * !opts->force, or open in another process), -EACCES, -ENOTSUP (no IOMMU group), -EINVAL,
+ * -ENOMEM or another -errno from the kernel. Control thread.
  */
 int vh_nvme_dev_open(const char *bdf, const struct vh_nvme_dev_opts *opts,
                      struct vh_nvme_dev **out);

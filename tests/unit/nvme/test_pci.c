@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -143,6 +145,44 @@ test_sysfs_bind(void **state)
 	assert_string_equal(slurp("bus/pci/drivers/uio_pci_generic/bind"), "0000:00:04.0");
 }
 
+/*
+ * One process per device: with the device's sysfs directory flock()ed by another owner (the
+ * worker a live upgrade would replace), opening it fails with -EBUSY before anything is
+ * written, even with force (uio_pci_generic itself lets a second process map BAR0 and reset a
+ * controller that is in use). Once the owner lets go, the open goes on (and fails later here,
+ * on the fake hugetlbfs), and a failed open leaves the lock free.
+ */
+static void
+test_device_lock(void **state)
+{
+	struct vh_nvme_dev_opts o = {
+	        .mode = VH_NVME_ACCESS_UIO, .force = true, .hugepage_dir = root};
+	struct vh_nvme_dev *dev = NULL;
+	char dir[PATH_MAX + 64];
+	int owner;
+
+	snprintf(dir, sizeof(dir), "%s/bus/pci/devices/0000:00:04.0", root);
+	owner = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(owner >= 0);
+	assert_int_equal(flock(owner, LOCK_EX | LOCK_NB), 0);
+	assert_int_equal(vh_nvme_dev_open("0000:00:04.0", &o, &dev), -EBUSY);
+	assert_null(dev);
+	assert_string_equal(slurp("bus/pci/devices/0000:00:04.0/driver_override"), "(null)\n");
+	assert_string_equal(slurp("bus/pci/drivers/nvme/unbind"), "");
+	o.mode = VH_NVME_ACCESS_VFIO;
+	assert_int_equal(vh_nvme_dev_open("0000:00:04.0", &o, &dev), -EBUSY);
+	assert_string_equal(slurp("bus/pci/drivers/nvme/unbind"), "");
+	/* No such device: -ENODEV, as before. */
+	assert_int_equal(vh_nvme_dev_open("0000:00:09.0", &o, &dev), -ENODEV);
+
+	assert_int_equal(flock(owner, LOCK_UN), 0);
+	o.mode = VH_NVME_ACCESS_UIO;
+	assert_int_equal(vh_nvme_dev_open("0000:00:04.0", &o, &dev), -ENOENT);
+	assert_null(dev);
+	assert_int_equal(flock(owner, LOCK_EX | LOCK_NB), 0);
+	close(owner);
+}
+
 static void
 test_mock_dev(void **state)
 {
@@ -214,6 +254,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_parse_bdf),
 	        cmocka_unit_test_setup_teardown(test_sysfs_bind, setup_sysfs, teardown_sysfs),
+	        cmocka_unit_test_setup_teardown(test_device_lock, setup_sysfs, teardown_sysfs),
 	        cmocka_unit_test(test_mock_dev),
 	        cmocka_unit_test(test_mem_register),
 	};
