@@ -148,7 +148,10 @@ publish_used(struct vh_vq *vq)
 	}
 	/* Pairs with the driver's read barrier after it reads used->idx: entries first. */
 	VH_STORE_REL(vq->used->idx, vq->last_used);
-	log_used_published(vq);
+	/* The ranges are worked out only while logging (log_used() checks again, with acquire). */
+	if (VH_UNLIKELY(vh_vq_logging(vq))) {
+		log_used_published(vq);
+	}
 	vq->published = vq->last_used;
 	if (ifl == NULL) {
 		return;
