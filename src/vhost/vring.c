@@ -270,12 +270,15 @@ vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, stru
 	uint32_t table_size = vq->size;
 	uint32_t idx = head, count = 0;
 	bool indirect = false, seen_write = false;
-	uint64_t last_w_end = 0;
+	uint64_t last_w_end = 0; /* end of the last device-writable buffer (0: none) */
 	int n = 0, n_read = 0, err = 0;
+	int last_w_n = 0; /* iovecs up to its end, when it was translated (else 0) */
 
 	*last_w = NULL;
 	for (;;) {
 		struct vring_desc d;
+		bool w_end = false; /* this descriptor ends the writable buffers so far */
+		uint64_t end;
 
 		if (idx >= table_size || ++count > table_size) {
 			return -EBADMSG; /* index out of range, or a loop */
@@ -305,14 +308,19 @@ vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, stru
 				seen_write = true;
 				n_read = n;
 			}
-			if (d.len > 0 && !VH_ADD_OVERFLOW(d.addr, (uint64_t)d.len, &last_w_end)) {
-				*last_w = vh_mem_gpa_to_hva(mem, last_w_end - 1, 1);
+			if (d.len > 0 && !VH_ADD_OVERFLOW(d.addr, (uint64_t)d.len, &end)) {
+				last_w_end = end;
+				last_w_n = 0;
+				w_end = true;
 			}
 		} else if (seen_write) {
 			return -EBADMSG; /* device-readable after device-writable */
 		}
 		if (err == 0 && d.len > 0) {
 			err = vh_mem_gpa_to_iov(mem, d.addr, d.len, iov, &n, max);
+			if (w_end && err == 0) {
+				last_w_n = n;
+			}
 		}
 		if (!(d.flags & VRING_DESC_F_NEXT)) {
 			break;
@@ -321,6 +329,16 @@ vh_vq_walk_chain(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, stru
 	}
 	if (!seen_write) {
 		n_read = n;
+	}
+	/*
+	 * The last writable byte (the status byte for virtio-blk): the end of its translated iovec,
+	 * or, if it was not translated (an earlier buffer failed), its own translation, so that
+	 * the request can still fail cleanly.
+	 */
+	if (last_w_n > 0) {
+		*last_w = (uint8_t *)iov[last_w_n - 1].iov_base + iov[last_w_n - 1].iov_len - 1;
+	} else if (last_w_end != 0) {
+		*last_w = vh_mem_gpa_to_hva(mem, last_w_end - 1, 1);
 	}
 	*nr = n_read;
 	*nw = n - n_read;
