@@ -42,6 +42,34 @@ enum vb_rw {
 	VB_RW_RANDRW,
 };
 
+/*
+ * How the driver asks for interrupts (used_event with EVENT_IDX, VRING_AVAIL_F_NO_INTERRUPT
+ * without). Polling drivers never want one; interrupt-driven ones re-arm after every batch.
+ */
+enum vb_used_event {
+	VB_UE_LAZY,  /* polling, ours: used_event half an index lap behind, rewritten every 16 Ki */
+	VB_UE_AHEAD, /* polling, SPDK's: used_event = used_seen - size - 1 at every publish */
+	VB_UE_TRACK, /* interrupt-driven (Linux): used_event = used_seen after every reap */
+};
+
+/* Ring habits of an initiator (--pattern), each also settable alone. */
+struct vb_ring_pattern {
+	bool event_idx; /* ack VIRTIO_RING_F_EVENT_IDX (if the target offers it) */
+	enum vb_used_event used_event;
+	bool indirect; /* each request is one ring descriptor pointing at its chain */
+	bool merged;   /* header+write data / read data+status share descriptors: 2 per request */
+	bool kick_per_req;  /* publish avail->idx (and maybe kick) after every request, not batch */
+	bool rewrite;       /* write every descriptor at every submission, as real drivers do */
+	bool spdk_features; /* ack only what SPDK's virtio-blk acks (no FLUSH, no INDIRECT, ...) */
+};
+
+#define VB_RP_EVENT_IDX  (1u << 0)
+#define VB_RP_USED_EVENT (1u << 1)
+#define VB_RP_INDIRECT   (1u << 2)
+#define VB_RP_LAYOUT     (1u << 3)
+#define VB_RP_KICK       (1u << 4)
+#define VB_RP_REWRITE    (1u << 5)
+
 struct vb_opts {
 	const char *socket;
 	enum vb_rw rw;
@@ -64,8 +92,12 @@ struct vb_opts {
 	bool verify;
 	bool json;
 	uint64_t seed;
-	pid_t target_pid; /* sample this process's CPU time; 0 = no */
-	int timeout_ms;   /* control-message and drain timeout */
+	pid_t target_pid;         /* sample this process's CPU time; 0 = no */
+	int timeout_ms;           /* control-message and drain timeout */
+	const char *pattern_name; /* --pattern preset, "lean" by default */
+	struct vb_ring_pattern ring;
+	unsigned int ring_set;   /* VB_RP_* bits: set by their own option, kept over the preset */
+	unsigned int queue_size; /* 0 = the smallest power of two that fits iodepth chains */
 };
 
 /*
@@ -80,14 +112,19 @@ const char *vb_rw_name(enum vb_rw rw);
 /* ---- ring driver ------------------------------------------------------------------------ */
 
 /*
- * One request slot: a fixed descriptor chain [header][data x nseg][status]. Split rings keep it
- * in the descriptor table (head = its first index); packed rings write it into the ring at every
- * submission (head = its buffer id, the slot index).
+ * One request slot: a fixed descriptor chain [header][data x nseg][status] (split layout), or
+ * [header+data][status] / [header][data+status] (merged), in the ring's table or in the slot's
+ * own indirect table. Packed rings write the split layout into the ring at every submission
+ * (head = the buffer id, the slot index).
  */
 struct vb_slot {
-	uint8_t *hdr; /* 16-byte virtio_blk_outhdr; the status byte follows at +16 */
-	uint8_t *buf; /* bs bytes of data */
-	uint64_t hdr_gpa, buf_gpa;
+	uint8_t *hdr;             /* 16-byte virtio_blk_outhdr */
+	uint8_t *status;          /* split: hdr + 16; merged: buf + bs */
+	uint8_t *buf;             /* bs bytes of data */
+	struct vring_desc *chain; /* the chain's first descriptor (ring table or indirect table) */
+	uint64_t hdr_gpa;
+	uint64_t buf_gpa;
+	uint64_t chain_gpa; /* indirect table (indirect only) */
 	uint64_t t_submit;
 	uint64_t block; /* index in the queue's slice */
 	uint32_t gen;   /* verify: generation written or expected */
@@ -126,7 +163,10 @@ struct vb_queue {
 	uint16_t avail_pub; /* avail->idx last published */
 	uint16_t used_seen;
 	uint16_t used_event_val;
-	uint16_t nseg; /* data descriptors per request */
+	uint16_t nseg;  /* data descriptors per request */
+	uint16_t ndesc; /* descriptors per chain */
+	uint32_t seg_len;
+	uint32_t bs;
 	bool event_idx;
 	/*
 	 * Packed rings: the descriptor ring (desc's memory), the driver's and the device's event
@@ -138,7 +178,11 @@ struct vb_queue {
 	uint32_t *driver_evt;
 	const uint32_t *device_evt;
 	uint16_t p_avail, p_pub, p_used;
-	uint32_t seg_len, bs;
+	enum vb_used_event used_event_mode;
+	bool indirect;
+	bool merged;
+	bool kick_per_req;
+	bool rewrite;
 	int kick_fd;
 	int call_fd;
 	unsigned int nslots;
@@ -209,7 +253,12 @@ void vb_clock_calibrate(void);
  * Set up queue q (ring pointers from the front-end library, slots carved from guest RAM by the
  * caller). Called on the main thread before the workers start.
  */
-void vb_queue_init_ring(struct vb_queue *q, bool event_idx, bool interrupt);
+void vb_queue_init_ring(struct vb_queue *q, bool event_idx, const struct vb_ring_pattern *rp);
+/* Write slot s's whole chain for direction w (and its ring descriptor if indirect). */
+void vb_slot_write_chain(struct vb_queue *q, struct vb_slot *s, bool w);
+/* Set the ring pattern preset @name in o->ring. 0, or -1 for an unknown name. */
+int vb_pattern_preset(const char *name, struct vb_ring_pattern *rp);
+const char *vb_used_event_name(enum vb_used_event m);
 /*
  * Start one worker per thread and set the deadlines (ramp from now). Returns 0 or -errno (then
  * the workers that did start leave at once; vb_join() them anyway).

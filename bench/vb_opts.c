@@ -34,6 +34,28 @@ static const char usage[] =
         "                      DPDK's virtio-user: the target must make every write durable\n"
         "  --packed            packed virtqueues (VIRTIO_F_RING_PACKED; the target must offer\n"
         "                      it): the same chains, written into the descriptor ring\n"
+        "\n"
+        "Ring habits (how the driver uses the rings; a --pattern sets them all, the options\n"
+        "below override it whatever their order):\n"
+        "  --pattern NAME      lean (default: ours, the least initiator work), spdk (SPDK\n"
+        "                      v23.05 bdev_virtio_blk: EVENT_IDX, used_event ahead, 3 direct\n"
+        "                      descriptors rewritten per request, kick per request, SPDK's\n"
+        "                      features: no FLUSH), linux (EVENT_IDX, used_event tracked,\n"
+        "                      indirect, kick per batch), dpdk (no EVENT_IDX, indirect, kick\n"
+        "                      per batch)\n"
+        "  --event-idx on|off  ack VIRTIO_RING_F_EVENT_IDX (if offered)\n"
+        "  --used-event MODE   lazy (polling; used_event half a lap behind, rarely rewritten),\n"
+        "                      ahead (polling, SPDK: rewritten far ahead at every publish),\n"
+        "                      track (interrupt-driven: re-armed after every batch, the\n"
+        "                      target signals every completion batch). Without EVENT_IDX:\n"
+        "                      track clears VRING_AVAIL_F_NO_INTERRUPT, the others set it\n"
+        "  --indirect on|off   each request is one ring descriptor pointing at its chain\n"
+        "  --layout L          split (header, data, status: 3 descriptors) or merged\n"
+        "                      (header+write data, read data+status: 2, the fewest possible)\n"
+        "  --kick K            batch (publish and maybe kick once per batch) or request\n"
+        "                      (after every request, as SPDK)\n"
+        "  --rewrite on|off    write the descriptors at every submission (real drivers do)\n"
+        "  --queue-size N      ring size, a power of two (default: the smallest that fits)\n"
         "  --verify            write blocks with a {LBA, generation, crc32c} header, check\n"
         "                      every read, read back every written block at the end\n"
         "  --seed N            PRNG seed (default 0x5eed)\n"
@@ -70,6 +92,14 @@ enum {
 	OPT_TIMEOUT,
 	OPT_JSON,
 	OPT_HELP,
+	OPT_PATTERN,
+	OPT_EVENT_IDX,
+	OPT_USED_EVENT,
+	OPT_INDIRECT,
+	OPT_LAYOUT,
+	OPT_KICK,
+	OPT_REWRITE,
+	OPT_QUEUE_SIZE,
 };
 
 static const struct option long_opts[] = {
@@ -99,6 +129,14 @@ static const struct option long_opts[] = {
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"json", no_argument, NULL, OPT_JSON},
         {"help", no_argument, NULL, OPT_HELP},
+        {"pattern", required_argument, NULL, OPT_PATTERN},
+        {"event-idx", required_argument, NULL, OPT_EVENT_IDX},
+        {"used-event", required_argument, NULL, OPT_USED_EVENT},
+        {"indirect", required_argument, NULL, OPT_INDIRECT},
+        {"layout", required_argument, NULL, OPT_LAYOUT},
+        {"kick", required_argument, NULL, OPT_KICK},
+        {"rewrite", required_argument, NULL, OPT_REWRITE},
+        {"queue-size", required_argument, NULL, OPT_QUEUE_SIZE},
         {NULL, 0, NULL, 0},
 };
 
@@ -111,6 +149,55 @@ const char *
 vb_rw_name(enum vb_rw rw)
 {
 	return rw_names[rw];
+}
+
+static const char *const used_event_names[] = {
+        [VB_UE_LAZY] = "lazy",
+        [VB_UE_AHEAD] = "ahead",
+        [VB_UE_TRACK] = "track",
+};
+
+const char *
+vb_used_event_name(enum vb_used_event m)
+{
+	return used_event_names[m];
+}
+
+int
+vb_pattern_preset(const char *name, struct vb_ring_pattern *rp)
+{
+	static const struct {
+		const char *name;
+		struct vb_ring_pattern rp;
+	} presets[] = {
+	        /* Ours: nothing the target does not need; descriptors written once. */
+	        {"lean", {.event_idx = true, .used_event = VB_UE_LAZY}},
+	        /*
+	         * SPDK v23.05 bdev_virtio_blk (lib/virtio/virtio.c, virtqueue_req_flush): a
+	         * poll-mode driver that rewrites the header/data/status chain per request and
+	         * flushes each request on its own, pushing used_event out of reach at every flush.
+	         */
+	        {"spdk",
+	         {.event_idx = true,
+	          .used_event = VB_UE_AHEAD,
+	          .kick_per_req = true,
+	          .rewrite = true,
+	          .spdk_features = true}},
+	        /* A Linux guest's virtio_blk: indirect chains, blk-mq batches, interrupts. */
+	        {"linux",
+	         {.event_idx = true, .used_event = VB_UE_TRACK, .indirect = true, .rewrite = true}},
+	        /* DPDK's virtio PMD habits: no EVENT_IDX, indirect, bursts, no interrupts. */
+	        {"dpdk",
+	         {.event_idx = false, .used_event = VB_UE_LAZY, .indirect = true, .rewrite = true}},
+	};
+
+	for (size_t i = 0; i < sizeof(presets) / sizeof(presets[0]); i++) {
+		if (strcmp(name, presets[i].name) == 0) {
+			*rp = presets[i].rp;
+			return 0;
+		}
+	}
+	return -1;
 }
 
 static int
@@ -282,6 +369,92 @@ defaults(struct vb_opts *o)
 	o->runtime = 10;
 	o->seed = 0x5eed;
 	o->timeout_ms = 10000;
+	o->pattern_name = "lean";
+}
+
+/* "on"/"off" into *v. */
+static int
+parse_onoff(const char *opt, const char *s, bool *v)
+{
+	if (strcmp(s, "on") == 0 || strcmp(s, "off") == 0) {
+		*v = s[1] == 'n';
+		return 0;
+	}
+	return bad(opt, s, "expected on or off");
+}
+
+/* Ring-habit options: recorded with their VB_RP_* bit so the preset does not override them. */
+static int
+parse_ring(struct vb_opts *o, int c, const char *v)
+{
+	struct vb_ring_pattern *rp = &o->ring;
+	unsigned int i;
+
+	switch (c) {
+	case OPT_EVENT_IDX:
+		o->ring_set |= VB_RP_EVENT_IDX;
+		return parse_onoff("event-idx", v, &rp->event_idx);
+	case OPT_USED_EVENT:
+		o->ring_set |= VB_RP_USED_EVENT;
+		for (i = 0; i < sizeof(used_event_names) / sizeof(used_event_names[0]); i++) {
+			if (strcmp(v, used_event_names[i]) == 0) {
+				rp->used_event = (enum vb_used_event)i;
+				return 0;
+			}
+		}
+		return bad("used-event", v, "expected lazy, ahead or track");
+	case OPT_INDIRECT:
+		o->ring_set |= VB_RP_INDIRECT;
+		return parse_onoff("indirect", v, &rp->indirect);
+	case OPT_LAYOUT:
+		o->ring_set |= VB_RP_LAYOUT;
+		if (strcmp(v, "split") == 0 || strcmp(v, "merged") == 0) {
+			rp->merged = v[0] == 'm';
+			return 0;
+		}
+		return bad("layout", v, "expected split or merged");
+	case OPT_KICK:
+		o->ring_set |= VB_RP_KICK;
+		if (strcmp(v, "batch") == 0 || strcmp(v, "request") == 0) {
+			rp->kick_per_req = v[0] == 'r';
+			return 0;
+		}
+		return bad("kick", v, "expected batch or request");
+	case OPT_REWRITE:
+		o->ring_set |= VB_RP_REWRITE;
+		return parse_onoff("rewrite", v, &rp->rewrite);
+	}
+	return -1;
+}
+
+/* The preset, then every ring option given on the command line. */
+static int
+apply_pattern(struct vb_opts *o)
+{
+	struct vb_ring_pattern set = o->ring;
+
+	if (vb_pattern_preset(o->pattern_name, &o->ring) < 0) {
+		return bad("pattern", o->pattern_name, "expected lean, spdk, linux or dpdk");
+	}
+	if (o->ring_set & VB_RP_EVENT_IDX) {
+		o->ring.event_idx = set.event_idx;
+	}
+	if (o->ring_set & VB_RP_USED_EVENT) {
+		o->ring.used_event = set.used_event;
+	}
+	if (o->ring_set & VB_RP_INDIRECT) {
+		o->ring.indirect = set.indirect;
+	}
+	if (o->ring_set & VB_RP_LAYOUT) {
+		o->ring.merged = set.merged;
+	}
+	if (o->ring_set & VB_RP_KICK) {
+		o->ring.kick_per_req = set.kick_per_req;
+	}
+	if (o->ring_set & VB_RP_REWRITE) {
+		o->ring.rewrite = set.rewrite;
+	}
+	return 0;
 }
 
 /* One option with a value. Returns 0 or -1 (printed). */
@@ -380,8 +553,17 @@ parse_one(struct vb_opts *o, int c, const char *v)
 		}
 		o->target_pid = (pid_t)u;
 		return 0;
+	case OPT_PATTERN:
+		o->pattern_name = v;
+		return 0;
+	case OPT_QUEUE_SIZE:
+		if (parse_uint(v, 2, 32768, &u) < 0 || (u & (u - 1)) != 0) {
+			return bad("queue-size", v, "expected a power of two 2..32768");
+		}
+		o->queue_size = (unsigned int)u;
+		return 0;
 	}
-	return -1;
+	return parse_ring(o, c, v);
 }
 
 /* Checks between options. */
@@ -390,6 +572,15 @@ check(struct vb_opts *o)
 {
 	if (!o->socket) {
 		fprintf(stderr, "vhost-bench: --socket PATH is required (see --help)\n");
+		return -1;
+	}
+	if (apply_pattern(o) < 0) {
+		return -1;
+	}
+	if (o->packed &&
+	    (strcmp(o->pattern_name, "lean") != 0 || (o->ring_set & ~VB_RP_EVENT_IDX))) {
+		fprintf(stderr, "vhost-bench: --packed drives the lean pattern only (--event-idx "
+		                "aside, the ring habits are split-ring ones)\n");
 		return -1;
 	}
 	if (o->size && o->size < (uint64_t)o->bs * o->queues) {

@@ -5,14 +5,19 @@
  * The test front-end library builds one descriptor chain per request (general, but ~100 ns of
  * work per I/O); a benchmark must measure the target, so this file drives the split rings the
  * library set up with a much leaner scheme:
- * - Every request slot owns a fixed descriptor chain [header | data x nseg | status], written
- *   once. Submitting is: store the 16-byte header, flip the data descriptors' WRITE flag if the
- *   direction changed, put the head in the avail ring.
+ * - Every request slot owns a fixed descriptor chain [header | data x nseg | status] (or the
+ *   merged [header+data | status], [header | data+status]), in the ring's table or in its own
+ *   indirect table, written once. Submitting is: store the 16-byte header, rewrite the chain if
+ *   the direction changed (or always, --rewrite on, as real drivers do), put the head in the
+ *   avail ring.
  * - Completions are reaped in a batch (one acquire load of used->idx), the freed slots are
- *   resubmitted at once and published with one release store of avail->idx; a kick is sent only
- *   when the target asks for one (VRING_USED_F_NO_NOTIFY clear, or avail_event crossed).
+ *   resubmitted at once and published with one release store of avail->idx (or one per request,
+ *   --kick request, as SPDK); a kick is sent only when the target asks for one
+ *   (VRING_USED_F_NO_NOTIFY clear, or avail_event crossed).
  * - In polling mode the target is asked never to interrupt (VRING_AVAIL_F_NO_INTERRUPT, or
- *   used_event kept half a ring-index lap away with EVENT_IDX).
+ *   used_event kept out of reach with EVENT_IDX: half a lap behind, rewritten every 16 Ki
+ *   completions, or SPDK's size + 1 behind, rewritten at every publish); --used-event track asks
+ *   for an interrupt after every batch, as an interrupt-driven driver does.
  * - Timestamps: one TSC read when a poll finds completions (their end time), one before the
  *   resubmissions (their start time), one at the end (busy-time accounting). At QD1 that is a
  *   per-I/O timestamp; at QD128 it is per batch.
@@ -185,9 +190,13 @@ p_used_at(const struct vb_queue *q, uint16_t pos, uint16_t *flags_out)
 	return (f & (P_AVAIL | P_USED)) == ((pos & q->size) ? 0 : (P_AVAIL | P_USED));
 }
 
-/* Ask the target for no interrupts (polling) or for one at the next completion. */
+/*
+ * The driver's resting interrupt request, between sleeps: polling patterns ask for none
+ * (VRING_AVAIL_F_NO_INTERRUPT, or used_event out of reach), an interrupt-driven one (TRACK) for
+ * one at the next completion.
+ */
 static void
-irq_off(struct vb_queue *q)
+irq_rest(struct vb_queue *q)
 {
 	if (q->packed) {
 		__atomic_store_n(q->driver_evt, P_EVT(VRING_PACKED_EVENT_FLAG_DISABLE, 0),
@@ -195,15 +204,31 @@ irq_off(struct vb_queue *q)
 		return;
 	}
 	if (q->event_idx) {
-		/* used_seen - 1: the target crosses it only after 65535 more completions. */
-		q->used_event_val = (uint16_t)(q->used_seen - 1);
+		switch (q->used_event_mode) {
+		case VB_UE_LAZY:
+			/* used_seen - 1: the target crosses it only after 65535 more completions.
+			 */
+			q->used_event_val = (uint16_t)(q->used_seen - 1);
+			break;
+		case VB_UE_AHEAD:
+			/* SPDK's value: behind what the target can reach with a full ring in
+			 * flight. */
+			q->used_event_val = (uint16_t)(q->used_seen - q->size - 1);
+			break;
+		case VB_UE_TRACK:
+			q->used_event_val = q->used_seen;
+			break;
+		}
 		__atomic_store_n(q->used_event, htole16(q->used_event_val), __ATOMIC_RELAXED);
 	} else {
-		__atomic_store_n(&q->avail->flags, htole16(VRING_AVAIL_F_NO_INTERRUPT),
-		                 __ATOMIC_RELAXED);
+		__atomic_store_n(
+		        &q->avail->flags,
+		        htole16(q->used_event_mode == VB_UE_TRACK ? 0 : VRING_AVAIL_F_NO_INTERRUPT),
+		        __ATOMIC_RELAXED);
 	}
 }
 
+/* Before sleeping (--interrupt): an interrupt at the next completion. */
 static void
 irq_on(struct vb_queue *q)
 {
@@ -225,26 +250,77 @@ irq_on(struct vb_queue *q)
 }
 
 void
-vb_queue_init_ring(struct vb_queue *q, bool event_idx, bool interrupt)
+vb_queue_init_ring(struct vb_queue *q, bool event_idx, const struct vb_ring_pattern *rp)
 {
 	q->mask = (uint16_t)(q->size - 1);
 	q->used_event = &q->avail->ring[q->size];
 	q->avail_event = (uint16_t *)&q->used->ring[q->size];
 	q->event_idx = event_idx;
+	q->used_event_mode = rp->used_event;
+	q->kick_per_req = rp->kick_per_req;
+	q->rewrite = rp->rewrite;
 	q->avail_idx = q->avail_pub = q->used_seen = 0;
 	if (q->packed) {
 		q->pring = (struct vring_packed_desc *)(void *)q->desc;
 		q->driver_evt = (uint32_t *)(void *)q->avail;
 		q->device_evt = (const uint32_t *)(const void *)q->used;
 		q->p_avail = q->p_pub = q->p_used = 0; /* index 0, both wrap counters 1 */
-		irq_off(q);
+		irq_rest(q);
 		return;
 	}
 	if (event_idx) {
 		q->avail->flags = 0;
 	}
-	(void)interrupt; /* interrupt mode arms only before it sleeps */
-	irq_off(q);
+	if (event_idx && rp->used_event == VB_UE_AHEAD) {
+		/* SPDK starts with 0xffff, then writes used_seen - size - 1 at every flush. */
+		q->used_event_val = 0xffff;
+		*q->used_event = htole16(0xffff);
+		return;
+	}
+	irq_rest(q);
+}
+
+static inline void
+put_desc(struct vring_desc *d, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
+{
+	d->addr = htole64(addr);
+	d->len = htole32(len);
+	d->flags = htole16(flags);
+	d->next = htole16(next);
+}
+
+void
+vb_slot_write_chain(struct vb_queue *q, struct vb_slot *s, bool w)
+{
+	struct vring_desc *d = s->chain;
+	/* next fields index the table the chain lives in: the ring's, or its own indirect one. */
+	uint16_t base = q->indirect ? 0 : s->head, n = q->ndesc, m;
+	uint16_t in = w ? 0 : VRING_DESC_F_WRITE;
+
+	if (q->merged) {
+		if (w) {
+			put_desc(&d[0], s->hdr_gpa, 16 + q->bs, VRING_DESC_F_NEXT, base + 1);
+			put_desc(&d[1], s->buf_gpa + q->bs, 1, VRING_DESC_F_WRITE, 0);
+		} else {
+			put_desc(&d[0], s->hdr_gpa, 16, VRING_DESC_F_NEXT, base + 1);
+			put_desc(&d[1], s->buf_gpa, q->bs + 1, VRING_DESC_F_WRITE, 0);
+		}
+	} else {
+		/* Like Linux: header (device-readable), data, status (device-writable). */
+		put_desc(&d[0], s->hdr_gpa, 16, VRING_DESC_F_NEXT, base + 1);
+		for (m = 0; m < q->nseg; m++) {
+			uint32_t off = m * q->seg_len;
+
+			put_desc(&d[1 + m], s->buf_gpa + off,
+			         q->bs - off < q->seg_len ? q->bs - off : q->seg_len,
+			         VRING_DESC_F_NEXT | in, (uint16_t)(base + 2 + m));
+		}
+		put_desc(&d[n - 1], s->hdr_gpa + 16, 1, VRING_DESC_F_WRITE, 0);
+	}
+	if (q->indirect) {
+		put_desc(&q->desc[s->head], s->chain_gpa, 16u * n, VRING_DESC_F_INDIRECT, 0);
+	}
+	s->write = w;
 }
 
 /* Packed: the lists went out at submission; decide on the kick (Linux's kick_prepare). */
@@ -287,6 +363,12 @@ publish(struct vb_thread *t, struct vb_queue *q)
 	/* Release: descriptors, headers and ring entries before the index that covers them. */
 	__atomic_store_n(&q->avail->idx, htole16(new_idx), __ATOMIC_RELEASE);
 	q->avail_pub = new_idx;
+	if (q->event_idx && q->used_event_mode == VB_UE_AHEAD) {
+		/* SPDK rewrites it at every flush (virtqueue_req_flush), so it never comes in
+		 * reach. */
+		q->used_event_val = (uint16_t)(q->used_seen - q->size - 1);
+		__atomic_store_n(q->used_event, htole16(q->used_event_val), __ATOMIC_RELAXED);
+	}
 	/*
 	 * Store-load fence, paired with the target's fence between arming (clearing NO_NOTIFY or
 	 * writing avail_event) and re-reading avail->idx: either it sees our index or we see its
@@ -436,17 +518,6 @@ put_packed(struct vb_queue *q, struct vb_slot *s, bool w)
 	q->p_avail = (uint16_t)(pos + n);
 }
 
-static void
-set_direction(struct vb_queue *q, struct vb_slot *s, bool w)
-{
-	uint16_t i, f = htole16((w ? 0 : VRING_DESC_F_WRITE) | VRING_DESC_F_NEXT);
-
-	for (i = 1; i <= q->nseg; i++) {
-		q->desc[s->head + i].flags = f;
-	}
-	s->write = w;
-}
-
 /* Queue one request on slot s (not published). Returns false if there is nothing to submit. */
 static inline bool
 submit(struct vb_thread *t, enum phase ph, struct vb_queue *q, struct vb_slot *s, uint64_t now)
@@ -485,9 +556,9 @@ submit(struct vb_thread *t, enum phase ph, struct vb_queue *q, struct vb_slot *s
 	h.ioprio = 0;
 	h.sector = htole64(lba);
 	memcpy(s->hdr, &h, sizeof(h));
-	s->hdr[16] = 0xff; /* a target that never writes the status is caught */
-	if (!q->packed && w != s->write) {
-		set_direction(q, s, w);
+	*s->status = 0xff; /* a target that never writes the status is caught */
+	if (!q->packed && (q->rewrite || w != s->write)) {
+		vb_slot_write_chain(q, s, w);
 	}
 	s->write = w;
 	if (verify) {
@@ -507,6 +578,10 @@ submit(struct vb_thread *t, enum phase ph, struct vb_queue *q, struct vb_slot *s
 	}
 	q->avail->ring[q->avail_idx & q->mask] = htole16(s->head);
 	q->avail_idx++;
+	if (q->kick_per_req) {
+		/* SPDK's virtio-blk flushes (publishes, decides on a kick) after every request. */
+		publish(t, q);
+	}
 	return true;
 }
 
@@ -561,7 +636,7 @@ verify_done(struct vb_thread *t, struct vb_queue *q, struct vb_slot *s, bool ok)
 static inline void
 complete(struct vb_thread *t, struct vb_queue *q, struct vb_slot *s, uint64_t now, bool rec)
 {
-	uint8_t status = s->hdr[16];
+	uint8_t status = *s->status;
 
 	s->busy = 0;
 	q->inflight--;
@@ -708,8 +783,11 @@ service(struct vb_thread *t, enum phase ph, struct vb_queue *q)
 		complete(t, q, s, t0, ph == PH_RUN);
 		q->done[n++] = s;
 	}
-	if (q->event_idx && (uint16_t)(q->used_seen - q->used_event_val) >= 0x4000) {
-		irq_off(q); /* keep used_event out of reach (polling mode) */
+	if (q->used_event_mode == VB_UE_TRACK ||
+	    (q->event_idx && q->used_event_mode == VB_UE_LAZY &&
+	     (uint16_t)(q->used_seen - q->used_event_val) >= 0x4000)) {
+		/* TRACK: re-arm after every batch; LAZY: keep used_event out of reach. */
+		irq_rest(q);
 	}
 	refill(t, ph, q, n, t0);
 	return n;
@@ -782,7 +860,7 @@ wait_irq(struct vb_thread *t, uint64_t now, uint64_t deadline)
 		}
 	}
 	for (i = 0; i < t->nq; i++) {
-		irq_off(t->qs[i]);
+		irq_rest(t->qs[i]);
 	}
 }
 

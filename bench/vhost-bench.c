@@ -194,6 +194,19 @@ find_hugetlbfs(struct bench *b)
 	return 0;
 }
 
+/*
+ * Guest RAM per slot for its data. Merged layout: [header][data][status] back to back, the data
+ * page-aligned, so the slot takes a page more.
+ */
+static uint64_t
+slot_buf_size(const struct bench *b)
+{
+	if (b->o.ring.merged) {
+		return align_up(b->o.bs + 1, BUF_ALIGN) + BUF_ALIGN;
+	}
+	return align_up(b->o.bs, BUF_ALIGN);
+}
+
 static uint64_t
 ram_size(const struct bench *b)
 {
@@ -203,7 +216,9 @@ ram_size(const struct bench *b)
 	/* The library's rings, header slots and indirect tables, each 64-byte aligned. */
 	per_q = 16 * n + (6 + 2 * n) + (6 + 8 * n) + 32 * n + 16 * n * MAX_CHAIN + 5 * 64;
 	per_q += HDR_STRIDE * o->iodepth + 64;
-	per_q += align_up(o->bs, BUF_ALIGN) * o->iodepth + BUF_ALIGN;
+	per_q += slot_buf_size(b) * o->iodepth + BUF_ALIGN;
+	/* Indirect tables: one chain per slot (the most descriptors any layout uses). */
+	per_q += 16ull * (2 + b->nseg) * o->iodepth + 64;
 	return align_up(per_q * o->queues + (2ull << 20), HUGE_PAGE);
 }
 
@@ -274,6 +289,27 @@ explain_notsup(const struct bench *b)
 	            in->backend_features);
 }
 
+/* What the "guest" acks: a Linux guest's set, or SPDK's, adjusted by the options. */
+static uint64_t
+driver_features(const struct vb_opts *o)
+{
+	uint64_t f = o->ring.spdk_features ? VH_FE_SPDK_FEATURES : VH_FE_LINUX_FEATURES;
+
+	if (o->no_flush) {
+		f &= ~((1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_CONFIG_WCE));
+	}
+	if (!o->ring.event_idx) {
+		f &= ~(1ull << VIRTIO_RING_F_EVENT_IDX);
+	}
+	/* Acked only when used: a driver that acks it may still not use it, but SPDK's does not. */
+	if (o->ring.indirect) {
+		f |= 1ull << VIRTIO_RING_F_INDIRECT_DESC;
+	} else if (o->ring.spdk_features) {
+		f &= ~(1ull << VIRTIO_RING_F_INDIRECT_DESC);
+	}
+	return f;
+}
+
 static int
 connect_target(struct bench *b)
 {
@@ -283,12 +319,8 @@ connect_target(struct bench *b)
 	        .num_queues = b->o.queues,
 	        .queue_size = b->qsize,
 	        .max_chain = MAX_CHAIN,
-	        /* A Linux guest's set, FLUSH and CONFIG_WCE included (unless --no-flush). */
 	        .driver_features =
-	                (b->o.no_flush ? VH_FE_LINUX_FEATURES & ~((1ull << VIRTIO_BLK_F_FLUSH) |
-	                                                          (1ull << VIRTIO_BLK_F_CONFIG_WCE))
-	                               : VH_FE_LINUX_FEATURES) |
-	                (b->o.packed ? 1ull << VIRTIO_F_RING_PACKED : 0),
+	                driver_features(&b->o) | (b->o.packed ? 1ull << VIRTIO_F_RING_PACKED : 0),
 	};
 	int rc;
 
@@ -370,6 +402,13 @@ check_config(struct bench *b, unsigned int *nseg)
 		return fail("--bs %u needs %u segments of %u bytes; the target takes %u", b->o.bs,
 		            *nseg, b->seg_len, seg_max);
 	}
+	if (b->o.ring.merged && *nseg > 1) {
+		fprintf(stderr,
+		        "vhost-bench: bad --layout merged: --bs %u is larger than the target's "
+		        "size_max (%u), so the data needs %u descriptors\n",
+		        b->o.bs, size_max, *nseg);
+		return VB_EXIT_USAGE;
+	}
 	return 0;
 }
 
@@ -381,16 +420,30 @@ open_target(struct bench *b)
 	int rc, tries;
 
 	for (tries = 0; tries < 2; tries++) {
-		qs = pow2_at_least((2 + nseg) * b->o.iodepth);
+		/* Ring descriptors per request: one with indirect, 2 merged, 2 + nseg split. */
+		unsigned int per = b->o.ring.indirect ? 1 : b->o.ring.merged ? 2 : 2 + nseg;
+
+		qs = pow2_at_least(per * b->o.iodepth);
 		if (qs > MAX_QSIZE) {
 			fprintf(stderr,
 			        "vhost-bench: bad --iodepth %u: needs %u descriptors per queue "
 			        "(max "
 			        "%u)\n",
-			        b->o.iodepth, (2 + nseg) * b->o.iodepth, MAX_QSIZE);
+			        b->o.iodepth, per * b->o.iodepth, MAX_QSIZE);
 			return VB_EXIT_USAGE;
 		}
-		b->qsize = (uint16_t)(qs < MIN_QSIZE ? MIN_QSIZE : qs);
+		qs = qs < MIN_QSIZE ? MIN_QSIZE : qs;
+		if (b->o.queue_size) {
+			if (b->o.queue_size < per * b->o.iodepth) {
+				fprintf(stderr,
+				        "vhost-bench: bad --queue-size %u: --iodepth %u needs %u "
+				        "descriptors\n",
+				        b->o.queue_size, b->o.iodepth, per * b->o.iodepth);
+				return VB_EXIT_USAGE;
+			}
+			qs = b->o.queue_size;
+		}
+		b->qsize = (uint16_t)qs;
 		b->nseg = nseg;
 		rc = connect_target(b);
 		if (rc == 0) {
@@ -444,45 +497,47 @@ setup_region(struct bench *b)
 }
 
 static void
-init_slot(struct bench *b, struct vb_queue *q, unsigned int k, uint64_t hdr_gpa, uint64_t buf_gpa)
+init_slot(struct bench *b, struct vb_queue *q, unsigned int k, uint64_t hdr_gpa, uint64_t buf_gpa,
+          uint64_t table_gpa)
 {
-	unsigned int len = 2 + b->nseg, m;
-	uint16_t head = (uint16_t)(k * len);
 	struct vb_slot *s = &q->slots[k];
-	struct vring_desc *d = &q->desc[head];
+	uint16_t head = (uint16_t)(q->indirect ? k : k * q->ndesc);
 
-	s->hdr = vh_fe_gpa_to_ptr(b->mem, hdr_gpa, HDR_STRIDE);
-	s->buf = vh_fe_gpa_to_ptr(b->mem, buf_gpa, b->o.bs);
-	s->hdr_gpa = hdr_gpa;
-	s->buf_gpa = buf_gpa;
-	s->write = 0;
-	/* Writes without --verify carry a fixed non-zero pattern. */
-	memset(s->buf, 0x5a, b->o.bs);
 	if (q->packed) {
 		/* The buffer id; the chain is written into the ring at each submission. */
+		s->hdr = vh_fe_gpa_to_ptr(b->mem, hdr_gpa, 16);
+		s->buf = vh_fe_gpa_to_ptr(b->mem, buf_gpa, b->o.bs);
+		s->status = s->hdr + 16;
+		s->hdr_gpa = hdr_gpa;
+		s->buf_gpa = buf_gpa;
+		s->write = 0;
 		s->head = (uint16_t)k;
 		q->slot_of[k] = (uint16_t)(k + 1);
+		/* Writes without --verify carry a fixed non-zero pattern. */
+		memset(s->buf, 0x5a, b->o.bs);
 		return;
 	}
-	s->head = head;
-	q->slot_of[head] = (uint16_t)(k + 1);
-	/* Like Linux: header (device-readable), data, status (device-writable), all chained. */
-	d[0].addr = htole64(hdr_gpa);
-	d[0].len = htole32(16);
-	d[0].flags = htole16(VRING_DESC_F_NEXT);
-	d[0].next = htole16(head + 1);
-	for (m = 0; m < b->nseg; m++) {
-		uint32_t off = m * b->seg_len;
-
-		d[1 + m].addr = htole64(buf_gpa + off);
-		d[1 + m].len = htole32(b->o.bs - off < b->seg_len ? b->o.bs - off : b->seg_len);
-		d[1 + m].flags = htole16(VRING_DESC_F_NEXT | VRING_DESC_F_WRITE);
-		d[1 + m].next = htole16(head + 2 + m);
+	if (q->merged) {
+		/* [header][data][status] back to back: the header sits just below the page. */
+		buf_gpa += BUF_ALIGN;
+		hdr_gpa = buf_gpa - 16;
 	}
-	d[len - 1].addr = htole64(hdr_gpa + 16);
-	d[len - 1].len = htole32(1);
-	d[len - 1].flags = htole16(VRING_DESC_F_WRITE);
-	d[len - 1].next = 0;
+	s->hdr_gpa = hdr_gpa;
+	s->buf_gpa = buf_gpa;
+	s->hdr = vh_fe_gpa_to_ptr(b->mem, hdr_gpa, 16);
+	s->buf = vh_fe_gpa_to_ptr(b->mem, buf_gpa, b->o.bs + (q->merged ? 1 : 0));
+	s->status = q->merged ? s->buf + b->o.bs : s->hdr + 16;
+	s->head = head;
+	if (q->indirect) {
+		s->chain_gpa = table_gpa;
+		s->chain = vh_fe_gpa_to_ptr(b->mem, table_gpa, 16ull * q->ndesc);
+	} else {
+		s->chain = &q->desc[head];
+	}
+	q->slot_of[head] = (uint16_t)(k + 1);
+	vb_slot_write_chain(q, s, false);
+	/* Writes without --verify carry a fixed non-zero pattern. */
+	memset(s->buf, 0x5a, b->o.bs);
 }
 
 static int
@@ -491,7 +546,7 @@ setup_queue(struct bench *b, unsigned int i)
 	const struct vb_opts *o = &b->o;
 	struct vh_fe_vq *vq = vh_fe_vq(b->fe, i);
 	struct vb_queue *q = &b->qs[i];
-	uint64_t bufsz = align_up(o->bs, BUF_ALIGN), hdr_gpa, buf_gpa, r;
+	uint64_t bufsz = slot_buf_size(b), hdr_gpa, buf_gpa, tbl_gpa = 0, r;
 	unsigned int k;
 
 	q->idx = i;
@@ -503,8 +558,11 @@ setup_queue(struct bench *b, unsigned int i)
 	q->call_fd = vh_fe_vq_call_fd(vq);
 	q->nseg = (uint16_t)b->nseg;
 	q->packed = vh_fe_vq_is_packed(vq);
+	q->ndesc = (uint16_t)(o->ring.merged ? 2 : 2 + b->nseg);
 	q->seg_len = b->seg_len;
 	q->bs = o->bs;
+	q->indirect = o->ring.indirect;
+	q->merged = o->ring.merged;
 	q->nslots = o->iodepth;
 	q->slots = calloc(q->nslots, sizeof(*q->slots));
 	q->slot_of = calloc(q->size, sizeof(*q->slot_of));
@@ -512,12 +570,16 @@ setup_queue(struct bench *b, unsigned int i)
 	q->park = calloc(q->nslots, sizeof(*q->park));
 	hdr_gpa = vh_fe_mem_alloc(b->mem, HDR_STRIDE * q->nslots, HDR_STRIDE);
 	buf_gpa = vh_fe_mem_alloc(b->mem, bufsz * q->nslots, BUF_ALIGN);
+	if (q->indirect) {
+		tbl_gpa = vh_fe_mem_alloc(b->mem, 16ull * q->ndesc * q->nslots, 16);
+	}
 	if (!q->slots || !q->slot_of || !q->done || !q->park || hdr_gpa == UINT64_MAX ||
-	    buf_gpa == UINT64_MAX) {
+	    buf_gpa == UINT64_MAX || tbl_gpa == UINT64_MAX) {
 		return fail("queue %u: out of memory", i);
 	}
 	for (k = 0; k < q->nslots; k++) {
-		init_slot(b, q, k, hdr_gpa + HDR_STRIDE * k, buf_gpa + bufsz * k);
+		init_slot(b, q, k, hdr_gpa + HDR_STRIDE * k, buf_gpa + bufsz * k,
+		          tbl_gpa + 16ull * q->ndesc * k);
 	}
 	q->first_block = b->per_q_blocks * i;
 	q->nblocks = b->per_q_blocks;
@@ -528,7 +590,7 @@ setup_queue(struct bench *b, unsigned int i)
 	if (o->number_ios) {
 		q->budget = o->number_ios / o->queues + (i < o->number_ios % o->queues ? 1 : 0);
 	}
-	vb_queue_init_ring(q, vh_fe_has(b->features, VIRTIO_RING_F_EVENT_IDX), o->interrupt);
+	vb_queue_init_ring(q, vh_fe_has(b->features, VIRTIO_RING_F_EVENT_IDX), &o->ring);
 	return 0;
 }
 
@@ -592,6 +654,9 @@ start_device(struct bench *b)
 		return fail("target refuses needed features: no VIRTIO_F_RING_PACKED (features "
 		            "0x%" PRIx64 "; vhostd: vhost_create_blk_controller --packed-ring)",
 		            b->offered);
+	}
+	if (b->o.ring.indirect && !vh_fe_has(b->features, VIRTIO_RING_F_INDIRECT_DESC)) {
+		return fail("target does not offer VIRTIO_RING_F_INDIRECT_DESC (--indirect on)");
 	}
 	rc = setup_region(b);
 	if (rc) {
@@ -759,11 +824,19 @@ report_json(const struct bench *b, const struct result *r)
 	       "\"threads\":%u,\"runtime\":%.3f,\"ramp\":%.3f,\"size\":%" PRIu64
 	       ",\"number_ios\":%" PRIu64 ",\"thinktime_us\":%" PRIu64
 	       ",\"mode\":\"%s\",\"memory\":\"%s\",\"verify\":%s,"
-	       "\"seed\":%" PRIu64 ",\"segments\":%u},",
+	       "\"seed\":%" PRIu64 ",\"segments\":%u,",
 	       vb_rw_name(o->rw), o->rwmixread, o->bs, o->iodepth, o->queues, b->job.nthreads,
 	       o->runtime, o->ramp, b->per_q_blocks * o->bs * o->queues, o->number_ios,
 	       o->thinktime_us, o->interrupt ? "interrupt" : "poll",
 	       o->huge ? "hugetlbfs" : "memfd", o->verify ? "true" : "false", o->seed, b->nseg);
+	printf("\"pattern\":");
+	json_str(o->pattern_name);
+	printf(",\"ring\":{\"event_idx\":%s,\"used_event\":\"%s\",\"indirect\":%s,"
+	       "\"layout\":\"%s\",\"kick\":\"%s\",\"rewrite\":%s,\"spdk_features\":%s}},",
+	       o->ring.event_idx ? "true" : "false", vb_used_event_name(o->ring.used_event),
+	       o->ring.indirect ? "true" : "false", o->ring.merged ? "merged" : "split",
+	       o->ring.kick_per_req ? "request" : "batch", o->ring.rewrite ? "true" : "false",
+	       o->ring.spdk_features ? "true" : "false");
 	printf("\"window_s\":%.6f,\"ios\":%" PRIu64 ",\"reads\":%" PRIu64 ",\"writes\":%" PRIu64
 	       ",\"errors\":%" PRIu64 ",",
 	       r->window_s, s->ios, s->reads, s->writes, s->errors);
@@ -806,6 +879,14 @@ report_text(const struct bench *b, const struct result *r)
 	printf("target:    %s, %.2f GiB, block size %u, %s queues of %u, event_idx %s\n", o->socket,
 	       (double)b->capacity / (1ull << 30), b->blk_size, o->packed ? "packed" : "split",
 	       b->qsize, vh_fe_has(b->features, VIRTIO_RING_F_EVENT_IDX) ? "on" : "off");
+	if (!o->packed) {
+		printf("pattern:   %s: used_event %s, %s, %s layout, kick per %s, descriptors %s\n",
+		       o->pattern_name, vb_used_event_name(o->ring.used_event),
+		       o->ring.indirect ? "indirect" : "direct",
+		       o->ring.merged ? "merged" : "split",
+		       o->ring.kick_per_req ? "request" : "batch",
+		       o->ring.rewrite ? "rewritten per request" : "written once");
+	}
 	printf("IOPS:      %.0f (%" PRIu64 " I/Os in %.3f s; %" PRIu64 " reads, %" PRIu64
 	       " writes)\n",
 	       r->iops, s->ios, r->window_s, s->reads, s->writes);

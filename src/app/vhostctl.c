@@ -166,17 +166,31 @@ build_malloc_create(struct ctl *ctl, int argc, char **argv, json_t **params)
 	return add_geometry(argv[0], p, argv[optind], argv[optind + 1]);
 }
 
+/* rpc.py's NAME TOTAL_SIZE_MIB BLOCK_SIZE, plus vhostd's --read-zeroes (zero-fill reads). */
 static int
 build_null_create(struct ctl *ctl, int argc, char **argv, json_t **params)
 {
+	static const struct option opts[] = {
+	        {"read-zeroes", no_argument, NULL, 'z'},
+	        {NULL, 0, NULL, 0},
+	};
 	json_t *p = json_object();
+	int c;
 
 	*params = p;
-	if (argc != 4) {
+	getopt_reset();
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'z') {
+			json_object_set_new(p, "read_zeroes", json_true());
+		} else {
+			return usage_error(argv[0], "bad option");
+		}
+	}
+	if (argc - optind != 3) {
 		return usage_error(argv[0], "expected NAME TOTAL_SIZE_MIB BLOCK_SIZE");
 	}
-	json_object_set_new(p, "name", json_string(argv[1]));
-	return add_geometry(argv[0], p, argv[2], argv[3]);
+	json_object_set_new(p, "name", json_string(argv[optind]));
+	return add_geometry(argv[0], p, argv[optind + 1], argv[optind + 2]);
 }
 
 /*
@@ -520,8 +534,8 @@ static const struct cmd g_cmds[] = {
         {"bdev_malloc_create", "[-b NAME] [-u UUID] TOTAL_SIZE_MIB BLOCK_SIZE",
          "create a RAM bdev; prints its name", build_malloc_create},
         {"bdev_malloc_delete", "NAME", "delete a RAM bdev", build_name},
-        {"bdev_null_create", "NAME TOTAL_SIZE_MIB BLOCK_SIZE", "create a null bdev",
-         build_null_create},
+        {"bdev_null_create", "[--read-zeroes] NAME TOTAL_SIZE_MIB BLOCK_SIZE",
+         "create a null bdev (reads untouched; zero-filled with --read-zeroes)", build_null_create},
         {"bdev_null_delete", "NAME", "delete a null bdev", build_name},
         {"bdev_uring_create", "[--no-inline] FILENAME NAME [BLOCK_SIZE]",
          "create an io_uring bdev on a file or block device", build_file_create},

@@ -100,6 +100,14 @@ int vh_bdev_global_hooks_register(const struct vh_bdev_global_hooks *h);
 
 /* Built-in back-ends (control thread). Return 0 or -errno. */
 int vh_bdev_null_create(const char *name, uint64_t num_blocks, uint32_t block_size);
+/*
+ * A null bdev's reads: left untouched (the default, as SPDK's null bdev) or zero-filled (@on).
+ * Control thread, before any channel is open. Returns 0, -EINVAL (not a null bdev) or -EBUSY (a
+ * channel is open).
+ */
+int vh_bdev_null_set_read_zeroes(struct vh_bdev *b, bool on);
+/* True if null bdev @b zero-fills reads. Any thread. */
+bool vh_bdev_null_read_zeroes(const struct vh_bdev *b);
 int vh_bdev_ram_create(const char *name, uint64_t num_blocks, uint32_t block_size);
 
 #endif

@@ -117,6 +117,7 @@ struct create_params {
 	uint32_t block_size;
 	uint32_t physical_block_size;
 	const char *uuid;
+	bool read_zeroes; /* null only */
 };
 
 #define CREATE_PARAM(key, type, flags, member)                                                     \
@@ -150,6 +151,8 @@ static const struct vh_rpc_param null_create_spec[] = {
         CREATE_PARAM("block_size", VH_RPC_T_U32, VH_RPC_P_REQUIRED, block_size),
         CREATE_PARAM("physical_block_size", VH_RPC_T_U32, 0, physical_block_size),
         CREATE_PARAM("uuid", VH_RPC_T_STRING, 0, uuid),
+        /* vhostd's (QEMU null-co's read-zeroes): SPDK's null bdev leaves reads untouched. */
+        CREATE_PARAM("read_zeroes", VH_RPC_T_BOOL, 0, read_zeroes),
         VH_RPC_UNSUP_INT("md_size", 0, WHY_MD),
         VH_RPC_UNSUP_INT("dif_type", 0, WHY_DIF),
         VH_RPC_UNSUP_BOOL("dif_is_head_of_md", WHY_DIF),
@@ -218,6 +221,10 @@ create_common(const json_t *params, const struct vh_rpc_param *spec, size_t n,
 	if (p.uuid != NULL && b != NULL) {
 		/* Nothing holds the bdev yet, so its identity can still be set (checked above). */
 		vh_bdev_set_uuid(b, p.uuid);
+	}
+	if (p.read_zeroes && b != NULL) {
+		/* Only null_create_spec decodes it; no channel is open yet, so this cannot fail. */
+		vh_bdev_null_set_read_zeroes(b, true);
 	}
 	return json_string(p.name);
 }

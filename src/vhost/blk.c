@@ -324,7 +324,15 @@ blk_handle(struct vh_vq *vq, struct vh_req *r)
 	}
 	req->wdata = nr;
 	req->nwdata = nw;
-	first = iov_pull(req->iov, nr, &hdr, sizeof(hdr));
+	if (VH_LIKELY(nr > 0 && req->iov[0].iov_len >= sizeof(hdr))) {
+		/* The common case, a buffer of its own or in front of the data: one fixed copy. */
+		memcpy(&hdr, req->iov[0].iov_base, sizeof(hdr));
+		req->iov[0].iov_base = (uint8_t *)req->iov[0].iov_base + sizeof(hdr);
+		req->iov[0].iov_len -= sizeof(hdr);
+		first = req->iov[0].iov_len == 0 ? 1 : 0;
+	} else {
+		first = iov_pull(req->iov, nr, &hdr, sizeof(hdr));
+	}
 	if (VH_UNLIKELY(first < 0)) {
 		finish(vq, req, VIRTIO_BLK_S_IOERR); /* header missing or in a writable buffer */
 		return;

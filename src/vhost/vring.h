@@ -129,6 +129,12 @@ struct vh_vq {
 	bool no_fetch;        /* the device fetches on demand (vh_vq_fetch_one), not the poller */
 	bool nofetch_waiting; /* no_fetch: the device has something waiting for a buffer */
 	bool packed;          /* VIRTIO_F_RING_PACKED: the ring is vring_packed.c's (pk) */
+	/*
+	 * Poll pacing (vring.c, vq_poll): completions published that the driver has not answered
+	 * with new requests yet, and until when (vh_now_ns) the avail ring is left alone.
+	 */
+	uint32_t owed;
+	uint64_t pace_until;
 	uint32_t inflight;
 	uint32_t nslots;
 	uint32_t req_size;    /* bytes per request slot (the device's request type) */

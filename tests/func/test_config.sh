@@ -37,6 +37,7 @@ start
 [ -e "$tmp/config.json" ] && fail "config file created before any change"
 ctl bdev_malloc_create -b Malloc0 16 512 >/dev/null || fail "bdev_malloc_create"
 ctl bdev_null_create Null0 8 4096 >/dev/null || fail "bdev_null_create"
+ctl bdev_null_create --read-zeroes NullZ 8 4096 >/dev/null || fail "bdev_null_create --read-zeroes"
 ctl vhost_create_blk_controller --cpumask 0x1 vhost.0 Malloc0 >/dev/null || fail "ctrlr 0"
 ctl vhost_create_blk_controller -r vhost.ro Null0 >/dev/null || fail "ctrlr ro"
 ctl call bdev_set_qos_limit '{"name": "Malloc0", "rw_ios_per_sec": 3000, "w_mbytes_per_sec": 7}' \
@@ -56,6 +57,9 @@ $after"
 [ -S "$tmp/vhost.0" ] && [ -S "$tmp/vhost.ro" ] || fail "controller sockets not back at the same paths"
 ctl vhost_get_controllers -n vhost.ro | grep -q '"readonly": true' || fail "read-only flag lost"
 ctl bdev_get_bdevs -b Malloc0 | grep -q '"rw_ios_per_sec": 3000' || fail "QoS limit lost"
+# read_zeroes is saved only when on (SPDK's bdev_null_create refuses unknown params).
+[ "$(grep -o '"read_zeroes": true' <<<"$after" | wc -l)" -eq 1 ] ||
+	fail "read_zeroes not saved exactly once (for NullZ): $after"
 
 # A deletion is persisted too.
 ctl vhost_delete_controller vhost.ro >/dev/null || fail "delete"
@@ -75,7 +79,8 @@ ctl call bdev_malloc_create '{"name": "M4k", "num_blocks": 2048, "block_size": 4
 	"physical_block_size": 4096, "uuid": "6b1c4c39-2d8a-4b5e-9e0c-1a2b3c4d5e6f"}' >/dev/null ||
 	fail "malloc with every parameter"
 ctl call bdev_null_create '{"name": "N4k", "num_blocks": 100, "block_size": 4096,
-	"uuid": "0f3ad5a6-7b59-4e21-8c3d-5a6b7c8d9e0f"}' >/dev/null || fail "null with every parameter"
+	"uuid": "0f3ad5a6-7b59-4e21-8c3d-5a6b7c8d9e0f", "read_zeroes": true}' >/dev/null ||
+	fail "null with every parameter"
 ctl call bdev_uring_create "{\"name\": \"U4k\", \"filename\": \"$tmp/u.img\", \"block_size\": 4096,
 	\"uuid\": \"11111111-2222-4333-8444-555555555555\", \"inline_io\": false}" >/dev/null ||
 	fail "uring with every parameter"
@@ -100,6 +105,7 @@ ctl vhost_scsi_controller_add_target s0 9 MS9 >/dev/null || fail "scsi target 9 
 before=$(ctl save_config)
 for want in '"num_queues": 64' '"num_queues": 7' '"readonly": true' '"inline_io": false' \
 	'"subsystem": "vhost_scsi"' '"num_queues": 6' '"scsi_target_num": 3' '"bdev_name": "MS9"' \
+	'"read_zeroes": true' \
 	'"block_size": 4096' '6b1c4c39-2d8a-4b5e-9e0c-1a2b3c4d5e6f' '0f3ad5a6-7b59-4e21-8c3d-5a6b7c8d9e0f' \
 	'11111111-2222-4333-8444-555555555555' '66666666-7777-4888-8999-aaaaaaaaaaaa'; do
 	grep -qF -- "$want" <<<"$before" || fail "save_config lacks $want:

@@ -99,7 +99,7 @@ vh_target_start(struct vh_target *t, const struct vh_target_opts *o)
 	if (t->qsd) {
 		rc = start_qsd(t, o, o->qsd_queues ? o->qsd_queues : 4);
 	} else {
-		rc = vh_daemon_start(&t->d, NULL, NULL, START_TIMEOUT_MS);
+		rc = vh_daemon_start(&t->d, NULL, o->daemon_args, START_TIMEOUT_MS);
 		if (rc == -ENOENT) {
 			fprintf(stderr, "SKIP: $VHOSTD not set or not executable\n");
 			return VH_TEST_SKIP;

@@ -49,10 +49,11 @@ struct vh_target_opts {
 	uint64_t num_blocks; /* default 16384 */
 	uint32_t block_size; /* default 512 */
 	bool readonly;
-	bool null_bdev;          /* bdev_null_create instead of bdev_malloc_create */
-	bool packed_ring;        /* the controller offers packed rings (vhostd only) */
-	bool packed_recovery;    /* ... and requires their crash recovery */
-	unsigned int qsd_queues; /* qsd num-queues (vhostd has a fixed maximum); default 4 */
+	bool null_bdev;                 /* bdev_null_create instead of bdev_malloc_create */
+	bool packed_ring;               /* the controller offers packed rings (vhostd only) */
+	bool packed_recovery;           /* ... and requires their crash recovery */
+	unsigned int qsd_queues;        /* qsd num-queues (vhostd has a fixed maximum); default 4 */
+	const char *const *daemon_args; /* more vhostd options, NULL-terminated; or NULL */
 };
 
 struct vh_target {

@@ -178,6 +178,24 @@ vh_bdev_null_create(const char *name, uint64_t num_blocks, uint32_t block_size)
 }
 
 int
+vh_bdev_null_set_read_zeroes(struct vh_bdev *b, bool on)
+{
+	if (strcmp(b->module->name, "null") != 0) {
+		return -EINVAL;
+	}
+	b->ctx = on ? (void *)&g_null_mod : NULL; /* a marker stub_null_read_zeroes() reads */
+	return 0;
+}
+
+bool
+stub_null_read_zeroes(const char *name)
+{
+	struct vh_bdev *b = vh_bdev_find(name);
+
+	return b != NULL && b->ctx == (void *)&g_null_mod;
+}
+
+int
 vh_bdev_delete(const char *name, const char *module)
 {
 	for (unsigned i = 0; i < g_nbdevs; i++) {

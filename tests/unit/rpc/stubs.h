@@ -6,6 +6,7 @@
 #ifndef VH_TEST_RPC_STUBS_H
 #define VH_TEST_RPC_STUBS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Drop every fake bdev and controller; clear injected failures. */
@@ -19,5 +20,8 @@ void stub_fail_next_vhost_create(int rc);
 /* Number of fake bdevs / controllers. */
 unsigned stub_bdev_count(void);
 unsigned stub_ctrlr_count(void);
+
+/* True if bdev_null_create asked null bdev @name to zero-fill its reads. */
+bool stub_null_read_zeroes(const char *name);
 
 #endif

@@ -103,7 +103,19 @@ test_malloc_create(void **state)
 	         "{\"name\":\"P\",\"num_blocks\":8,\"block_size\":512,"
 	         "\"physical_block_size\":4096}",
 	         VH_RPC_INVALID_PARAMS, "physical_block_size 4096");
-	assert_int_equal(stub_bdev_count(), 6);
+	/* Reads left untouched unless read_zeroes asks for zeroes (vhostd's option). */
+	assert_false(stub_null_read_zeroes("RN"));
+	r = call_ok("bdev_null_create",
+	            "{\"num_blocks\":8,\"block_size\":512,\"name\":\"Z\",\"read_zeroes\":true}");
+	json_decref(r);
+	assert_true(stub_null_read_zeroes("Z"));
+	call_err("bdev_null_create",
+	         "{\"name\":\"Q\",\"num_blocks\":8,\"block_size\":512,\"read_zeroes\":1}",
+	         VH_RPC_INVALID_PARAMS, "read_zeroes");
+	call_err("bdev_malloc_create",
+	         "{\"name\":\"Q\",\"num_blocks\":8,\"block_size\":512,\"read_zeroes\":true}",
+	         VH_RPC_INVALID_PARAMS, "read_zeroes");
+	assert_int_equal(stub_bdev_count(), 7);
 }
 
 static void

@@ -195,8 +195,10 @@ group_setup(void **state)
 	g_r = vh_reactor_get(0);
 	if (vh_bdev_ram_create("ram512", RAM_BLOCKS, 512) != 0 ||
 	    vh_bdev_ram_create("ram4k", 256, 4096) != 0 ||
-	    vh_bdev_null_create("null0", 1024, 512) != 0 || spy_create("wc0", true) != 0 ||
-	    spy_create("wt0", false) != 0) {
+	    vh_bdev_null_create("null0", 1024, 512) != 0 ||
+	    vh_bdev_null_create("nullz", 1024, 512) != 0 ||
+	    vh_bdev_null_set_read_zeroes(vh_bdev_find("nullz"), true) != 0 ||
+	    spy_create("wc0", true) != 0 || spy_create("wt0", false) != 0) {
 		return -1;
 	}
 	return 0;
@@ -307,6 +309,13 @@ static int
 setup_null(void **state)
 {
 	*state = ctx_new("null0", false);
+	return 0;
+}
+
+static int
+setup_nullz(void **state)
+{
+	*state = ctx_new("nullz", false);
 	return 0;
 }
 
@@ -874,7 +883,25 @@ test_readonly(void **state)
 }
 
 static void
-test_null_bdev_reads_zeroes(void **state)
+test_null_bdev_reads(void **state)
+{
+	struct ctx *x = *state;
+	uint32_t len;
+
+	fill(P(x, DATA), 4096, 9);
+	assert_int_equal(req3(x, VIRTIO_BLK_T_OUT, 0, DATA, 4096, false, &len), OK);
+	/* By default (as SPDK's null bdev) a read succeeds and transfers nothing. */
+	memset(P(x, DATA2), 0x77, 4096);
+	assert_int_equal(req3(x, VIRTIO_BLK_T_IN, 0, DATA2, 4096, true, &len), OK);
+	assert_int_equal(len, 4097);
+	for (size_t i = 0; i < 4096; i++) {
+		assert_int_equal(P(x, DATA2)[i], 0x77);
+	}
+	assert_int_equal(req3(x, VIRTIO_BLK_T_IN, 1024, DATA2, 512, true, &len), IOERR);
+}
+
+static void
+test_null_bdev_read_zeroes(void **state)
 {
 	struct ctx *x = *state;
 	uint32_t len;
@@ -1186,7 +1213,8 @@ main(void)
 	        T(test_discard_and_write_zeroes, setup_ram),
 	        T(test_discard_errors, setup_ram),
 	        T(test_readonly, setup_ro),
-	        T(test_null_bdev_reads_zeroes, setup_null),
+	        T(test_null_bdev_reads, setup_null),
+	        T(test_null_bdev_read_zeroes, setup_nullz),
 	        T(test_write_through_config_wce, setup_wc),
 	        T(test_write_through_no_flush, setup_wc),
 	        T(test_write_through_no_cache, setup_wt),

@@ -816,7 +816,7 @@ test_recover_race(void **state)
 	assert_int_equal(pthread_create(&th, NULL, flip, &fl), 0);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	do {
-		r->q->old_free_head = r->q->free_head;
+		r->q->old_free_head = __atomic_load_n(&r->q->free_head, __ATOMIC_RELAXED);
 		ok += recover(r) == 0;
 		calls++;
 		clock_gettime(CLOCK_MONOTONIC, &t);
