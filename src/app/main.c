@@ -294,11 +294,12 @@ watchdog_start(struct watchdog *w)
 }
 
 /*
- * Every 50 ms, interrupt a reactor that has been inside one write to a front-end's eventfd since
- * the last look (vh_reactors_peer_watchdog()): a hostile front-end can make that write block, and
- * it must cost the other guests on the reactor at most this period.
+ * Every 25 ms, look for a reactor that has been inside one write to a front-end's eventfd since
+ * the last look, and interrupt it at the third look in a row (vh_reactors_peer_watchdog()): a
+ * hostile front-end can make that write block, and it must cost the other guests on the reactor
+ * at most 100 ms, while a reactor merely preempted for less than 75 ms is left alone.
  */
-#define PEER_WATCHDOG_NS (50ull * 1000000ull)
+#define PEER_WATCHDOG_NS (25ull * 1000000ull)
 
 static void
 peer_watchdog_tick(void *arg, uint32_t events)

@@ -27,6 +27,7 @@ struct vh_reactor {
 	struct vh_msgq msgq;    /* first: large and cache-aligned */
 	uint64_t peer_seq;      /* odd while inside a syscall on a peer's fd; relaxed atomics */
 	uint64_t peer_seq_seen; /* control thread: peer_seq at the last watchdog sample */
+	unsigned peer_strikes;  /* control thread: samples in a row that found it in that call */
 	unsigned idx;
 	unsigned core;
 	pthread_t tid;
@@ -328,8 +329,15 @@ vh_reactors_peer_watchdog(void)
 		struct vh_reactor *r = g_reactors[i];
 		uint64_t seq = __atomic_load_n(&r->peer_seq, __ATOMIC_RELAXED);
 
-		/* Inside the same peer call as at the last sample: it blocked. Interrupt it. */
-		if ((seq & 1) != 0 && seq == r->peer_seq_seen) {
+		/*
+		 * Inside the same peer call at three samples in a row: it blocked. Interrupt it.
+		 * One sample is not enough: on a loaded host a reactor can be preempted inside a
+		 * write that does not block for longer than a period (an interrupt then does
+		 * nothing, but the log would cry wolf).
+		 */
+		r->peer_strikes =
+		        (seq & 1) != 0 && seq == r->peer_seq_seen ? r->peer_strikes + 1 : 0;
+		if (r->peer_strikes >= 3) {
 			VH_LOG_RL(VH_LOG_ERROR, "reactor",
 			          "reactor %u blocked in a write to a front-end's fd; "
 			          "interrupting it",

@@ -474,8 +474,9 @@ blocked_write_msg(void *arg)
 
 /*
  * A write to a peer's fd that blocks (here: a full pipe in blocking mode, standing in for an
- * eventfd the front-end saturated after our check) is interrupted by the watchdog after two
- * samples, and the reactor goes on. A reactor not in a peer call is never signalled.
+ * eventfd the front-end saturated after our check) is interrupted by the watchdog when four
+ * samples in a row found it there, and the reactor goes on. A reactor not in a peer call is
+ * never signalled.
  */
 static void
 test_peer_watchdog_interrupts_blocked_write(void **state)
@@ -496,10 +497,18 @@ test_peer_watchdog_interrupts_blocked_write(void **state)
 	assert_int_equal(vh_reactors_peer_watchdog(), 0);
 	b.fd = p[1];
 	assert_int_equal(vh_reactor_send(g_r, blocked_write_msg, &b), 0);
-	/* The reactor is stuck in write(): the first sample notes it, the second interrupts. */
+	/*
+	 * The reactor is stuck in write(): the first sample notes it, the next two find it
+	 * still there (a preempted reactor would have moved on), the fourth interrupts.
+	 */
 	poll(NULL, 0, 20);
 	assert_false(LOAD(b.done));
 	assert_int_equal(vh_reactors_peer_watchdog(), 0);
+	for (int i = 0; i < 2; i++) {
+		poll(NULL, 0, 20);
+		assert_int_equal(vh_reactors_peer_watchdog(), 0);
+		assert_false(LOAD(b.done));
+	}
 	poll(NULL, 0, 20);
 	assert_int_equal(vh_reactors_peer_watchdog(), 1);
 	assert_true(WAIT_UNTIL(LOAD(b.done), 2000));
