@@ -252,7 +252,7 @@ prep_discard_wz(struct vh_vq *vq, struct blk_req *req, uint32_t type, struct iov
 	bool wz = type == VIRTIO_BLK_T_WRITE_ZEROES;
 	uint64_t feat = wz ? VIRTIO_BLK_F_WRITE_ZEROES : VIRTIO_BLK_F_DISCARD;
 
-	if (!(vq->s->features & (1ull << feat))) {
+	if (!(__atomic_load_n(&vq->s->features, __ATOMIC_RELAXED) & (1ull << feat))) {
 		return VIRTIO_BLK_S_UNSUPP;
 	}
 	if (b->readonly) {

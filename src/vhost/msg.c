@@ -166,7 +166,8 @@ h_set_features(struct vh_session *s, struct vhost_user_msg *m)
 		s->protocol_features_set = true;
 	}
 
-	s->features = f;
+	/* Reactors read the features (INDIRECT, discard...) while LOG_ALL flips: atomically. */
+	__atomic_store_n(&s->features, f, __ATOMIC_RELAXED);
 	s->features_set = true;
 	__atomic_store_n(&s->log_all, (f & (1ull << VHOST_F_LOG_ALL)) != 0, __ATOMIC_RELEASE);
 	if (s->c->ops->features_set != NULL) {

@@ -307,7 +307,8 @@ vh_vq_split_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, stru
 		read_desc(&table[idx], &d);
 		if (d.flags & VRING_DESC_F_INDIRECT) {
 			if (indirect || (d.flags & VRING_DESC_F_NEXT) ||
-			    !(vq->s->features & (1ull << VIRTIO_RING_F_INDIRECT_DESC))) {
+			    !(__atomic_load_n(&vq->s->features, __ATOMIC_RELAXED) &
+			      (1ull << VIRTIO_RING_F_INDIRECT_DESC))) {
 				return -EBADMSG;
 			}
 			if (d.len == 0 || d.len % sizeof(struct vring_desc) != 0 ||

@@ -60,8 +60,8 @@ slot_get(struct vh_vq *vq, uint16_t id, uint16_t ndesc)
 	req->head = id;
 	req->ndesc = ndesc;
 	req->inflight = true;
-	vq->inflight++;
-	vq->stat_requests++;
+	VH_STAT_ADD(vq->inflight, 1);
+	VH_STAT_ADD(vq->stat_requests, 1);
 	return req;
 }
 
@@ -333,8 +333,8 @@ vh_vq_packed_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, str
 		uint32_t len = c[0].len, entries;
 
 		/* §2.8.10: alone (no NEXT), never nested, only with INDIRECT_DESC negotiated. */
-		if (pk->chain_n != 1 ||
-		    !(vq->s->features & (1ull << VIRTIO_RING_F_INDIRECT_DESC))) {
+		if (pk->chain_n != 1 || !(__atomic_load_n(&vq->s->features, __ATOMIC_RELAXED) &
+		                          (1ull << VIRTIO_RING_F_INDIRECT_DESC))) {
 			return -EBADMSG;
 		}
 		if (len == 0 || len % sizeof(struct pvirtq_desc) != 0 ||
@@ -409,7 +409,7 @@ vh_vq_packed_push_used(struct vh_vq *vq, struct vh_req *req)
 	pk->outstanding -= req->ndesc;
 	req->inflight = false;
 	vq->free_slots[vq->nfree++] = req->slot;
-	vq->inflight--;
+	VH_STAT_ADD(vq->inflight, -1);
 	vh_reactor_defer(&vq->flush);
 }
 
@@ -452,7 +452,7 @@ vh_vq_packed_signal(struct vh_vq *vq)
 			return;
 		}
 	}
-	vq->stat_kicks_sent++;
+	VH_STAT_ADD(vq->stat_kicks_sent, 1);
 	vh_vq_call(vq);
 }
 
