@@ -104,6 +104,13 @@ static void listen_ready(void *arg, uint32_t events);
 /* A live upgrade is under way (app/upgrade.c): no new client, in either process. */
 static bool g_accept_paused;
 
+/* A client is connected, or its session is still being torn down. */
+static bool
+has_client(const struct vh_vfu_ctrlr *c)
+{
+	return c->n.session != NULL || c->dead != NULL;
+}
+
 static void
 listen_resume(struct vh_vfu_ctrlr *c)
 {
@@ -163,7 +170,7 @@ listen_ready(void *arg, uint32_t events)
 	struct vfu_session *s;
 	int fd;
 
-	if (c->n.session != NULL || c->dead != NULL || c->deleting) {
+	if (has_client(c) || c->deleting) {
 		listen_pause(c);
 		return;
 	}
@@ -767,7 +774,7 @@ vh_vfu_accept_pause(bool paused)
 	for (struct vh_vfu_ctrlr *c = g_ctrlrs; c != NULL; c = c->next) {
 		if (paused) {
 			listen_pause(c);
-		} else if (c->n.session == NULL && c->dead == NULL) {
+		} else if (!has_client(c)) {
 			listen_resume(c);
 		}
 	}
@@ -777,7 +784,7 @@ int
 vh_vfu_upgrade_blocker(char *name, size_t len)
 {
 	for (struct vh_vfu_ctrlr *c = g_ctrlrs; c != NULL; c = c->next) {
-		if (c->n.session != NULL || c->dead != NULL) {
+		if (has_client(c)) {
 			snprintf(name, len, "%s", c->n.name);
 			return -EBUSY;
 		}
