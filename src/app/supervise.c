@@ -53,7 +53,7 @@
 #include "core/handover.h"
 #include "core/log.h"
 
-#define MAX_KEPT       256
+#define MAX_KEPT       1024
 #define QUICK_CRASH_NS (5ull * 1000000000ull)
 #define MIN_BACKOFF_MS 50
 #define MAX_BACKOFF_MS 5000

@@ -14,7 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "core/handover.h"
 #include "core/log.h"
 #include "core/reactor.h"
 #include "vhost/blk.h"
@@ -44,6 +48,14 @@ static inline struct vh_blk_ctrlr *
 ctrlr_of(const struct vh_vhost_ctrlr *c)
 {
 	return c->dev;
+}
+
+#define WCE_MAGIC 0x45435742u /* "BWCE" */
+
+static struct vh_blk_wce_memory *
+wce_memory(struct vh_blk_ctrlr *b)
+{
+	return b->wce_mem != NULL ? b->wce_mem : &b->wce_local;
 }
 
 /* ---- requests (reactor) ---- */
@@ -423,10 +435,36 @@ blk_session_init(struct vh_session *s)
 	if (bs == NULL) {
 		return -ENOMEM;
 	}
-	bs->wce = vh_bdev_has_write_cache(ctrlr_of(s->c)->bdev) ? 1 : 0;
+	const struct vh_blk_wce_memory *m = wce_memory(ctrlr_of(s->c));
+
+	/* What the controller's front-ends last saw, or the default a new one will read. */
+	bs->wce = m->known ? m->wce : vh_bdev_has_write_cache(ctrlr_of(s->c)->bdev) ? 1 : 0;
 	s->dev = bs;
 	vh_blk_cache_mode_update(s);
 	return 0;
+}
+
+/*
+ * A front-end that starts without having read the configuration space is reconnecting, and
+ * answers its guest from a copy it read from a previous session. When nothing tells us what
+ * that copy says (the controller was created anew, by a restart without a supervisor), assume
+ * the guest chose write-through: a guest that believes its writes are stable must not be served
+ * from a write cache; the cost of a wrong guess the other way is only speed.
+ */
+static void
+blk_features_set(struct vh_session *s)
+{
+	struct vh_blk_session *bs = s->dev;
+	const struct vh_blk_wce_memory *m = wce_memory(ctrlr_of(s->c));
+
+	if (!bs->wce_known && !m->known && (s->features & (1ull << VIRTIO_BLK_F_CONFIG_WCE)) &&
+	    (s->features & (1ull << VIRTIO_BLK_F_FLUSH)) && bs->wce != 0) {
+		bs->wce = 0;
+		VH_LOG_RL(VH_LOG_NOTICE, s->prefix,
+		          "front-end reconnected without reading the configuration, and its "
+		          "write-cache mode is unknown: serving it write-through");
+	}
+	vh_blk_cache_mode_update(s);
 }
 
 /*
@@ -487,6 +525,18 @@ blk_get_config(const struct vh_session *s, uint8_t *out)
 	memcpy(out, &cfg, sizeof(cfg));
 }
 
+/* The front-end caches what it reads (QEMU does): remember it for its reconnects. */
+static void
+blk_config_read(struct vh_session *s)
+{
+	struct vh_blk_session *bs = s->dev;
+	struct vh_blk_wce_memory *m = wce_memory(ctrlr_of(s->c));
+
+	bs->wce_known = true;
+	m->wce = bs->wce;
+	m->known = 1;
+}
+
 static int
 blk_set_config(struct vh_session *s, uint32_t offset, const uint8_t *data, uint32_t size)
 {
@@ -500,6 +550,9 @@ blk_set_config(struct vh_session *s, uint32_t offset, const uint8_t *data, uint3
 		return -EINVAL;
 	}
 	bs->wce = data[0];
+	bs->wce_known = true;
+	wce_memory(ctrlr_of(s->c))->wce = bs->wce;
+	wce_memory(ctrlr_of(s->c))->known = 1;
 	vh_blk_cache_mode_update(s);
 	VH_LOG_RL(VH_LOG_INFO, s->prefix, "guest set write cache to %s",
 	          bs->wce ? "write back" : "write through");
@@ -525,6 +578,7 @@ blk_session_load(struct vh_session *s, const json_t *state)
 		return -EINVAL;
 	}
 	bs->wce = (uint8_t)json_integer_value(wce);
+	bs->wce_known = true;
 	vh_blk_cache_mode_update(s);
 	return 0;
 }
@@ -583,9 +637,79 @@ blk_ctrlr_free(struct vh_vhost_ctrlr *c)
 {
 	struct vh_blk_ctrlr *b = ctrlr_of(c);
 
+	if (b->wce_mem != NULL) {
+		char key[VH_HANDOVER_KEY_MAX];
+
+		munmap(b->wce_mem, sizeof(*b->wce_mem));
+		close(b->wce_fd);
+		snprintf(key, sizeof(key), "blkwce:%s", c->name);
+		vh_handover_drop(key);
+	}
 	vh_bdev_release(b->bdev);
 	free(b);
 	c->dev = NULL;
+}
+
+/*
+ * The writeback memory of controller @name: the supervisor's page from a previous worker (a
+ * crash or a live upgrade), or a new one it keeps from now on. Without a supervisor the page
+ * is ours alone (and a restart starts from nothing, which blk_features_set() handles).
+ */
+static void
+wce_memory_open(struct vh_blk_ctrlr *b, const char *name)
+{
+	char key[VH_HANDOVER_KEY_MAX];
+	struct vh_blk_wce_memory *m = MAP_FAILED;
+	struct stat st;
+	bool kept = true;
+	int fd;
+
+	b->wce_fd = -1;
+	snprintf(key, sizeof(key), "blkwce:%s", name);
+	fd = vh_handover_take(key);
+	if (fd >= 0 && (fstat(fd, &st) < 0 || st.st_size != (off_t)sizeof(*m))) {
+		VH_WARN("vhost", "'%s': the kept write-cache state is malformed; starting anew",
+		        name);
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0) {
+		kept = false;
+		fd = memfd_create("vhostd-blk-wce", MFD_CLOEXEC);
+		if (fd < 0 || ftruncate(fd, sizeof(*m)) < 0) {
+			goto out_local;
+		}
+	}
+	m = mmap(NULL, sizeof(*m), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		goto out_local;
+	}
+	if (kept && (m->magic != WCE_MAGIC || m->known > 1 || m->wce > 1)) {
+		VH_WARN("vhost", "'%s': the kept write-cache state is malformed; starting anew",
+		        name);
+		kept = false;
+	}
+	if (!kept) {
+		memset(m, 0, sizeof(*m));
+		m->magic = WCE_MAGIC;
+		vh_handover_keep(key, fd);
+	} else if (m->known) {
+		VH_INFO("vhost", "'%s': front-ends were last told write %s", name,
+		        m->wce ? "back" : "through");
+	}
+	b->wce_mem = m;
+	b->wce_fd = fd;
+	return;
+
+out_local:
+	/* Still correct, only forgetful across a crash: such reconnects are served write-through.
+	 */
+	VH_WARN("vhost",
+	        "'%s': no memory for the write-cache state (%s): kept in this process only", name,
+	        strerror(errno));
+	if (fd >= 0) {
+		close(fd);
+	}
 }
 
 const struct vh_dev_ops vh_blk_ops = {
@@ -594,11 +718,12 @@ const struct vh_dev_ops vh_blk_ops = {
         .protocol_features = 1ull << VHOST_USER_PROTOCOL_F_CONFIG,
         .session_init = blk_session_init,
         .session_fini = blk_session_fini,
-        .features_set = vh_blk_cache_mode_update,
+        .features_set = blk_features_set,
         .session_reset = vh_blk_cache_mode_update,
         .session_save = blk_session_save,
         .session_load = blk_session_load,
         .get_config = blk_get_config,
+        .config_read = blk_config_read,
         .set_config = blk_set_config,
         .req_size = sizeof(struct blk_req),
         .queue_start = blk_queue_start,
@@ -649,6 +774,7 @@ vh_vhost_blk_create(const struct vh_vhost_blk_opts *o)
 		goto out_release;
 	}
 	c->packed_recovery = o->packed_ring_recovery;
+	wce_memory_open(b, c->name);
 	VH_NOTICE("vhost", "controller '%s' on bdev '%s' listening at %s (%u queues%s%s)", c->name,
 	          vh_bdev_name(bdev), c->sock_path, c->num_queues, b->readonly ? ", read-only" : "",
 	          b->packed_ring ? ", packed rings" : "");

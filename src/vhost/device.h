@@ -48,6 +48,11 @@ struct vh_dev_ops {
 	 * is refused.
 	 */
 	void (*get_config)(const struct vh_session *s, uint8_t *cfg);
+	/*
+	 * Control: GET_CONFIG answered from get_config(); the front-end may keep that copy and
+	 * never ask again, even across a reconnect (QEMU does). Optional.
+	 */
+	void (*config_read)(struct vh_session *s);
 	/* Control: SET_CONFIG of [offset, offset + size). 0 or -EINVAL. Optional (refused). */
 	int (*set_config)(struct vh_session *s, uint32_t offset, const uint8_t *data,
 	                  uint32_t size);

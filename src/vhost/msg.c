@@ -276,6 +276,9 @@ h_get_config(struct vh_session *s, struct vhost_user_msg *m)
 	rep.size = req->size;
 	rep.flags = 0;
 	memcpy(rep.region, full + req->offset, req->size);
+	if (s->c->ops->config_read != NULL) {
+		s->c->ops->config_read(s);
+	}
 	return vh_sock_reply(s, m, &rep, VHOST_USER_CONFIG_HDR_SIZE + req->size);
 }
 

@@ -960,6 +960,16 @@ config_wce(struct ctx *x)
 	return cfg.wce;
 }
 
+/* GET_CONFIG as msg.c answers it: the front-end reads, and may keep, the configuration. */
+static uint8_t
+read_config(struct ctx *x)
+{
+	uint8_t wce = config_wce(x);
+
+	vh_blk_ops.config_read(x->s);
+	return wce;
+}
+
 /* The flags the bdev saw for a request of virtio type @type (OUT, IN, WRITE_ZEROES, ...). */
 static uint8_t
 flags_of(struct ctx *x, uint32_t type)
@@ -1005,6 +1015,7 @@ test_write_through_config_wce(void **state)
 	struct ctx *x = *state;
 
 	BLK_SESSION(x)->wce = 1; /* as vh_session_new() starts it for a bdev with a write cache */
+	assert_int_equal(read_config(x), 1); /* QEMU realizes the device */
 	set_features(x, BLK_FEATURES(x));
 	assert_int_equal(config_wce(x), 1);
 	assert_false(durable_writes(x));
@@ -1019,6 +1030,61 @@ test_write_through_config_wce(void **state)
 	set_wce(x, 1);
 	assert_false(durable_writes(x));
 	assert_int_equal(flags_of(x, VIRTIO_BLK_T_WRITE_ZEROES), 0);
+}
+
+/*
+ * QEMU answers its guest from the configuration it read at realize, and does not read it again
+ * when it reconnects. A new session of the controller (a reconnect) starts from what the last
+ * front-end saw or set, so a guest that chose write-through keeps durable writes.
+ */
+static void
+test_wce_remembered_across_sessions(void **state)
+{
+	struct ctx *x = *state;
+
+	BLK_SESSION(x)->wce = 1;
+	assert_int_equal(read_config(x), 1);
+	set_features(x, BLK_FEATURES(x));
+	set_wce(x, 0);
+	assert_true(durable_writes(x));
+	/* The connection drops; the same QEMU reconnects: no GET_CONFIG this time. */
+	vh_blk_ops.session_fini(x->s);
+	assert_int_equal(vh_blk_ops.session_init(x->s), 0);
+	set_features(x, BLK_FEATURES(x));
+	assert_int_equal(config_wce(x), 0);
+	assert_true(durable_writes(x));
+	/* Back to writeback, then another reconnect: writeback again. */
+	set_wce(x, 1);
+	vh_blk_ops.session_fini(x->s);
+	assert_int_equal(vh_blk_ops.session_init(x->s), 0);
+	set_features(x, BLK_FEATURES(x));
+	assert_false(durable_writes(x));
+}
+
+/*
+ * A front-end that starts without reading the configuration, on a controller with no memory of
+ * what it read before (created anew by a restart without a supervisor): its guest may believe
+ * write-through, so it is served write-through. One that reads first gets writeback.
+ */
+static void
+test_wce_unknown_is_write_through(void **state)
+{
+	struct ctx *x = *state;
+
+	BLK_SESSION(x)->wce = 1;
+	set_features(x, BLK_FEATURES(x));
+	assert_int_equal(config_wce(x), 0);
+	assert_true(durable_writes(x));
+	/* The guest may still choose writeback; then it has it. */
+	set_wce(x, 1);
+	assert_false(durable_writes(x));
+
+	vh_blk_ops.session_fini(x->s);
+	x->b->wce_local.known = 0;
+	assert_int_equal(vh_blk_ops.session_init(x->s), 0);
+	assert_int_equal(read_config(x), 1);
+	set_features(x, BLK_FEATURES(x));
+	assert_false(durable_writes(x));
 }
 
 /*
@@ -1216,6 +1282,8 @@ main(void)
 	        T(test_null_bdev_reads, setup_null),
 	        T(test_null_bdev_read_zeroes, setup_nullz),
 	        T(test_write_through_config_wce, setup_wc),
+	        T(test_wce_remembered_across_sessions, setup_wc),
+	        T(test_wce_unknown_is_write_through, setup_wc),
 	        T(test_write_through_no_flush, setup_wc),
 	        T(test_write_through_no_cache, setup_wt),
 	        T(test_write_through_initial, setup_wc),
