@@ -87,7 +87,7 @@ HOOKED=
 HOOKED="$out/obj/src_vhost_blk.c.hooked.o $out/obj/src_vhost_vring.c.o"
 link fuzz_vring tests/fuzz/fuzz_vring.c src/vhost/mem.c src/vhost/inflight.c src/vhost/dirtylog.c \
 	src/vhost/vring_packed.c \
-	src/core/util.c \
+	src/core/util.c tests/fuzz/fuzz_handover.c \
 	src/core/sigbus.c src/core/peerfd.c tests/fuzz/fuzz_log.c
 HOOKED="$out/obj/src_vhost_scsi.c.hooked.o $out/obj/src_vhost_vring.c.o"
 link fuzz_scsi tests/fuzz/fuzz_scsi.c src/vhost/scsi_cmd.c src/vhost/mem.c src/vhost/inflight.c \
@@ -96,7 +96,7 @@ link fuzz_scsi tests/fuzz/fuzz_scsi.c src/vhost/scsi_cmd.c src/vhost/mem.c src/v
 HOOKED="$out/obj/src_vhost_blk.c.hooked.o $out/obj/src_vhost_vring.c.o"
 link fuzz_vring_packed tests/fuzz/fuzz_vring_packed.c src/vhost/mem.c src/vhost/inflight.c \
 	src/vhost/dirtylog.c src/vhost/vring_packed.c src/core/util.c src/core/sigbus.c \
-	src/core/peerfd.c tests/fuzz/fuzz_log.c
+	tests/fuzz/fuzz_handover.c src/core/peerfd.c tests/fuzz/fuzz_log.c
 link fuzz_inflight tests/fuzz/fuzz_inflight.c src/vhost/inflight.c src/core/util.c \
 	tests/fuzz/fuzz_log.c
 link fuzz_vhost_msg tests/fuzz/fuzz_vhost_msg.c $core $bdev $vhost
