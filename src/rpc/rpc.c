@@ -31,6 +31,7 @@ static const struct {
         {vh_rpc_file_methods, &vh_rpc_file_methods_count},
         {vh_rpc_rbd_methods, &vh_rpc_rbd_methods_count},
         {vh_rpc_nvme_methods, &vh_rpc_nvme_methods_count},
+        {vh_rpc_options_methods, &vh_rpc_options_methods_count},
         {vh_rpc_vhost_methods, &vh_rpc_vhost_methods_count},
         {vh_rpc_vfu_methods, &vh_rpc_vfu_methods_count},
         {vh_rpc_app_methods, &vh_rpc_app_methods_count},

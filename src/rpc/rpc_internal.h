@@ -84,6 +84,9 @@ extern const struct vh_rpc_method vh_rpc_file_methods[];
 extern const size_t vh_rpc_file_methods_count;
 extern const struct vh_rpc_method vh_rpc_nvme_methods[];
 extern const size_t vh_rpc_nvme_methods_count;
+/* methods_options.c: SPDK's global tuning methods, accepted for save_config compatibility. */
+extern const struct vh_rpc_method vh_rpc_options_methods[];
+extern const size_t vh_rpc_options_methods_count;
 extern const struct vh_rpc_method vh_rpc_vhost_methods[];
 extern const size_t vh_rpc_vhost_methods_count;
 extern const struct vh_rpc_method vh_rpc_app_methods[];

@@ -130,6 +130,38 @@ kill "$pid"
 wait "$pid" 2>/dev/null
 pid=
 
+# A config saved by an SPDK v23.05 vhost target (its shape and defaults): the tuning methods
+# SPDK writes at the head of the bdev subsystem are accepted, the rest builds the same disks.
+cat >"$tmp/spdk.json" <<'JSON'
+{"subsystems": [
+  {"subsystem": "bdev", "config": [
+    {"method": "bdev_set_options", "params": {"bdev_io_pool_size": 65535, "bdev_io_cache_size": 256, "bdev_auto_examine": true}},
+    {"method": "bdev_nvme_set_options", "params": {"action_on_timeout": "none", "timeout_us": 0, "timeout_admin_us": 0, "keep_alive_timeout_ms": 10000, "transport_retry_count": 4, "arbitration_burst": 0, "low_priority_weight": 0, "medium_priority_weight": 0, "high_priority_weight": 0, "nvme_adminq_poll_period_us": 10000, "nvme_ioq_poll_period_us": 0, "io_queue_requests": 0, "delay_cmd_submit": true, "bdev_retry_count": 3, "transport_ack_timeout": 0, "ctrlr_loss_timeout_sec": 0, "reconnect_delay_sec": 0, "fast_io_fail_timeout_sec": 0, "generate_uuids": false, "transport_tos": 0, "io_path_stat": false}},
+    {"method": "bdev_nvme_set_hotplug", "params": {"period_us": 100000, "enable": false}},
+    {"method": "bdev_malloc_create", "params": {"name": "Malloc0", "num_blocks": 32768, "block_size": 512, "uuid": "5c4e7a10-8f1e-4b1a-9d0e-0a1b2c3d4e5f"}},
+    {"method": "bdev_wait_for_examine"}]},
+  {"subsystem": "scsi", "config": null},
+  {"subsystem": "vhost_scsi", "config": []},
+  {"subsystem": "vhost_blk", "config": [
+    {"method": "vhost_create_blk_controller", "params": {"ctrlr": "vhost.0", "dev_name": "Malloc0", "cpumask": "0x1", "readonly": false, "transport": "vhost_user_blk"}}]}
+]}
+JSON
+: >"$tmp/log"
+start "$tmp/spdk.json"
+ctl vhost_get_controllers -n vhost.0 | grep -q '"bdev": "Malloc0"' || fail "SPDK's config: vhost.0 not on Malloc0"
+grep -q "bdev_nvme_set_options: accepted without effect" "$tmp/log" || fail "SPDK's config: no notice for the inert options"
+kill "$pid"
+wait "$pid" 2>/dev/null
+pid=
+# A value vhostd cannot honour stops the replay, naming the entry.
+sed -i 's/"timeout_us": 0/"timeout_us": 5000/' "$tmp/spdk.json"
+: >"$tmp/log"
+timeout 10 "$VHOSTD" -m 0x1 -S "$tmp" -r "$tmp/rpc2.sock" -c "$tmp/spdk.json" >"$tmp/log" 2>&1
+rc=$?
+[ "$rc" -eq 1 ] || fail "SPDK's config with timeout_us: exit status $rc, expected 1"
+grep -q "bdev_nvme_set_options.*'timeout_us' is not supported" "$tmp/log" || fail "timeout_us refusal not named: $(cat "$tmp/log")"
+echo "ok: an SPDK v23.05 save_config replays; a timeout it cannot honour is refused by name"
+
 # Corrupt files: exit 1 and name the file; never a half-started daemon.
 good=$(cat "$tmp/config.json")
 for bad in garbage truncated badentry; do
