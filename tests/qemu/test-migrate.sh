@@ -11,6 +11,9 @@
 # error. Reports the total time and the downtime of each migration.
 # Env: VQ_MIGRATE_BDEV = ram (default) | file (an io_uring bdev on a file in the temp dir),
 #      VQ_MIGRATIONS (3), VQ_MIGRATE_QEMU_DST (the destination QEMU binary, default the same),
+#      with VQ_MIGRATE_QEMU_DST_MODULE_DIR and VQ_MIGRATE_QEMU_DST_DATA_DIR for a QEMU unpacked
+#      outside /usr (test-migrate-qemu10.sh), VQ_MIGRATE_MACHINE (a machine type both QEMUs
+#      know, e.g. pc-i440fx-7.2 when the destination is newer: a migration keeps the type),
 #      VQ_MIGRATE_KILL=1: vhostd runs under --supervise and its worker is killed with SIGKILL
 #      during every migration (QEMU reconnect=1): the migration may fail (then it is retried)
 #      or complete, but the guest's data must stay intact either way.
@@ -109,8 +112,11 @@ sessions_are() {
 }
 
 # The source: an ordinary guest with a QMP socket.
+machine=${VQ_MIGRATE_MACHINE:-}
 VQ_QMP="$VQ_TMP/qmp0.sock"
 src_log="$VQ_TMP/guest0.log"
+VQ_QEMU_ARGS=()
+[[ -n "$machine" ]] && VQ_QEMU_ARGS+=(-machine "$machine")
 vq_qemu_start "$src_log" "$initrd"
 src_pid=$VQ_QEMU_PID
 src_qmp=$VQ_QMP
@@ -118,19 +124,28 @@ vq_wait_for "fio in the guest" 120 grep -q fio-starting "$src_log" || vq_fail "t
 sleep 3 # let fio get going: the migrations run under I/O
 
 dst_bin=${VQ_MIGRATE_QEMU_DST:-}
+if [[ -n "$dst_bin" ]]; then
+	vq_log "source: $(qemu-system-x86_64 --version | head -n1); destinations: $(QEMU_MODULE_DIR=${VQ_MIGRATE_QEMU_DST_MODULE_DIR:-} "$dst_bin" --version | head -n1)"
+fi
 retries=0
 for ((i = 1; i <= migrations; i++)); do
 	VQ_QMP="$VQ_TMP/qmp$i.sock"
 	uri="unix:$VQ_TMP/mig$i.sock"
 	dst_log="$VQ_TMP/guest$i.log"
 	VQ_QEMU_ARGS=(-incoming "$uri")
+	[[ -n "$machine" ]] && VQ_QEMU_ARGS+=(-machine "$machine")
+	[[ -n "${VQ_MIGRATE_QEMU_DST_DATA_DIR:-}" ]] && VQ_QEMU_ARGS+=(-L "$VQ_MIGRATE_QEMU_DST_DATA_DIR")
 	if [[ -n "$dst_bin" ]]; then
 		# A newer QEMU as the destination (an actual QEMU upgrade): same machine type.
-		orig_path=$PATH
-		PATH="$(dirname "$dst_bin"):$PATH"
+		VQ_QEMU_BIN=$dst_bin
+		[[ -n "${VQ_MIGRATE_QEMU_DST_MODULE_DIR:-}" ]] &&
+			export QEMU_MODULE_DIR=$VQ_MIGRATE_QEMU_DST_MODULE_DIR
 	fi
 	vq_qemu_start "$dst_log" "$initrd"
-	[[ -n "$dst_bin" ]] && PATH=$orig_path
+	if [[ -n "$dst_bin" ]]; then
+		unset VQ_QEMU_BIN QEMU_MODULE_DIR
+	fi
+
 	dst_pid=$VQ_QEMU_PID
 	qmp "$VQ_QMP" --wait-ready --timeout 30 >/dev/null || vq_fail "destination $i: no QMP"
 	if [[ "$kill_worker" == 1 ]]; then
