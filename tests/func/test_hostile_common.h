@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Shared by the tests/func/test_hostile_*.c suites (header-only, static functions): daemon
- * resource probes (/proc/PID/fd, VmRSS), a bounded wait for them to return to a baseline, and a
+ * resource probes (/proc/PID/fd, VmRSS), a bounded wait for them to return to a baseline, a
  * second "witness" controller whose verified I/O must keep working while another socket is
- * abused.
+ * abused, and the frame of the hostile ring suites (test_hostile_ring, test_hostile_packed):
+ * one session per case with a legitimate READ and a victim request (struct hostile_case), and
+ * their main() (hostile_ring_main).
  */
 #ifndef VH_TEST_HOSTILE_COMMON_H
 #define VH_TEST_HOSTILE_COMMON_H
@@ -211,6 +213,147 @@ hostile_close_fds(int *fds, unsigned n)
 		}
 		fds[i] = -1;
 	}
+}
+
+/* ---- the hostile ring suites: one case, one session ---- */
+
+/* A case's session: one queue, a legitimate READ (good) and the request a case abuses (bad). */
+struct hostile_case {
+	struct vh_fe_mem *mem;
+	struct vh_fe *fe;
+	struct vh_fe_vq *vq;
+	struct vh_fe_req good, bad;
+	struct vh_fe_iov giov, biov;
+	uint16_t bad_pos; /* packed rings: ring position of the victim's first descriptor */
+};
+
+/*
+ * Open a session on @t (@mo, @fo) and start it; set up x->good (READ of sector 8) and x->bad
+ * (READ of sector 0) with one 4 KiB buffer each, the victim's buffer at the start of a
+ * @bad_buf-byte allocation. Returns 0, or -errno with nothing left open.
+ */
+static inline int
+hostile_case_open(struct vh_target *t, const struct vh_fe_mem_opts *mo, const struct vh_fe_opts *fo,
+                  struct hostile_case *x, uint64_t bad_buf)
+{
+	int rc;
+
+	rc = vh_test_fe_open(t, mo, fo, &x->mem, &x->fe);
+	if (rc < 0) {
+		return rc;
+	}
+	rc = vh_fe_start(x->fe, 0, 0);
+	if (rc < 0) {
+		vh_test_fe_close(x->mem, x->fe);
+		return rc;
+	}
+	x->vq = vh_fe_vq(x->fe, 0);
+	x->giov = (struct vh_fe_iov){vh_fe_mem_alloc(x->mem, 4096, 4096), 4096};
+	x->good = (struct vh_fe_req){.type = VIRTIO_BLK_T_IN,
+	                             .sector = 8,
+	                             .iov = &x->giov,
+	                             .niov = 1,
+	                             .layout = VH_FE_L_NO_MERGE};
+	x->biov = (struct vh_fe_iov){vh_fe_mem_alloc(x->mem, bad_buf, 4096), 4096};
+	x->bad = (struct vh_fe_req){.type = VIRTIO_BLK_T_IN,
+	                            .sector = 0,
+	                            .iov = &x->biov,
+	                            .niov = 1,
+	                            .layout = VH_FE_L_NO_MERGE};
+	return 0;
+}
+
+/*
+ * The drain of case @name returned @rc: on an error wait (3 s at most) for the daemon to close
+ * the session, print the outcome, and close our end. Returns whether the daemon had closed it.
+ */
+static inline bool
+hostile_case_end(struct hostile_case *x, const char *name, int rc)
+{
+	bool closed = false;
+
+	if (rc < 0) {
+		closed = vh_fe_wait_closed(x->fe, 3000) == 0;
+	}
+	fprintf(stderr, "%s: %s (good status %u, victim status %u)\n", name,
+	        closed   ? "session closed"
+	        : rc < 0 ? "NO ANSWER"
+	                 : "completed",
+	        x->good.status, x->bad.status);
+	vh_test_fe_close(x->mem, x->fe);
+	return closed;
+}
+
+/*
+ * Judge case @name after hostile_case_end(): a session left open must have answered both
+ * requests (drain @rc 0), the legitimate one OK and the victim as the case expects
+ * (@victim_ok); then the daemon must have dropped the session (5 s) and still serve the
+ * witness. Returns 0 or -1 (the failure printed).
+ */
+static inline int
+hostile_case_check(struct vh_target *t, struct witness *w, const struct hostile_case *x,
+                   const char *name, bool closed, int rc, bool victim_ok)
+{
+	if (!closed) {
+		T_CHECK(rc == 0, "%s: neither completed nor closed (%s)", name, strerror(-rc));
+		T_CHECK(x->good.status == VIRTIO_BLK_S_OK, "%s: the legitimate request got %u",
+		        name, x->good.status);
+		T_CHECK(victim_ok, "%s: victim completed with status %u", name, x->bad.status);
+	}
+	T_OK(hostile_wait_disconnected(t, t->name, 5000));
+	T_OK(witness_check(t, w));
+	return 0;
+}
+
+/*
+ * main() of a hostile ring suite: start a target (@to) and the witness, run the @ncases cases
+ * (@one(t, case, w), named @names[case]) in order, stopping when the daemon dies, then check
+ * the daemon's fd count is back at its baseline (3 s) and that it stops cleanly. Prints
+ * "@suite: PASS" or FAIL; returns VH_TEST_PASS, VH_TEST_FAIL, or VH_TEST_SKIP (against qsd,
+ * or when the target cannot run here).
+ */
+static inline int
+hostile_ring_main(const char *suite, const struct vh_target_opts *to, int ncases,
+                  const char *const *names, int (*one)(struct vh_target *, int, struct witness *))
+{
+	struct vh_target t;
+	struct witness w;
+	int fail = 0, rc, fds0, fds1;
+
+	if (vh_test_qsd()) {
+		return VH_TEST_SKIP;
+	}
+	hostile_asan_env();
+	rc = vh_target_start(&t, to);
+	if (rc) {
+		return rc == VH_TEST_SKIP ? VH_TEST_SKIP : VH_TEST_FAIL;
+	}
+	if (witness_open(&t, &w) < 0) {
+		vh_target_stop(&t);
+		return VH_TEST_FAIL;
+	}
+	fds0 = hostile_count_fds(t.d.pid);
+	for (int m = 0; m < ncases; m++) {
+		if (one(&t, m, &w) < 0) {
+			fail = 1;
+		}
+		if (!vh_daemon_alive(&t.d)) {
+			fprintf(stderr, "FAIL: daemon died on '%s'\n", names[m]);
+			fail = 1;
+			break;
+		}
+	}
+	fds1 = hostile_wait_fds(t.d.pid, fds0, 3000);
+	if (fds1 > fds0) {
+		fprintf(stderr, "FAIL: daemon fd count grew from %d to %d\n", fds0, fds1);
+		fail = 1;
+	}
+	witness_close(&w);
+	if (vh_target_stop(&t) < 0) {
+		fail = 1;
+	}
+	fprintf(stderr, "%s: %s\n", suite, fail ? "FAIL" : "PASS");
+	return fail ? VH_TEST_FAIL : VH_TEST_PASS;
 }
 
 #endif

@@ -52,17 +52,9 @@ static const char *const names[M_COUNT] = {
         "DISCARD with 10^4 segments",
 };
 
-struct c {
-	struct vh_fe_mem *mem;
-	struct vh_fe *fe;
-	struct vh_fe_vq *vq;
-	struct vh_fe_req good, bad;
-	struct vh_fe_iov giov, biov;
-};
-
 /* i-th descriptor of a request's chain. */
 static struct vring_desc *
-chain(struct c *x, const struct vh_fe_req *r, unsigned i)
+chain(struct hostile_case *x, const struct vh_fe_req *r, unsigned i)
 {
 	struct vring_desc *d = vh_fe_vq_desc(x->vq);
 	uint16_t idx = r->head;
@@ -74,7 +66,7 @@ chain(struct c *x, const struct vh_fe_req *r, unsigned i)
 }
 
 static int
-mutate(struct c *x, enum mut m)
+mutate(struct hostile_case *x, enum mut m)
 {
 	struct vring_desc *hdr = chain(x, &x->bad, 0), *data = chain(x, &x->bad, 1);
 	struct vring_desc *status = chain(x, &x->bad, 2);
@@ -149,33 +141,17 @@ mutate(struct c *x, enum mut m)
 }
 
 static int
-one(struct vh_target *t, enum mut m, struct witness *w)
+one(struct vh_target *t, int mi, struct witness *w)
 {
 	struct vh_fe_mem_opts mo = {.size = 8 << 20};
 	struct vh_fe_opts fo = {.num_queues = 1, .queue_size = 128};
-	struct c x = {0};
+	struct hostile_case x = {0};
+	enum mut m = (enum mut)mi;
+	bool closed;
 	int rc;
-	bool closed = false;
 
-	T_OK(vh_test_fe_open(t, &mo, &fo, &x.mem, &x.fe));
-	rc = vh_fe_start(x.fe, 0, 0);
-	if (rc < 0) {
-		vh_test_fe_close(x.mem, x.fe);
-		T_OK(rc);
-	}
-	x.vq = vh_fe_vq(x.fe, 0);
-	x.giov = (struct vh_fe_iov){vh_fe_mem_alloc(x.mem, 4096, 4096), 4096};
-	x.good = (struct vh_fe_req){.type = VIRTIO_BLK_T_IN,
-	                            .sector = 8,
-	                            .iov = &x.giov,
-	                            .niov = 1,
-	                            .layout = VH_FE_L_NO_MERGE};
-	x.biov = (struct vh_fe_iov){vh_fe_mem_alloc(x.mem, 160000, 4096), 4096};
-	x.bad = (struct vh_fe_req){.type = VIRTIO_BLK_T_IN,
-	                           .sector = 0,
-	                           .iov = &x.biov,
-	                           .niov = 1,
-	                           .layout = VH_FE_L_NO_MERGE};
+	/* The victim's buffer has room for 10^4 DISCARD segments. */
+	T_OK(hostile_case_open(t, &mo, &fo, &x, 160000));
 	if (m == M_BAD_TYPE) {
 		x.bad.type = 0x77;
 	} else if (m == M_DISCARD0 || m == M_DISCARD_10K) {
@@ -212,69 +188,17 @@ one(struct vh_target *t, enum mut m, struct witness *w)
 		rc = -EAGAIN;
 		x.bad.status = VIRTIO_BLK_S_IOERR; /* only the close matters here */
 	}
-	if (rc < 0) {
-		closed = vh_fe_wait_closed(x.fe, 3000) == 0;
-		T_CHECK(m != M_AVAIL_JUMP || closed, "avail jump: the session stayed open");
-	}
-	fprintf(stderr, "%s: %s (good status %u, victim status %u)\n", names[m],
-	        closed   ? "session closed"
-	        : rc < 0 ? "NO ANSWER"
-	                 : "completed",
-	        x.good.status, x.bad.status);
-	vh_test_fe_close(x.mem, x.fe);
-	if (!closed) {
-		T_CHECK(rc == 0, "%s: neither completed nor closed (%s)", names[m], strerror(-rc));
-		T_CHECK(x.good.status == VIRTIO_BLK_S_OK, "%s: the legitimate request got %u",
-		        names[m], x.good.status);
-		T_CHECK(x.bad.status == VIRTIO_BLK_S_IOERR || x.bad.status == VIRTIO_BLK_S_UNSUPP ||
-		                m == M_LEN0,
-		        "%s: victim completed with status %u", names[m], x.bad.status);
-	}
-	T_OK(hostile_wait_disconnected(t, t->name, 5000));
-	T_OK(witness_check(t, w));
-	return 0;
+	closed = hostile_case_end(&x, names[m], rc);
+	T_CHECK(m != M_AVAIL_JUMP || closed, "avail jump: the session stayed open");
+	return hostile_case_check(t, w, &x, names[m], closed, rc,
+	                          x.bad.status == VIRTIO_BLK_S_IOERR ||
+	                                  x.bad.status == VIRTIO_BLK_S_UNSUPP || m == M_LEN0);
 }
 
 int
 main(void)
 {
 	struct vh_target_opts to = {.num_blocks = 8192};
-	struct vh_target t;
-	struct witness w;
-	int fail = 0, rc, fds0, fds1;
 
-	if (vh_test_qsd()) {
-		return VH_TEST_SKIP;
-	}
-	hostile_asan_env();
-	rc = vh_target_start(&t, &to);
-	if (rc) {
-		return rc == VH_TEST_SKIP ? VH_TEST_SKIP : VH_TEST_FAIL;
-	}
-	if (witness_open(&t, &w) < 0) {
-		vh_target_stop(&t);
-		return VH_TEST_FAIL;
-	}
-	fds0 = hostile_count_fds(t.d.pid);
-	for (int m = 0; m < M_COUNT; m++) {
-		if (one(&t, m, &w) < 0) {
-			fail = 1;
-		}
-		if (!vh_daemon_alive(&t.d)) {
-			fprintf(stderr, "FAIL: daemon died on '%s'\n", names[m]);
-			fail = 1;
-			break;
-		}
-	}
-	fds1 = hostile_wait_fds(t.d.pid, fds0, 3000);
-	if (fds1 > fds0) {
-		fprintf(stderr, "FAIL: daemon fd count grew from %d to %d\n", fds0, fds1);
-		fail = 1;
-	}
-	witness_close(&w);
-	if (vh_target_stop(&t) < 0) {
-		fail = 1;
-	}
-	fprintf(stderr, "test_hostile_ring: %s\n", fail ? "FAIL" : "PASS");
-	return fail ? VH_TEST_FAIL : VH_TEST_PASS;
+	return hostile_ring_main("test_hostile_ring", &to, M_COUNT, names, one);
 }

@@ -1,17 +1,23 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Shared by the ring fuzz targets (fuzz_vring.c: split rings, fuzz_vring_packed.c: packed rings):
- * the guest memory layout, and in-file doubles of the reactor, the control loop, the bdev layer
- * and the session, so the real vring.c / vring_packed.c / blk.c / mem.c run single-threaded and
- * deterministic (the harness runs messages, completions, the poller and deferred work in reactor
- * order). The fake bdev touches every byte of every iovec it is given, so a buffer reaching
- * outside guest memory is an ASan report. blk.c's calls to vh_vq_push_used()/vh_vq_drop() go
- * through the fuzz_hook_* accounting below (build.sh), and g_ops wraps the device's handle().
+ * Shared by the ring fuzz targets (fuzz_vring.c: split rings, fuzz_vring_packed.c: packed rings,
+ * fuzz_scsi.c: virtio-scsi on split rings): the guest memory layout, and in-file doubles of the
+ * reactor and the control loop, so the real vring.c / vring_packed.c / mem.c and the device
+ * (blk.c or scsi.c) run single-threaded and deterministic (the harness runs messages,
+ * completions, the poller and deferred work in reactor order). The device's calls to
+ * vh_vq_push_used()/vh_vq_drop() go through the fuzz_hook_* accounting below (build.sh), and
+ * g_ops is the device's ops with handle() counted (fuzz_ops_init()). The bdev doubles are the
+ * target's (fuzz_ring_blk.h for the blk targets): they queue I/O on g_done, and the "device"
+ * here completes it touching every byte of every iovec, so a buffer reaching outside guest
+ * memory is an ASan report.
  *
  * Guest memory: three regions, each in its own host mapping surrounded by ASan-poisoned guard
  * pages: A [0x10000, 0x20000) and B [0x20000, 0x30000) are GPA-adjacent (a buffer may
  * straddle), C [0x100000, 0x101000) sits after a hole. The rings use A+0, A+0x1000 and
  * A+0x2000; the input's free-form blob starts at A+0x3000 (then B, then C).
+ *
+ * Flags (an input's first byte): F_INDIRECT, F_EVENT_IDX, F_EAGAIN and F_EIO mean the same in
+ * every target; the others are the target's. MAX_ITERS may be defined before the include.
  *
  * Only one harness includes this file per fuzz target.
  */
@@ -26,7 +32,6 @@
 
 #include <sanitizer/asan_interface.h>
 
-#include "vhost/blk.h"
 #include "vhost/device.h"
 #include "vhost/session.h"
 
@@ -50,17 +55,16 @@
 #define BLOB_OFF  0x3000
 
 #define DISK_SIZE (1024ull * 1024)
+#ifndef MAX_ITERS
 #define MAX_ITERS 2000
+#endif
 
 #define F_INDIRECT  0x01
 #define F_EVENT_IDX 0x02
-#define F_READONLY  0x04
 #define F_EAGAIN    0x08
 #define F_EIO       0x10
-#define F_DISCARD   0x20
-#define F_DISABLED  0x40
 
-/* ---- doubles: reactor, control loop, bdev, session ---- */
+/* ---- doubles: reactor, control loop, session ---- */
 
 struct vh_reactor {
 	int unused;
@@ -69,10 +73,6 @@ struct vh_poller {
 	const struct vh_poller_ops *ops;
 	void *arg;
 };
-struct vh_bdev_channel {
-	int unused;
-};
-
 #define QMAX 1024
 
 struct msg {
@@ -83,8 +83,6 @@ struct msg {
 static struct vh_reactor g_reactor;
 static struct vh_poller g_poller_obj;
 static struct vh_poller *g_poller;
-static struct vh_bdev_channel g_ch;
-static int g_channels;
 static struct msg g_rmsgs[QMAX], g_cmsgs[QMAX];
 static unsigned g_nr, g_nc;
 static struct vh_deferred *g_deferred;
@@ -220,112 +218,19 @@ vh_session_report_broken(struct vh_session *s)
 	g_broken_reported = true;
 }
 
-uint32_t
-vh_bdev_block_size(const struct vh_bdev *b)
-{
-	return 512;
-}
-
-uint64_t
-vh_bdev_size(const struct vh_bdev *b)
-{
-	return DISK_SIZE;
-}
-
-bool
-vh_bdev_io_type_supported(const struct vh_bdev *b, enum vh_bdev_io_type t)
-{
-	return t < VH_BDEV_IO_NTYPES;
-}
-
-/* A cached bdev: write-through sessions then flag their writes (VH_BDEV_IO_F_FUA) too. */
-bool
-vh_bdev_has_write_cache(const struct vh_bdev *b)
-{
-	return true;
-}
-
-struct vh_bdev_channel *
-vh_bdev_channel_get(struct vh_bdev *b)
-{
-	g_channels++;
-	return &g_ch;
-}
-
-void
-vh_bdev_channel_put(struct vh_bdev_channel *ch)
-{
-	if (ch != &g_ch || g_channels <= 0) {
-		abort();
-	}
-	g_channels--;
-}
-
 /*
- * blk.c's control-side code (controller creation, JSON, resize notices) is linked but never
- * runs here: these doubles only satisfy the linker, and abort if anything calls them.
+ * The fake bdevs' vh_bdev_submit() past their own checks: with F_EAGAIN the first submission of
+ * each I/O is refused with -EAGAIN (the device must retry it). Otherwise READ/WRITE lengths must
+ * equal their iovecs' total, READ/WRITE/DISCARD/WRITE_ZEROES must lie inside the disk, be
+ * aligned to @bs, be supported by @b (vh_bdev_io_type_supported()) and, with @nonempty, not be
+ * empty; then the I/O is queued for run_completions(). Aborts on a broken promise.
  */
-struct vh_bdev *
-vh_bdev_find(const char *name)
-{
-	abort();
-}
-
-int
-vh_bdev_claim(struct vh_bdev *b, const char *owner)
-{
-	abort();
-}
-
-void
-vh_bdev_release(struct vh_bdev *b)
-{
-	abort();
-}
-
-const char *
-vh_bdev_name(const struct vh_bdev *b)
-{
-	abort();
-}
-
-int
-vh_name_check(const char *name)
-{
-	abort();
-}
-
-struct vh_vhost_ctrlr *
-vh_vhost_find(const char *name)
-{
-	abort();
-}
-
-int
-vh_ctrlr_create(const char *name, uint64_t cpumask, uint16_t num_queues,
-                const struct vh_dev_ops *ops, void *dev, struct vh_vhost_ctrlr **out)
-{
-	abort();
-}
-
-int
-vh_session_config_changed(struct vh_session *s)
-{
-	abort();
-}
-
-json_t *
-vh_vhost_cpumask_json(uint64_t mask)
-{
-	abort();
-}
-
-int
-vh_bdev_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
+static int
+fuzz_bdev_queue(struct vh_bdev_io *io, const struct vh_bdev *b, uint32_t bs, bool nonempty)
 {
 	uint64_t total = 0;
 
-	if (ch != &g_ch || g_ndone == QMAX) {
+	if (g_ndone == QMAX) {
 		abort();
 	}
 	if ((g_flags & F_EAGAIN) && io->module_ctx[0] == 0) {
@@ -340,14 +245,17 @@ vh_bdev_submit(struct vh_bdev_channel *ch, struct vh_bdev_io *io)
 			total += io->iov[i].iov_len;
 		}
 		if (total != io->length) {
-			abort(); /* blk.c promised length == iovec total */
+			abort(); /* the device promised length == iovec total */
 		}
 		/* fallthrough */
 	case VH_BDEV_IO_DISCARD:
 	case VH_BDEV_IO_WRITE_ZEROES:
 		if (io->offset > DISK_SIZE || io->length > DISK_SIZE - io->offset ||
-		    (io->offset | io->length) & 511) {
-			abort(); /* blk.c must range-check against the capacity */
+		    (io->offset | io->length) & (bs - 1) || (nonempty && io->length == 0)) {
+			abort(); /* the device must range-check against the capacity */
+		}
+		if (!vh_bdev_io_type_supported(b, io->type)) {
+			abort();
 		}
 		break;
 	case VH_BDEV_IO_FLUSH:
@@ -427,8 +335,8 @@ reactor_iteration(void)
 }
 
 /*
- * ---- request life-cycle hooks: build.sh renames blk.c's calls to vh_vq_push_used/drop, and
- * the queue's device is vh_blk_ops with handle() wrapped (g_ops) ----
+ * ---- request life-cycle hooks: build.sh renames the device's calls to vh_vq_push_used/drop,
+ * and the queues' device is g_ops: the device's ops with handle() counted ----
  */
 
 static struct {
@@ -441,17 +349,34 @@ void fuzz_hook_push_used(struct vh_vq *vq, struct vh_req *req);
 void fuzz_hook_drop(struct vh_vq *vq, struct vh_req *req);
 
 static struct vh_dev_ops g_ops;
+static const struct vh_dev_ops *g_dev_ops; /* the device under test */
 
-static FUZZ_UNUSED void
-fuzz_hook_blk_handle(struct vh_vq *vq, struct vh_req *req)
+/* A request the ring handed to the device. */
+static void
+fuzz_count_fetch(struct vh_vq *vq, struct vh_req *req)
 {
 	if (req->head >= vq->size || !req->inflight) {
-		abort(); /* vring.c hands blk.c only checked heads */
+		abort(); /* the ring hands the device only checked heads */
 	}
 	g_seen[req->head].fetched++;
 	g_fetched++;
 	g_fetched_desc += req->ndesc;
-	vh_blk_ops.handle(vq, req);
+}
+
+static void
+fuzz_hook_handle(struct vh_vq *vq, struct vh_req *req)
+{
+	fuzz_count_fetch(vq, req);
+	g_dev_ops->handle(vq, req);
+}
+
+/* g_ops: DEV with every request it is handed counted. */
+static void
+fuzz_ops_init(const struct vh_dev_ops *dev)
+{
+	g_dev_ops = dev;
+	g_ops = *dev;
+	g_ops.handle = fuzz_hook_handle;
 }
 
 void
@@ -484,7 +409,8 @@ static uint8_t *g_host;
 static size_t g_host_size;
 static uint8_t *g_b, *g_c;
 
-static FUZZ_UNUSED void
+/* Map the three regions with their guard pages (once, at LLVMFuzzerInitialize). */
+static void
 setup_memory(void)
 {
 	g_host_size = GUARD + A_SIZE + GUARD + B_SIZE + GUARD + C_SIZE + GUARD;
@@ -496,18 +422,13 @@ setup_memory(void)
 	g_a = g_host + GUARD;
 	g_b = g_a + A_SIZE + GUARD;
 	g_c = g_b + B_SIZE + GUARD;
-}
-
-static FUZZ_UNUSED void
-poison_guards(void)
-{
 	ASAN_POISON_MEMORY_REGION(g_host, GUARD);
 	ASAN_POISON_MEMORY_REGION(g_a + A_SIZE, GUARD);
 	ASAN_POISON_MEMORY_REGION(g_b + B_SIZE, GUARD);
 	ASAN_POISON_MEMORY_REGION(g_c + C_SIZE, GUARD);
 }
 
-static FUZZ_UNUSED void
+static void
 region(struct vh_mem *m, uint64_t gpa, uint64_t size, uint64_t qva, uint8_t *hva)
 {
 	struct vh_mem_region *r = &m->regions[m->nregions++];
@@ -519,7 +440,7 @@ region(struct vh_mem *m, uint64_t gpa, uint64_t size, uint64_t qva, uint8_t *hva
 	r->hva = hva; /* map_base stays NULL: nothing to unmap */
 }
 
-static FUZZ_UNUSED void
+static void
 copy_in(uint8_t *dst, size_t cap, const uint8_t **data, size_t *size)
 {
 	size_t n = *size < cap ? *size : cap;
@@ -527,6 +448,154 @@ copy_in(uint8_t *dst, size_t cap, const uint8_t **data, size_t *size)
 	memcpy(dst, *data, n);
 	*data += n;
 	*size -= n;
+}
+
+/*
+ * Take the input's header (@n bytes into @hdr) off @data/@size; false when the input is shorter.
+ * Its first byte is the run's flags (g_flags).
+ */
+static bool
+fuzz_take_hdr(void *hdr, size_t n, const uint8_t **data, size_t *size)
+{
+	if (*size < n) {
+		return false;
+	}
+	memcpy(hdr, *data, n);
+	*data += n;
+	*size -= n;
+	g_flags = *(const uint8_t *)hdr;
+	return true;
+}
+
+/* Zero the three regions before an input is loaded. */
+static void
+fuzz_mem_clear(void)
+{
+	memset(g_a, 0, A_SIZE);
+	memset(g_b, 0, B_SIZE);
+	memset(g_c, 0, C_SIZE);
+}
+
+/* The rest of the input as the free-form blob (A+BLOB_OFF, then B, then C), and the memory
+ * table the session sees. */
+static void
+fuzz_mem_load(struct vh_mem *mem, const uint8_t **data, size_t *size)
+{
+	copy_in(g_a + BLOB_OFF, A_SIZE - BLOB_OFF, data, size);
+	copy_in(g_b, B_SIZE, data, size);
+	copy_in(g_c, C_SIZE, data, size);
+	memset(mem, 0, sizeof(*mem));
+	region(mem, A_GPA, A_SIZE, A_QVA, g_a);
+	region(mem, B_GPA, B_SIZE, B_QVA, g_b);
+	region(mem, C_GPA, C_SIZE, C_QVA, g_c);
+}
+
+/*
+ * Split rings: zero guest memory, then take the descriptor table (16 * @qsize bytes) and the
+ * avail ring's entries (2 * @qsize) off the input; the avail and used indexes are the header's.
+ * Sets *@avail and *@used to the rings.
+ */
+static FUZZ_UNUSED void
+fuzz_split_load(uint16_t qsize, uint16_t avail_idx, uint16_t used_idx, const uint8_t **data,
+                size_t *size, struct vring_avail **avail, struct vring_used **used)
+{
+	fuzz_mem_clear();
+	copy_in(g_a + DESC_OFF, 16u * qsize, data, size);
+	*avail = (struct vring_avail *)(g_a + AVAIL_OFF);
+	*used = (struct vring_used *)(g_a + USED_OFF);
+	copy_in((uint8_t *)(*avail)->ring, 2u * qsize, data, size);
+	(*avail)->idx = avail_idx;
+	(*used)->idx = used_idx;
+}
+
+/* Split rings: used->idx moved from @used0 by exactly the used entries pushed. */
+static FUZZ_UNUSED void
+fuzz_check_split_used(const struct vh_vq *vq, const struct vring_used *used, uint16_t used0)
+{
+	if ((uint16_t)(vq->last_used - used0) != (uint16_t)g_pushed || used->idx != vq->last_used) {
+		fprintf(stderr, "%u used entries pushed, used->idx moved by %u\n", g_pushed,
+		        (uint16_t)(used->idx - used0));
+		abort();
+	}
+}
+
+/* The ring features FLAGS ask for, on top of VERSION_1 and PROTOCOL_FEATURES. */
+static uint64_t
+fuzz_features(uint8_t flags)
+{
+	uint64_t f = (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
+
+	if (flags & F_INDIRECT) {
+		f |= 1ull << VIRTIO_RING_F_INDIRECT_DESC;
+	}
+	if (flags & F_EVENT_IDX) {
+		f |= 1ull << VIRTIO_RING_F_EVENT_IDX;
+	}
+	return f;
+}
+
+/* ---- the run ---- */
+
+static bool g_stopped;
+
+static void
+stop_done(struct vh_vq *vq)
+{
+	g_stopped = true;
+}
+
+/*
+ * Queue IDX of its session as SET_VRING_NUM/ADDR/KICK/ENABLE leave it: SIZE entries, the rings
+ * at A+DESC_OFF/AVAIL_OFF/USED_OFF, no fds, enabled unless DISABLED; and the per-run accounting
+ * reset. The caller sets the base.
+ */
+static void
+fuzz_vq_setup(struct vh_vq *vq, unsigned idx, uint16_t size, bool disabled)
+{
+	vq->kickfd = vq->callfd = vq->errfd = -1;
+	snprintf(vq->prefix, sizeof(vq->prefix), "fuzz/q%u", idx);
+	vq->size = size;
+	vq->addr.desc_user_addr = A_QVA + DESC_OFF;
+	vq->addr.avail_user_addr = A_QVA + AVAIL_OFF;
+	vq->addr.used_user_addr = A_QVA + USED_OFF;
+	vq->addr_set = true;
+	vq->kick_set = true;
+	vq->enabled = !disabled;
+	vq->reactor = &g_reactor;
+	g_broken_reported = false;
+	g_stopped = false;
+	memset(g_seen, 0, sizeof(g_seen));
+	g_fetched = g_pushed = g_dropped = 0;
+	g_fetched_desc = g_pushed_desc = g_dropped_desc = 0;
+}
+
+/* Every head (buffer id) below SIZE handed to the device was answered or dropped, once. */
+static void
+fuzz_check_heads(uint16_t size)
+{
+	for (uint32_t i = 0; i < size; i++) {
+		if (g_seen[i].fetched != g_seen[i].pushed + g_seen[i].dropped) {
+			fprintf(stderr,
+			        "head %u: handled %u times, used %u times, dropped %u times\n", i,
+			        g_seen[i].fetched, g_seen[i].pushed, g_seen[i].dropped);
+			abort();
+		}
+	}
+}
+
+/* Stop the queue as GET_VRING_BASE would, running the reactor until it has stopped. */
+static void
+fuzz_stop_queue(struct vh_vq *vq)
+{
+	vh_vq_stop(vq, stop_done);
+	for (unsigned iters = 0; !g_stopped; iters++) {
+		reactor_iteration();
+		run_queue(g_cmsgs, &g_nc);
+		if (iters > MAX_ITERS) {
+			fprintf(stderr, "queue did not stop\n");
+			abort();
+		}
+	}
 }
 
 #endif

@@ -25,7 +25,7 @@
  * - every bdev I/O is inside the disk and its length matches its iovecs;
  * - the queue stops cleanly (no request left in flight).
  */
-#include "fuzz_ring_common.h"
+#include "fuzz_ring_blk.h"
 
 struct hdr {
 	uint8_t flags;
@@ -35,43 +35,9 @@ struct hdr {
 	uint16_t used_idx;
 };
 
-/* ---- the run ---- */
-
-static struct vh_session *g_s;
-static struct vh_vhost_ctrlr *g_c_ctrlr;
-static struct vh_blk_ctrlr g_blk;
-static struct vh_blk_session g_blk_session;
-static bool g_stopped;
-
-static void
-stop_done(struct vh_vq *vq)
-{
-	g_stopped = true;
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	setup_memory();
-	poison_guards();
-	g_ops = vh_blk_ops;
-	g_ops.handle = fuzz_hook_blk_handle;
-	g_s = calloc(1, sizeof(*g_s));
-	g_c_ctrlr = calloc(1, sizeof(*g_c_ctrlr));
-	if (g_s == NULL || g_c_ctrlr == NULL) {
-		abort();
-	}
-	return 0;
-}
-
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct vh_vhost_ctrlr *c = g_c_ctrlr;
-	struct vh_session *s = g_s;
 	struct vh_mem mem;
 	struct vring_avail *avail;
 	struct vring_used *used;
@@ -80,81 +46,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint16_t qsize, consumed;
 	unsigned iters = 0;
 
-	if (size < sizeof(h)) {
+	if (!fuzz_take_hdr(&h, sizeof(h), &data, &size)) {
 		return -1;
 	}
-	memcpy(&h, data, sizeof(h));
-	data += sizeof(h);
-	size -= sizeof(h);
-	g_flags = h.flags;
 	qsize = (uint16_t)(1u << (h.qlog % 9)); /* 1..256 */
 
-	memset(g_a, 0, A_SIZE);
-	memset(g_b, 0, B_SIZE);
-	memset(g_c, 0, C_SIZE);
-	copy_in(g_a + DESC_OFF, 16u * qsize, &data, &size);
-	avail = (struct vring_avail *)(g_a + AVAIL_OFF);
-	used = (struct vring_used *)(g_a + USED_OFF);
-	copy_in((uint8_t *)avail->ring, 2u * qsize, &data, &size);
-	avail->idx = h.avail_idx;
-	used->idx = h.used_idx;
-	copy_in(g_a + BLOB_OFF, A_SIZE - BLOB_OFF, &data, &size);
-	copy_in(g_b, B_SIZE, &data, &size);
-	copy_in(g_c, C_SIZE, &data, &size);
-
-	memset(&mem, 0, sizeof(mem));
-	region(&mem, A_GPA, A_SIZE, A_QVA, g_a);
-	region(&mem, B_GPA, B_SIZE, B_QVA, g_b);
-	region(&mem, C_GPA, C_SIZE, C_QVA, g_c);
-
-	memset(c, 0, sizeof(*c));
-	snprintf(c->name, sizeof(c->name), "fuzz");
-	memset(&g_blk, 0, sizeof(g_blk));
-	memcpy(g_blk.serial, "fuzz-serial-0123456789", VIRTIO_BLK_ID_BYTES);
-	g_blk.bdev = (struct vh_bdev *)&g_ch; /* opaque to vring/blk: only passed to the doubles */
-	g_blk.readonly = (h.flags & F_READONLY) != 0;
-	c->dev = &g_blk;
-	c->ops = &g_ops;
-	c->num_queues = 1;
-	c->listen_fd = -1;
-
-	memset(s, 0, sizeof(*s));
-	s->c = c;
-	s->fd = -1;
-	s->backend_fd = -1;
-	s->mem = &mem;
-	s->nvqs = 1;
-	g_blk_session.wce = 1;
-	s->dev = &g_blk_session;
-	s->features = (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES);
-	if (h.flags & F_INDIRECT) {
-		s->features |= 1ull << VIRTIO_RING_F_INDIRECT_DESC;
-	}
-	if (h.flags & F_EVENT_IDX) {
-		s->features |= 1ull << VIRTIO_RING_F_EVENT_IDX;
-	}
-	if (h.flags & F_DISCARD) {
-		s->features |= (1ull << VIRTIO_BLK_F_DISCARD) | (1ull << VIRTIO_BLK_F_WRITE_ZEROES);
-	}
-	vq = &s->vqs[0];
-	vq->s = s;
-	vq->ops = &g_ops;
-	vq->log_all = &s->log_all;
-	vq->kickfd = vq->callfd = vq->errfd = -1;
-	snprintf(vq->prefix, sizeof(vq->prefix), "fuzz/q0");
-	vq->size = qsize;
+	fuzz_split_load(qsize, h.avail_idx, h.used_idx, &data, &size, &avail, &used);
+	fuzz_mem_load(&mem, &data, &size);
+	memset(&g_s->inflight, 0, sizeof(g_s->inflight)); /* split rings: no inflight region */
+	vq = fuzz_blk_session(&mem, h.flags, qsize, 0);
 	vq->base = h.base;
-	vq->addr.desc_user_addr = A_QVA + DESC_OFF;
-	vq->addr.avail_user_addr = A_QVA + AVAIL_OFF;
-	vq->addr.used_user_addr = A_QVA + USED_OFF;
-	vq->addr_set = true;
-	vq->kick_set = true;
-	vq->enabled = !(h.flags & F_DISABLED);
-	vq->reactor = &g_reactor;
-	g_broken_reported = false;
-	g_stopped = false;
-	memset(g_seen, 0, sizeof(g_seen));
-	g_fetched = g_pushed = g_dropped = 0;
 
 	vh_vq_init_nodes(vq);
 	if (vh_vq_prepare(vq) != 0) {
@@ -193,30 +94,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		        g_fetched, g_dropped, vq->broken);
 		abort();
 	}
-	for (uint32_t i = 0; i < qsize; i++) {
-		if (g_seen[i].fetched != g_seen[i].pushed + g_seen[i].dropped) {
-			fprintf(stderr,
-			        "head %u: handled %u times, used %u times, dropped %u times\n", i,
-			        g_seen[i].fetched, g_seen[i].pushed, g_seen[i].dropped);
-			abort();
-		}
-	}
-	if ((uint16_t)(vq->last_used - h.used_idx) != (uint16_t)g_pushed ||
-	    used->idx != vq->last_used) {
-		fprintf(stderr, "%u used entries pushed, used->idx moved by %u\n", g_pushed,
-		        (uint16_t)(used->idx - h.used_idx));
-		abort();
-	}
+	fuzz_check_heads(qsize);
+	fuzz_check_split_used(vq, used, h.used_idx);
 	/* Stop the queue as GET_VRING_BASE would, and check it releases everything. */
-	vh_vq_stop(vq, stop_done);
-	for (iters = 0; !g_stopped; iters++) {
-		reactor_iteration();
-		run_queue(g_cmsgs, &g_nc);
-		if (iters > MAX_ITERS) {
-			fprintf(stderr, "queue did not stop\n");
-			abort();
-		}
-	}
+	fuzz_stop_queue(vq);
 	if (g_poller != NULL || g_channels != 0 || vq->started || vq->base != vq->last_avail) {
 		abort();
 	}

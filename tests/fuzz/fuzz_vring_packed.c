@@ -23,10 +23,10 @@
  */
 #include <inttypes.h>
 
-#include "fuzz_ring_common.h"
+#include "fuzz_ring_blk.h"
 #include "vhost/vring_packed.h"
 
-#define F_INFLIGHT 0x80 /* F_INDIRECT .. F_DISABLED as in fuzz_ring_common.h */
+#define F_INFLIGHT 0x80 /* F_INDIRECT .. F_DISABLED as in fuzz_ring_common.h, fuzz_ring_blk.h */
 
 struct hdr {
 	uint8_t flags;
@@ -36,36 +36,6 @@ struct hdr {
 	uint8_t recovery; /* packed_ring_recovery */
 	uint16_t pad;
 };
-
-static struct vh_session *g_s;
-static struct vh_vhost_ctrlr *g_c_ctrlr;
-static struct vh_blk_ctrlr g_blk;
-static struct vh_blk_session g_blk_session;
-static bool g_stopped;
-
-static void
-stop_done(struct vh_vq *vq)
-{
-	g_stopped = true;
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	setup_memory();
-	poison_guards();
-	g_ops = vh_blk_ops;
-	g_ops.handle = fuzz_hook_blk_handle;
-	g_s = calloc(1, sizeof(*g_s));
-	g_c_ctrlr = calloc(1, sizeof(*g_c_ctrlr));
-	if (g_s == NULL || g_c_ctrlr == NULL) {
-		abort();
-	}
-	return 0;
-}
 
 /* Every message, completion and deferred call of the abandoned instance, forgotten. */
 static void
@@ -151,7 +121,6 @@ check_recovered(struct vh_vq *vq, const struct inflight_snap *sn)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct vh_vhost_ctrlr *c = g_c_ctrlr;
 	struct vh_session *s = g_s;
 	struct inflight_snap sn;
 	uint8_t *ifl_buf = NULL;
@@ -163,18 +132,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bool crashed = false;
 	int rc;
 
-	if (size < sizeof(h)) {
+	if (!fuzz_take_hdr(&h, sizeof(h), &data, &size)) {
 		return -1;
 	}
-	memcpy(&h, data, sizeof(h));
-	data += sizeof(h);
-	size -= sizeof(h);
-	g_flags = h.flags;
 	qsize = (uint16_t)(1u << (h.qlog % 9)); /* 1..256 */
 
-	memset(g_a, 0, A_SIZE);
-	memset(g_b, 0, B_SIZE);
-	memset(g_c, 0, C_SIZE);
+	fuzz_mem_clear();
 	copy_in(g_a + DESC_OFF, 16u * qsize, &data, &size);
 	copy_in(g_a + AVAIL_OFF, 4, &data, &size);
 	memset(&s->inflight, 0, sizeof(s->inflight));
@@ -194,72 +157,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		s->inflight.queue_size = qsize;
 		s->inflight.packed = true;
 	}
-	copy_in(g_a + BLOB_OFF, A_SIZE - BLOB_OFF, &data, &size);
-	copy_in(g_b, B_SIZE, &data, &size);
-	copy_in(g_c, C_SIZE, &data, &size);
-
-	memset(&mem, 0, sizeof(mem));
-	region(&mem, A_GPA, A_SIZE, A_QVA, g_a);
-	region(&mem, B_GPA, B_SIZE, B_QVA, g_b);
-	region(&mem, C_GPA, C_SIZE, C_QVA, g_c);
-
-	memset(c, 0, sizeof(*c));
-	snprintf(c->name, sizeof(c->name), "fuzz");
-	memset(&g_blk, 0, sizeof(g_blk));
-	memcpy(g_blk.serial, "fuzz-serial-0123456789", VIRTIO_BLK_ID_BYTES);
-	g_blk.bdev = (struct vh_bdev *)&g_ch;
-	g_blk.readonly = (h.flags & F_READONLY) != 0;
+	fuzz_mem_load(&mem, &data, &size);
+	vq = fuzz_blk_session(&mem, h.flags, qsize, 1ull << VIRTIO_F_RING_PACKED);
 	g_blk.packed_ring = true;
-	c->dev = &g_blk;
-	c->ops = &g_ops;
-	c->num_queues = 1;
-	c->listen_fd = -1;
-	c->packed_recovery = h.recovery & 1;
-
-	struct vh_inflight keep = s->inflight;
-
-	memset(s, 0, sizeof(*s));
-	s->inflight = keep;
-	s->c = c;
-	s->fd = -1;
-	s->backend_fd = -1;
-	s->mem = &mem;
-	s->nvqs = 1;
-	g_blk_session.wce = 1;
-	s->dev = &g_blk_session;
-	s->features = (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES) |
-	              (1ull << VIRTIO_F_RING_PACKED);
-	if (h.flags & F_INDIRECT) {
-		s->features |= 1ull << VIRTIO_RING_F_INDIRECT_DESC;
-	}
-	if (h.flags & F_EVENT_IDX) {
-		s->features |= 1ull << VIRTIO_RING_F_EVENT_IDX;
-	}
-	if (h.flags & F_DISCARD) {
-		s->features |= (1ull << VIRTIO_BLK_F_DISCARD) | (1ull << VIRTIO_BLK_F_WRITE_ZEROES);
-	}
-	vq = &s->vqs[0];
-	vq->s = s;
-	vq->ops = &g_ops;
-	vq->log_all = &s->log_all;
-	vq->kickfd = vq->callfd = vq->errfd = -1;
-	snprintf(vq->prefix, sizeof(vq->prefix), "fuzz/q0");
-	vq->size = qsize;
+	g_c_ctrlr->packed_recovery = h.recovery & 1;
 	if (h.base != 0) {
 		vh_vq_set_position(vq, (uint32_t)h.base * 0x10001u, true);
 	}
-	vq->addr.desc_user_addr = A_QVA + DESC_OFF;
-	vq->addr.avail_user_addr = A_QVA + AVAIL_OFF;
-	vq->addr.used_user_addr = A_QVA + USED_OFF;
-	vq->addr_set = true;
-	vq->kick_set = true;
-	vq->enabled = !(h.flags & F_DISABLED);
-	vq->reactor = &g_reactor;
-	g_broken_reported = false;
-	g_stopped = false;
-	memset(g_seen, 0, sizeof(g_seen));
-	g_fetched = g_pushed = g_dropped = 0;
-	g_fetched_desc = g_pushed_desc = g_dropped_desc = 0;
 
 	vh_vq_init_nodes(vq);
 	rc = vh_vq_prepare(vq);
@@ -313,14 +217,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (g_dropped > 0 && !vq->broken) {
 		abort();
 	}
-	for (uint32_t i = 0; i < qsize; i++) {
-		if (g_seen[i].fetched != g_seen[i].pushed + g_seen[i].dropped) {
-			fprintf(stderr,
-			        "id %u: handled %u times, used %u times, dropped %u times\n", i,
-			        g_seen[i].fetched, g_seen[i].pushed, g_seen[i].dropped);
-			abort();
-		}
-	}
+	fuzz_check_heads(qsize);
 	/* Positions: used moved by what was answered, avail by what was fetched (resubmissions
 	 * were fetched by the previous instance). */
 	if ((uint16_t)(vq->last_used - used0) != (uint16_t)g_pushed_desc ||
@@ -334,15 +231,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		        (uint16_t)(vq->last_avail - avail0), g_fetched_desc);
 		abort();
 	}
-	vh_vq_stop(vq, stop_done);
-	for (iters = 0; !g_stopped; iters++) {
-		reactor_iteration();
-		run_queue(g_cmsgs, &g_nc);
-		if (iters > MAX_ITERS) {
-			fprintf(stderr, "queue did not stop\n");
-			abort();
-		}
-	}
+	fuzz_stop_queue(vq);
 	if (g_poller != NULL || g_channels != 0 || vq->started ||
 	    vh_vq_position(vq) != vh_vq_packed_position(vq)) {
 		abort();

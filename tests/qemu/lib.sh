@@ -22,6 +22,15 @@
 #   VQ_QEMU_BIN (another QEMU binary, e.g. tests/qemu/qemu-backports.sh's 10.0; default the
 #   system's qemu-system-x86_64)
 #
+# Guests under I/O while the back-end is killed or replaced (see each function's comment):
+#   vq_vhostd_paths                     # VQ_VHOSTD VQ_VHOSTCTL VQ_SOCKDIR VQ_RPC, no daemon yet
+#   vq_vhostd_conf_start CONF LOG [--supervise]   # vhostd (or its supervisor) from a config file
+#   vq_fio_write_guest OUT verify       # guest script: fio randwrite (crc32c verify) on /dev/vda
+#   vq_guest_start NAME OUT VT_RUNTIME=60         # QEMU in the background; VQ_GUEST_LOG
+#   vq_wait_fio_start                   # until the guest printed "fio-starting"
+#   vq_kill_loop KILLS NQ LOG worker|restart CONF # kill -9 KILLS times, wait for NQ queues again
+#   vq_guest_end || vq_guest_fail "reason"        # wait for QEMU; VQ_GUEST_RES VQ_GUEST_QEMU_RC
+#
 # Every process started here is killed by the EXIT trap, in reverse start order.
 
 VQ_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -325,8 +334,9 @@ vq_backend_start() {
 	esac
 }
 
-# vq_vhostd_start: start the daemon, wait until its RPC socket answers.
-vq_vhostd_start() {
+# vq_vhostd_paths: set VQ_VHOSTD and VQ_VHOSTCTL (skip the test when they are not built),
+# VQ_SOCKDIR (created) and VQ_RPC in the temp dir.
+vq_vhostd_paths() {
 	VQ_VHOSTD=$(vq_bin VHOSTD vhostd)
 	VQ_VHOSTCTL=$(vq_bin VHOSTCTL vhostctl)
 	[[ -x "$VQ_VHOSTD" ]] || vq_skip "vhostd not built (set VHOSTD)"
@@ -334,6 +344,11 @@ vq_vhostd_start() {
 	VQ_SOCKDIR="$VQ_TMP/sock"
 	VQ_RPC="$VQ_TMP/rpc.sock"
 	mkdir -p "$VQ_SOCKDIR"
+}
+
+# vq_vhostd_start: start the daemon, wait until its RPC socket answers.
+vq_vhostd_start() {
+	vq_vhostd_paths
 	# shellcheck disable=SC2086 # VQ_VHOSTD_ARGS is a list of words
 	"$VQ_VHOSTD" -m 0x1 -S "$VQ_SOCKDIR" -r "$VQ_RPC" -L "${VQ_VHOSTD_LOGLEVEL:-info}" \
 		${VQ_VHOSTD_ARGS:-} </dev/null >"$VQ_TMP/vhostd.log" 2>&1 &
@@ -432,4 +447,142 @@ vq_backend_log_errors() {
 		grep -aiE '\b(error|fatal|crit|warn|broken|violation)' "$f" | head -n 20 | sed "s|^|$(basename "$f"): |" >&2
 	done
 	return 0
+}
+
+# ---- kill -9 under I/O ----------------------------------------------------------------
+
+# vq_vhostd_conf_start CONF LOG [--supervise]: start vhostd (with --supervise: its supervisor)
+# from the config file CONF at log level debug, output appended to LOG, on VQ_SOCKDIR and VQ_RPC
+# (vq_vhostd_paths); sets VQ_DAEMON_PID (tracked as "vhostd", or "supervisor"). Returns once the
+# RPC socket answers; fails the test after 10 s.
+vq_vhostd_conf_start() {
+	local conf=$1 log=$2 name=vhostd
+	shift 2
+	[[ "${1:-}" == --supervise ]] && name=supervisor
+	rm -f "$VQ_RPC"
+	"$VQ_VHOSTD" "$@" -m 0x1 -S "$VQ_SOCKDIR" -r "$VQ_RPC" -c "$conf" -L debug >>"$log" 2>&1 &
+	VQ_DAEMON_PID=$!
+	vq_track "$VQ_DAEMON_PID" "$name"
+	vq_wait_for "vhostd RPC socket" 10 "$VQ_VHOSTCTL" -s "$VQ_RPC" -t 1 spdk_get_version >/dev/null ||
+		vq_fail "vhostd${1:+ $1} did not come up"
+}
+
+# vq_fio_write_guest OUT verify|noverify [PROLOGUE [DMESG]]: write to OUT a guest script that
+# prints "fio-starting" and runs fio randwrite (4k, libaio, iodepth 32, two jobs split over vCPUs
+# 0-1) on /dev/vda for $VT_RUNTIME s. verify: each job writes its own 24 MiB and fio checks every
+# block it wrote (crc32c, fatal). The guest fails when fio fails or reports an error, on a guest
+# I/O error, or when dmesg tells of a descriptor that "is not a head" (or matches the extended
+# regex DMESG) or of a hung task. PROLOGUE: guest shell lines run before fio.
+vq_fio_write_guest() {
+	local out=$1 mode=$2 prologue=${3:-} dmesg="is not a head|${4:+$4|}blocked for more than|hung task"
+	{
+		echo '. /etc/vtest.sh'
+		[[ -n "$prologue" ]] && printf '%s\n' "$prologue"
+		printf '%s\n' 'cat >/tmp/job.fio <<JOB' '[global]' 'filename=/dev/vda' 'direct=1' \
+			'ioengine=libaio' 'iodepth=32' 'rw=randwrite' 'bs=4k'
+		[[ "$mode" == verify ]] &&
+			printf '%s\n' 'verify=crc32c' 'verify_backlog=512' 'verify_fatal=1' 'do_verify=1'
+		# shellcheck disable=SC2016 # $VT_RUNTIME is the guest's
+		printf '%s\n' 'time_based=1' 'runtime=$VT_RUNTIME'
+		[[ "$mode" == verify ]] && printf '%s\n' 'size=24M' 'offset_increment=24M'
+		cat <<EOF
+numjobs=2
+cpus_allowed=0-1
+cpus_allowed_policy=split
+group_reporting=1
+[vtest]
+JOB
+echo "fio-starting"
+fio /tmp/job.fio >/tmp/fio.out 2>&1
+rc=\$?
+cat /tmp/fio.out
+[ \$rc -eq 0 ] || vt_fail "fio exited with \$rc"
+grep -q 'err= 0' /tmp/fio.out || vt_fail "fio reported an error"
+dmesg | grep -iE '$dmesg' && vt_fail "guest kernel complained"
+vt_no_io_errors
+EOF
+	} >"$out"
+}
+
+# vq_guest_start NAME SCRIPT [VAR=VALUE...]: build the initrd and start QEMU in the background
+# (vq_qemu_start); the serial log is $VQ_TMP/NAME.log, also in VQ_GUEST_LOG.
+vq_guest_start() {
+	local name=$1 script=$2
+	shift 2
+	VQ_GUEST_LOG="$VQ_TMP/$name.log"
+	vq_make_initrd "$VQ_TMP/$name.initrd" "$script" "$@"
+	vq_qemu_start "$VQ_GUEST_LOG" "$VQ_TMP/$name.initrd"
+}
+
+# vq_wait_fio_start [TIMEOUT]: wait (TIMEOUT s, default 120) until the guest of vq_guest_start
+# printed "fio-starting" (vq_fio_write_guest's scripts do); fails the test after that.
+vq_wait_fio_start() {
+	vq_wait_for "fio to start in the guest" "${1:-120}" grep -q fio-starting "$VQ_GUEST_LOG" ||
+		vq_fail "guest never started fio"
+}
+
+# vq_guest_end [TIMEOUT]: wait for the QEMU of vq_guest_start (vq_qemu_wait TIMEOUT) and read
+# the result of VQ_GUEST_LOG; sets VQ_GUEST_QEMU_RC and VQ_GUEST_RES (vq_result's text). Returns
+# 0 when the guest printed PASS and QEMU exited 0, else 1.
+vq_guest_end() {
+	local rrc
+	vq_qemu_wait "$@"
+	VQ_GUEST_QEMU_RC=$?
+	VQ_GUEST_RES=$(vq_result "$VQ_GUEST_LOG")
+	rrc=$?
+	[[ $rrc -eq 0 && $VQ_GUEST_QEMU_RC -eq 0 ]]
+}
+
+# vq_guest_fail MESSAGE: the last 40 lines of VQ_GUEST_LOG, then vq_fail MESSAGE.
+vq_guest_fail() {
+	tail -n 40 "$VQ_GUEST_LOG" >&2
+	vq_fail "$1"
+}
+
+# vq_kill_loop [--spread S] [--while-qemu] KILLS NQ LOG worker|restart CONF: KILLS times, at a
+# random moment 1.0 to S.9 s (S default 3) after the last recovery, SIGKILL the back-end, then
+# wait (30 s at most, else fail the test) until LOG holds NQ more "started: size" lines than
+# before the kill: QEMU reconnected and started its NQ queues again.
+#   worker:  VQ_DAEMON_PID is a supervisor (vq_vhostd_conf_start CONF LOG --supervise): restore
+#            CONF from CONF.orig (what save_config does not keep), kill the supervisor's worker;
+#            the supervisor starts the next one.
+#   restart: kill vhostd (VQ_DAEMON_PID) and start it again from CONF (vq_vhostd_conf_start).
+# --while-qemu: stop early (fewer kills) once QEMU has exited.  Sets VQ_RECOV: the ms from each
+# kill (restart: from each restart) to the queues running again.
+vq_kill_loop() {
+	local spread=3 while_qemu=0 kills nq log how conf i n0 t0 worker
+	while [[ "$1" == --* ]]; do
+		case "$1" in
+		--spread) spread=$2; shift 2 ;;
+		--while-qemu) while_qemu=1; shift ;;
+		*) vq_fail "vq_kill_loop: unknown option $1" ;;
+		esac
+	done
+	kills=$1 nq=$2 log=$3 how=$4 conf=$5
+	VQ_RECOV=()
+	for ((i = 1; i <= kills; i++)); do
+		sleep "$((RANDOM % spread + 1)).$((RANDOM % 10))"
+		if ((while_qemu)) && ! kill -0 "$VQ_QEMU_PID" 2>/dev/null; then
+			break
+		fi
+		n0=$(grep -c "started: size" "$log")
+		if [[ "$how" == worker ]]; then
+			worker=$(pgrep -P "$VQ_DAEMON_PID" | head -n1)
+			[[ -n "$worker" ]] || vq_fail "no worker process before kill $i"
+			cp "$conf.orig" "$conf"
+			t0=$(date +%s%N)
+			kill -9 "$worker"
+		else
+			kill -9 "$VQ_DAEMON_PID" 2>/dev/null
+			wait "$VQ_DAEMON_PID" 2>/dev/null
+			vq_untrack "$VQ_DAEMON_PID"
+			t0=$(date +%s%N)
+			vq_vhostd_conf_start "$conf" "$log"
+		fi
+		vq_wait_for "QEMU to restart the queues" 30 \
+			bash -c "[ \$(grep -c 'started: size' '$log') -ge $((n0 + nq)) ]" ||
+			vq_fail "QEMU did not reconnect after kill $i"
+		VQ_RECOV+=($((($(date +%s%N) - t0) / 1000000)))
+		vq_log "kill $i/$kills: queues running again after ${VQ_RECOV[-1]} ms"
+	done
 }

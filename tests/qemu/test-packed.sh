@@ -101,82 +101,24 @@ cat >"$conf" <<JSON
 ]}
 JSON
 cp "$conf" "$conf.orig" # the test delay is not part of save_config: keep it for restarts
-"$VQ_VHOSTD" --supervise -m 0x1 -S "$VQ_SOCKDIR" -r "$VQ_RPC" -c "$conf" -L debug \
-	>>"$VQ_TMP/supervise.log" 2>&1 &
-sup=$!
-vq_track "$sup" supervisor
-vq_wait_for "vhostd RPC socket" 10 "$VQ_VHOSTCTL" -s "$VQ_RPC" -t 1 spdk_get_version >/dev/null ||
-	vq_fail "vhostd --supervise did not come up"
+vq_vhostd_conf_start "$conf" "$VQ_TMP/supervise.log" --supervise
 VQ_SOCK="$VQ_SOCKDIR/vhost.0"
 VQ_RECONNECT=1
 guest="$VQ_TMP/guest-supervise.sh"
-cat >"$guest" <<'GUEST'
-. /etc/vtest.sh
-[ "$(cut -c35 /sys/block/vda/device/features)" = 1 ] || vt_fail "VIRTIO_F_RING_PACKED not negotiated"
-cat >/tmp/job.fio <<JOB
-[global]
-filename=/dev/vda
-direct=1
-ioengine=libaio
-iodepth=32
-rw=randwrite
-bs=4k
-verify=crc32c
-verify_backlog=512
-verify_fatal=1
-do_verify=1
-time_based=1
-runtime=$VT_RUNTIME
-size=24M
-offset_increment=24M
-numjobs=2
-cpus_allowed=0-1
-cpus_allowed_policy=split
-group_reporting=1
-[vtest]
-JOB
-echo "fio-starting"
-fio /tmp/job.fio >/tmp/fio.out 2>&1
-rc=$?
-cat /tmp/fio.out
-[ $rc -eq 0 ] || vt_fail "fio exited with $rc"
-grep -q 'err= 0' /tmp/fio.out || vt_fail "fio reported an error"
-dmesg | grep -iE 'is not a head|id .* is not|blocked for more than|hung task' && vt_fail "guest kernel complained"
-vt_no_io_errors
-GUEST
-runtime=$((kills * 4 + 12))
-initrd="$VQ_TMP/guest-supervise.initrd"
-vq_make_initrd "$initrd" "$guest" VT_RUNTIME="$runtime"
-log="$VQ_TMP/supervise-guest.log"
-vq_qemu_start "$log" "$initrd"
-vq_wait_for "fio to start in the guest" 120 grep -q fio-starting "$log" || vq_fail "guest never started fio"
-recov=()
-for ((i = 1; i <= kills; i++)); do
-	sleep "$((RANDOM % 3 + 1)).$((RANDOM % 10))"
-	worker=$(pgrep -P "$sup" | head -n1)
-	[[ -n "$worker" ]] || vq_fail "no worker process before kill $i"
-	cp "$conf.orig" "$conf"
-	n0=$(grep -c "started: size" "$VQ_TMP/supervise.log")
-	t0=$(date +%s%N)
-	kill -9 "$worker"
-	vq_wait_for "the queues to restart" 30 bash -c "[ \$(grep -c 'started: size' '$VQ_TMP/supervise.log') -ge $((n0 + 2)) ]" ||
-		vq_fail "QEMU did not reconnect after kill $i"
-	recov+=($((($(date +%s%N) - t0) / 1000000)))
-	vq_log "kill $i/$kills: queues running again after ${recov[-1]} ms"
-done
-vq_qemu_wait
-rc=$?
-res=$(vq_result "$log")
-rrc=$?
+vq_fio_write_guest "$guest" verify \
+	'[ "$(cut -c35 /sys/block/vda/device/features)" = 1 ] || vt_fail "VIRTIO_F_RING_PACKED not negotiated"' \
+	'id .* is not'
+vq_guest_start supervise-guest "$guest" VT_RUNTIME="$((kills * 4 + 12))"
+vq_wait_fio_start
+vq_kill_loop "$kills" 2 "$VQ_TMP/supervise.log" worker "$conf"
+vq_guest_end
+ok=$?
 resub=$(grep -c "resubmitting" "$VQ_TMP/supervise.log")
 restarts=$(grep -c "restarting in" "$VQ_TMP/supervise.log")
 broken=$(grep -c "violated\|cannot start" "$VQ_TMP/supervise.log")
-vq_log "guest: $res (qemu rc $rc); $restarts worker restarts, $resub queue resubmissions, $broken ring errors; kill-to-running ms: ${recov[*]}"
-grep -a -E '^ *(write|read):' "$log" | sed 's/^/  fio: /' >&2
-if [[ $rrc -ne 0 || $rc -ne 0 ]]; then
-	tail -n 40 "$log" >&2
-	vq_fail "guest saw errors across restarts of packed rings"
-fi
+vq_log "guest: $VQ_GUEST_RES (qemu rc $VQ_GUEST_QEMU_RC); $restarts worker restarts, $resub queue resubmissions, $broken ring errors; kill-to-running ms: ${VQ_RECOV[*]}"
+grep -a -E '^ *(write|read):' "$VQ_GUEST_LOG" | sed 's/^/  fio: /' >&2
+((ok == 0)) || vq_guest_fail "guest saw errors across restarts of packed rings"
 [[ $restarts -eq $kills ]] || vq_fail "expected $kills restarts, the supervisor logged $restarts"
 [[ $broken -eq 0 ]] || vq_fail "vhostd logged $broken ring violations or start failures"
 vq_pass

@@ -26,12 +26,7 @@ export QEMU_MODULE_DIR=$VQB_MODULE_DIR
 VQ_QEMU_BIN=$VQB_QEMU
 vq_log "QEMU $VQB_VERSION ($VQB_QEMU)"
 
-VQ_VHOSTD=$(vq_bin VHOSTD vhostd)
-VQ_VHOSTCTL=$(vq_bin VHOSTCTL vhostctl)
-[[ -x "$VQ_VHOSTD" && -x "$VQ_VHOSTCTL" ]] || vq_skip "vhostd not built (set VHOSTD, VHOSTCTL)"
-VQ_SOCKDIR="$VQ_TMP/sock"
-VQ_RPC="$VQ_TMP/rpc.sock"
-mkdir -p "$VQ_SOCKDIR"
+vq_vhostd_paths
 img=$(mktemp /dev/shm/vhostd-scsi-reconnect.XXXXXX)
 VQ_EXTRA_RM+=("$img")
 truncate -s 128M "$img"
@@ -47,16 +42,7 @@ cat >"$conf" <<JSON
 ]}
 JSON
 
-start_daemon() {
-	rm -f "$VQ_RPC"
-	"$VQ_VHOSTD" -m 0x1 -S "$VQ_SOCKDIR" -r "$VQ_RPC" -c "$conf" -L debug >>"$VQ_TMP/vhostd.log" 2>&1 &
-	VQ_DAEMON_PID=$!
-	vq_track "$VQ_DAEMON_PID" vhostd
-	vq_wait_for "vhostd RPC socket" 10 "$VQ_VHOSTCTL" -s "$VQ_RPC" -t 1 spdk_get_version >/dev/null ||
-		vq_fail "vhostd did not come up"
-}
-
-start_daemon
+vq_vhostd_conf_start "$conf" "$VQ_TMP/vhostd.log"
 sock="$VQ_SOCKDIR/scsi0"
 # 10.0 spells the chardev option reconnect-ms; -L: its own firmware (and backports' seabios).
 VQ_QEMU_ARGS=(-L "$VQB_DATA_DIR" -chardev "socket,id=c0,path=$sock,reconnect-ms=1000"
@@ -83,35 +69,14 @@ tail -n 25 /tmp/fio.out
 dmesg | grep -iE 'blocked for more than|hung task|timing out command' && vt_fail "guest kernel complained"
 vt_no_io_errors
 GUEST
-initrd="$VQ_TMP/guest.initrd"
-vq_make_initrd "$initrd" "$guest" VT_NEED_DISK=0 VT_SIZE=24M
-log="$VQ_TMP/guest.log"
-vq_qemu_start "$log" "$initrd"
-vq_wait_for "fio to start in the guest" 180 grep -q fio-starting "$log" || vq_fail "guest never started fio"
-recov=()
-for ((i = 1; i <= kills; i++)); do
-	sleep "$((RANDOM % 2 + 1)).$((RANDOM % 10))"
-	kill -0 "$VQ_QEMU_PID" 2>/dev/null || break # fio finished early: fewer kills
-	kill -9 "$VQ_DAEMON_PID" 2>/dev/null
-	wait "$VQ_DAEMON_PID" 2>/dev/null
-	vq_untrack "$VQ_DAEMON_PID"
-	t0=$(date +%s%N)
-	n0=$(grep -c "started: size" "$VQ_TMP/vhostd.log")
-	start_daemon
-	vq_wait_for "QEMU to reconnect" 30 bash -c "[ \$(grep -c 'started: size' '$VQ_TMP/vhostd.log') -ge $((n0 + nvq)) ]" ||
-		vq_fail "QEMU did not reconnect after kill $i"
-	recov+=($((($(date +%s%N) - t0) / 1000000)))
-	vq_log "kill $i/$kills: reconnected after ${recov[-1]} ms"
-done
-((${#recov[@]} > 0)) || vq_fail "the guest finished before the first kill"
-vq_qemu_wait
-rc=$?
-res=$(vq_result "$log")
-rrc=$?
+vq_guest_start guest "$guest" VT_NEED_DISK=0 VT_SIZE=24M
+vq_wait_fio_start 180
+# Fewer kills when fio finishes early.
+vq_kill_loop --spread 2 --while-qemu "$kills" "$nvq" "$VQ_TMP/vhostd.log" restart "$conf"
+((${#VQ_RECOV[@]} > 0)) || vq_fail "the guest finished before the first kill"
+vq_guest_end
+ok=$?
 resub=$(grep -c "resubmitting" "$VQ_TMP/vhostd.log")
-vq_log "guest: $res (qemu rc $rc); ${#recov[@]} kills, resubmissions logged: $resub; restart-to-reconnect ms: ${recov[*]}"
-if [[ $rrc -ne 0 || $rc -ne 0 ]]; then
-	tail -n 40 "$log" >&2
-	vq_fail "guest saw errors across restarts"
-fi
+vq_log "guest: $VQ_GUEST_RES (qemu rc $VQ_GUEST_QEMU_RC); ${#VQ_RECOV[@]} kills, resubmissions logged: $resub; restart-to-reconnect ms: ${VQ_RECOV[*]}"
+((ok == 0)) || vq_guest_fail "guest saw errors across restarts"
 vq_pass

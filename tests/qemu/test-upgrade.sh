@@ -27,15 +27,10 @@
 . "$(dirname "$0")/lib.sh"
 vq_init upgrade
 upgrades=${VQ_UPGRADES:-10}
-VQ_VHOSTD=$(vq_bin VHOSTD vhostd)
-VQ_VHOSTCTL=$(vq_bin VHOSTCTL vhostctl)
-[[ -x "$VQ_VHOSTD" ]] || vq_skip "vhostd not built (set VHOSTD)"
-[[ -x "$VQ_VHOSTCTL" ]] || vq_skip "vhostctl not built (set VHOSTCTL)"
+vq_vhostd_paths
 alt=${VHOSTD_ALT:-$(dirname "$VQ_VHOSTD")/vhostd-alt}
 [[ -x "$alt" ]] || vq_skip "vhostd-alt not built (set VHOSTD_ALT)"
-VQ_SOCKDIR="$VQ_TMP/sock"
-VQ_RPC="$VQ_TMP/rpc.sock"
-mkdir -p "$VQ_SOCKDIR" "$VQ_TMP/bin"
+mkdir -p "$VQ_TMP/bin"
 
 # Private copies of the two builds (a rebuild during the test changes nothing), and the path
 # the supervisor runs: replaced by rename, as a package manager does.
@@ -112,44 +107,9 @@ writes_above() { [[ $(writes) -gt $1 ]]; }
 VQ_SOCK="$VQ_SOCKDIR/vhost.0"
 VQ_RECONNECT= # no reconnect: a closed socket would be fatal to the disk
 guest="$VQ_TMP/guest.sh"
-cat >"$guest" <<'GUEST'
-. /etc/vtest.sh
-cat >/tmp/job.fio <<JOB
-[global]
-filename=/dev/vda
-direct=1
-ioengine=libaio
-iodepth=32
-rw=randwrite
-bs=4k
-verify=crc32c
-verify_backlog=512
-verify_fatal=1
-do_verify=1
-time_based=1
-runtime=$VT_RUNTIME
-size=24M
-offset_increment=24M
-numjobs=2
-cpus_allowed=0-1
-cpus_allowed_policy=split
-group_reporting=1
-[vtest]
-JOB
-echo "fio-starting"
-fio /tmp/job.fio >/tmp/fio.out 2>&1
-rc=$?
-cat /tmp/fio.out
-[ $rc -eq 0 ] || vt_fail "fio exited with $rc"
-grep -q 'err= 0' /tmp/fio.out || vt_fail "fio reported an error"
-dmesg | grep -iE 'is not a head|blocked for more than|hung task' && vt_fail "guest kernel complained"
-vt_no_io_errors
-GUEST
+vq_fio_write_guest "$guest" verify
 # The upgrades are spread over fio's run (about 5 s apart); they must all happen while it runs.
 runtime=${VQ_FIO_RUNTIME:-$((upgrades * 5 + 30))}
-initrd="$VQ_TMP/guest.initrd"
-vq_make_initrd "$initrd" "$guest" VT_RUNTIME="$runtime"
-log="$VQ_TMP/guest.log"
 
 # QEMU's end of the vhost-user connection: its socket inode, which must never change.
 qemu_conn() {
@@ -224,7 +184,8 @@ refused() { # BY WHAT BODY: a broken candidate; the old worker serves on
 	install_file "${builds[$cur]}"
 }
 
-vq_qemu_start "$log" "$initrd"
+vq_guest_start guest "$guest" VT_RUNTIME="$runtime"
+log=$VQ_GUEST_LOG
 vq_wait_for "QEMU's vhost-user connection" 30 grep -q "front-end connected" "$VQ_TMP/vhostd.log" ||
 	vq_fail "QEMU did not connect"
 # While QEMU negotiates, SeaBIOS reads the disk and the guest's driver sets its rings up: the
@@ -236,7 +197,7 @@ for ((i = 1; i <= ${VQ_BOOT_UPGRADES:-4}; i++)); do
 	upgrade "during boot $i" SIGHUP
 	boot_pauses+=("$last_pause")
 done
-vq_wait_for "fio to start in the guest" 120 grep -q fio-starting "$log" || vq_fail "guest never started fio"
+vq_wait_fio_start
 vq_log "fio runs for $runtime s in the guest; QEMU has no reconnect"
 conn0=$(qemu_conn)
 [[ -n "$conn0" ]] || vq_fail "cannot find QEMU's vhost-user connection (ss -xp)"
@@ -277,16 +238,11 @@ ndisc=$(grep -c "closing session" "$VQ_TMP/vhostd.log")
 	vq_fail "vhostd logged $nconn front-end connection(s) and $ndisc closed session(s) while the guest ran"
 
 # fio's runtime plus its verify pass and the shutdown: a guest still running after that hangs.
-vq_qemu_wait $((SECONDS - VQ_QEMU_T0 + 60))
-rc=$?
-res=$(vq_result "$log")
-rrc=$?
-vq_log "guest: $res (qemu rc $rc)"
+vq_guest_end $((SECONDS - VQ_QEMU_T0 + 60))
+ok=$?
+vq_log "guest: $VQ_GUEST_RES (qemu rc $VQ_GUEST_QEMU_RC)"
 grep -a -E '^ *(write|read):' "$log" | sed 's/^/  fio: /' >&2
-if [[ $rrc -ne 0 || $rc -ne 0 ]]; then
-	tail -n 40 "$log" >&2
-	vq_fail "the guest saw errors across the upgrades"
-fi
+((ok == 0)) || vq_guest_fail "the guest saw errors across the upgrades"
 sorted=$(printf '%s\n' "${pauses[@]}" | sort -g)
 p50=$(sed -n "$(((${#pauses[@]} + 1) / 2))p" <<<"$sorted")
 vq_log "${#boot_pauses[@]} upgrades during boot (pauses ${boot_pauses[*]} ms)"
