@@ -14,11 +14,7 @@
 . "$(dirname "$0")/lib.sh"
 vq_init wce
 kills=${VQ_KILLS:-2}
-VQ_VHOSTD=$(vq_bin VHOSTD vhostd)
-VQ_VHOSTCTL=$(vq_bin VHOSTCTL vhostctl)
-VQ_SOCKDIR="$VQ_TMP/sock"
-VQ_RPC="$VQ_TMP/rpc.sock"
-mkdir -p "$VQ_SOCKDIR"
+vq_vhostd_paths
 conf="$VQ_TMP/vhostd.json"
 truncate -s 64M "$VQ_TMP/disk.img"
 cat >"$conf" <<JSON
@@ -29,12 +25,8 @@ cat >"$conf" <<JSON
     {"method": "vhost_create_blk_controller", "params": {"ctrlr": "vhost.0", "dev_name": "File0", "cpumask": "0x1"}}]}
 ]}
 JSON
-"$VQ_VHOSTD" --supervise -m 0x1 -S "$VQ_SOCKDIR" -r "$VQ_RPC" -c "$conf" -L debug \
-	>>"$VQ_TMP/vhostd.log" 2>&1 &
-sup=$!
-vq_track "$sup" supervisor
-vq_wait_for "vhostd RPC socket" 10 "$VQ_VHOSTCTL" -s "$VQ_RPC" -t 1 spdk_get_version >/dev/null ||
-	vq_fail "vhostd did not come up"
+vq_vhostd_conf_start "$conf" "$VQ_TMP/vhostd.log" --supervise
+sup=$VQ_DAEMON_PID
 
 # The current worker's durable writes of File0 (its counters start at 0 with each worker).
 fua() {
