@@ -23,13 +23,13 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "blk_wce.h"
 #include "io_engine.h"
 #include "vh_test.h"
 
 #define TIMEOUT_MS 20000
 #define DISK_MB    16
 #define NWRITES    8
-#define F_NR       (VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK)
 
 struct env {
 	struct vh_daemon d;
@@ -137,28 +137,6 @@ conn_close(struct conn *c)
 	memset(c, 0, sizeof(*c));
 }
 
-static int
-get_wce(struct conn *c)
-{
-	uint8_t cfg[64];
-
-	T_OK(vh_fe_get_config(c->fe, 60, cfg, sizeof(cfg)));
-	return cfg[VH_BLK_CFG_WCE];
-}
-
-static int
-set_wce(struct conn *c, uint8_t wce)
-{
-	struct vhost_user_config cfg = {.offset = VH_BLK_CFG_WCE, .size = 1};
-	uint64_t ack = 1;
-
-	cfg.region[0] = wce;
-	T_OK(vh_fe_call(c->fe, VHOST_USER_SET_CONFIG, F_NR, &cfg, VHOST_USER_CONFIG_HDR_SIZE + 1,
-	                NULL, 0, &ack, sizeof(ack)));
-	T_CHECK(ack == 0, "SET_CONFIG writeback=%u refused", wce);
-	return 0;
-}
-
 /* NWRITES writes of 4 KiB; exactly @durable of them must have been made durable. */
 static int
 writes(struct env *e, struct conn *c, long long durable, const char *what)
@@ -199,8 +177,8 @@ case_supervised(struct env *e)
 	if (conn_open(e, &c) < 0) {
 		goto out;
 	}
-	T_CHECK(get_wce(&c) == 1, "a file bdev starts writeback");
-	if (writes(e, &c, 0, "writeback 1") < 0 || set_wce(&c, 0) < 0 ||
+	T_CHECK(blk_wce_get(c.fe) == 1, "a file bdev starts writeback");
+	if (writes(e, &c, 0, "writeback 1") < 0 || blk_wce_set(c.fe, 0) < 0 ||
 	    writes(e, &c, NWRITES, "writeback 0") < 0) {
 		goto out;
 	}
@@ -215,7 +193,7 @@ case_supervised(struct env *e)
 	    writes(e, &c, NWRITES, "reconnected to a new worker after a crash") < 0) {
 		goto out;
 	}
-	T_CHECK(get_wce(&c) == 0, "the new worker reports writeback 1");
+	T_CHECK(blk_wce_get(c.fe) == 0, "the new worker reports writeback 1");
 	rc = 0;
 out:
 	conn_close(&c);
@@ -239,7 +217,7 @@ case_unsupervised(struct env *e)
 		return rc;
 	}
 	rc = -1;
-	if (conn_open(e, &c) < 0 || set_wce(&c, 0) < 0 ||
+	if (conn_open(e, &c) < 0 || blk_wce_set(c.fe, 0) < 0 ||
 	    writes(e, &c, NWRITES, "writeback 0") < 0) {
 		goto out;
 	}
@@ -259,7 +237,8 @@ case_unsupervised(struct env *e)
 	if (conn_open(e, &fresh) < 0) {
 		goto out;
 	}
-	T_CHECK(get_wce(&fresh) == 1, "a fresh front-end reads writeback %d", get_wce(&fresh));
+	T_CHECK(blk_wce_get(fresh.fe) == 1, "a fresh front-end reads writeback %d",
+	        blk_wce_get(fresh.fe));
 	if (writes(e, &fresh, 0, "a fresh front-end, writeback 1") < 0) {
 		goto out;
 	}

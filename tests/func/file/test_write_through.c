@@ -27,13 +27,13 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include "blk_wce.h"
 #include "io_engine.h"
 #include "vh_test.h"
 
 #define TIMEOUT_MS 20000
 #define DISK_MB    32
 #define NWRITES    16
-#define F_NR       (VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK)
 
 static int
 make_file(const char *path, uint64_t size)
@@ -271,23 +271,13 @@ zero_req(struct conn *c, uint32_t type, uint64_t sector)
 static int
 set_wce(struct conn *c, uint8_t wce)
 {
-	struct vhost_user_config cfg = {.offset = VH_BLK_CFG_WCE, .size = 1};
-	uint64_t ack = 1;
-
-	cfg.region[0] = wce;
-	T_OK(vh_fe_call(c->fe, VHOST_USER_SET_CONFIG, F_NR, &cfg, VHOST_USER_CONFIG_HDR_SIZE + 1,
-	                NULL, 0, &ack, sizeof(ack)));
-	T_CHECK(ack == 0, "SET_CONFIG writeback=%u refused", wce);
-	return 0;
+	return blk_wce_set(c->fe, wce);
 }
 
 static int
 get_wce(struct conn *c)
 {
-	uint8_t cfg[64];
-
-	T_OK(vh_fe_get_config(c->fe, 60, cfg, sizeof(cfg)));
-	return cfg[VH_BLK_CFG_WCE];
+	return blk_wce_get(c->fe);
 }
 
 /* What a batch cost the device: flushes, and durable writes the daemon counted. */
