@@ -300,6 +300,7 @@ static void old_reclaim(void);
 /* How long a failed upgrade waits for its candidate to let go of an NVMe device. */
 #define RECLAIM_WAIT_NS  (30ull * 1000000000ull)
 #define RECLAIM_RETRY_NS (20ull * 1000000ull)
+#define RECLAIM_LATE_NS  (1000ull * 1000000ull)
 
 /* VHOSTD_UPGRADE_TIMEOUT_MS caps every phase's wait (tests use short ones). */
 static uint64_t
@@ -417,6 +418,17 @@ reclaim_retry(void *arg, uint32_t events)
 	old_reclaim();
 }
 
+/* After RECLAIM_WAIT_NS: the sessions serve on; keep trying for the NVMe devices. */
+static void
+reclaim_late(void *arg, uint32_t events)
+{
+	if (vh_bdev_nvme_upgrade_reclaim() == -EBUSY) {
+		vh_evloop_timer(vh_evloop_main(), RECLAIM_LATE_NS, reclaim_late, NULL);
+		return;
+	}
+	VH_NOTICE("upgrade", "the NVMe devices of the failed upgrade are back");
+}
+
 /*
  * Take the released NVMe devices back and re-enable their controllers before the sessions
  * thaw (their queues would find no I/O channel). A candidate that is dying may still hold a
@@ -436,13 +448,17 @@ old_reclaim(void)
 		}
 	}
 	if (rc == -EBUSY) {
-		VH_ERR("upgrade", "an NVMe device is still held by the failed candidate: its "
-		                  "controller stays offline (detach and attach it again)");
+		/* Its bdevs refuse I/O channels meanwhile: sessions on them do not restart. */
+		VH_ERR("upgrade",
+		       "an NVMe device is still held by the failed candidate after %llu "
+		       "s: its bdevs stay offline until it lets go (retrying every second)",
+		       RECLAIM_WAIT_NS / 1000000000ull);
+		vh_evloop_timer(vh_evloop_main(), RECLAIM_LATE_NS, reclaim_late, NULL);
 	} else if (rc < 0) {
 		VH_ERR("upgrade", "an NVMe controller could not be re-enabled: %s", strerror(-rc));
 	} else {
-		VH_NOTICE("upgrade", "NVMe devices taken back in %.3f ms",
-		          (double)(vh_now_ns() - t0) / 1e6);
+		VH_NOTICE("upgrade", "NVMe devices taken back %.3f ms after the failure",
+		          (double)(t0 - (g_old.reclaim_deadline - RECLAIM_WAIT_NS)) / 1e6);
 	}
 	old_fail_end();
 }

@@ -156,9 +156,15 @@ nvme-client --socket $S --size 8 --seconds 2 --seed 18 verify || nv_fail "verify
 kill -TERM $SUP
 wait_for "the supervisor to exit" 300 eval '! kill -0 $SUP 2>/dev/null' || nv_fail "the supervisor did not exit"
 grep -iE "AddressSanitizer|runtime error" $NV_LOG && nv_fail "sanitizer report in the vhostd log"
+# What the pauses are made of: the old worker's shutdown+release, the new one's bring-up.
+grep -E "released for the new worker|took over .* from the old worker|taken back" $NV_LOG |
+	sed 's/^/NVME-STEP: /'
+[ "$(grep -c "took over .* from the old worker" $NV_LOG)" -ge "$VT_UPGRADES" ] ||
+	nv_fail "fewer NVMe take-overs logged than upgrades"
 echo "NVME-RESULT: $VT_UPGRADES upgrades + 1 crashed candidate under verified NVMe I/O; max_pause_ms:$PAUSES"
 EOF
 nv_boot upgrade "$guest" VT_SECONDS="$seconds" VT_UPGRADES="$upgrades" || vq_fail "guest NVMe live upgrade test failed"
 vq_guest_output upgrade NVME-PAUSE >&2
+vq_guest_output upgrade NVME-STEP >&2
 vq_guest_output upgrade NVME-RESULT >&2
 vq_pass
