@@ -458,7 +458,7 @@ old_reclaim(void)
 		VH_ERR("upgrade", "an NVMe controller could not be re-enabled: %s", strerror(-rc));
 	} else {
 		VH_NOTICE("upgrade", "NVMe devices taken back %.3f ms after the failure",
-		          (double)(t0 - (g_old.reclaim_deadline - RECLAIM_WAIT_NS)) / 1e6);
+		          (double)(vh_now_ns() - (g_old.reclaim_deadline - RECLAIM_WAIT_NS)) / 1e6);
 	}
 	old_fail_end();
 }

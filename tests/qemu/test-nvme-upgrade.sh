@@ -16,9 +16,20 @@
 #      vhostd (not an upgrade) still cannot open the device.
 # Prints each upgrade's longest queue pause (max_pause_ms of the vhostd_upgrade result), which
 # includes one controller shutdown and one controller bring-up.
-# Env: NV_UPGRADES (5), NV_SECONDS (nvme-client's verify run; default 8 s per upgrade + 20).
+# Env: NV_UPGRADES (5), NV_SECONDS (nvme-client's verify run; default 8 s per upgrade + 20),
+# NV_MODE (uio, or vfio: behind an emulated intel-iommu as in test-nvme-vfio.sh; skips when the
+# guest has no working IOMMU under TCG).
 . "$(dirname "$0")/nvme-lib.sh"
-nv_init nvme-upgrade
+mode=${NV_MODE:-uio}
+case "$mode" in
+uio) ;;
+vfio)
+	NV_MACHINE_ARGS=(-machine q35,kernel-irqchip=split -device intel-iommu,aw-bits=48)
+	VQ_APPEND="intel_iommu=on ${VQ_APPEND:-}"
+	;;
+*) echo "NV_MODE must be uio or vfio" >&2; exit 2 ;;
+esac
+nv_init "nvme-upgrade-$mode"
 
 alt=${VHOSTD_ALT:-$(dirname "$VHOSTD")/vhostd-alt}
 [[ -x "$alt" ]] || vq_skip "vhostd-alt not built (set VHOSTD_ALT)"
@@ -36,9 +47,12 @@ guest="$VQ_TMP/guest.sh"
 cat >"$guest" <<'EOF'
 . /etc/vtest.sh
 . /etc/vtest-nvme.sh
-nv_load uio || nv_skip "the guest kernel cannot load uio_pci_generic"
+nv_load $VT_MODE || nv_skip "the guest kernel cannot load the $VT_MODE modules"
 nv_huge 64 || vt_fail "cannot reserve huge pages"
 BDF=$(nv_bdf) || vt_fail "no NVMe controller in the guest"
+if [ $VT_MODE = vfio ] && [ ! -e /sys/bus/pci/devices/$BDF/iommu_group ]; then
+	nv_skip "no IOMMU group for $BDF under TCG (intel-iommu not active in the guest)"
+fi
 mkdir -p $NV_DIR /tmp/inst
 INST=/tmp/inst/vhostd
 cp /opt/vhostd/bin/vhostd /tmp/inst/build-0
@@ -49,7 +63,7 @@ CONF=$NV_DIR/vhostd.json
 cat >$CONF <<JSON
 {"subsystems": [
   {"subsystem": "bdev", "config": [
-    {"method": "bdev_nvme_attach_controller", "params": {"name": "Nvme0", "trtype": "PCIe", "traddr": "$BDF", "mode": "uio"}}]},
+    {"method": "bdev_nvme_attach_controller", "params": {"name": "Nvme0", "trtype": "PCIe", "traddr": "$BDF", "mode": "$VT_MODE"}}]},
   {"subsystem": "vhost_blk", "config": [
     {"method": "vhost_create_blk_controller", "params": {"ctrlr": "vhost.0", "dev_name": "Nvme0n1", "cpumask": "0x1"}}]}
 ]}
@@ -81,7 +95,7 @@ wait_for() { # WHAT TENTHS CMD...: poll CMD every 100 ms for TENTHS tenths of a 
 nvme_state() { nv_rpc bdev_nvme_get_controllers | sed -n 's/.*"state": *"\([^"]*\)".*/\1/p' | head -n1; }
 S=$NV_DIR/vhost.0
 [ "$(nvme_state)" = enabled ] || nv_fail "Nvme0 is not enabled after the config replay: $(nvme_state)"
-vt_log "vhostd --supervise up, worker $(workers), Nvme0 at $BDF (uio)"
+vt_log "vhostd --supervise up, worker $(workers), Nvme0 at $BDF ($VT_MODE)"
 
 PAUSES=""
 upgrade() { # N
@@ -145,7 +159,7 @@ mkdir -p /tmp/second
 vhostd -m 0x1 -S /tmp/second -r /tmp/second/rpc.sock -L info </dev/null >/tmp/second/log 2>&1 &
 P2=$!
 wait_for "the second vhostd" 300 vhostctl -s /tmp/second/rpc.sock spdk_get_version || nv_fail "second vhostd did not start"
-if vhostctl -s /tmp/second/rpc.sock bdev_nvme_attach_controller -b Nvme9 -t PCIe -a $BDF --mode uio 2>/tmp/second/err; then
+if vhostctl -s /tmp/second/rpc.sock bdev_nvme_attach_controller -b Nvme9 -t PCIe -a $BDF --mode $VT_MODE 2>/tmp/second/err; then
 	nv_fail "a second vhostd attached the device the worker holds"
 fi
 vt_log "second opener refused: $(cat /tmp/second/err)"
@@ -161,9 +175,10 @@ grep -E "released for the new worker|took over .* from the old worker|taken back
 	sed 's/^/NVME-STEP: /'
 [ "$(grep -c "took over .* from the old worker" $NV_LOG)" -ge "$VT_UPGRADES" ] ||
 	nv_fail "fewer NVMe take-overs logged than upgrades"
-echo "NVME-RESULT: $VT_UPGRADES upgrades + 1 crashed candidate under verified NVMe I/O; max_pause_ms:$PAUSES"
+dmesg | grep -iE 'DMAR.*fault|DMAR:.*\[DMA' && vt_fail "the IOMMU logged DMA faults"
+echo "NVME-RESULT: $VT_MODE: $VT_UPGRADES upgrades + 1 crashed candidate under verified NVMe I/O; max_pause_ms:$PAUSES"
 EOF
-nv_boot upgrade "$guest" VT_SECONDS="$seconds" VT_UPGRADES="$upgrades" || vq_fail "guest NVMe live upgrade test failed"
+nv_boot upgrade "$guest" VT_SECONDS="$seconds" VT_UPGRADES="$upgrades" VT_MODE="$mode" || vq_fail "guest NVMe live upgrade test failed"
 vq_guest_output upgrade NVME-PAUSE >&2
 vq_guest_output upgrade NVME-STEP >&2
 vq_guest_output upgrade NVME-RESULT >&2
