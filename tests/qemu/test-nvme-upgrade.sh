@@ -24,6 +24,7 @@ mode=${NV_MODE:-uio}
 case "$mode" in
 uio) ;;
 vfio)
+	# shellcheck disable=SC2034,SC2054 # nv_boot (nvme-lib.sh) reads it; the commas are QEMU's
 	NV_MACHINE_ARGS=(-machine q35,kernel-irqchip=split -device intel-iommu,aw-bits=48)
 	VQ_APPEND="intel_iommu=on ${VQ_APPEND:-}"
 	;;
