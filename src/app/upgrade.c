@@ -959,6 +959,7 @@ vh_upgrade_new_adopt(void)
 		rc = vh_vhost_load_sessions(state, fds.fds, fds.n, why, sizeof(why));
 		if (rc < 0) {
 			VH_ERR("upgrade", "cannot adopt the sessions: %s", why);
+			vh_bdev_nvme_upgrade_drop(); /* first: the old worker takes them back */
 			vh_upgrade_new_fail(why);
 		}
 	}
@@ -976,6 +977,12 @@ vh_upgrade_new_adopt(void)
 	}
 	if (rc == 0) {
 		rc = new_expect(f, F_COMMIT, NEW_WAIT_MS);
+	}
+	if (rc == 0) {
+		vh_bdev_nvme_upgrade_commit();
+	} else {
+		/* Before COMMIT the NVMe devices are still the old worker's to take back. */
+		vh_bdev_nvme_upgrade_drop();
 	}
 	free(f);
 	return rc;

@@ -66,6 +66,7 @@ struct ctrlr_ent {
 	/* Live upgrade (see bdev_nvme.h). */
 	bool pending;                  /* candidate: created from a promise, no device yet */
 	bool released;                 /* old worker: device given up, objects kept */
+	bool taken;                    /* candidate: device taken from the old worker */
 	struct vh_bdev_nvme_opts opts; /* the attach options, to open the device later */
 	enum reset_step step;
 	unsigned waiting; /* reactor replies outstanding in this step */
@@ -1374,6 +1375,19 @@ untake(struct ctrlr_ent *ce)
 	ce->c = NULL;
 	ce->dev = NULL;
 	ce->pending = true;
+	ce->taken = false;
+}
+
+void
+vh_bdev_nvme_upgrade_drop(void)
+{
+	for (struct ctrlr_ent *ce = ctrlrs; ce != NULL; ce = ce->next) {
+		if (ce->taken) {
+			VH_NOTICE(COMP, "[%s] giving %s back to the old worker", ce->name,
+			          ce->traddr);
+			untake(ce);
+		}
+	}
 }
 
 /* The namespaces the device reports must be the ones the old worker served. */
@@ -1460,13 +1474,14 @@ vh_bdev_nvme_upgrade_take(char *why, size_t whylen)
 			ce->slots[i].qp = vh_nvme_ctrlr_ioq(ce->c, i);
 		}
 		ce->pending = false;
+		ce->taken = true;
 		VH_NOTICE(COMP, "[%s] took over %s from the old worker in %.3f ms: %u I/O queue(s)",
 		          ce->name, ce->traddr, (double)(vh_now_ns() - t0) / 1e6, ce->nslots);
 	}
 	if (ret < 0) {
 		/* All or nothing: the old worker takes every device back. */
 		for (undo = ctrlrs; undo != ce; undo = undo->next) {
-			if (!undo->pending && find_promise(undo) != NULL) {
+			if (undo->taken) {
 				untake(undo);
 			}
 		}
@@ -1474,4 +1489,12 @@ vh_bdev_nvme_upgrade_take(char *why, size_t whylen)
 	}
 	vh_bdev_nvme_upgrade_expect(NULL);
 	return 0;
+}
+
+void
+vh_bdev_nvme_upgrade_commit(void)
+{
+	for (struct ctrlr_ent *ce = ctrlrs; ce != NULL; ce = ce->next) {
+		ce->taken = false;
+	}
 }

@@ -109,6 +109,9 @@ extern const struct vh_bdev_mem_hooks vh_bdev_nvme_mem_hooks;
  *   controller and check each namespace against the description (NSID active, same block size
  *   and count, same features, same NGUID/EUI-64). All or nothing: 0, or -errno with @why (a
  *   mismatch is -ESTALE), every device taken here closed again so the old worker can reclaim it.
+ * - drop(): the upgrade failed after take() (before COMMIT): shut down and close every device
+ *   taken, before telling the old worker, so that it takes them back at once.
+ * - commit(): COMMIT came: the devices are ours for good (drop() no longer applies).
  */
 int vh_bdev_nvme_upgrade_describe(json_t **out, char *why, size_t whylen);
 int vh_bdev_nvme_upgrade_release(char *why, size_t whylen);
@@ -116,6 +119,8 @@ int vh_bdev_nvme_upgrade_reclaim(void);
 bool vh_bdev_nvme_upgrade_released(void);
 int vh_bdev_nvme_upgrade_expect(const json_t *desc);
 int vh_bdev_nvme_upgrade_take(char *why, size_t whylen);
+void vh_bdev_nvme_upgrade_drop(void);
+void vh_bdev_nvme_upgrade_commit(void);
 
 /* Detach every controller (shutdown). Control thread. */
 void vh_bdev_nvme_fini(void);

@@ -648,9 +648,24 @@ test_upgrade_take_and_mismatch(void **state)
 	assert_null(b->module->channel_create(b));
 	on_reactor = false;
 
+	/* A candidate that fails after taking the device gives it back before it says so. */
+	assert_int_equal(vh_bdev_nvme_upgrade_take(why, sizeof(why)), 0);
+	assert_true(m->cc & VH_NVME_CC_EN);
+	vh_bdev_nvme_upgrade_drop();
+	assert_false(m->cc & VH_NVME_CC_EN);
+	assert_int_equal(vh_bdev_nvme_get_controllers("Nvme8", &list), 0);
+	text = json_dumps(list, 0);
+	assert_non_null(strstr(text, "waiting for hand-over"));
+	free(text);
+	json_decref(list);
+	assert_non_null(vh_bdev_find("Nvme8n1"));
+
 	/* The candidate takes the device the old worker released; the old data is there. */
 	assert_int_equal(vh_bdev_nvme_upgrade_take(why, sizeof(why)), 0);
-	assert_int_equal(m->enables, enables + 1);
+	vh_bdev_nvme_upgrade_commit();
+	vh_bdev_nvme_upgrade_drop(); /* no effect after COMMIT */
+	assert_true(m->cc & VH_NVME_CC_EN);
+	assert_int_equal(m->enables, enables + 2);
 	on_reactor = true;
 	io_pattern(vh_bdev_find("Nvme8n1"), 0x71, true);
 	io_pattern(vh_bdev_find("Nvme8n1"), 0x72, false);
