@@ -9,14 +9,15 @@
 #
 #   1. a pattern is written, one upgrade (vhostd_upgrade RPC), the pattern reads back;
 #   2. nvme-client runs verified random I/O (every write read back and compared) while
-#      NV_UPGRADES (default 5) more upgrades alternate between vhostd and vhostd-alt, and one
-#      candidate crashes after it took the device (VHOSTD_TEST_UPGRADE_FAULT=nvme:crash): the
-#      old worker must take the device back, re-enable the controller and serve on;
+#      NV_UPGRADES (default 5) more upgrades alternate between vhostd and vhostd-alt, and two
+#      candidates fail after they took the device (VHOSTD_TEST_UPGRADE_FAULT): one crashes, one
+#      hangs until the old worker's 10 s phase limit (VHOSTD_UPGRADE_TIMEOUT_MS) and is killed;
+#      each time the old worker must take the device back, re-enable the controller and serve on;
 #   3. after each upgrade: exactly one worker, a new pid, the controller enabled; a plain second
 #      vhostd (not an upgrade) still cannot open the device.
 # Prints each upgrade's longest queue pause (max_pause_ms of the vhostd_upgrade result), which
 # includes one controller shutdown and one controller bring-up.
-# Env: NV_UPGRADES (5), NV_SECONDS (nvme-client's verify run; default 8 s per upgrade + 20),
+# Env: NV_UPGRADES (5), NV_SECONDS (nvme-client's verify run; default 8 s per upgrade + 40),
 # NV_MODE (uio, or vfio: behind an emulated intel-iommu as in test-nvme-vfio.sh; skips when the
 # guest has no working IOMMU under TCG).
 . "$(dirname "$0")/nvme-lib.sh"
@@ -43,7 +44,7 @@ cp -L "$alt" "$alt_root/opt/vhostd/bin/vhostd-alt"
 	vq_fail "cannot add vhostd-alt to the guest archive"
 
 upgrades=${NV_UPGRADES:-5}
-seconds=${NV_SECONDS:-$((upgrades * 8 + 20))}
+seconds=${NV_SECONDS:-$((upgrades * 8 + 40))}
 guest="$VQ_TMP/guest.sh"
 cat >"$guest" <<'EOF'
 . /etc/vtest.sh
@@ -72,7 +73,8 @@ JSON
 cp $CONF $CONF.orig
 cur=0
 install_file /tmp/inst/build-$cur
-$INST --supervise -m 0x1 -S $NV_DIR -r $NV_RPC -c $CONF -L info </dev/null >>$NV_LOG 2>&1 &
+# 10 s per phase: a hung candidate costs the guest's I/O 10 s (nvme-client allows 20 s).
+VHOSTD_UPGRADE_TIMEOUT_MS=10000 $INST --supervise -m 0x1 -S $NV_DIR -r $NV_RPC -c $CONF -L info </dev/null >>$NV_LOG 2>&1 &
 SUP=$!
 i=0
 until [ -S $NV_RPC ] && nv_rpc spdk_get_version >/dev/null 2>&1; do
@@ -115,21 +117,21 @@ upgrade() { # N
 	PAUSES="$PAUSES $pause"
 	cur=$next
 }
-refused() { # a candidate that crashes after it took the device: the old worker takes it back
+refused() { # FAULT WHAT: a candidate that fails after it took the device; the old worker takes it back
 	local old out nback
 	old=$(workers)
 	nback=$(grep -c "took .* back and re-enabled it" $NV_LOG)
-	install_script "VHOSTD_TEST_UPGRADE_FAULT=nvme:crash exec /tmp/inst/build-1 \"\$@\""
+	install_script "VHOSTD_TEST_UPGRADE_FAULT=$1 exec /tmp/inst/build-1 \"\$@\""
 	cp $CONF.orig $CONF
 	if out=$(nv_rpc -t 90 call vhostd_upgrade 2>&1); then
-		nv_fail "a candidate that crashed after taking the device upgraded: $out"
+		nv_fail "a candidate that $2 after taking the device upgraded: $out"
 	fi
-	wait_for "the crashed candidate to go" 300 only_worker "$old" ||
-		nv_fail "after the crashed candidate: workers '$(workers)', old $old"
+	wait_for "the failed candidate to go" 300 only_worker "$old" ||
+		nv_fail "after the candidate that $2: workers '$(workers)', old $old"
 	[ "$(grep -c "took .* back and re-enabled it" $NV_LOG)" -gt "$nback" ] ||
 		nv_fail "the old worker did not take the device back"
 	[ "$(nvme_state)" = enabled ] || nv_fail "Nvme0 is '$(nvme_state)' after the rollback"
-	echo "NVME-PAUSE: crashed candidate: worker $old serves on ($(echo "$out" | tr -d '\n' | cut -c1-160))"
+	echo "NVME-PAUSE: candidate that $2: worker $old serves on ($(echo "$out" | tr -d '\n' | cut -c1-160))"
 	install_file /tmp/inst/build-$cur
 }
 
@@ -145,7 +147,8 @@ sleep 2
 n=2
 while [ $n -le $VT_UPGRADES ]; do
 	upgrade $n
-	[ $n -eq $((VT_UPGRADES / 2 + 1)) ] && refused
+	[ $n -eq 2 ] && refused ready:hang "hangs"
+	[ $n -eq $((VT_UPGRADES / 2 + 1)) ] && refused nvme:crash "crashes"
 	kill -0 $VPID 2>/dev/null || { cat /tmp/verify.out; nv_fail "nvme-client ended before upgrade $n was done (raise NV_SECONDS)"; }
 	sleep 1
 	n=$((n + 1))
@@ -177,7 +180,7 @@ grep -E "released for the new worker|took over .* from the old worker|taken back
 [ "$(grep -c "took over .* from the old worker" $NV_LOG)" -ge "$VT_UPGRADES" ] ||
 	nv_fail "fewer NVMe take-overs logged than upgrades"
 dmesg | grep -iE 'DMAR.*fault|DMAR:.*\[DMA' && vt_fail "the IOMMU logged DMA faults"
-echo "NVME-RESULT: $VT_MODE: $VT_UPGRADES upgrades + 1 crashed candidate under verified NVMe I/O; max_pause_ms:$PAUSES"
+echo "NVME-RESULT: $VT_MODE: $VT_UPGRADES upgrades + 2 failed candidates under verified NVMe I/O; max_pause_ms:$PAUSES"
 EOF
 nv_boot upgrade "$guest" VT_SECONDS="$seconds" VT_UPGRADES="$upgrades" VT_MODE="$mode" || vq_fail "guest NVMe live upgrade test failed"
 vq_guest_output upgrade NVME-PAUSE >&2
