@@ -8,19 +8,29 @@
  * of the session description) and up to UP_MAX_FDS fds.
  *
  *   new -> old  HELLO {format, version, pid}
- *   old -> new  ACCEPT {format, version, pid}    the old process refuses state changes (RPC)
+ *   old -> new  ACCEPT {format, version, pid, nvme}  the old process refuses state changes (RPC)
  *   new -> old  PREPARED                         config replayed, controllers held
- *   old -> new  STATE chunks + fds, STATE_END    all sessions frozen and described
- *   new -> old  READY                            sessions adopted, nothing started
+ *   old -> new  STATE chunks + fds, STATE_END    all sessions frozen and described, NVMe
+ *                                                devices released
+ *   new -> old  READY                            NVMe devices taken, sessions adopted, nothing
+ *                                                started
  *   old -> new  COMMIT                           the old process will never touch them again
  *   new -> old  STARTED {pause_ns}               every adopted queue runs
  *   either      ABORT {why}
  *
  * Until COMMIT the new process has only prepared; any failure (a frame missing, a timeout, a
  * crash of the candidate, which the channel reports as EOF) makes the old process thaw and
- * serve on, and the supervisor kills the candidate. After COMMIT the old process only waits for
- * STARTED, reports, and exits without any teardown (its sockets, files and devices belong to
- * the new process now).
+ * serve on, and the supervisor kills the candidate.
+ *
+ * NVMe controllers of the user-space driver are detached and re-attached inside the freeze (a
+ * VFIO device has one opener, and our DMA addresses are the old process's virtual addresses):
+ * ACCEPT's "nvme" describes them, so that the candidate's config replay creates them and their
+ * bdevs without opening the device; once every queue is drained the old process shuts each one
+ * down and closes its device (vh_bdev_nvme_upgrade_release), then sends STATE; the candidate
+ * opens and brings them up and checks the namespaces before READY. A failure after that takes
+ * the devices back (waiting for a dying candidate to let go) before the sessions thaw. After COMMIT
+ * the old process only waits for STARTED, reports, and exits without any teardown (its sockets,
+ * files and devices belong to the new process now).
  *
  * Threat model: the candidate is our own binary, but possibly a broken one: everything it sends
  * is checked, and the old process bounds every wait on it.
@@ -35,6 +45,7 @@
 #include <unistd.h>
 
 #include "app/upgrade.h"
+#include "bdev/nvme/bdev_nvme.h"
 #include "core/evloop.h"
 #include "core/handover.h"
 #include "core/log.h"
@@ -274,10 +285,22 @@ static struct {
 	char new_version[64];
 	uint64_t t_start;
 	struct frame frame;
+	/* A failed upgrade taking its NVMe devices back (old_reclaim). */
+	struct vh_evsource *reclaim_timer;
+	uint64_t reclaim_deadline;
+	int fail_rc;
+	enum phase fail_was;
 } g_old = {.fd = -1};
 
 static void old_input(void *arg, uint32_t events);
 static void old_timeout(void *arg, uint32_t events);
+static void old_fail_end(void);
+static void old_reclaim(void);
+
+/* How long a failed upgrade waits for its candidate to let go of an NVMe device. */
+#define RECLAIM_WAIT_NS  (30ull * 1000000000ull)
+#define RECLAIM_RETRY_NS (20ull * 1000000ull)
+#define RECLAIM_LATE_NS  (1000ull * 1000000ull)
 
 /* VHOSTD_UPGRADE_TIMEOUT_MS caps every phase's wait (tests use short ones). */
 static uint64_t
@@ -361,16 +384,83 @@ static void VH_PRINTF(2, 3) old_fail(int rc, const char *fmt, ...)
 		send_json(g_old.fd, F_ABORT, j, 0);
 	}
 	old_close_channel();
-	if (was >= P_FREEZE) {
+	/* First: the supervisor kills the candidate, which lets go of any NVMe device it took. */
+	if (was >= P_HELLO || was == P_ASKED) {
+		vh_handover_notify("UPGRADE-FAILED");
+	}
+	g_old.fail_rc = rc;
+	g_old.fail_was = was;
+	if (vh_bdev_nvme_upgrade_released()) {
+		g_old.reclaim_deadline = vh_now_ns() + RECLAIM_WAIT_NS;
+		old_reclaim();
+		return;
+	}
+	old_fail_end();
+}
+
+/* The upgrade failed and the NVMe devices are ours again (or never left): serve on. */
+static void
+old_fail_end(void)
+{
+	if (g_old.fail_was >= P_FREEZE) {
 		vh_vhost_thaw();
 	}
 	vh_rpc_freeze(false);
 	vh_vfu_accept_pause(false);
-	if (was >= P_HELLO || was == P_ASKED) {
-		vh_handover_notify("UPGRADE-FAILED");
-	}
 	VH_ERR("upgrade", "upgrade failed, vhostd %s serves on: %s", vh_version(), g_old.why);
-	old_finish(rc);
+	old_finish(g_old.fail_rc);
+}
+
+static void
+reclaim_retry(void *arg, uint32_t events)
+{
+	g_old.reclaim_timer = NULL;
+	old_reclaim();
+}
+
+/* After RECLAIM_WAIT_NS: the sessions serve on; keep trying for the NVMe devices. */
+static void
+reclaim_late(void *arg, uint32_t events)
+{
+	if (vh_bdev_nvme_upgrade_reclaim() == -EBUSY) {
+		vh_evloop_timer(vh_evloop_main(), RECLAIM_LATE_NS, reclaim_late, NULL);
+		return;
+	}
+	VH_NOTICE("upgrade", "the NVMe devices of the failed upgrade are back");
+}
+
+/*
+ * Take the released NVMe devices back and re-enable their controllers before the sessions
+ * thaw (their queues would find no I/O channel). A candidate that is dying may still hold a
+ * device for a moment: retry until RECLAIM_WAIT_NS.
+ */
+static void
+old_reclaim(void)
+{
+	uint64_t t0 = vh_now_ns();
+	int rc = vh_bdev_nvme_upgrade_reclaim();
+
+	if (rc == -EBUSY && t0 < g_old.reclaim_deadline) {
+		g_old.reclaim_timer =
+		        vh_evloop_timer(vh_evloop_main(), RECLAIM_RETRY_NS, reclaim_retry, NULL);
+		if (g_old.reclaim_timer != NULL) {
+			return;
+		}
+	}
+	if (rc == -EBUSY) {
+		/* Its bdevs refuse I/O channels meanwhile: sessions on them do not restart. */
+		VH_ERR("upgrade",
+		       "an NVMe device is still held by the failed candidate after %llu "
+		       "s: its bdevs stay offline until it lets go (retrying every second)",
+		       RECLAIM_WAIT_NS / 1000000000ull);
+		vh_evloop_timer(vh_evloop_main(), RECLAIM_LATE_NS, reclaim_late, NULL);
+	} else if (rc < 0) {
+		VH_ERR("upgrade", "an NVMe controller could not be re-enabled: %s", strerror(-rc));
+	} else {
+		VH_NOTICE("upgrade", "NVMe devices taken back %.3f ms after the failure",
+		          (double)(vh_now_ns() - (g_old.reclaim_deadline - RECLAIM_WAIT_NS)) / 1e6);
+	}
+	old_fail_end();
 }
 
 static void
@@ -384,6 +474,7 @@ static void
 old_frozen(void *arg, int rc)
 {
 	struct vh_fdvec fds = {0};
+	char why[256] = "";
 	json_t *state;
 	char *text;
 	size_t len, off = 0;
@@ -397,6 +488,12 @@ old_frozen(void *arg, int rc)
 		old_fail(rc, "%s",
 		         rc == -EBUSY ? "a live migration is in progress (dirty logging)"
 		                      : "sessions did not settle in time");
+		return;
+	}
+	/* Every queue is drained: give the NVMe devices up; the candidate opens them at STATE. */
+	rc = vh_bdev_nvme_upgrade_release(why, sizeof(why));
+	if (rc < 0) {
+		old_fail(rc, "%s", why);
 		return;
 	}
 	state = vh_vhost_save_sessions(&fds, &err);
@@ -475,7 +572,8 @@ static void
 old_frame(struct frame *f)
 {
 	json_t *j = f->len ? json_loads(f->data, 0, NULL) : NULL;
-	char busy[64];
+	char busy[64], why[256] = "";
+	json_t *nvme;
 	const char *s;
 
 	if (f->nfds > 0) {
@@ -512,6 +610,12 @@ old_frame(struct frame *f)
 			         busy);
 			return;
 		}
+		nvme = NULL;
+		if (vh_bdev_nvme_upgrade_describe(&nvme, why, sizeof(why)) < 0) {
+			old_fail(-EBUSY, "%s",
+			         why[0] ? why : "cannot describe the NVMe controllers");
+			return;
+		}
 		/* No new vfio-user client until the end, in this process or the new one. */
 		vh_vfu_accept_pause(true);
 		VH_NOTICE("upgrade", "upgrading vhostd %s to vhostd %s (pid %d)", vh_version(),
@@ -519,8 +623,9 @@ old_frame(struct frame *f)
 		/* From here until the end the config file stays as the candidate replays it. */
 		vh_rpc_freeze(true);
 		if (send_json(g_old.fd, F_ACCEPT,
-		              json_pack("{s:i, s:s, s:i}", "format", VH_UPGRADE_FORMAT, "version",
-		                        vh_version(), "pid", (int)getpid()),
+		              json_pack("{s:i, s:s, s:i, s:o}", "format", VH_UPGRADE_FORMAT,
+		                        "version", vh_version(), "pid", (int)getpid(), "nvme",
+		                        nvme),
 		              0) < 0) {
 			old_fail(-EIO, "cannot answer the candidate");
 			return;
@@ -771,6 +876,12 @@ vh_upgrade_new_begin(int fd)
 		g_info.from_pid = (int)json_integer_value(json_object_get(j, "pid"));
 		snprintf(g_info.from_version, sizeof(g_info.from_version), "%s",
 		         json_string_value(json_object_get(j, "version")) ?: "?");
+		/* The old worker's NVMe controllers: the config replay creates them waiting. */
+		if (json_object_get(j, "nvme") != NULL &&
+		    vh_bdev_nvme_upgrade_expect(json_object_get(j, "nvme")) < 0) {
+			VH_ERR("upgrade", "bad NVMe description from the old worker");
+			rc = -EPROTO;
+		}
 		json_decref(j);
 	}
 	free(f);
@@ -837,9 +948,18 @@ vh_upgrade_new_adopt(void)
 		}
 	}
 	if (rc == 0) {
+		/* The old worker released its NVMe devices before STATE: bring them up here. */
+		rc = vh_bdev_nvme_upgrade_take(why, sizeof(why));
+		if (rc < 0) {
+			vh_upgrade_new_fail(why);
+		}
+	}
+	if (rc == 0) {
+		test_fault("nvme");
 		rc = vh_vhost_load_sessions(state, fds.fds, fds.n, why, sizeof(why));
 		if (rc < 0) {
 			VH_ERR("upgrade", "cannot adopt the sessions: %s", why);
+			vh_bdev_nvme_upgrade_drop(); /* first: the old worker takes them back */
 			vh_upgrade_new_fail(why);
 		}
 	}
@@ -857,6 +977,12 @@ vh_upgrade_new_adopt(void)
 	}
 	if (rc == 0) {
 		rc = new_expect(f, F_COMMIT, NEW_WAIT_MS);
+	}
+	if (rc == 0) {
+		vh_bdev_nvme_upgrade_commit();
+	} else {
+		/* Before COMMIT the NVMe devices are still the old worker's to take back. */
+		vh_bdev_nvme_upgrade_drop();
 	}
 	free(f);
 	return rc;

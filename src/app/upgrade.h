@@ -18,12 +18,15 @@ int vh_upgrade_old_init(void);
 
 /*
  * New side, step 1 (before the config replay): introduce ourselves on @fd and wait until the
- * old process has frozen its configuration. 0, or -errno (the caller exits at once).
+ * old process has frozen its configuration; its NVMe controllers, described in ACCEPT, are
+ * created waiting for the hand-over by the replay (vh_bdev_nvme_upgrade_expect).
+ * 0, or -errno (the caller exits at once).
  */
 int vh_upgrade_new_begin(int fd);
 /*
- * New side, step 2 (after the config replay, everything held): receive the sessions, adopt
- * them, say READY and wait for COMMIT. On 0 the caller commits (vh_vhost_commit) and serves;
+ * New side, step 2 (after the config replay, everything held): receive the sessions, take the
+ * NVMe devices the old process released (vh_bdev_nvme_upgrade_take), adopt the sessions, say
+ * READY and wait for COMMIT. On 0 the caller commits (vh_vhost_commit) and serves;
  * on -errno it must _exit() without touching anything shared (the old process serves on).
  */
 int vh_upgrade_new_adopt(void);

@@ -63,6 +63,11 @@ struct ctrlr_ent {
 	unsigned nbdevs;
 	bool resetting;
 	bool removed;
+	/* Live upgrade (see bdev_nvme.h). */
+	bool pending;                  /* candidate: created from a promise, no device yet */
+	bool released;                 /* old worker: device given up, objects kept */
+	bool taken;                    /* candidate: device taken from the old worker */
+	struct vh_bdev_nvme_opts opts; /* the attach options, to open the device later */
 	enum reset_step step;
 	unsigned waiting; /* reactor replies outstanding in this step */
 	struct ctrlr_ent *next;
@@ -354,6 +359,12 @@ nvme_channel_create(struct vh_bdev *b)
 		return NULL;
 	}
 	s = &nb->ce->slots[idx];
+	if (s->qp == NULL) {
+		/* A live upgrade's candidate before it took the device: nothing to submit to. */
+		VH_WARN(COMP, "[%s] controller is waiting for the hand-over; channel refused",
+		        nb->ce->name);
+		return NULL;
+	}
 	/* Acquire: pairs with the release stores when a reset or the last channel lets go. */
 	if (s->refs == 0 && !__atomic_compare_exchange_n(&s->state, &expected, SLOT_REACTOR, false,
 	                                                 __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
@@ -683,13 +694,33 @@ set_uuid(struct vh_bdev *b, const struct vh_nvme_ns *ns)
 	         g[15]);
 }
 
+/*
+ * Register the bdev of namespace @ns (from the device), or of @promise (a live upgrade's
+ * description of the old worker's bdev: the same geometry, features and UUID, so the vhost
+ * configuration space built from it is the one the guest knows).
+ */
 static int
-register_ns(struct ctrlr_ent *ce, const struct vh_nvme_ns *ns, bool first)
+register_ns(struct ctrlr_ent *ce, const struct vh_nvme_ns *ns, const json_t *promise, bool first)
 {
+	const uint32_t known_io = (1u << VH_BDEV_IO_READ) | (1u << VH_BDEV_IO_WRITE) |
+	                          (1u << VH_BDEV_IO_FLUSH) | (1u << VH_BDEV_IO_DISCARD) |
+	                          (1u << VH_BDEV_IO_WRITE_ZEROES);
+	json_int_t nsid = 0, shift = 0, nsze = 0, io_types = 0;
+	const char *uuid = "";
 	struct nvme_bdev *nb;
 	struct vh_bdev *b;
-	int ret;
+	int wc = 0, ret;
 
+	if (promise != NULL &&
+	    (json_unpack((json_t *)promise, "{s:I, s:I, s:I, s:I, s:b, s?s}", "nsid", &nsid,
+	                 "lba_shift", &shift, "num_blocks", &nsze, "io_types", &io_types,
+	                 "write_cache", &wc, "uuid", &uuid) != 0 ||
+	     nsid <= 0 || nsid > UINT32_MAX || shift < 9 || shift > 16 || nsze <= 0 ||
+	     (uint64_t)nsze > (UINT64_MAX >> shift) || ((uint64_t)io_types & ~known_io) != 0 ||
+	     strlen(uuid) >= sizeof(b->uuid))) {
+		VH_ERR(COMP, "[%s] bad namespace in the hand-over description", ce->name);
+		return -EINVAL;
+	}
 	b = calloc(1, sizeof(*b));
 	nb = calloc(1, sizeof(*nb));
 	if (b == NULL || nb == NULL) {
@@ -697,15 +728,31 @@ register_ns(struct ctrlr_ent *ce, const struct vh_nvme_ns *ns, bool first)
 		free(nb);
 		return -ENOMEM;
 	}
-	*nb = (struct nvme_bdev){ce, ns->nsid, ns->lba_shift, ns->nsze, first};
-	if (snprintf(b->name, sizeof(b->name), "%sn%u", ce->name, ns->nsid) >= VH_NAME_MAX) {
+	if (promise != NULL) {
+		*nb = (struct nvme_bdev){ce, (uint32_t)nsid, (uint32_t)shift, (uint64_t)nsze,
+		                         first};
+	} else {
+		*nb = (struct nvme_bdev){ce, ns->nsid, ns->lba_shift, ns->nsze, first};
+	}
+	if (snprintf(b->name, sizeof(b->name), "%sn%u", ce->name, nb->nsid) >= VH_NAME_MAX) {
 		free(b);
 		free(nb);
 		return -ENAMETOOLONG;
 	}
-	fill_bdev(b, nb, ce->c);
+	if (promise != NULL) {
+		b->module = &nvme_module;
+		b->ctx = nb;
+		b->block_size = 1u << nb->lba_shift;
+		b->num_blocks = nb->nsze;
+		b->io_types = (uint32_t)io_types;
+		b->write_cache = wc != 0;
+		b->fua = true;
+		memcpy(b->uuid, uuid, strlen(uuid) + 1);
+	} else {
+		fill_bdev(b, nb, ce->c);
+		set_uuid(b, ns);
+	}
 	memcpy(ce->bdev_names[ce->nbdevs], b->name, VH_NAME_MAX);
-	set_uuid(b, ns);
 	ret = vh_bdev_register(b); /* owns @b (and @nb, through destruct) only on success */
 	if (ret < 0) {
 		VH_ERR(COMP, "[%s] registering bdev %s: %s", ce->name, b->name, strerror(-ret));
@@ -754,8 +801,9 @@ setup_slots(struct ctrlr_ent *ce)
 	return 0;
 }
 
+/* Open the device and bring the controller up (ce->dev, ce->c); no slots. */
 static int
-open_ctrlr(struct ctrlr_ent *ce, const char *traddr, const struct vh_bdev_nvme_opts *o)
+open_device(struct ctrlr_ent *ce, const char *traddr, const struct vh_bdev_nvme_opts *o)
 {
 	struct vh_nvme_dev_opts dopts = {
 	        .mode = ce->mode,
@@ -787,7 +835,15 @@ open_ctrlr(struct ctrlr_ent *ce, const char *traddr, const struct vh_bdev_nvme_o
 		VH_WARN(COMP, "[%s] %u I/O queues for %u reactors: reactors beyond get no channel",
 		        ce->name, ce->c->num_io_queues, copts.num_io_queues);
 	}
-	return setup_slots(ce);
+	return 0;
+}
+
+static int
+open_ctrlr(struct ctrlr_ent *ce, const char *traddr, const struct vh_bdev_nvme_opts *o)
+{
+	int ret = open_device(ce, traddr, o);
+
+	return ret < 0 ? ret : setup_slots(ce);
 }
 
 static bool
@@ -825,6 +881,66 @@ nvme_hook_mem_reg(void *vaddr, size_t len, unsigned flags)
 	return vh_nvme_mem_register(vaddr, len);
 }
 
+/* ---- live upgrade: the promise (candidate) ------------------------------------------------ */
+
+/* The old worker's description of its controllers (vh_bdev_nvme_upgrade_expect). */
+static json_t *g_promises;
+
+/* The entry describing @ce (same name, address and access mode), or NULL. */
+static const json_t *
+find_promise(const struct ctrlr_ent *ce)
+{
+	size_t i;
+	json_t *p;
+
+	json_array_foreach(g_promises, i, p)
+	{
+		const char *name = json_string_value(json_object_get(p, "name"));
+		const char *traddr = json_string_value(json_object_get(p, "traddr"));
+		const char *mode = json_string_value(json_object_get(p, "mode"));
+
+		if (name != NULL && traddr != NULL && mode != NULL && strcmp(name, ce->name) == 0 &&
+		    strcmp(traddr, ce->traddr) == 0 &&
+		    strcmp(mode, vh_nvme_access_name(ce->mode)) == 0) {
+			return p;
+		}
+	}
+	return NULL;
+}
+
+/* Create @ce and its bdevs from @promise without touching the device. */
+static int
+attach_waiting(struct ctrlr_ent *ce, const json_t *promise)
+{
+	const json_t *nss = json_object_get(promise, "namespaces");
+	size_t n = json_array_size(nss);
+	int ret;
+
+	if (n == 0 || n > 1024) {
+		VH_ERR(COMP, "[%s] bad hand-over description: %zu namespaces", ce->name, n);
+		return -EINVAL;
+	}
+	ce->nslots = VH_MAX(vh_reactor_count(), 1u);
+	ce->slots = calloc(ce->nslots, sizeof(*ce->slots));
+	ce->bdev_names = calloc(n, sizeof(*ce->bdev_names));
+	if (ce->slots == NULL || ce->bdev_names == NULL) {
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < ce->nslots; i++) {
+		ce->slots[i].ce = ce;
+		ce->slots[i].idx = i;
+		ce->slots[i].ring.fn = ring_deferred;
+	}
+	ce->pending = true;
+	for (size_t i = 0; i < n; i++) {
+		ret = register_ns(ce, NULL, json_array_get(nss, i), i == 0);
+		if (ret < 0) {
+			return ret;
+		}
+	}
+	return 0;
+}
+
 int
 vh_bdev_nvme_attach(const char *name, const char *traddr, enum vh_nvme_access mode,
                     const struct vh_bdev_nvme_opts *opts, json_t **bdevs)
@@ -835,6 +951,7 @@ vh_bdev_nvme_attach(const char *name, const char *traddr, enum vh_nvme_access mo
 	        .mem_unreg = vh_nvme_mem_unregister,
 	        .fini = vh_bdev_nvme_fini,
 	};
+	const json_t *promise;
 	struct ctrlr_ent *ce;
 	int ret;
 
@@ -867,14 +984,25 @@ vh_bdev_nvme_attach(const char *name, const char *traddr, enum vh_nvme_access mo
 		ret = -EINVAL;
 		goto out_free;
 	}
-	ret = open_ctrlr(ce, traddr, opts ? opts : &no_opts);
-	if (ret < 0) {
-		goto out_free;
-	}
-	for (uint32_t i = 0; i < ce->c->num_ns; i++) {
-		ret = register_ns(ce, &ce->c->ns[i], ce->nbdevs == 0);
+	ce->opts = opts ? *opts : no_opts;
+	ce->opts.hugepage_dir = ce->hugepage_dir[0] ? ce->hugepage_dir : NULL;
+	promise = find_promise(ce);
+	if (promise != NULL) {
+		/* A live upgrade's candidate: the old worker holds the device until the freeze. */
+		ret = attach_waiting(ce, promise);
 		if (ret < 0) {
 			goto out_bdevs;
+		}
+	} else {
+		ret = open_ctrlr(ce, traddr, &ce->opts);
+		if (ret < 0) {
+			goto out_free;
+		}
+		for (uint32_t i = 0; i < ce->c->num_ns; i++) {
+			ret = register_ns(ce, &ce->c->ns[i], NULL, ce->nbdevs == 0);
+			if (ret < 0) {
+				goto out_bdevs;
+			}
 		}
 	}
 	if (ce->nbdevs == 0) {
@@ -884,7 +1012,8 @@ vh_bdev_nvme_attach(const char *name, const char *traddr, enum vh_nvme_access mo
 	}
 	ce->next = ctrlrs;
 	ctrlrs = ce;
-	VH_NOTICE(COMP, "[%s] attached %s (%s): %u bdev(s), %u I/O queue(s)", name, ce->traddr,
+	VH_NOTICE(COMP, "[%s] %s %s (%s): %u bdev(s), %u I/O queue(s)", name,
+	          ce->pending ? "waiting for the hand-over of" : "attached", ce->traddr,
 	          vh_nvme_access_name(mode), ce->nbdevs, ce->nslots);
 	if (bdevs != NULL) {
 		*bdevs = bdev_name_array(ce);
@@ -932,6 +1061,12 @@ vh_bdev_nvme_detach(const char *name)
 static const char *
 state_name(const struct ctrlr_ent *ce)
 {
+	if (ce->pending) {
+		return "waiting for hand-over";
+	}
+	if (ce->released) {
+		return "released for an upgrade";
+	}
 	if (ce->removed) {
 		return "removed";
 	}
@@ -945,9 +1080,16 @@ state_name(const struct ctrlr_ent *ce)
 static json_t *
 ctrlr_json(const struct ctrlr_ent *ce)
 {
-	const struct vh_nvme_id_ctrl *id = &ce->c->cdata;
+	const struct vh_nvme_id_ctrl *id;
 	json_t *nss = json_array(), *one;
 
+	if (ce->c == NULL) {
+		json_decref(nss);
+		return json_pack("{s:s, s:[{s:s, s:{s:s, s:s}, s:s}]}", "name", ce->name, "ctrlrs",
+		                 "state", state_name(ce), "trid", "trtype", "PCIe", "traddr",
+		                 ce->traddr, "mode", vh_nvme_access_name(ce->mode));
+	}
+	id = &ce->c->cdata;
 	for (uint32_t i = 0; nss != NULL && i < ce->c->num_ns; i++) {
 		const struct vh_nvme_ns *ns = &ce->c->ns[i];
 
@@ -1004,3 +1146,355 @@ const struct vh_bdev_mem_hooks vh_bdev_nvme_mem_hooks = {
         .reg = vh_nvme_mem_register,
         .unreg = vh_nvme_mem_unregister,
 };
+
+/* ---- live upgrade -----------------------------------------------------------------------------
+ */
+
+static bool
+ctrlr_failed(const struct ctrlr_ent *ce)
+{
+	return ce->c == NULL ||
+	       __atomic_load_n(&ce->c->state, __ATOMIC_RELAXED) != VH_NVME_CTRLR_READY;
+}
+
+int
+vh_bdev_nvme_upgrade_describe(json_t **out, char *why, size_t whylen)
+{
+	json_t *a = json_array();
+
+	if (a == NULL) {
+		return -ENOMEM;
+	}
+	for (struct ctrlr_ent *ce = ctrlrs; ce != NULL; ce = ce->next) {
+		json_t *nss = json_array(), *one;
+
+		if (ce->resetting || ce->removed || ce->pending || ce->released ||
+		    ctrlr_failed(ce)) {
+			snprintf(why, whylen,
+			         "NVMe controller '%s' is %s: retry once it is enabled, or detach "
+			         "it",
+			         ce->name, state_name(ce));
+			json_decref(nss);
+			json_decref(a);
+			return -EBUSY;
+		}
+		for (unsigned i = 0; nss != NULL && i < ce->nbdevs; i++) {
+			struct vh_bdev *b = vh_bdev_find(ce->bdev_names[i]);
+			struct nvme_bdev *nb = b != NULL ? b->ctx : NULL;
+
+			if (nb == NULL) {
+				continue;
+			}
+			json_array_append_new(
+			        nss,
+			        json_pack("{s:s, s:I, s:I, s:I, s:I, s:b, s:s}", "bdev", b->name,
+			                  "nsid", (json_int_t)nb->nsid, "lba_shift",
+			                  (json_int_t)nb->lba_shift, "num_blocks",
+			                  (json_int_t)nb->nsze, "io_types", (json_int_t)b->io_types,
+			                  "write_cache", (int)b->write_cache, "uuid", b->uuid));
+		}
+		one = json_pack("{s:s, s:s, s:s, s:o}", "name", ce->name, "traddr", ce->traddr,
+		                "mode", vh_nvme_access_name(ce->mode), "namespaces",
+		                nss ? nss : json_array());
+		if (one == NULL || json_array_append_new(a, one) < 0) {
+			json_decref(a);
+			return -ENOMEM;
+		}
+	}
+	*out = a;
+	return 0;
+}
+
+int
+vh_bdev_nvme_upgrade_expect(const json_t *desc)
+{
+	if (desc != NULL && !json_is_array(desc)) {
+		return -EINVAL;
+	}
+	json_decref(g_promises);
+	g_promises = desc != NULL ? json_deep_copy(desc) : NULL;
+	return desc != NULL && g_promises == NULL ? -ENOMEM : 0;
+}
+
+/* Let go of the slots this release took (control thread owns them). */
+static void
+slots_give_back(struct ctrlr_ent *ce, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		/* Release: pairs with the acquire in nvme_channel_create(). */
+		__atomic_store_n(&ce->slots[i].state, SLOT_IDLE, __ATOMIC_RELEASE);
+	}
+}
+
+/* Take every slot of @ce for the control thread: no channel may be open. */
+static int
+slots_take(struct ctrlr_ent *ce, char *why, size_t whylen)
+{
+	for (unsigned i = 0; i < ce->nslots; i++) {
+		int expected = SLOT_IDLE;
+
+		/* Acquire: the reactor's last accesses to the qpair happen before ours. */
+		if (!__atomic_compare_exchange_n(&ce->slots[i].state, &expected, SLOT_CONTROL,
+		                                 false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+			slots_give_back(ce, i);
+			snprintf(why, whylen,
+			         "NVMe controller '%s' still has an I/O channel on reactor %u",
+			         ce->name, i);
+			return -EBUSY;
+		}
+	}
+	return 0;
+}
+
+bool
+vh_bdev_nvme_upgrade_released(void)
+{
+	for (struct ctrlr_ent *ce = ctrlrs; ce != NULL; ce = ce->next) {
+		if (ce->released) {
+			return true;
+		}
+	}
+	return false;
+}
+
+int
+vh_bdev_nvme_upgrade_release(char *why, size_t whylen)
+{
+	struct ctrlr_ent *ce, *undo;
+	int ret;
+
+	for (ce = ctrlrs; ce != NULL; ce = ce->next) {
+		if (ce->resetting || ce->removed || ce->pending || ce->released ||
+		    ctrlr_failed(ce)) {
+			snprintf(why, whylen, "NVMe controller '%s' is %s", ce->name,
+			         state_name(ce));
+			ret = -EBUSY;
+		} else {
+			ret = slots_take(ce, why, whylen);
+		}
+		if (ret < 0) {
+			for (undo = ctrlrs; undo != ce; undo = undo->next) {
+				slots_give_back(undo, undo->nslots);
+			}
+			return ret;
+		}
+	}
+	for (ce = ctrlrs; ce != NULL; ce = ce->next) {
+		uint64_t t0 = vh_now_ns();
+
+		for (unsigned i = 0; i < ce->nslots; i++) {
+			vh_nvme_qpair_halt(ce->slots[i].qp);
+		}
+		ce->resetting = true; /* no reset, detach or second release meanwhile */
+		ce->released = true;
+		ret = vh_nvme_ctrlr_release(ce->c);
+		if (ret == 0) {
+			ret = vh_nvme_dev_suspend(ce->dev);
+		}
+		if (ret < 0) {
+			snprintf(why, whylen, "cannot release NVMe controller '%s' (%s): %s",
+			         ce->name, ce->traddr, strerror(-ret));
+			VH_ERR(COMP, "[%s] %s", ce->name, why);
+			/* Everything released so far (this one too) comes back; we hold the
+			 * devices. */
+			vh_bdev_nvme_upgrade_reclaim();
+			for (undo = ce->next; undo != NULL; undo = undo->next) {
+				slots_give_back(undo, undo->nslots);
+			}
+			return ret;
+		}
+		VH_NOTICE(COMP, "[%s] %s shut down and released for the new worker in %.3f ms",
+		          ce->name, ce->traddr, (double)(vh_now_ns() - t0) / 1e6);
+	}
+	return 0;
+}
+
+int
+vh_bdev_nvme_upgrade_reclaim(void)
+{
+	int rc = 0;
+
+	for (struct ctrlr_ent *ce = ctrlrs; ce != NULL; ce = ce->next) {
+		int ret;
+
+		if (!ce->released) {
+			continue;
+		}
+		ret = vh_nvme_dev_resume(ce->dev);
+		if (ret == -EBUSY) {
+			rc = -EBUSY; /* the candidate has not let go yet: the caller retries */
+			continue;
+		}
+		/* The candidate may have left it enabled: disable first, as a reset does. */
+		if (ret == 0) {
+			ret = vh_nvme_ctrlr_reset_disable(ce->c);
+		}
+		for (unsigned i = 0; ret == 0 && i < ce->nslots; i++) {
+			vh_nvme_qpair_abort_all(ce->slots[i].qp);
+		}
+		if (ret == 0) {
+			ret = vh_nvme_ctrlr_reset_enable(ce->c);
+		}
+		for (unsigned i = 0; i < ce->nslots; i++) {
+			if (ret == 0) {
+				vh_nvme_qpair_resume(ce->slots[i].qp);
+			} else {
+				vh_nvme_qpair_fail_all(ce->slots[i].qp,
+				                       ret == -ENODEV ? -ENODEV : -EIO);
+			}
+		}
+		ce->removed = ce->removed || ret == -ENODEV;
+		ce->released = false;
+		ce->resetting = false;
+		slots_give_back(ce, ce->nslots);
+		if (ret < 0) {
+			VH_ERR(COMP,
+			       "[%s] cannot take %s back after the failed upgrade: %s; its bdevs "
+			       "fail I/O until it is detached",
+			       ce->name, ce->traddr, strerror(-ret));
+			if (rc == 0) {
+				rc = ret;
+			}
+		} else {
+			VH_NOTICE(COMP, "[%s] took %s back and re-enabled it", ce->name,
+			          ce->traddr);
+		}
+	}
+	return rc;
+}
+
+/* Close what a failed take opened, so that the old worker can take the device back. */
+static void
+untake(struct ctrlr_ent *ce)
+{
+	for (unsigned i = 0; i < ce->nslots; i++) {
+		ce->slots[i].qp = NULL;
+	}
+	vh_nvme_ctrlr_destroy(ce->c);
+	vh_nvme_dev_close(ce->dev);
+	ce->c = NULL;
+	ce->dev = NULL;
+	ce->pending = true;
+	ce->taken = false;
+}
+
+void
+vh_bdev_nvme_upgrade_drop(void)
+{
+	for (struct ctrlr_ent *ce = ctrlrs; ce != NULL; ce = ce->next) {
+		if (ce->taken) {
+			VH_NOTICE(COMP, "[%s] giving %s back to the old worker", ce->name,
+			          ce->traddr);
+			untake(ce);
+		}
+	}
+}
+
+/* The namespaces the device reports must be the ones the old worker served. */
+static int
+check_promise(struct ctrlr_ent *ce, char *why, size_t whylen)
+{
+	for (unsigned i = 0; i < ce->nbdevs; i++) {
+		struct vh_bdev *b = vh_bdev_find(ce->bdev_names[i]), t = {0};
+		struct nvme_bdev *nb = b != NULL ? b->ctx : NULL;
+		const struct vh_nvme_ns *ns;
+
+		if (nb == NULL) {
+			continue;
+		}
+		ns = vh_nvme_ctrlr_ns(ce->c, nb->nsid);
+		if (ns == NULL) {
+			snprintf(why, whylen,
+			         "NVMe controller '%s': namespace %u (bdev %s) is no longer active",
+			         ce->name, nb->nsid, b->name);
+			return -ESTALE;
+		}
+		if (ns->lba_shift != nb->lba_shift || ns->nsze != nb->nsze) {
+			snprintf(why, whylen,
+			         "NVMe controller '%s': namespace %u has %" PRIu64
+			         " blocks of %u bytes, the old worker served %" PRIu64
+			         " blocks of %u bytes (bdev %s)",
+			         ce->name, nb->nsid, ns->nsze, 1u << ns->lba_shift, nb->nsze,
+			         1u << nb->lba_shift, b->name);
+			return -ESTALE;
+		}
+		fill_bdev(&t, nb, ce->c);
+		set_uuid(&t, ns);
+		if (t.io_types != b->io_types || t.write_cache != b->write_cache) {
+			snprintf(why, whylen,
+			         "NVMe controller '%s': the controller's features changed (write "
+			         "cache "
+			         "%d, was %d; I/O types 0x%x, were 0x%x)",
+			         ce->name, t.write_cache, b->write_cache, t.io_types, b->io_types);
+			return -ESTALE;
+		}
+		if (t.uuid[0] != '\0' && strcmp(t.uuid, b->uuid) != 0) {
+			snprintf(why, whylen,
+			         "NVMe controller '%s': namespace %u is another one (NGUID/EUI-64 "
+			         "%s, "
+			         "the old worker served %s)",
+			         ce->name, nb->nsid, t.uuid, b->uuid);
+			return -ESTALE;
+		}
+	}
+	return 0;
+}
+
+int
+vh_bdev_nvme_upgrade_take(char *why, size_t whylen)
+{
+	struct ctrlr_ent *ce, *undo;
+	int ret = 0;
+
+	for (ce = ctrlrs; ce != NULL; ce = ce->next) {
+		uint64_t t0 = vh_now_ns();
+
+		if (!ce->pending) {
+			continue;
+		}
+		why[0] = '\0';
+		ret = open_device(ce, ce->traddr, &ce->opts);
+		if (ret == 0) {
+			ret = check_promise(ce, why, whylen);
+		}
+		if (ret < 0) {
+			if (why[0] == '\0') {
+				snprintf(why, whylen,
+				         "cannot take over NVMe controller '%s' (%s): %s", ce->name,
+				         ce->traddr,
+				         ret == -EBUSY ? "the device is still in use"
+				                       : strerror(-ret));
+			}
+			VH_ERR(COMP, "[%s] %s", ce->name, why);
+			untake(ce);
+			break;
+		}
+		ce->nslots = VH_MIN(ce->nslots, (unsigned)ce->c->num_io_queues);
+		for (unsigned i = 0; i < ce->nslots; i++) {
+			ce->slots[i].qp = vh_nvme_ctrlr_ioq(ce->c, i);
+		}
+		ce->pending = false;
+		ce->taken = true;
+		VH_NOTICE(COMP, "[%s] took over %s from the old worker in %.3f ms: %u I/O queue(s)",
+		          ce->name, ce->traddr, (double)(vh_now_ns() - t0) / 1e6, ce->nslots);
+	}
+	if (ret < 0) {
+		/* All or nothing: the old worker takes every device back. */
+		for (undo = ctrlrs; undo != ce; undo = undo->next) {
+			if (undo->taken) {
+				untake(undo);
+			}
+		}
+		return ret;
+	}
+	vh_bdev_nvme_upgrade_expect(NULL);
+	return 0;
+}
+
+void
+vh_bdev_nvme_upgrade_commit(void)
+{
+	for (struct ctrlr_ent *ce = ctrlrs; ce != NULL; ce = ce->next) {
+		ce->taken = false;
+	}
+}

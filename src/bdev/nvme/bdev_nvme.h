@@ -78,6 +78,50 @@ struct vh_bdev_mem_hooks {
 };
 extern const struct vh_bdev_mem_hooks vh_bdev_nvme_mem_hooks;
 
+/*
+ * Live upgrade (app/upgrade.c; docs/design.md, "Live upgrade by hand-over"). A controller is
+ * detached from the old worker and attached again by the new one inside the freeze, with a
+ * rollback; its device is never open in both (VFIO allows one opener, and the old process's
+ * IOVAs are its virtual addresses). All of these run on the control thread.
+ *
+ * Old worker:
+ * - describe(): at ACCEPT, what the candidate needs to create every controller and its bdevs
+ *   without the device (name, address, mode; per namespace the bdev's NSID, geometry, I/O types,
+ *   write cache and UUID). 0 and a new JSON array in *out, -ENOMEM, or -EBUSY with @why when a
+ *   controller cannot be handed over now (resetting, failed, removed).
+ * - release(): frozen, every queue drained and every bdev channel closed: halt the queues, shut
+ *   each controller down (CC.SHN, then CC.EN=0) and give its device up (vh_nvme_dev_suspend),
+ *   keeping every object and bdev. 0, or -errno with @why (-EBUSY: a channel is still open, or a
+ *   controller is not enabled); on failure whatever was released is taken back first.
+ * - reclaim(): the upgrade failed: take every released device back, disable and re-enable its
+ *   controller, re-create its queues (the second half of a reset) and resume them. 0; -EBUSY
+ *   while a device is still held by the candidate (the others are back: call it again later);
+ *   another -errno if a controller could not be brought back (it is then failed, its bdevs fail
+ *   I/O, as after a failed reset).
+ * - released(): whether any device is released (reclaim() has work to do).
+ *
+ * Candidate:
+ * - expect(@desc): before the config replay, the old worker's describe() result. An attach
+ *   whose name, address and mode match an entry creates the controller and its bdevs from it,
+ *   "waiting for hand-over": the device is not touched and no channel can be created. NULL
+ *   forgets. 0, -EINVAL (not an array), -ENOMEM.
+ * - take(): after the old worker released its devices (STATE), open and bring up every waiting
+ *   controller and check each namespace against the description (NSID active, same block size
+ *   and count, same features, same NGUID/EUI-64). All or nothing: 0, or -errno with @why (a
+ *   mismatch is -ESTALE), every device taken here closed again so the old worker can reclaim it.
+ * - drop(): the upgrade failed after take() (before COMMIT): shut down and close every device
+ *   taken, before telling the old worker, so that it takes them back at once.
+ * - commit(): COMMIT came: the devices are ours for good (drop() no longer applies).
+ */
+int vh_bdev_nvme_upgrade_describe(json_t **out, char *why, size_t whylen);
+int vh_bdev_nvme_upgrade_release(char *why, size_t whylen);
+int vh_bdev_nvme_upgrade_reclaim(void);
+bool vh_bdev_nvme_upgrade_released(void);
+int vh_bdev_nvme_upgrade_expect(const json_t *desc);
+int vh_bdev_nvme_upgrade_take(char *why, size_t whylen);
+void vh_bdev_nvme_upgrade_drop(void);
+void vh_bdev_nvme_upgrade_commit(void);
+
 /* Detach every controller (shutdown). Control thread. */
 void vh_bdev_nvme_fini(void);
 

@@ -703,15 +703,18 @@ delete_io_queues(struct vh_nvme_ctrlr *c)
 }
 
 /* §7.6.2: normal shutdown lets the controller flush its caches before power goes away. */
-static void
+static int
 shutdown_ctrlr(struct vh_nvme_ctrlr *c)
 {
 	uint64_t deadline = cnow(c) + SHUTDOWN_TIMEOUT_NS;
 	uint32_t cc = vh_nvme_mmio_read32(c->dev, VH_NVME_REG_CC);
 	unsigned round = 0;
 
-	if (cc == CSTS_REMOVED || !(cc & VH_NVME_CC_EN)) {
-		return;
+	if (cc == CSTS_REMOVED) {
+		return -ENODEV;
+	}
+	if (!(cc & VH_NVME_CC_EN)) {
+		return 0;
 	}
 	cc = (cc & ~VH_NVME_CC_SHN_MASK) | VH_NVME_CC_SHN_NORMAL;
 	vh_nvme_mmio_write32(c->dev, VH_NVME_REG_CC, cc);
@@ -728,7 +731,25 @@ shutdown_ctrlr(struct vh_nvme_ctrlr *c)
 		}
 		wait_a_bit(&round);
 	}
-	disable(c);
+	return disable(c);
+}
+
+int
+vh_nvme_ctrlr_release(struct vh_nvme_ctrlr *c)
+{
+	int ret;
+
+	__atomic_store_n(&c->state, VH_NVME_CTRLR_RESETTING, __ATOMIC_RELAXED);
+	vh_nvme_qpair_halt(c->adminq);
+	/* The queues go with CC.EN=0; the shutdown first lets the controller flush its cache. */
+	ret = shutdown_ctrlr(c);
+	if (ret < 0) {
+		VH_ERR(COMP, "[%s] release: shutdown failed: %s", cname(c), strerror(-ret));
+		__atomic_store_n(&c->state,
+		                 ret == -ENODEV ? VH_NVME_CTRLR_REMOVED : VH_NVME_CTRLR_FAILED,
+		                 __ATOMIC_RELAXED);
+	}
+	return ret;
 }
 
 void

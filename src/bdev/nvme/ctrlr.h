@@ -120,6 +120,15 @@ int vh_nvme_ctrlr_reset_enable(struct vh_nvme_ctrlr *c);
 /* The whole reset on the calling thread, which must own every I/O qpair. 0 or -errno. */
 int vh_nvme_ctrlr_reset(struct vh_nvme_ctrlr *c);
 
+/*
+ * Live upgrade, before the device is given up (vh_nvme_dev_suspend): normal shutdown (CC.SHN,
+ * so the controller flushes its volatile cache), then CC.EN=0, which deletes every queue. Every
+ * I/O qpair must be halted and idle. The state is RESETTING afterwards; the controller comes
+ * back with vh_nvme_ctrlr_reset_disable() + vh_nvme_ctrlr_reset_enable() once the device is
+ * ours again. 0, -ENODEV (gone) or -ETIMEDOUT (CAP.TO). Control thread.
+ */
+int vh_nvme_ctrlr_release(struct vh_nvme_ctrlr *c);
+
 /* Called by qpairs: report @ev once (deduplicated until the reset). Any thread. */
 void vh_nvme_ctrlr_notify(struct vh_nvme_ctrlr *c, enum vh_nvme_event ev);
 

@@ -46,6 +46,13 @@ struct vh_nvme_uio_chunk {
 	struct vh_nvme_uio_chunk *next;
 };
 
+/* VFIO: a live DMA buffer, so that a resumed device maps it into its new container. */
+struct vh_nvme_dma_rec {
+	uintptr_t va;
+	size_t len;
+	struct vh_nvme_dma_rec *next;
+};
+
 /* Registered guest memory. A slot is stable while seq is even (seqlock, writer: control). */
 #define MEM_SLOTS 64
 struct mem_slot {
@@ -632,6 +639,7 @@ uio_dma_alloc(struct vh_nvme_dev *dev, size_t size, struct vh_nvme_dma *dma)
 int
 vh_nvme_dma_alloc(struct vh_nvme_dev *dev, size_t size, struct vh_nvme_dma *dma)
 {
+	struct vh_nvme_dma_rec *rec;
 	void *p;
 	int ret;
 
@@ -655,11 +663,15 @@ vh_nvme_dma_alloc(struct vh_nvme_dev *dev, size_t size, struct vh_nvme_dma *dma)
 		if (p == MAP_FAILED) {
 			return -ENOMEM;
 		}
-		ret = vfio_map(dev->container_fd, (uintptr_t)p, size);
+		rec = malloc(sizeof(*rec));
+		ret = rec == NULL ? -ENOMEM : vfio_map(dev->container_fd, (uintptr_t)p, size);
 		if (ret < 0) {
+			free(rec);
 			munmap(p, size);
 			return ret;
 		}
+		*rec = (struct vh_nvme_dma_rec){(uintptr_t)p, size, dev->dmas};
+		dev->dmas = rec;
 		*dma = (struct vh_nvme_dma){p, (uintptr_t)p, size, p, size};
 		return 0;
 	case VH_NVME_ACCESS_UIO:
@@ -675,7 +687,20 @@ vh_nvme_dma_free(struct vh_nvme_dev *dev, struct vh_nvme_dma *dma)
 		if (dev->mode == VH_NVME_ACCESS_MOCK) {
 			free(dma->map_base);
 		} else if (dev->mode == VH_NVME_ACCESS_VFIO) {
-			vfio_unmap(dev->container_fd, (uintptr_t)dma->map_base, dma->map_len);
+			for (struct vh_nvme_dma_rec **pp = &dev->dmas; *pp != NULL;
+			     pp = &(*pp)->next) {
+				if ((*pp)->va == (uintptr_t)dma->map_base) {
+					struct vh_nvme_dma_rec *rec = *pp;
+
+					*pp = rec->next;
+					free(rec);
+					break;
+				}
+			}
+			if (dev->container_fd >= 0) {
+				vfio_unmap(dev->container_fd, (uintptr_t)dma->map_base,
+				           dma->map_len);
+			}
 			munmap(dma->map_base, dma->map_len);
 		}
 	}
@@ -723,6 +748,7 @@ vh_nvme_dev_open(const char *bdf, const struct vh_nvme_dev_opts *opts, struct vh
 		return -ENOMEM;
 	}
 	dev->mode = opts->mode;
+	dev->force = opts->force;
 	dev->container_fd = dev->group_fd = dev->device_fd = -1;
 	dev->config_fd = dev->resource_fd = dev->lock_fd = -1;
 	if (opts->mode == VH_NVME_ACCESS_MOCK) {
@@ -761,6 +787,22 @@ out_free:
 	return ret;
 }
 
+/* Close every fd of @dev, the lock last: the next owner may start the moment it closes. */
+static void
+close_fds(struct vh_nvme_dev *dev)
+{
+	int *fds[] = {&dev->device_fd, &dev->group_fd,    &dev->container_fd,
+	              &dev->config_fd, &dev->resource_fd, &dev->lock_fd};
+
+	/* Closing the container drops every IOMMU mapping, which unpins the memory. */
+	for (unsigned i = 0; i < VH_ARRAY_SIZE(fds); i++) {
+		if (*fds[i] >= 0) {
+			close(*fds[i]);
+			*fds[i] = -1;
+		}
+	}
+}
+
 static void
 dev_unlink(struct vh_nvme_dev *dev)
 {
@@ -791,27 +833,93 @@ vh_nvme_dev_close(struct vh_nvme_dev *dev)
 		munmap(c->va, c->size);
 		free(c);
 	}
-	/* Closing the container drops every IOMMU mapping, which unpins the memory. */
-	if (dev->device_fd >= 0) {
-		close(dev->device_fd);
+	while (dev->dmas != NULL) {
+		struct vh_nvme_dma_rec *rec = dev->dmas;
+
+		dev->dmas = rec->next;
+		free(rec); /* the buffers themselves went with their owners' dma_free */
 	}
-	if (dev->group_fd >= 0) {
-		close(dev->group_fd);
-	}
-	if (dev->container_fd >= 0) {
-		close(dev->container_fd);
-	}
-	if (dev->config_fd >= 0) {
-		close(dev->config_fd);
-	}
-	if (dev->resource_fd >= 0) {
-		close(dev->resource_fd);
-	}
-	/* Last: the next owner may start the moment this closes. */
-	if (dev->lock_fd >= 0) {
-		close(dev->lock_fd);
-	}
+	close_fds(dev);
 	free(dev);
+}
+
+int
+vh_nvme_dev_suspend(struct vh_nvme_dev *dev)
+{
+	void *stub;
+
+	if (dev->suspended || dev->mode == VH_NVME_ACCESS_MOCK) {
+		dev->suspended = true;
+		return 0;
+	}
+	stub = mmap(NULL, dev->bar0_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+	            0);
+	if (stub == MAP_FAILED) {
+		return -ENOMEM;
+	}
+	memset(stub, 0xff, dev->bar0_len);
+	munmap((void *)dev->bar0, dev->bar0_len);
+	dev->bar0 = stub;
+	dev_unlink(dev); /* guest memory registered meanwhile is mapped on resume */
+	close_fds(dev);
+	dev->suspended = true;
+	VH_INFO(COMP, "%s: released (suspended)", dev->bdf);
+	return 0;
+}
+
+/* VFIO, resuming: every DMA buffer into the new container, at its old IOVA (== VA). */
+static int
+vfio_map_dmas(struct vh_nvme_dev *dev)
+{
+	for (struct vh_nvme_dma_rec *r = dev->dmas; r != NULL; r = r->next) {
+		int ret = vfio_map(dev->container_fd, r->va, r->len);
+
+		if (ret < 0) {
+			VH_ERR(COMP, "%s: re-mapping DMA memory: %s", dev->bdf, strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+int
+vh_nvme_dev_resume(struct vh_nvme_dev *dev)
+{
+	struct vh_nvme_dev_opts o = {.mode = dev->mode, .force = dev->force};
+	volatile uint8_t *stub = dev->bar0;
+	size_t stub_len = dev->bar0_len;
+	char dir[PATH_MAX];
+	int ret;
+
+	if (!dev->suspended || dev->mode == VH_NVME_ACCESS_MOCK) {
+		dev->suspended = false;
+		return 0;
+	}
+	memcpy(dir, dev->hugepage_dir, sizeof(dir));
+	o.hugepage_dir = dir[0] ? dir : NULL;
+	dev->bar0 = NULL;
+	ret = lock_device(dev);
+	if (ret == 0) {
+		ret = dev->mode == VH_NVME_ACCESS_VFIO ? vfio_open(dev, &o) : uio_open(dev, &o);
+	}
+	if (ret == 0 && dev->mode == VH_NVME_ACCESS_VFIO) {
+		ret = vfio_map_dmas(dev);
+	}
+	if (ret < 0) {
+		if (dev->bar0 != NULL) {
+			munmap((void *)dev->bar0, dev->bar0_len);
+		}
+		dev->bar0 = stub;
+		dev->bar0_len = stub_len;
+		close_fds(dev);
+		return ret;
+	}
+	munmap((void *)stub, stub_len);
+	dev->next = open_devs;
+	open_devs = dev;
+	dev->suspended = false;
+	VH_INFO(COMP, "%s: taken back", dev->bdf);
+	return 0;
 }
 
 /* ---- registered memory ---------------------------------------------------------------------- */

@@ -70,6 +70,7 @@ struct vh_nvme_dma {
 };
 
 struct vh_nvme_uio_chunk;
+struct vh_nvme_dma_rec;
 
 struct vh_nvme_dev {
 	enum vh_nvme_access mode;
@@ -88,7 +89,10 @@ struct vh_nvme_dev {
 	/* VFIO and UIO: the sysfs device directory, flock()ed while we own the device */
 	int lock_fd;
 	char hugepage_dir[PATH_MAX];
+	bool force;                       /* the open option, for vh_nvme_dev_resume() */
+	bool suspended;                   /* vh_nvme_dev_suspend(): no fd, no lock, BAR0 a stub */
 	struct vh_nvme_uio_chunk *chunks; /* huge pages carved for DMA memory */
+	struct vh_nvme_dma_rec *dmas;     /* VFIO: live DMA buffers, re-mapped on resume */
 	struct vh_nvme_dev *next;         /* all open devices (VFIO registration fan-out) */
 };
 
@@ -182,6 +186,22 @@ int vh_nvme_dev_open(const char *bdf, const struct vh_nvme_dev_opts *opts,
 
 /* Unmap and close everything, free all DMA memory of @dev. NULL is a no-op. Control thread. */
 void vh_nvme_dev_close(struct vh_nvme_dev *dev);
+
+/*
+ * Live upgrade: give the device up without forgetting it. vh_nvme_dev_suspend() closes every fd
+ * (VFIO container/group/device, UIO resource/config) and then the lock, so another process may
+ * open the device; BAR0 is replaced by an anonymous stub that reads all-ones (a stray access
+ * sees "removed" instead of faulting). DMA memory stays allocated at the same addresses (VFIO:
+ * unmapped from the IOMMU with the container; UIO: the huge pages, hence their physical
+ * addresses, stay ours). The controller must be disabled first and nothing may touch it until
+ * vh_nvme_dev_resume(), which takes the device again: lock, fds, BAR0 (at a new address), bus
+ * mastering, and (VFIO) the IOMMU mappings of every DMA buffer and registered region, with the
+ * same IOVAs as before. resume returns 0, -EBUSY (another process holds the device: retry
+ * later; nothing is held), or an open error (see vh_nvme_dev_open); the device stays suspended
+ * on failure. Both are no-ops for MOCK (suspended is tracked). Control thread.
+ */
+int vh_nvme_dev_suspend(struct vh_nvme_dev *dev);
+int vh_nvme_dev_resume(struct vh_nvme_dev *dev);
 
 /*
  * Allocate @size bytes (rounded up to 4 KiB) of zeroed, physically contiguous, 4 KiB-aligned DMA

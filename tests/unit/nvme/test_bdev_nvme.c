@@ -493,6 +493,217 @@ test_reset_via_messages(void **state)
 	free(buf);
 }
 
+/* Write @gen-patterned blocks 0..7 of @b (or check them when @check) through a new channel. */
+static void
+io_pattern(struct vh_bdev *b, uint8_t gen, bool check)
+{
+	const struct vh_bdev_module *mod = b->module;
+	uint8_t *buf = aligned_alloc(4096, 4096), *want = malloc(4096);
+	struct iovec iov = {buf, 4096};
+	struct tio t = {0};
+	void *ch = mod->channel_create(b);
+
+	assert_non_null(ch);
+	memset(want, gen, 4096);
+	memcpy(buf, want, 4096);
+	if (check) {
+		memset(buf, 0, 4096);
+	}
+	t.io = (struct vh_bdev_io){.type = check ? VH_BDEV_IO_READ : VH_BDEV_IO_WRITE,
+	                           .offset = 0,
+	                           .length = 4096,
+	                           .iov = &iov,
+	                           .iovcnt = 1,
+	                           .cb = tio_cb};
+	assert_int_equal(mod->submit(ch, &t.io), 0);
+	run(ch, mod, &t);
+	assert_int_equal(t.status, 0);
+	assert_memory_equal(buf, want, 4096);
+	mod->channel_destroy(ch);
+	free(buf);
+	free(want);
+}
+
+/*
+ * Live upgrade, old worker: release shuts the controller down and gives the device up but
+ * keeps the controller and its bdevs; it refuses while a channel is open; reclaim (the rollback
+ * of a failed upgrade) re-enables the controller and I/O goes on with the data intact.
+ */
+static void
+test_upgrade_release_reclaim(void **state)
+{
+	struct mock_ctrlr *m = attach("Nvme6", 16);
+	struct vh_bdev *b = vh_bdev_find("Nvme6n1");
+	const struct vh_bdev_module *mod = b->module;
+	json_t *desc = NULL, *ns, *list = NULL;
+	char why[256] = "", *text;
+	void *ch;
+
+	io_pattern(b, 0x5a, false);
+	on_reactor = false;
+	assert_int_equal(vh_bdev_nvme_upgrade_describe(&desc, why, sizeof(why)), 0);
+	assert_int_equal(json_array_size(desc), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(desc, 0), "name")),
+	                    "Nvme6");
+	ns = json_array_get(json_object_get(json_array_get(desc, 0), "namespaces"), 1);
+	assert_int_equal(json_integer_value(json_object_get(ns, "nsid")), 3);
+	assert_int_equal(json_integer_value(json_object_get(ns, "num_blocks")), 300000);
+	assert_int_equal(json_integer_value(json_object_get(ns, "lba_shift")), 9);
+	json_decref(desc);
+
+	/* A channel still open: refused, nothing touched. */
+	on_reactor = true;
+	ch = mod->channel_create(b);
+	on_reactor = false;
+	assert_int_equal(vh_bdev_nvme_upgrade_release(why, sizeof(why)), -EBUSY);
+	assert_non_null(strstr(why, "I/O channel"));
+	assert_int_equal(m->shutdowns, 0);
+	assert_false(vh_bdev_nvme_upgrade_released());
+	mod->channel_destroy(ch);
+
+	assert_int_equal(vh_bdev_nvme_upgrade_release(why, sizeof(why)), 0);
+	assert_true(vh_bdev_nvme_upgrade_released());
+	assert_int_equal(m->shutdowns, 1);
+	assert_false(m->cc & VH_NVME_CC_EN);
+	/* The bdevs stay; no channel while the device is away; a second upgrade is refused. */
+	assert_non_null(vh_bdev_find("Nvme6n1"));
+	assert_non_null(vh_bdev_find("Nvme6n3"));
+	on_reactor = true;
+	assert_null(mod->channel_create(b));
+	on_reactor = false;
+	assert_int_equal(vh_bdev_nvme_upgrade_describe(&desc, why, sizeof(why)), -EBUSY);
+	assert_int_equal(vh_bdev_nvme_get_controllers("Nvme6", &list), 0);
+	text = json_dumps(list, 0);
+	assert_non_null(strstr(text, "released for an upgrade"));
+	free(text);
+	json_decref(list);
+	assert_int_equal(vh_bdev_nvme_detach("Nvme6"), -EBUSY);
+
+	/* Rollback: the controller comes back and serves the same data. */
+	assert_int_equal(vh_bdev_nvme_upgrade_reclaim(), 0);
+	assert_false(vh_bdev_nvme_upgrade_released());
+	assert_true(m->cc & VH_NVME_CC_EN);
+	on_reactor = true;
+	io_pattern(b, 0x5a, true);
+	io_pattern(vh_bdev_find("Nvme6n3"), 0x33, false);
+	io_pattern(vh_bdev_find("Nvme6n3"), 0x33, true);
+	detach("Nvme6", m);
+}
+
+/* The old worker's description, renamed to @name (both "workers" live in this process). */
+static json_t *
+describe_as(const char *name)
+{
+	json_t *desc = NULL;
+	char why[256];
+
+	assert_int_equal(vh_bdev_nvme_upgrade_describe(&desc, why, sizeof(why)), 0);
+	assert_int_equal(json_array_size(desc), 1);
+	json_object_set_new(json_array_get(desc, 0), "name", json_string(name));
+	return desc;
+}
+
+/*
+ * Live upgrade, candidate: an attach that the old worker described creates the controller and
+ * its bdevs with the promised geometry without touching the device (no channel yet); take()
+ * after the old worker's release brings it up and I/O sees the old worker's data. Then a
+ * candidate promised another geometry: take() fails with the reason, closes the device, and
+ * the old worker takes it back.
+ */
+static void
+test_upgrade_take_and_mismatch(void **state)
+{
+	struct mock_ctrlr *m = attach("Nvme7", 16);
+	struct vh_bdev_nvme_opts o = {.mock_ops = &mock_ops, .mock_ctx = m};
+	unsigned enables;
+	json_t *desc, *names = NULL, *list = NULL;
+	struct vh_bdev *b;
+	char why[256] = "", *text;
+
+	io_pattern(vh_bdev_find("Nvme7n1"), 0x71, false);
+	on_reactor = false;
+	/* In one process the old controller must be released before the candidate's exists. */
+	desc = describe_as("Nvme8");
+	assert_int_equal(vh_bdev_nvme_upgrade_expect(desc), 0);
+	json_decref(desc);
+	assert_int_equal(vh_bdev_nvme_upgrade_release(why, sizeof(why)), 0);
+	enables = m->enables;
+	assert_int_equal(vh_bdev_nvme_attach("Nvme8", "mock", VH_NVME_ACCESS_MOCK, &o, &names), 0);
+	assert_int_equal(json_array_size(names), 2);
+	json_decref(names);
+	assert_int_equal(m->enables, enables); /* the device was not touched */
+	b = vh_bdev_find("Nvme8n3");
+	assert_non_null(b);
+	assert_int_equal(b->num_blocks, 300000);
+	assert_int_equal(b->block_size, 512);
+	assert_string_equal(b->uuid, vh_bdev_find("Nvme7n3")->uuid);
+	assert_int_equal(b->io_types, vh_bdev_find("Nvme7n3")->io_types);
+	assert_int_equal(b->write_cache, vh_bdev_find("Nvme7n3")->write_cache);
+	assert_int_equal(vh_bdev_nvme_get_controllers("Nvme8", &list), 0);
+	text = json_dumps(list, 0);
+	assert_non_null(strstr(text, "waiting for hand-over"));
+	free(text);
+	json_decref(list);
+	on_reactor = true;
+	assert_null(b->module->channel_create(b));
+	on_reactor = false;
+
+	/* A candidate that fails after taking the device gives it back before it says so. */
+	assert_int_equal(vh_bdev_nvme_upgrade_take(why, sizeof(why)), 0);
+	assert_true(m->cc & VH_NVME_CC_EN);
+	vh_bdev_nvme_upgrade_drop();
+	assert_false(m->cc & VH_NVME_CC_EN);
+	assert_int_equal(vh_bdev_nvme_get_controllers("Nvme8", &list), 0);
+	text = json_dumps(list, 0);
+	assert_non_null(strstr(text, "waiting for hand-over"));
+	free(text);
+	json_decref(list);
+	assert_non_null(vh_bdev_find("Nvme8n1"));
+
+	/* The candidate takes the device the old worker released; the old data is there. */
+	assert_int_equal(vh_bdev_nvme_upgrade_take(why, sizeof(why)), 0);
+	vh_bdev_nvme_upgrade_commit();
+	vh_bdev_nvme_upgrade_drop(); /* no effect after COMMIT */
+	assert_true(m->cc & VH_NVME_CC_EN);
+	assert_int_equal(m->enables, enables + 2);
+	on_reactor = true;
+	io_pattern(vh_bdev_find("Nvme8n1"), 0x71, true);
+	io_pattern(vh_bdev_find("Nvme8n1"), 0x72, false);
+	on_reactor = false;
+	assert_int_equal(vh_bdev_nvme_detach("Nvme8"), 0);
+
+	/* Say the upgrade failed after all: the old worker takes the device back. */
+	assert_int_equal(vh_bdev_nvme_upgrade_reclaim(), 0);
+	on_reactor = true;
+	io_pattern(vh_bdev_find("Nvme7n1"), 0x72, true);
+
+	/* A candidate promised another geometry than the device has. */
+	on_reactor = false;
+	desc = describe_as("Nvme9");
+	json_object_set_new(
+	        json_array_get(json_object_get(json_array_get(desc, 0), "namespaces"), 0),
+	        "num_blocks", json_integer(4096));
+	assert_int_equal(vh_bdev_nvme_upgrade_expect(desc), 0);
+	json_decref(desc);
+	assert_int_equal(vh_bdev_nvme_upgrade_release(why, sizeof(why)), 0);
+	assert_int_equal(vh_bdev_nvme_attach("Nvme9", "mock", VH_NVME_ACCESS_MOCK, &o, NULL), 0);
+	assert_int_equal(vh_bdev_find("Nvme9n1")->num_blocks, 4096);
+	/* While a candidate's controller waits, nothing can be released or described. */
+	assert_int_equal(vh_bdev_nvme_upgrade_describe(&desc, why, sizeof(why)), -EBUSY);
+	assert_int_equal(vh_bdev_nvme_upgrade_take(why, sizeof(why)), -ESTALE);
+	assert_non_null(strstr(why, "namespace 1 has 8192 blocks of 512 bytes"));
+	assert_non_null(strstr(why, "4096 blocks"));
+	assert_false(m->cc & VH_NVME_CC_EN); /* the candidate let go of it again */
+	assert_int_equal(vh_bdev_nvme_detach("Nvme9"), 0);
+	vh_bdev_nvme_upgrade_expect(NULL);
+	/* Rollback: the old worker re-enables it; its data is intact. */
+	assert_int_equal(vh_bdev_nvme_upgrade_reclaim(), 0);
+	assert_true(m->cc & VH_NVME_CC_EN);
+	on_reactor = true;
+	io_pattern(vh_bdev_find("Nvme7n1"), 0x72, true);
+	detach("Nvme7", m);
+}
+
 int
 main(void)
 {
@@ -502,6 +713,8 @@ main(void)
 	        cmocka_unit_test(test_split_and_pressure),
 	        cmocka_unit_test(test_fua),
 	        cmocka_unit_test(test_reset_via_messages),
+	        cmocka_unit_test(test_upgrade_release_reclaim),
+	        cmocka_unit_test(test_upgrade_take_and_mismatch),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -183,6 +184,55 @@ test_device_lock(void **state)
 	close(owner);
 }
 
+/*
+ * Live upgrade: a suspended device (released by the old worker) is taken back by
+ * vh_nvme_dev_resume() only when nobody else holds it: -EBUSY while the candidate has it,
+ * leaving the device suspended (BAR0 still the all-ones stub) and nothing written; once the
+ * candidate lets go, the resume goes on (and fails later here, on the fake hugetlbfs) and a
+ * failed resume leaves the lock free and the device suspended.
+ */
+static void
+test_resume_lock(void **state)
+{
+	struct vh_nvme_dev *dev = calloc(1, sizeof(*dev));
+	char dir[PATH_MAX + 64];
+	void *stub;
+	int owner;
+
+	assert_non_null(dev);
+	stub = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(stub != MAP_FAILED);
+	memset(stub, 0xff, 8192);
+	dev->mode = VH_NVME_ACCESS_UIO;
+	dev->force = true;
+	strcpy(dev->bdf, "0000:00:04.0");
+	snprintf(dev->hugepage_dir, sizeof(dev->hugepage_dir), "%s", root);
+	dev->container_fd = dev->group_fd = dev->device_fd = -1;
+	dev->config_fd = dev->resource_fd = dev->lock_fd = -1;
+	dev->bar0 = stub;
+	dev->bar0_len = 8192;
+	dev->suspended = true;
+
+	snprintf(dir, sizeof(dir), "%s/bus/pci/devices/0000:00:04.0", root);
+	owner = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(owner >= 0);
+	assert_int_equal(flock(owner, LOCK_EX | LOCK_NB), 0);
+	assert_int_equal(vh_nvme_dev_resume(dev), -EBUSY);
+	assert_true(dev->suspended);
+	assert_ptr_equal(dev->bar0, stub);
+	assert_int_equal(vh_nvme_mmio_read32(dev, VH_NVME_REG_CSTS), 0xffffffffu);
+	assert_int_equal(dev->lock_fd, -1);
+	assert_string_equal(slurp("bus/pci/drivers/nvme/unbind"), "");
+
+	assert_int_equal(flock(owner, LOCK_UN), 0);
+	assert_int_equal(vh_nvme_dev_resume(dev), -ENOENT);
+	assert_true(dev->suspended);
+	assert_ptr_equal(dev->bar0, stub);
+	assert_int_equal(flock(owner, LOCK_EX | LOCK_NB), 0);
+	close(owner);
+	vh_nvme_dev_close(dev);
+}
+
 static void
 test_mock_dev(void **state)
 {
@@ -255,6 +305,7 @@ main(void)
 	        cmocka_unit_test(test_parse_bdf),
 	        cmocka_unit_test_setup_teardown(test_sysfs_bind, setup_sysfs, teardown_sysfs),
 	        cmocka_unit_test_setup_teardown(test_device_lock, setup_sysfs, teardown_sysfs),
+	        cmocka_unit_test_setup_teardown(test_resume_lock, setup_sysfs, teardown_sysfs),
 	        cmocka_unit_test(test_mock_dev),
 	        cmocka_unit_test(test_mem_register),
 	};
