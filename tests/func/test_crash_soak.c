@@ -1084,12 +1084,6 @@ upgrade_cycle(struct soak *s, unsigned int cycle, uint64_t ms)
 			return -1;
 		}
 	}
-	/* A few more milliseconds of I/O: the first completions of the new worker. */
-	if (io_until(s, NULL, now_ns() + 20000000ull) < 0) {
-		json_decref(job.result);
-		return -1;
-	}
-	s->in_upgrade = false;
 	/*
 	 * The I/O pause: from the last completion before the new worker's queues ran to the
 	 * first after (the new worker reports when that was, on the same CLOCK_MONOTONIC).
@@ -1097,7 +1091,7 @@ upgrade_cycle(struct soak *s, unsigned int cycle, uint64_t ms)
 	{
 		json_t *info = NULL;
 		const json_t *st;
-		uint64_t start_ns, before = 0, after = 0;
+		uint64_t start_ns, before = 0, after = 0, until;
 
 		T_OK(vh_rpc_call(s->d.rpc_path, "vhostd_get_upgrade_info", NULL, &info, NULL, NULL,
 		                 0, 10000));
@@ -1107,6 +1101,18 @@ upgrade_cycle(struct soak *s, unsigned int cycle, uint64_t ms)
 		        "cycle %u: the new worker does not say it was upgraded", cycle);
 		start_ns = (uint64_t)json_integer_value(st);
 		json_decref(info);
+		/*
+		 * I/O until the new worker's first completions are in: a few ms on a quiet host,
+		 * longer when the host is loaded; 10 s without one is a failure below.
+		 */
+		until = now_ns() + 10000000000ull;
+		while (now_ns() < until && (s->ntl == 0 || s->tl[s->ntl - 1] <= start_ns)) {
+			if (io_until(s, NULL, now_ns() + 10000000ull) < 0) {
+				json_decref(job.result);
+				return -1;
+			}
+		}
+		s->in_upgrade = false;
 		for (size_t i = 0; i < s->ntl; i++) {
 			if (s->tl[i] <= start_ns && s->tl[i] > before) {
 				before = s->tl[i];
