@@ -251,12 +251,26 @@ main(void)
 		fprintf(stderr, "SKIP: $VHOSTD not set\n");
 		return VH_TEST_SKIP;
 	}
-	T_CHECK(port > 0, "no free port");
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
 	memset(&t, 0, sizeof(t));
 	snprintf(t.name, sizeof(t.name), "vhost.0");
 	snprintf(t.bdev, sizeof(t.bdev), "Malloc0");
-	rc = vh_daemon_start(&t.d, NULL, extra, 10000);
+	/*
+	 * The port was free when we looked; another process on a busy host may take it before
+	 * the daemon binds it (vhostd then refuses to start, as it must): try other ports.
+	 */
+	for (int attempt = 0;; attempt++) {
+		T_CHECK(port > 0, "no free port");
+		snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+		rc = vh_daemon_start(&t.d, NULL, extra, 10000);
+		if (rc != -ECHILD || attempt == 4) {
+			break;
+		}
+		fprintf(stderr,
+		        "vhostd --metrics %s did not start (the port taken meanwhile?): "
+		        "another port\n",
+		        addr);
+		port = free_port();
+	}
 	if (rc < 0) {
 		fprintf(stderr, "FAIL: vhostd --metrics %s: %s\n", addr, strerror(-rc));
 		return VH_TEST_FAIL;
