@@ -75,7 +75,7 @@ slot_get(struct vh_vq *vq, uint16_t id, uint16_t ndesc)
  * entry, then the commit (old_free_head). Before the commit a crash leaves the entries on the
  * free list and the chain in the ring; after it, the chain is resubmitted from these copies.
  */
-static void
+static __attribute__((noinline)) void
 ifl_fetch(struct vh_vq_packed *pk, struct vh_req *req, const struct pvirtq_desc *c, uint16_t n)
 {
 	struct inflight_packed_queue *q = pk->ifl;
@@ -105,9 +105,9 @@ ifl_fetch(struct vh_vq_packed *pk, struct vh_req *req, const struct pvirtq_desc 
 
 /*
  * Before the used descriptor goes out: the chain back on the free list, the new used position.
- * Out of line, as ifl_used_commit(): the path without a region stays small.
+ * Inlined into push_used_ifl() only: the path without a region has none of this.
  */
-static __attribute__((noinline)) void
+static inline void
 ifl_used_begin(struct vh_vq_packed *pk, const struct vh_req *req, uint16_t pos, uint16_t next,
                uint32_t size)
 {
@@ -122,7 +122,7 @@ ifl_used_begin(struct vh_vq_packed *pk, const struct vh_req *req, uint16_t pos, 
 }
 
 /* After it went out: the head's mark cleared, then the commit. */
-static __attribute__((noinline)) void
+static inline void
 ifl_used_commit(struct vh_vq_packed *pk, const struct vh_req *req, uint16_t next, uint32_t size)
 {
 	struct inflight_packed_queue *q = pk->ifl;
