@@ -71,26 +71,17 @@ slot_get(struct vh_vq *vq, uint16_t id, uint16_t ndesc)
 /* ---- inflight tracking (the spec's packed recipe; inflight.c recovers it) ---- */
 
 /*
- * Record a fetched chain: its descriptors into entries taken from the free list, then the head
- * entry, then the commit (old_free_head). Before the commit a crash leaves the entries on the
- * free list and the chain in the ring; after it, the chain is resubmitted from these copies.
+ * Commit a fetched chain whose descriptors read_chain() recorded in entries taken from the free
+ * list (the first at pk->ifl_free, the last @last, the next free one @e): the head entry, then
+ * the commit (old_free_head). Before the commit a crash leaves the entries on the free list and
+ * the chain in the ring; after it, the chain is resubmitted from these copies.
  */
-static __attribute__((noinline)) void
-ifl_fetch(struct vh_vq_packed *pk, struct vh_req *req, const struct pvirtq_desc *c, uint16_t n)
+static inline void
+ifl_fetch(struct vh_vq_packed *pk, struct vh_req *req, uint16_t n, uint16_t last, uint16_t e)
 {
 	struct inflight_packed_queue *q = pk->ifl;
-	uint16_t head = pk->ifl_free, e = head, last = head;
+	uint16_t head = pk->ifl_free;
 
-	for (uint16_t k = 0; k < n; k++) {
-		struct inflight_desc_packed *r = &q->desc[e];
-
-		VH_WRITE_ONCE(r->addr, c[k].addr);
-		VH_WRITE_ONCE(r->len, c[k].len);
-		VH_WRITE_ONCE(r->flags, c[k].flags);
-		VH_WRITE_ONCE(r->id, k + 1 == n ? c[k].id : 0);
-		last = e;
-		e = pk->ifl_next[e];
-	}
 	VH_WRITE_ONCE(q->desc[head].num, n);
 	VH_WRITE_ONCE(q->desc[head].last, last);
 	VH_WRITE_ONCE(q->desc[head].counter, ++pk->ifl_counter);
@@ -157,28 +148,29 @@ next_avail_flags(const struct vh_vq *vq, const struct vh_vq_packed *pk)
 
 /*
  * Scan the chain at vq->last_avail (its first descriptor available with @flags): each
- * descriptor's flags into pk->chain_buf, and with @copy its addr and len too (the inflight
- * region records them at fetch), every field read once. Returns its length (*id: the buffer id,
- * from its last descriptor), or 0 after breaking the queue. Always inlined: @copy is a constant.
+ * descriptor's flags into pk->chain_buf, and with @copy its addr and len too, and the whole
+ * descriptor into an inflight region entry taken from the free list (*ifl_last: the last one,
+ * *ifl_e: the next free one; ifl_fetch() commits them), every field read once. Returns its
+ * length (*id: the buffer id, from its last descriptor), or 0 after breaking the queue. Always
+ * inlined: @copy is a constant.
  */
 static inline __attribute__((always_inline)) uint32_t
-read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint16_t flags, uint16_t *id, bool copy)
+read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint16_t flags, uint16_t *id, bool copy,
+           uint16_t *ifl_last, uint16_t *ifl_e)
 {
 	const struct pvirtq_desc *ring = pk->ring;
 	struct pvirtq_desc *out = pk->chain_buf;
+	struct inflight_desc_packed *r = NULL;
 	/* The descriptors not outstanding: a chain may not be longer (checked as it is read). */
 	uint32_t size = vq->size, room = size - pk->outstanding, n = 0;
 	uint16_t idx = vq->last_avail & vq->mask, want = avail_bits(vq->last_avail, size);
+	/* The free list has room entries (one per descriptor not outstanding): checked first. */
+	uint16_t e = copy ? pk->ifl_free : 0;
 
 	for (;;) {
 		const struct pvirtq_desc *d = &ring[idx];
 
-		if (copy) {
-			out[n].addr = VH_READ_ONCE(d->addr);
-			out[n].len = VH_READ_ONCE(d->len);
-		}
-		out[n].flags = flags;
-		if (VH_UNLIKELY(++n > room)) {
+		if (VH_UNLIKELY(n >= room)) {
 			/* Beyond that the driver reused descriptors we had not used. */
 			vh_vq_broken(vq, room == size ? "guest violated the ring protocol: "
 			                                "descriptor chain longer than the ring"
@@ -187,14 +179,33 @@ read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint16_t flags, uint
 			                                "holds");
 			return 0;
 		}
+		if (copy) {
+			uint64_t addr = VH_READ_ONCE(d->addr);
+			uint32_t len = VH_READ_ONCE(d->len);
+
+			out[n].addr = addr;
+			out[n].len = len;
+			r = &pk->ifl->desc[e];
+			VH_WRITE_ONCE(r->addr, addr);
+			VH_WRITE_ONCE(r->len, len);
+			VH_WRITE_ONCE(r->flags, flags);
+			*ifl_last = e;
+			e = pk->ifl_next[e];
+		}
+		out[n++].flags = flags;
 		if (!(flags & VRING_DESC_F_NEXT)) {
 			/* VIRTIO 1.2 §2.8.6: the buffer id is in the last descriptor of the list.
 			 */
 			*id = VH_READ_ONCE(d->id);
 			if (copy) {
 				out[n - 1].id = *id;
+				VH_WRITE_ONCE(r->id, *id);
+				*ifl_e = e;
 			}
 			return n;
+		}
+		if (copy) {
+			VH_WRITE_ONCE(r->id, 0);
 		}
 		/* The next position; past the end of the ring the driver's wrap counter flips. */
 		if (++idx == size) {
@@ -214,16 +225,15 @@ read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint16_t flags, uint
 
 /*
  * Take the chain at vq->last_avail (its first descriptor available with @flags) into a request
- * slot. NULL if the queue broke.
+ * slot; @copy: the queue has an inflight region (pk->ifl), which records the chain. NULL if the
+ * queue broke. Always inlined: @copy is a constant (take_chain_ifl() is the region's variant).
  */
-static inline struct vh_req *
-take_chain(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t flags)
+static inline __attribute__((always_inline)) struct vh_req *
+take_chain(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t flags, bool copy)
 {
 	struct vh_req *req;
-	uint16_t id = 0, idx = vq->last_avail & vq->mask;
-	bool copy = pk->ifl != NULL;
-	uint32_t n =
-	        copy ? read_chain(vq, pk, flags, &id, true) : read_chain(vq, pk, flags, &id, false);
+	uint16_t id = 0, idx = vq->last_avail & vq->mask, ifl_last = 0, ifl_e = 0;
+	uint32_t n = read_chain(vq, pk, flags, &id, copy, &ifl_last, &ifl_e);
 
 	if (VH_UNLIKELY(n == 0)) {
 		return NULL;
@@ -239,7 +249,7 @@ take_chain(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t flags)
 	req = slot_get(vq, id, (uint16_t)n);
 	if (copy) {
 		/* Recorded before the device sees it: a restart resubmits it from the copies. */
-		ifl_fetch(pk, req, pk->chain_buf, (uint16_t)n);
+		ifl_fetch(pk, req, (uint16_t)n, ifl_last, ifl_e);
 	}
 	pk->outstanding += (uint32_t)n;
 	vq->last_avail = (uint16_t)(vq->last_avail + n);
@@ -250,6 +260,19 @@ take_chain(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t flags)
 	pk->chain_ring = !copy;
 	pk->chain_valid = true;
 	return req;
+}
+
+/* take_chain() with an inflight region, out of line: the path without one stays lean. */
+static __attribute__((noinline)) struct vh_req *
+take_chain_ifl(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t flags)
+{
+	return take_chain(vq, pk, flags, true);
+}
+
+static inline struct vh_req *
+take_next(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t flags)
+{
+	return pk->ifl != NULL ? take_chain_ifl(vq, pk, flags) : take_chain(vq, pk, flags, false);
 }
 
 /* The fetch loop, out of line: an empty poll (most of them) stays a few instructions. */
@@ -265,7 +288,7 @@ fetch_loop(struct vh_vq *vq, int flags)
 		if (i > 0 && (flags = next_avail_flags(vq, pk)) < 0) {
 			return;
 		}
-		req = take_chain(vq, pk, (uint16_t)flags);
+		req = take_next(vq, pk, (uint16_t)flags);
 		if (VH_UNLIKELY(req == NULL)) {
 			return;
 		}
@@ -293,7 +316,7 @@ vh_vq_packed_fetch_one(struct vh_vq *vq)
 	int flags = next_avail_flags(vq, vq->pk);
 
 	/* The chain stays valid for the device's walk until the next fetch. */
-	return flags < 0 ? NULL : take_chain(vq, vq->pk, (uint16_t)flags);
+	return flags < 0 ? NULL : take_next(vq, vq->pk, (uint16_t)flags);
 }
 
 /* ---- descriptor walk (reactor, from ops->handle) ---- */
