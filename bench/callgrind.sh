@@ -39,13 +39,15 @@
 #   -n IOS      I/Os per run (default 200000; 50000 at QD1 with -m)
 #   -q DEPTH    queue depth (default 32)
 #   -w RW       randread (default) or randwrite
-#   -x ARGS     more vhost-bench arguments for the run, e.g. "--pattern spdk"
+#   -x ARGS     more vhost-bench arguments for the run, e.g. "--pattern spdk" or "--inflight"
+#               (an inflight region, as QEMU gives)
 #   -b BDEV     null (default: reads untouched), null-zeroes (read_zeroes: memset per read) or
 #               ram (a 64 MiB RAM disk, written in full first)
 #   -m          matrix: patterns lean, spdk, linux, dpdk x randread, randwrite at QD DEPTH and
 #               at QD1 (16 runs, ~3 min); -w and -x are ignored
 #   -p          packed virtqueues (controller with --packed-ring, vhost-bench --packed; the lean
-#               pattern only, so not with -m or -x)
+#               pattern only, so not with -m; -x only with options --packed takes, e.g.
+#               "--inflight")
 #   -B DIR      build directory (default build-bench; configured as release if missing)
 #   -a          also print the call tree below the reactor (callgrind_annotate; last run)
 #   -k          keep the callgrind output files (path printed)
@@ -112,8 +114,8 @@ fns=("$POLL_FN" "$CHAN_FN" "$FLUSH_FN")
 ring_ctl=()
 ring_bench=
 if ((packed)); then
-	((matrix == 0)) && [[ -z $extra ]] ||
-		{ echo "callgrind.sh: -p runs the lean pattern only (not with -m or -x)" >&2; exit 2; }
+	((matrix == 0)) ||
+		{ echo "callgrind.sh: -p runs the lean pattern only (not with -m)" >&2; exit 2; }
 	ring_ctl=(--packed-ring)
 	ring_bench=--packed
 fi
@@ -132,7 +134,7 @@ if ((matrix)); then
 else
 	label=lean
 	[[ -n $extra ]] && label=$extra
-	((packed)) && label="lean, packed rings"
+	((packed)) && label="lean, packed rings${extra:+ $extra}"
 	[[ $front == vfu ]] && label="vfio-user NVMe"
 	runs+=("$label|$rw|$depth|${ios:-200000}|$extra")
 fi

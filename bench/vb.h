@@ -89,6 +89,7 @@ struct vb_opts {
 	bool interrupt;
 	bool no_flush; /* do not ack FLUSH/CONFIG_WCE: writes must be durable at completion */
 	bool packed;   /* packed virtqueues (VIRTIO_F_RING_PACKED) */
+	bool inflight; /* an inflight region for the target (INFLIGHT_SHMFD, as QEMU) */
 	bool verify;
 	bool json;
 	uint64_t seed;

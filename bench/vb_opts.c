@@ -34,6 +34,8 @@ static const char usage[] =
         "                      DPDK's virtio-user: the target must make every write durable\n"
         "  --packed            packed virtqueues (VIRTIO_F_RING_PACKED; the target must offer\n"
         "                      it): the same chains, written into the descriptor ring\n"
+        "  --inflight          give the target an inflight region (INFLIGHT_SHMFD), as QEMU\n"
+        "                      does: it records every request there (crash recovery)\n"
         "\n"
         "Ring habits (how the driver uses the rings; a --pattern sets them all, the options\n"
         "below override it whatever their order):\n"
@@ -85,6 +87,7 @@ enum {
 	OPT_INTERRUPT,
 	OPT_NO_FLUSH,
 	OPT_PACKED,
+	OPT_INFLIGHT,
 	OPT_VERIFY,
 	OPT_SEED,
 	OPT_IDLE,
@@ -122,6 +125,7 @@ static const struct option long_opts[] = {
         {"interrupt", no_argument, NULL, OPT_INTERRUPT},
         {"no-flush", no_argument, NULL, OPT_NO_FLUSH},
         {"packed", no_argument, NULL, OPT_PACKED},
+        {"inflight", no_argument, NULL, OPT_INFLIGHT},
         {"verify", no_argument, NULL, OPT_VERIFY},
         {"seed", required_argument, NULL, OPT_SEED},
         {"idle", required_argument, NULL, OPT_IDLE},
@@ -606,11 +610,12 @@ vb_parse_opts(struct vb_opts *o, int argc, char **argv)
 			return 1;
 		}
 		if (c == OPT_HUGE || c == OPT_INTERRUPT || c == OPT_VERIFY || c == OPT_JSON ||
-		    c == OPT_NO_FLUSH || c == OPT_PACKED) {
+		    c == OPT_NO_FLUSH || c == OPT_PACKED || c == OPT_INFLIGHT) {
 			o->huge |= c == OPT_HUGE;
 			o->interrupt |= c == OPT_INTERRUPT;
 			o->no_flush |= c == OPT_NO_FLUSH;
 			o->packed |= c == OPT_PACKED;
+			o->inflight |= c == OPT_INFLIGHT;
 			o->verify |= c == OPT_VERIFY;
 			o->json |= c == OPT_JSON;
 			continue;

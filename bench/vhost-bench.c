@@ -321,6 +321,7 @@ connect_target(struct bench *b)
 	        .max_chain = MAX_CHAIN,
 	        .driver_features =
 	                driver_features(&b->o) | (b->o.packed ? 1ull << VIRTIO_F_RING_PACKED : 0),
+	        .inflight = b->o.inflight,
 	};
 	int rc;
 

@@ -6,10 +6,13 @@
  * when VIRTIO_F_RING_PACKED was negotiated (vring_packed.h).
  *
  * Threat model: as vring.c. The guest driver owns the descriptor ring and the driver event
- * suppression structure and may rewrite them while we read. Each descriptor of a chain is read
- * once, field by field, into a private copy at fetch time (the ring is overwritten by used
- * descriptors while requests run, and a used descriptor may land on a chain still in flight:
- * completions are out of order); the device walks that copy. Every buffer id is checked against
+ * suppression structure and may rewrite them while we read. Each field of a chain's descriptors
+ * is read once: flags and the buffer id when the chain is fetched, addr and len when the device
+ * walks it during the hand-over, translated into iovecs as they are read (or, when the inflight
+ * region must record them first, at fetch into a private copy that the walk reads). The ring is
+ * overwritten by used descriptors while requests run, and a used descriptor may land on a chain
+ * still in flight (completions are out of order): nothing is read from the ring after the
+ * hand-over (vring_packed.h: chain). Every buffer id is checked against
  * the ring size before it indexes anything (SPDK issue #3860 was a guest-controlled id used as
  * an array index) and against the ids in flight; a chain is at most the ring's size, must be
  * available in every descriptor, and may not make more descriptors outstanding than the ring
@@ -68,26 +71,17 @@ slot_get(struct vh_vq *vq, uint16_t id, uint16_t ndesc)
 /* ---- inflight tracking (the spec's packed recipe; inflight.c recovers it) ---- */
 
 /*
- * Record a fetched chain: its descriptors into entries taken from the free list, then the head
- * entry, then the commit (old_free_head). Before the commit a crash leaves the entries on the
- * free list and the chain in the ring; after it, the chain is resubmitted from these copies.
+ * Commit a fetched chain whose descriptors read_chain() recorded in entries taken from the free
+ * list (the first at pk->ifl_free, the last @last, the next free one @e): the head entry, then
+ * the commit (old_free_head). Before the commit a crash leaves the entries on the free list and
+ * the chain in the ring; after it, the chain is resubmitted from these copies.
  */
-static void
-ifl_fetch(struct vh_vq_packed *pk, struct vh_req *req, const struct pvirtq_desc *c, uint16_t n)
+static inline void
+ifl_fetch(struct vh_vq_packed *pk, struct vh_req *req, uint16_t n, uint16_t last, uint16_t e)
 {
 	struct inflight_packed_queue *q = pk->ifl;
-	uint16_t head = pk->ifl_free, e = head, last = head;
+	uint16_t head = pk->ifl_free;
 
-	for (uint16_t k = 0; k < n; k++) {
-		struct inflight_desc_packed *r = &q->desc[e];
-
-		VH_WRITE_ONCE(r->addr, c[k].addr);
-		VH_WRITE_ONCE(r->len, c[k].len);
-		VH_WRITE_ONCE(r->flags, c[k].flags);
-		VH_WRITE_ONCE(r->id, k + 1 == n ? c[k].id : 0);
-		last = e;
-		e = pk->ifl_next[e];
-	}
 	VH_WRITE_ONCE(q->desc[head].num, n);
 	VH_WRITE_ONCE(q->desc[head].last, last);
 	VH_WRITE_ONCE(q->desc[head].counter, ++pk->ifl_counter);
@@ -102,9 +96,9 @@ ifl_fetch(struct vh_vq_packed *pk, struct vh_req *req, const struct pvirtq_desc 
 
 /*
  * Before the used descriptor goes out: the chain back on the free list, the new used position.
- * Out of line, as ifl_used_commit(): the path without a region stays small.
+ * Inlined into push_used_ifl() only: the path without a region has none of this.
  */
-static __attribute__((noinline)) void
+static inline void
 ifl_used_begin(struct vh_vq_packed *pk, const struct vh_req *req, uint16_t pos, uint16_t next,
                uint32_t size)
 {
@@ -119,7 +113,7 @@ ifl_used_begin(struct vh_vq_packed *pk, const struct vh_req *req, uint16_t pos, 
 }
 
 /* After it went out: the head's mark cleared, then the commit. */
-static __attribute__((noinline)) void
+static inline void
 ifl_used_commit(struct vh_vq_packed *pk, const struct vh_req *req, uint16_t next, uint32_t size)
 {
 	struct inflight_packed_queue *q = pk->ifl;
@@ -153,36 +147,65 @@ next_avail_flags(const struct vh_vq *vq, const struct vh_vq_packed *pk)
 }
 
 /*
- * Copy the chain at vq->last_avail (its first descriptor available with @flags) out of the
- * ring, every field read once. Returns its length (*id: the buffer id, from its last
- * descriptor), or 0 after breaking the queue.
+ * Scan the chain at vq->last_avail (its first descriptor available with @flags): each
+ * descriptor's flags into pk->chain_buf, and with @copy its addr and len too, and the whole
+ * descriptor into an inflight region entry taken from the free list (*ifl_last: the last one,
+ * *ifl_e: the next free one; ifl_fetch() commits them), every field read once. Returns its
+ * length (*id: the buffer id, from its last descriptor), or 0 after breaking the queue. Always
+ * inlined: @copy is a constant.
  */
-static inline uint32_t
-read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint16_t flags, uint16_t *id)
+static inline __attribute__((always_inline)) uint32_t
+read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint16_t flags, uint16_t *id, bool copy,
+           uint16_t *ifl_last, uint16_t *ifl_e)
 {
 	const struct pvirtq_desc *ring = pk->ring;
 	struct pvirtq_desc *out = pk->chain_buf;
-	uint32_t size = vq->size, n = 0;
+	struct inflight_desc_packed *r = NULL;
+	/* The descriptors not outstanding: a chain may not be longer (checked as it is read). */
+	uint32_t size = vq->size, room = size - pk->outstanding, n = 0;
 	uint16_t idx = vq->last_avail & vq->mask, want = avail_bits(vq->last_avail, size);
+	/* The free list has room entries (one per descriptor not outstanding): checked first. */
+	uint16_t e = copy ? pk->ifl_free : 0;
 
 	for (;;) {
 		const struct pvirtq_desc *d = &ring[idx];
 
-		out[n].addr = VH_READ_ONCE(d->addr);
-		out[n].len = VH_READ_ONCE(d->len);
-		out[n].flags = flags;
-		n++;
+		if (VH_UNLIKELY(n >= room)) {
+			/* Beyond that the driver reused descriptors we had not used. */
+			vh_vq_broken(vq, room == size ? "guest violated the ring protocol: "
+			                                "descriptor chain longer than the ring"
+			                              : "guest violated the ring protocol: more "
+			                                "descriptors made available than the ring "
+			                                "holds");
+			return 0;
+		}
+		if (copy) {
+			uint64_t addr = VH_READ_ONCE(d->addr);
+			uint32_t len = VH_READ_ONCE(d->len);
+
+			out[n].addr = addr;
+			out[n].len = len;
+			r = &pk->ifl->desc[e];
+			VH_WRITE_ONCE(r->addr, addr);
+			VH_WRITE_ONCE(r->len, len);
+			VH_WRITE_ONCE(r->flags, flags);
+			*ifl_last = e;
+			e = pk->ifl_next[e];
+		}
+		out[n++].flags = flags;
 		if (!(flags & VRING_DESC_F_NEXT)) {
 			/* VIRTIO 1.2 §2.8.6: the buffer id is in the last descriptor of the list.
 			 */
 			*id = VH_READ_ONCE(d->id);
-			out[n - 1].id = *id;
+			if (copy) {
+				out[n - 1].id = *id;
+				VH_WRITE_ONCE(r->id, *id);
+				*ifl_e = e;
+			}
 			return n;
 		}
-		if (VH_UNLIKELY(n == size)) {
-			vh_vq_broken(vq, "guest violated the ring protocol: "
-			                 "descriptor chain longer than the ring");
-			return 0;
+		if (copy) {
+			VH_WRITE_ONCE(r->id, 0);
 		}
 		/* The next position; past the end of the ring the driver's wrap counter flips. */
 		if (++idx == size) {
@@ -202,14 +225,15 @@ read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint16_t flags, uint
 
 /*
  * Take the chain at vq->last_avail (its first descriptor available with @flags) into a request
- * slot. NULL if the queue broke.
+ * slot; @copy: the queue has an inflight region (pk->ifl), which records the chain. NULL if the
+ * queue broke. Always inlined: @copy is a constant (take_chain_ifl() is the region's variant).
  */
-static inline struct vh_req *
-take_chain(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t flags)
+static inline __attribute__((always_inline)) struct vh_req *
+take_chain(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t flags, bool copy)
 {
 	struct vh_req *req;
-	uint16_t id = 0;
-	uint32_t n = read_chain(vq, pk, flags, &id);
+	uint16_t id = 0, idx = vq->last_avail & vq->mask, ifl_last = 0, ifl_e = 0;
+	uint32_t n = read_chain(vq, pk, flags, &id, copy, &ifl_last, &ifl_e);
 
 	if (VH_UNLIKELY(n == 0)) {
 		return NULL;
@@ -218,28 +242,37 @@ take_chain(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t flags)
 		vh_vq_broken(vq, "guest violated the ring protocol: buffer id out of range");
 		return NULL;
 	}
-	/* More outstanding than the ring holds: the driver reused descriptors we had not used. */
-	if (VH_UNLIKELY(pk->outstanding + (uint32_t)n > vq->size)) {
-		vh_vq_broken(vq, "guest violated the ring protocol: "
-		                 "more descriptors made available than the ring holds");
-		return NULL;
-	}
 	if (VH_UNLIKELY(id_test_and_set(vq, id))) {
 		vh_vq_broken(vq, "guest violated the ring protocol: buffer id already in flight");
 		return NULL;
 	}
 	req = slot_get(vq, id, (uint16_t)n);
-	if (pk->ifl != NULL) {
+	if (copy) {
 		/* Recorded before the device sees it: a restart resubmits it from the copies. */
-		ifl_fetch(pk, req, pk->chain_buf, (uint16_t)n);
+		ifl_fetch(pk, req, (uint16_t)n, ifl_last, ifl_e);
 	}
 	pk->outstanding += (uint32_t)n;
 	vq->last_avail = (uint16_t)(vq->last_avail + n);
 	pk->chain = pk->chain_buf;
 	pk->chain_n = (uint16_t)n;
 	pk->chain_id = id;
+	pk->chain_idx = idx;
+	pk->chain_ring = !copy;
 	pk->chain_valid = true;
 	return req;
+}
+
+/* take_chain() with an inflight region, out of line: the path without one stays lean. */
+static __attribute__((noinline)) struct vh_req *
+take_chain_ifl(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t flags)
+{
+	return take_chain(vq, pk, flags, true);
+}
+
+static inline struct vh_req *
+take_next(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t flags)
+{
+	return pk->ifl != NULL ? take_chain_ifl(vq, pk, flags) : take_chain(vq, pk, flags, false);
 }
 
 /* The fetch loop, out of line: an empty poll (most of them) stays a few instructions. */
@@ -255,7 +288,7 @@ fetch_loop(struct vh_vq *vq, int flags)
 		if (i > 0 && (flags = next_avail_flags(vq, pk)) < 0) {
 			return;
 		}
-		req = take_chain(vq, pk, (uint16_t)flags);
+		req = take_next(vq, pk, (uint16_t)flags);
 		if (VH_UNLIKELY(req == NULL)) {
 			return;
 		}
@@ -283,31 +316,116 @@ vh_vq_packed_fetch_one(struct vh_vq *vq)
 	int flags = next_avail_flags(vq, vq->pk);
 
 	/* The chain stays valid for the device's walk until the next fetch. */
-	return flags < 0 ? NULL : take_chain(vq, vq->pk, (uint16_t)flags);
+	return flags < 0 ? NULL : take_next(vq, vq->pk, (uint16_t)flags);
 }
 
 /* ---- descriptor walk (reactor, from ops->handle) ---- */
 
-/* One buffer of the chain: order (readable before writable), last writable byte, iovecs. */
-static inline int
-add_buf(const struct vh_mem *mem, uint64_t addr, uint32_t len, bool w, struct iovec *iov, int max,
-        int *cnt, int *n_read, bool *seen_write, uint8_t **last_w, int *err)
+/* The walk's state: iovecs so far, where the writable ones start, the last writable byte. */
+struct walk {
+	int cnt, n_read, err;
+	int last_w_n;        /* iovecs up to the end of the last writable buffer, if translated */
+	uint64_t last_w_end; /* end of the last writable buffer (0: none) */
+	bool seen_write;
+};
+
+/* No region: the translation hint of a queue whose hint is out of the table's range. */
+static const struct vh_mem_region no_region;
+
+/* The region holding @gpa, for the next translation's hint (0 if none). Cold. */
+static __attribute__((noinline)) uint32_t
+region_hint(const struct vh_mem *mem, uint64_t gpa)
 {
+	for (uint32_t i = 0; i < mem->nregions; i++) {
+		if (gpa >= mem->regions[i].gpa &&
+		    gpa - mem->regions[i].gpa < mem->regions[i].size) {
+			return i;
+		}
+	}
+	return 0;
+}
+
+/*
+ * One buffer of the chain: order (readable before writable), iovecs, and where the last
+ * writable byte is (the end of its translation: no second lookup). -EBADMSG if out of order.
+ * A buffer inside @hint (the region the queue's last buffers were in: regions do not overlap,
+ * so it is the one vh_mem_gpa_to_iov() would find) is one iovec, translated inline; anything
+ * else goes through vh_mem_gpa_to_iov().
+ */
+static inline __attribute__((always_inline)) int
+add_buf(const struct vh_mem *mem, struct vh_vq_packed *pk, const struct vh_mem_region *hint,
+        struct walk *st, uint64_t addr, uint32_t len, bool w, struct iovec *iov, int max)
+{
+	uint64_t off = addr - hint->gpa;
+
+	bool w_end = false;
 	uint64_t end;
 
 	if (w) {
-		if (!*seen_write) {
-			*seen_write = true;
-			*n_read = *cnt;
+		if (!st->seen_write) {
+			st->seen_write = true;
+			st->n_read = st->cnt;
 		}
 		if (len > 0 && !VH_ADD_OVERFLOW(addr, (uint64_t)len, &end)) {
-			*last_w = vh_mem_gpa_to_hva(mem, end - 1, 1);
+			st->last_w_end = end;
+			st->last_w_n = 0;
+			w_end = true;
 		}
-	} else if (*seen_write) {
+	} else if (st->seen_write) {
 		return -EBADMSG; /* device-readable after device-writable */
 	}
-	if (*err == 0 && len > 0) {
-		*err = vh_mem_gpa_to_iov(mem, addr, len, iov, cnt, max);
+	if (st->err == 0 && len > 0) {
+		int cnt = st->cnt; /* a local: @st stays in registers */
+
+		if (VH_LIKELY(addr >= hint->gpa && off < hint->size && len <= hint->size - off &&
+		              cnt < max)) {
+			iov[cnt].iov_base = hint->hva + off;
+			iov[cnt].iov_len = len;
+			cnt++;
+		} else {
+			st->err = vh_mem_gpa_to_iov(mem, addr, len, iov, &cnt, max);
+			pk->mem_hint = region_hint(mem, addr);
+		}
+		st->cnt = cnt;
+		if (w_end && st->err == 0) {
+			st->last_w_n = cnt;
+		}
+	}
+	return 0;
+}
+
+/* A chain whose only descriptor is indirect (@d: its addr and len, read once here). */
+static __attribute__((noinline)) int
+walk_indirect(struct vh_vq *vq, const struct vh_mem *mem, const struct vh_mem_region *hint,
+              const struct pvirtq_desc *d, struct iovec *iov, int max, struct walk *st)
+{
+	const struct pvirtq_desc *t;
+	uint64_t taddr = VH_READ_ONCE(d->addr);
+	uint32_t len = VH_READ_ONCE(d->len), entries;
+
+	/* §2.8.10: only with INDIRECT_DESC negotiated. */
+	if (!(__atomic_load_n(&vq->s->features, __ATOMIC_RELAXED) &
+	      (1ull << VIRTIO_RING_F_INDIRECT_DESC))) {
+		return -EBADMSG;
+	}
+	if (len == 0 || len % sizeof(struct pvirtq_desc) != 0 ||
+	    len / sizeof(struct pvirtq_desc) > VH_MAX_QUEUE_SIZE) {
+		return -EBADMSG;
+	}
+	t = vh_vq_indirect_table(vq, mem, taddr, len);
+	if (t == NULL) {
+		return -EBADMSG;
+	}
+	entries = len / sizeof(struct pvirtq_desc);
+	for (uint32_t i = 0; i < entries; i++) {
+		/* Only WRITE means anything in an indirect entry (§2.8.10): the rest is ignored. */
+		uint64_t addr = VH_READ_ONCE(t[i].addr);
+		uint32_t l = VH_READ_ONCE(t[i].len);
+		uint16_t f = VH_READ_ONCE(t[i].flags);
+
+		if (add_buf(mem, vq->pk, hint, st, addr, l, f & VRING_DESC_F_WRITE, iov, max) < 0) {
+			return -EBADMSG;
+		}
 	}
 	return 0;
 }
@@ -316,10 +434,18 @@ int
 vh_vq_packed_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, struct iovec *iov,
                   int max, int *nr, int *nw, uint8_t **last_w)
 {
-	const struct vh_vq_packed *pk = vq->pk;
+	struct vh_vq_packed *pk = vq->pk;
 	const struct pvirtq_desc *c = pk->chain;
-	bool seen_write = false;
-	int cnt = 0, n_read = 0, err = 0;
+	/* The table does not change while the queue runs (design rule 10); checked anyway. */
+	const struct vh_mem_region *hint =
+	        pk->mem_hint < mem->nregions ? &mem->regions[pk->mem_hint] : &no_region;
+	/* addr and len: from the ring (read here, once) or from the fetch's copy (vring_packed.h).
+	 */
+	const struct pvirtq_desc *src = pk->chain_ring ? pk->ring : c;
+	uint16_t sidx = pk->chain_ring ? pk->chain_idx : 0;
+	uint16_t smask = pk->chain_ring ? vq->mask : 0xffff; /* a copy: n <= 2^15, never wraps */
+	uint32_t n = pk->chain_n;
+	struct walk st = {0};
 
 	*last_w = NULL;
 	if (VH_UNLIKELY(!pk->chain_valid || head != pk->chain_id)) {
@@ -328,61 +454,56 @@ vh_vq_packed_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, str
 		          head);
 		return -EINVAL;
 	}
-	if (c[0].flags & VRING_DESC_F_INDIRECT) {
-		const struct pvirtq_desc *t;
-		uint32_t len = c[0].len, entries;
-
-		/* §2.8.10: alone (no NEXT), never nested, only with INDIRECT_DESC negotiated. */
-		if (pk->chain_n != 1 || !(__atomic_load_n(&vq->s->features, __ATOMIC_RELAXED) &
-		                          (1ull << VIRTIO_RING_F_INDIRECT_DESC))) {
+	if (VH_UNLIKELY(c[0].flags & VRING_DESC_F_INDIRECT)) {
+		/* §2.8.10: alone (no NEXT), never nested. */
+		if (n != 1) {
 			return -EBADMSG;
 		}
-		if (len == 0 || len % sizeof(struct pvirtq_desc) != 0 ||
-		    len / sizeof(struct pvirtq_desc) > VH_MAX_QUEUE_SIZE) {
+		if (walk_indirect(vq, mem, hint, &src[sidx & smask], iov, max, &st) < 0) {
 			return -EBADMSG;
-		}
-		t = vh_vq_indirect_table(vq, mem, c[0].addr, len);
-		if (t == NULL) {
-			return -EBADMSG;
-		}
-		entries = len / sizeof(struct pvirtq_desc);
-		for (uint32_t i = 0; i < entries; i++) {
-			/* Only WRITE means anything in an indirect entry (§2.8.10): the rest is
-			 * ignored. */
-			uint64_t addr = VH_READ_ONCE(t[i].addr);
-			uint32_t l = VH_READ_ONCE(t[i].len);
-			uint16_t f = VH_READ_ONCE(t[i].flags);
-
-			if (add_buf(mem, addr, l, f & VRING_DESC_F_WRITE, iov, max, &cnt, &n_read,
-			            &seen_write, last_w, &err) < 0) {
-				return -EBADMSG;
-			}
 		}
 	} else {
-		for (uint32_t i = 0; i < pk->chain_n; i++) {
-			if (c[i].flags & VRING_DESC_F_INDIRECT) {
+		for (uint32_t i = 0; i < n; i++) {
+			const struct pvirtq_desc *d = &src[(uint16_t)(sidx + i) & smask];
+			uint16_t f = c[i].flags;
+
+			if (VH_UNLIKELY(f & VRING_DESC_F_INDIRECT)) {
 				return -EBADMSG; /* an indirect descriptor inside a list */
 			}
-			if (add_buf(mem, c[i].addr, c[i].len, c[i].flags & VRING_DESC_F_WRITE, iov,
-			            max, &cnt, &n_read, &seen_write, last_w, &err) < 0) {
+			if (add_buf(mem, pk, hint, &st, VH_READ_ONCE(d->addr), VH_READ_ONCE(d->len),
+			            f & VRING_DESC_F_WRITE, iov, max) < 0) {
 				return -EBADMSG;
 			}
 		}
 	}
-	if (!seen_write) {
-		n_read = cnt;
+	if (!st.seen_write) {
+		st.n_read = st.cnt;
 	}
-	*nr = n_read;
-	*nw = cnt - n_read;
-	return err;
+	/*
+	 * The last writable byte (the status byte for virtio-blk): the end of its translated iovec,
+	 * or, if it was not translated (an earlier buffer failed), its own translation, so that
+	 * the request can still fail cleanly.
+	 */
+	if (st.last_w_n > 0) {
+		*last_w =
+		        (uint8_t *)iov[st.last_w_n - 1].iov_base + iov[st.last_w_n - 1].iov_len - 1;
+	} else if (st.last_w_end != 0) {
+		*last_w = vh_mem_gpa_to_hva(mem, st.last_w_end - 1, 1);
+	}
+	*nr = st.n_read;
+	*nw = st.cnt - st.n_read;
+	return st.err;
 }
 
 /* ---- used descriptors and notifications (reactor) ---- */
 
-void
-vh_vq_packed_push_used(struct vh_vq *vq, struct vh_req *req)
+/*
+ * Write @req's used descriptor and release its id and slot. Always inlined: @ifl is a constant,
+ * so the path without an inflight region has no region code and calls nothing but the deferral.
+ */
+static inline __attribute__((always_inline)) void
+push_used(struct vh_vq *vq, struct vh_vq_packed *pk, struct vh_req *req, bool ifl)
 {
-	struct vh_vq_packed *pk = vq->pk;
 	uint32_t size = vq->size;
 	uint16_t pos = vq->last_used, next = (uint16_t)(pos + req->ndesc);
 	struct pvirtq_desc *d = &pk->ring[vh_pk_idx(pos, size)];
@@ -392,7 +513,7 @@ vh_vq_packed_push_used(struct vh_vq *vq, struct vh_req *req)
 	if (req->used_len > 0) {
 		flags |= VRING_DESC_F_WRITE; /* §2.8.3: the device wrote into the buffer */
 	}
-	if (pk->ifl != NULL) {
+	if (ifl) {
 		ifl_used_begin(pk, req, pos, next, size);
 	}
 	VH_WRITE_ONCE(d->id, req->head);
@@ -400,17 +521,39 @@ vh_vq_packed_push_used(struct vh_vq *vq, struct vh_req *req)
 	/* Release: id and len before the flags that hand the descriptor to the driver. */
 	VH_STORE_REL(d->flags, flags);
 	vh_vq_log_hva(vq, d, sizeof(*d));
-	if (pk->ifl != NULL) {
+	if (ifl) {
 		ifl_used_commit(pk, req, next, size);
 	}
 	/* The driver may post this id again as soon as it sees the flags. */
 	id_clear(vq, req->head);
+	/* Answered during its hand-over: the ring under its chain is no longer ours to read. */
+	if (VH_UNLIKELY(req->head == pk->chain_id)) {
+		pk->chain_valid = false;
+	}
 	vq->last_used = next;
 	pk->outstanding -= req->ndesc;
 	req->inflight = false;
 	vq->free_slots[vq->nfree++] = req->slot;
 	VH_STAT_ADD(vq->inflight, -1);
 	vh_reactor_defer(&vq->flush);
+}
+
+static __attribute__((noinline)) void
+push_used_ifl(struct vh_vq *vq, struct vh_vq_packed *pk, struct vh_req *req)
+{
+	push_used(vq, pk, req, true);
+}
+
+void
+vh_vq_packed_push_used(struct vh_vq *vq, struct vh_req *req)
+{
+	struct vh_vq_packed *pk = vq->pk;
+
+	if (pk->ifl != NULL) {
+		push_used_ifl(vq, pk, req);
+	} else {
+		push_used(vq, pk, req, false);
+	}
 }
 
 void
@@ -526,6 +669,7 @@ vh_vq_packed_start(struct vh_vq *vq)
 		pk->chain = &pk->resub_descs[r->off];
 		pk->chain_n = r->num;
 		pk->chain_id = r->id;
+		pk->chain_ring = false;
 		pk->chain_valid = true;
 		vq->ops->handle(vq, req);
 		pk->chain_valid = false;

@@ -78,15 +78,25 @@ struct vh_vq_packed {
 	uint32_t outstanding;                       /* ring descriptors fetched and not yet used */
 	uint32_t used_since_signal;                 /* ring descriptors used since the last call */
 	/*
-	 * The chain being handed to the device: copied out of the ring once at fetch (the ring is
-	 * overwritten by used descriptors while the request runs), walked by vh_vq_walk_chain()
-	 * from ops->handle(). chain_buf has room for a whole ring.
+	 * The chain being handed to the device, walked by vh_vq_walk_chain() from ops->handle().
+	 * Each field of its descriptors is read once. Fetching reads the flags (into
+	 * chain[k].flags) and the buffer id; addr and len are read by whoever needs them first: the
+	 * walk, straight from the ring, where the chain starts at index chain_idx (chain_ring), or,
+	 * with an inflight region, the fetch, which records them there before the device sees the
+	 * chain and copies them into chain[] for the walk. The walk may read the ring because it
+	 * runs during the hand-over: no chain fetched after this one exists yet, so no used
+	 * descriptor can land on this one (the used positions written before it completes lag the
+	 * chains fetched before it), and answering the request ends the hand-over. chain_buf has
+	 * room for a whole ring.
 	 */
 	struct pvirtq_desc *chain_buf;
 	const struct pvirtq_desc *chain;
 	uint16_t chain_n;
 	uint16_t chain_id;
+	uint16_t chain_idx;
+	bool chain_ring;
 	bool chain_valid;
+	uint32_t mem_hint; /* the memory region the last buffers were in (the walk's first guess) */
 	/* Inflight tracking (NULL without a packed-layout region). */
 	struct inflight_packed_queue *ifl;
 	uint16_t *ifl_next; /* private copy of the free list's links (size entries) */

@@ -394,8 +394,9 @@ test_verify_runs(struct vh_target *t, struct run_out *r)
 
 /*
  * --packed: the same verify runs on packed rings (chains written into the ring, wrapping it
- * many times, out-of-order completions from 2 queues), in polling and interrupt mode; a target
- * that does not offer packed rings is refused with a clear message.
+ * many times, out-of-order completions from 2 queues), in polling and interrupt mode, and with an
+ * inflight region (--inflight: the target copies and records every chain); a target that does
+ * not offer packed rings is refused with a clear message.
  */
 static int
 test_packed(struct vh_target_opts *o, struct run_out *r)
@@ -409,6 +410,11 @@ test_packed(struct vh_target_opts *o, struct run_out *r)
 	        "--socket",  t.sock,      "--rw", "randrw", "--verify", "--packed", "--interrupt",
 	        "--iodepth", "4",         "--bs", "8k",     "--size",   "1m",       "--number_ios",
 	        "3000",      "--runtime", "30",   "--json", NULL};
+	const char *const ifl[] = {
+	        "--socket",   t.sock,     "--rw", "randrw",       "--verify", "--packed",
+	        "--inflight", "--queues", "2",    "--bs",         "8k",       "--iodepth",
+	        "8",          "--size",   "4m",   "--number_ios", "20000",    "--runtime",
+	        "30",         "--json",   NULL};
 	int rc;
 
 	o->readonly = false;
@@ -436,6 +442,14 @@ test_packed(struct vh_target_opts *o, struct run_out *r)
 	}
 	if (rc == 0 && (json_int(r->out, "mismatches") != 0 || json_int(r->out, "checked") <= 0)) {
 		fprintf(stderr, "FAIL: packed interrupt-mode verify run: %s\n", r->out);
+		rc = -1;
+	}
+	if (rc == 0) {
+		rc = expect_exit(r, 0, ifl);
+	}
+	if (rc == 0 && (json_int(r->out, "ios") != 20000 || json_int(r->out, "errors") != 0 ||
+	                json_int(r->out, "mismatches") != 0 || json_int(r->out, "checked") <= 0)) {
+		fprintf(stderr, "FAIL: packed verify run with an inflight region: %s\n", r->out);
 		rc = -1;
 	}
 	if (vh_target_stop(&t) < 0) {

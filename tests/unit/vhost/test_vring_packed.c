@@ -314,6 +314,57 @@ test_fetch_walk_direct(void **state)
 	assert_int_equal(f->vq->inflight, 0);
 }
 
+/*
+ * The walk translates buffers in the region the last ones were in inline, the rest through the
+ * memory table: a buffer in the other region, one across the two (two iovecs), then the first
+ * region again. And a walk with fewer iovecs than the chain needs: no room, the status byte
+ * still found.
+ */
+static void
+test_walk_regions(void **state)
+{
+	struct fix *f = *state;
+	struct vh_req *req;
+	uint8_t *last_w;
+	struct iovec iov[2];
+	int nr, nw;
+
+	assert_int_equal(prepare(f), 0);
+	PD(f, 1, A_GPA + RSIZE - 0x100, 0x300, 0, W | N,
+	   true); /* A's last 0x100, B's first 0x200 */
+	PD(f, 2, B_GPA + 0x1000, 1, 4, W, true);
+	PD(f, 0, B_GPA + 0x800, 16, 4, R | N, true);
+	req = fetch(f);
+	assert_non_null(req);
+	assert_int_equal(f->seen[0].rc, 0);
+	assert_int_equal(f->seen[0].nr, 1);
+	assert_int_equal(f->seen[0].nw, 3);
+	expect_iov(f, &f->seen[0], 0, B_GPA + 0x800, 16);
+	expect_iov(f, &f->seen[0], 1, A_GPA + RSIZE - 0x100, 0x100);
+	expect_iov(f, &f->seen[0], 2, B_GPA, 0x200);
+	expect_iov(f, &f->seen[0], 3, B_GPA + 0x1000, 1);
+	complete(f, req, 1);
+	read_chain(f, 3, 5, true);
+	req = fetch(f);
+	assert_non_null(req);
+	assert_int_equal(f->seen[1].rc, 0);
+	expect_iov(f, &f->seen[1], 0, HDR, 16);
+	expect_iov(f, &f->seen[1], 1, DATA, 512);
+	expect_iov(f, &f->seen[1], 2, STATUS, 1);
+	complete(f, req, 1);
+	/* Two iovecs for three buffers. */
+	read_chain(f, 6, 6, true);
+	req = vh_vq_fetch_one(f->vq);
+	assert_non_null(req);
+	assert_int_equal(vh_vq_walk_chain(f->vq, &f->mem, 6, iov, 2, &nr, &nw, &last_w), -ENOBUFS);
+	assert_ptr_equal(last_w, guest_ptr(&f->mem, STATUS));
+	assert_ptr_equal(iov[1].iov_base, guest_ptr(&f->mem, DATA));
+	/* Answered: its hand-over is over, the ring under it is the driver's again. */
+	complete(f, req, 1);
+	assert_int_equal(vh_vq_walk_chain(f->vq, &f->mem, 6, iov, 2, &nr, &nw, &last_w), -EINVAL);
+	assert_null(last_w);
+}
+
 static void
 test_fetch_indirect(void **state)
 {
@@ -837,6 +888,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	        T(test_prepare),
 	        T(test_fetch_walk_direct),
+	        T(test_walk_regions),
 	        T(test_fetch_indirect),
 	        T(test_fetch_across_the_end),
 	        T(test_out_of_order_used),
