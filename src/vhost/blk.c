@@ -431,12 +431,12 @@ static int
 blk_session_init(struct vh_session *s)
 {
 	struct vh_blk_session *bs = calloc(1, sizeof(*bs));
+	const struct vh_blk_wce_memory *m;
 
 	if (bs == NULL) {
 		return -ENOMEM;
 	}
-	const struct vh_blk_wce_memory *m = wce_memory(ctrlr_of(s->c));
-
+	m = wce_memory(ctrlr_of(s->c));
 	/* What the controller's front-ends last saw, or the default a new one will read. */
 	bs->wce = m->known ? m->wce : vh_bdev_has_write_cache(ctrlr_of(s->c)->bdev) ? 1 : 0;
 	s->dev = bs;
@@ -525,7 +525,10 @@ blk_get_config(const struct vh_session *s, uint8_t *out)
 	memcpy(out, &cfg, sizeof(cfg));
 }
 
-/* The front-end caches what it reads (QEMU does): remember it for its reconnects. */
+/*
+ * The front-end now knows the session's writeback byte: it read it (GET_CONFIG; QEMU caches
+ * what it reads) or its driver wrote it (SET_CONFIG). Remember it for its reconnects.
+ */
 static void
 blk_config_read(struct vh_session *s)
 {
@@ -550,9 +553,7 @@ blk_set_config(struct vh_session *s, uint32_t offset, const uint8_t *data, uint3
 		return -EINVAL;
 	}
 	bs->wce = data[0];
-	bs->wce_known = true;
-	wce_memory(ctrlr_of(s->c))->wce = bs->wce;
-	wce_memory(ctrlr_of(s->c))->known = 1;
+	blk_config_read(s);
 	vh_blk_cache_mode_update(s);
 	VH_LOG_RL(VH_LOG_INFO, s->prefix, "guest set write cache to %s",
 	          bs->wce ? "write back" : "write through");
@@ -641,7 +642,6 @@ blk_ctrlr_free(struct vh_vhost_ctrlr *c)
 		char key[VH_HANDOVER_KEY_MAX];
 
 		munmap(b->wce_mem, sizeof(*b->wce_mem));
-		close(b->wce_fd);
 		snprintf(key, sizeof(key), "blkwce:%s", c->name);
 		vh_handover_drop(key);
 	}
@@ -664,7 +664,6 @@ wce_memory_open(struct vh_blk_ctrlr *b, const char *name)
 	bool kept = true;
 	int fd;
 
-	b->wce_fd = -1;
 	snprintf(key, sizeof(key), "blkwce:%s", name);
 	fd = vh_handover_take(key);
 	if (fd >= 0 && (fstat(fd, &st) < 0 || st.st_size != (off_t)sizeof(*m))) {
@@ -697,8 +696,9 @@ wce_memory_open(struct vh_blk_ctrlr *b, const char *name)
 		VH_INFO("vhost", "'%s': front-ends were last told write %s", name,
 		        m->wce ? "back" : "through");
 	}
+	/* The mapping holds the page; the supervisor holds its own descriptor. */
+	close(fd);
 	b->wce_mem = m;
-	b->wce_fd = fd;
 	return;
 
 out_local:

@@ -27,8 +27,7 @@ struct vh_session;
  */
 struct vh_blk_wce_memory {
 	uint32_t magic;
-	uint8_t known; /* a front-end read the byte or a driver wrote it since the controller began
-	                */
+	uint8_t known; /* a front-end read the byte, or a driver wrote it, since its creation */
 	uint8_t wce;   /* that value */
 };
 
@@ -41,7 +40,6 @@ struct vh_blk_ctrlr {
 	/* The shared page above (NULL: controllers built by hand use @wce_local). */
 	struct vh_blk_wce_memory *wce_mem;
 	struct vh_blk_wce_memory wce_local;
-	int wce_fd; /* the page's memfd, or -1 */
 };
 
 /* The session's device state (s->dev). */
