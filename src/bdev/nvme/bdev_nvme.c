@@ -655,13 +655,21 @@ vh_nvme_access_auto(const char *traddr)
 	return access(path, F_OK) == 0 ? VH_NVME_ACCESS_VFIO : VH_NVME_ACCESS_UIO;
 }
 
+/* What the bdev takes from its namespace (@nb), whoever describes the controller. */
 static void
-fill_bdev(struct vh_bdev *b, struct nvme_bdev *nb, const struct vh_nvme_ctrlr *c)
+fill_bdev_ns(struct vh_bdev *b, struct nvme_bdev *nb)
 {
 	b->module = &nvme_module;
 	b->ctx = nb;
 	b->block_size = 1u << nb->lba_shift;
 	b->num_blocks = nb->nsze;
+	b->fua = true; /* the FUA bit of Write and Write Zeroes (mandatory, spec.h) */
+}
+
+static void
+fill_bdev(struct vh_bdev *b, struct nvme_bdev *nb, const struct vh_nvme_ctrlr *c)
+{
+	fill_bdev_ns(b, nb);
 	b->io_types = (1u << VH_BDEV_IO_READ) | (1u << VH_BDEV_IO_WRITE) | (1u << VH_BDEV_IO_FLUSH);
 	if (c->cdata.oncs & VH_NVME_ONCS_DSM) {
 		b->io_types |= 1u << VH_BDEV_IO_DISCARD;
@@ -670,7 +678,6 @@ fill_bdev(struct vh_bdev *b, struct nvme_bdev *nb, const struct vh_nvme_ctrlr *c
 		b->io_types |= 1u << VH_BDEV_IO_WRITE_ZEROES;
 	}
 	b->write_cache = c->cdata.vwc & VH_NVME_VWC_PRESENT;
-	b->fua = true; /* the FUA bit of Write and Write Zeroes (mandatory, spec.h) */
 }
 
 /* The namespace's NGUID (or EUI-64) as the bdev UUID, so it is stable across attaches. */
@@ -740,13 +747,9 @@ register_ns(struct ctrlr_ent *ce, const struct vh_nvme_ns *ns, const json_t *pro
 		return -ENAMETOOLONG;
 	}
 	if (promise != NULL) {
-		b->module = &nvme_module;
-		b->ctx = nb;
-		b->block_size = 1u << nb->lba_shift;
-		b->num_blocks = nb->nsze;
+		fill_bdev_ns(b, nb);
 		b->io_types = (uint32_t)io_types;
 		b->write_cache = wc != 0;
-		b->fua = true;
 		memcpy(b->uuid, uuid, strlen(uuid) + 1);
 	} else {
 		fill_bdev(b, nb, ce->c);
@@ -1147,13 +1150,13 @@ const struct vh_bdev_mem_hooks vh_bdev_nvme_mem_hooks = {
         .unreg = vh_nvme_mem_unregister,
 };
 
-/* ---- live upgrade -----------------------------------------------------------------------------
- */
+/* ---- live upgrade ------------------------------------------------------------------------- */
 
+/* Whether @ce is in no state to be handed over: resetting, gone, failed, or mid-upgrade. */
 static bool
-ctrlr_failed(const struct ctrlr_ent *ce)
+ctrlr_unsettled(const struct ctrlr_ent *ce)
 {
-	return ce->c == NULL ||
+	return ce->resetting || ce->removed || ce->pending || ce->released || ce->c == NULL ||
 	       __atomic_load_n(&ce->c->state, __ATOMIC_RELAXED) != VH_NVME_CTRLR_READY;
 }
 
@@ -1168,11 +1171,10 @@ vh_bdev_nvme_upgrade_describe(json_t **out, char *why, size_t whylen)
 	for (struct ctrlr_ent *ce = ctrlrs; ce != NULL; ce = ce->next) {
 		json_t *nss = json_array(), *one;
 
-		if (ce->resetting || ce->removed || ce->pending || ce->released ||
-		    ctrlr_failed(ce)) {
+		if (ctrlr_unsettled(ce)) {
 			snprintf(why, whylen,
-			         "NVMe controller '%s' is %s: retry once it is enabled, or detach "
-			         "it",
+			         "NVMe controller '%s' is %s: retry once it is enabled, or "
+			         "detach it",
 			         ce->name, state_name(ce));
 			json_decref(nss);
 			json_decref(a);
@@ -1264,8 +1266,7 @@ vh_bdev_nvme_upgrade_release(char *why, size_t whylen)
 	int ret;
 
 	for (ce = ctrlrs; ce != NULL; ce = ce->next) {
-		if (ce->resetting || ce->removed || ce->pending || ce->released ||
-		    ctrlr_failed(ce)) {
+		if (ctrlr_unsettled(ce)) {
 			snprintf(why, whylen, "NVMe controller '%s' is %s", ce->name,
 			         state_name(ce));
 			ret = -EBUSY;
@@ -1295,8 +1296,7 @@ vh_bdev_nvme_upgrade_release(char *why, size_t whylen)
 			snprintf(why, whylen, "cannot release NVMe controller '%s' (%s): %s",
 			         ce->name, ce->traddr, strerror(-ret));
 			VH_ERR(COMP, "[%s] %s", ce->name, why);
-			/* Everything released so far (this one too) comes back; we hold the
-			 * devices. */
+			/* Everything released so far, this one too, comes back. */
 			vh_bdev_nvme_upgrade_reclaim();
 			for (undo = ce->next; undo != NULL; undo = undo->next) {
 				slots_give_back(undo, undo->nslots);
@@ -1422,17 +1422,15 @@ check_promise(struct ctrlr_ent *ce, char *why, size_t whylen)
 		set_uuid(&t, ns);
 		if (t.io_types != b->io_types || t.write_cache != b->write_cache) {
 			snprintf(why, whylen,
-			         "NVMe controller '%s': the controller's features changed (write "
-			         "cache "
-			         "%d, was %d; I/O types 0x%x, were 0x%x)",
+			         "NVMe controller '%s': the controller's features changed "
+			         "(write cache %d, was %d; I/O types 0x%x, were 0x%x)",
 			         ce->name, t.write_cache, b->write_cache, t.io_types, b->io_types);
 			return -ESTALE;
 		}
 		if (t.uuid[0] != '\0' && strcmp(t.uuid, b->uuid) != 0) {
 			snprintf(why, whylen,
-			         "NVMe controller '%s': namespace %u is another one (NGUID/EUI-64 "
-			         "%s, "
-			         "the old worker served %s)",
+			         "NVMe controller '%s': namespace %u is another one "
+			         "(NGUID/EUI-64 %s, the old worker served %s)",
 			         ce->name, nb->nsid, t.uuid, b->uuid);
 			return -ESTALE;
 		}

@@ -606,21 +606,34 @@ vh_nvme_ctrlr_ns(const struct vh_nvme_ctrlr *c, uint32_t nsid)
 
 /* ---- reset ---------------------------------------------------------------------------------- */
 
-int
-vh_nvme_ctrlr_reset_disable(struct vh_nvme_ctrlr *c)
+static int shutdown_ctrlr(struct vh_nvme_ctrlr *c);
+
+/*
+ * Take the controller from its users: RESETTING, the admin queue halted, then @stop (disable,
+ * or a normal shutdown and then disable). A failure leaves it REMOVED (gone from the bus) or
+ * FAILED; @what names the step in the log.
+ */
+static int
+quiesce(struct vh_nvme_ctrlr *c, int (*stop)(struct vh_nvme_ctrlr *c), const char *what)
 {
 	int ret;
 
 	__atomic_store_n(&c->state, VH_NVME_CTRLR_RESETTING, __ATOMIC_RELAXED);
 	vh_nvme_qpair_halt(c->adminq);
-	ret = disable(c);
+	ret = stop(c);
 	if (ret < 0) {
-		VH_ERR(COMP, "[%s] reset: disable failed: %s", cname(c), strerror(-ret));
+		VH_ERR(COMP, "[%s] %s failed: %s", cname(c), what, strerror(-ret));
 		__atomic_store_n(&c->state,
 		                 ret == -ENODEV ? VH_NVME_CTRLR_REMOVED : VH_NVME_CTRLR_FAILED,
 		                 __ATOMIC_RELAXED);
 	}
 	return ret;
+}
+
+int
+vh_nvme_ctrlr_reset_disable(struct vh_nvme_ctrlr *c)
+{
+	return quiesce(c, disable, "reset: disable");
 }
 
 int
@@ -737,19 +750,8 @@ shutdown_ctrlr(struct vh_nvme_ctrlr *c)
 int
 vh_nvme_ctrlr_release(struct vh_nvme_ctrlr *c)
 {
-	int ret;
-
-	__atomic_store_n(&c->state, VH_NVME_CTRLR_RESETTING, __ATOMIC_RELAXED);
-	vh_nvme_qpair_halt(c->adminq);
 	/* The queues go with CC.EN=0; the shutdown first lets the controller flush its cache. */
-	ret = shutdown_ctrlr(c);
-	if (ret < 0) {
-		VH_ERR(COMP, "[%s] release: shutdown failed: %s", cname(c), strerror(-ret));
-		__atomic_store_n(&c->state,
-		                 ret == -ENODEV ? VH_NVME_CTRLR_REMOVED : VH_NVME_CTRLR_FAILED,
-		                 __ATOMIC_RELAXED);
-	}
-	return ret;
+	return quiesce(c, shutdown_ctrlr, "release: shutdown");
 }
 
 void
