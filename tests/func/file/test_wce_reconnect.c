@@ -32,8 +32,8 @@
 #define NWRITES    8
 
 struct env {
-	struct vh_daemon d;
-	char dir[64]; /* outlives each daemon: the disk file and the config */
+	struct vh_target t; /* its daemon, and vh_target_rpc() */
+	char dir[64];       /* outlives each daemon: the disk file and the config */
 	char disk[128];
 	char conf[128];
 	char sock[108];
@@ -45,20 +45,6 @@ struct conn {
 	uint64_t buf;
 };
 
-static int
-rpc(struct env *e, const char *method, json_t *params, json_t **res)
-{
-	char msg[256] = "";
-	int code = 0;
-	int rc = vh_rpc_call(e->d.rpc_path, method, params, res, &code, msg, sizeof(msg),
-	                     TIMEOUT_MS);
-
-	if (rc < 0) {
-		fprintf(stderr, "rpc %s: %s (%d) %s\n", method, strerror(-rc), code, msg);
-	}
-	return rc;
-}
-
 /* vhostd [--supervise] -c conf; with @create, the bdev and controller (saved in conf). */
 static int
 daemon_start(struct env *e, bool supervise, bool create)
@@ -67,21 +53,21 @@ daemon_start(struct env *e, bool supervise, bool create)
 	const char *plain[] = {"-c", e->conf, NULL};
 	int rc;
 
-	rc = vh_daemon_start(&e->d, NULL, supervise ? sup : plain, TIMEOUT_MS);
+	rc = vh_daemon_start(&e->t.d, NULL, supervise ? sup : plain, TIMEOUT_MS);
 	if (rc == -ENOENT) {
 		return VH_TEST_SKIP;
 	}
 	T_OK(rc);
-	vh_daemon_path(&e->d, "vhost.0", e->sock, sizeof(e->sock));
+	vh_daemon_path(&e->t.d, "vhost.0", e->sock, sizeof(e->sock));
 	if (!create) {
 		return 0;
 	}
-	T_OK(rpc(e, "bdev_uring_create", json_pack("{s:s, s:s}", "name", "f0", "filename", e->disk),
-	         NULL));
-	T_OK(rpc(e, "vhost_create_blk_controller",
-	         json_pack("{s:s, s:s, s:s}", "ctrlr", "vhost.0", "dev_name", "f0", "cpumask",
-	                   "0x1"),
-	         NULL));
+	T_OK(vh_target_rpc(&e->t, "bdev_uring_create",
+	                   json_pack("{s:s, s:s}", "name", "f0", "filename", e->disk), NULL));
+	T_OK(vh_target_rpc(&e->t, "vhost_create_blk_controller",
+	                   json_pack("{s:s, s:s, s:s}", "ctrlr", "vhost.0", "dev_name", "f0",
+	                             "cpumask", "0x1"),
+	                   NULL));
 	return 0;
 }
 
@@ -92,7 +78,7 @@ fua_writes(struct env *e)
 	json_t *res = NULL, *ds;
 	long long n = -1;
 
-	if (rpc(e, "bdev_get_bdevs", json_pack("{s:s}", "name", "f0"), &res) == 0) {
+	if (vh_target_rpc(&e->t, "bdev_get_bdevs", json_pack("{s:s}", "name", "f0"), &res) == 0) {
 		ds = json_object_get(json_object_get(json_array_get(res, 0), "driver_specific"),
 		                     "uring");
 		if (json_is_integer(json_object_get(ds, "fua_writes"))) {
@@ -186,7 +172,7 @@ case_supervised(struct env *e)
 	if (vh_fe_reconnect(c.fe, TIMEOUT_MS) < 0 || writes(e, &c, NWRITES, "reconnected") < 0) {
 		goto out;
 	}
-	worker = vh_daemon_child(&e->d);
+	worker = vh_daemon_child(&e->t.d);
 	T_CHECK(worker > 0, "no worker under the supervisor");
 	T_CHECK(kill(worker, SIGKILL) == 0, "kill %d: %s", (int)worker, strerror(errno));
 	if (vh_fe_reconnect(c.fe, TIMEOUT_MS) < 0 ||
@@ -197,7 +183,7 @@ case_supervised(struct env *e)
 	rc = 0;
 out:
 	conn_close(&c);
-	if (vh_daemon_stop(&e->d, TIMEOUT_MS) != 0) {
+	if (vh_daemon_stop(&e->t.d, TIMEOUT_MS) != 0) {
 		rc = -1;
 	}
 	return rc;
@@ -221,7 +207,7 @@ case_unsupervised(struct env *e)
 	    writes(e, &c, NWRITES, "writeback 0") < 0) {
 		goto out;
 	}
-	if (vh_daemon_stop(&e->d, TIMEOUT_MS) != 0) {
+	if (vh_daemon_stop(&e->t.d, TIMEOUT_MS) != 0) {
 		fprintf(stderr, "FAIL: vhostd did not stop cleanly\n");
 		goto out;
 	}
@@ -246,7 +232,7 @@ case_unsupervised(struct env *e)
 out:
 	conn_close(&c);
 	conn_close(&fresh);
-	if (vh_daemon_stop(&e->d, TIMEOUT_MS) != 0) {
+	if (vh_daemon_stop(&e->t.d, TIMEOUT_MS) != 0) {
 		rc = -1;
 	}
 	return rc;
@@ -258,7 +244,7 @@ make_env(struct env *e)
 	int fd;
 
 	memset(e, 0, sizeof(*e));
-	e->d.pid = -1;
+	e->t.d.pid = -1;
 	snprintf(e->dir, sizeof(e->dir), "/var/tmp/vh-wce-XXXXXX");
 	T_CHECK(mkdtemp(e->dir) != NULL, "mkdtemp: %s", strerror(errno));
 	snprintf(e->disk, sizeof(e->disk), "%s/disk.img", e->dir);
