@@ -28,6 +28,10 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
+
 #include "bdev/bdev_module.h"
 #include "core/handover.h"
 #include "core/log.h"
@@ -64,13 +68,61 @@ copy_out(struct vh_bdev_io *io, const uint8_t *src)
 	}
 }
 
+/*
+ * Writes go into the disk with non-temporal stores. A plain copy first reads every destination
+ * line into the cache (read-for-ownership): for a random write into a disk larger than the cache
+ * that is a miss to memory per line, for a line nobody is about to read. Streaming stores fill
+ * whole lines without reading them, which made 4 KiB random writes to a 256 MiB disk 1.43x
+ * faster under SPDK's bdevperf (docs/performance.md). Reads keep memcpy: their destination is
+ * guest memory the guest is about to read, and should stay in the cache.
+ */
+#if defined(__x86_64__)
+static void
+copy_stream(uint8_t *dst, const uint8_t *src, size_t len)
+{
+	size_t head = (16 - ((uintptr_t)dst & 15)) & 15;
+
+	if (len < 256) {
+		memcpy(dst, src, len);
+		return;
+	}
+	memcpy(dst, src, head); /* movntdq wants a 16-byte aligned destination */
+	dst += head;
+	src += head;
+	len -= head;
+	for (; len >= 64; dst += 64, src += 64, len -= 64) {
+		__m128i a = _mm_loadu_si128((const __m128i *)src);
+		__m128i b = _mm_loadu_si128((const __m128i *)(src + 16));
+		__m128i c = _mm_loadu_si128((const __m128i *)(src + 32));
+		__m128i d = _mm_loadu_si128((const __m128i *)(src + 48));
+
+		_mm_stream_si128((__m128i *)dst, a);
+		_mm_stream_si128((__m128i *)(dst + 16), b);
+		_mm_stream_si128((__m128i *)(dst + 32), c);
+		_mm_stream_si128((__m128i *)(dst + 48), d);
+	}
+	memcpy(dst, src, len);
+}
+#endif
+
 static void
 copy_in(struct vh_bdev_io *io, uint8_t *dst)
 {
 	for (int i = 0; i < io->iovcnt; i++) {
+#if defined(__x86_64__)
+		copy_stream(dst, io->iov[i].iov_base, io->iov[i].iov_len);
+#else
 		memcpy(dst, io->iov[i].iov_base, io->iov[i].iov_len);
+#endif
 		dst += io->iov[i].iov_len;
 	}
+#if defined(__x86_64__)
+	/*
+	 * Streaming stores are weakly ordered: fence them before the completion, after which
+	 * another reactor (or the supervisor's copy) may read the disk.
+	 */
+	_mm_sfence();
+#endif
 }
 
 /*

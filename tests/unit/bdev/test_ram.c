@@ -178,6 +178,53 @@ test_read_write(void **state)
 	free(r);
 }
 
+/*
+ * Writes stream into the disk 64 bytes at a time from a 16-byte aligned destination, and copy
+ * the unaligned head, the tail and short pieces; every split of the data must land intact and
+ * touch nothing around it.
+ */
+static void
+test_write_splits(void **state)
+{
+	static const size_t layouts[][6] = {
+	        {4096},                    /* one piece, the common case */
+	        {64, 4032},                /* aligned pieces */
+	        {1, 511, 3584},            /* unaligned destinations from the second piece on */
+	        {300, 17, 255, 256, 3268}, /* short pieces around the streaming threshold */
+	        {4095, 1},                 /* a tail of one byte */
+	        {100, 3000, 63, 933},      /* unaligned everywhere */
+	};
+	uint8_t *src = malloc(8192 + 1), *r = malloc(8192), *back = malloc(8192);
+
+	(void)state;
+	for (size_t l = 0; l < sizeof(layouts) / sizeof(layouts[0]); l++) {
+		for (size_t shift = 0; shift < 2; shift++) {
+			/* shift 1: every source piece starts one byte off its alignment. */
+			uint8_t *s = src + shift;
+			struct iovec iov[6];
+			int n = 0;
+			size_t at = 0;
+
+			fill(back, 8192, (uint8_t)(200 + l));
+			assert_int_equal(rw(VH_BDEV_IO_WRITE, 8192, back, 8192), 0);
+			fill(s, 4096, (uint8_t)(l * 2 + shift + 1));
+			for (; n < 6 && layouts[l][n] != 0; n++) {
+				iov[n] = (struct iovec){s + at, layouts[l][n]};
+				at += layouts[l][n];
+			}
+			assert_int_equal(at, 4096);
+			assert_int_equal(do_io(VH_BDEV_IO_WRITE, 8192 + 2048, 4096, iov, n), 0);
+			assert_int_equal(rw(VH_BDEV_IO_READ, 8192, r, 8192), 0);
+			assert_memory_equal(r, back, 2048);
+			assert_memory_equal(r + 2048, s, 4096);
+			assert_memory_equal(r + 6144, back + 6144, 2048);
+		}
+	}
+	free(src);
+	free(r);
+	free(back);
+}
+
 static void
 test_out_of_range_refused(void **state)
 {
@@ -712,6 +759,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_read_write),
+	        cmocka_unit_test(test_write_splits),
 	        cmocka_unit_test(test_out_of_range_refused),
 	        cmocka_unit_test(test_discard_and_write_zeroes),
 	        cmocka_unit_test(test_create_params),
