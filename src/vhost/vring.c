@@ -518,6 +518,21 @@ vq_poll_nofetch(struct vh_vq *vq)
 #define PACE_TRICKLE 16u   /* a poll that took fewer requests than this found a trickle */
 #define PACE_NS      2000u /* how long the avail ring is then left alone */
 
+/* PACE_NS in vh_ticks(): pacing reads the reactor iteration's timestamp, never a clock. */
+static uint64_t
+pace_ticks(void)
+{
+	static uint64_t ticks;
+	uint64_t t = __atomic_load_n(&ticks, __ATOMIC_RELAXED);
+
+	if (VH_UNLIKELY(t == 0)) {
+		t = (uint64_t)PACE_NS * vh_ticks_hz() / 1000000000u;
+		t = t ? t : 1;
+		__atomic_store_n(&ticks, t, __ATOMIC_RELAXED);
+	}
+	return t;
+}
+
 static int
 vq_poll(void *arg)
 {
@@ -543,7 +558,7 @@ vq_poll(void *arg)
 		return vq->last_avail != before ? VH_POLL_BUSY : VH_POLL_IDLE;
 	}
 	if (vq->pace_until != 0) {
-		if (vh_now_ns() < vq->pace_until) {
+		if (vh_reactor_now_ticks() < vq->pace_until) {
 			return VH_POLL_IDLE;
 		}
 		vq->pace_until = 0;
@@ -556,7 +571,7 @@ vq_poll(void *arg)
 	}
 	vq->owed = vq->owed > got ? vq->owed - got : 0;
 	if (vq->owed >= PACE_OWED && got < PACE_TRICKLE && vq->nfree > 0) {
-		vq->pace_until = vh_now_ns() + PACE_NS;
+		vq->pace_until = vh_reactor_now_ticks() + pace_ticks();
 	}
 	return VH_POLL_BUSY;
 }

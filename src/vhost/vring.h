@@ -131,10 +131,11 @@ struct vh_vq {
 	bool packed;          /* VIRTIO_F_RING_PACKED: the ring is vring_packed.c's (pk) */
 	/*
 	 * Poll pacing (vring.c, vq_poll): completions published that the driver has not answered
-	 * with new requests yet, and until when (vh_now_ns) the avail ring is left alone.
+	 * with new requests yet, and until when (vh_ticks(), the reactor iteration's) the avail
+	 * ring is left alone.
 	 */
 	uint32_t owed;
-	uint64_t pace_until;
+	uint64_t pace_until; /* 0: not paced */
 	uint32_t inflight;
 	uint32_t nslots;
 	uint32_t req_size;    /* bytes per request slot (the device's request type) */
