@@ -102,6 +102,9 @@ vh_reactor_send(struct vh_reactor *r, vh_msg_fn fn, void *arg)
 	return 0;
 }
 
+/* Not a reactor thread: vh_reactor_now_ticks() reads the clock (vring.c's poll pacing). */
+__thread uint64_t vh_reactor_iter_ticks;
+
 struct vh_reactor *
 vh_reactor_self(void)
 {
