@@ -362,6 +362,20 @@ vh_mem_gpa_to_iov(const struct vh_mem *m, uint64_t gpa, uint64_t len, struct iov
 	return 0;
 }
 
+const struct vh_mem_region vh_mem_no_region; /* size 0: holds no address */
+
+int
+vh_mem_gpa_to_iov_search(const struct vh_mem *m, uint32_t *hint_idx, uint64_t gpa, uint64_t len,
+                         struct iovec *iov, int *n, int max)
+{
+	const struct vh_mem_region *r = find_gpa(m, gpa);
+
+	if (r != NULL) {
+		*hint_idx = (uint32_t)(r - m->regions);
+	}
+	return vh_mem_gpa_to_iov(m, gpa, len, iov, n, max);
+}
+
 void *
 vh_mem_gpa_to_hva(const struct vh_mem *m, uint64_t gpa, uint64_t len)
 {

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "core/util.h"
 #include "vhost/protocol.h"
 
 #define VH_MAX_MEM_REGIONS 32 /* GET_MAX_MEM_SLOTS */
@@ -64,6 +65,42 @@ void vh_mem_unmap_all(struct vh_mem *m);
  */
 int vh_mem_gpa_to_iov(const struct vh_mem *m, uint64_t gpa, uint64_t len, struct iovec *iov, int *n,
                       int max);
+/*
+ * The per-request fast path of vh_mem_gpa_to_iov(), for ring walks. @hint is the region the
+ * caller's previous buffers were in (vh_mem_hint(); its index kept in *@hint_idx): a buffer that
+ * lies wholly inside it is one iovec, translated inline with no search (regions never overlap,
+ * so it is the region the search would find). Anything else takes the search, which moves
+ * *@hint_idx to the region holding @gpa. @len > 0. Returns as vh_mem_gpa_to_iov().
+ */
+extern const struct vh_mem_region vh_mem_no_region;
+
+/* The translation hint for region index @i of @m: a region that holds nothing if out of range. */
+static inline const struct vh_mem_region *
+vh_mem_hint(const struct vh_mem *m, uint32_t i)
+{
+	return i < m->nregions ? &m->regions[i] : &vh_mem_no_region;
+}
+
+int vh_mem_gpa_to_iov_search(const struct vh_mem *m, uint32_t *hint_idx, uint64_t gpa, uint64_t len,
+                             struct iovec *iov, int *n, int max);
+
+static inline __attribute__((always_inline)) int
+vh_mem_gpa_to_iov_hinted(const struct vh_mem *m, const struct vh_mem_region *hint,
+                         uint32_t *hint_idx, uint64_t gpa, uint64_t len, struct iovec *iov, int *n,
+                         int max)
+{
+	uint64_t off = gpa - hint->gpa;
+	int i = *n;
+
+	if (VH_LIKELY(gpa >= hint->gpa && off < hint->size && len <= hint->size - off && i < max)) {
+		iov[i].iov_base = hint->hva + off;
+		iov[i].iov_len = len;
+		*n = i + 1;
+		return 0;
+	}
+	return vh_mem_gpa_to_iov_search(m, hint_idx, gpa, len, iov, n, max);
+}
+
 /* Host address of [gpa, gpa+len) if it lies in one region, else NULL. */
 void *vh_mem_gpa_to_hva(const struct vh_mem *m, uint64_t gpa, uint64_t len);
 /* Host address of front-end VA range [qva, qva+len) if it lies in one region, else NULL. */

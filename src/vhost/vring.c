@@ -288,6 +288,7 @@ vh_vq_split_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, stru
                  int max, int *nr, int *nw, uint8_t **last_w)
 {
 	const struct vring_desc *table = vq->desc;
+	const struct vh_mem_region *hint = vh_mem_hint(mem, vq->mem_hint);
 	uint32_t table_size = vq->size;
 	uint32_t idx = head, count = 0;
 	bool indirect = false, seen_write = false;
@@ -339,7 +340,8 @@ vh_vq_split_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, stru
 			return -EBADMSG; /* device-readable after device-writable */
 		}
 		if (err == 0 && d.len > 0) {
-			err = vh_mem_gpa_to_iov(mem, d.addr, d.len, iov, &n, max);
+			err = vh_mem_gpa_to_iov_hinted(mem, hint, &vq->mem_hint, d.addr, d.len, iov,
+			                               &n, max);
 			if (w_end && err == 0) {
 				last_w_n = n;
 			}

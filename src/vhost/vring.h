@@ -120,6 +120,8 @@ struct vh_vq {
 	uint16_t last_used;  /* next used entry to fill (shadow of used->idx) */
 	uint16_t published;  /* the used->idx value last stored */
 	uint16_t signalled_used;
+	uint32_t mem_hint; /* the memory region the last buffers were in (vh_mem_gpa_to_iov_hinted)
+	                    */
 	bool signalled_used_valid;
 	bool event_idx;
 	bool running; /* reactor's view of enabled */

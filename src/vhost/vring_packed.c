@@ -329,35 +329,15 @@ struct walk {
 	bool seen_write;
 };
 
-/* No region: the translation hint of a queue whose hint is out of the table's range. */
-static const struct vh_mem_region no_region;
-
-/* The region holding @gpa, for the next translation's hint (0 if none). Cold. */
-static __attribute__((noinline)) uint32_t
-region_hint(const struct vh_mem *mem, uint64_t gpa)
-{
-	for (uint32_t i = 0; i < mem->nregions; i++) {
-		if (gpa >= mem->regions[i].gpa &&
-		    gpa - mem->regions[i].gpa < mem->regions[i].size) {
-			return i;
-		}
-	}
-	return 0;
-}
-
 /*
- * One buffer of the chain: order (readable before writable), iovecs, and where the last
- * writable byte is (the end of its translation: no second lookup). -EBADMSG if out of order.
- * A buffer inside @hint (the region the queue's last buffers were in: regions do not overlap,
- * so it is the one vh_mem_gpa_to_iov() would find) is one iovec, translated inline; anything
- * else goes through vh_mem_gpa_to_iov().
+ * One buffer of the chain: order (readable before writable), iovecs (through the queue's
+ * region hint, vh_mem_gpa_to_iov_hinted()), and where the last writable byte is (the end of its
+ * translation: no second lookup). -EBADMSG if out of order.
  */
 static inline __attribute__((always_inline)) int
-add_buf(const struct vh_mem *mem, struct vh_vq_packed *pk, const struct vh_mem_region *hint,
+add_buf(const struct vh_mem *mem, struct vh_vq *vq, const struct vh_mem_region *hint,
         struct walk *st, uint64_t addr, uint32_t len, bool w, struct iovec *iov, int max)
 {
-	uint64_t off = addr - hint->gpa;
-
 	bool w_end = false;
 	uint64_t end;
 
@@ -377,15 +357,8 @@ add_buf(const struct vh_mem *mem, struct vh_vq_packed *pk, const struct vh_mem_r
 	if (st->err == 0 && len > 0) {
 		int cnt = st->cnt; /* a local: @st stays in registers */
 
-		if (VH_LIKELY(addr >= hint->gpa && off < hint->size && len <= hint->size - off &&
-		              cnt < max)) {
-			iov[cnt].iov_base = hint->hva + off;
-			iov[cnt].iov_len = len;
-			cnt++;
-		} else {
-			st->err = vh_mem_gpa_to_iov(mem, addr, len, iov, &cnt, max);
-			pk->mem_hint = region_hint(mem, addr);
-		}
+		st->err = vh_mem_gpa_to_iov_hinted(mem, hint, &vq->mem_hint, addr, len, iov, &cnt,
+		                                   max);
 		st->cnt = cnt;
 		if (w_end && st->err == 0) {
 			st->last_w_n = cnt;
@@ -423,7 +396,7 @@ walk_indirect(struct vh_vq *vq, const struct vh_mem *mem, const struct vh_mem_re
 		uint32_t l = VH_READ_ONCE(t[i].len);
 		uint16_t f = VH_READ_ONCE(t[i].flags);
 
-		if (add_buf(mem, vq->pk, hint, st, addr, l, f & VRING_DESC_F_WRITE, iov, max) < 0) {
+		if (add_buf(mem, vq, hint, st, addr, l, f & VRING_DESC_F_WRITE, iov, max) < 0) {
 			return -EBADMSG;
 		}
 	}
@@ -437,8 +410,7 @@ vh_vq_packed_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, str
 	struct vh_vq_packed *pk = vq->pk;
 	const struct pvirtq_desc *c = pk->chain;
 	/* The table does not change while the queue runs (design rule 10); checked anyway. */
-	const struct vh_mem_region *hint =
-	        pk->mem_hint < mem->nregions ? &mem->regions[pk->mem_hint] : &no_region;
+	const struct vh_mem_region *hint = vh_mem_hint(mem, vq->mem_hint);
 	/* addr and len: from the ring (read here, once) or from the fetch's copy (vring_packed.h).
 	 */
 	const struct pvirtq_desc *src = pk->chain_ring ? pk->ring : c;
@@ -470,7 +442,7 @@ vh_vq_packed_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, str
 			if (VH_UNLIKELY(f & VRING_DESC_F_INDIRECT)) {
 				return -EBADMSG; /* an indirect descriptor inside a list */
 			}
-			if (add_buf(mem, pk, hint, &st, VH_READ_ONCE(d->addr), VH_READ_ONCE(d->len),
+			if (add_buf(mem, vq, hint, &st, VH_READ_ONCE(d->addr), VH_READ_ONCE(d->len),
 			            f & VRING_DESC_F_WRITE, iov, max) < 0) {
 				return -EBADMSG;
 			}

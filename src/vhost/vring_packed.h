@@ -96,7 +96,6 @@ struct vh_vq_packed {
 	uint16_t chain_idx;
 	bool chain_ring;
 	bool chain_valid;
-	uint32_t mem_hint; /* the memory region the last buffers were in (the walk's first guess) */
 	/* Inflight tracking (NULL without a packed-layout region). */
 	struct inflight_packed_queue *ifl;
 	uint16_t *ifl_next; /* private copy of the free list's links (size entries) */

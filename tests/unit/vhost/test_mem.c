@@ -514,6 +514,86 @@ test_gpa_to_iov_errors(void **state)
 	assert_int_equal(n, 8);
 }
 
+/*
+ * The walks' fast path: a buffer inside the hinted region is translated inline; anything else
+ * (another region, a buffer straddling two, a hole, a stale or out-of-range hint, no room)
+ * gives exactly what vh_mem_gpa_to_iov() gives, and moves the hint to where the buffer starts.
+ */
+static void
+hinted_like_search(const struct vh_mem *m, uint32_t *hint_idx, uint64_t gpa, uint64_t len, int n0,
+                   int max)
+{
+	struct iovec want[8], got[8];
+	int nw = n0, ng = n0, rw, rg;
+
+	memset(want, 0, sizeof(want));
+	memset(got, 0, sizeof(got));
+	rw = vh_mem_gpa_to_iov(m, gpa, len, want, &nw, max);
+	rg = vh_mem_gpa_to_iov_hinted(m, vh_mem_hint(m, *hint_idx), hint_idx, gpa, len, got, &ng,
+	                              max);
+	assert_int_equal(rg, rw);
+	assert_int_equal(ng, nw);
+	assert_memory_equal(got, want, sizeof(want));
+}
+
+static void
+test_gpa_to_iov_hinted(void **state)
+{
+	struct vh_mem *m = *state;
+	uint8_t *a = m->regions[0].hva, *b = m->regions[1].hva;
+	struct iovec iov[8];
+	uint32_t h = 0;
+	int n = 0;
+
+	/* A hit in the hinted region: one iovec, the hint stays. */
+	assert_int_equal(
+	        vh_mem_gpa_to_iov_hinted(m, vh_mem_hint(m, h), &h, A_GPA + 0x10, 0x20, iov, &n, 8),
+	        0);
+	assert_int_equal(n, 1);
+	assert_ptr_equal(iov[0].iov_base, a + 0x10);
+	assert_int_equal(h, 0);
+
+	/* A miss in B: found by the search, and the hint moves to B. */
+	n = 0;
+	assert_int_equal(
+	        vh_mem_gpa_to_iov_hinted(m, vh_mem_hint(m, h), &h, B_GPA + 0x40, 0x10, iov, &n, 8),
+	        0);
+	assert_int_equal(n, 1);
+	assert_ptr_equal(iov[0].iov_base, b + 0x40);
+	assert_int_equal(h, 1);
+
+	/* The hinted region's last byte, and one past it (B's first: adjacent, not in A). */
+	h = 0;
+	hinted_like_search(m, &h, B_GPA - 1, 1, 0, 8);
+	assert_int_equal(h, 0);
+	hinted_like_search(m, &h, B_GPA, 1, 0, 8);
+	assert_int_equal(h, 1);
+
+	/* Straddling A and B from an A hint: not inline (two iovecs), split like the search. */
+	h = 0;
+	hinted_like_search(m, &h, B_GPA - 0x100, 0x300, 0, 8);
+	/* Into the hole, below everything, wrapping, too long: the search's errors. */
+	h = 1;
+	hinted_like_search(m, &h, B_GPA + RSIZE - 0x10, 0x20, 0, 8);
+	assert_int_equal(h, 1);
+	hinted_like_search(m, &h, 0x30000, 1, 0, 8);
+	hinted_like_search(m, &h, UINT64_MAX - 0x10, 0x20, 0, 8);
+	h = 0;
+	hinted_like_search(m, &h, A_GPA, UINT64_MAX, 0, 8);
+	hinted_like_search(m, &h, A_GPA + 1, RSIZE, 0, 8);
+	/* No room left: -ENOBUFS even on a hit, nothing written. */
+	h = 0;
+	hinted_like_search(m, &h, A_GPA, 1, 8, 8);
+	/* A hint past the table (it shrank): a region that holds nothing, then a normal search. */
+	h = 7;
+	assert_int_equal(vh_mem_hint(m, h)->size, 0);
+	hinted_like_search(m, &h, C_GPA + 0x10, 0x10, 0, 8);
+	assert_int_equal(h, 2);
+	h = UINT32_MAX;
+	hinted_like_search(m, &h, A_GPA, 0x10, 3, 8);
+	assert_int_equal(h, 0);
+}
+
 static void
 test_gpa_qva_to_hva(void **state)
 {
@@ -580,6 +660,7 @@ main(void)
 	        cmocka_unit_test(test_overlap),
 	        cmocka_unit_test_setup_teardown(test_gpa_to_iov, mem_setup, mem_teardown),
 	        cmocka_unit_test_setup_teardown(test_gpa_to_iov_errors, mem_setup, mem_teardown),
+	        cmocka_unit_test_setup_teardown(test_gpa_to_iov_hinted, mem_setup, mem_teardown),
 	        cmocka_unit_test_setup_teardown(test_gpa_qva_to_hva, mem_setup, mem_teardown),
 	        cmocka_unit_test_setup_teardown(test_copy_from_guest, mem_setup, mem_teardown),
 	};
