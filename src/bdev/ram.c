@@ -103,26 +103,32 @@ copy_stream(uint8_t *dst, const uint8_t *src, size_t len)
 	}
 	memcpy(dst, src, len);
 }
+
+/*
+ * Streaming stores are weakly ordered: fenced before the completion, after which another
+ * reactor (or the supervisor's copy) may read the disk.
+ */
+static inline void
+copy_stream_fence(void)
+{
+	_mm_sfence();
+}
+#else
+#define copy_stream memcpy
+static inline void
+copy_stream_fence(void)
+{
+}
 #endif
 
 static void
 copy_in(struct vh_bdev_io *io, uint8_t *dst)
 {
 	for (int i = 0; i < io->iovcnt; i++) {
-#if defined(__x86_64__)
 		copy_stream(dst, io->iov[i].iov_base, io->iov[i].iov_len);
-#else
-		memcpy(dst, io->iov[i].iov_base, io->iov[i].iov_len);
-#endif
 		dst += io->iov[i].iov_len;
 	}
-#if defined(__x86_64__)
-	/*
-	 * Streaming stores are weakly ordered: fence them before the completion, after which
-	 * another reactor (or the supervisor's copy) may read the disk.
-	 */
-	_mm_sfence();
-#endif
+	copy_stream_fence();
 }
 
 /*

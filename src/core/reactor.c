@@ -444,7 +444,7 @@ reactor_main(void *arg)
 		}
 	}
 	VH_INFO("reactor", "reactor %u running on core %u", r->idx, r->core);
-	r->idle_ticks = (uint64_t)((unsigned __int128)r->idle_ns * vh_ticks_hz() / 1000000000u);
+	r->idle_ticks = vh_ns_to_ticks(r->idle_ns);
 	vh_reactor_iter_ticks = vh_ticks();
 	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
 		uint64_t t = vh_ticks();

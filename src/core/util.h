@@ -77,6 +77,13 @@ vh_ticks_to_ns(uint64_t ticks, uint64_t mult)
 	return (uint64_t)(((unsigned __int128)ticks * mult) >> 32);
 }
 
+/* @ns in vh_ticks() (a division: work it out once, not per I/O). Any thread. */
+static inline uint64_t
+vh_ns_to_ticks(uint64_t ns)
+{
+	return (uint64_t)((unsigned __int128)ns * vh_ticks_hz() / 1000000000u);
+}
+
 /*
  * A counter with one writer (a reactor) that other threads read with relaxed loads: a plain
  * read-modify-write by its only writer, published with a relaxed store so readers never see a

@@ -332,9 +332,10 @@ find_gpa(const struct vh_mem *m, uint64_t gpa)
 	return NULL;
 }
 
-int
-vh_mem_gpa_to_iov(const struct vh_mem *m, uint64_t gpa, uint64_t len, struct iovec *iov, int *n,
-                  int max)
+/* vh_mem_gpa_to_iov(), and the index of the region holding @gpa into *@first if there is one. */
+static int
+gpa_to_iov(const struct vh_mem *m, uint64_t gpa, uint64_t len, struct iovec *iov, int *n, int max,
+           uint32_t *first)
 {
 	uint64_t end;
 
@@ -347,6 +348,10 @@ vh_mem_gpa_to_iov(const struct vh_mem *m, uint64_t gpa, uint64_t len, struct iov
 
 		if (r == NULL) {
 			return -EFAULT;
+		}
+		if (first != NULL) {
+			*first = (uint32_t)(r - m->regions);
+			first = NULL;
 		}
 		if (*n >= max) {
 			return -ENOBUFS;
@@ -362,18 +367,20 @@ vh_mem_gpa_to_iov(const struct vh_mem *m, uint64_t gpa, uint64_t len, struct iov
 	return 0;
 }
 
+int
+vh_mem_gpa_to_iov(const struct vh_mem *m, uint64_t gpa, uint64_t len, struct iovec *iov, int *n,
+                  int max)
+{
+	return gpa_to_iov(m, gpa, len, iov, n, max, NULL);
+}
+
 const struct vh_mem_region vh_mem_no_region; /* size 0: holds no address */
 
 int
 vh_mem_gpa_to_iov_search(const struct vh_mem *m, uint32_t *hint_idx, uint64_t gpa, uint64_t len,
                          struct iovec *iov, int *n, int max)
 {
-	const struct vh_mem_region *r = find_gpa(m, gpa);
-
-	if (r != NULL) {
-		*hint_idx = (uint32_t)(r - m->regions);
-	}
-	return vh_mem_gpa_to_iov(m, gpa, len, iov, n, max);
+	return gpa_to_iov(m, gpa, len, iov, n, max, hint_idx);
 }
 
 void *

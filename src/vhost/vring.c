@@ -531,8 +531,8 @@ pace_ticks(void)
 	uint64_t t = __atomic_load_n(&ticks, __ATOMIC_RELAXED);
 
 	if (VH_UNLIKELY(t == 0)) {
-		t = (uint64_t)PACE_NS * vh_ticks_hz() / 1000000000u;
-		t = t ? t : 1;
+		t = vh_ns_to_ticks(PACE_NS);
+		t = t ? t : 1; /* 0 means not worked out yet */
 		__atomic_store_n(&ticks, t, __ATOMIC_RELAXED);
 	}
 	return t;

@@ -536,31 +536,33 @@ hinted_like_search(const struct vh_mem *m, uint32_t *hint_idx, uint64_t gpa, uin
 	assert_memory_equal(got, want, sizeof(want));
 }
 
+/* One buffer inside one region through the hint: one iovec at @want, the hint then @hint_after. */
+static void
+hinted_one(const struct vh_mem *m, uint32_t *h, uint64_t gpa, uint64_t len, const uint8_t *want,
+           uint32_t hint_after)
+{
+	struct iovec iov[8];
+	int n = 0;
+
+	assert_int_equal(vh_mem_gpa_to_iov_hinted(m, vh_mem_hint(m, *h), h, gpa, len, iov, &n, 8),
+	                 0);
+	assert_int_equal(n, 1);
+	assert_ptr_equal(iov[0].iov_base, want);
+	assert_int_equal(iov[0].iov_len, len);
+	assert_int_equal(*h, hint_after);
+}
+
 static void
 test_gpa_to_iov_hinted(void **state)
 {
 	struct vh_mem *m = *state;
 	uint8_t *a = m->regions[0].hva, *b = m->regions[1].hva;
-	struct iovec iov[8];
 	uint32_t h = 0;
-	int n = 0;
 
 	/* A hit in the hinted region: one iovec, the hint stays. */
-	assert_int_equal(
-	        vh_mem_gpa_to_iov_hinted(m, vh_mem_hint(m, h), &h, A_GPA + 0x10, 0x20, iov, &n, 8),
-	        0);
-	assert_int_equal(n, 1);
-	assert_ptr_equal(iov[0].iov_base, a + 0x10);
-	assert_int_equal(h, 0);
-
+	hinted_one(m, &h, A_GPA + 0x10, 0x20, a + 0x10, 0);
 	/* A miss in B: found by the search, and the hint moves to B. */
-	n = 0;
-	assert_int_equal(
-	        vh_mem_gpa_to_iov_hinted(m, vh_mem_hint(m, h), &h, B_GPA + 0x40, 0x10, iov, &n, 8),
-	        0);
-	assert_int_equal(n, 1);
-	assert_ptr_equal(iov[0].iov_base, b + 0x40);
-	assert_int_equal(h, 1);
+	hinted_one(m, &h, B_GPA + 0x40, 0x10, b + 0x40, 1);
 
 	/* The hinted region's last byte, and one past it (B's first: adjacent, not in A). */
 	h = 0;
