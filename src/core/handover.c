@@ -211,3 +211,27 @@ vh_handover_watch(void (*cb)(const char *text, int fd))
 	g_watch_src = vh_evloop_add(vh_evloop_main(), g_chan, EPOLLIN, chan_input, NULL);
 	return g_watch_src != NULL ? 0 : -errno;
 }
+
+int
+vh_fdvec_push(struct vh_fdvec *v, int fd)
+{
+	if (v->n == v->cap) {
+		unsigned cap = v->cap ? v->cap * 2 : 64;
+		int *fds = realloc(v->fds, cap * sizeof(*fds));
+
+		if (fds == NULL) {
+			return -ENOMEM;
+		}
+		v->fds = fds;
+		v->cap = cap;
+	}
+	v->fds[v->n] = fd;
+	return (int)v->n++;
+}
+
+void
+vh_fdvec_free(struct vh_fdvec *v)
+{
+	free(v->fds);
+	memset(v, 0, sizeof(*v));
+}

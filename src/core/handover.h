@@ -44,4 +44,19 @@ void vh_handover_close_unclaimed(void);
  */
 int vh_handover_watch(void (*cb)(const char *text, int fd));
 
+/*
+ * A growable vector of fds that a live upgrade's state description names by index (the fds
+ * are not owned by the vector). Any thread, one user at a time.
+ */
+struct vh_fdvec {
+	int *fds;
+	unsigned n;
+	unsigned cap;
+};
+
+/* Append @fd; returns its index, or -ENOMEM. */
+int vh_fdvec_push(struct vh_fdvec *v, int fd);
+/* Free the vector (not the fds). */
+void vh_fdvec_free(struct vh_fdvec *v);
+
 #endif

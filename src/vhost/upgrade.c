@@ -17,34 +17,11 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/updesc.h"
 #include "core/util.h"
 #include "vhost/device.h"
 #include "vhost/session.h"
 #include "vhost/upgrade.h"
-
-int
-vh_fdvec_push(struct vh_fdvec *v, int fd)
-{
-	if (v->n == v->cap) {
-		unsigned cap = v->cap ? v->cap * 2 : 64;
-		int *fds = realloc(v->fds, cap * sizeof(*fds));
-
-		if (fds == NULL) {
-			return -ENOMEM;
-		}
-		v->fds = fds;
-		v->cap = cap;
-	}
-	v->fds[v->n] = fd;
-	return (int)v->n++;
-}
-
-void
-vh_fdvec_free(struct vh_fdvec *v)
-{
-	free(v->fds);
-	memset(v, 0, sizeof(*v));
-}
 
 /* ---- old process: freeze, thaw ---- */
 
@@ -297,35 +274,21 @@ vh_vhost_thaw(void)
 
 /* ---- old process: describe ---- */
 
-/* u64 values travel as "0x..." strings: JSON integers stop at 2^63. */
-static json_t *
-hex(uint64_t v)
-{
-	char b[24];
-
-	snprintf(b, sizeof(b), "0x%" PRIx64, v);
-	return json_string(b);
-}
-
-static int
-push_fd(struct vh_fdvec *fds, int fd)
-{
-	return fd < 0 ? -1 : vh_fdvec_push(fds, fd);
-}
-
 static json_t *
 save_vq(const struct vh_vq *vq, struct vh_fdvec *fds)
 {
-	return json_pack(
-	        "{s:i, s:i, s:b, s:o, s:o, s:o, s:o, s:i, s:I, s:b, s:i, s:b, s:i, s:i, "
-	        "s:b, s:b, s:o}",
-	        "idx", (int)vq->idx, "size", (int)vq->size, "addr_set", vq->addr_set, "desc",
-	        hex(vq->addr.desc_user_addr), "avail", hex(vq->addr.avail_user_addr), "used",
-	        hex(vq->addr.used_user_addr), "log", hex(vq->addr.log_guest_addr), "flags",
-	        (int)vq->addr.flags, "base", (json_int_t)vq->base, "base_set", vq->base_set, "kick",
-	        push_fd(fds, vq->kickfd), "kick_set", vq->kick_set, "call",
-	        push_fd(fds, vq->callfd), "err", push_fd(fds, vq->errfd), "enabled", vq->enabled,
-	        "running", vq->upgrade_restart, "stop_ns", hex(vq->upgrade_stop_ns));
+	return json_pack("{s:i, s:i, s:b, s:o, s:o, s:o, s:o, s:i, s:I, s:b, s:i, s:b, s:i, s:i, "
+	                 "s:b, s:b, s:o}",
+	                 "idx", (int)vq->idx, "size", (int)vq->size, "addr_set", vq->addr_set,
+	                 "desc", vh_updesc_hex(vq->addr.desc_user_addr), "avail",
+	                 vh_updesc_hex(vq->addr.avail_user_addr), "used",
+	                 vh_updesc_hex(vq->addr.used_user_addr), "log",
+	                 vh_updesc_hex(vq->addr.log_guest_addr), "flags", (int)vq->addr.flags,
+	                 "base", (json_int_t)vq->base, "base_set", vq->base_set, "kick",
+	                 vh_updesc_push_fd(fds, vq->kickfd), "kick_set", vq->kick_set, "call",
+	                 vh_updesc_push_fd(fds, vq->callfd), "err",
+	                 vh_updesc_push_fd(fds, vq->errfd), "enabled", vq->enabled, "running",
+	                 vq->upgrade_restart, "stop_ns", vh_updesc_hex(vq->upgrade_stop_ns));
 }
 
 static bool
@@ -347,10 +310,12 @@ save_session(const struct vh_session *s, struct vh_fdvec *fds)
 	for (uint32_t i = 0; s->mem != NULL && i < s->mem->nregions; i++) {
 		const struct vh_mem_region *r = &s->mem->regions[i];
 
-		if (json_array_append_new(
-		            mem, json_pack("{s:o, s:o, s:o, s:o, s:i}", "gpa", hex(r->gpa), "size",
-		                           hex(r->size), "qva", hex(r->qva), "mmap_offset",
-		                           hex(r->mmap_offset), "fd", push_fd(fds, r->fd))) < 0) {
+		if (json_array_append_new(mem, json_pack("{s:o, s:o, s:o, s:o, s:i}", "gpa",
+		                                         vh_updesc_hex(r->gpa), "size",
+		                                         vh_updesc_hex(r->size), "qva",
+		                                         vh_updesc_hex(r->qva), "mmap_offset",
+		                                         vh_updesc_hex(r->mmap_offset), "fd",
+		                                         vh_updesc_push_fd(fds, r->fd))) < 0) {
 			goto fail;
 		}
 	}
@@ -364,39 +329,32 @@ save_session(const struct vh_session *s, struct vh_fdvec *fds)
 		const struct vhost_user_inflight *w = &s->inflight.wire;
 
 		ifl = json_pack("{s:i, s:o, s:o, s:i, s:i, s:b}", "fd",
-		                push_fd(fds, s->inflight.fd), "mmap_size", hex(w->mmap_size),
-		                "mmap_offset", hex(w->mmap_offset), "num_queues",
-		                (int)w->num_queues, "queue_size", (int)w->queue_size, "packed",
-		                s->inflight.packed);
+		                vh_updesc_push_fd(fds, s->inflight.fd), "mmap_size",
+		                vh_updesc_hex(w->mmap_size), "mmap_offset",
+		                vh_updesc_hex(w->mmap_offset), "num_queues", (int)w->num_queues,
+		                "queue_size", (int)w->queue_size, "packed", s->inflight.packed);
 	}
 	if (s->msg_got > 0 || s->nfds > 0) {
 		/* A message the front-end has only partly sent: its bytes and fds come along. */
 		json_t *mfds = json_array();
-		char *h = malloc((size_t)s->msg_got * 2 + 1);
 
 		for (unsigned i = 0; mfds != NULL && i < s->nfds; i++) {
-			json_array_append_new(mfds, json_integer(push_fd(fds, s->fds[i])));
+			json_array_append_new(mfds,
+			                      json_integer(vh_updesc_push_fd(fds, s->fds[i])));
 		}
-		for (uint32_t i = 0; h != NULL && i < s->msg_got; i++) {
-			snprintf(h + 2 * i, 3, "%02x", ((const uint8_t *)&s->msg)[i]);
-		}
-		if (h != NULL) {
-			h[2 * s->msg_got] = '\0';
-		}
-		msg = json_pack("{s:s?, s:o?, s:b}", "bytes", h, "fds", mfds, "fd_overflow",
-		                s->fd_overflow);
-		free(h);
+		msg = json_pack("{s:o?, s:o?, s:b}", "bytes", vh_updesc_bytes(&s->msg, s->msg_got),
+		                "fds", mfds, "fd_overflow", s->fd_overflow);
 	}
 	if (s->c->ops->session_save != NULL) {
 		dev = s->c->ops->session_save(s);
 	}
 	j = json_pack("{s:i, s:i, s:i, s:o, s:b, s:o, s:b, s:i, s:i, s:o, s:o, s:o?, s:o?, s:o?}",
-	              "slot", (int)s->id, "fd", push_fd(fds, s->fd), "backend_fd",
-	              push_fd(fds, s->backend_fd), "features", hex(s->features), "features_set",
-	              s->features_set, "protocol_features", hex(s->protocol_features),
-	              "protocol_features_set", s->protocol_features_set, "status", (int)s->status,
-	              "nvqs", (int)s->nvqs, "mem", mem, "vqs", vqs, "inflight", ifl, "msg", msg,
-	              "device", dev);
+	              "slot", (int)s->id, "fd", vh_updesc_push_fd(fds, s->fd), "backend_fd",
+	              vh_updesc_push_fd(fds, s->backend_fd), "features", vh_updesc_hex(s->features),
+	              "features_set", s->features_set, "protocol_features",
+	              vh_updesc_hex(s->protocol_features), "protocol_features_set",
+	              s->protocol_features_set, "status", (int)s->status, "nvqs", (int)s->nvqs,
+	              "mem", mem, "vqs", vqs, "inflight", ifl, "msg", msg, "device", dev);
 	return j;
 
 fail:
@@ -479,91 +437,14 @@ vh_vhost_hold(void)
 static struct vh_session **g_adopted;
 static unsigned g_nadopted;
 
-struct loader {
-	int *fds;
-	unsigned nfds;
-	char *why;
-	size_t whylen;
-};
-
-static int VH_PRINTF(2, 3) fail(struct loader *ld, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(ld->why, ld->whylen, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
-/* Take fd index @v (a JSON integer; -1 = none). Returns the fd, -1 for none, or -2 if bad. */
 static int
-take_fd(struct loader *ld, const json_t *v)
-{
-	json_int_t i;
-	int fd;
-
-	if (v == NULL || !json_is_integer(v)) {
-		return -2;
-	}
-	i = json_integer_value(v);
-	if (i == -1) {
-		return -1;
-	}
-	if (i < 0 || (uint64_t)i >= ld->nfds || ld->fds[i] < 0) {
-		return -2;
-	}
-	fd = ld->fds[i];
-	ld->fds[i] = -1;
-	return fd;
-}
-
-static int
-get_u64(const json_t *o, const char *key, uint64_t *out)
-{
-	const char *s = json_string_value(json_object_get(o, key));
-	char *end;
-
-	if (s == NULL || strncmp(s, "0x", 2) != 0) {
-		return -1;
-	}
-	errno = 0;
-	*out = strtoull(s + 2, &end, 16);
-	return errno != 0 || end == s + 2 || *end != '\0' ? -1 : 0;
-}
-
-static int
-get_int(const json_t *o, const char *key, int64_t lo, int64_t hi, int64_t *out)
-{
-	const json_t *v = json_object_get(o, key);
-
-	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
-		return -1;
-	}
-	*out = json_integer_value(v);
-	return 0;
-}
-
-static int
-get_bool(const json_t *o, const char *key, bool *out)
-{
-	const json_t *v = json_object_get(o, key);
-
-	if (!json_is_boolean(v)) {
-		return -1;
-	}
-	*out = json_is_true(v);
-	return 0;
-}
-
-static int
-load_mem(struct loader *ld, struct vh_session *s, const json_t *mem)
+load_mem(struct vh_updesc_reader *ld, struct vh_session *s, const json_t *mem)
 {
 	const json_t *r;
 	size_t i;
 
 	if (!json_is_array(mem) || json_array_size(mem) > VH_MAX_MEM_REGIONS) {
-		return fail(ld, "%s: bad memory table", s->prefix);
+		return vh_updesc_fail(ld, "%s: bad memory table", s->prefix);
 	}
 	if (json_array_size(mem) == 0) {
 		return 0;
@@ -576,16 +457,16 @@ load_mem(struct loader *ld, struct vh_session *s, const json_t *mem)
 	{
 		struct vhost_user_memory_region w = {0};
 		struct vh_mem_region reg;
-		int fd = take_fd(ld, json_object_get(r, "fd")), rc;
+		int fd = vh_updesc_take_fd(ld, json_object_get(r, "fd")), rc;
 
-		if (fd < 0 || get_u64(r, "gpa", &w.guest_phys_addr) < 0 ||
-		    get_u64(r, "size", &w.memory_size) < 0 ||
-		    get_u64(r, "qva", &w.userspace_addr) < 0 ||
-		    get_u64(r, "mmap_offset", &w.mmap_offset) < 0) {
+		if (fd < 0 || vh_updesc_get_u64(r, "gpa", &w.guest_phys_addr) < 0 ||
+		    vh_updesc_get_u64(r, "size", &w.memory_size) < 0 ||
+		    vh_updesc_get_u64(r, "qva", &w.userspace_addr) < 0 ||
+		    vh_updesc_get_u64(r, "mmap_offset", &w.mmap_offset) < 0) {
 			if (fd >= 0) {
 				close(fd);
 			}
-			return fail(ld, "%s: bad memory region %zu", s->prefix, i);
+			return vh_updesc_fail(ld, "%s: bad memory region %zu", s->prefix, i);
 		}
 		rc = vh_mem_region_map(&reg, &w, fd, s);
 		close(fd);
@@ -593,7 +474,8 @@ load_mem(struct loader *ld, struct vh_session *s, const json_t *mem)
 			vh_mem_region_unmap(&reg);
 		}
 		if (rc < 0) {
-			fail(ld, "%s: memory region %zu: %s", s->prefix, i, strerror(-rc));
+			vh_updesc_fail(ld, "%s: memory region %zu: %s", s->prefix, i,
+			               strerror(-rc));
 			return rc;
 		}
 		s->mem->regions[s->mem->nregions++] = reg;
@@ -602,56 +484,58 @@ load_mem(struct loader *ld, struct vh_session *s, const json_t *mem)
 }
 
 static int
-load_vq(struct loader *ld, struct vh_session *s, const json_t *j)
+load_vq(struct vh_updesc_reader *ld, struct vh_session *s, const json_t *j)
 {
 	int64_t idx, size, flags, base;
 	struct vh_vq *vq;
 	bool running;
 	int fd;
 
-	if (get_int(j, "idx", 0, (int64_t)s->nvqs - 1, &idx) < 0 ||
-	    get_int(j, "size", 0, VH_MAX_QUEUE_SIZE, &size) < 0 ||
-	    get_int(j, "flags", 0, UINT32_MAX, &flags) < 0 ||
-	    get_int(j, "base", 0, UINT32_MAX, &base) ||
+	if (vh_updesc_get_int(j, "idx", 0, (int64_t)s->nvqs - 1, &idx) < 0 ||
+	    vh_updesc_get_int(j, "size", 0, VH_MAX_QUEUE_SIZE, &size) < 0 ||
+	    vh_updesc_get_int(j, "flags", 0, UINT32_MAX, &flags) < 0 ||
+	    vh_updesc_get_int(j, "base", 0, UINT32_MAX, &base) ||
 	    (size != 0 && !VH_IS_POW2((uint64_t)size))) {
-		return fail(ld, "%s: bad queue entry", s->prefix);
+		return vh_updesc_fail(ld, "%s: bad queue entry", s->prefix);
 	}
 	vq = &s->vqs[idx];
 	vq->size = (uint32_t)size;
 	vq->addr.index = (uint32_t)idx;
 	vq->addr.flags = (uint32_t)flags;
 	vq->base = (uint32_t)base; /* a packed ring's position has its wrap counters in it */
-	if (get_bool(j, "addr_set", &vq->addr_set) < 0 || get_bool(j, "base_set", &vq->base_set) ||
-	    get_bool(j, "kick_set", &vq->kick_set) < 0 || get_bool(j, "enabled", &vq->enabled) ||
-	    get_bool(j, "running", &running) < 0 ||
-	    get_u64(j, "desc", &vq->addr.desc_user_addr) < 0 ||
-	    get_u64(j, "avail", &vq->addr.avail_user_addr) < 0 ||
-	    get_u64(j, "used", &vq->addr.used_user_addr) < 0 ||
-	    get_u64(j, "log", &vq->addr.log_guest_addr) < 0 ||
-	    get_u64(j, "stop_ns", &vq->upgrade_stop_ns) < 0) {
-		return fail(ld, "%s/q%" PRId64 ": bad queue entry", s->prefix, idx);
+	if (vh_updesc_get_bool(j, "addr_set", &vq->addr_set) < 0 ||
+	    vh_updesc_get_bool(j, "base_set", &vq->base_set) ||
+	    vh_updesc_get_bool(j, "kick_set", &vq->kick_set) < 0 ||
+	    vh_updesc_get_bool(j, "enabled", &vq->enabled) ||
+	    vh_updesc_get_bool(j, "running", &running) < 0 ||
+	    vh_updesc_get_u64(j, "desc", &vq->addr.desc_user_addr) < 0 ||
+	    vh_updesc_get_u64(j, "avail", &vq->addr.avail_user_addr) < 0 ||
+	    vh_updesc_get_u64(j, "used", &vq->addr.used_user_addr) < 0 ||
+	    vh_updesc_get_u64(j, "log", &vq->addr.log_guest_addr) < 0 ||
+	    vh_updesc_get_u64(j, "stop_ns", &vq->upgrade_stop_ns) < 0) {
+		return vh_updesc_fail(ld, "%s/q%" PRId64 ": bad queue entry", s->prefix, idx);
 	}
 	vq->upgrade_restart = running;
-	fd = take_fd(ld, json_object_get(j, "kick"));
+	fd = vh_updesc_take_fd(ld, json_object_get(j, "kick"));
 	if (fd == -2) {
-		return fail(ld, "%s/q%" PRId64 ": bad kick fd", s->prefix, idx);
+		return vh_updesc_fail(ld, "%s/q%" PRId64 ": bad kick fd", s->prefix, idx);
 	}
 	vq->kickfd = fd;
-	fd = take_fd(ld, json_object_get(j, "call"));
+	fd = vh_updesc_take_fd(ld, json_object_get(j, "call"));
 	if (fd == -2) {
-		return fail(ld, "%s/q%" PRId64 ": bad call fd", s->prefix, idx);
+		return vh_updesc_fail(ld, "%s/q%" PRId64 ": bad call fd", s->prefix, idx);
 	}
 	vq->callfd = fd;
-	fd = take_fd(ld, json_object_get(j, "err"));
+	fd = vh_updesc_take_fd(ld, json_object_get(j, "err"));
 	if (fd == -2) {
-		return fail(ld, "%s/q%" PRId64 ": bad err fd", s->prefix, idx);
+		return vh_updesc_fail(ld, "%s/q%" PRId64 ": bad err fd", s->prefix, idx);
 	}
 	vq->errfd = fd;
 	return 0;
 }
 
 static int
-load_inflight(struct loader *ld, struct vh_session *s, const json_t *j)
+load_inflight(struct vh_updesc_reader *ld, struct vh_session *s, const json_t *j)
 {
 	struct vhost_user_inflight w = {0};
 	bool packed = false; /* absent: a split region (written before packed rings existed) */
@@ -661,16 +545,17 @@ load_inflight(struct loader *ld, struct vh_session *s, const json_t *j)
 	if (json_is_null(j)) {
 		return 0;
 	}
-	fd = take_fd(ld, json_object_get(j, "fd"));
-	if (fd < 0 || get_u64(j, "mmap_size", &w.mmap_size) < 0 ||
-	    get_u64(j, "mmap_offset", &w.mmap_offset) < 0 ||
-	    get_int(j, "num_queues", 1, s->nvqs, &nq) < 0 ||
-	    get_int(j, "queue_size", 1, VH_MAX_QUEUE_SIZE, &qs) < 0 ||
-	    (json_object_get(j, "packed") != NULL && get_bool(j, "packed", &packed) < 0)) {
+	fd = vh_updesc_take_fd(ld, json_object_get(j, "fd"));
+	if (fd < 0 || vh_updesc_get_u64(j, "mmap_size", &w.mmap_size) < 0 ||
+	    vh_updesc_get_u64(j, "mmap_offset", &w.mmap_offset) < 0 ||
+	    vh_updesc_get_int(j, "num_queues", 1, s->nvqs, &nq) < 0 ||
+	    vh_updesc_get_int(j, "queue_size", 1, VH_MAX_QUEUE_SIZE, &qs) < 0 ||
+	    (json_object_get(j, "packed") != NULL &&
+	     vh_updesc_get_bool(j, "packed", &packed) < 0)) {
 		if (fd >= 0) {
 			close(fd);
 		}
-		return fail(ld, "%s: bad inflight region", s->prefix);
+		return vh_updesc_fail(ld, "%s: bad inflight region", s->prefix);
 	}
 	w.num_queues = (uint16_t)nq;
 	w.queue_size = (uint16_t)qs;
@@ -679,48 +564,40 @@ load_inflight(struct loader *ld, struct vh_session *s, const json_t *j)
 	rc = vh_inflight_map(&s->inflight, &w, fd, packed);
 	close(fd);
 	if (rc < 0) {
-		fail(ld, "%s: inflight region: %s", s->prefix, strerror(-rc));
+		vh_updesc_fail(ld, "%s: inflight region: %s", s->prefix, strerror(-rc));
 	}
 	return rc;
 }
 
 /* The bytes and fds of a message the front-end had only partly sent. */
 static int
-load_msg(struct loader *ld, struct vh_session *s, const json_t *j)
+load_msg(struct vh_updesc_reader *ld, struct vh_session *s, const json_t *j)
 {
-	const char *h = json_string_value(json_object_get(j, "bytes"));
 	const json_t *mfds = json_object_get(j, "fds"), *v;
-	size_t len, i;
+	long len;
+	size_t i;
 
 	if (json_is_null(j)) {
 		return 0;
 	}
-	len = h != NULL ? strlen(h) : 0;
-	if (h == NULL || (len % 2) != 0 || len / 2 > sizeof(s->msg) || !json_is_array(mfds) ||
-	    json_array_size(mfds) > VHOST_USER_MAX_FDS ||
-	    get_bool(j, "fd_overflow", &s->fd_overflow) < 0) {
-		return fail(ld, "%s: bad partial message", s->prefix);
-	}
-	for (i = 0; i < len / 2; i++) {
-		unsigned byte;
-
-		if (sscanf(h + 2 * i, "%2x", &byte) != 1) {
-			return fail(ld, "%s: bad partial message", s->prefix);
-		}
-		((uint8_t *)&s->msg)[i] = (uint8_t)byte;
+	len = vh_updesc_get_bytes(json_object_get(j, "bytes"), &s->msg, sizeof(s->msg));
+	if (len < 0 || !json_is_array(mfds) || json_array_size(mfds) > VHOST_USER_MAX_FDS ||
+	    vh_updesc_get_bool(j, "fd_overflow", &s->fd_overflow) < 0) {
+		return vh_updesc_fail(ld, "%s: bad partial message", s->prefix);
 	}
 	/* Complete messages are always handled before a freeze: this one cannot be whole. */
-	if (len / 2 >= VHOST_USER_HDR_SIZE && (s->msg.size > sizeof(s->msg.payload) ||
-	                                       len / 2 >= VHOST_USER_HDR_SIZE + s->msg.size)) {
-		return fail(ld, "%s: bad partial message", s->prefix);
+	if ((size_t)len >= VHOST_USER_HDR_SIZE &&
+	    (s->msg.size > sizeof(s->msg.payload) ||
+	     (size_t)len >= VHOST_USER_HDR_SIZE + s->msg.size)) {
+		return vh_updesc_fail(ld, "%s: bad partial message", s->prefix);
 	}
-	s->msg_got = (uint32_t)(len / 2);
+	s->msg_got = (uint32_t)len;
 	json_array_foreach(mfds, i, v)
 	{
-		int fd = take_fd(ld, v);
+		int fd = vh_updesc_take_fd(ld, v);
 
 		if (fd < 0) {
-			return fail(ld, "%s: bad partial message fd", s->prefix);
+			return vh_updesc_fail(ld, "%s: bad partial message fd", s->prefix);
 		}
 		s->fds[s->nfds++] = fd;
 	}
@@ -728,7 +605,7 @@ load_msg(struct loader *ld, struct vh_session *s, const json_t *j)
 }
 
 static int
-load_session(struct loader *ld, struct vh_vhost_ctrlr *c, const json_t *j)
+load_session(struct vh_updesc_reader *ld, struct vh_vhost_ctrlr *c, const json_t *j)
 {
 	struct vh_session *s, **adopted;
 	int64_t nvqs, status;
@@ -736,9 +613,9 @@ load_session(struct loader *ld, struct vh_vhost_ctrlr *c, const json_t *j)
 	size_t i;
 	int fd, rc;
 
-	fd = take_fd(ld, json_object_get(j, "fd"));
+	fd = vh_updesc_take_fd(ld, json_object_get(j, "fd"));
 	if (fd < 0) {
-		return fail(ld, "%s: a session without its connection", c->name);
+		return vh_updesc_fail(ld, "%s: a session without its connection", c->name);
 	}
 	if (vh_fd_set_nonblock(fd) < 0) {
 		close(fd);
@@ -747,7 +624,7 @@ load_session(struct loader *ld, struct vh_vhost_ctrlr *c, const json_t *j)
 	s = vh_session_new(c, fd);
 	if (s == NULL) {
 		close(fd);
-		return fail(ld, "%s: cannot create a session", c->name);
+		return vh_updesc_fail(ld, "%s: cannot create a session", c->name);
 	}
 	adopted = realloc(g_adopted, (g_nadopted + 1) * sizeof(*g_adopted));
 	if (adopted == NULL) {
@@ -755,18 +632,18 @@ load_session(struct loader *ld, struct vh_vhost_ctrlr *c, const json_t *j)
 	}
 	g_adopted = adopted;
 	g_adopted[g_nadopted++] = s;
-	s->backend_fd = take_fd(ld, json_object_get(j, "backend_fd"));
+	s->backend_fd = vh_updesc_take_fd(ld, json_object_get(j, "backend_fd"));
 	if (s->backend_fd == -2) {
 		s->backend_fd = -1;
-		return fail(ld, "%s: bad back-end channel fd", s->prefix);
+		return vh_updesc_fail(ld, "%s: bad back-end channel fd", s->prefix);
 	}
-	if (get_u64(j, "features", &s->features) < 0 ||
-	    get_u64(j, "protocol_features", &s->protocol_features) < 0 ||
-	    get_bool(j, "features_set", &s->features_set) < 0 ||
-	    get_bool(j, "protocol_features_set", &s->protocol_features_set) < 0 ||
-	    get_int(j, "status", 0, 0xff, &status) < 0 ||
-	    get_int(j, "nvqs", 1, c->num_queues, &nvqs) < 0) {
-		return fail(ld, "%s: bad session", s->prefix);
+	if (vh_updesc_get_u64(j, "features", &s->features) < 0 ||
+	    vh_updesc_get_u64(j, "protocol_features", &s->protocol_features) < 0 ||
+	    vh_updesc_get_bool(j, "features_set", &s->features_set) < 0 ||
+	    vh_updesc_get_bool(j, "protocol_features_set", &s->protocol_features_set) < 0 ||
+	    vh_updesc_get_int(j, "status", 0, 0xff, &status) < 0 ||
+	    vh_updesc_get_int(j, "nvqs", 1, c->num_queues, &nvqs) < 0) {
+		return vh_updesc_fail(ld, "%s: bad session", s->prefix);
 	}
 	s->status = (uint8_t)status;
 	s->nvqs = (uint32_t)nvqs;
@@ -781,7 +658,7 @@ load_session(struct loader *ld, struct vh_vhost_ctrlr *c, const json_t *j)
 	}
 	v = json_object_get(j, "vqs");
 	if (!json_is_array(v)) {
-		return fail(ld, "%s: bad queue list", s->prefix);
+		return vh_updesc_fail(ld, "%s: bad queue list", s->prefix);
 	}
 	for (i = 0; i < json_array_size(v); i++) {
 		rc = load_vq(ld, s, json_array_get(v, i));
@@ -800,7 +677,7 @@ load_session(struct loader *ld, struct vh_vhost_ctrlr *c, const json_t *j)
 	if (v != NULL && c->ops->session_load != NULL) {
 		rc = c->ops->session_load(s, v);
 		if (rc < 0) {
-			return fail(ld, "%s: bad device state", s->prefix);
+			return vh_updesc_fail(ld, "%s: bad device state", s->prefix);
 		}
 	}
 	VH_INFO(s->prefix, "adopted from the previous vhostd (%zu queue(s) with state)",
@@ -811,21 +688,23 @@ load_session(struct loader *ld, struct vh_vhost_ctrlr *c, const json_t *j)
 int
 vh_vhost_load_sessions(const json_t *state, int *fds, unsigned nfds, char *why, size_t whylen)
 {
-	struct loader ld = {fds, nfds, why, whylen};
+	struct vh_updesc_reader ld = {fds, nfds, why, whylen};
 	const json_t *ctrlrs = json_object_get(state, "controllers"), *cj;
 	int64_t format;
 	size_t i;
 
 	why[0] = '\0';
-	if (get_int(state, "format", 0, INT32_MAX, &format) < 0 || format != VH_UPGRADE_FORMAT) {
-		return fail(&ld, "state format %" PRId64 " (this vhostd reads format %d)",
-		            json_is_integer(json_object_get(state, "format"))
-		                    ? (int64_t)json_integer_value(json_object_get(state, "format"))
-		                    : (int64_t)-1,
-		            VH_UPGRADE_FORMAT);
+	if (vh_updesc_get_int(state, "format", 0, INT32_MAX, &format) < 0 ||
+	    format != VH_UPGRADE_FORMAT) {
+		return vh_updesc_fail(
+		        &ld, "state format %" PRId64 " (this vhostd reads format %d)",
+		        json_is_integer(json_object_get(state, "format"))
+		                ? (int64_t)json_integer_value(json_object_get(state, "format"))
+		                : (int64_t)-1,
+		        VH_UPGRADE_FORMAT);
 	}
 	if (!json_is_array(ctrlrs)) {
-		return fail(&ld, "no controller list");
+		return vh_updesc_fail(&ld, "no controller list");
 	}
 	json_array_foreach(ctrlrs, i, cj)
 	{
@@ -836,12 +715,12 @@ vh_vhost_load_sessions(const json_t *state, int *fds, unsigned nfds, char *why, 
 		size_t k;
 
 		if (c == NULL) {
-			return fail(&ld, "controller '%s' is not in the configuration",
-			            name != NULL ? name : "?");
+			return vh_updesc_fail(&ld, "controller '%s' is not in the configuration",
+			                      name != NULL ? name : "?");
 		}
 		if (dev == NULL || strcmp(dev, c->ops->name) != 0 || !json_is_array(sessions) ||
 		    json_array_size(sessions) > VH_VHOST_MAX_SESSIONS) {
-			return fail(&ld, "controller '%s': bad entry", name);
+			return vh_updesc_fail(&ld, "controller '%s': bad entry", name);
 		}
 		json_array_foreach(sessions, k, sj)
 		{
@@ -849,7 +728,8 @@ vh_vhost_load_sessions(const json_t *state, int *fds, unsigned nfds, char *why, 
 
 			if (rc < 0) {
 				if (why[0] == '\0') {
-					fail(&ld, "controller '%s': %s", name, strerror(-rc));
+					vh_updesc_fail(&ld, "controller '%s': %s", name,
+					               strerror(-rc));
 				}
 				return rc;
 			}

@@ -21,19 +21,10 @@
 
 #include <jansson.h>
 
+#include "core/handover.h"
+
 /* Bumped when the description changes incompatibly; a new process refuses other formats. */
 #define VH_UPGRADE_FORMAT 1
-
-/* A growable vector of fds named by index in the description (not owned). */
-struct vh_fdvec {
-	int *fds;
-	unsigned n;
-	unsigned cap;
-};
-
-/* Append @fd; returns its index, or -ENOMEM. */
-int vh_fdvec_push(struct vh_fdvec *v, int fd);
-void vh_fdvec_free(struct vh_fdvec *v);
 
 /*
  * Old process. Stop accepting front-ends, let every session finish the message it is in the

@@ -39,6 +39,7 @@ rpc=""
 for f in $rpc_src; do rpc="$rpc src/rpc/$f"; done
 
 core="src/core/msg.c src/core/evloop.c src/core/reactor.c src/core/util.c src/core/handover.c \
+ src/core/updesc.c \
  src/core/sigbus.c src/core/peerfd.c tests/fuzz/fuzz_log.c"
 bdev="src/bdev/bdev.c src/bdev/iostat.c src/bdev/qos.c src/bdev/null.c src/bdev/ram.c"
 vhost="src/vhost/socket.c src/vhost/msg.c src/vhost/mem.c src/vhost/vring.c src/vhost/blk.c \
