@@ -310,11 +310,23 @@ peer_watchdog_tick(void *arg, uint32_t events)
 	}
 }
 
-/* Live upgrade, new worker: every adopted queue runs. */
+/* Live upgrade, new worker: vhost-user and vfio-user sessions each report once they run. */
+static struct {
+	unsigned pending;
+	uint64_t stop_ns, start_ns;
+} g_upstart;
+
 static void
 upgrade_started(void *arg, uint64_t stop_ns, uint64_t start_ns)
 {
-	vh_upgrade_new_started(stop_ns, start_ns);
+	if (stop_ns != 0 && (g_upstart.stop_ns == 0 || stop_ns < g_upstart.stop_ns)) {
+		g_upstart.stop_ns = stop_ns;
+	}
+	g_upstart.start_ns = VH_MAX(g_upstart.start_ns, start_ns);
+	if (--g_upstart.pending == 0) {
+		/* Every adopted queue runs: the pause is from the first stop to the last start. */
+		vh_upgrade_new_started(g_upstart.stop_ns, g_upstart.start_ns);
+	}
 }
 
 /* Live upgrade, new worker: --metrics binds once the old worker released the port. */
@@ -522,6 +534,8 @@ main(int argc, char **argv)
 		if (vh_upgrade_new_adopt() < 0) {
 			_exit(1);
 		}
+		g_upstart.pending = 2;
+		vh_vfu_commit(upgrade_started, NULL);
 		vh_vhost_commit(upgrade_started, NULL);
 		vh_vfu_accept_pause(false);
 	}

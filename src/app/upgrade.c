@@ -290,6 +290,10 @@ static struct {
 	uint64_t reclaim_deadline;
 	int fail_rc;
 	enum phase fail_was;
+	/* The freeze: vhost-user and vfio-user sessions each report once (old_part_frozen). */
+	unsigned frozen_parts;
+	/* The candidate takes vfio-user sessions over (its HELLO says so). */
+	bool new_takes_vfu;
 } g_old = {.fd = -1};
 
 static void old_input(void *arg, uint32_t events);
@@ -404,6 +408,7 @@ old_fail_end(void)
 {
 	if (g_old.fail_was >= P_FREEZE) {
 		vh_vhost_thaw();
+		vh_vfu_thaw();
 	}
 	vh_rpc_freeze(false);
 	vh_vfu_accept_pause(false);
@@ -497,6 +502,14 @@ old_frozen(void *arg, int rc)
 		return;
 	}
 	state = vh_vhost_save_sessions(&fds, &err);
+	if (state != NULL) {
+		json_t *vfu = vh_vfu_save_sessions(&fds, &err);
+
+		if (vfu == NULL || json_object_set_new(state, "vfu", vfu) < 0) {
+			json_decref(state);
+			state = NULL;
+		}
+	}
 	if (state == NULL) {
 		vh_fdvec_free(&fds);
 		old_fail(err, "%s",
@@ -535,6 +548,18 @@ old_frozen(void *arg, int rc)
 		return;
 	}
 	old_arm(P_READY);
+}
+
+/* One half of the freeze (vhost-user or vfio-user sessions) finished: both make it whole. */
+static void
+old_part_frozen(void *arg, int rc)
+{
+	if (g_old.phase != P_FREEZE) {
+		return;
+	}
+	if (rc < 0 || ++g_old.frozen_parts == 2) {
+		old_frozen(arg, rc);
+	}
 }
 
 static void
@@ -602,11 +627,14 @@ old_frame(struct frame *f)
 		}
 		snprintf(g_old.new_version, sizeof(g_old.new_version), "%s", s);
 		g_old.new_pid = (pid_t)json_integer_value(json_object_get(j, "pid"));
+		/* Binaries from before the vfio-user hand-over would drop those sessions. */
+		g_old.new_takes_vfu = json_is_true(json_object_get(j, "vfu_sessions"));
 		json_decref(j);
-		if (vh_vfu_upgrade_blocker(busy, sizeof(busy)) < 0) {
+		if (!g_old.new_takes_vfu && vh_vfu_upgrade_blocker(busy, sizeof(busy)) < 0) {
 			old_fail(-EBUSY,
-			         "vfio-user controller '%s' has a connected client, which cannot "
-			         "be handed over (QEMU's vfio-user client does not reconnect)",
+			         "vfio-user controller '%s' has a connected client and the new "
+			         "binary cannot take vfio-user sessions over (QEMU's vfio-user "
+			         "client does not reconnect)",
 			         busy);
 			return;
 		}
@@ -638,8 +666,14 @@ old_frame(struct frame *f)
 		}
 		json_decref(j);
 		old_arm(P_FREEZE);
-		if (vh_vhost_freeze(phase_ms(P_FREEZE) - 500, old_frozen, NULL) < 0) {
+		g_old.frozen_parts = 0;
+		if (vh_vhost_freeze(phase_ms(P_FREEZE) - 500, old_part_frozen, NULL) < 0) {
 			old_fail(-EBUSY, "a live migration is in progress (dirty logging)");
+			return;
+		}
+		if (g_old.phase == P_FREEZE &&
+		    vh_vfu_freeze(phase_ms(P_FREEZE) - 500, old_part_frozen, NULL) < 0) {
+			old_fail(-ENOMEM, "cannot freeze the vfio-user sessions");
 		}
 		return;
 	case F_READY:
@@ -861,8 +895,8 @@ vh_upgrade_new_begin(int fd)
 	vh_fd_set_cloexec(fd);
 	test_fault("hello");
 	rc = send_json(fd, F_HELLO,
-	               json_pack("{s:i, s:s, s:i}", "format", VH_UPGRADE_FORMAT, "version",
-	                         vh_version(), "pid", (int)getpid()),
+	               json_pack("{s:i, s:s, s:i, s:b}", "format", VH_UPGRADE_FORMAT, "version",
+	                         vh_version(), "pid", (int)getpid(), "vfu_sessions", 1),
 	               NEW_WAIT_MS);
 	if (rc == 0) {
 		rc = new_expect(f, F_ACCEPT, NEW_WAIT_MS);
@@ -957,6 +991,10 @@ vh_upgrade_new_adopt(void)
 	if (rc == 0) {
 		test_fault("nvme");
 		rc = vh_vhost_load_sessions(state, fds.fds, fds.n, why, sizeof(why));
+		if (rc == 0) {
+			rc = vh_vfu_load_sessions(json_object_get(state, "vfu"), fds.fds, fds.n,
+			                          why, sizeof(why));
+		}
 		if (rc < 0) {
 			VH_ERR("upgrade", "cannot adopt the sessions: %s", why);
 			vh_bdev_nvme_upgrade_drop(); /* first: the old worker takes them back */

@@ -13,6 +13,7 @@
  * is registered with core/sigbus.h, and a fault costs the session, not the daemon.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <linux/magic.h>
 #include <string.h>
@@ -154,9 +155,19 @@ map_fd(struct vfu_dma *d, struct vfu_dma_region *r, const struct vfio_user_dma_m
 	if (p == MAP_FAILED) {
 		return -errno;
 	}
+	/* Kept for a live upgrade: the new process maps the same file (app/upgrade.c). */
+	r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (r->fd < 0) {
+		rc = -errno;
+		munmap(p, map_len);
+		return rc;
+	}
+	r->offset = m->offset;
 	r->sigbus = vh_sigbus_register(p, map_len, page);
 	if (r->sigbus < 0) {
 		rc = r->sigbus;
+		close(r->fd);
+		r->fd = -1;
 		munmap(p, map_len);
 		return rc;
 	}
@@ -200,6 +211,7 @@ vfu_dma_map(struct vfu_dma *d, const struct vfio_user_dma_map *m, int fd)
 	r = &d->r[i];
 	memset(r, 0, sizeof(*r));
 	r->sigbus = -1;
+	r->fd = -1;
 	r->addr = m->addr;
 	r->size = m->size;
 	r->prot = m->flags;
@@ -229,6 +241,10 @@ release(struct vfu_dma *d, struct vfu_dma_region *r)
 	d->mapped -= r->map_len;
 	r->map_base = NULL;
 	r->va = NULL;
+	if (r->fd >= 0) {
+		close(r->fd);
+		r->fd = -1;
+	}
 }
 
 int

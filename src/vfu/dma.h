@@ -31,8 +31,10 @@ struct vfu_dma_region {
 	uint8_t *va;    /* our mapping of addr, or NULL when the client gave no fd */
 	void *map_base; /* what mmap returned (page aligned), or NULL */
 	uint64_t map_len;
-	uint32_t prot; /* VFU_DMA_READ | VFU_DMA_WRITE */
-	int sigbus;    /* core/sigbus.h handle, or -1 */
+	uint32_t prot;   /* VFU_DMA_READ | VFU_DMA_WRITE */
+	int sigbus;      /* core/sigbus.h handle, or -1 */
+	int fd;          /* our duplicate of the client's fd (a live upgrade hands it on), or -1 */
+	uint64_t offset; /* where addr lies in that file */
 };
 
 struct vfu_dma {
@@ -49,11 +51,11 @@ void vfu_dma_init(struct vfu_dma *d, const void *owner, uint64_t max_mapped, con
 
 /*
  * DMA_MAP: add [m->addr, m->addr + m->size). With @fd >= 0 the fd (the caller keeps and closes
- * it) is checked (a regular file on a memory or local filesystem, at least offset + size long)
- * and mapped with the protection the flags allow. Returns 0, -EINVAL (bad fields, bad fd),
- * -EEXIST (overlaps a region), -ENOSPC (too many regions), -E2BIG (over max_mapped),
- * -EOPNOTSUPP (a filesystem whose page faults could wait on another process), or another -errno
- * from mmap. Control thread.
+ * it; the region keeps a duplicate until it is unmapped, for a live upgrade) is checked (a regular
+ * file on a memory or local filesystem, at least offset + size long) and mapped with the protection
+ * the flags allow. Returns 0, -EINVAL (bad fields, bad fd), -EEXIST (overlaps a region), -ENOSPC
+ * (too many regions), -E2BIG (over max_mapped), -EOPNOTSUPP (a filesystem whose page faults could
+ * wait on another process), or another -errno from mmap. Control thread.
  */
 int vfu_dma_map(struct vfu_dma *d, const struct vfio_user_dma_map *m, int fd);
 

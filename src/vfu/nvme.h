@@ -255,6 +255,8 @@ struct vfu_nvme {
 	vfu_op_done reset_done;               /* after vfu_nvme_reset_queues */
 	vfu_op_done final;                    /* frees the controller after its last operation */
 	bool admin_pending;                   /* the admin queue was kicked while busy */
+	bool frozen; /* live upgrade: admin commands wait (admin_pending) for the thaw or hand-over
+	              */
 	bool disconnect_pending;
 	struct vh_msg_node fail_node;
 	char fail_why[96];
@@ -319,6 +321,11 @@ void vfu_nvme_ns_changed(struct vfu_nvme *n, uint32_t nsid);
  *   barrier               nothing: running it proves no poll is in progress there
  *   watch_admin           the first context watches the admin doorbells (N2); detach_all
  *                         stops it
+ *   freeze                live upgrade, old process: pause, then put every bdev channel (the
+ *                         new process opens its own; an NVMe bdev must have none open)
+ *   adopt                 live upgrade, new process: link the queues the hand-over rebuilt
+ *                         (n->sqs / n->cqs whose rctx is this one), take the channels, and
+ *                         the first context watches the admin doorbells if enabled
  */
 bool vfu_rctx_start(struct vfu_rctx *x);
 bool vfu_rctx_stop(struct vfu_rctx *x);
@@ -331,6 +338,8 @@ bool vfu_rctx_pause(struct vfu_rctx *x);
 bool vfu_rctx_resume(struct vfu_rctx *x);
 bool vfu_rctx_barrier(struct vfu_rctx *x);
 bool vfu_rctx_watch_admin(struct vfu_rctx *x);
+bool vfu_rctx_freeze(struct vfu_rctx *x);
+bool vfu_rctx_adopt(struct vfu_rctx *x);
 /* Reactor: an operation that waited for in-flight I/O may now finish. */
 void vfu_rctx_check_drained(struct vfu_rctx *x);
 /* Allocate an SQ's request slots and DSM buffer; free them. Control thread. */

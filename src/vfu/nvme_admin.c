@@ -780,8 +780,9 @@ vfu_nvme_admin_kick(void *arg)
 {
 	struct vfu_nvme *n = arg;
 
-	if (n->busy) {
-		n->admin_pending = true; /* after the operation (nvme_ctrlr.c after_op) */
+	if (n->busy || n->frozen) {
+		/* After the operation (nvme_ctrlr.c after_op), or the upgrade's thaw or commit. */
+		n->admin_pending = true;
 		return;
 	}
 	for (unsigned i = 0; i < ADMIN_BATCH; i++) {

@@ -786,6 +786,57 @@ vfu_rctx_watch_admin(struct vfu_rctx *x)
 	return true;
 }
 
+bool
+vfu_rctx_freeze(struct vfu_rctx *x)
+{
+	x->paused = true;
+	if (x->inflight > 0) {
+		return false;
+	}
+	put_channels(x, false); /* vfu_rctx_resume: channel() takes them again on first use */
+	return true;
+}
+
+bool
+vfu_rctx_adopt(struct vfu_rctx *x)
+{
+	struct vfu_nvme *n = x->n;
+	struct vfu_sq **tail = &x->sqs;
+
+	/* Written by the control thread before it posted this operation (nvme.h N1). */
+	for (unsigned i = 1; i <= VFU_NVME_MAX_IOQ; i++) {
+		struct vfu_cq *cq = n->cqs[i];
+		struct vfu_sq *sq = n->sqs[i];
+
+		if (cq != NULL && cq->rctx == x) {
+			cq->next = x->cqs;
+			x->cqs = cq;
+		}
+		if (sq != NULL && sq->rctx == x) {
+			sq->next = NULL;
+			*tail = sq;
+			tail = &sq->next;
+		}
+	}
+	for (unsigned i = 1; x->sqs != NULL && i <= VFU_NVME_MAX_NS; i++) {
+		struct vfu_ns *ns = VH_LOAD_ACQ(n->ns[i]);
+
+		if (ns != NULL && !VH_READ_ONCE(ns->removing)) {
+			channel(x, ns);
+		}
+	}
+	if (x->idx == 0 && n->enabled && !n->shutdown) {
+		/* 0 is never what the guest's doorbells say once it used them: look at once. */
+		x->seen_sq0 = UINT32_MAX;
+		x->seen_cq0 = UINT32_MAX;
+		x->watch_admin = true;
+	}
+	x->paused = false;
+	x->did_work = true;
+	x->last_work_ns = vh_now_ns();
+	return true;
+}
+
 /* ---- SQ resources (control thread) ---- */
 
 int

@@ -237,8 +237,18 @@ session_input(void *arg, uint32_t events)
 int
 vfu_session_watch(struct vfu_session *s)
 {
-	s->src = vh_evloop_add(vh_evloop_main(), s->fd, EPOLLIN, session_input, s);
+	s->src = vh_evloop_add(vh_evloop_main(), s->fd, s->holds > 0 ? 0 : EPOLLIN, session_input,
+	                       s);
 	return s->src != NULL ? 0 : -errno;
+}
+
+void
+vfu_session_unwatch(struct vfu_session *s)
+{
+	if (s->src != NULL) {
+		vh_evloop_del(s->src);
+		s->src = NULL;
+	}
 }
 
 int

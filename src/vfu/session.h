@@ -165,8 +165,13 @@ void vfu_session_close(struct vfu_session *s, const char *why);
 /* The device released everything (ops->disconnect finished). */
 void vfu_session_disconnected(struct vfu_session *s);
 
-/* Socket side (socket.c): start reading the connection; 0 or -errno. */
+/* Socket side: start reading the connection (paused while held); 0 or -errno. */
 int vfu_session_watch(struct vfu_session *s);
+/*
+ * Stop watching the connection at all, hang-ups included (a live upgrade's freeze: the bytes
+ * wait in the socket for whichever process reads next). vfu_session_watch() undoes it.
+ */
+void vfu_session_unwatch(struct vfu_session *s);
 /* The default sender: one sendmsg with MSG_DONTWAIT, @fd attached when >= 0. */
 int vfu_session_send_sock(struct vfu_session *s, const struct iovec *iov, int iovcnt, int fd);
 

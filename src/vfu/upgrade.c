@@ -226,11 +226,11 @@ save_dma(const struct vfu_dma *d, struct vh_fdvec *fds)
 	for (unsigned i = 0; a != NULL && i < d->n; i++) {
 		const struct vfu_dma_region *r = &d->r[i];
 
-		if (json_array_append_new(
-		            a, json_pack("{s:o, s:o, s:i, s:o, s:i}", "addr", vh_updesc_hex(r->addr),
-		                         "size", vh_updesc_hex(r->size), "prot", (int)r->prot,
-		                         "offset", vh_updesc_hex(r->offset), "fd",
-		                         vh_updesc_push_fd(fds, r->fd))) < 0) {
+		if (json_array_append_new(a, json_pack("{s:o, s:o, s:i, s:o, s:i}", "addr",
+		                                       vh_updesc_hex(r->addr), "size",
+		                                       vh_updesc_hex(r->size), "prot", (int)r->prot,
+		                                       "offset", vh_updesc_hex(r->offset), "fd",
+		                                       vh_updesc_push_fd(fds, r->fd))) < 0) {
 			json_decref(a);
 			return NULL;
 		}
@@ -288,19 +288,20 @@ save_nvme(const struct vh_vfu_ctrlr *c, struct vh_fdvec *fds)
 		const struct vfu_ns *ns = n->ns[i];
 
 		if (ns != NULL && !ns->removing) {
-			json_array_append_new(nss, json_pack("{s:i, s:i, s:o}", "nsid", (int)i,
-			                                     "block_size", (int)ns->block_size,
-			                                     "nblocks", vh_updesc_hex(ns->nblocks)));
+			json_array_append_new(nss,
+			                      json_pack("{s:i, s:i, s:o}", "nsid", (int)i,
+			                                "block_size", (int)ns->block_size,
+			                                "nblocks", vh_updesc_hex(ns->nblocks)));
 		}
 	}
 	adm = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:o?}", "sq_size", (int)n->adm.sq_size,
 	                "sq_head", (int)n->adm.sq_head, "cq_size", (int)n->adm.cq.size, "cq_tail",
 	                (int)n->adm.cq.tail, "cq_head", (int)n->adm.cq.head, "cq_phase",
 	                (int)n->adm.cq.phase, "aer", aer);
-	feat = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:b}", "nsqr",
-	                 (int)n->nsqr, "ncqr", (int)n->ncqr, "arb", (int)n->feat_arb, "pm",
-	                 (int)n->feat_pm, "temp", (int)n->feat_temp, "err", (int)n->feat_err,
-	                 "coalesce", (int)n->feat_coalesce, "atomic", (int)n->feat_atomic, "aec",
+	feat = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:b}", "nsqr", (int)n->nsqr,
+	                 "ncqr", (int)n->ncqr, "arb", (int)n->feat_arb, "pm", (int)n->feat_pm,
+	                 "temp", (int)n->feat_temp, "err", (int)n->feat_err, "coalesce",
+	                 (int)n->feat_coalesce, "atomic", (int)n->feat_atomic, "aec",
 	                 (int)n->feat_aec, "wce", n->wce);
 	return json_pack("{s:i, s:i, s:o?, s:o?, s:i, s:i, s:i, s:i, s:i, s:o, s:o, s:b, s:b, "
 	                 "s:b, s:b, s:o?, s:i, s:i, s:o?, s:o?, s:b, s:b, s:o?, s:o?, s:o, s:o, "
@@ -345,10 +346,11 @@ save_ctrlr(struct vh_vfu_ctrlr *c, void *arg)
 		json_t *mfds = json_array();
 
 		for (unsigned i = 0; mfds != NULL && i < s->nfds; i++) {
-			json_array_append_new(mfds, json_integer(vh_updesc_push_fd(x->fds, s->fds[i])));
+			json_array_append_new(mfds,
+			                      json_integer(vh_updesc_push_fd(x->fds, s->fds[i])));
 		}
-		msg = json_pack("{s:o?, s:o?, s:b}", "bytes", vh_updesc_bytes(s->buf, s->got), "fds",
-		                mfds, "fd_overflow", s->fd_overflow);
+		msg = json_pack("{s:o?, s:o?, s:b}", "bytes", vh_updesc_bytes(s->buf, s->got),
+		                "fds", mfds, "fd_overflow", s->fd_overflow);
 	}
 	j = json_pack("{s:s, s:o, s:{s:i, s:b, s:o?, s:I}, s:o?, s:o?}", "name", c->n.name,
 	              "stop_ns", vh_updesc_hex(c->up_stop_ns), "session", "fd",
@@ -428,7 +430,8 @@ load_namespaces(struct vh_updesc_reader *rd, struct vfu_nvme *n, const json_t *a
 		if (n->ns[nsid] == NULL || n->ns[nsid]->block_size != bs ||
 		    n->ns[nsid]->nblocks != nblocks) {
 			return vh_updesc_fail(rd,
-			                      "%s: namespace %u (%" PRIu64 " blocks of %u bytes in the "
+			                      "%s: namespace %u (%" PRIu64
+			                      " blocks of %u bytes in the "
 			                      "old worker) differs here",
 			                      n->name, nsid, nblocks, bs);
 		}
@@ -482,7 +485,8 @@ load_session(struct vh_updesc_reader *rd, struct vh_vfu_ctrlr *c, const json_t *
 		struct vfio_user_header h;
 
 		memcpy(&h, s->buf, sizeof(h));
-		if (h.msg_size < sizeof(h) || h.msg_size > VFU_MAX_MSG || (uint32_t)len >= h.msg_size) {
+		if (h.msg_size < sizeof(h) || h.msg_size > VFU_MAX_MSG ||
+		    (uint32_t)len >= h.msg_size) {
 			return vh_updesc_fail(rd, "%s: bad partial message", n->name);
 		}
 	}
@@ -526,7 +530,8 @@ load_dma(struct vh_updesc_reader *rd, struct vfu_nvme *n, const json_t *a)
 			close(fd);
 		}
 		if (rc < 0) {
-			return vh_updesc_fail(rd, "%s: DMA region [0x%" PRIx64 ", +0x%" PRIx64 "): %s",
+			return vh_updesc_fail(rd,
+			                      "%s: DMA region [0x%" PRIx64 ", +0x%" PRIx64 "): %s",
 			                      n->name, m.addr, m.size, strerror(-rc));
 		}
 	}
@@ -568,7 +573,8 @@ load_cqs(struct vh_updesc_reader *rd, struct vfu_nvme *n, const json_t *a)
 		if (cq->gpa & (VFU_NVME_PAGE - 1)) {
 			return vh_updesc_fail(rd, "%s: CQ %u: bad address", n->name, id);
 		}
-		/* Where Create I/O CQ would put it (nvme_admin.c): completions stay on one thread. */
+		/* Where Create I/O CQ would put it (nvme_admin.c): completions stay on one thread.
+		 */
 		cq->rctx = n->rctx[(id - 1) % n->nrctx];
 	}
 	return 0;
@@ -592,8 +598,8 @@ load_sqs(struct vh_updesc_reader *rd, struct vfu_nvme *n, const json_t *a)
 		GET_INT(v, "size", 2, VFU_NVME_MQES + 1, size);
 		GET_INT(v, "cqid", 1, n->num_ioq, cqid);
 		if (n->sqs[id] != NULL || n->cqs[cqid] == NULL) {
-			return vh_updesc_fail(rd, "%s: SQ %u twice, or its CQ %u missing", n->name, id,
-			                      cqid);
+			return vh_updesc_fail(rd, "%s: SQ %u twice, or its CQ %u missing", n->name,
+			                      id, cqid);
 		}
 		sq = calloc(1, sizeof(*sq));
 		if (sq == NULL) {
@@ -674,8 +680,8 @@ load_irqs(struct vh_updesc_reader *rd, struct vfu_nvme *n, const json_t *j)
 	int fd;
 
 	if (!json_is_array(msix) || json_array_size(msix) != n->nvec) {
-		return vh_updesc_fail(rd, "%s: bad 'msix' (this controller has %u vectors)", n->name,
-		                      n->nvec);
+		return vh_updesc_fail(rd, "%s: bad 'msix' (this controller has %u vectors)",
+		                      n->name, n->nvec);
 	}
 	for (unsigned i = 0; i < n->nvec; i++) {
 		fd = vh_updesc_take_fd(rd, json_array_get(msix, i));

@@ -28,23 +28,10 @@
 #include "core/util.h"
 #include "vfu/nvme.h"
 #include "vfu/vfu.h"
+#include "vfu/vfu_internal.h"
 
 _Static_assert(VH_VFU_MAX_NS == VFU_NVME_MAX_NS, "namespace limits agree");
 _Static_assert(VH_VFU_MAX_IO_QUEUES == VFU_NVME_MAX_IOQ, "queue limits agree");
-
-struct vh_vfu_ctrlr {
-	struct vfu_nvme n; /* first: the device pointer the session gets */
-	char sock_path[108];
-	uint64_t cpumask;
-	int listen_fd;
-	struct vh_evsource *listen_src;
-	bool deleting;
-	bool freeing;
-	uint64_t stat_connections;
-	struct vfu_session *dead; /* a closed session waiting to be freed */
-	struct vh_msg_node session_free_node;
-	struct vh_vfu_ctrlr *next;
-};
 
 static struct vh_vfu_ctrlr *g_ctrlrs;
 static char g_sock_dir[108] = ".";
@@ -154,8 +141,8 @@ session_free(void *arg)
 	}
 }
 
-static void
-session_closed(struct vfu_session *s)
+void
+vfu_ctrlr_session_closed(struct vfu_session *s)
 {
 	struct vh_vfu_ctrlr *c = s->owner;
 
@@ -190,7 +177,7 @@ listen_ready(void *arg, uint32_t events)
 		return;
 	}
 	s->owner = c;
-	s->on_closed = session_closed;
+	s->on_closed = vfu_ctrlr_session_closed;
 	if (vfu_session_watch(s) < 0) {
 		VH_LOG_RL(VH_LOG_ERROR, c->n.name, "cannot watch the connection: %s",
 		          strerror(errno));
@@ -334,6 +321,35 @@ doorbells_destroy(struct vfu_nvme *n)
 		close(n->db_fd);
 		n->db_fd = -1;
 	}
+}
+
+int
+vfu_doorbells_adopt(struct vfu_nvme *n, int fd)
+{
+	struct stat st;
+	int seals;
+	void *p;
+
+	/* The old worker's page, which the client has mapped: same size, same seals, or nothing. */
+	seals = fcntl(fd, F_GET_SEALS);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size != VFU_NVME_BAR0_SIZE ||
+	    seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
+		return -EINVAL;
+	}
+	p = mmap(NULL, VFU_NVME_BAR0_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		return -errno;
+	}
+	doorbells_destroy(n);
+	n->db_fd = fd;
+	n->db_page = (uint8_t *)p + VFU_NVME_DB_OFFSET;
+	return 0;
+}
+
+uint64_t
+vfu_max_guest_mem(void)
+{
+	return g_max_mem;
 }
 
 /* ---- creation and teardown ---- */

@@ -96,17 +96,48 @@ void vh_vfu_shutdown(void (*done)(void *arg), void *arg);
 void vh_vfu_close_faulted(void);
 
 /*
- * Live upgrade (app/upgrade.c). vfio-user sessions are not handed over: QEMU's vfio-user
- * client cannot reconnect, so a connected one blocks an upgrade, and no new client is accepted
- * while one runs. vh_vfu_accept_pause(true) stops accepting on every controller, including
- * those created later (a candidate replaying the configuration shares the old worker's
- * listening sockets); false resumes where no session runs. Control thread.
+ * Live upgrade (app/upgrade.c, docs/design.md "Live upgrade by hand-over"). Connected
+ * vfio-user clients are handed over to the new worker (QEMU's client cannot reconnect, so the
+ * connection never closes). Control thread, all of them.
+ *
+ * vh_vfu_accept_pause(true) stops accepting on every controller, including those created
+ * later (a candidate replaying the configuration shares the old worker's listening sockets);
+ * false resumes where no session runs.
  */
 void vh_vfu_accept_pause(bool paused);
 /*
  * 0 if no vfio-user client is connected; else -EBUSY with the first such controller's name
- * in @name (@len bytes). Control thread.
+ * in @name (@len bytes): for a candidate that cannot take vfio-user sessions over.
  */
 int vh_vfu_upgrade_blocker(char *name, size_t len);
+
+struct vh_fdvec;
+/*
+ * Old process: freeze every vfio-user session between two messages (the connection is no
+ * longer read), with the admin queue held and every I/O queue paused after its fetched
+ * commands completed; closing sessions finish first. done(arg, 0) runs once all are frozen
+ * (maybe before this returns), or done(arg, -ETIMEDOUT) after thawing when that takes longer
+ * than @timeout_ms. Returns 0, or -EALREADY / -ENOMEM without calling done.
+ */
+int vh_vfu_freeze(uint64_t timeout_ms, void (*done)(void *arg, int rc), void *arg);
+/* Old process: undo the freeze (idempotent). */
+void vh_vfu_thaw(void);
+/*
+ * Old process, frozen: describe every session (a JSON array; the fds it names are appended to
+ * @fds and stay ours). Returns a new reference, or NULL with @err set.
+ */
+json_t *vh_vfu_save_sessions(struct vh_fdvec *fds, int *err);
+/*
+ * New process, after the configuration replay: adopt the sessions @state (NULL: none)
+ * describes, with @fds[i] for index i (used fds are set to -1). Nothing runs and no message
+ * is read until vh_vfu_commit(). Returns 0, or -errno with a reason in @why.
+ */
+int vh_vfu_load_sessions(const json_t *state, int *fds, unsigned nfds, char *why, size_t whylen);
+/*
+ * New process: start the adopted queues and read the connections; once every controller
+ * runs, started(arg, stop_ns, start_ns): when the old worker paused the first of them (0 if
+ * none) and when the last runs here (CLOCK_MONOTONIC).
+ */
+void vh_vfu_commit(void (*started)(void *arg, uint64_t stop_ns, uint64_t start_ns), void *arg);
 
 #endif
