@@ -63,15 +63,7 @@ vq_log "QEMU's connection socket inode(s): $conn0"
 
 # Spread the upgrades (and the refusal) evenly over fio's run, ending 15 s before it.
 pauses=()
-t_fio=$SECONDS
-step=$(((runtime - 15) * 10 / (upgrades + 1)))
-slot=0
-next_slot() {
-	slot=$((slot + 1))
-	while ((SECONDS * 10 < t_fio * 10 + slot * step)); do
-		sleep 0.$((RANDOM % 5 + 1))
-	done
-}
+up_schedule $((upgrades + 1)) $((runtime - 15))
 for ((i = 1; i <= upgrades; i++)); do
 	next_slot
 	if ((i % 2)); then

@@ -11,6 +11,8 @@
 #   up_start CONF                       # vhostd --supervise from the installed path
 #   upgrade N SIGHUP|RPC                # sets last_pause (ms)
 #   refused SIGHUP|RPC WHAT BODY        # BODY: the broken candidate's shell script
+#   up_schedule SLOTS SPAN              # SLOTS evenly spaced moments over the next SPAN s
+#   next_slot                           # wait for the next one (no wait if it passed)
 #
 # UP_BDEV names the bdev whose write count shows the guest's I/O going on (default Malloc0).
 
@@ -158,4 +160,16 @@ refused() { # BY WHAT BODY: a broken candidate; the old worker serves on
 		vq_fail "broken candidate ($what): no write completed after the refusal"
 	vq_log "broken candidate ($what, by $by) refused: ${out:+$(tr -d '\n' <<<"$out" | cut -c1-160) }worker $old serves on"
 	install_file "${builds[$cur]}"
+}
+
+up_schedule() { # SLOTS SPAN_S
+	t_fio=$SECONDS
+	step=$(($2 * 10 / $1))
+	slot=0
+}
+next_slot() {
+	slot=$((slot + 1))
+	while ((SECONDS * 10 < t_fio * 10 + slot * step)); do
+		sleep 0.$((RANDOM % 5 + 1))
+	done
 }

@@ -9,7 +9,7 @@
 # minutes). scripts/test.sh builds it before the qemu suite.
 #
 #   . "$(dirname "$0")/vfu-lib.sh"
-#   vf_init vfu-nvme                    # vq_init + QEMU 10.2 + vhostd
+#   vf_init vfu-nvme                    # vq_init + QEMU 10.2 + vhostd (vf_init_qemu: no vhostd)
 #   vf_add_ctrl nvme0 4                 # vfio-user NVMe controller with 4 I/O queues
 #   vf_add_ns nvme0 64 512              # a 64 MiB RAM bdev as the next namespace
 #   vf_boot boot1 "$guest_script" VT_X=1 || vq_fail "..."
@@ -21,6 +21,13 @@
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 vf_init() {
+	vf_init_qemu "$1"
+	vq_vhostd_start
+}
+
+# vf_init_qemu NAME: vq_init and QEMU 10.2 (VQ_VFU_QEMU), without starting vhostd (a test that
+# starts its own, e.g. under --supervise).
+vf_init_qemu() {
 	local name=$1 env rc=0 mode=--check
 	VQ_MEM=${VF_MEM:-1024M}
 	vq_init "$name"
@@ -37,7 +44,6 @@ vf_init() {
 	eval "$env"
 	[[ -x "$VQ_VFU_QEMU" ]] || vq_fail "no $VQ_VFU_QEMU"
 	vq_log "QEMU: $("$VQ_VFU_QEMU" --version | head -n1)"
-	vq_vhostd_start
 	VT_NEED_DISK=0
 }
 
