@@ -11,6 +11,8 @@
  *     every upgrade must succeed and run the newly installed build;
  *   - three broken candidates (exits at once, crashes after reading the state, hangs after
  *     reading it): each upgrade fails, the old worker serves on, the I/O goes on;
+ *   - half-way, the client has sent part of a message (REGION_READ of CAP) when the upgrade
+ *     starts and the rest after it: the new worker answers it;
  *   - afterwards: the AER the client left outstanding before the first upgrade completes when a
  *     namespace is added; a DMA_MAP and DMA_UNMAP are answered; every namespace reads back as
  *     the model says.
@@ -27,6 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "vfu/protocol.h"
 #include "vfu_client.h"
 #include "vfu_io.h"
 #include "vfu_test.h"
@@ -143,20 +146,68 @@ struct ctx {
 	unsigned cycles;
 };
 
+/* A REGION_READ of CAP (8 bytes of BAR0), as bytes on the wire. */
+static size_t
+cap_read_msg(struct vfu_client *c, uint8_t *buf)
+{
+	struct vfio_user_header h = {
+	        .msg_id = c->next_id++,
+	        .cmd = VFIO_USER_REGION_READ,
+	        .msg_size = sizeof(h) + sizeof(struct vfio_user_region_access),
+	};
+	struct vfio_user_region_access a = {.offset = 0, .region = 0, .count = 8};
+
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), &a, sizeof(a));
+	return sizeof(h) + sizeof(a);
+}
+
+/* The rest of the split message, and its answer from the new worker. */
 static int
-upgrades(struct ctx *x, struct vio *v)
+finish_split(struct vfu_client *c, const uint8_t *msg, size_t len, size_t sent, uint64_t cap)
+{
+	uint8_t reply[sizeof(struct vfio_user_region_access) + 8];
+	size_t rlen = 0;
+	uint64_t got;
+	int err = 0;
+
+	T_OK(vc_send_raw(c, msg + sent, len - sent, NULL, 0));
+	T_OK(vc_recv_reply(c, VFIO_USER_REGION_READ, reply, sizeof(reply), &rlen, &err, NULL));
+	T_CHECK(err == 0 && rlen == sizeof(reply), "split REGION_READ: error %d, %zu bytes", err,
+	        rlen);
+	memcpy(&got, reply + sizeof(struct vfio_user_region_access), 8);
+	T_CHECK(got == cap, "split REGION_READ: CAP 0x%llx, expected 0x%llx",
+	        (unsigned long long)got, (unsigned long long)cap);
+	return 0;
+}
+
+static int
+upgrades(struct ctx *x, struct vfu_client *c, struct vio *v)
 {
 	static double pause[MAX_CYCLES];
 	struct job j = {.rpc_path = x->t.d.rpc_path};
 	pid_t prev = vh_daemon_child(&x->t.d);
+	uint8_t split[64];
+	size_t split_len = 0;
+	uint64_t cap = 0;
 
+	T_OK(vc_region_read(c, 0, 0, &cap, 8));
 	for (unsigned i = 0; i < x->cycles; i++) {
 		unsigned b = (i + 1) % 2;
 		const char *ver;
 		pid_t w;
 
 		T_OK(install(x->install, x->bin[b], NULL));
+		if (i == x->cycles / 2) {
+			/* The header and 4 bytes of the payload: the old worker reads them. */
+			split_len = cap_read_msg(c, split);
+			T_OK(vc_send_raw(c, split, 20, NULL, 0));
+		}
 		T_OK(io_during(v, &j));
+		if (split_len != 0) {
+			T_OK(finish_split(c, split, split_len, 20, cap));
+			split_len = 0;
+		}
 		if (j.rc != 0) {
 			fprintf(stderr, "FAIL upgrade %u: %s (%s)\n", i + 1, strerror(-j.rc),
 			        j.msg);
@@ -256,7 +307,7 @@ run(struct ctx *x)
 	cid = vc_submit(&c, 0, &aer);
 	T_CHECK(cid >= 0, "AER submit");
 
-	T_OK(upgrades(x, v));
+	T_OK(upgrades(x, &c, v));
 
 	snprintf(crash, sizeof(crash), "VHOSTD_TEST_UPGRADE_FAULT=state:crash exec '%s' \"$@\"",
 	         x->bin[1]);

@@ -185,7 +185,6 @@ vc_msg(struct vfu_client *c, uint16_t cmd, uint32_t flags, const void *payload, 
 	        .flags = flags,
 	};
 	uint8_t *buf = malloc(sizeof(h) + len);
-	uint8_t *rbuf;
 	int rc;
 
 	if (rfd != NULL) {
@@ -205,6 +204,23 @@ vc_msg(struct vfu_client *c, uint16_t cmd, uint32_t flags, const void *payload, 
 	free(buf);
 	if (rc < 0 || (flags & VFIO_USER_F_NO_REPLY)) {
 		return rc;
+	}
+	return vc_recv_reply(c, cmd, reply, reply_max, reply_len, err, rfd);
+}
+
+int
+vc_recv_reply(struct vfu_client *c, uint16_t cmd, void *reply, size_t reply_max, size_t *reply_len,
+              int *err, int *rfd)
+{
+	struct vfio_user_header h;
+	uint8_t *rbuf;
+	int rc;
+
+	if (rfd != NULL) {
+		*rfd = -1;
+	}
+	if (err != NULL) {
+		*err = 0;
 	}
 	rc = recv_all(c, &h, sizeof(h), rfd);
 	if (rc < 0) {

@@ -76,6 +76,9 @@ void vc_close(struct vfu_client *c);
 int vc_msg(struct vfu_client *c, uint16_t cmd, uint32_t flags, const void *payload, size_t len,
            const int *fds, unsigned nfds, void *reply, size_t reply_max, size_t *reply_len,
            int *err, int *rfd);
+/* Receive the reply to a @cmd sent with vc_send_raw (fields as vc_msg). */
+int vc_recv_reply(struct vfu_client *c, uint16_t cmd, void *reply, size_t reply_max,
+                  size_t *reply_len, int *err, int *rfd);
 /* Send bytes as they are (for framing tests). */
 int vc_send_raw(struct vfu_client *c, const void *buf, size_t len, const int *fds, unsigned nfds);
 /* True if the server closed the connection (within timeout_ms). */
