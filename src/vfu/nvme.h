@@ -324,7 +324,8 @@ void vfu_nvme_ns_changed(struct vfu_nvme *n, uint32_t nsid);
  *   freeze                live upgrade, old process: pause, then put every bdev channel (the
  *                         new process opens its own; an NVMe bdev must have none open)
  *   adopt                 live upgrade, new process: link the queues the hand-over rebuilt
- *                         (n->sqs / n->cqs whose rctx is this one), take the channels, and
+ *                         (n->sqs / n->cqs whose rctx is this one), take the channels, signal
+ *                         the vectors of CQs holding entries the host has not consumed, and
  *                         the first context watches the admin doorbells if enabled
  */
 bool vfu_rctx_start(struct vfu_rctx *x);

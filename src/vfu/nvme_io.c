@@ -825,6 +825,15 @@ vfu_rctx_adopt(struct vfu_rctx *x)
 			channel(x, ns);
 		}
 	}
+	/*
+	 * An interrupt the old worker raised may have been lost in the switch: signal each queue
+	 * with completions the host has not consumed (one too many is harmless to the host).
+	 */
+	for (struct vfu_cq *cq = x->cqs; cq != NULL; cq = cq->next) {
+		if (cq->ien && cq->tail != vfu_nvme_db_read(n, cq->id, true)) {
+			vfu_nvme_irq(n, cq->iv);
+		}
+	}
 	if (x->idx == 0 && n->enabled && !n->shutdown) {
 		/* 0 is never what the guest's doorbells say once it used them: look at once. */
 		x->seen_sq0 = UINT32_MAX;

@@ -882,20 +882,10 @@ adopt_done(struct vfu_nvme *n)
 	if (s != NULL && vfu_session_watch(s) < 0) {
 		vfu_session_close(s, "cannot watch the adopted connection");
 	}
-	/*
-	 * An interrupt the old worker raised may have been lost in the switch: signal every
-	 * queue with completions the host has not consumed (the host ignores one too many).
-	 */
+	/* As vfu_rctx_adopt() did for the I/O queues: an interrupt may have been lost. */
 	if (n->enabled && n->adm.cq.ring != NULL &&
 	    n->adm.cq.tail != vfu_nvme_db_read(n, 0, true)) {
 		vfu_nvme_irq(n, 0);
-	}
-	for (unsigned i = 1; i <= VFU_NVME_MAX_IOQ; i++) {
-		struct vfu_cq *cq = n->cqs[i];
-
-		if (cq != NULL && cq->ien && cq->tail != vfu_nvme_db_read(n, i, true)) {
-			vfu_nvme_irq(n, cq->iv);
-		}
 	}
 	n->frozen = false;
 	n->admin_pending = false;
