@@ -75,26 +75,17 @@ struct vh_vq_packed {
 	struct pvirtq_desc *ring;                   /* the descriptor ring in guest memory */
 	const struct pvirtq_event_suppress *driver; /* the driver's: our used notifications */
 	struct pvirtq_event_suppress *device;       /* ours: the driver's kicks */
-	uint32_t outstanding;                       /* ring descriptors fetched and not yet used */
-	uint32_t used_since_signal;                 /* ring descriptors used since the last call */
 	/*
-	 * The chain being handed to the device, walked by vh_vq_walk_chain() from ops->handle().
-	 * Each field of its descriptors is read once. Fetching reads the flags (into
-	 * chain[k].flags) and the buffer id; addr and len are read by whoever needs them first: the
-	 * walk, straight from the ring, where the chain starts at index chain_idx (chain_ring), or,
-	 * with an inflight region, the fetch, which records them there before the device sees the
-	 * chain and copies them into chain[] for the walk. The walk may read the ring because it
-	 * runs during the hand-over: no chain fetched after this one exists yet, so no used
-	 * descriptor can land on this one (the used positions written before it completes lag the
-	 * chains fetched before it), and answering the request ends the hand-over. chain_buf has
-	 * room for a whole ring.
+	 * The chain being handed to the device, walked by vh_vq_walk_chain() from ops->handle():
+	 * the fetch copies each descriptor out of the ring (every field read once, in two loads)
+	 * into chain_buf, which has room for a whole ring, and the walk reads only that copy (or,
+	 * at start, a chain the inflight region recorded). The descriptors fetched and not used
+	 * yet are not counted: they are the distance from vq->last_used to vq->last_avail.
 	 */
 	struct pvirtq_desc *chain_buf;
 	const struct pvirtq_desc *chain;
 	uint16_t chain_n;
 	uint16_t chain_id;
-	uint16_t chain_idx;
-	bool chain_ring;
 	bool chain_valid;
 	/* Inflight tracking (NULL without a packed-layout region). */
 	struct inflight_packed_queue *ifl;
