@@ -143,11 +143,12 @@ desc_word(const struct pvirtq_desc *d, int order)
 	return __atomic_load_n((const desc_word_t *)(const void *)&d->len, order);
 }
 
-/* The AVAIL/USED bits of a descriptor the driver made available at position @pos. */
-static inline uint16_t
+/* The AVAIL/USED bits (in a desc_word()) of a descriptor the driver made available at @pos. */
+static inline uint64_t
 avail_bits(uint16_t pos, uint32_t size)
 {
-	return (pos & size) ? VIRTQ_DESC_F_USED : VIRTQ_DESC_F_AVAIL;
+	return (pos & size) ? (uint64_t)VIRTQ_DESC_F_USED << 48
+	                    : (uint64_t)VIRTQ_DESC_F_AVAIL << 48;
 }
 
 /*
@@ -161,7 +162,7 @@ next_avail(const struct vh_vq *vq, const struct vh_vq_packed *pk, uint64_t *w)
 	uint16_t pos = vq->last_avail;
 
 	*w = desc_word(&pk->ring[pos & vq->mask], __ATOMIC_ACQUIRE);
-	return (W_FLAGS(*w) & AVAIL_USED) == avail_bits(pos, vq->size);
+	return (*w & W_AVAILUSED) == avail_bits(pos, vq->size);
 }
 
 /*
@@ -176,17 +177,16 @@ static inline __attribute__((always_inline)) uint32_t
 read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint64_t w, uint16_t *id, bool ifl,
            uint16_t *ifl_last, uint16_t *ifl_e)
 {
-	struct pvirtq_desc *out = pk->chain_buf;
-	uint32_t size = vq->size, idx = vq->last_avail & vq->mask, n = 0;
+	uint64_t want = avail_bits(vq->last_avail, vq->size);
+	struct pvirtq_desc *out = pk->chain_buf, *o = out;
+	uint32_t size = vq->size, idx = vq->last_avail & vq->mask;
 	/*
 	 * The descriptors not outstanding (fetched, not used yet: the used position lags the
-	 * fetch position by exactly those): a chain may not be longer. lim: the first of that and
-	 * the ring's end, the one position the loop checks.
+	 * fetch position by exactly those): a chain may not be longer. lim: the nearer of that
+	 * and the ring's end, the one bound the loop checks.
 	 */
 	uint32_t room = size - (uint16_t)(vq->last_avail - vq->last_used);
-	uint32_t lim = VH_MIN(room, size - idx);
-	uint64_t want = (uint64_t)avail_bits(vq->last_avail, size) << 48;
-	const struct pvirtq_desc *d = &pk->ring[idx];
+	const struct pvirtq_desc *d = &pk->ring[idx], *lim = d + VH_MIN(room, size - idx) - 1;
 	/* The free list has room entries (one per descriptor not outstanding). */
 	uint16_t e = ifl ? pk->ifl_free : 0;
 
@@ -199,8 +199,9 @@ read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint64_t w, uint16_t
 	for (;;) {
 		uint64_t addr = VH_READ_ONCE(d->addr);
 
-		out[n].addr = addr;
-		*(desc_word_t *)(void *)&out[n].len = w;
+		o->addr = addr;
+		*(desc_word_t *)(void *)&o->len = w;
+		o++;
 		if (ifl) {
 			struct inflight_desc_packed *r = &pk->ifl->desc[e];
 
@@ -210,7 +211,6 @@ read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint64_t w, uint16_t
 			*ifl_last = e;
 			e = pk->ifl_next[e];
 		}
-		n++;
 		if (!(w & W_NEXT)) {
 			/* VIRTIO 1.2 §2.8.6: the buffer id is in the last descriptor of the list.
 			 */
@@ -218,9 +218,11 @@ read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint64_t w, uint16_t
 			if (ifl) {
 				*ifl_e = e;
 			}
-			return n;
+			return (uint32_t)(o - out);
 		}
-		if (VH_UNLIKELY(n == lim)) {
+		if (VH_UNLIKELY(d == lim)) {
+			uint32_t n = (uint32_t)(o - out);
+
 			if (n == room) {
 				/* Beyond that the driver reused descriptors we had not used. */
 				vh_vq_broken(vq, room == size
@@ -233,8 +235,8 @@ read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint64_t w, uint16_t
 			}
 			/* Past the end of the ring the driver's wrap counter flips. */
 			d = pk->ring;
+			lim = d + (room - n) - 1;
 			want ^= W_AVAILUSED;
-			lim = room;
 		} else {
 			d++;
 		}
