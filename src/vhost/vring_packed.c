@@ -102,11 +102,12 @@ ifl_used_begin(struct vh_vq_packed *pk, const struct vh_req *req, uint16_t pos, 
                uint32_t size)
 {
 	struct inflight_packed_queue *q = pk->ifl;
+	uint16_t free = pk->ifl_free, last = req->ifl_last, entry = req->ifl_entry;
 
-	VH_WRITE_ONCE(q->desc[req->ifl_last].next, pk->ifl_free);
-	pk->ifl_next[req->ifl_last] = pk->ifl_free;
-	pk->ifl_free = req->ifl_entry;
-	VH_WRITE_ONCE(q->free_head, req->ifl_entry);
+	VH_WRITE_ONCE(q->desc[last].next, free);
+	pk->ifl_next[last] = free;
+	pk->ifl_free = entry;
+	VH_WRITE_ONCE(q->free_head, entry);
 	/* One store: the new used position, the committed one kept beside it (inflight.c). */
 	VH_STORE_REL(*vh_pk_used_word_ptr(q), vh_pk_used_word(next, pos, size));
 }
@@ -119,7 +120,7 @@ ifl_used_commit(struct vh_vq_packed *pk, const struct vh_req *req, uint16_t next
 
 	VH_STORE_REL(q->desc[req->ifl_entry].inflight, 0);
 	/* old_free_head first: a crash between the two stores still finds used != old_used. */
-	VH_STORE_REL(q->old_free_head, pk->ifl_free);
+	VH_STORE_REL(q->old_free_head, req->ifl_entry);
 	VH_STORE_REL(*vh_pk_used_word_ptr(q), vh_pk_used_word(next, next, size));
 }
 
@@ -189,6 +190,9 @@ read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint64_t w, uint16_t
 	const struct pvirtq_desc *d = &pk->ring[idx], *lim = d + VH_MIN(room, size - idx) - 1;
 	/* The free list has room entries (one per descriptor not outstanding). */
 	uint16_t e = ifl ? pk->ifl_free : 0;
+	/* Locals: the word stores below may alias anything, these must not be reloaded. */
+	struct inflight_desc_packed *rd = ifl ? pk->ifl->desc : NULL;
+	const uint16_t *rnext = ifl ? pk->ifl_next : NULL;
 
 	if (VH_UNLIKELY(room == 0)) {
 		vh_vq_broken(vq,
@@ -203,13 +207,13 @@ read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint64_t w, uint16_t
 		*(desc_word_t *)(void *)&o->len = w;
 		o++;
 		if (ifl) {
-			struct inflight_desc_packed *r = &pk->ifl->desc[e];
+			struct inflight_desc_packed *r = &rd[e];
 
 			/* The entry's id, flags, len: the same three fields, rotated. */
 			VH_WRITE_ONCE(*(desc_word_t *)(void *)&r->id, w >> 32 | w << 32);
 			VH_WRITE_ONCE(r->addr, addr);
 			*ifl_last = e;
-			e = pk->ifl_next[e];
+			e = rnext[e];
 		}
 		if (!(w & W_NEXT)) {
 			/* VIRTIO 1.2 §2.8.6: the buffer id is in the last descriptor of the list.
@@ -287,28 +291,20 @@ take_chain(struct vh_vq *vq, struct vh_vq_packed *pk, uint64_t w, bool ifl)
 	return req;
 }
 
-/* take_chain() with an inflight region, out of line: the path without one stays lean. */
-static __attribute__((noinline)) struct vh_req *
-take_chain_ifl(struct vh_vq *vq, struct vh_vq_packed *pk, uint64_t w)
+/*
+ * The fetch loop for one layout (@ifl: with an inflight region), take_chain() inlined in it.
+ * Returns after at most @n chains, or when none is available, or the queue broke.
+ */
+static inline __attribute__((always_inline)) void
+fetch_chains(struct vh_vq *vq, struct vh_vq_packed *pk, uint64_t w, uint32_t n, bool ifl)
 {
-	return take_chain(vq, pk, w, true);
-}
-
-/* The fetch loop, out of line: an empty poll (most of them) stays a few instructions. */
-static __attribute__((noinline)) void
-fetch_loop(struct vh_vq *vq, uint64_t w)
-{
-	struct vh_vq_packed *pk = vq->pk;
-	uint32_t n = VH_MIN((uint32_t)VH_VQ_BATCH, vq->nfree);
-	bool ifl = pk->ifl != NULL;
-
 	for (uint32_t i = 0; i < n; i++) {
 		struct vh_req *req;
 
 		if (i > 0 && !next_avail(vq, pk, &w)) {
 			return;
 		}
-		req = ifl ? take_chain_ifl(vq, pk, w) : take_chain(vq, pk, w, false);
+		req = take_chain(vq, pk, w, ifl);
 		if (VH_UNLIKELY(req == NULL)) {
 			return;
 		}
@@ -320,13 +316,37 @@ fetch_loop(struct vh_vq *vq, uint64_t w)
 	}
 }
 
+/* The fetch loops, out of line: an empty poll (most of them) stays a few instructions. */
+static __attribute__((noinline)) void
+fetch_loop(struct vh_vq *vq, uint64_t w)
+{
+	fetch_chains(vq, vq->pk, w, VH_MIN((uint32_t)VH_VQ_BATCH, vq->nfree), false);
+}
+
+static __attribute__((noinline)) void
+fetch_loop_ifl(struct vh_vq *vq, uint64_t w)
+{
+	fetch_chains(vq, vq->pk, w, VH_MIN((uint32_t)VH_VQ_BATCH, vq->nfree), true);
+}
+
+/* take_chain() with an inflight region for vh_vq_packed_fetch_one(), out of line. */
+static __attribute__((noinline)) struct vh_req *
+take_chain_ifl(struct vh_vq *vq, struct vh_vq_packed *pk, uint64_t w)
+{
+	return take_chain(vq, pk, w, true);
+}
+
 void
 vh_vq_packed_fetch(struct vh_vq *vq)
 {
 	uint64_t w;
 
 	if (next_avail(vq, vq->pk, &w) && vq->nfree > 0) {
-		fetch_loop(vq, w);
+		if (vq->pk->ifl != NULL) {
+			fetch_loop_ifl(vq, w);
+		} else {
+			fetch_loop(vq, w);
+		}
 	}
 }
 
