@@ -33,6 +33,13 @@
 
 #define AVAIL_USED (VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED)
 
+/*
+ * A descriptor's second half, len | id << 32 | flags << 48 (the ring is little-endian, and so
+ * is the host: protocol.h), read as one word. One aligned 8-byte load is single-copy atomic, so
+ * the flags that make a descriptor available come with the len and id written before them.
+ */
+typedef uint64_t __attribute__((may_alias)) desc_word_t;
+
 /* ---- request slots and buffer ids (vring.c's split-ring counterparts, inlined here) ---- */
 
 static inline bool
@@ -94,44 +101,43 @@ ifl_fetch(struct vh_vq_packed *pk, struct vh_req *req, uint16_t n, uint16_t last
 }
 
 /*
- * Before the used descriptor goes out: the chain back on the free list, the new used position.
- * Inlined into push_used_ifl() only: the path without a region has none of this.
+ * Completions with a region are published in batches (VIRTIO 1.2 §2.8.21.3.1 lets a device
+ * write several used descriptors and flip the first one's flags last: the driver reads them in
+ * order, so it sees none of them before that store). Each completion puts its chain back on
+ * the free list (privately and in the region's links, which nothing reads before the commit)
+ * and writes its used descriptor, all but the batch's first, which is kept. ifl_publish() then
+ * runs the spec's two phases once for the whole batch: the free list's head and the new used
+ * position beside the committed one, the first descriptor (the batch goes out), the heads'
+ * marks cleared, the commit. A crash before that store leaves the committed state (every chain
+ * of the batch in flight, resubmitted: the driver saw none of them), one after it finds the
+ * first descriptor used at the committed position and finishes the batch (inflight.c).
+ *
+ * A fetch commits the free list too (old_free_head), so it must never see the batch's entries
+ * uncommitted: every fetch publishes a pending batch first.
  */
-static inline void
-ifl_used_begin(struct vh_vq_packed *pk, const struct vh_req *req, uint16_t pos, uint16_t next,
-               uint32_t size)
+static __attribute__((noinline)) void
+ifl_publish(struct vh_vq *vq, struct vh_vq_packed *pk)
 {
 	struct inflight_packed_queue *q = pk->ifl;
-	uint16_t free = pk->ifl_free, last = req->ifl_last, entry = req->ifl_entry;
+	uint32_t size = vq->size, n = pk->ifl_nbatch;
+	uint16_t used = vq->last_used, free = pk->ifl_free;
 
-	VH_WRITE_ONCE(q->desc[last].next, free);
-	pk->ifl_next[last] = free;
-	pk->ifl_free = entry;
-	VH_WRITE_ONCE(q->free_head, entry);
-	/* One store: the new used position, the committed one kept beside it (inflight.c). */
-	VH_STORE_REL(*vh_pk_used_word_ptr(q), vh_pk_used_word(next, pos, size));
-}
-
-/* After it went out: the head's mark cleared, then the commit. */
-static inline void
-ifl_used_commit(struct vh_vq_packed *pk, const struct vh_req *req, uint16_t next, uint32_t size)
-{
-	struct inflight_packed_queue *q = pk->ifl;
-
-	VH_STORE_REL(q->desc[req->ifl_entry].inflight, 0);
+	VH_WRITE_ONCE(q->free_head, free);
+	/* One store: the new used position, the committed one kept beside it. */
+	VH_STORE_REL(*vh_pk_used_word_ptr(q), vh_pk_used_word(used, pk->ifl_batch_pos, size));
+	/* Release: the batch's other descriptors, and the region above, before it. */
+	VH_STORE_REL(*(desc_word_t *)(void *)&pk->ifl_first->len, pk->ifl_first_word);
+	vh_vq_log_hva(vq, pk->ifl_first, sizeof(*pk->ifl_first));
+	for (uint32_t i = 0; i < n; i++) {
+		VH_STORE_REL(q->desc[pk->ifl_batch[i]].inflight, 0);
+	}
 	/* old_free_head first: a crash between the two stores still finds used != old_used. */
-	VH_STORE_REL(q->old_free_head, req->ifl_entry);
-	VH_STORE_REL(*vh_pk_used_word_ptr(q), vh_pk_used_word(next, next, size));
+	VH_STORE_REL(q->old_free_head, free);
+	VH_STORE_REL(*vh_pk_used_word_ptr(q), vh_pk_used_word(used, used, size));
+	pk->ifl_nbatch = 0;
 }
 
 /* ---- fetch (reactor) ---- */
-
-/*
- * A descriptor's second half, len | id << 32 | flags << 48 (the ring is little-endian, and so
- * is the host: protocol.h), read as one word. One aligned 8-byte load is single-copy atomic, so
- * the flags that make a descriptor available come with the len and id written before them.
- */
-typedef uint64_t __attribute__((may_alias)) desc_word_t;
 
 #define W_FLAGS(w)  ((uint16_t)((w) >> 48))
 #define W_ID(w)     ((uint16_t)((w) >> 32))
@@ -304,6 +310,9 @@ fetch_chains(struct vh_vq *vq, struct vh_vq_packed *pk, uint64_t w, uint32_t n, 
 		if (i > 0 && !next_avail(vq, pk, &w)) {
 			return;
 		}
+		if (ifl && pk->ifl_nbatch > 0) {
+			ifl_publish(vq, pk); /* before the fetch commits the free list */
+		}
 		req = take_chain(vq, pk, w, ifl);
 		if (VH_UNLIKELY(req == NULL)) {
 			return;
@@ -359,8 +368,14 @@ vh_vq_packed_fetch_one(struct vh_vq *vq)
 	if (!next_avail(vq, pk, &w)) {
 		return NULL;
 	}
+	if (pk->ifl == NULL) {
+		return take_chain(vq, pk, w, false);
+	}
+	if (pk->ifl_nbatch > 0) {
+		ifl_publish(vq, pk); /* before the fetch commits the free list */
+	}
 	/* The chain stays valid for the device's walk until the next fetch. */
-	return pk->ifl != NULL ? take_chain_ifl(vq, pk, w) : take_chain(vq, pk, w, false);
+	return take_chain_ifl(vq, pk, w);
 }
 
 /* ---- descriptor walk (reactor, from ops->handle) ---- */
@@ -521,7 +536,9 @@ vh_vq_packed_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, str
 static __attribute__((noinline)) void
 push_used_log(struct vh_vq *vq, const struct pvirtq_desc *d)
 {
-	vh_vq_log_hva_slow(vq, d, sizeof(*d));
+	if (d != NULL) {
+		vh_vq_log_hva_slow(vq, d, sizeof(*d));
+	}
 	vh_reactor_defer(&vq->flush);
 }
 
@@ -541,17 +558,29 @@ push_used(struct vh_vq *vq, struct vh_vq_packed *pk, struct vh_req *req, bool if
 	if (req->used_len > 0) {
 		flags |= VRING_DESC_F_WRITE; /* §2.8.3: the device wrote into the buffer */
 	}
+	uint64_t word = (uint64_t)req->used_len | (uint64_t)head << 32 | flags << 48;
+	bool kept = false; /* the batch's first: written by ifl_publish() */
+
 	if (ifl) {
-		ifl_used_begin(pk, req, pos, next, size);
+		uint16_t free = pk->ifl_free, last = req->ifl_last;
+
+		VH_WRITE_ONCE(pk->ifl->desc[last].next, free);
+		pk->ifl_next[last] = free;
+		pk->ifl_free = req->ifl_entry;
+		if (pk->ifl_nbatch == 0) {
+			pk->ifl_first = d;
+			pk->ifl_first_word = word;
+			pk->ifl_batch_pos = pos;
+			kept = true;
+		}
+		pk->ifl_batch[pk->ifl_nbatch++] = req->ifl_entry;
 	}
 	/*
 	 * len, id and the flags that hand the descriptor to the driver in one store: the driver
 	 * sees all three at once, never flags without the rest (release: after the buffers).
 	 */
-	VH_STORE_REL(*(desc_word_t *)(void *)&d->len,
-	             (uint64_t)req->used_len | (uint64_t)head << 32 | flags << 48);
-	if (ifl) {
-		ifl_used_commit(pk, req, next, size);
+	if (!kept) {
+		VH_STORE_REL(*(desc_word_t *)(void *)&d->len, word);
 	}
 	/* The driver may post this id again as soon as it sees the flags. */
 	id_clear(vq, head);
@@ -564,7 +593,7 @@ push_used(struct vh_vq *vq, struct vh_vq_packed *pk, struct vh_req *req, bool if
 	vq->free_slots[vq->nfree++] = req->slot;
 	VH_STAT_ADD(vq->inflight, -1);
 	if (VH_UNLIKELY(vh_vq_logging(vq))) {
-		push_used_log(vq, d);
+		push_used_log(vq, kept ? NULL : d);
 		return;
 	}
 	vh_reactor_defer(&vq->flush);
@@ -576,27 +605,41 @@ push_used_ifl(struct vh_vq *vq, struct vh_vq_packed *pk, struct vh_req *req)
 	push_used(vq, pk, req, true);
 }
 
+/* A full batch (never reached: see ifl_publish()) is published before it grows. */
+static __attribute__((noinline)) void
+push_used_ifl_full(struct vh_vq *vq, struct vh_vq_packed *pk, struct vh_req *req)
+{
+	ifl_publish(vq, pk);
+	push_used_ifl(vq, pk, req);
+}
+
 void
 vh_vq_packed_push_used(struct vh_vq *vq, struct vh_req *req)
 {
 	struct vh_vq_packed *pk = vq->pk;
 
-	if (pk->ifl != NULL) {
-		push_used_ifl(vq, pk, req);
-	} else {
+	/* Tail calls only: none of the three needs a stack frame here. */
+	if (pk->ifl == NULL) {
 		push_used(vq, pk, req, false);
+	} else if (VH_UNLIKELY(pk->ifl_nbatch == vq->nslots)) {
+		push_used_ifl_full(vq, pk, req);
+	} else {
+		push_used_ifl(vq, pk, req);
 	}
 }
 
 void
 vh_vq_packed_signal(struct vh_vq *vq)
 {
-	const struct vh_vq_packed *pk = vq->pk;
+	struct vh_vq_packed *pk = vq->pk;
 	uint32_t size = vq->size, ev;
 	uint16_t old = vq->signalled_used, cur = vq->last_used, used = (uint16_t)(cur - old);
 	bool valid = vq->signalled_used_valid;
 	uint16_t flags, off_wrap;
 
+	if (pk->ifl_nbatch > 0) {
+		ifl_publish(vq, pk);
+	}
 	if (vq->cur_callfd < 0) {
 		return;
 	}
@@ -723,6 +766,7 @@ vh_vq_packed_free(struct vh_vq *vq)
 	}
 	free(pk->chain_buf);
 	free(pk->ifl_next);
+	free(pk->ifl_batch);
 	free(pk->resub);
 	free(pk->resub_descs);
 	free(pk);
@@ -770,7 +814,9 @@ attach_inflight(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t *avail, uint
 	pk->ifl_next = calloc(size, sizeof(*pk->ifl_next));
 	pk->resub = calloc(vq->nslots, sizeof(*pk->resub));
 	pk->resub_descs = calloc(size, sizeof(*pk->resub_descs));
-	if (pk->ifl_next == NULL || pk->resub == NULL || pk->resub_descs == NULL) {
+	pk->ifl_batch = calloc(vq->nslots, sizeof(*pk->ifl_batch));
+	if (pk->ifl_next == NULL || pk->resub == NULL || pk->resub_descs == NULL ||
+	    pk->ifl_batch == NULL) {
 		return -ENOMEM;
 	}
 	rc = vh_inflight_packed_recover(q, (uint16_t)size, ifl->queue_size, pk->ring, *avail,

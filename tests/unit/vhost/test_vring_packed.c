@@ -207,11 +207,27 @@ expect_iov(struct fix *f, const struct seen *s, int i, uint64_t gpa, size_t len)
 	assert_int_equal(s->iov[i].iov_len, len);
 }
 
+/* Answer @req; its used descriptor may be held back (inflight region) until flush(). */
 static void
-complete(struct fix *f, struct vh_req *req, uint32_t len)
+push(struct fix *f, struct vh_req *req, uint32_t len)
 {
 	req->used_len = len;
 	vh_vq_push_used(f->vq, req);
+}
+
+/* The deferred flush of the reactor iteration (no call eventfd: publishes only). */
+static void
+flush(struct fix *f)
+{
+	vh_vq_packed_signal(f->vq);
+}
+
+/* Answer @req as a reactor iteration would: the push, then the flush. */
+static void
+complete(struct fix *f, struct vh_req *req, uint32_t len)
+{
+	push(f, req, len);
+	flush(f);
 }
 
 /* The used descriptor at ring index @i: id, len, and AVAIL == USED == @wrap. */
@@ -686,6 +702,69 @@ test_inflight_half_done(void **state)
 	assert_int_equal(f->seen[0].head, 1);
 }
 
+/*
+ * With a region, completions go out in batches: the first used descriptor is held back until
+ * the flush (or a fetch) publishes the batch, so a crash before that resubmits the whole batch
+ * (the driver saw none of it), and one after it resubmits only what was still in flight.
+ */
+static void
+test_inflight_batch(void **state)
+{
+	struct fix *f = *state;
+	struct vh_req *a, *b, *c;
+	struct inflight_packed_queue *q;
+
+	attach_region(f, true);
+	assert_int_equal(prepare(f), 0);
+	PD(f, 0, DATA, 64, 5, W, true);
+	PD(f, 1, DATA, 64, 6, W, true);
+	PD(f, 2, DATA, 64, 7, W, true);
+	a = fetch(f);
+	b = fetch(f);
+	c = fetch(f);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(c);
+	/* c then a, no flush: c's descriptor (position 0) is held back, a's (1) is written. */
+	push(f, c, 64);
+	push(f, a, 0);
+	assert_int_equal(ring(f)[0].id, 5);
+	assert_int_equal(ring(f)[0].flags & (FA | FU), FA); /* still the driver's */
+	expect_used(f, 1, 5, 0, true);
+	q = region(f);
+	assert_int_equal(q->old_free_head, q->free_head); /* nothing committed */
+	/* Died before the flush: all three resubmitted, the ring resumes where it was. */
+	crash(f);
+	assert_int_equal(f->vq->pk->nresub, 3);
+	assert_int_equal(f->vq->last_used, 0);
+	assert_int_equal(f->vq->last_avail, 3);
+	vh_vq_packed_start(f->vq);
+	assert_int_equal(f->nseen, 3);
+	/* This time the batch is published by the flush: both out, the commit made. */
+	push(f, f->seen[2].req, 64);
+	push(f, f->seen[0].req, 0);
+	flush(f);
+	expect_used(f, 0, f->seen[2].head, 64, true);
+	expect_used(f, 1, f->seen[0].head, 0, true);
+	q = region(f);
+	assert_int_equal(q->desc[f->seen[2].req->ifl_entry].inflight, 0);
+	assert_int_equal(q->desc[f->seen[0].req->ifl_entry].inflight, 0);
+	assert_int_equal(q->desc[f->seen[1].req->ifl_entry].inflight, 1);
+	/* A pending batch is published before a fetch commits the free list. */
+	push(f, f->seen[1].req, 64);
+	assert_int_equal(ring(f)[2].flags & (FA | FU), FA);
+	PD(f, 3, DATA, 64, 9, W, true);
+	f->nseen = 0;
+	assert_non_null(fetch(f));
+	expect_used(f, 2, 6, 64, true);
+	/* Only the new chain is in flight after a crash now. */
+	crash(f);
+	assert_int_equal(f->vq->pk->nresub, 1);
+	assert_int_equal(f->vq->pk->resub[0].id, 9);
+	assert_int_equal(f->vq->last_used, 3);
+	assert_int_equal(f->vq->last_avail, 4);
+}
+
 static void
 test_inflight_layouts(void **state)
 {
@@ -898,6 +977,7 @@ main(void)
 	        T(test_hostile_overcommit),
 	        T(test_inflight_resubmit),
 	        T(test_inflight_half_done),
+	        T(test_inflight_batch),
 	        T(test_inflight_layouts),
 	        cmocka_unit_test(test_recover_hostile),
 	        cmocka_unit_test(test_recover_race),
