@@ -189,18 +189,19 @@ read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint64_t w, uint16_t
 	uint32_t size = vq->size, idx = vq->last_avail & vq->mask;
 	/*
 	 * The descriptors not outstanding (fetched, not used yet: the used position lags the
-	 * fetch position by exactly those): a chain may not be longer. lim: the nearer of that
-	 * and the ring's end, the one bound the loop checks.
+	 * fetch position by exactly those): a chain may not be longer. left: the descriptors
+	 * up to the nearer of that and the ring's end, the one bound the loop checks.
 	 */
 	uint32_t room = size - (uint16_t)(vq->last_avail - vq->last_used);
-	const struct pvirtq_desc *d = &pk->ring[idx], *lim = d + VH_MIN(room, size - idx) - 1;
+	uint32_t left = VH_MIN(room, size - idx);
+	const struct pvirtq_desc *d = &pk->ring[idx];
 	/* The free list has room entries (one per descriptor not outstanding). */
 	uint16_t e = ifl ? pk->ifl_free : 0;
 	/* Locals: the word stores below may alias anything, these must not be reloaded. */
 	struct inflight_desc_packed *rd = ifl ? pk->ifl->desc : NULL;
 	const uint16_t *rnext = ifl ? pk->ifl_next : NULL;
 
-	if (VH_UNLIKELY(room == 0)) {
+	if (VH_UNLIKELY(left == 0)) { /* room == 0: the ring's end is never 0 away */
 		vh_vq_broken(vq,
 		             "guest violated the ring protocol: more descriptors made available "
 		             "than the ring holds");
@@ -230,7 +231,7 @@ read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint64_t w, uint16_t
 			}
 			return (uint32_t)(o - out);
 		}
-		if (VH_UNLIKELY(d == lim)) {
+		if (VH_UNLIKELY(--left == 0)) {
 			uint32_t n = (uint32_t)(o - out);
 
 			if (n == room) {
@@ -245,7 +246,7 @@ read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint64_t w, uint16_t
 			}
 			/* Past the end of the ring the driver's wrap counter flips. */
 			d = pk->ring;
-			lim = d + (room - n) - 1;
+			left = room - n;
 			want ^= W_AVAILUSED;
 		} else {
 			d++;
