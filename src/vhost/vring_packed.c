@@ -113,7 +113,9 @@ ifl_fetch(struct vh_vq_packed *pk, struct vh_req *req, uint16_t n, uint16_t last
  * first descriptor used at the committed position and finishes the batch (inflight.c).
  *
  * A fetch commits the free list too (old_free_head), so it must never see the batch's entries
- * uncommitted: every fetch publishes a pending batch first.
+ * uncommitted: every fetch publishes a pending batch before it reads the ring (which also keeps
+ * the ring as simple as without batches: the driver gets every position back before we look at
+ * it again).
  */
 static __attribute__((noinline)) void
 ifl_publish(struct vh_vq *vq, struct vh_vq_packed *pk)
@@ -308,11 +310,13 @@ fetch_chains(struct vh_vq *vq, struct vh_vq_packed *pk, uint64_t w, uint32_t n, 
 	for (uint32_t i = 0; i < n; i++) {
 		struct vh_req *req;
 
-		if (i > 0 && !next_avail(vq, pk, &w)) {
-			return;
-		}
-		if (ifl && pk->ifl_nbatch > 0) {
-			ifl_publish(vq, pk); /* before the fetch commits the free list */
+		if (i > 0) {
+			if (ifl && pk->ifl_nbatch > 0) {
+				ifl_publish(vq, pk); /* the device answered in handle() */
+			}
+			if (!next_avail(vq, pk, &w)) {
+				return;
+			}
 		}
 		req = take_chain(vq, pk, w, ifl);
 		if (VH_UNLIKELY(req == NULL)) {
@@ -351,6 +355,10 @@ vh_vq_packed_fetch(struct vh_vq *vq)
 {
 	uint64_t w;
 
+	/* Before the ring is read: no chain is fetched while a batch is pending (ifl_publish()). */
+	if (VH_UNLIKELY(vq->pk->ifl_nbatch > 0)) {
+		ifl_publish(vq, vq->pk);
+	}
 	if (next_avail(vq, vq->pk, &w) && vq->nfree > 0) {
 		if (vq->pk->ifl != NULL) {
 			fetch_loop_ifl(vq, w);
@@ -366,17 +374,14 @@ vh_vq_packed_fetch_one(struct vh_vq *vq)
 	struct vh_vq_packed *pk = vq->pk;
 	uint64_t w;
 
+	if (pk->ifl_nbatch > 0) {
+		ifl_publish(vq, pk); /* before the ring is read (ifl_publish()) */
+	}
 	if (!next_avail(vq, pk, &w)) {
 		return NULL;
 	}
-	if (pk->ifl == NULL) {
-		return take_chain(vq, pk, w, false);
-	}
-	if (pk->ifl_nbatch > 0) {
-		ifl_publish(vq, pk); /* before the fetch commits the free list */
-	}
 	/* The chain stays valid for the device's walk until the next fetch. */
-	return take_chain_ifl(vq, pk, w);
+	return pk->ifl != NULL ? take_chain_ifl(vq, pk, w) : take_chain(vq, pk, w, false);
 }
 
 /* ---- descriptor walk (reactor, from ops->handle) ---- */
