@@ -121,22 +121,28 @@ static __attribute__((noinline)) void
 ifl_publish(struct vh_vq *vq, struct vh_vq_packed *pk)
 {
 	struct inflight_packed_queue *q = pk->ifl;
-	uint32_t size = vq->size, n = pk->ifl_nbatch;
-	uint16_t used = vq->last_used, free = pk->ifl_free;
+	const uint16_t *batch = pk->ifl_batch, *end = batch + pk->ifl_nbatch;
+	struct pvirtq_desc *first = pk->ifl_first;
+	uint16_t free = pk->ifl_free;
+	/* The used word: the new position (used_idx, used_wrap_counter) and its old_ half. */
+	uint64_t cur = vh_pk_used_word(vq->last_used, 0, vq->size) & (1ull << 32 | 0xffff);
+	uint64_t old = (cur & 0xffff) << 16 | (cur & 1ull << 32) << 8;
 
+	pk->ifl_nbatch = 0;
 	VH_WRITE_ONCE(q->free_head, free);
-	/* One store: the new used position, the committed one kept beside it. */
-	VH_STORE_REL(*vh_pk_used_word_ptr(q), vh_pk_used_word(used, pk->ifl_batch_pos, size));
+	/* One store: the new used position, the committed one (the batch's first) beside it. */
+	VH_STORE_REL(*vh_pk_used_word_ptr(q), cur | pk->ifl_used_old);
 	/* Release: the batch's other descriptors, and the region above, before it. */
-	VH_STORE_REL(*(desc_word_t *)(void *)&pk->ifl_first->len, pk->ifl_first_word);
-	vh_vq_log_hva(vq, pk->ifl_first, sizeof(*pk->ifl_first));
-	for (uint32_t i = 0; i < n; i++) {
-		VH_STORE_REL(q->desc[pk->ifl_batch[i]].inflight, 0);
+	VH_STORE_REL(*(desc_word_t *)(void *)&first->len, pk->ifl_first_word);
+	for (; batch < end; batch++) {
+		VH_STORE_REL(q->desc[*batch].inflight, 0);
 	}
 	/* old_free_head first: a crash between the two stores still finds used != old_used. */
 	VH_STORE_REL(q->old_free_head, free);
-	VH_STORE_REL(*vh_pk_used_word_ptr(q), vh_pk_used_word(used, used, size));
-	pk->ifl_nbatch = 0;
+	VH_STORE_REL(*vh_pk_used_word_ptr(q), cur | old);
+	pk->ifl_used_old = old;
+	/* Last: a call here needs no stack frame above. */
+	vh_vq_log_hva(vq, first, sizeof(*first));
 }
 
 /* ---- fetch (reactor) ---- */
@@ -576,7 +582,6 @@ push_used(struct vh_vq *vq, struct vh_vq_packed *pk, struct vh_req *req, bool if
 		if (pk->ifl_nbatch == 0) {
 			pk->ifl_first = d;
 			pk->ifl_first_word = word;
-			pk->ifl_batch_pos = pos;
 			kept = true;
 		}
 		pk->ifl_batch[pk->ifl_nbatch++] = req->ifl_entry;
@@ -831,6 +836,7 @@ attach_inflight(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t *avail, uint
 		return rc;
 	}
 	pk->ifl = q;
+	pk->ifl_used_old = vh_pk_used_word(0, st.used, size) & (0xffffull << 16 | 1ull << 40);
 	pk->ifl_free = st.free_head;
 	pk->ifl_counter = st.counter;
 	pk->nresub = st.nresub;

@@ -95,7 +95,7 @@ struct vh_vq_packed {
 	/* Completions not published yet (vring_packed.c: ifl_publish()). */
 	uint16_t *ifl_batch; /* their head entries, at most nslots */
 	uint32_t ifl_nbatch;
-	uint16_t ifl_batch_pos;        /* the used position of the first */
+	uint64_t ifl_used_old; /* the region's used word: the committed position's old_ half */
 	struct pvirtq_desc *ifl_first; /* its used descriptor, kept back */
 	uint64_t ifl_first_word;       /* and what goes there: len, id, flags */
 	/* What a previous instance left in flight, resubmitted at start (then freed). */
