@@ -508,10 +508,10 @@ vh_vq_packed_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, str
 {
 	struct vh_vq_packed *pk = vq->pk;
 	/* The fetch's private copy of the chain (vring_packed.h): nothing here reads the ring. */
-	const struct pvirtq_desc *c = pk->chain, *end = c + pk->chain_n;
+	const struct pvirtq_desc *c = pk->chain, *end = c + pk->chain_n, *w0;
 	/* The table does not change while the queue runs (design rule 10); checked anyway. */
 	const struct vh_mem_region *hint = vh_mem_hint(mem, vq->mem_hint);
-	struct walk st = {0};
+	int cnt = 0, err = 0, n_read;
 
 	*last_w = NULL;
 	if (VH_UNLIKELY(!pk->chain_valid || head != pk->chain_id)) {
@@ -527,18 +527,51 @@ vh_vq_packed_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, str
 		}
 		return walk_indirect(vq, mem, hint, c, iov, max, nr, nw, last_w);
 	}
-	for (; c < end; c++) {
-		uint16_t f = c->flags;
-
-		if (VH_UNLIKELY(f & VRING_DESC_F_INDIRECT)) {
-			return -EBADMSG; /* an indirect descriptor inside a list */
-		}
-		if (add_buf(mem, vq, hint, &st, c->addr, c->len, f & VRING_DESC_F_WRITE, iov, max) <
-		    0) {
-			return -EBADMSG;
+	/*
+	 * Two passes over the copy, readable buffers then writable ones: a readable buffer after a
+	 * writable one, or an indirect descriptor inside a list, fails the second. After a failed
+	 * translation the rest is only checked.
+	 */
+	for (; c < end && !(c->flags & (VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE)); c++) {
+		if (c->len > 0 && err == 0) {
+			err = vh_mem_gpa_to_iov_hinted(mem, hint, &vq->mem_hint, c->addr, c->len,
+			                               iov, &cnt, max);
 		}
 	}
-	return walk_end(mem, st, iov, nr, nw, last_w);
+	n_read = cnt;
+	for (w0 = c; c < end; c++) {
+		if ((c->flags & (VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE)) !=
+		    VRING_DESC_F_WRITE) {
+			return -EBADMSG;
+		}
+		if (c->len > 0 && err == 0) {
+			err = vh_mem_gpa_to_iov_hinted(mem, hint, &vq->mem_hint, c->addr, c->len,
+			                               iov, &cnt, max);
+		}
+	}
+	*nr = n_read;
+	*nw = cnt - n_read;
+	/*
+	 * The last writable byte (the status byte for virtio-blk), in the last writable buffer
+	 * that is not empty (and does not wrap around the address space, as the split walk): the
+	 * end of the last iovec if every buffer was translated (that buffer was the last one
+	 * translated), else its own translation, so that the request can still fail cleanly.
+	 */
+	while (c > w0) {
+		uint64_t e;
+
+		c--;
+		if (c->len == 0 || VH_ADD_OVERFLOW(c->addr, (uint64_t)c->len, &e)) {
+			continue;
+		}
+		if (err == 0) {
+			*last_w = (uint8_t *)iov[cnt - 1].iov_base + iov[cnt - 1].iov_len - 1;
+		} else {
+			*last_w = vh_mem_gpa_to_hva(mem, e - 1, 1);
+		}
+		break;
+	}
+	return err;
 }
 
 /* ---- used descriptors and notifications (reactor) ---- */

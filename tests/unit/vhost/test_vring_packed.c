@@ -381,6 +381,65 @@ test_walk_regions(void **state)
 	assert_null(last_w);
 }
 
+/* Walk the chain just made available at ring index @i (id @id) outside any device. */
+static int
+walk_at(struct fix *f, uint16_t id, int *nr, int *nw, uint8_t **last_w)
+{
+	struct vh_req *req = vh_vq_fetch_one(f->vq);
+	struct iovec iov[8];
+	int rc;
+
+	assert_non_null(req);
+	assert_int_equal(req->head, id);
+	rc = vh_vq_walk_chain(f->vq, &f->mem, id, iov, 8, nr, nw, last_w);
+	complete(f, req, 0);
+	return rc;
+}
+
+/*
+ * The last writable byte (virtio-blk's status) is found whatever happened to the buffers
+ * before it: after a buffer outside guest memory, past an empty writable buffer, and not in a
+ * buffer that wraps around the address space (the one before it, as the split walk).
+ */
+static void
+test_walk_status(void **state)
+{
+	struct fix *f = *state;
+	uint8_t *last_w;
+	int nr, nw;
+
+	assert_int_equal(prepare(f), 0);
+	/* header, data outside guest memory, status: -EFAULT, the status still found. */
+	PD(f, 1, 0x7000000000ull, 512, 1, W | N, true);
+	PD(f, 2, STATUS, 1, 1, W, true);
+	PD(f, 0, HDR, 16, 1, R | N, true);
+	assert_int_equal(walk_at(f, 1, &nr, &nw, &last_w), -EFAULT);
+	assert_ptr_equal(last_w, guest_ptr(&f->mem, STATUS));
+	assert_int_equal(nr, 1);
+	assert_int_equal(nw, 0);
+	/* header, data, an empty writable buffer: the data's last byte. */
+	PD(f, 4, DATA, 512, 2, W | N, true);
+	PD(f, 5, STATUS, 0, 2, W, true);
+	PD(f, 3, HDR, 16, 2, R | N, true);
+	assert_int_equal(walk_at(f, 2, &nr, &nw, &last_w), 0);
+	assert_ptr_equal(last_w, guest_ptr(&f->mem, DATA + 511));
+	assert_int_equal(nr, 1);
+	assert_int_equal(nw, 1);
+	/* header, data, a buffer wrapping around the address space: the data's last byte. */
+	PD(f, 7, DATA, 512, 3, W | N, true);
+	PD(f, 8, UINT64_MAX, 2, 3, W, true);
+	PD(f, 6, HDR, 16, 3, R | N, true);
+	assert_int_equal(walk_at(f, 3, &nr, &nw, &last_w), -EFAULT);
+	assert_ptr_equal(last_w, guest_ptr(&f->mem, DATA + 511));
+	/* Readable buffers only: no writable byte. */
+	PD(f, 10, DATA, 512, 4, R, true);
+	PD(f, 9, HDR, 16, 4, R | N, true);
+	assert_int_equal(walk_at(f, 4, &nr, &nw, &last_w), 0);
+	assert_null(last_w);
+	assert_int_equal(nr, 2);
+	assert_int_equal(nw, 0);
+}
+
 static void
 test_fetch_indirect(void **state)
 {
@@ -969,6 +1028,7 @@ main(void)
 	        T(test_prepare),
 	        T(test_fetch_walk_direct),
 	        T(test_walk_regions),
+	        T(test_walk_status),
 	        T(test_fetch_indirect),
 	        T(test_fetch_across_the_end),
 	        T(test_out_of_order_used),
