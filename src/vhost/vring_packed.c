@@ -101,9 +101,11 @@ ifl_fetch(struct vh_vq_packed *pk, struct vh_req *req, uint16_t n, uint16_t last
 }
 
 /*
- * Completions with a region are published in batches (VIRTIO 1.2 §2.8.21.3.1 lets a device
- * write several used descriptors and flip the first one's flags last: the driver reads them in
- * order, so it sees none of them before that store). Each completion puts its chain back on
+ * Completions with a region are published in batches. VIRTIO 1.2's packed ring has the driver
+ * poll one place, the next used position in ring order ("Polling of available and used
+ * descriptors"; "Multi-buffer requests" marks a request's first descriptor used after the
+ * rest), so used descriptors written after the first one's position stay unseen until that one
+ * goes out, its flags last. Each completion puts its chain back on
  * the free list (privately and in the region's links, which nothing reads before the commit)
  * and writes its used descriptor, all but the batch's first, which is kept. ifl_publish() then
  * runs the spec's two phases once for the whole batch: the free list's head and the new used
@@ -231,8 +233,7 @@ read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint64_t w, uint16_t
 			e = rnext[e];
 		}
 		if (!(w & W_NEXT)) {
-			/* VIRTIO 1.2 §2.8.6: the buffer id is in the last descriptor of the list.
-			 */
+			/* VIRTIO 1.2 §2.8.6: the buffer id is in the list's last descriptor. */
 			*id = W_ID(w);
 			if (ifl) {
 				*ifl_e = e;
