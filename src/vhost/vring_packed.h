@@ -96,8 +96,8 @@ struct vh_vq_packed {
 	uint16_t *ifl_batch; /* their head entries, at most nslots */
 	uint32_t ifl_nbatch;
 	uint64_t ifl_used_old; /* the region's used word: the committed position's old_ half */
-	struct pvirtq_desc *ifl_first; /* its used descriptor, kept back */
-	uint64_t ifl_first_word;       /* and what goes there: len, id, flags */
+	struct pvirtq_desc *ifl_first; /* the batch's first used descriptor, kept back */
+	uint64_t ifl_first_word;       /* what goes there: len, id, flags */
 	/* What a previous instance left in flight, resubmitted at start (then freed). */
 	struct vh_inflight_resub *resub;
 	struct pvirtq_desc *resub_descs;
