@@ -301,6 +301,18 @@ bad_candidate(struct ctx *x, struct vio *v, const char *what, const char *script
 	return install(x->install, x->bin[0], NULL);
 }
 
+/* One upgrade with no I/O running (the client waits for it). */
+static int
+idle_upgrade(struct ctx *x, const char *what)
+{
+	struct job j = {.rpc_path = x->t.d.rpc_path};
+
+	upgrade_thread(&j);
+	json_decref(j.result);
+	T_CHECK(j.rc == 0, "upgrade %s: %s (%s)", what, strerror(-j.rc), j.msg);
+	return 0;
+}
+
 static int
 admin(struct vfu_client *c, uint8_t opc, uint32_t cdw10, uint32_t cdw11, uint32_t *dw0)
 {
@@ -375,6 +387,17 @@ run(struct ctx *x)
 	T_CHECK(vc_dma_unmap(&c, 1ull << 40, 1 << 20, 0) == 0, "DMA_UNMAP after the upgrades");
 	close(mfd);
 
+	/* A disabled controller (no queue at all) comes across as well; the guest brings it up. */
+	T_OK(vc_nvme_disable(&c, 5000));
+	T_OK(idle_upgrade(x, "with the controller disabled"));
+	T_CHECK(vc_reg32(&c, 0x1c) == 0, "CSTS 0x%x after the upgrade, expected 0",
+	        vc_reg32(&c, 0x1c));
+	T_OK(vc_nvme_enable(&c, 32, 5000));
+	T_CHECK(vc_set_num_queues(&c, NQ, NULL) == 0, "Set Features (Number of Queues)");
+	for (unsigned q = 1; q <= NQ; q++) {
+		T_CHECK(vc_create_io_queue(&c, (uint16_t)q, 64, (uint16_t)q) == 0,
+		        "create I/O queue %u", q);
+	}
 	T_OK(vio_run(v, 500, 30000));
 	T_OK(vio_verify_all(v, 1, 30000));
 	T_CHECK(v->errors == 0 && v->mismatches == 0, "%llu errors, %llu mismatches",
