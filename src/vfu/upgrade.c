@@ -720,6 +720,7 @@ load_nvme(struct vh_updesc_reader *rd, struct vfu_nvme *n, const json_t *j)
 	}
 	/* The guest read this in Identify: it must not change under it. */
 	GET_INT(j, "cntlid", 1, UINT16_MAX, n->cntlid);
+	vfu_cntlid_taken(n->cntlid);
 	if (vh_updesc_get_bytes(json_object_get(j, "cfg"), cfg, sizeof(cfg)) != sizeof(cfg) ||
 	    vh_updesc_get_bytes(json_object_get(j, "bar4"), n->bar4, sizeof(n->bar4)) !=
 	            sizeof(n->bar4)) {

@@ -352,6 +352,14 @@ vfu_max_guest_mem(void)
 	return g_max_mem;
 }
 
+void
+vfu_cntlid_taken(uint16_t cntlid)
+{
+	if (cntlid >= g_next_cntlid && cntlid < UINT16_MAX) {
+		g_next_cntlid = (uint16_t)(cntlid + 1);
+	}
+}
+
 /* ---- creation and teardown ---- */
 
 static void

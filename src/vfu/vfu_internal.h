@@ -47,4 +47,7 @@ int vfu_doorbells_adopt(struct vfu_nvme *n, int fd);
 /* The limit on the guest memory one session maps (vh_vfu_init). */
 uint64_t vfu_max_guest_mem(void);
 
+/* An adopted controller keeps the ID its guest read: later controllers get other ones. */
+void vfu_cntlid_taken(uint16_t cntlid);
+
 #endif
