@@ -539,6 +539,22 @@ main(int argc, char **argv)
 		vh_vhost_commit(upgrade_started, NULL);
 		vh_vfu_accept_pause(false);
 	}
+	/*
+	 * --metrics before the RPC socket: a daemon that cannot serve its metrics exits before
+	 * anyone can reach it, so no client (nor a script waiting for the socket) takes it for a
+	 * running one.
+	 */
+	if (upgrade_fd < 0 && o.metrics != NULL) {
+		rc = vh_metrics_start(o.metrics);
+		if (rc < 0) {
+			VH_ERR("app", "--metrics %s: %s", o.metrics,
+			       rc == -EINVAL    ? "expected ADDR:PORT with a numeric address"
+			       : rc == -ENOTSUP ? "built without libmicrohttpd"
+			                        : strerror(-rc));
+			vh_reactors_stop();
+			return 1;
+		}
+	}
 	rc = vh_rpc_server_start(o.rpc_socket, o.rpc_group == (gid_t)-2 ? o.group : o.rpc_group);
 	if (rc < 0) {
 		VH_ERR("app", "RPC socket %s: %s", o.rpc_socket, strerror(-rc));
@@ -547,6 +563,9 @@ main(int argc, char **argv)
 			 */
 			_exit(1);
 		}
+		if (o.metrics != NULL) {
+			vh_metrics_stop();
+		}
 		vh_reactors_stop();
 		return 1;
 	}
@@ -554,17 +573,6 @@ main(int argc, char **argv)
 		/* The old worker holds the port until it exits: bind as soon as it is free. */
 		g_metrics_addr = o.metrics;
 		metrics_retry(NULL, 0);
-	} else if (o.metrics != NULL) {
-		rc = vh_metrics_start(o.metrics);
-		if (rc < 0) {
-			VH_ERR("app", "--metrics %s: %s", o.metrics,
-			       rc == -EINVAL    ? "expected ADDR:PORT with a numeric address"
-			       : rc == -ENOTSUP ? "built without libmicrohttpd"
-			                        : strerror(-rc));
-			vh_rpc_server_stop();
-			vh_reactors_stop();
-			return 1;
-		}
 	}
 	vh_handover_close_unclaimed();
 	VH_NOTICE("app", "vhostd %s ready: %u reactor(s), RPC at %s", vh_version(),
