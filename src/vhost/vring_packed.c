@@ -7,18 +7,17 @@
  *
  * Threat model: as vring.c. The guest driver owns the descriptor ring and the driver event
  * suppression structure and may rewrite them while we read. Each field of a chain's descriptors
- * is read once: flags and the buffer id when the chain is fetched, addr and len when the device
- * walks it during the hand-over, translated into iovecs as they are read (or, when the inflight
- * region must record them first, at fetch into a private copy that the walk reads). The ring is
- * overwritten by used descriptors while requests run, and a used descriptor may land on a chain
- * still in flight (completions are out of order): nothing is read from the ring after the
- * hand-over (vring_packed.h: chain). Every buffer id is checked against
- * the ring size before it indexes anything (SPDK issue #3860 was a guest-controlled id used as
- * an array index) and against the ids in flight; a chain is at most the ring's size, must be
- * available in every descriptor, and may not make more descriptors outstanding than the ring
- * holds; indirect tables are bounded by their own length, allowed only alone, never nested. A
- * violation breaks the queue and closes the session. The inflight region is written here and
- * only read back by the next instance (inflight.c), which trusts none of it.
+ * is read once, when the chain is fetched: each descriptor in two loads (len, id and flags as
+ * one word, then addr) into a private copy that the device's walk reads (and, with an inflight
+ * region, into the region's entries). The ring is overwritten by used descriptors while
+ * requests run, and a used descriptor may land on a chain still in flight (completions are out
+ * of order): nothing is read from a chain's descriptors after its fetch. Every buffer id is
+ * checked against the ring size before it indexes anything (SPDK issue #3860 was a
+ * guest-controlled id used as an array index) and against the ids in flight; a chain is at most the
+ * ring's size, must be available in every descriptor, and may not make more descriptors outstanding
+ * than the ring holds; indirect tables are bounded by their own length, allowed only alone, never
+ * nested. A violation breaks the queue and closes the session. The inflight region is written here
+ * and only read back by the next instance (inflight.c), which trusts none of it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -33,6 +32,13 @@
 #include "vhost/vring_packed.h"
 
 #define AVAIL_USED (VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED)
+
+/*
+ * A descriptor's second half, len | id << 32 | flags << 48 (the ring is little-endian, and so
+ * is the host: protocol.h), read as one word. One aligned 8-byte load is single-copy atomic, so
+ * the flags that make a descriptor available come with the len and id written before them.
+ */
+typedef uint64_t __attribute__((may_alias)) desc_word_t;
 
 /* ---- request slots and buffer ids (vring.c's split-ring counterparts, inlined here) ---- */
 
@@ -95,126 +101,168 @@ ifl_fetch(struct vh_vq_packed *pk, struct vh_req *req, uint16_t n, uint16_t last
 }
 
 /*
- * Before the used descriptor goes out: the chain back on the free list, the new used position.
- * Inlined into push_used_ifl() only: the path without a region has none of this.
+ * Completions with a region are published in batches. VIRTIO 1.2's packed ring has the driver
+ * poll one place, the next used position in ring order ("Polling of available and used
+ * descriptors"; "Multi-buffer requests" marks a request's first descriptor used after the
+ * rest), so used descriptors written after the first one's position stay unseen until that one
+ * goes out, its flags last. Each completion puts its chain back on
+ * the free list (privately and in the region's links, which nothing reads before the commit)
+ * and writes its used descriptor, all but the batch's first, which is kept. ifl_publish() then
+ * runs the spec's two phases once for the whole batch: the free list's head and the new used
+ * position beside the committed one, the first descriptor (the batch goes out), the heads'
+ * marks cleared, the commit. A crash before that store leaves the committed state (every chain
+ * of the batch in flight, resubmitted: the driver saw none of them), one after it finds the
+ * first descriptor used at the committed position and finishes the batch (inflight.c).
+ *
+ * A fetch commits the free list too (old_free_head), so it must never see the batch's entries
+ * uncommitted: every fetch publishes a pending batch before it reads the ring (which also keeps
+ * the ring as simple as without batches: the driver gets every position back before we look at
+ * it again).
  */
-static inline void
-ifl_used_begin(struct vh_vq_packed *pk, const struct vh_req *req, uint16_t pos, uint16_t next,
-               uint32_t size)
+static __attribute__((noinline)) void
+ifl_publish(struct vh_vq *vq, struct vh_vq_packed *pk)
 {
 	struct inflight_packed_queue *q = pk->ifl;
+	const uint16_t *batch = pk->ifl_batch, *end = batch + pk->ifl_nbatch;
+	struct pvirtq_desc *first = pk->ifl_first;
+	uint16_t free = pk->ifl_free;
+	/* The used word: the new position (used_idx, used_wrap_counter) and its old_ half. */
+	uint64_t cur = vh_pk_used_word(vq->last_used, 0, vq->size) & (1ull << 32 | 0xffff);
+	uint64_t old = (cur & 0xffff) << 16 | (cur & 1ull << 32) << 8;
 
-	VH_WRITE_ONCE(q->desc[req->ifl_last].next, pk->ifl_free);
-	pk->ifl_next[req->ifl_last] = pk->ifl_free;
-	pk->ifl_free = req->ifl_entry;
-	VH_WRITE_ONCE(q->free_head, req->ifl_entry);
-	/* One store: the new used position, the committed one kept beside it (inflight.c). */
-	VH_STORE_REL(*vh_pk_used_word_ptr(q), vh_pk_used_word(next, pos, size));
-}
-
-/* After it went out: the head's mark cleared, then the commit. */
-static inline void
-ifl_used_commit(struct vh_vq_packed *pk, const struct vh_req *req, uint16_t next, uint32_t size)
-{
-	struct inflight_packed_queue *q = pk->ifl;
-
-	VH_STORE_REL(q->desc[req->ifl_entry].inflight, 0);
+	pk->ifl_nbatch = 0;
+	VH_WRITE_ONCE(q->free_head, free);
+	/* One store: the new used position, the committed one (the batch's first) beside it. */
+	VH_STORE_REL(*vh_pk_used_word_ptr(q), cur | pk->ifl_used_old);
+	/* Release: the batch's other descriptors, and the region above, before it. */
+	VH_STORE_REL(*(desc_word_t *)(void *)&first->len, pk->ifl_first_word);
+	for (; batch < end; batch++) {
+		VH_STORE_REL(q->desc[*batch].inflight, 0);
+	}
 	/* old_free_head first: a crash between the two stores still finds used != old_used. */
-	VH_STORE_REL(q->old_free_head, pk->ifl_free);
-	VH_STORE_REL(*vh_pk_used_word_ptr(q), vh_pk_used_word(next, next, size));
+	VH_STORE_REL(q->old_free_head, free);
+	VH_STORE_REL(*vh_pk_used_word_ptr(q), cur | old);
+	pk->ifl_used_old = old;
+	/* Last: a call here needs no stack frame above. */
+	vh_vq_log_hva(vq, first, sizeof(*first));
 }
 
 /* ---- fetch (reactor) ---- */
 
-/* The AVAIL/USED bits of a descriptor the driver made available at position @pos. */
-static inline uint16_t
+#define W_FLAGS(w)  ((uint16_t)((w) >> 48))
+#define W_ID(w)     ((uint16_t)((w) >> 32))
+#define W_NEXT      ((uint64_t)VRING_DESC_F_NEXT << 48)
+#define W_AVAILUSED ((uint64_t)AVAIL_USED << 48)
+
+static inline uint64_t
+desc_word(const struct pvirtq_desc *d, int order)
+{
+	return __atomic_load_n((const desc_word_t *)(const void *)&d->len, order);
+}
+
+/* The AVAIL/USED bits (in a desc_word()) of a descriptor the driver made available at @pos. */
+static inline uint64_t
 avail_bits(uint16_t pos, uint32_t size)
 {
-	return (pos & size) ? VIRTQ_DESC_F_USED : VIRTQ_DESC_F_AVAIL;
+	return (pos & size) ? (uint64_t)VIRTQ_DESC_F_USED << 48
+	                    : (uint64_t)VIRTQ_DESC_F_AVAIL << 48;
 }
 
 /*
- * The first descriptor's flags if the driver made the one at vq->last_avail available, else
- * -1. Acquire: pairs with the driver's barrier before it flips those flags.
+ * Whether the driver made the descriptor at vq->last_avail available: its second half in *@w
+ * (acquire: pairs with the driver's barrier before it flips the flags, so addr, read after it,
+ * is the driver's too).
  */
-static inline int
-next_avail_flags(const struct vh_vq *vq, const struct vh_vq_packed *pk)
+static inline bool
+next_avail(const struct vh_vq *vq, const struct vh_vq_packed *pk, uint64_t *w)
 {
 	uint16_t pos = vq->last_avail;
-	uint16_t flags = VH_LOAD_ACQ(pk->ring[pos & vq->mask].flags);
 
-	return (flags & AVAIL_USED) == avail_bits(pos, vq->size) ? flags : -1;
+	*w = desc_word(&pk->ring[pos & vq->mask], __ATOMIC_ACQUIRE);
+	return (*w & W_AVAILUSED) == avail_bits(pos, vq->size);
 }
 
 /*
- * Scan the chain at vq->last_avail (its first descriptor available with @flags): each
- * descriptor's flags into pk->chain_buf, and with @copy its addr and len too, and the whole
- * descriptor into an inflight region entry taken from the free list (*ifl_last: the last one,
- * *ifl_e: the next free one; ifl_fetch() commits them), every field read once. Returns its
- * length (*id: the buffer id, from its last descriptor), or 0 after breaking the queue. Always
- * inlined: @copy is a constant.
+ * Copy the chain at vq->last_avail (its first descriptor's second half @w, available) into
+ * pk->chain_buf, each descriptor read once (two loads), checking each further descriptor's
+ * AVAIL/USED bits. With @ifl also record each descriptor in an inflight region entry taken from
+ * the free list (*ifl_last: the last one, *ifl_e: the next free one; ifl_fetch() commits them).
+ * Returns the chain's length (*id: the buffer id, from its last descriptor), or 0 after
+ * breaking the queue. Always inlined: @ifl is a constant.
  */
 static inline __attribute__((always_inline)) uint32_t
-read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint16_t flags, uint16_t *id, bool copy,
+read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint64_t w, uint16_t *id, bool ifl,
            uint16_t *ifl_last, uint16_t *ifl_e)
 {
-	const struct pvirtq_desc *ring = pk->ring;
-	struct pvirtq_desc *out = pk->chain_buf;
-	struct inflight_desc_packed *r = NULL;
-	/* The descriptors not outstanding: a chain may not be longer (checked as it is read). */
-	uint32_t size = vq->size, room = size - pk->outstanding, n = 0;
-	uint16_t idx = vq->last_avail & vq->mask, want = avail_bits(vq->last_avail, size);
-	/* The free list has room entries (one per descriptor not outstanding): checked first. */
-	uint16_t e = copy ? pk->ifl_free : 0;
+	uint64_t want = avail_bits(vq->last_avail, vq->size);
+	struct pvirtq_desc *out = pk->chain_buf, *o = out;
+	uint32_t size = vq->size, idx = vq->last_avail & vq->mask;
+	/*
+	 * The descriptors not outstanding (fetched, not used yet: the used position lags the
+	 * fetch position by exactly those): a chain may not be longer. left: the descriptors
+	 * up to the nearer of that and the ring's end, the one bound the loop checks.
+	 */
+	uint32_t room = size - (uint16_t)(vq->last_avail - vq->last_used);
+	uint32_t left = VH_MIN(room, size - idx);
+	const struct pvirtq_desc *d = &pk->ring[idx];
+	/* The free list has room entries (one per descriptor not outstanding). */
+	uint16_t e = ifl ? pk->ifl_free : 0;
+	/* Locals: the word stores below may alias anything, these must not be reloaded. */
+	struct inflight_desc_packed *rd = ifl ? pk->ifl->desc : NULL;
+	const uint16_t *rnext = ifl ? pk->ifl_next : NULL;
 
+	if (VH_UNLIKELY(left == 0)) { /* room == 0: the ring's end is never 0 away */
+		vh_vq_broken(vq,
+		             "guest violated the ring protocol: more descriptors made available "
+		             "than the ring holds");
+		return 0;
+	}
 	for (;;) {
-		const struct pvirtq_desc *d = &ring[idx];
+		uint64_t addr = VH_READ_ONCE(d->addr);
 
-		if (VH_UNLIKELY(n >= room)) {
-			/* Beyond that the driver reused descriptors we had not used. */
-			vh_vq_broken(vq, room == size ? "guest violated the ring protocol: "
-			                                "descriptor chain longer than the ring"
-			                              : "guest violated the ring protocol: more "
-			                                "descriptors made available than the ring "
-			                                "holds");
-			return 0;
-		}
-		if (copy) {
-			uint64_t addr = VH_READ_ONCE(d->addr);
-			uint32_t len = VH_READ_ONCE(d->len);
+		o->addr = addr;
+		*(desc_word_t *)(void *)&o->len = w;
+		o++;
+		if (ifl) {
+			struct inflight_desc_packed *r = &rd[e];
 
-			out[n].addr = addr;
-			out[n].len = len;
-			r = &pk->ifl->desc[e];
+			/* The entry's id, flags, len: the same three fields, rotated. */
+			VH_WRITE_ONCE(*(desc_word_t *)(void *)&r->id, w >> 32 | w << 32);
 			VH_WRITE_ONCE(r->addr, addr);
-			VH_WRITE_ONCE(r->len, len);
-			VH_WRITE_ONCE(r->flags, flags);
 			*ifl_last = e;
-			e = pk->ifl_next[e];
+			e = rnext[e];
 		}
-		out[n++].flags = flags;
-		if (!(flags & VRING_DESC_F_NEXT)) {
-			/* VIRTIO 1.2 §2.8.6: the buffer id is in the last descriptor of the list.
-			 */
-			*id = VH_READ_ONCE(d->id);
-			if (copy) {
-				out[n - 1].id = *id;
-				VH_WRITE_ONCE(r->id, *id);
+		if (!(w & W_NEXT)) {
+			/* VIRTIO 1.2 §2.8.6: the buffer id is in the list's last descriptor. */
+			*id = W_ID(w);
+			if (ifl) {
 				*ifl_e = e;
 			}
-			return n;
+			return (uint32_t)(o - out);
 		}
-		if (copy) {
-			VH_WRITE_ONCE(r->id, 0);
+		if (VH_UNLIKELY(--left == 0)) {
+			uint32_t n = (uint32_t)(o - out);
+
+			if (n == room) {
+				/* Beyond that the driver reused descriptors we had not used. */
+				vh_vq_broken(vq, room == size
+				                         ? "guest violated the ring protocol: "
+				                           "descriptor chain longer than the ring"
+				                         : "guest violated the ring protocol: more "
+				                           "descriptors made available than the "
+				                           "ring holds");
+				return 0;
+			}
+			/* Past the end of the ring the driver's wrap counter flips. */
+			d = pk->ring;
+			left = room - n;
+			want ^= W_AVAILUSED;
+		} else {
+			d++;
 		}
-		/* The next position; past the end of the ring the driver's wrap counter flips. */
-		if (++idx == size) {
-			idx = 0;
-			want ^= AVAIL_USED;
-		}
-		flags = VH_READ_ONCE(ring[idx].flags);
+		w = desc_word(d, __ATOMIC_RELAXED);
 		/* §2.8.6: AVAIL and USED must be right in every descriptor of a list. */
-		if (VH_UNLIKELY((flags & AVAIL_USED) != want)) {
+		if (VH_UNLIKELY((w & W_AVAILUSED) != want)) {
 			vh_vq_broken(vq,
 			             "guest violated the ring protocol: "
 			             "descriptor chain runs into a descriptor not made available");
@@ -224,16 +272,17 @@ read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint16_t flags, uint
 }
 
 /*
- * Take the chain at vq->last_avail (its first descriptor available with @flags) into a request
- * slot; @copy: the queue has an inflight region (pk->ifl), which records the chain. NULL if the
- * queue broke. Always inlined: @copy is a constant (take_chain_ifl() is the region's variant).
+ * Take the chain at vq->last_avail (its first descriptor's second half @w, available) into a
+ * request slot; @ifl: the queue has an inflight region (pk->ifl), which records the chain. NULL
+ * if the queue broke. Always inlined: @ifl is a constant (take_chain_ifl() is the region's
+ * variant).
  */
 static inline __attribute__((always_inline)) struct vh_req *
-take_chain(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t flags, bool copy)
+take_chain(struct vh_vq *vq, struct vh_vq_packed *pk, uint64_t w, bool ifl)
 {
 	struct vh_req *req;
-	uint16_t id = 0, idx = vq->last_avail & vq->mask, ifl_last = 0, ifl_e = 0;
-	uint32_t n = read_chain(vq, pk, flags, &id, copy, &ifl_last, &ifl_e);
+	uint16_t id = 0, ifl_last = 0, ifl_e = 0;
+	uint32_t n = read_chain(vq, pk, w, &id, ifl, &ifl_last, &ifl_e);
 
 	if (VH_UNLIKELY(n == 0)) {
 		return NULL;
@@ -247,48 +296,36 @@ take_chain(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t flags, bool copy)
 		return NULL;
 	}
 	req = slot_get(vq, id, (uint16_t)n);
-	if (copy) {
+	if (ifl) {
 		/* Recorded before the device sees it: a restart resubmits it from the copies. */
 		ifl_fetch(pk, req, (uint16_t)n, ifl_last, ifl_e);
 	}
-	pk->outstanding += (uint32_t)n;
 	vq->last_avail = (uint16_t)(vq->last_avail + n);
-	pk->chain = pk->chain_buf;
 	pk->chain_n = (uint16_t)n;
 	pk->chain_id = id;
-	pk->chain_idx = idx;
-	pk->chain_ring = !copy;
 	pk->chain_valid = true;
 	return req;
 }
 
-/* take_chain() with an inflight region, out of line: the path without one stays lean. */
-static __attribute__((noinline)) struct vh_req *
-take_chain_ifl(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t flags)
+/*
+ * The fetch loop for one layout (@ifl: with an inflight region), take_chain() inlined in it.
+ * Returns after at most @n chains, or when none is available, or the queue broke.
+ */
+static inline __attribute__((always_inline)) void
+fetch_chains(struct vh_vq *vq, struct vh_vq_packed *pk, uint64_t w, uint32_t n, bool ifl)
 {
-	return take_chain(vq, pk, flags, true);
-}
-
-static inline struct vh_req *
-take_next(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t flags)
-{
-	return pk->ifl != NULL ? take_chain_ifl(vq, pk, flags) : take_chain(vq, pk, flags, false);
-}
-
-/* The fetch loop, out of line: an empty poll (most of them) stays a few instructions. */
-static __attribute__((noinline)) void
-fetch_loop(struct vh_vq *vq, int flags)
-{
-	struct vh_vq_packed *pk = vq->pk;
-	uint32_t n = VH_MIN((uint32_t)VH_VQ_BATCH, vq->nfree);
-
 	for (uint32_t i = 0; i < n; i++) {
 		struct vh_req *req;
 
-		if (i > 0 && (flags = next_avail_flags(vq, pk)) < 0) {
-			return;
+		if (i > 0) {
+			if (ifl && pk->ifl_nbatch > 0) {
+				ifl_publish(vq, pk); /* the device answered in handle() */
+			}
+			if (!next_avail(vq, pk, &w)) {
+				return;
+			}
 		}
-		req = take_next(vq, pk, (uint16_t)flags);
+		req = take_chain(vq, pk, w, ifl);
 		if (VH_UNLIKELY(req == NULL)) {
 			return;
 		}
@@ -300,23 +337,58 @@ fetch_loop(struct vh_vq *vq, int flags)
 	}
 }
 
+/* The fetch loops, out of line: an empty poll (most of them) stays a few instructions. */
+static __attribute__((noinline)) void
+fetch_loop(struct vh_vq *vq, uint64_t w)
+{
+	fetch_chains(vq, vq->pk, w, VH_MIN((uint32_t)VH_VQ_BATCH, vq->nfree), false);
+}
+
+static __attribute__((noinline)) void
+fetch_loop_ifl(struct vh_vq *vq, uint64_t w)
+{
+	fetch_chains(vq, vq->pk, w, VH_MIN((uint32_t)VH_VQ_BATCH, vq->nfree), true);
+}
+
+/* take_chain() with an inflight region for vh_vq_packed_fetch_one(), out of line. */
+static __attribute__((noinline)) struct vh_req *
+take_chain_ifl(struct vh_vq *vq, struct vh_vq_packed *pk, uint64_t w)
+{
+	return take_chain(vq, pk, w, true);
+}
+
 void
 vh_vq_packed_fetch(struct vh_vq *vq)
 {
-	int flags = next_avail_flags(vq, vq->pk);
+	uint64_t w;
 
-	if (flags >= 0 && vq->nfree > 0) {
-		fetch_loop(vq, flags);
+	/* Before the ring is read: no chain is fetched while a batch is pending (ifl_publish()). */
+	if (VH_UNLIKELY(vq->pk->ifl_nbatch > 0)) {
+		ifl_publish(vq, vq->pk);
+	}
+	if (next_avail(vq, vq->pk, &w) && vq->nfree > 0) {
+		if (vq->pk->ifl != NULL) {
+			fetch_loop_ifl(vq, w);
+		} else {
+			fetch_loop(vq, w);
+		}
 	}
 }
 
 struct vh_req *
 vh_vq_packed_fetch_one(struct vh_vq *vq)
 {
-	int flags = next_avail_flags(vq, vq->pk);
+	struct vh_vq_packed *pk = vq->pk;
+	uint64_t w;
 
+	if (pk->ifl_nbatch > 0) {
+		ifl_publish(vq, pk); /* before the ring is read (ifl_publish()) */
+	}
+	if (!next_avail(vq, pk, &w)) {
+		return NULL;
+	}
 	/* The chain stays valid for the device's walk until the next fetch. */
-	return flags < 0 ? NULL : take_next(vq, vq->pk, (uint16_t)flags);
+	return pk->ifl != NULL ? take_chain_ifl(vq, pk, w) : take_chain(vq, pk, w, false);
 }
 
 /* ---- descriptor walk (reactor, from ops->handle) ---- */
@@ -367,14 +439,42 @@ add_buf(const struct vh_mem *mem, struct vh_vq *vq, const struct vh_mem_region *
 	return 0;
 }
 
-/* A chain whose only descriptor is indirect (@d: its addr and len, read once here). */
+/*
+ * The end of a walk: where the readable buffers end and the last writable byte (the status
+ * byte for virtio-blk): the end of its translated iovec, or, if it was not translated (an
+ * earlier buffer failed), its own translation, so that the request can still fail cleanly.
+ */
+static inline __attribute__((always_inline)) int
+walk_end(const struct vh_mem *mem, struct walk st, const struct iovec *iov, int *nr, int *nw,
+         uint8_t **last_w)
+{
+	if (!st.seen_write) {
+		st.n_read = st.cnt;
+	}
+	if (st.last_w_n > 0) {
+		*last_w =
+		        (uint8_t *)iov[st.last_w_n - 1].iov_base + iov[st.last_w_n - 1].iov_len - 1;
+	} else if (st.last_w_end != 0) {
+		*last_w = vh_mem_gpa_to_hva(mem, st.last_w_end - 1, 1);
+	}
+	*nr = st.n_read;
+	*nw = st.cnt - st.n_read;
+	return st.err;
+}
+
+/*
+ * A chain whose only descriptor is indirect (@d: the fetch's copy of it), walked whole: out of
+ * line, so that the direct walk's state stays in registers.
+ */
 static __attribute__((noinline)) int
 walk_indirect(struct vh_vq *vq, const struct vh_mem *mem, const struct vh_mem_region *hint,
-              const struct pvirtq_desc *d, struct iovec *iov, int max, struct walk *st)
+              const struct pvirtq_desc *d, struct iovec *iov, int max, int *nr, int *nw,
+              uint8_t **last_w)
 {
+	struct walk st = {0};
 	const struct pvirtq_desc *t;
-	uint64_t taddr = VH_READ_ONCE(d->addr);
-	uint32_t len = VH_READ_ONCE(d->len), entries;
+	uint64_t taddr = d->addr;
+	uint32_t len = d->len, entries;
 
 	/* §2.8.10: only with INDIRECT_DESC negotiated. */
 	if (!(__atomic_load_n(&vq->s->features, __ATOMIC_RELAXED) &
@@ -396,11 +496,11 @@ walk_indirect(struct vh_vq *vq, const struct vh_mem *mem, const struct vh_mem_re
 		uint32_t l = VH_READ_ONCE(t[i].len);
 		uint16_t f = VH_READ_ONCE(t[i].flags);
 
-		if (add_buf(mem, vq, hint, st, addr, l, f & VRING_DESC_F_WRITE, iov, max) < 0) {
+		if (add_buf(mem, vq, hint, &st, addr, l, f & VRING_DESC_F_WRITE, iov, max) < 0) {
 			return -EBADMSG;
 		}
 	}
-	return 0;
+	return walk_end(mem, st, iov, nr, nw, last_w);
 }
 
 int
@@ -408,16 +508,11 @@ vh_vq_packed_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, str
                   int max, int *nr, int *nw, uint8_t **last_w)
 {
 	struct vh_vq_packed *pk = vq->pk;
-	const struct pvirtq_desc *c = pk->chain;
+	/* The fetch's private copy of the chain (vring_packed.h): nothing here reads the ring. */
+	const struct pvirtq_desc *c = pk->chain, *end = c + pk->chain_n, *w0;
 	/* The table does not change while the queue runs (design rule 10); checked anyway. */
 	const struct vh_mem_region *hint = vh_mem_hint(mem, vq->mem_hint);
-	/* addr and len: from the ring (read here, once) or from the fetch's copy (vring_packed.h).
-	 */
-	const struct pvirtq_desc *src = pk->chain_ring ? pk->ring : c;
-	uint16_t sidx = pk->chain_ring ? pk->chain_idx : 0;
-	uint16_t smask = pk->chain_ring ? vq->mask : 0xffff; /* a copy: n <= 2^15, never wraps */
-	uint32_t n = pk->chain_n;
-	struct walk st = {0};
+	int cnt = 0, err = 0, n_read;
 
 	*last_w = NULL;
 	if (VH_UNLIKELY(!pk->chain_valid || head != pk->chain_id)) {
@@ -426,48 +521,72 @@ vh_vq_packed_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, str
 		          head);
 		return -EINVAL;
 	}
-	if (VH_UNLIKELY(c[0].flags & VRING_DESC_F_INDIRECT)) {
+	if (VH_UNLIKELY(c->flags & VRING_DESC_F_INDIRECT)) {
 		/* §2.8.10: alone (no NEXT), never nested. */
-		if (n != 1) {
+		if (end - c != 1) {
 			return -EBADMSG;
 		}
-		if (walk_indirect(vq, mem, hint, &src[sidx & smask], iov, max, &st) < 0) {
-			return -EBADMSG;
-		}
-	} else {
-		for (uint32_t i = 0; i < n; i++) {
-			const struct pvirtq_desc *d = &src[(uint16_t)(sidx + i) & smask];
-			uint16_t f = c[i].flags;
-
-			if (VH_UNLIKELY(f & VRING_DESC_F_INDIRECT)) {
-				return -EBADMSG; /* an indirect descriptor inside a list */
-			}
-			if (add_buf(mem, vq, hint, &st, VH_READ_ONCE(d->addr), VH_READ_ONCE(d->len),
-			            f & VRING_DESC_F_WRITE, iov, max) < 0) {
-				return -EBADMSG;
-			}
-		}
-	}
-	if (!st.seen_write) {
-		st.n_read = st.cnt;
+		return walk_indirect(vq, mem, hint, c, iov, max, nr, nw, last_w);
 	}
 	/*
-	 * The last writable byte (the status byte for virtio-blk): the end of its translated iovec,
-	 * or, if it was not translated (an earlier buffer failed), its own translation, so that
-	 * the request can still fail cleanly.
+	 * Two passes over the copy, readable buffers then writable ones: a readable buffer after a
+	 * writable one, or an indirect descriptor inside a list, fails the second. After a failed
+	 * translation the rest is only checked.
 	 */
-	if (st.last_w_n > 0) {
-		*last_w =
-		        (uint8_t *)iov[st.last_w_n - 1].iov_base + iov[st.last_w_n - 1].iov_len - 1;
-	} else if (st.last_w_end != 0) {
-		*last_w = vh_mem_gpa_to_hva(mem, st.last_w_end - 1, 1);
+	for (; c < end && !(c->flags & (VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE)); c++) {
+		if (c->len > 0 && err == 0) {
+			err = vh_mem_gpa_to_iov_hinted(mem, hint, &vq->mem_hint, c->addr, c->len,
+			                               iov, &cnt, max);
+		}
 	}
-	*nr = st.n_read;
-	*nw = st.cnt - st.n_read;
-	return st.err;
+	n_read = cnt;
+	for (w0 = c; c < end; c++) {
+		if ((c->flags & (VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE)) !=
+		    VRING_DESC_F_WRITE) {
+			return -EBADMSG;
+		}
+		if (c->len > 0 && err == 0) {
+			err = vh_mem_gpa_to_iov_hinted(mem, hint, &vq->mem_hint, c->addr, c->len,
+			                               iov, &cnt, max);
+		}
+	}
+	*nr = n_read;
+	*nw = cnt - n_read;
+	/*
+	 * The last writable byte (the status byte for virtio-blk), in the last writable buffer
+	 * that is not empty (and does not wrap around the address space, as the split walk): the
+	 * end of the last iovec if every buffer was translated (that buffer was the last one
+	 * translated), else its own translation, so that the request can still fail cleanly.
+	 */
+	while (c > w0) {
+		uint64_t e;
+
+		c--;
+		if (c->len == 0 || VH_ADD_OVERFLOW(c->addr, (uint64_t)c->len, &e)) {
+			continue;
+		}
+		if (err == 0) {
+			*last_w = (uint8_t *)iov[cnt - 1].iov_base + iov[cnt - 1].iov_len - 1;
+		} else {
+			*last_w = vh_mem_gpa_to_hva(mem, e - 1, 1);
+		}
+		break;
+	}
+	return err;
 }
 
 /* ---- used descriptors and notifications (reactor) ---- */
+
+/* Dirty logging of a used descriptor, then the deferral: out of line, push_used() needs no frame.
+ */
+static __attribute__((noinline)) void
+push_used_log(struct vh_vq *vq, const struct pvirtq_desc *d)
+{
+	if (d != NULL) {
+		vh_vq_log_hva_slow(vq, d, sizeof(*d));
+	}
+	vh_reactor_defer(&vq->flush);
+}
 
 /*
  * Write @req's used descriptor and release its id and slot. Always inlined: @ifl is a constant,
@@ -477,36 +596,51 @@ static inline __attribute__((always_inline)) void
 push_used(struct vh_vq *vq, struct vh_vq_packed *pk, struct vh_req *req, bool ifl)
 {
 	uint32_t size = vq->size;
-	uint16_t pos = vq->last_used, next = (uint16_t)(pos + req->ndesc);
+	uint16_t pos = vq->last_used, next = (uint16_t)(pos + req->ndesc), head = req->head;
 	struct pvirtq_desc *d = &pk->ring[vh_pk_idx(pos, size)];
 	/* §2.8.1: a used descriptor has AVAIL == USED == the device's wrap counter. */
-	uint16_t flags = vh_pk_wrap(pos, size) ? AVAIL_USED : 0;
+	uint64_t flags = vh_pk_wrap(pos, size) ? AVAIL_USED : 0;
 
 	if (req->used_len > 0) {
 		flags |= VRING_DESC_F_WRITE; /* §2.8.3: the device wrote into the buffer */
 	}
+	uint64_t word = (uint64_t)req->used_len | (uint64_t)head << 32 | flags << 48;
+	bool kept = false; /* the batch's first: written by ifl_publish() */
+
 	if (ifl) {
-		ifl_used_begin(pk, req, pos, next, size);
+		uint16_t free = pk->ifl_free, last = req->ifl_last;
+
+		VH_WRITE_ONCE(pk->ifl->desc[last].next, free);
+		pk->ifl_next[last] = free;
+		pk->ifl_free = req->ifl_entry;
+		if (pk->ifl_nbatch == 0) {
+			pk->ifl_first = d;
+			pk->ifl_first_word = word;
+			kept = true;
+		}
+		pk->ifl_batch[pk->ifl_nbatch++] = req->ifl_entry;
 	}
-	VH_WRITE_ONCE(d->id, req->head);
-	VH_WRITE_ONCE(d->len, req->used_len);
-	/* Release: id and len before the flags that hand the descriptor to the driver. */
-	VH_STORE_REL(d->flags, flags);
-	vh_vq_log_hva(vq, d, sizeof(*d));
-	if (ifl) {
-		ifl_used_commit(pk, req, next, size);
+	/*
+	 * len, id and the flags that hand the descriptor to the driver in one store: the driver
+	 * sees all three at once, never flags without the rest (release: after the buffers).
+	 */
+	if (!kept) {
+		VH_STORE_REL(*(desc_word_t *)(void *)&d->len, word);
 	}
 	/* The driver may post this id again as soon as it sees the flags. */
-	id_clear(vq, req->head);
-	/* Answered during its hand-over: the ring under its chain is no longer ours to read. */
-	if (VH_UNLIKELY(req->head == pk->chain_id)) {
+	id_clear(vq, head);
+	/* Answered during its hand-over: its chain is no longer the device's to walk. */
+	if (VH_UNLIKELY(head == pk->chain_id)) {
 		pk->chain_valid = false;
 	}
 	vq->last_used = next;
-	pk->outstanding -= req->ndesc;
 	req->inflight = false;
 	vq->free_slots[vq->nfree++] = req->slot;
 	VH_STAT_ADD(vq->inflight, -1);
+	if (VH_UNLIKELY(vh_vq_logging(vq))) {
+		push_used_log(vq, kept ? NULL : d);
+		return;
+	}
 	vh_reactor_defer(&vq->flush);
 }
 
@@ -516,27 +650,41 @@ push_used_ifl(struct vh_vq *vq, struct vh_vq_packed *pk, struct vh_req *req)
 	push_used(vq, pk, req, true);
 }
 
+/* A full batch (never reached: see ifl_publish()) is published before it grows. */
+static __attribute__((noinline)) void
+push_used_ifl_full(struct vh_vq *vq, struct vh_vq_packed *pk, struct vh_req *req)
+{
+	ifl_publish(vq, pk);
+	push_used_ifl(vq, pk, req);
+}
+
 void
 vh_vq_packed_push_used(struct vh_vq *vq, struct vh_req *req)
 {
 	struct vh_vq_packed *pk = vq->pk;
 
-	if (pk->ifl != NULL) {
-		push_used_ifl(vq, pk, req);
-	} else {
+	/* Tail calls only: none of the three needs a stack frame here. */
+	if (pk->ifl == NULL) {
 		push_used(vq, pk, req, false);
+	} else if (VH_UNLIKELY(pk->ifl_nbatch == vq->nslots)) {
+		push_used_ifl_full(vq, pk, req);
+	} else {
+		push_used_ifl(vq, pk, req);
 	}
 }
 
 void
 vh_vq_packed_signal(struct vh_vq *vq)
 {
-	const struct vh_vq_packed *pk = vq->pk;
+	struct vh_vq_packed *pk = vq->pk;
 	uint32_t size = vq->size, ev;
 	uint16_t old = vq->signalled_used, cur = vq->last_used, used = (uint16_t)(cur - old);
 	bool valid = vq->signalled_used_valid;
 	uint16_t flags, off_wrap;
 
+	if (pk->ifl_nbatch > 0) {
+		ifl_publish(vq, pk);
+	}
 	if (vq->cur_callfd < 0) {
 		return;
 	}
@@ -602,7 +750,9 @@ vh_vq_packed_disable_kicks(struct vh_vq *vq)
 bool
 vh_vq_packed_avail(struct vh_vq *vq)
 {
-	return next_avail_flags(vq, vq->pk) >= 0;
+	uint64_t w;
+
+	return next_avail(vq, vq->pk, &w);
 }
 
 uint32_t
@@ -641,11 +791,11 @@ vh_vq_packed_start(struct vh_vq *vq)
 		pk->chain = &pk->resub_descs[r->off];
 		pk->chain_n = r->num;
 		pk->chain_id = r->id;
-		pk->chain_ring = false;
 		pk->chain_valid = true;
 		vq->ops->handle(vq, req);
 		pk->chain_valid = false;
 	}
+	pk->chain = pk->chain_buf;
 	pk->nresub = 0;
 }
 
@@ -661,6 +811,7 @@ vh_vq_packed_free(struct vh_vq *vq)
 	}
 	free(pk->chain_buf);
 	free(pk->ifl_next);
+	free(pk->ifl_batch);
 	free(pk->resub);
 	free(pk->resub_descs);
 	free(pk);
@@ -708,7 +859,9 @@ attach_inflight(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t *avail, uint
 	pk->ifl_next = calloc(size, sizeof(*pk->ifl_next));
 	pk->resub = calloc(vq->nslots, sizeof(*pk->resub));
 	pk->resub_descs = calloc(size, sizeof(*pk->resub_descs));
-	if (pk->ifl_next == NULL || pk->resub == NULL || pk->resub_descs == NULL) {
+	pk->ifl_batch = calloc(vq->nslots, sizeof(*pk->ifl_batch));
+	if (pk->ifl_next == NULL || pk->resub == NULL || pk->resub_descs == NULL ||
+	    pk->ifl_batch == NULL) {
 		return -ENOMEM;
 	}
 	rc = vh_inflight_packed_recover(q, (uint16_t)size, ifl->queue_size, pk->ring, *avail,
@@ -717,10 +870,10 @@ attach_inflight(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t *avail, uint
 		return rc;
 	}
 	pk->ifl = q;
+	pk->ifl_used_old = vh_pk_used_word(0, st.used, size) & (0xffffull << 16 | 1ull << 40);
 	pk->ifl_free = st.free_head;
 	pk->ifl_counter = st.counter;
 	pk->nresub = st.nresub;
-	pk->outstanding = st.ndesc;
 	*avail = st.avail;
 	*used = st.used;
 	return 0;
@@ -768,6 +921,7 @@ vh_vq_packed_prepare(struct vh_vq *vq)
 		rc = -ENOMEM;
 		goto out_free;
 	}
+	pk->chain = pk->chain_buf;
 	avail = vh_pk_pos(base & 0x7fff, (base & 0x8000) != 0, size);
 	used = avail;
 	rc = attach_inflight(vq, pk, &avail, &used);

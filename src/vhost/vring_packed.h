@@ -75,32 +75,29 @@ struct vh_vq_packed {
 	struct pvirtq_desc *ring;                   /* the descriptor ring in guest memory */
 	const struct pvirtq_event_suppress *driver; /* the driver's: our used notifications */
 	struct pvirtq_event_suppress *device;       /* ours: the driver's kicks */
-	uint32_t outstanding;                       /* ring descriptors fetched and not yet used */
-	uint32_t used_since_signal;                 /* ring descriptors used since the last call */
 	/*
-	 * The chain being handed to the device, walked by vh_vq_walk_chain() from ops->handle().
-	 * Each field of its descriptors is read once. Fetching reads the flags (into
-	 * chain[k].flags) and the buffer id; addr and len are read by whoever needs them first: the
-	 * walk, straight from the ring, where the chain starts at index chain_idx (chain_ring), or,
-	 * with an inflight region, the fetch, which records them there before the device sees the
-	 * chain and copies them into chain[] for the walk. The walk may read the ring because it
-	 * runs during the hand-over: no chain fetched after this one exists yet, so no used
-	 * descriptor can land on this one (the used positions written before it completes lag the
-	 * chains fetched before it), and answering the request ends the hand-over. chain_buf has
-	 * room for a whole ring.
+	 * The chain being handed to the device, walked by vh_vq_walk_chain() from ops->handle():
+	 * the fetch copies each descriptor out of the ring (every field read once, in two loads)
+	 * into chain_buf, which has room for a whole ring, and the walk reads only that copy (or,
+	 * at start, a chain the inflight region recorded). The descriptors fetched and not used
+	 * yet are not counted: they are the distance from vq->last_used to vq->last_avail.
 	 */
 	struct pvirtq_desc *chain_buf;
 	const struct pvirtq_desc *chain;
 	uint16_t chain_n;
 	uint16_t chain_id;
-	uint16_t chain_idx;
-	bool chain_ring;
 	bool chain_valid;
 	/* Inflight tracking (NULL without a packed-layout region). */
 	struct inflight_packed_queue *ifl;
 	uint16_t *ifl_next; /* private copy of the free list's links (size entries) */
 	uint16_t ifl_free;  /* first free entry, == size when none */
 	uint64_t ifl_counter;
+	/* Completions not published yet (vring_packed.c: ifl_publish()). */
+	uint16_t *ifl_batch; /* their head entries, at most nslots */
+	uint32_t ifl_nbatch;
+	uint64_t ifl_used_old; /* the region's used word: the committed position's old_ half */
+	struct pvirtq_desc *ifl_first; /* the batch's first used descriptor, kept back */
+	uint64_t ifl_first_word;       /* what goes there: len, id, flags */
 	/* What a previous instance left in flight, resubmitted at start (then freed). */
 	struct vh_inflight_resub *resub;
 	struct pvirtq_desc *resub_descs;
@@ -119,9 +116,15 @@ void vh_vq_packed_start(struct vh_vq *vq);
 void vh_vq_packed_fetch(struct vh_vq *vq);
 /* Reactor: vh_vq_fetch_one() of a packed ring (running, not stopping, checked by the caller). */
 struct vh_req *vh_vq_packed_fetch_one(struct vh_vq *vq);
-/* Reactor: write @req's used descriptor (published at once; the call waits for the flush). */
+/*
+ * Reactor: write @req's used descriptor. Without an inflight region it goes out at once; with
+ * one it joins the batch the flush publishes (vh_vq_packed_signal()). The call waits for the flush.
+ */
 void vh_vq_packed_push_used(struct vh_vq *vq, struct vh_req *req);
-/* Reactor, deferred flush: call the driver if its event suppression asks for it. */
+/*
+ * Reactor, deferred flush: publish the batch of used descriptors an inflight region holds back,
+ * then call the driver if its event suppression asks for it.
+ */
 void vh_vq_packed_signal(struct vh_vq *vq);
 /* Reactor, before sleeping: ask the driver for kicks. */
 void vh_vq_packed_enable_kicks(struct vh_vq *vq);

@@ -207,11 +207,27 @@ expect_iov(struct fix *f, const struct seen *s, int i, uint64_t gpa, size_t len)
 	assert_int_equal(s->iov[i].iov_len, len);
 }
 
+/* Answer @req; its used descriptor may be held back (inflight region) until flush(). */
 static void
-complete(struct fix *f, struct vh_req *req, uint32_t len)
+push(struct fix *f, struct vh_req *req, uint32_t len)
 {
 	req->used_len = len;
 	vh_vq_push_used(f->vq, req);
+}
+
+/* The deferred flush of the reactor iteration (no call eventfd: publishes only). */
+static void
+flush(struct fix *f)
+{
+	vh_vq_packed_signal(f->vq);
+}
+
+/* Answer @req as a reactor iteration would: the push, then the flush. */
+static void
+complete(struct fix *f, struct vh_req *req, uint32_t len)
+{
+	push(f, req, len);
+	flush(f);
 }
 
 /* The used descriptor at ring index @i: id, len, and AVAIL == USED == @wrap. */
@@ -363,6 +379,65 @@ test_walk_regions(void **state)
 	complete(f, req, 1);
 	assert_int_equal(vh_vq_walk_chain(f->vq, &f->mem, 6, iov, 2, &nr, &nw, &last_w), -EINVAL);
 	assert_null(last_w);
+}
+
+/* Walk the chain just made available at ring index @i (id @id) outside any device. */
+static int
+walk_at(struct fix *f, uint16_t id, int *nr, int *nw, uint8_t **last_w)
+{
+	struct vh_req *req = vh_vq_fetch_one(f->vq);
+	struct iovec iov[8];
+	int rc;
+
+	assert_non_null(req);
+	assert_int_equal(req->head, id);
+	rc = vh_vq_walk_chain(f->vq, &f->mem, id, iov, 8, nr, nw, last_w);
+	complete(f, req, 0);
+	return rc;
+}
+
+/*
+ * The last writable byte (virtio-blk's status) is found whatever happened to the buffers
+ * before it: after a buffer outside guest memory, past an empty writable buffer, and not in a
+ * buffer that wraps around the address space (the one before it, as the split walk).
+ */
+static void
+test_walk_status(void **state)
+{
+	struct fix *f = *state;
+	uint8_t *last_w;
+	int nr, nw;
+
+	assert_int_equal(prepare(f), 0);
+	/* header, data outside guest memory, status: -EFAULT, the status still found. */
+	PD(f, 1, 0x7000000000ull, 512, 1, W | N, true);
+	PD(f, 2, STATUS, 1, 1, W, true);
+	PD(f, 0, HDR, 16, 1, R | N, true);
+	assert_int_equal(walk_at(f, 1, &nr, &nw, &last_w), -EFAULT);
+	assert_ptr_equal(last_w, guest_ptr(&f->mem, STATUS));
+	assert_int_equal(nr, 1);
+	assert_int_equal(nw, 0);
+	/* header, data, an empty writable buffer: the data's last byte. */
+	PD(f, 4, DATA, 512, 2, W | N, true);
+	PD(f, 5, STATUS, 0, 2, W, true);
+	PD(f, 3, HDR, 16, 2, R | N, true);
+	assert_int_equal(walk_at(f, 2, &nr, &nw, &last_w), 0);
+	assert_ptr_equal(last_w, guest_ptr(&f->mem, DATA + 511));
+	assert_int_equal(nr, 1);
+	assert_int_equal(nw, 1);
+	/* header, data, a buffer wrapping around the address space: the data's last byte. */
+	PD(f, 7, DATA, 512, 3, W | N, true);
+	PD(f, 8, UINT64_MAX, 2, 3, W, true);
+	PD(f, 6, HDR, 16, 3, R | N, true);
+	assert_int_equal(walk_at(f, 3, &nr, &nw, &last_w), -EFAULT);
+	assert_ptr_equal(last_w, guest_ptr(&f->mem, DATA + 511));
+	/* Readable buffers only: no writable byte. */
+	PD(f, 10, DATA, 512, 4, R, true);
+	PD(f, 9, HDR, 16, 4, R | N, true);
+	assert_int_equal(walk_at(f, 4, &nr, &nw, &last_w), 0);
+	assert_null(last_w);
+	assert_int_equal(nr, 2);
+	assert_int_equal(nw, 0);
 }
 
 static void
@@ -545,7 +620,8 @@ test_hostile_overcommit(void **state)
 	for (i = 0; i < QSIZE / 2; i++) {
 		assert_non_null(fetch(f));
 	}
-	assert_int_equal(f->vq->pk->outstanding, QSIZE);
+	/* Outstanding: the distance from the used position to the fetch position. */
+	assert_int_equal((uint16_t)(f->vq->last_avail - f->vq->last_used), QSIZE);
 	assert_true(f->vq->nfree > 0); /* slots left: only the ring is full */
 	PD(f, 0, DATA, 64, 15, W, false);
 	assert_null(fetch(f));
@@ -612,7 +688,7 @@ test_inflight_resubmit(void **state)
 	/* used at 1 (b's), avail = used + 3 + 1 = 5: fetching resumes after c. */
 	assert_int_equal(f->vq->last_used, 1);
 	assert_int_equal(f->vq->last_avail, 5);
-	assert_int_equal(pk->outstanding, 4);
+	assert_int_equal((uint16_t)(f->vq->last_avail - f->vq->last_used), 4);
 	/* The driver meanwhile overwrote a's ring descriptors: the copies are what counts. */
 	memset(ring(f) + 1, 0xee, 16 * 2);
 	vh_vq_packed_start(f->vq);
@@ -631,7 +707,7 @@ test_inflight_resubmit(void **state)
 	assert_int_equal(f->vq->pk->nresub, 0);
 	assert_int_equal(f->vq->last_used, 5);
 	assert_int_equal(f->vq->last_avail, 5);
-	assert_int_equal(f->vq->pk->outstanding, 0);
+	assert_int_equal((uint16_t)(f->vq->last_avail - f->vq->last_used), 0);
 }
 
 /* A completion that died half-way: finished if the ring shows it, rolled back if not. */
@@ -683,6 +759,69 @@ test_inflight_half_done(void **state)
 	assert_int_equal(f->vq->last_avail, 3);
 	assert_non_null(fetch(f));
 	assert_int_equal(f->seen[0].head, 1);
+}
+
+/*
+ * With a region, completions go out in batches: the first used descriptor is held back until
+ * the flush (or a fetch) publishes the batch, so a crash before that resubmits the whole batch
+ * (the driver saw none of it), and one after it resubmits only what was still in flight.
+ */
+static void
+test_inflight_batch(void **state)
+{
+	struct fix *f = *state;
+	struct vh_req *a, *b, *c;
+	struct inflight_packed_queue *q;
+
+	attach_region(f, true);
+	assert_int_equal(prepare(f), 0);
+	PD(f, 0, DATA, 64, 5, W, true);
+	PD(f, 1, DATA, 64, 6, W, true);
+	PD(f, 2, DATA, 64, 7, W, true);
+	a = fetch(f);
+	b = fetch(f);
+	c = fetch(f);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(c);
+	/* c then a, no flush: c's descriptor (position 0) is held back, a's (1) is written. */
+	push(f, c, 64);
+	push(f, a, 0);
+	assert_int_equal(ring(f)[0].id, 5);
+	assert_int_equal(ring(f)[0].flags & (FA | FU), FA); /* still the driver's */
+	expect_used(f, 1, 5, 0, true);
+	q = region(f);
+	assert_int_equal(q->old_free_head, q->free_head); /* nothing committed */
+	/* Died before the flush: all three resubmitted, the ring resumes where it was. */
+	crash(f);
+	assert_int_equal(f->vq->pk->nresub, 3);
+	assert_int_equal(f->vq->last_used, 0);
+	assert_int_equal(f->vq->last_avail, 3);
+	vh_vq_packed_start(f->vq);
+	assert_int_equal(f->nseen, 3);
+	/* This time the batch is published by the flush: both out, the commit made. */
+	push(f, f->seen[2].req, 64);
+	push(f, f->seen[0].req, 0);
+	flush(f);
+	expect_used(f, 0, f->seen[2].head, 64, true);
+	expect_used(f, 1, f->seen[0].head, 0, true);
+	q = region(f);
+	assert_int_equal(q->desc[f->seen[2].req->ifl_entry].inflight, 0);
+	assert_int_equal(q->desc[f->seen[0].req->ifl_entry].inflight, 0);
+	assert_int_equal(q->desc[f->seen[1].req->ifl_entry].inflight, 1);
+	/* A pending batch is published before a fetch commits the free list. */
+	push(f, f->seen[1].req, 64);
+	assert_int_equal(ring(f)[2].flags & (FA | FU), FA);
+	PD(f, 3, DATA, 64, 9, W, true);
+	f->nseen = 0;
+	assert_non_null(fetch(f));
+	expect_used(f, 2, 6, 64, true);
+	/* Only the new chain is in flight after a crash now. */
+	crash(f);
+	assert_int_equal(f->vq->pk->nresub, 1);
+	assert_int_equal(f->vq->pk->resub[0].id, 9);
+	assert_int_equal(f->vq->last_used, 3);
+	assert_int_equal(f->vq->last_avail, 4);
 }
 
 static void
@@ -889,6 +1028,7 @@ main(void)
 	        T(test_prepare),
 	        T(test_fetch_walk_direct),
 	        T(test_walk_regions),
+	        T(test_walk_status),
 	        T(test_fetch_indirect),
 	        T(test_fetch_across_the_end),
 	        T(test_out_of_order_used),
@@ -897,6 +1037,7 @@ main(void)
 	        T(test_hostile_overcommit),
 	        T(test_inflight_resubmit),
 	        T(test_inflight_half_done),
+	        T(test_inflight_batch),
 	        T(test_inflight_layouts),
 	        cmocka_unit_test(test_recover_hostile),
 	        cmocka_unit_test(test_recover_race),
