@@ -101,50 +101,48 @@ ifl_fetch(struct vh_vq_packed *pk, struct vh_req *req, uint16_t n, uint16_t last
 }
 
 /*
- * Completions with a region are published in batches. VIRTIO 1.2's packed ring has the driver
- * poll one place, the next used position in ring order ("Polling of available and used
- * descriptors"; "Multi-buffer requests" marks a request's first descriptor used after the
- * rest), so used descriptors written after the first one's position stay unseen until that one
- * goes out, its flags last. Each completion puts its chain back on
- * the free list (privately and in the region's links, which nothing reads before the commit)
- * and writes its used descriptor, all but the batch's first, which is kept. ifl_publish() then
- * runs the spec's two phases once for the whole batch: the free list's head and the new used
- * position beside the committed one, the first descriptor (the batch goes out), the heads'
- * marks cleared, the commit. A crash before that store leaves the committed state (every chain
- * of the batch in flight, resubmitted: the driver saw none of them), one after it finds the
- * first descriptor used at the committed position and finishes the batch (inflight.c).
+ * A completion with a region runs the spec's two phases around its used descriptor, each time:
+ * ifl_used_begin() before it (the chain back on the free list, the new used position beside the
+ * committed one), ifl_used_commit() after it (the head's mark cleared, the commit). A crash
+ * between the two leaves one used descriptor beyond the committed state, at the committed used
+ * position, and inflight.c judges the completion by it: finished if it is there, rolled back
+ * (resubmitted) if not. Nothing else of ours is ever in the ring past that position.
  *
- * A fetch commits the free list too (old_free_head), so it must never see the batch's entries
- * uncommitted: every fetch publishes a pending batch before it reads the ring (which also keeps
- * the ring as simple as without batches: the driver gets every position back before we look at
- * it again).
+ * Completions are not batched here (they were, for a while: the batch's first used descriptor
+ * held back until the flush, the others written at once). That broke recovery: the driver polls
+ * one position, but a crash before the flush left the batch's other used descriptors in the ring
+ * past the committed position, with valid flags for their laps. The next instance resubmits the
+ * batch and answers it in its own order and its own batches; once the driver has taken a first
+ * batch shorter than the dead one's, it reads on into the dead instance's descriptors: ids not in
+ * flight, or in flight and not answered (a virtio-blk status never written). "The driver never
+ * saw the batch" held for the position it polls only. One used descriptor at a time, each
+ * committed before the next is written, keeps the ring past the committed position clean.
  */
-static __attribute__((noinline)) void
-ifl_publish(struct vh_vq *vq, struct vh_vq_packed *pk)
+static inline void
+ifl_used_begin(struct vh_vq_packed *pk, const struct vh_req *req, uint16_t pos, uint16_t next,
+               uint32_t size)
 {
 	struct inflight_packed_queue *q = pk->ifl;
-	const uint16_t *batch = pk->ifl_batch, *end = batch + pk->ifl_nbatch;
-	struct pvirtq_desc *first = pk->ifl_first;
-	uint16_t free = pk->ifl_free;
-	/* The used word: the new position (used_idx, used_wrap_counter) and its old_ half. */
-	uint64_t cur = vh_pk_used_word(vq->last_used, 0, vq->size) & (1ull << 32 | 0xffff);
-	uint64_t old = (cur & 0xffff) << 16 | (cur & 1ull << 32) << 8;
+	uint16_t free = pk->ifl_free, last = req->ifl_last, entry = req->ifl_entry;
 
-	pk->ifl_nbatch = 0;
-	VH_WRITE_ONCE(q->free_head, free);
-	/* One store: the new used position, the committed one (the batch's first) beside it. */
-	VH_STORE_REL(*vh_pk_used_word_ptr(q), cur | pk->ifl_used_old);
-	/* Release: the batch's other descriptors, and the region above, before it. */
-	VH_STORE_REL(*(desc_word_t *)(void *)&first->len, pk->ifl_first_word);
-	for (; batch < end; batch++) {
-		VH_STORE_REL(q->desc[*batch].inflight, 0);
-	}
+	VH_WRITE_ONCE(q->desc[last].next, free);
+	pk->ifl_next[last] = free;
+	pk->ifl_free = entry;
+	VH_WRITE_ONCE(q->free_head, entry);
+	/* One store: the new used position, the committed one kept beside it (inflight.c). */
+	VH_STORE_REL(*vh_pk_used_word_ptr(q), vh_pk_used_word(next, pos, size));
+}
+
+/* After the used descriptor went out: the head's mark cleared, then the commit. */
+static inline void
+ifl_used_commit(struct vh_vq_packed *pk, const struct vh_req *req, uint16_t next, uint32_t size)
+{
+	struct inflight_packed_queue *q = pk->ifl;
+
+	VH_STORE_REL(q->desc[req->ifl_entry].inflight, 0);
 	/* old_free_head first: a crash between the two stores still finds used != old_used. */
-	VH_STORE_REL(q->old_free_head, free);
-	VH_STORE_REL(*vh_pk_used_word_ptr(q), cur | old);
-	pk->ifl_used_old = old;
-	/* Last: a call here needs no stack frame above. */
-	vh_vq_log_hva(vq, first, sizeof(*first));
+	VH_STORE_REL(q->old_free_head, req->ifl_entry);
+	VH_STORE_REL(*vh_pk_used_word_ptr(q), vh_pk_used_word(next, next, size));
 }
 
 /* ---- fetch (reactor) ---- */
@@ -317,13 +315,8 @@ fetch_chains(struct vh_vq *vq, struct vh_vq_packed *pk, uint64_t w, uint32_t n, 
 	for (uint32_t i = 0; i < n; i++) {
 		struct vh_req *req;
 
-		if (i > 0) {
-			if (ifl && pk->ifl_nbatch > 0) {
-				ifl_publish(vq, pk); /* the device answered in handle() */
-			}
-			if (!next_avail(vq, pk, &w)) {
-				return;
-			}
+		if (i > 0 && !next_avail(vq, pk, &w)) {
+			return;
 		}
 		req = take_chain(vq, pk, w, ifl);
 		if (VH_UNLIKELY(req == NULL)) {
@@ -362,10 +355,6 @@ vh_vq_packed_fetch(struct vh_vq *vq)
 {
 	uint64_t w;
 
-	/* Before the ring is read: no chain is fetched while a batch is pending (ifl_publish()). */
-	if (VH_UNLIKELY(vq->pk->ifl_nbatch > 0)) {
-		ifl_publish(vq, vq->pk);
-	}
 	if (next_avail(vq, vq->pk, &w) && vq->nfree > 0) {
 		if (vq->pk->ifl != NULL) {
 			fetch_loop_ifl(vq, w);
@@ -381,9 +370,6 @@ vh_vq_packed_fetch_one(struct vh_vq *vq)
 	struct vh_vq_packed *pk = vq->pk;
 	uint64_t w;
 
-	if (pk->ifl_nbatch > 0) {
-		ifl_publish(vq, pk); /* before the ring is read (ifl_publish()) */
-	}
 	if (!next_avail(vq, pk, &w)) {
 		return NULL;
 	}
@@ -582,9 +568,7 @@ vh_vq_packed_walk(struct vh_vq *vq, const struct vh_mem *mem, uint16_t head, str
 static __attribute__((noinline)) void
 push_used_log(struct vh_vq *vq, const struct pvirtq_desc *d)
 {
-	if (d != NULL) {
-		vh_vq_log_hva_slow(vq, d, sizeof(*d));
-	}
+	vh_vq_log_hva_slow(vq, d, sizeof(*d));
 	vh_reactor_defer(&vq->flush);
 }
 
@@ -604,28 +588,18 @@ push_used(struct vh_vq *vq, struct vh_vq_packed *pk, struct vh_req *req, bool if
 	if (req->used_len > 0) {
 		flags |= VRING_DESC_F_WRITE; /* §2.8.3: the device wrote into the buffer */
 	}
-	uint64_t word = (uint64_t)req->used_len | (uint64_t)head << 32 | flags << 48;
-	bool kept = false; /* the batch's first: written by ifl_publish() */
-
 	if (ifl) {
-		uint16_t free = pk->ifl_free, last = req->ifl_last;
-
-		VH_WRITE_ONCE(pk->ifl->desc[last].next, free);
-		pk->ifl_next[last] = free;
-		pk->ifl_free = req->ifl_entry;
-		if (pk->ifl_nbatch == 0) {
-			pk->ifl_first = d;
-			pk->ifl_first_word = word;
-			kept = true;
-		}
-		pk->ifl_batch[pk->ifl_nbatch++] = req->ifl_entry;
+		ifl_used_begin(pk, req, pos, next, size);
 	}
 	/*
 	 * len, id and the flags that hand the descriptor to the driver in one store: the driver
-	 * sees all three at once, never flags without the rest (release: after the buffers).
+	 * sees all three at once, never flags without the rest (release: after the buffers and,
+	 * with a region, after its first phase).
 	 */
-	if (!kept) {
-		VH_STORE_REL(*(desc_word_t *)(void *)&d->len, word);
+	VH_STORE_REL(*(desc_word_t *)(void *)&d->len,
+	             (uint64_t)req->used_len | (uint64_t)head << 32 | flags << 48);
+	if (ifl) {
+		ifl_used_commit(pk, req, next, size);
 	}
 	/* The driver may post this id again as soon as it sees the flags. */
 	id_clear(vq, head);
@@ -638,7 +612,7 @@ push_used(struct vh_vq *vq, struct vh_vq_packed *pk, struct vh_req *req, bool if
 	vq->free_slots[vq->nfree++] = req->slot;
 	VH_STAT_ADD(vq->inflight, -1);
 	if (VH_UNLIKELY(vh_vq_logging(vq))) {
-		push_used_log(vq, kept ? NULL : d);
+		push_used_log(vq, d);
 		return;
 	}
 	vh_reactor_defer(&vq->flush);
@@ -650,24 +624,14 @@ push_used_ifl(struct vh_vq *vq, struct vh_vq_packed *pk, struct vh_req *req)
 	push_used(vq, pk, req, true);
 }
 
-/* A full batch (never reached: see ifl_publish()) is published before it grows. */
-static __attribute__((noinline)) void
-push_used_ifl_full(struct vh_vq *vq, struct vh_vq_packed *pk, struct vh_req *req)
-{
-	ifl_publish(vq, pk);
-	push_used_ifl(vq, pk, req);
-}
-
 void
 vh_vq_packed_push_used(struct vh_vq *vq, struct vh_req *req)
 {
 	struct vh_vq_packed *pk = vq->pk;
 
-	/* Tail calls only: none of the three needs a stack frame here. */
+	/* A tail call with a region: no stack frame here. */
 	if (pk->ifl == NULL) {
 		push_used(vq, pk, req, false);
-	} else if (VH_UNLIKELY(pk->ifl_nbatch == vq->nslots)) {
-		push_used_ifl_full(vq, pk, req);
 	} else {
 		push_used_ifl(vq, pk, req);
 	}
@@ -676,15 +640,12 @@ vh_vq_packed_push_used(struct vh_vq *vq, struct vh_req *req)
 void
 vh_vq_packed_signal(struct vh_vq *vq)
 {
-	struct vh_vq_packed *pk = vq->pk;
+	const struct vh_vq_packed *pk = vq->pk;
 	uint32_t size = vq->size, ev;
 	uint16_t old = vq->signalled_used, cur = vq->last_used, used = (uint16_t)(cur - old);
 	bool valid = vq->signalled_used_valid;
 	uint16_t flags, off_wrap;
 
-	if (pk->ifl_nbatch > 0) {
-		ifl_publish(vq, pk);
-	}
 	if (vq->cur_callfd < 0) {
 		return;
 	}
@@ -811,7 +772,6 @@ vh_vq_packed_free(struct vh_vq *vq)
 	}
 	free(pk->chain_buf);
 	free(pk->ifl_next);
-	free(pk->ifl_batch);
 	free(pk->resub);
 	free(pk->resub_descs);
 	free(pk);
@@ -859,9 +819,7 @@ attach_inflight(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t *avail, uint
 	pk->ifl_next = calloc(size, sizeof(*pk->ifl_next));
 	pk->resub = calloc(vq->nslots, sizeof(*pk->resub));
 	pk->resub_descs = calloc(size, sizeof(*pk->resub_descs));
-	pk->ifl_batch = calloc(vq->nslots, sizeof(*pk->ifl_batch));
-	if (pk->ifl_next == NULL || pk->resub == NULL || pk->resub_descs == NULL ||
-	    pk->ifl_batch == NULL) {
+	if (pk->ifl_next == NULL || pk->resub == NULL || pk->resub_descs == NULL) {
 		return -ENOMEM;
 	}
 	rc = vh_inflight_packed_recover(q, (uint16_t)size, ifl->queue_size, pk->ring, *avail,
@@ -870,7 +828,6 @@ attach_inflight(struct vh_vq *vq, struct vh_vq_packed *pk, uint16_t *avail, uint
 		return rc;
 	}
 	pk->ifl = q;
-	pk->ifl_used_old = vh_pk_used_word(0, st.used, size) & (0xffffull << 16 | 1ull << 40);
 	pk->ifl_free = st.free_head;
 	pk->ifl_counter = st.counter;
 	pk->nresub = st.nresub;

@@ -92,12 +92,6 @@ struct vh_vq_packed {
 	uint16_t *ifl_next; /* private copy of the free list's links (size entries) */
 	uint16_t ifl_free;  /* first free entry, == size when none */
 	uint64_t ifl_counter;
-	/* Completions not published yet (vring_packed.c: ifl_publish()). */
-	uint16_t *ifl_batch; /* their head entries, at most nslots */
-	uint32_t ifl_nbatch;
-	uint64_t ifl_used_old; /* the region's used word: the committed position's old_ half */
-	struct pvirtq_desc *ifl_first; /* the batch's first used descriptor, kept back */
-	uint64_t ifl_first_word;       /* what goes there: len, id, flags */
 	/* What a previous instance left in flight, resubmitted at start (then freed). */
 	struct vh_inflight_resub *resub;
 	struct pvirtq_desc *resub_descs;
@@ -117,14 +111,11 @@ void vh_vq_packed_fetch(struct vh_vq *vq);
 /* Reactor: vh_vq_fetch_one() of a packed ring (running, not stopping, checked by the caller). */
 struct vh_req *vh_vq_packed_fetch_one(struct vh_vq *vq);
 /*
- * Reactor: write @req's used descriptor. Without an inflight region it goes out at once; with
- * one it joins the batch the flush publishes (vh_vq_packed_signal()). The call waits for the flush.
+ * Reactor: write @req's used descriptor, at once (with an inflight region, committed there before
+ * the next one is written: vring_packed.c, ifl_used_begin()). The call waits for the flush.
  */
 void vh_vq_packed_push_used(struct vh_vq *vq, struct vh_req *req);
-/*
- * Reactor, deferred flush: publish the batch of used descriptors an inflight region holds back,
- * then call the driver if its event suppression asks for it.
- */
+/* Reactor, deferred flush: call the driver if its event suppression asks for it. */
 void vh_vq_packed_signal(struct vh_vq *vq);
 /* Reactor, before sleeping: ask the driver for kicks. */
 void vh_vq_packed_enable_kicks(struct vh_vq *vq);
