@@ -718,7 +718,19 @@ check_tmf(struct ctx *x)
 	                !io.req.inflight || vh_fe_vq_pending(ioq) == 0,
 	        "QUERY TASK SET with a command running: %u", vh_fe_scsi_tmf_response(&tmf));
 	T_OK(vh_fe_vq_drain(ioq, TIMEOUT_MS));
-	T_OK(vh_fe_scsi_sync(x->fe, VH_FE_SCSI_CTRLQ, &tmf, TIMEOUT_MS));
+	/*
+	 * A command stops counting just after its completion is published (so an ABORT never
+	 * answers before the command's own completion is visible): a QUERY sent the moment the
+	 * driver sees the completion may still find it, on another reactor. It must go soon.
+	 */
+	for (int64_t end = vh_fe_now_ms() + 2000;;) {
+		T_OK(vh_fe_scsi_tmf_prep(&tmf, VIRTIO_SCSI_T_TMF_QUERY_TASK_SET, 0, 0, 0));
+		T_OK(vh_fe_scsi_sync(x->fe, VH_FE_SCSI_CTRLQ, &tmf, TIMEOUT_MS));
+		if (vh_fe_scsi_tmf_response(&tmf) != VIRTIO_SCSI_S_FUNCTION_SUCCEEDED ||
+		    vh_fe_now_ms() >= end) {
+			break;
+		}
+	}
 	T_CHECK(vh_fe_scsi_tmf_response(&tmf) == VIRTIO_SCSI_S_FUNCTION_COMPLETE,
 	        "QUERY TASK SET idle: %u", vh_fe_scsi_tmf_response(&tmf));
 	T_OK(rpc(x, "bdev_set_test_delay", json_pack("{s:s, s:i}", "name", "M0", "max_delay_us", 0),
