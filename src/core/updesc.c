@@ -45,6 +45,19 @@ vh_updesc_push_fd(struct vh_fdvec *fds, int fd)
 	return fd < 0 ? -1 : vh_fdvec_push(fds, fd);
 }
 
+json_t *
+vh_updesc_msg(struct vh_fdvec *fds, const void *bytes, size_t len, const int *mfds, unsigned nfds,
+              bool fd_overflow)
+{
+	json_t *a = json_array();
+
+	for (unsigned i = 0; a != NULL && i < nfds; i++) {
+		json_array_append_new(a, json_integer(vh_updesc_push_fd(fds, mfds[i])));
+	}
+	return json_pack("{s:o?, s:o?, s:b}", "bytes", vh_updesc_bytes(bytes, len), "fds", a,
+	                 "fd_overflow", fd_overflow);
+}
+
 int
 vh_updesc_fail(struct vh_updesc_reader *rd, const char *fmt, ...)
 {
@@ -146,4 +159,28 @@ vh_updesc_get_bytes(const json_t *v, void *out, size_t max)
 		b[i] = (uint8_t)(hi << 4 | lo);
 	}
 	return (long)(len / 2);
+}
+
+long
+vh_updesc_get_msg(struct vh_updesc_reader *rd, const json_t *j, void *buf, size_t max, int *mfds,
+                  unsigned max_fds, unsigned *nfds, bool *fd_overflow)
+{
+	const json_t *a = json_object_get(j, "fds"), *v;
+	long len = vh_updesc_get_bytes(json_object_get(j, "bytes"), buf, max);
+	size_t i;
+
+	if (len < 0 || !json_is_array(a) || json_array_size(a) > max_fds ||
+	    vh_updesc_get_bool(j, "fd_overflow", fd_overflow) < 0) {
+		return -1;
+	}
+	json_array_foreach(a, i, v)
+	{
+		int fd = vh_updesc_take_fd(rd, v);
+
+		if (fd < 0) {
+			return -2;
+		}
+		mfds[(*nfds)++] = fd;
+	}
+	return len;
 }

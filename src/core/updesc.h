@@ -27,6 +27,14 @@ json_t *vh_updesc_bytes(const void *p, size_t len);
 /* Append @fd (>= 0) to @fds and return its index, or -1 for fd -1 (and -ENOMEM). */
 int vh_updesc_push_fd(struct vh_fdvec *fds, int fd);
 
+/*
+ * A message the peer had only partly sent when the old process froze: its @len bytes, and the
+ * @nfds fds that came with them (appended to @fds) and whether some were dropped. New
+ * reference, or NULL (-ENOMEM).
+ */
+json_t *vh_updesc_msg(struct vh_fdvec *fds, const void *bytes, size_t len, const int *mfds,
+                      unsigned nfds, bool fd_overflow);
+
 /* The reader's side: the received fds and where an error message goes. */
 struct vh_updesc_reader {
 	int *fds; /* fds[i] for index i; a taken fd becomes -1 */
@@ -53,5 +61,13 @@ int vh_updesc_get_bool(const json_t *o, const char *key, bool *out);
  * -1 if @v is not such a string.
  */
 long vh_updesc_get_bytes(const json_t *v, void *out, size_t max);
+struct vh_updesc_reader;
+/*
+ * @j as vh_updesc_msg() wrote it: at most @max bytes into @buf, at most @max_fds fds taken into
+ * @mfds (*nfds counts them, also on failure: they are the caller's), *fd_overflow. Returns the
+ * byte count, -1 if malformed, or -2 if an fd index is bad.
+ */
+long vh_updesc_get_msg(struct vh_updesc_reader *rd, const json_t *j, void *buf, size_t max,
+                       int *mfds, unsigned max_fds, unsigned *nfds, bool *fd_overflow);
 
 #endif

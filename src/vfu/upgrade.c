@@ -343,14 +343,7 @@ save_ctrlr(struct vh_vfu_ctrlr *c, void *arg)
 	}
 	if (s->got > 0 || s->nfds > 0) {
 		/* A message the client has only partly sent: its bytes and fds come along. */
-		json_t *mfds = json_array();
-
-		for (unsigned i = 0; mfds != NULL && i < s->nfds; i++) {
-			json_array_append_new(mfds,
-			                      json_integer(vh_updesc_push_fd(x->fds, s->fds[i])));
-		}
-		msg = json_pack("{s:o?, s:o?, s:b}", "bytes", vh_updesc_bytes(s->buf, s->got),
-		                "fds", mfds, "fd_overflow", s->fd_overflow);
+		msg = vh_updesc_msg(x->fds, s->buf, s->got, s->fds, s->nfds, s->fd_overflow);
 	}
 	j = json_pack("{s:s, s:o, s:{s:i, s:b, s:o?, s:I}, s:o?, s:o?}", "name", c->n.name,
 	              "stop_ns", vh_updesc_hex(c->up_stop_ns), "session", "fd",
@@ -447,11 +440,10 @@ static int
 load_session(struct vh_updesc_reader *rd, struct vh_vfu_ctrlr *c, const json_t *j)
 {
 	struct vfu_nvme *n = &c->n;
-	const json_t *msg = json_object_get(j, "msg"), *mfds, *v;
+	const json_t *msg = json_object_get(j, "msg");
 	struct vfu_session *s;
 	int64_t msgs;
 	long len;
-	size_t i;
 	int fd;
 
 	fd = vh_updesc_take_fd(rd, json_object_get(j, "fd"));
@@ -474,12 +466,14 @@ load_session(struct vh_updesc_reader *rd, struct vh_vfu_ctrlr *c, const json_t *
 	if (msg == NULL || json_is_null(msg)) {
 		return 0;
 	}
-	mfds = json_object_get(msg, "fds");
-	len = vh_updesc_get_bytes(json_object_get(msg, "bytes"), s->buf, VFU_MAX_MSG);
-	if (len < 0 || !json_is_array(mfds) || json_array_size(mfds) > VFU_MAX_FDS) {
+	len = vh_updesc_get_msg(rd, msg, s->buf, VFU_MAX_MSG, s->fds, VFU_MAX_FDS, &s->nfds,
+	                        &s->fd_overflow);
+	if (len == -2) {
+		return vh_updesc_fail(rd, "%s: bad partial message fd", n->name);
+	}
+	if (len < 0) {
 		return vh_updesc_fail(rd, "%s: bad partial message", n->name);
 	}
-	GET_BOOL(msg, "fd_overflow", s->fd_overflow);
 	/* Whole messages are always handled before a freeze: this one cannot be complete. */
 	if ((size_t)len >= sizeof(struct vfio_user_header)) {
 		struct vfio_user_header h;
@@ -491,14 +485,6 @@ load_session(struct vh_updesc_reader *rd, struct vh_vfu_ctrlr *c, const json_t *
 		}
 	}
 	s->got = (uint32_t)len;
-	json_array_foreach(mfds, i, v)
-	{
-		fd = vh_updesc_take_fd(rd, v);
-		if (fd < 0) {
-			return vh_updesc_fail(rd, "%s: bad partial message fd", n->name);
-		}
-		s->fds[s->nfds++] = fd;
-	}
 	return 0;
 }
 

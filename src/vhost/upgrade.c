@@ -336,14 +336,7 @@ save_session(const struct vh_session *s, struct vh_fdvec *fds)
 	}
 	if (s->msg_got > 0 || s->nfds > 0) {
 		/* A message the front-end has only partly sent: its bytes and fds come along. */
-		json_t *mfds = json_array();
-
-		for (unsigned i = 0; mfds != NULL && i < s->nfds; i++) {
-			json_array_append_new(mfds,
-			                      json_integer(vh_updesc_push_fd(fds, s->fds[i])));
-		}
-		msg = json_pack("{s:o?, s:o?, s:b}", "bytes", vh_updesc_bytes(&s->msg, s->msg_got),
-		                "fds", mfds, "fd_overflow", s->fd_overflow);
+		msg = vh_updesc_msg(fds, &s->msg, s->msg_got, s->fds, s->nfds, s->fd_overflow);
 	}
 	if (s->c->ops->session_save != NULL) {
 		dev = s->c->ops->session_save(s);
@@ -573,34 +566,23 @@ load_inflight(struct vh_updesc_reader *ld, struct vh_session *s, const json_t *j
 static int
 load_msg(struct vh_updesc_reader *ld, struct vh_session *s, const json_t *j)
 {
-	const json_t *mfds = json_object_get(j, "fds"), *v;
 	long len;
-	size_t i;
 
 	if (json_is_null(j)) {
 		return 0;
 	}
-	len = vh_updesc_get_bytes(json_object_get(j, "bytes"), &s->msg, sizeof(s->msg));
-	if (len < 0 || !json_is_array(mfds) || json_array_size(mfds) > VHOST_USER_MAX_FDS ||
-	    vh_updesc_get_bool(j, "fd_overflow", &s->fd_overflow) < 0) {
-		return vh_updesc_fail(ld, "%s: bad partial message", s->prefix);
+	len = vh_updesc_get_msg(ld, j, &s->msg, sizeof(s->msg), s->fds, VHOST_USER_MAX_FDS,
+	                        &s->nfds, &s->fd_overflow);
+	if (len == -2) {
+		return vh_updesc_fail(ld, "%s: bad partial message fd", s->prefix);
 	}
 	/* Complete messages are always handled before a freeze: this one cannot be whole. */
-	if ((size_t)len >= VHOST_USER_HDR_SIZE &&
-	    (s->msg.size > sizeof(s->msg.payload) ||
-	     (size_t)len >= VHOST_USER_HDR_SIZE + s->msg.size)) {
+	if (len < 0 || ((size_t)len >= VHOST_USER_HDR_SIZE &&
+	                (s->msg.size > sizeof(s->msg.payload) ||
+	                 (size_t)len >= VHOST_USER_HDR_SIZE + s->msg.size))) {
 		return vh_updesc_fail(ld, "%s: bad partial message", s->prefix);
 	}
 	s->msg_got = (uint32_t)len;
-	json_array_foreach(mfds, i, v)
-	{
-		int fd = vh_updesc_take_fd(ld, v);
-
-		if (fd < 0) {
-			return vh_updesc_fail(ld, "%s: bad partial message fd", s->prefix);
-		}
-		s->fds[s->nfds++] = fd;
-	}
 	return 0;
 }
 

@@ -114,14 +114,49 @@ test_fields(void **state)
 	json_decref(o);
 }
 
+static void
+test_msg_round_trip(void **state)
+{
+	const uint8_t bytes[5] = {1, 2, 3, 0xfe, 0xff};
+	const int mfds[2] = {40, 41};
+	struct vh_fdvec vec = {0};
+	char why[64];
+	uint8_t buf[8];
+	int got[2] = {-1, -1}, one[1] = {-1};
+	unsigned n = 0;
+	bool ovf = false;
+	json_t *j = vh_updesc_msg(&vec, bytes, sizeof(bytes), mfds, 2, true);
+	struct vh_updesc_reader rd;
+
+	(void)state;
+	assert_non_null(j);
+	assert_int_equal(vec.n, 2);
+	rd = (struct vh_updesc_reader){vec.fds, vec.n, why, sizeof(why)};
+	assert_int_equal(vh_updesc_get_msg(&rd, j, buf, sizeof(buf), got, 2, &n, &ovf), 5);
+	assert_memory_equal(buf, bytes, 5);
+	assert_int_equal(n, 2);
+	assert_int_equal(got[0], 40);
+	assert_int_equal(got[1], 41);
+	assert_true(ovf);
+	/* The fds are taken: a second read finds their indexes used. */
+	n = 0;
+	assert_int_equal(vh_updesc_get_msg(&rd, j, buf, sizeof(buf), got, 2, &n, &ovf), -2);
+	/* More fds than the reader takes, or more bytes than it holds: malformed. */
+	n = 0;
+	assert_int_equal(vh_updesc_get_msg(&rd, j, buf, sizeof(buf), one, 1, &n, &ovf), -1);
+	assert_int_equal(vh_updesc_get_msg(&rd, j, buf, 4, got, 2, &n, &ovf), -1);
+	assert_int_equal(n, 0);
+	json_decref(j);
+	vh_fdvec_free(&vec);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_bytes_round_trip),
-	        cmocka_unit_test(test_bytes_malformed),
-	        cmocka_unit_test(test_take_fd_once),
-	        cmocka_unit_test(test_fields),
+	        cmocka_unit_test(test_bytes_round_trip), cmocka_unit_test(test_bytes_malformed),
+	        cmocka_unit_test(test_take_fd_once),     cmocka_unit_test(test_fields),
+	        cmocka_unit_test(test_msg_round_trip),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
