@@ -23,6 +23,7 @@
 #include "vhost/dirtylog.h"
 #include "vhost/inflight.h"
 #include "vhost/mem.h"
+#include "vhost/pace.h"
 #include "vhost/session.h"
 #include "vhost/vring.h"
 #include "vhost/vring_packed.h"
@@ -75,6 +76,7 @@ signal_guest(struct vh_vq *vq, uint16_t new_used)
 	bool valid = vq->signalled_used_valid;
 
 	if (vq->cur_callfd < 0) {
+		vq->quiet_flushes = UINT16_MAX; /* a driver with no interrupt polls */
 		return;
 	}
 	vq->signalled_used = new_used;
@@ -86,11 +88,14 @@ signal_guest(struct vh_vq *vq, uint16_t new_used)
 
 		/* vring_need_event(): notify if ev lies in (old, new]. */
 		if (valid && (uint16_t)(new_used - ev - 1) >= (uint16_t)(new_used - old)) {
+			vq->quiet_flushes += vq->quiet_flushes != UINT16_MAX;
 			return;
 		}
 	} else if (VH_READ_ONCE(vq->avail->flags) & VRING_AVAIL_F_NO_INTERRUPT) {
+		vq->quiet_flushes += vq->quiet_flushes != UINT16_MAX;
 		return;
 	}
+	vq->quiet_flushes = 0;
 	VH_STAT_ADD(vq->stat_kicks_sent, 1);
 	kick_call(vq);
 }
@@ -503,39 +508,65 @@ vq_poll_nofetch(struct vh_vq *vq)
 }
 
 /*
- * Poll pacing. A driver that publishes its requests one at a time (SPDK's virtio-blk writes
- * avail->idx after every request) while we read avail->idx flat out gets that cache line pulled
- * away between any two of its stores: every request costs it a cache-line transfer, and the
- * driver's core is the one that limits throughput. Measured with SPDK's bdevperf on a null
- * bdev: the faster we polled, the fewer I/Os it did (docs/performance.md).
+ * Poll pacing (docs/performance.md). A driver that publishes its requests one at a time (SPDK's
+ * virtio-blk writes avail->idx after every request) while we read avail->idx flat out gets that
+ * cache line pulled away between any two of its stores: every request costs it a cache-line
+ * transfer, and the driver's core is the one that limits throughput. So when the driver holds
+ * many of our completions (owed: it answers them with new requests), we leave the avail ring
+ * alone for a while after a poll, and the next poll takes a batch.
  *
- * So when the driver holds many of our completions (owed: it answers them with new requests)
- * and the last poll found only a trickle, leave the ring alone for PACE_NS: the next poll takes
- * a batch, and the driver writes its lines while they are still its own. A driver that
- * publishes whole batches (Linux, DPDK) never leaves a trickle, and one that waits for us (low
- * queue depth, owed < PACE_OWED) is never paced; owed halves at every empty poll and is
- * forgotten before the reactor sleeps, so a driver that stops is not waited for. The values
- * were tuned under bdevperf on a quiet machine (docs/performance.md: 16 and 2 us before;
- * 32 and 4 us gave 1.11x null reads and 1.19x null writes at QD128 with the Linux and DPDK
- * patterns within 3 %; 8 us helped bdevperf more but cost the Linux pattern 12 %).
+ * - A driver that polls the used ring (it wanted no interrupt for PACE_POLLING publishes in a
+ *   row, or has no call eventfd) is paced after every poll, for a pause adapted to its batches
+ *   (pace.h).
+ * - Any other driver (interrupt-driven: Linux, QEMU's guests) is paced only after a poll found a
+ *   trickle, for PACE_NS: one that publishes whole batches is never paced, and a longer pause
+ *   cost the Linux pattern 12 % (docs/performance.md).
+ *
+ * One that waits for us (low queue depth, owed < PACE_OWED) is never paced; owed halves at
+ * every empty poll and is forgotten before the reactor sleeps, so a driver that stops is not
+ * waited for.
  */
 #define PACE_OWED    32u   /* completions in the driver's hands before pacing is considered */
 #define PACE_TRICKLE 32u   /* a poll that took fewer requests than this found a trickle */
 #define PACE_NS      4000u /* how long the avail ring is then left alone */
+#define PACE_MIN_NS  1000u /* a polling driver's pause: pace.h adapts it within these */
+#define PACE_MAX_NS  16000u
+#define PACE_POLLING 16u /* publishes in a row without an interrupt wanted: a polling driver */
 
-/* PACE_NS in vh_ticks(): pacing reads the reactor iteration's timestamp, never a clock. */
+/* A duration in vh_ticks(), worked out once: pacing reads the iteration's timestamp. */
+static uint64_t
+ns_ticks_cached(uint64_t *cache, uint32_t ns)
+{
+	uint64_t t = __atomic_load_n(cache, __ATOMIC_RELAXED);
+
+	if (VH_UNLIKELY(t == 0)) {
+		t = vh_ns_to_ticks(ns);
+		t = t ? t : 1; /* 0 means not worked out yet */
+		__atomic_store_n(cache, t, __ATOMIC_RELAXED);
+	}
+	return t;
+}
+
 static uint64_t
 pace_ticks(void)
 {
-	static uint64_t ticks;
-	uint64_t t = __atomic_load_n(&ticks, __ATOMIC_RELAXED);
+	static uint64_t t;
 
-	if (VH_UNLIKELY(t == 0)) {
-		t = vh_ns_to_ticks(PACE_NS);
-		t = t ? t : 1; /* 0 means not worked out yet */
-		__atomic_store_n(&ticks, t, __ATOMIC_RELAXED);
-	}
-	return t;
+	return ns_ticks_cached(&t, PACE_NS);
+}
+
+/* A polling driver's pause (pace.h), adapted to what this poll found. */
+static uint64_t
+pace_polling(struct vh_vq *vq, uint32_t owed_before, uint16_t got)
+{
+	static uint64_t lo, hi;
+	struct vh_pace_limits l = {.lo = ns_ticks_cached(&lo, PACE_MIN_NS),
+	                           .hi = ns_ticks_cached(&hi, PACE_MAX_NS),
+	                           .batch = VH_VQ_BATCH};
+
+	vq->pace_len =
+	        vh_pace_adapt(vq->pace_len ? vq->pace_len : pace_ticks(), &l, owed_before, got);
+	return vq->pace_len;
 }
 
 static int
@@ -543,6 +574,7 @@ vq_poll(void *arg)
 {
 	struct vh_vq *vq = arg;
 	uint16_t before = vq->last_avail, got;
+	uint32_t owed_before;
 
 	if (vq->retry_head != NULL) {
 		run_retries(vq);
@@ -574,8 +606,21 @@ vq_poll(void *arg)
 		vq->owed /= 2;
 		return VH_POLL_IDLE;
 	}
+	owed_before = vq->owed;
 	vq->owed = vq->owed > got ? vq->owed - got : 0;
-	if (vq->owed >= PACE_OWED && got < PACE_TRICKLE && vq->nfree > 0) {
+	if (vq->nfree == 0) {
+		return VH_POLL_BUSY; /* nothing more could be fetched anyway */
+	}
+	if (vq->quiet_flushes >= PACE_POLLING) {
+		if (owed_before >= PACE_OWED) {
+			uint64_t len = pace_polling(vq, owed_before, got);
+
+			/* A full fetch: the driver is ahead of us, and more may be waiting. */
+			if (got < VH_VQ_BATCH) {
+				vq->pace_until = vh_reactor_now_ticks() + len;
+			}
+		}
+	} else if (vq->owed >= PACE_OWED && got < PACE_TRICKLE) {
 		vq->pace_until = vh_reactor_now_ticks() + pace_ticks();
 	}
 	return VH_POLL_BUSY;
@@ -721,6 +766,8 @@ start_msg(void *arg)
 	vq->signalled_used_valid = false;
 	vq->owed = 0;
 	vq->pace_until = 0;
+	vq->pace_len = 0;
+	vq->quiet_flushes = 0;
 	if (vq->packed) {
 		vh_vq_packed_disable_kicks(vq);
 	} else {

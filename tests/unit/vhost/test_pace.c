@@ -58,7 +58,8 @@ simulate(uint32_t depth, uint32_t drv_ns, uint64_t sim_ns, uint32_t owed0, bool 
 		uint32_t got, owed_before;
 		uint64_t next = POLL_NS;
 
-		/* The driver answers completions one at a time, d ns each, until it is out of them. */
+		/* The driver answers completions one at a time, d ns each, until it is out of them.
+		 */
 		while (owes > 0 && drv_t + drv_ns <= t) {
 			drv_t += drv_ns;
 			owes--;
@@ -74,7 +75,8 @@ simulate(uint32_t depth, uint32_t drv_ns, uint64_t sim_ns, uint32_t owed0, bool 
 			owed_before = owed;
 			owed = owed > got ? owed - got : 0;
 			if (pace && owed_before >= OWED) {
-				pause = vh_pace_adapt(pause ? pause : 4000, &limits, owed_before, got);
+				pause = vh_pace_adapt(pause ? pause : 4000, &limits, owed_before,
+				                      got);
 				if (got < BATCH) {
 					next = pause;
 				}
