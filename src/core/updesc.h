@@ -61,7 +61,6 @@ int vh_updesc_get_bool(const json_t *o, const char *key, bool *out);
  * -1 if @v is not such a string.
  */
 long vh_updesc_get_bytes(const json_t *v, void *out, size_t max);
-struct vh_updesc_reader;
 /*
  * @j as vh_updesc_msg() wrote it: at most @max bytes into @buf, at most @max_fds fds taken into
  * @mfds (*nfds counts them, also on failure: they are the caller's), *fd_overflow. Returns the
