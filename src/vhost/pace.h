@@ -33,10 +33,17 @@ struct vh_pace_limits {
 	uint32_t batch;  /* the most requests one poll fetches */
 };
 
+/*
+ * One poll took @got requests while the driver held @owed_before: adapt the pause kept in *len
+ * (0: not adapted yet, start from @start) and return the pause to leave now: none after a full
+ * fetch (@got == batch), when the driver is ahead of us and more may be waiting.
+ */
 static inline uint64_t
-vh_pace_adapt(uint64_t cur, const struct vh_pace_limits *l, uint32_t owed_before, uint32_t got)
+vh_pace_adapt(uint64_t *len, const struct vh_pace_limits *l, uint64_t start, uint32_t owed_before,
+              uint32_t got)
 {
 	uint32_t aim = owed_before * 3 / 8;
+	uint64_t cur = *len ? *len : start;
 
 	if (aim > l->batch * 3 / 4) {
 		aim = l->batch * 3 / 4;
@@ -46,7 +53,8 @@ vh_pace_adapt(uint64_t cur, const struct vh_pace_limits *l, uint32_t owed_before
 	} else if (got < aim - aim / 8) {
 		cur += cur / 4;
 	}
-	return cur < l->lo ? l->lo : cur > l->hi ? l->hi : cur;
+	*len = cur < l->lo ? l->lo : cur > l->hi ? l->hi : cur;
+	return got >= l->batch ? 0 : *len;
 }
 
 #endif

@@ -555,7 +555,7 @@ pace_ticks(void)
 	return ns_ticks_cached(&t, PACE_NS);
 }
 
-/* A polling driver's pause (pace.h), adapted to what this poll found. */
+/* A polling driver's pause (pace.h), adapted to what this poll found; 0: none now. */
 static uint64_t
 pace_polling(struct vh_vq *vq, uint32_t owed_before, uint16_t got)
 {
@@ -564,9 +564,7 @@ pace_polling(struct vh_vq *vq, uint32_t owed_before, uint16_t got)
 	                           .hi = ns_ticks_cached(&hi, PACE_MAX_NS),
 	                           .batch = VH_VQ_BATCH};
 
-	vq->pace_len =
-	        vh_pace_adapt(vq->pace_len ? vq->pace_len : pace_ticks(), &l, owed_before, got);
-	return vq->pace_len;
+	return vh_pace_adapt(&vq->pace_len, &l, pace_ticks(), owed_before, got);
 }
 
 static int
@@ -607,18 +605,17 @@ vq_poll(void *arg)
 		return VH_POLL_IDLE;
 	}
 	owed_before = vq->owed;
-	vq->owed = vq->owed > got ? vq->owed - got : 0;
-	if (vq->nfree == 0) {
-		return VH_POLL_BUSY; /* nothing more could be fetched anyway */
+	vq->owed = owed_before > got ? owed_before - got : 0;
+	/* Low depth (both rules need owed_before >= PACE_OWED), or nothing more could be fetched.
+	 */
+	if (owed_before < PACE_OWED || vq->nfree == 0) {
+		return VH_POLL_BUSY;
 	}
 	if (vq->quiet_flushes >= PACE_POLLING) {
-		if (owed_before >= PACE_OWED) {
-			uint64_t len = pace_polling(vq, owed_before, got);
+		uint64_t len = pace_polling(vq, owed_before, got);
 
-			/* A full fetch: the driver is ahead of us, and more may be waiting. */
-			if (got < VH_VQ_BATCH) {
-				vq->pace_until = vh_reactor_now_ticks() + len;
-			}
+		if (len != 0) {
+			vq->pace_until = vh_reactor_now_ticks() + len;
 		}
 	} else if (vq->owed >= PACE_OWED && got < PACE_TRICKLE) {
 		vq->pace_until = vh_reactor_now_ticks() + pace_ticks();

@@ -139,8 +139,8 @@ struct vh_vq {
 	uint32_t owed;
 	uint64_t pace_until; /* 0: not paced */
 	uint64_t pace_len;   /* a polling driver's pause, adapted to its batches (vh_ticks()) */
-	uint16_t
-	        quiet_flushes; /* publishes since the driver last wanted an interrupt (saturates) */
+	/* Publishes since the driver last wanted an interrupt (saturates). */
+	uint16_t quiet_flushes;
 	uint32_t inflight;
 	uint32_t nslots;
 	uint32_t req_size;    /* bytes per request slot (the device's request type) */

@@ -75,10 +75,11 @@ simulate(uint32_t depth, uint32_t drv_ns, uint64_t sim_ns, uint32_t owed0, bool 
 			owed_before = owed;
 			owed = owed > got ? owed - got : 0;
 			if (pace && owed_before >= OWED) {
-				pause = vh_pace_adapt(pause ? pause : 4000, &limits, owed_before,
-				                      got);
-				if (got < BATCH) {
-					next = pause;
+				uint64_t now =
+				        vh_pace_adapt(&pause, &limits, 4000, owed_before, got);
+
+				if (now != 0) {
+					next = now;
 				}
 			}
 			owed += got; /* completed at once, published at the end of the iteration */
@@ -106,17 +107,22 @@ test_bounds(void **state)
 	(void)state;
 	srand(7);
 	for (int i = 0; i < 100000; i++) {
-		uint64_t cur = (uint64_t)rand() % (4 * HI);
-		uint64_t v = vh_pace_adapt(cur, &limits, (uint32_t)rand() % 70000,
-		                           (uint32_t)rand() % (2 * BATCH));
+		uint64_t len = (uint64_t)rand() % (4 * HI);
+		uint32_t got = (uint32_t)rand() % (2 * BATCH);
+		uint64_t v = vh_pace_adapt(&len, &limits, 4000, (uint32_t)rand() % 70000, got);
 
-		assert_true(v >= LO && v <= HI);
+		assert_true(len >= LO && len <= HI);
+		/* The pause to leave now: the adapted one, or none after a full fetch. */
+		assert_true(got >= BATCH ? v == 0 : v == len);
 	}
 	/* The direction: too few grows it, too many (or a full fetch batch) shrinks it. */
-	assert_true(vh_pace_adapt(4000, &limits, 128, 10) > 4000);
-	assert_true(vh_pace_adapt(4000, &limits, 128, 60) < 4000);
-	assert_true(vh_pace_adapt(4000, &limits, 4096, BATCH) < 4000);
-	assert_int_equal(vh_pace_adapt(4000, &limits, 128, 48), 4000);
+	uint64_t a = 4000, b = 4000, c = 4000, d = 4000;
+
+	assert_true(vh_pace_adapt(&a, &limits, 4000, 128, 10) > 4000);
+	assert_true(vh_pace_adapt(&b, &limits, 4000, 128, 60) < 4000);
+	assert_int_equal(vh_pace_adapt(&c, &limits, 4000, 4096, BATCH), 0);
+	assert_true(c < 4000);
+	assert_int_equal(vh_pace_adapt(&d, &limits, 4000, 128, 48), 4000);
 }
 
 static void
