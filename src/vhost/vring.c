@@ -73,7 +73,7 @@ static void
 signal_guest(struct vh_vq *vq, uint16_t new_used)
 {
 	uint16_t old = vq->signalled_used;
-	bool valid = vq->signalled_used_valid;
+	bool valid = vq->signalled_used_valid, wanted;
 
 	if (vq->cur_callfd < 0) {
 		vq->quiet_flushes = UINT16_MAX; /* a driver with no interrupt polls */
@@ -87,12 +87,12 @@ signal_guest(struct vh_vq *vq, uint16_t new_used)
 		uint16_t ev = VH_READ_ONCE(vq->avail->ring[vq->size]);
 
 		/* vring_need_event(): notify if ev lies in (old, new]. */
-		if (valid && (uint16_t)(new_used - ev - 1) >= (uint16_t)(new_used - old)) {
-			vq->quiet_flushes += vq->quiet_flushes != UINT16_MAX;
-			return;
-		}
-	} else if (VH_READ_ONCE(vq->avail->flags) & VRING_AVAIL_F_NO_INTERRUPT) {
-		vq->quiet_flushes += vq->quiet_flushes != UINT16_MAX;
+		wanted = !valid || (uint16_t)(new_used - ev - 1) < (uint16_t)(new_used - old);
+	} else {
+		wanted = !(VH_READ_ONCE(vq->avail->flags) & VRING_AVAIL_F_NO_INTERRUPT);
+	}
+	if (!wanted) {
+		vq->quiet_flushes += vq->quiet_flushes != UINT16_MAX; /* vq_poll() paces on it */
 		return;
 	}
 	vq->quiet_flushes = 0;
