@@ -38,8 +38,29 @@ for t in $targets; do
 	rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
 	if [ $rc -ne 0 ]; then
 		echo "FAIL $t (rc $rc, ${execs:-?} execs): see $log"
-		grep -E "^(==[0-9]+==ERROR|SUMMARY|.*runtime error|fd count|.*leaked|.*left after|.*not freed|.*did not|.*consumed|head )" "$log" | head -5
-		ls "$art"/* 2>/dev/null | sed 's/^/  reproducer: /'
+		# What the target printed just before it died (its own check's message, an
+		# assertion), the report with only its C frames, then the reproducer, inline when
+		# small: CI machines are cleaned up, and a crash found once may take hours to find
+		# again.
+		awk '/^INFO: Seed:/ { print "  " $0; next }
+		     !err && /^==[0-9]+== ?ERROR/ {
+			for (i = k - 7; i <= k; i++) if (i > 0) print "  | " last[i % 8]
+			err = 1
+		     }
+		     err && /^SUMMARY/ { print "  | " $0; exit }
+		     err && /^(NOTE|  +Combine)/ { next }
+		     err { if (!/^ *#[0-9]/ || (/[.][ch]:[0-9]/ && ++frames <= 10)) print "  | " $0; next }
+		     !/^(#[0-9]|INFO:|MS:|base unit:|stat::|Done |Dictionary:|[[:space:]]*$)/ {
+			last[++k % 8] = $0
+		     }' "$log"
+		for f in "$art"/*; do
+			[ -f "$f" ] || continue
+			echo "  reproducer: $f ($(stat -c %s "$f") bytes)"
+			if [ "$(stat -c %s "$f")" -le 16384 ]; then
+				echo "  base64 (tests/fuzz/README.md: replaying a CI crash):"
+				base64 -w 100 "$f" | sed 's/^/    /'
+			fi
+		done
 		fail=1
 	else
 		echo "ok   $t: ${execs:-?} execs, ${rate:-?}/s"
