@@ -227,6 +227,16 @@ save("fuzz_vring_packed", "batch-evidx",
 save("fuzz_vring_packed", "inflight-crash",
      pvring(F_PK_INFLIGHT | 0x08, 4, pbatch, [(HDR, outhdr(0) + outhdr(4) + outhdr(1, 2))],
             crash=1))
+# Inflight: a 2-entry ring from index 1, wrap 0; a flush answered, then a crash (or, the
+# second, a clean stop and restart). The queue's count passed 2 * size; the restart resumes at
+# the same slot and wrap counter from a count below it (CI's fuzz_vring_packed failure on
+# 3e51be7: the harness compared the raw counts).
+save("fuzz_vring_packed", "inflight-crash-lap",
+     pvring(F_PK_INFLIGHT, 1, pchain(1, 2, [(HDR, 16, 0), (STATUS, 1, WRITE)], 1, wrap=False),
+            [(HDR, outhdr(4))], base=0x0001, crash=2))
+save("fuzz_vring_packed", "inflight-stop-lap",
+     pvring(F_PK_INFLIGHT, 1, pchain(1, 2, [(HDR, 16, 0), (STATUS, 1, WRITE)], 1, wrap=False),
+            [(HDR, outhdr(4))], base=0x0001))
 # Inflight: a region with a chain left in flight by a previous instance (resubmitted).
 save("fuzz_vring_packed", "inflight-resubmit",
      pvring(F_PK_INFLIGHT, 4, [], [(HDR, outhdr(0, 8))], recovery=1,
