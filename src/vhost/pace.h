@@ -57,4 +57,29 @@ vh_pace_adapt(uint64_t *len, const struct vh_pace_limits *l, uint64_t start, uin
 	return got >= l->batch ? 0 : *len;
 }
 
+/*
+ * What the driver holds (owed) is counted, not seen: completions we published, less requests we
+ * fetched since. The count only errs low (requests fetched that answered nothing, such as a
+ * driver's first burst, are subtracted all the same), except when the driver lowers its depth:
+ * then it keeps completions it will never answer, and the count errs high. So it is cut in half
+ * only on evidence that the driver holds less:
+ * - a poll found nothing right after a pause (@after_pause): the pause produced nothing;
+ * - a poll found nothing and none found anything for a long while (@idle): the driver stopped,
+ *   and is not to be waited for when it starts again;
+ * - the longest pause (@at_max) produced less than the aim (3/8 of the count, vh_pace_adapt).
+ * A poll that merely finds the ring empty is no evidence: a driver at depth 128 whose core
+ * limits it leaves the ring empty between most of our polls, and halving the count there kept
+ * pacing off for nine polls in ten (docs/performance.md).
+ *
+ * Returns the count to go by for a poll that found @got requests (0: an empty poll).
+ */
+static inline uint32_t
+vh_pace_owed(uint32_t owed, uint32_t got, bool after_pause, bool at_max, bool idle)
+{
+	if (got == 0) {
+		return after_pause || idle ? owed / 2 : owed;
+	}
+	return after_pause && at_max && got < owed * 3 / 8 ? owed / 2 : owed;
+}
+
 #endif

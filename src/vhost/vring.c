@@ -522,16 +522,18 @@ vq_poll_nofetch(struct vh_vq *vq)
  *   trickle, for PACE_NS: one that publishes whole batches is never paced, and a longer pause
  *   cost the Linux pattern 12 % (docs/performance.md).
  *
- * One that waits for us (low queue depth, owed < PACE_OWED) is never paced; owed halves at
- * every empty poll and is forgotten before the reactor sleeps, so a driver that stops is not
- * waited for.
+ * One that waits for us (low queue depth, owed < PACE_OWED) is never paced. The count of what
+ * the driver owes is halved on evidence that it holds less (pace.h: an empty poll after a pause
+ * or after PACE_IDLE_NS without requests, a pause that produced little) and forgotten before
+ * the reactor sleeps, so a driver that stops or lowers its depth is not waited for.
  */
 #define PACE_OWED    32u   /* completions in the driver's hands before pacing is considered */
 #define PACE_TRICKLE 32u   /* a poll that took fewer requests than this found a trickle */
 #define PACE_NS      4000u /* how long the avail ring is then left alone */
 #define PACE_MIN_NS  1000u /* a polling driver's pause: pace.h adapts it within these */
 #define PACE_MAX_NS  16000u
-#define PACE_POLLING 16u /* publishes in a row without an interrupt wanted: a polling driver */
+#define PACE_POLLING 16u    /* publishes in a row without an interrupt wanted: a polling driver */
+#define PACE_IDLE_NS 50000u /* no requests for this long: the driver stopped (owed halves) */
 
 /* A duration in vh_ticks(), worked out once: pacing reads the iteration's timestamp. */
 static uint64_t
@@ -555,13 +557,29 @@ pace_ticks(void)
 	return ns_ticks_cached(&t, PACE_NS);
 }
 
+static uint64_t
+pace_max_ticks(void)
+{
+	static uint64_t t;
+
+	return ns_ticks_cached(&t, PACE_MAX_NS);
+}
+
+static uint64_t
+pace_idle_ticks(void)
+{
+	static uint64_t t;
+
+	return ns_ticks_cached(&t, PACE_IDLE_NS);
+}
+
 /* A polling driver's pause (pace.h), adapted to what this poll found; 0: none now. */
 static uint64_t
 pace_polling(struct vh_vq *vq, uint32_t owed_before, uint16_t got)
 {
-	static uint64_t lo, hi;
+	static uint64_t lo;
 	struct vh_pace_limits l = {.lo = ns_ticks_cached(&lo, PACE_MIN_NS),
-	                           .hi = ns_ticks_cached(&hi, PACE_MAX_NS),
+	                           .hi = pace_max_ticks(),
 	                           .batch = VH_VQ_BATCH};
 
 	return vh_pace_adapt(&vq->pace_len, &l, pace_ticks(), owed_before, got);
@@ -573,6 +591,7 @@ vq_poll(void *arg)
 	struct vh_vq *vq = arg;
 	uint16_t before = vq->last_avail, got;
 	uint32_t owed_before;
+	bool after_pause;
 
 	if (vq->retry_head != NULL) {
 		run_retries(vq);
@@ -592,7 +611,8 @@ vq_poll(void *arg)
 		vh_vq_packed_fetch(vq); /* not paced: pacing is measured on split rings only */
 		return vq->last_avail != before ? VH_POLL_BUSY : VH_POLL_IDLE;
 	}
-	if (vq->pace_until != 0) {
+	after_pause = vq->pace_until != 0;
+	if (after_pause) {
 		if (vh_reactor_now_ticks() < vq->pace_until) {
 			return VH_POLL_IDLE;
 		}
@@ -601,10 +621,20 @@ vq_poll(void *arg)
 	vq_fetch(vq);
 	got = (uint16_t)(vq->last_avail - before);
 	if (got == 0) {
-		vq->owed /= 2;
+		/* Below PACE_OWED the count decides nothing: a shallow driver polls free. */
+		if (vq->owed >= PACE_OWED) {
+			bool idle = vh_reactor_now_ticks() - vq->last_fetch > pace_idle_ticks();
+
+			vq->owed = vh_pace_owed(vq->owed, 0, after_pause, false, idle);
+		}
 		return VH_POLL_IDLE;
 	}
+	vq->last_fetch = vh_reactor_now_ticks();
 	owed_before = vq->owed;
+	if (after_pause) {
+		owed_before = vh_pace_owed(owed_before, got, true, vq->pace_len >= pace_max_ticks(),
+		                           false);
+	}
 	vq->owed = owed_before > got ? owed_before - got : 0;
 	/* Low depth (both rules need owed_before >= PACE_OWED), or nothing more could be fetched.
 	 */

@@ -137,6 +137,7 @@ struct vh_vq {
 	 * ring is left alone.
 	 */
 	uint32_t owed;
+	uint64_t last_fetch; /* vh_ticks() of the last poll that found requests (pacing) */
 	uint64_t pace_until; /* 0: not paced */
 	uint64_t pace_len;   /* a polling driver's pause, adapted to its batches (vh_ticks()) */
 	/* Publishes since the driver last wanted an interrupt (saturates). */

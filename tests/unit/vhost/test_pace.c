@@ -26,9 +26,10 @@
 #define LO      1000u
 #define HI      16000u
 #define BATCH   64u
-#define OWED    32u  /* vring.c's PACE_OWED */
-#define POLL_NS 100u /* one reactor iteration with nothing else to do */
-#define REQ_NS  40u  /* the target's time per request (null disk) */
+#define OWED    32u    /* vring.c's PACE_OWED */
+#define POLL_NS 100u   /* one reactor iteration with nothing else to do */
+#define REQ_NS  40u    /* the target's time per request (null disk) */
+#define IDLE_NS 50000u /* vring.c's PACE_IDLE_NS */
 
 static const struct vh_pace_limits limits = {.lo = LO, .hi = HI, .batch = BATCH};
 
@@ -47,22 +48,34 @@ struct sim {
  * several). pace: false runs the same loop without pacing, for comparison.
  */
 static struct sim
-simulate(uint32_t depth, uint32_t drv_ns, uint64_t sim_ns, uint32_t owed0, bool pace)
+simulate_drop(uint32_t depth, uint32_t depth2, uint32_t drv_ns, uint64_t sim_ns, uint32_t owed0,
+              bool pace)
 {
-	uint64_t t = 4000, drv_t = 0, idle = 0, pause = 0, polls = 0, taken = 0;
+	uint64_t t = 4000, drv_t = 0, idle = 0, pause = 0, polls = 0, taken = 0, last_fetch = 0;
 	/* published, not fetched; completions to answer; vring.c's vq->owed */
-	uint32_t avail = 0, owes = depth, owed = owed0;
+	uint32_t avail = 0, owes = depth, owed = owed0, drop = 0;
+	bool after_pause = pace, dropped = false;
 	struct sim r = {0};
 
 	while (t < sim_ns) {
 		uint32_t got, owed_before;
 		uint64_t next = POLL_NS;
 
+		/* Half-way, the driver lowers its depth to depth2: it keeps that many completions
+		 * without answering them. */
+		if (!dropped && t >= sim_ns / 2) {
+			dropped = true;
+			drop = depth - depth2;
+		}
 		/* The driver answers completions one at a time, d ns each, until it is out of them.
 		 */
 		while (owes > 0 && drv_t + drv_ns <= t) {
 			drv_t += drv_ns;
 			owes--;
+			if (drop > 0) {
+				drop--;
+				continue;
+			}
 			avail++;
 		}
 		if (owes == 0 && drv_t < t) {
@@ -72,14 +85,17 @@ simulate(uint32_t depth, uint32_t drv_ns, uint64_t sim_ns, uint32_t owed0, bool 
 		got = avail < BATCH ? avail : BATCH;
 		avail -= got;
 		if (got > 0) {
-			owed_before = owed;
-			owed = owed > got ? owed - got : 0;
+			last_fetch = t;
+			owed_before = vh_pace_owed(owed, got, after_pause, pause >= HI, false);
+			owed = owed_before > got ? owed_before - got : 0;
+			after_pause = false;
 			if (pace && owed_before >= OWED) {
 				uint64_t now =
 				        vh_pace_adapt(&pause, &limits, 4000, owed_before, got);
 
 				if (now != 0) {
 					next = now;
+					after_pause = true;
 				}
 			}
 			owed += got; /* completed at once, published at the end of the iteration */
@@ -91,7 +107,8 @@ simulate(uint32_t depth, uint32_t drv_ns, uint64_t sim_ns, uint32_t owed0, bool 
 				taken += got;
 			}
 		} else {
-			owed /= 2;
+			owed = vh_pace_owed(owed, 0, after_pause, false, t - last_fetch > IDLE_NS);
+			after_pause = false;
 		}
 		t += next;
 	}
@@ -99,6 +116,12 @@ simulate(uint32_t depth, uint32_t drv_ns, uint64_t sim_ns, uint32_t owed0, bool 
 	r.idle_frac = (double)idle / (double)t;
 	r.mean_batch = polls ? (double)taken / (double)polls : 0;
 	return r;
+}
+
+static struct sim
+simulate(uint32_t depth, uint32_t drv_ns, uint64_t sim_ns, uint32_t owed0, bool pace)
+{
+	return simulate_drop(depth, depth, drv_ns, sim_ns, owed0, pace);
 }
 
 static void
@@ -192,14 +215,53 @@ test_slow_driver(void **state)
 	assert_true(s.completed > 0);
 }
 
+/*
+ * The count of what the driver holds is halved only on evidence: an empty poll after a pause or
+ * after a long idle stretch, or a pause that produced under an eighth of the count. An empty poll
+ * alone is none (a CPU-bound driver at depth 128 leaves the ring empty between most polls).
+ */
+static void
+test_owed_evidence(void **state)
+{
+	(void)state;
+	assert_int_equal(vh_pace_owed(100, 0, false, false, false), 100);
+	assert_int_equal(vh_pace_owed(100, 0, true, false, false), 50);
+	assert_int_equal(vh_pace_owed(100, 0, false, false, true), 50);
+	assert_int_equal(vh_pace_owed(100, 5, false, false, false), 100); /* no pause */
+	assert_int_equal(vh_pace_owed(100, 5, true, false, false), 100);  /* the pause can grow */
+	assert_int_equal(vh_pace_owed(100, 36, true, true, false), 50);   /* the aim: 37 */
+	assert_int_equal(vh_pace_owed(100, 37, true, true, false), 100);
+	assert_int_equal(vh_pace_owed(0, 0, true, false, true), 0);
+}
+
+/*
+ * A CPU-bound driver at depth 128 that drops to depth 4 half-way: it keeps 124 completions it
+ * will never answer, so the count errs high. Pacing must let go: with the pause still adapting
+ * to a driver that cannot fill it, each request would wait up to the maximum pause.
+ */
+static void
+test_depth_drop(void **state)
+{
+	(void)state;
+	for (uint32_t d2 = 2; d2 <= 16; d2 *= 2) {
+		struct sim p = simulate_drop(128, d2, 175, 40000000, 128, true);
+		struct sim u = simulate_drop(128, d2, 175, 40000000, 128, false);
+		char what[48];
+
+		snprintf(what, sizeof(what), "QD128 -> QD%u 175 ns", d2);
+		report(what, p);
+		assert_true(p.completed >= u.completed * 95 / 100);
+		assert_true(p.mean_batch <= d2);
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_bounds),
-	        cmocka_unit_test(test_fast_driver),
-	        cmocka_unit_test(test_cpu_bound_driver),
-	        cmocka_unit_test(test_slow_driver),
+	        cmocka_unit_test(test_bounds),           cmocka_unit_test(test_owed_evidence),
+	        cmocka_unit_test(test_depth_drop),       cmocka_unit_test(test_fast_driver),
+	        cmocka_unit_test(test_cpu_bound_driver), cmocka_unit_test(test_slow_driver),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
