@@ -55,8 +55,9 @@ for t in $targets; do
 		     }' "$log"
 		for f in "$art"/*; do
 			[ -f "$f" ] || continue
-			echo "  reproducer: $f ($(stat -c %s "$f") bytes)"
-			if [ "$(stat -c %s "$f")" -le 16384 ]; then
+			sz=$(stat -c %s "$f")
+			echo "  reproducer: $f ($sz bytes)"
+			if [ "$sz" -le 16384 ]; then
 				echo "  base64 (tests/fuzz/README.md: replaying a CI crash):"
 				base64 -w 100 "$f" | sed 's/^/    /'
 			fi

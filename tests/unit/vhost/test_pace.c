@@ -217,8 +217,9 @@ test_slow_driver(void **state)
 
 /*
  * The count of what the driver holds is halved only on evidence: an empty poll after a pause or
- * after a long idle stretch, or a pause that produced under an eighth of the count. An empty poll
- * alone is none (a CPU-bound driver at depth 128 leaves the ring empty between most polls).
+ * after a long idle stretch, or the longest pause producing less than the aim (3/8 of the count).
+ * An empty poll alone is none (a CPU-bound driver at depth 128 leaves the ring empty between
+ * most polls).
  */
 static void
 test_owed_evidence(void **state)
@@ -235,9 +236,10 @@ test_owed_evidence(void **state)
 }
 
 /*
- * A CPU-bound driver at depth 128 that drops to depth 4 half-way: it keeps 124 completions it
- * will never answer, so the count errs high. Pacing must let go: with the pause still adapting
- * to a driver that cannot fill it, each request would wait up to the maximum pause.
+ * A CPU-bound driver at depth 128 that drops to depth 2, 4, 8 or 16 half-way: it keeps the
+ * other completions without ever answering them, so the count errs high. Pacing must let go: with
+ * the pause still adapting to a driver that cannot fill it, each request would wait up to the
+ * maximum pause.
  */
 static void
 test_depth_drop(void **state)
