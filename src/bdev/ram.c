@@ -47,16 +47,51 @@ struct ram_disk {
 	bool huge; /* hugetlbfs: every page present for the disk's lifetime */
 };
 
+/*
+ * Reads are copied with a look-ahead. A 4 KiB random read from a disk larger than the cache
+ * starts with a miss to memory, and memcpy waits for that first line before it streams the rest:
+ * under SPDK's bdevperf about half of the copy's time was that wait (perf annotate). So submit()
+ * only prefetches the start of the source and queues the read; the copy runs when
+ * RAM_READ_AHEAD later reads have been submitted, or at the channel's poll (the same reactor
+ * iteration), by which time the line is on its way: 1.80 M to 2.28 M reads per second
+ * (docs/performance.md). The hardware prefetcher follows on from the first lines; prefetching
+ * 16 or 64 lines of the 4 KiB was slower than 8.
+ *
+ * A queued read is in flight until its callback, so a write to the same blocks submitted
+ * meanwhile may show in what it returns: block devices order nothing between requests in flight
+ * (virtio, SCSI and NVMe alike); a write that completed before the read was submitted always
+ * shows.
+ */
+#define RAM_READ_AHEAD     8u
+#define RAM_PREFETCH_LINES 8u
+
+struct ram_channel {
+	struct ram_disk *d;
+	unsigned head, n; /* reads queued for their copy, oldest at head */
+	struct vh_bdev_io *q[RAM_READ_AHEAD];
+};
+
 static void *
 ram_channel_create(struct vh_bdev *b)
 {
-	return b->ctx;
+	struct ram_channel *c = calloc(1, sizeof(*c));
+
+	if (c != NULL) {
+		c->d = b->ctx;
+	}
+	return c;
 }
 
 static void
 ram_channel_destroy(void *ch)
 {
-	(void)ch;
+	struct ram_channel *c = ch;
+
+	/* The layer closes a channel only once its I/O completed, and the poll copied them all. */
+	if (c->n != 0) {
+		VH_LOG(VH_LOG_ERROR, "bdev", "malloc channel closed with %u reads queued", c->n);
+	}
+	free(c);
 }
 
 static void
@@ -161,10 +196,64 @@ zero_range(struct ram_disk *d, uint64_t off, uint64_t len)
 	return 0;
 }
 
+/* Copy the oldest queued read; returns it. */
+static struct vh_bdev_io *
+read_one(struct ram_channel *c)
+{
+	struct vh_bdev_io *io = c->q[c->head];
+
+	c->head = (c->head + 1) % RAM_READ_AHEAD;
+	c->n--;
+	copy_out(io, c->d->base + io->offset);
+	return io;
+}
+
+static void
+read_queue(struct ram_channel *c, struct vh_bdev_io *io)
+{
+	const char *src = (const char *)c->d->base + io->offset;
+	uint64_t lines = VH_MIN((io->length + 63) / 64, (uint64_t)RAM_PREFETCH_LINES);
+
+	for (uint64_t i = 0; i < lines; i++) {
+		__builtin_prefetch(src + 64 * i, 0, 3);
+	}
+	if (c->n == RAM_READ_AHEAD) {
+		/* submit() may not call back: the poll completes it. */
+		vh_bdev_io_complete_deferred(read_one(c), 0);
+	}
+	c->q[(c->head + c->n) % RAM_READ_AHEAD] = io;
+	c->n++;
+}
+
+/* The channel's poll: copy and complete the queued reads. */
+static int
+ram_poll(void *ch)
+{
+	struct ram_channel *c = ch;
+	unsigned n = c->n; /* a callback may queue more: those wait for the next poll */
+
+	if (n == 0) {
+		return VH_POLL_IDLE;
+	}
+	while (n-- > 0) {
+		vh_bdev_io_done(read_one(c), 0);
+	}
+	return VH_POLL_BUSY;
+}
+
+static int
+ram_arm(void *ch)
+{
+	const struct ram_channel *c = ch;
+
+	return c->n != 0;
+}
+
 static int
 ram_submit(void *ch, struct vh_bdev_io *io)
 {
-	struct ram_disk *d = ch;
+	struct ram_channel *c = ch;
+	struct ram_disk *d = c->d;
 	int status = 0;
 
 	/* The consumer checked the range; a bug above us must not become a host overflow. */
@@ -173,8 +262,8 @@ ram_submit(void *ch, struct vh_bdev_io *io)
 	}
 	switch (io->type) {
 	case VH_BDEV_IO_READ:
-		copy_out(io, d->base + io->offset);
-		break;
+		read_queue(c, io);
+		return 0;
 	case VH_BDEV_IO_WRITE:
 		copy_in(io, d->base + io->offset);
 		break;
@@ -228,6 +317,8 @@ static const struct vh_bdev_module ram_module = {
         .channel_create = ram_channel_create,
         .channel_destroy = ram_channel_destroy,
         .submit = ram_submit,
+        .poll = ram_poll,
+        .arm = ram_arm,
         .destruct = ram_destruct,
         .info_json = ram_info_json,
         .config_json = ram_config_json,
