@@ -257,6 +257,8 @@ void vb_clock_calibrate(void);
 void vb_queue_init_ring(struct vb_queue *q, bool event_idx, const struct vb_ring_pattern *rp);
 /* Write slot s's whole chain for direction w (and its ring descriptor if indirect). */
 void vb_slot_write_chain(struct vb_queue *q, struct vb_slot *s, bool w);
+/* Packed rings with --indirect on: the slot's indirect table for direction @w. */
+void vb_slot_write_packed_table(struct vb_queue *q, struct vb_slot *s, bool w);
 /* Set the ring pattern preset @name in o->ring. 0, or -1 for an unknown name. */
 int vb_pattern_preset(const char *name, struct vb_ring_pattern *rp);
 const char *vb_used_event_name(enum vb_used_event m);

@@ -34,6 +34,8 @@ static const char usage[] =
         "                      DPDK's virtio-user: the target must make every write durable\n"
         "  --packed            packed virtqueues (VIRTIO_F_RING_PACKED; the target must offer\n"
         "                      it): the same chains, written into the descriptor ring\n"
+        "                      (with --indirect on, one descriptor per request pointing at\n"
+        "                      its table, as a Linux guest's virtio_ring does)\n"
         "  --inflight          give the target an inflight region (INFLIGHT_SHMFD), as QEMU\n"
         "                      does: it records every request there (crash recovery)\n"
         "\n"
@@ -581,10 +583,11 @@ check(struct vb_opts *o)
 	if (apply_pattern(o) < 0) {
 		return -1;
 	}
-	if (o->packed &&
-	    (strcmp(o->pattern_name, "lean") != 0 || (o->ring_set & ~VB_RP_EVENT_IDX))) {
-		fprintf(stderr, "vhost-bench: --packed drives the lean pattern only (--event-idx "
-		                "aside, the ring habits are split-ring ones)\n");
+	if (o->packed && (strcmp(o->pattern_name, "lean") != 0 ||
+	                  (o->ring_set & ~(VB_RP_EVENT_IDX | VB_RP_INDIRECT | VB_RP_REWRITE)))) {
+		fprintf(stderr, "vhost-bench: --packed drives the lean pattern only (--event-idx, "
+		                "--indirect and --rewrite aside, the ring habits are split-ring "
+		                "ones)\n");
 		return -1;
 	}
 	if (o->size && o->size < (uint64_t)o->bs * o->queues) {

@@ -22,7 +22,8 @@
  *   resubmissions (their start time), one at the end (busy-time accounting). At QD1 that is a
  *   per-I/O timestamp; at QD128 it is per batch.
  * - Packed rings (--packed) get the same chains, written into the descriptor ring at every
- *   submission (addresses fixed per slot, the first descriptor's flags stored last, release),
+ *   submission (addresses fixed per slot, the first descriptor's flags stored last, release;
+ *   with --indirect on, one descriptor per request pointing at the slot's table, as Linux does),
  *   used descriptors reaped in ring order, and event suppression words instead of flags and
  *   event indices: the same work a Linux guest does for each layout.
  */
@@ -323,6 +324,28 @@ vb_slot_write_chain(struct vb_queue *q, struct vb_slot *s, bool w)
 	s->write = w;
 }
 
+void
+vb_slot_write_packed_table(struct vb_queue *q, struct vb_slot *s, bool w)
+{
+	/* A packed indirect table (VIRTIO 1.2 §2.8.7): descriptors in order, no ids, no NEXT. */
+	struct vring_packed_desc *d = (struct vring_packed_desc *)(void *)s->chain;
+	uint16_t n = q->ndesc, in = w ? 0 : VRING_DESC_F_WRITE;
+
+	/* Like Linux's virtqueue_add_indirect_packed(): header, data, status. */
+	d[0] = (struct vring_packed_desc){.addr = htole64(s->hdr_gpa), .len = htole32(16)};
+	for (uint16_t m = 0; m < q->nseg; m++) {
+		uint32_t off = (uint32_t)m * q->seg_len;
+
+		d[1 + m] = (struct vring_packed_desc){
+		        .addr = htole64(s->buf_gpa + off),
+		        .len = htole32(q->bs - off < q->seg_len ? q->bs - off : q->seg_len),
+		        .flags = htole16(in)};
+	}
+	d[n - 1] = (struct vring_packed_desc){
+	        .addr = htole64(s->hdr_gpa + 16), .len = htole32(1), .flags = htole16(VRING_DESC_F_WRITE)};
+	s->write = w;
+}
+
 /* Packed: the lists went out at submission; decide on the kick (Linux's kick_prepare). */
 static bool
 publish_packed(struct vb_queue *q)
@@ -483,6 +506,20 @@ put_packed(struct vb_queue *q, struct vb_slot *s, bool w)
 {
 	uint16_t pos = q->p_avail, n = (uint16_t)(q->nseg + 2), first = 0;
 
+	if (q->indirect) {
+		/* One descriptor: the table (written at set-up, or at a change of direction). */
+		struct vring_packed_desc *d = &q->pring[pos & q->mask];
+
+		d->addr = htole64(s->chain_gpa);
+		d->len = htole32(16u * n);
+		d->id = htole16(s->head);
+		__atomic_store_n(&d->flags,
+		                 htole16(((pos & q->size) ? P_USED : P_AVAIL) | VRING_DESC_F_INDIRECT),
+		                 __ATOMIC_RELEASE);
+		q->p_avail = (uint16_t)(pos + 1);
+		return;
+	}
+
 	for (uint16_t i = 0; i < n; i++) {
 		uint16_t p = (uint16_t)(pos + i);
 		struct vring_packed_desc *d = &q->pring[p & q->mask];
@@ -557,8 +594,12 @@ submit(struct vb_thread *t, enum phase ph, struct vb_queue *q, struct vb_slot *s
 	h.sector = htole64(lba);
 	memcpy(s->hdr, &h, sizeof(h));
 	*s->status = 0xff; /* a target that never writes the status is caught */
-	if (!q->packed && (q->rewrite || w != s->write)) {
-		vb_slot_write_chain(q, s, w);
+	if (q->rewrite || w != s->write) {
+		if (!q->packed) {
+			vb_slot_write_chain(q, s, w);
+		} else if (q->indirect) {
+			vb_slot_write_packed_table(q, s, w);
+		}
 	}
 	s->write = w;
 	if (verify) {
@@ -739,7 +780,7 @@ service_packed(struct vb_thread *t, enum phase ph, struct vb_queue *q)
 			return n;
 		}
 		s = &q->slots[q->slot_of[id] - 1];
-		q->p_used = (uint16_t)(q->p_used + q->nseg + 2);
+		q->p_used = (uint16_t)(q->p_used + (q->indirect ? 1 : q->nseg + 2));
 		complete(t, q, s, t0, ph == PH_RUN);
 		q->done[n++] = s;
 	} while (q->inflight > 0 && p_used_at(q, q->p_used, &flags));

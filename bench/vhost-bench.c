@@ -514,6 +514,11 @@ init_slot(struct bench *b, struct vb_queue *q, unsigned int k, uint64_t hdr_gpa,
 		s->write = 0;
 		s->head = (uint16_t)k;
 		q->slot_of[k] = (uint16_t)(k + 1);
+		if (q->indirect) {
+			s->chain_gpa = table_gpa;
+			s->chain = vh_fe_gpa_to_ptr(b->mem, table_gpa, 16ull * q->ndesc);
+			vb_slot_write_packed_table(q, s, false);
+		}
 		/* Writes without --verify carry a fixed non-zero pattern. */
 		memset(s->buf, 0x5a, b->o.bs);
 		return;
