@@ -341,8 +341,9 @@ vb_slot_write_packed_table(struct vb_queue *q, struct vb_slot *s, bool w)
 		        .len = htole32(q->bs - off < q->seg_len ? q->bs - off : q->seg_len),
 		        .flags = htole16(in)};
 	}
-	d[n - 1] = (struct vring_packed_desc){
-	        .addr = htole64(s->hdr_gpa + 16), .len = htole32(1), .flags = htole16(VRING_DESC_F_WRITE)};
+	d[n - 1] = (struct vring_packed_desc){.addr = htole64(s->hdr_gpa + 16),
+	                                      .len = htole32(1),
+	                                      .flags = htole16(VRING_DESC_F_WRITE)};
 	s->write = w;
 }
 
@@ -513,9 +514,10 @@ put_packed(struct vb_queue *q, struct vb_slot *s, bool w)
 		d->addr = htole64(s->chain_gpa);
 		d->len = htole32(16u * n);
 		d->id = htole16(s->head);
-		__atomic_store_n(&d->flags,
-		                 htole16(((pos & q->size) ? P_USED : P_AVAIL) | VRING_DESC_F_INDIRECT),
-		                 __ATOMIC_RELEASE);
+		__atomic_store_n(
+		        &d->flags,
+		        htole16(((pos & q->size) ? P_USED : P_AVAIL) | VRING_DESC_F_INDIRECT),
+		        __ATOMIC_RELEASE);
 		q->p_avail = (uint16_t)(pos + 1);
 		return;
 	}
