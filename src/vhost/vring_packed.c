@@ -209,29 +209,51 @@ static inline __attribute__((always_inline)) uint32_t
 read_chain(struct vh_vq *vq, const struct vh_vq_packed *pk, uint64_t w, uint16_t *id, bool ifl,
            uint16_t *ifl_last, uint16_t *ifl_e)
 {
-	uint64_t want = avail_bits(vq->last_avail, vq->size);
 	struct pvirtq_desc *out = pk->chain_buf, *o = out;
 	uint32_t size = vq->size, idx = vq->last_avail & vq->mask;
-	/*
-	 * The descriptors not outstanding (fetched, not used yet: the used position lags the
-	 * fetch position by exactly those): a chain may not be longer. left: the descriptors
-	 * up to the nearer of that and the ring's end, the one bound the loop checks.
-	 */
-	uint32_t room = size - (uint16_t)(vq->last_avail - vq->last_used);
-	uint32_t left = VH_MIN(room, size - idx);
+	/* Fetched and not used yet: the used position lags the fetch position by exactly those. */
+	uint32_t outstanding = (uint16_t)(vq->last_avail - vq->last_used);
 	const struct pvirtq_desc *d = &pk->ring[idx];
-	/* The free list has room entries (one per descriptor not outstanding). */
+	/* The free list has one entry per descriptor not outstanding. */
 	uint16_t e = ifl ? pk->ifl_free : 0;
 	/* Locals: the word stores below may alias anything, these must not be reloaded. */
 	struct inflight_desc_packed *rd = ifl ? pk->ifl->desc : NULL;
 	const uint16_t *rnext = ifl ? pk->ifl_next : NULL;
+	uint64_t want;
+	uint32_t room, left;
 
-	if (VH_UNLIKELY(left == 0)) { /* room == 0: the ring's end is never 0 away */
+	if (VH_UNLIKELY(outstanding >= size)) {
 		vh_vq_broken(vq,
 		             "guest violated the ring protocol: more descriptors made available "
 		             "than the ring holds");
 		return 0;
 	}
+	if (!(w & W_NEXT)) {
+		/*
+		 * One descriptor: an indirect table (every request of a Linux guest that negotiated
+		 * VIRTIO_RING_F_INDIRECT_DESC) or a single buffer. The loop below, without its
+		 * bookkeeping for further descriptors.
+		 */
+		uint64_t addr = VH_READ_ONCE(d->addr);
+
+		out->addr = addr;
+		*(desc_word_t *)(void *)&out->len = w;
+		if (ifl) {
+			VH_WRITE_ONCE(*(desc_word_t *)(void *)&rd[e].id, w >> 32 | w << 32);
+			VH_WRITE_ONCE(rd[e].addr, addr);
+			*ifl_last = e;
+			*ifl_e = rnext[e];
+		}
+		*id = W_ID(w);
+		return 1;
+	}
+	/*
+	 * room: the descriptors not outstanding, a chain may not be longer; left: those up to the
+	 * nearer of that and the ring's end, the one bound the loop checks (never 0 here).
+	 */
+	want = avail_bits(vq->last_avail, size);
+	room = size - outstanding;
+	left = VH_MIN(room, size - idx);
 	for (;;) {
 		uint64_t addr = VH_READ_ONCE(d->addr);
 
