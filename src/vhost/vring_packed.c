@@ -118,24 +118,6 @@ ifl_fetch(struct vh_vq_packed *pk, struct vh_req *req, uint16_t n, uint16_t last
  * saw the batch" held for the position it polls only. One used descriptor at a time, each
  * committed before the next is written, keeps the ring past the committed position clean.
  */
-/*
- * The halves of the region's used word (vh_pk_used_word(): used_idx, old_used_idx, used_wrap,
- * old_used_wrap): a position as the new one, and as the old one. push_used() has the index and
- * wrap counter of both positions at hand, so each word is a few shifts and ors.
- */
-static inline uint64_t
-used_new(uint64_t idx, uint64_t wrap)
-{
-	return idx | wrap << 32;
-}
-
-static inline uint64_t
-used_old(uint64_t idx, uint64_t wrap)
-{
-	return idx << 16 | wrap << 40;
-}
-
-/* Phase one, before the used descriptor: the chain back on the free list, the new used word. */
 static inline void
 ifl_used_begin(struct vh_vq_packed *pk, uint16_t entry, uint16_t last, uint64_t word)
 {
@@ -624,17 +606,20 @@ push_used(struct vh_vq *vq, struct vh_vq_packed *pk, struct vh_req *req, bool if
 	/* §2.8.1: a used descriptor has AVAIL == USED == the device's wrap counter. */
 	uint64_t flags = vh_pk_wrap(pos, size) ? AVAIL_USED : 0;
 
-	/* With a region: the entries and the used word's halves, in locals before any store. */
+	/*
+	 * With a region: the entries, in locals before any store (a uint16_t store may alias them),
+	 * and the new position's half of both used words (vh_pk_used_word()).
+	 */
 	uint16_t entry = ifl ? req->ifl_entry : 0, last = ifl ? req->ifl_last : 0;
 	uint64_t nidx = vh_pk_idx(next, size), nwrap = vh_pk_wrap(next, size);
-	uint64_t nword = used_new(nidx, nwrap);
+	uint64_t nword = vh_pk_used_new(nidx, nwrap);
 
 	if (req->used_len > 0) {
 		flags |= VRING_DESC_F_WRITE; /* §2.8.3: the device wrote into the buffer */
 	}
 	if (ifl) {
 		ifl_used_begin(pk, entry, last,
-		               nword | used_old(vh_pk_idx(pos, size), vh_pk_wrap(pos, size)));
+		               nword | vh_pk_used_old(vh_pk_idx(pos, size), vh_pk_wrap(pos, size)));
 	}
 	/*
 	 * len, id and the flags that hand the descriptor to the driver in one store: the driver
@@ -644,7 +629,7 @@ push_used(struct vh_vq *vq, struct vh_vq_packed *pk, struct vh_req *req, bool if
 	VH_STORE_REL(*(desc_word_t *)(void *)&d->len,
 	             (uint64_t)req->used_len | (uint64_t)head << 32 | flags << 48);
 	if (ifl) {
-		ifl_used_commit(pk, entry, nword | used_old(nidx, nwrap));
+		ifl_used_commit(pk, entry, nword | vh_pk_used_old(nidx, nwrap));
 	}
 	/* The driver may post this id again as soon as it sees the flags. */
 	id_clear(vq, head);

@@ -55,13 +55,26 @@ vh_pk_base16(uint16_t pos, uint32_t size)
 
 /*
  * The inflight region's header word at offset 16: used_idx, old_used_idx, used_wrap_counter,
- * old_used_wrap_counter (and two bytes of padding), written with one store (inflight.c).
+ * old_used_wrap_counter (and two bytes of padding), written with one store (inflight.c). Its
+ * halves, from a position's index and wrap counter: the new position's, and the old one's.
  */
+static inline uint64_t
+vh_pk_used_new(uint64_t idx, uint64_t wrap)
+{
+	return idx | wrap << 32;
+}
+
+static inline uint64_t
+vh_pk_used_old(uint64_t idx, uint64_t wrap)
+{
+	return idx << 16 | wrap << 40;
+}
+
 static inline uint64_t
 vh_pk_used_word(uint16_t pos, uint16_t old, uint32_t size)
 {
-	return (uint64_t)vh_pk_idx(pos, size) | (uint64_t)vh_pk_idx(old, size) << 16 |
-	       (uint64_t)vh_pk_wrap(pos, size) << 32 | (uint64_t)vh_pk_wrap(old, size) << 40;
+	return vh_pk_used_new(vh_pk_idx(pos, size), vh_pk_wrap(pos, size)) |
+	       vh_pk_used_old(vh_pk_idx(old, size), vh_pk_wrap(old, size));
 }
 
 static inline uint64_t *
