@@ -395,8 +395,10 @@ test_verify_runs(struct vh_target *t, struct run_out *r)
 /*
  * --packed: the same verify runs on packed rings (chains written into the ring, wrapping it
  * many times, out-of-order completions from 2 queues), in polling and interrupt mode, and with an
- * inflight region (--inflight: the target copies and records every chain); a target that does
- * not offer packed rings is refused with a clear message.
+ * inflight region (--inflight: the target copies and records every chain), and with indirect
+ * tables (--indirect on, the shape of a Linux guest's requests: reads and writes mixed, so each
+ * slot's table is rewritten when its direction changes); a target that does not offer packed
+ * rings is refused with a clear message.
  */
 static int
 test_packed(struct vh_target_opts *o, struct run_out *r)
@@ -415,6 +417,12 @@ test_packed(struct vh_target_opts *o, struct run_out *r)
 	        "--inflight", "--queues", "2",    "--bs",         "8k",       "--iodepth",
 	        "8",          "--size",   "4m",   "--number_ios", "20000",    "--runtime",
 	        "30",         "--json",   NULL};
+	/* As a Linux guest sends them: one ring descriptor per request, its chain in a table. */
+	const char *const ind[] = {
+	        "--socket",   t.sock,      "--rw",       "randrw",   "--verify", "--packed",
+	        "--indirect", "on",        "--inflight", "--queues", "2",        "--bs",
+	        "8k",         "--iodepth", "8",          "--size",   "4m",       "--number_ios",
+	        "20000",      "--runtime", "30",         "--json",   NULL};
 	int rc;
 
 	o->readonly = false;
@@ -450,6 +458,15 @@ test_packed(struct vh_target_opts *o, struct run_out *r)
 	if (rc == 0 && (json_int(r->out, "ios") != 20000 || json_int(r->out, "errors") != 0 ||
 	                json_int(r->out, "mismatches") != 0 || json_int(r->out, "checked") <= 0)) {
 		fprintf(stderr, "FAIL: packed verify run with an inflight region: %s\n", r->out);
+		rc = -1;
+	}
+	if (rc == 0) {
+		rc = expect_exit(r, 0, ind);
+	}
+	if (rc == 0 && (json_int(r->out, "ios") != 20000 || json_int(r->out, "errors") != 0 ||
+	                json_int(r->out, "mismatches") != 0 || json_int(r->out, "checked") <= 0 ||
+	                !strstr(r->out, "\"indirect\":true"))) {
+		fprintf(stderr, "FAIL: packed verify run with indirect tables: %s\n", r->out);
 		rc = -1;
 	}
 	if (vh_target_stop(&t) < 0) {
