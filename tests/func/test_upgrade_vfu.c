@@ -255,9 +255,14 @@ upgrades(struct ctx *x, struct vfu_client *c, struct vio *v)
 		        ver != NULL ? ver : "?", x->version[b]);
 		json_decref(j.result);
 		prev = w;
-		/* The old worker exits after answering: keep the I/O going meanwhile. */
-		for (int k = 0;
-		     k < 500 && (nworkers(&x->t.d) != 1 || vh_daemon_child(&x->t.d) != w); k++) {
+		/*
+		 * The old worker exits after answering, about a second later: keep the I/O going
+		 * meanwhile. Bounded by time, not by rounds of I/O: under TSan 500 rounds took less
+		 * than that second, and the check below failed with both workers alive.
+		 */
+		for (double t0 = now_ms();
+		     now_ms() - t0 < 15000 &&
+		     (nworkers(&x->t.d) != 1 || vh_daemon_child(&x->t.d) != w);) {
 			T_OK(vio_run(v, 16, 30000));
 		}
 		T_CHECK(vh_daemon_child(&x->t.d) == w,
@@ -290,7 +295,8 @@ bad_candidate(struct ctx *x, struct vio *v, const char *what, const char *script
 	T_CHECK(j.rc == -EREMOTEIO, "%s: vhostd_upgrade should fail, got %s", what,
 	        j.rc == 0 ? "success" : strerror(-j.rc));
 	printf("bad candidate (%s): refused: %s\n", what, j.msg);
-	for (int k = 0; k < 1000 && nworkers(&x->t.d) != 1; k++) {
+	/* The refused candidate exits: I/O meanwhile, bounded by time as in upgrades(). */
+	for (double t0 = now_ms(); now_ms() - t0 < 15000 && nworkers(&x->t.d) != 1;) {
 		T_OK(vio_run(v, 16, 30000));
 	}
 	T_CHECK(nworkers(&x->t.d) == 1 && vh_daemon_child(&x->t.d) == old,
