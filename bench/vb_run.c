@@ -324,26 +324,49 @@ vb_slot_write_chain(struct vb_queue *q, struct vb_slot *s, bool w)
 	s->write = w;
 }
 
+/*
+ * Packed: buffer @i of the slot's chain of @n for direction @w, as Linux lays a virtio-blk
+ * request out (header, data, status): its address and length, and VRING_DESC_F_WRITE if the
+ * device writes it. The same buffers go into the ring (put_packed()) or into the slot's
+ * indirect table (vb_slot_write_packed_table()).
+ */
+static inline uint16_t
+packed_buf(const struct vb_queue *q, const struct vb_slot *s, uint16_t i, uint16_t n, bool w,
+           uint64_t *addr, uint32_t *len)
+{
+	uint32_t off;
+
+	if (i == 0) {
+		*addr = s->hdr_gpa;
+		*len = 16;
+		return 0;
+	}
+	if (i == n - 1) {
+		*addr = s->hdr_gpa + 16;
+		*len = 1;
+		return VRING_DESC_F_WRITE;
+	}
+	off = (uint32_t)(i - 1) * q->seg_len;
+	*addr = s->buf_gpa + off;
+	*len = q->bs - off < q->seg_len ? q->bs - off : q->seg_len;
+	return w ? 0 : VRING_DESC_F_WRITE;
+}
+
 void
 vb_slot_write_packed_table(struct vb_queue *q, struct vb_slot *s, bool w)
 {
 	/* A packed indirect table (VIRTIO 1.2 §2.8.7): descriptors in order, no ids, no NEXT. */
 	struct vring_packed_desc *d = (struct vring_packed_desc *)(void *)s->chain;
-	uint16_t n = q->ndesc, in = w ? 0 : VRING_DESC_F_WRITE;
+	uint16_t n = q->ndesc;
 
-	/* Like Linux's virtqueue_add_indirect_packed(): header, data, status. */
-	d[0] = (struct vring_packed_desc){.addr = htole64(s->hdr_gpa), .len = htole32(16)};
-	for (uint16_t m = 0; m < q->nseg; m++) {
-		uint32_t off = (uint32_t)m * q->seg_len;
+	for (uint16_t i = 0; i < n; i++) {
+		uint64_t addr;
+		uint32_t len;
+		uint16_t f = packed_buf(q, s, i, n, w, &addr, &len);
 
-		d[1 + m] = (struct vring_packed_desc){
-		        .addr = htole64(s->buf_gpa + off),
-		        .len = htole32(q->bs - off < q->seg_len ? q->bs - off : q->seg_len),
-		        .flags = htole16(in)};
+		d[i] = (struct vring_packed_desc){
+		        .addr = htole64(addr), .len = htole32(len), .flags = htole16(f)};
 	}
-	d[n - 1] = (struct vring_packed_desc){.addr = htole64(s->hdr_gpa + 16),
-	                                      .len = htole32(1),
-	                                      .flags = htole16(VRING_DESC_F_WRITE)};
 	s->write = w;
 }
 
@@ -525,24 +548,13 @@ put_packed(struct vb_queue *q, struct vb_slot *s, bool w)
 	for (uint16_t i = 0; i < n; i++) {
 		uint16_t p = (uint16_t)(pos + i);
 		struct vring_packed_desc *d = &q->pring[p & q->mask];
-		uint16_t f = (p & q->size) ? P_USED : P_AVAIL;
 		uint64_t addr;
 		uint32_t len;
+		uint16_t f = packed_buf(q, s, i, n, w, &addr, &len);
 
-		if (i == 0) {
-			addr = s->hdr_gpa;
-			len = 16;
+		f |= (p & q->size) ? P_USED : P_AVAIL;
+		if (i < n - 1) {
 			f |= VRING_DESC_F_NEXT;
-		} else if (i == n - 1) {
-			addr = s->hdr_gpa + 16;
-			len = 1;
-			f |= VRING_DESC_F_WRITE;
-		} else {
-			uint32_t off = (uint32_t)(i - 1) * q->seg_len;
-
-			addr = s->buf_gpa + off;
-			len = q->bs - off < q->seg_len ? q->bs - off : q->seg_len;
-			f |= VRING_DESC_F_NEXT | (w ? 0 : VRING_DESC_F_WRITE);
 		}
 		d->addr = htole64(addr);
 		d->len = htole32(len);
